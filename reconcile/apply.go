@@ -1,0 +1,131 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// plannedChange is one write the mirror resolution decided on.
+type plannedChange struct {
+	key    string
+	upsert bool
+}
+
+// maxQuarantineRun is how many rows in a row may be quarantined, with nothing applied in
+// between, before the sync gives up: past it the target is failing, not a row.
+const maxQuarantineRun = 16
+
+// mirror resolves the difference as target := source and applies it.
+func (s *session) mirror(ctx context.Context) error {
+	var plan []plannedChange
+	for _, k := range s.changed {
+		plan = append(plan, plannedChange{key: k, upsert: true})
+	}
+	for _, k := range s.srcOnly {
+		plan = append(plan, plannedChange{key: k, upsert: true})
+	}
+	deletes := int64(len(s.tgtOnly))
+	for _, k := range s.tgtOnly {
+		plan = append(plan, plannedChange{key: k})
+	}
+	if allowed := s.opts.MaxDelete.Rows(s.rootR.Count); deletes > allowed && !s.opts.Force {
+		return &DeleteGuardError{Deletes: deletes, Allowed: allowed, TargetCount: s.rootR.Count, Limit: s.opts.MaxDelete}
+	}
+	if s.opts.DryRun {
+		s.rep.Upserted, s.rep.Deleted = len(s.changed)+len(s.srcOnly), len(s.tgtOnly)
+		return nil
+	}
+
+	size := s.opts.BatchRows
+	attempts := map[string]int{}
+	quarantineRun := 0
+	for len(plan) > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := min(size, len(plan))
+		changes, err := s.changes(ctx, plan[:n])
+		if err != nil {
+			return err
+		}
+		n = len(changes) // the byte cap may have shortened the batch
+		resp, err := s.peer.Apply(ctx, &ApplyRequest{Now: s.now, Changes: changes})
+		if err == nil {
+			quarantineRun = 0
+			for i, o := range resp.Outcomes {
+				switch {
+				case o == Raced:
+					s.rep.Raced++
+				case plan[i].upsert:
+					s.rep.Upserted++
+				default:
+					s.rep.Deleted++
+				}
+			}
+			plan = plan[n:]
+			size = min(size*2, s.opts.MaxBatchRows)
+			s.progress("apply", s.rep.Upserted+s.rep.Deleted, len(plan))
+			continue
+		}
+		if ctx.Err() != nil || errors.Is(err, ErrReadOnly) {
+			return fmt.Errorf("apply: %w", err)
+		}
+		if n > 1 {
+			size = max(1, n/2)
+			continue
+		}
+		k := plan[0].key
+		attempts[k]++
+		if attempts[k] < s.opts.Attempts {
+			continue
+		}
+		s.rep.Quarantined++
+		s.rep.QuarantinedRows = append(s.rep.QuarantinedRows, Quarantine{Key: PrintableKey([]byte(k)), Error: err.Error()})
+		plan = plan[1:]
+		size = s.opts.BatchRows
+		if quarantineRun++; quarantineRun >= maxQuarantineRun {
+			return fmt.Errorf("apply: %d rows in a row failed, the target keeps refusing writes: %w", quarantineRun, err)
+		}
+	}
+	return nil
+}
+
+// changes builds the conditional writes for plan, reading the source rows at the
+// snapshot. It stops early when the rows' values pass the batch byte cap (always keeping
+// at least one).
+func (s *session) changes(ctx context.Context, plan []plannedChange) ([]Change, error) {
+	var keys [][]byte
+	for _, p := range plan {
+		if p.upsert {
+			keys = append(keys, []byte(p.key))
+		}
+	}
+	rows, err := s.src.Rows(ctx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("read source rows: %w", err)
+	}
+	out := make([]Change, 0, len(plan))
+	bytes, r := 0, 0
+	for _, p := range plan {
+		c := Change{Key: []byte(p.key)}
+		if e, ok := s.entryR[p.key]; ok {
+			e := e
+			c.Expect = &e
+		}
+		if p.upsert {
+			row := rows[r]
+			r++
+			if row.Key == nil {
+				return nil, fmt.Errorf("read source rows: %s vanished from the source snapshot", PrintableKey([]byte(p.key)))
+			}
+			if len(out) > 0 && bytes+len(row.Value) > s.opts.BatchBytes {
+				break
+			}
+			bytes += len(row.Value)
+			c.Put = &row
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}

@@ -1,0 +1,102 @@
+// Package reconcile runs one anti-entropy session between two endpoints: it compares
+// their version-range Merkle indexes, descends only into ranges whose digests differ,
+// computes the difference by key, resolves it, and applies the result conditionally.
+package reconcile
+
+import (
+	"context"
+	"errors"
+
+	"github.com/reconcile-dev/reconcile/merkle"
+)
+
+// Row is one row as endpoints store and exchange it. Value holds canonical bytes.
+type Row struct {
+	Key       []byte
+	Version   uint64
+	Value     []byte
+	ExpiresAt int64 // unix nanoseconds, 0 = never
+	Tombstone bool  // merge mode only
+}
+
+// Entry returns the index entry that stands for r.
+func (r Row) Entry() merkle.Entry {
+	e := merkle.Entry{Key: r.Key, Version: r.Version, ExpiresAt: r.ExpiresAt, ValueHash: merkle.ValueHash(r.Value)}
+	if r.Tombstone {
+		e.Flags |= merkle.FlagTombstone
+	}
+	return e
+}
+
+// Info describes a snapshot; the session compares Ordering and Schema before any work.
+type Info struct {
+	Ordering merkle.Ordering
+	// Schema is an opaque fingerprint of what a row's value means (columns and types for a
+	// SQL table; "kv" for a plain keyspace). Endpoints that disagree cannot be reconciled.
+	Schema string
+	// Root is the digest of every live entry at the snapshot's now.
+	Root merkle.Digest
+}
+
+// Endpoint is one copy of the data: a Badger store, a SQL table, a remote server.
+//
+// Contract: an Endpoint holds rows keyed by Key, at most one per key. Each row has an index
+// entry at its position (merkle.Ordering). Expired rows (ExpiresAt at or before a
+// snapshot's now) are invisible in every snapshot: they are in no digest, split and listing.
+// Tombstones appear only where the endpoint keeps them for merge mode.
+type Endpoint interface {
+	// Open takes one consistent read snapshot, which sees rows live at now (unix ns).
+	Open(ctx context.Context, now int64) (Snapshot, error)
+	// Apply writes changes in one transaction: all of them or none. Each change is
+	// conditional: it is applied only when the endpoint's current entry for the key is
+	// still Expect (nil: no live row at now); otherwise it is skipped and reported Raced.
+	// A non-nil error means nothing was written; errors that a smaller batch may avoid
+	// (a row too large, a constraint) are returned so, and the caller halves the batch.
+	Apply(ctx context.Context, now int64, changes []Change) ([]Outcome, error)
+	// Close releases the endpoint.
+	Close() error
+}
+
+// Snapshot is a consistent read view of one endpoint. Ranges are over positions: lo
+// inclusive, hi exclusive, nil lo is the first position and nil hi is past the last.
+type Snapshot interface {
+	Info() Info
+	// Digests returns the digests of the consecutive parts of [lo, hi) cut at bounds
+	// (sorted, strictly inside the range): len(bounds)+1 digests.
+	Digests(ctx context.Context, lo, hi []byte, bounds [][]byte) ([]merkle.Digest, error)
+	// Split returns up to k-1 positions of this snapshot's entries that cut [lo, hi) into
+	// parts of near-equal count.
+	Split(ctx context.Context, lo, hi []byte, k int) ([][]byte, error)
+	// Entries returns the entries in [lo, hi) in position order, at most limit of them
+	// (limit <= 0: no limit).
+	Entries(ctx context.Context, lo, hi []byte, limit int) ([]merkle.Entry, error)
+	// Rows returns the snapshot's live rows for keys, in the same order; a key with no live
+	// row yields a Row with a nil Key.
+	Rows(ctx context.Context, keys [][]byte) ([]Row, error)
+	// ReadStats reports what this snapshot has read from its index so far.
+	ReadStats() merkle.ReadStats
+	// Close releases the snapshot.
+	Close() error
+}
+
+// Change is one conditional write.
+type Change struct {
+	Key []byte
+	// Expect is the entry the session saw for Key on this endpoint, nil if it saw none.
+	Expect *merkle.Entry
+	// Put is the row to write; nil deletes Key.
+	Put *Row
+}
+
+// Outcome says what happened to one Change of an applied batch.
+type Outcome uint8
+
+const (
+	// Applied: the change was written.
+	Applied Outcome = iota
+	// Raced: the endpoint's entry changed since the snapshot; the change was skipped.
+	Raced
+)
+
+// ErrReadOnly is returned by Apply on endpoints that refuse writes.
+var ErrReadOnly = errors.New("endpoint is read-only")

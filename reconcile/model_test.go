@@ -1,0 +1,265 @@
+package reconcile_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand"
+	"testing"
+
+	"github.com/reconcile-dev/reconcile/adapters/memory"
+	"github.com/reconcile-dev/reconcile/merkle"
+	"github.com/reconcile-dev/reconcile/reconcile"
+)
+
+const testNow = int64(1_700_000_000_000_000_000)
+
+// naiveDiff classifies every key by a full comparison of the live rows.
+func naiveDiff(src, dst *memory.Store, now int64) (onlySrc, onlyDst, changed int) {
+	live := func(s *memory.Store) map[string]merkle.Entry {
+		m := map[string]merkle.Entry{}
+		for _, r := range s.Rows() {
+			if e := r.Entry(); !e.Expired(now) {
+				m[string(r.Key)] = e
+			}
+		}
+		return m
+	}
+	a, b := live(src), live(dst)
+	for k, ea := range a {
+		eb, ok := b[k]
+		switch {
+		case !ok:
+			onlySrc++
+		case ea.Hash() != eb.Hash():
+			changed++
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			onlyDst++
+		}
+	}
+	return
+}
+
+func liveRows(s *memory.Store, now int64) map[string]reconcile.Row {
+	m := map[string]reconcile.Row{}
+	for _, r := range s.Rows() {
+		if !r.Entry().Expired(now) {
+			m[string(r.Key)] = r
+		}
+	}
+	return m
+}
+
+type world struct {
+	rng     *rand.Rand
+	version uint64
+	o       merkle.Ordering
+}
+
+func (w *world) key() []byte {
+	switch w.rng.Intn(20) {
+	case 0:
+		return []byte{} // the empty key
+	case 1:
+		b := make([]byte, 1+w.rng.Intn(40))
+		w.rng.Read(b)
+		return b
+	default:
+		return []byte(fmt.Sprintf("k%06d", w.rng.Intn(4000)))
+	}
+}
+
+func (w *world) value() []byte {
+	n := w.rng.Intn(24)
+	if w.rng.Intn(400) == 0 {
+		n = 1 << 20 // a 1 MiB value now and then
+	}
+	b := make([]byte, n)
+	w.rng.Read(b)
+	return b
+}
+
+func (w *world) expiry() int64 {
+	switch w.rng.Intn(10) {
+	case 0:
+		return testNow - int64(w.rng.Intn(1000)) // already expired
+	case 1:
+		return testNow + 1 + int64(w.rng.Intn(1000))
+	}
+	return 0
+}
+
+// history writes n random operations, with bulk writes sharing one version.
+func (w *world) history(s *memory.Store, n int) {
+	for i := 0; i < n; i++ {
+		w.version++
+		bulk := 1
+		if w.rng.Intn(30) == 0 {
+			bulk = 2 + w.rng.Intn(60)
+		}
+		for j := 0; j < bulk; j++ {
+			if w.rng.Intn(4) == 0 {
+				s.Delete(w.key())
+				continue
+			}
+			s.Put(reconcile.Row{Key: w.key(), Version: w.version, Value: w.value(), ExpiresAt: w.expiry()})
+		}
+	}
+}
+
+func clone(o merkle.Ordering, s *memory.Store) *memory.Store {
+	c := memory.New(o)
+	for _, r := range s.Rows() {
+		c.Put(r)
+	}
+	return c
+}
+
+// scenario builds a source and a target that differ in one of the ways real copies drift.
+func scenario(t *testing.T, w *world, kind int) (src, dst *memory.Store) {
+	o := w.o
+	src = memory.New(o)
+	switch kind {
+	case 0: // both empty
+		return src, memory.New(o)
+	case 1: // empty target
+		w.history(src, 300)
+		return src, memory.New(o)
+	case 2: // empty source
+		dst = memory.New(o)
+		w.history(dst, 300)
+		return src, dst
+	case 3: // totally different
+		w.history(src, 300)
+		dst = memory.New(o)
+		w.history(dst, 300)
+		return src, dst
+	case 4: // identical
+		w.history(src, 500)
+		return src, clone(o, src)
+	case 5: // rollback: the source is restored from an older copy
+		w.history(src, 500)
+		old := clone(o, src)
+		w.history(src, 40)
+		dst = clone(o, src) // the replica got the newer writes
+		return old, dst
+	case 6: // count-preserving swaps
+		w.history(src, 500)
+		dst = clone(o, src)
+		rows := dst.Rows()
+		for i := 0; i < 5 && len(rows) > 0; i++ {
+			r := rows[w.rng.Intn(len(rows))]
+			dst.Delete(r.Key)
+			r.Key = append([]byte("swapped/"), r.Key...)
+			dst.Put(r)
+		}
+		return src, dst
+	default: // drift on both sides
+		w.history(src, 500)
+		dst = clone(o, src)
+		w.history(src, w.rng.Intn(30))
+		w.history(dst, w.rng.Intn(30))
+		return src, dst
+	}
+}
+
+func TestModel(t *testing.T) {
+	ctx := context.Background()
+	configs := []reconcile.Options{
+		{},
+		{Fanout: 2, LeafMax: 1},
+		{Fanout: 4, LeafMax: 3, FingerprintBytes: 1}, // tiny fingerprints: collisions must be caught
+		{Fanout: 64, LeafMax: 64},
+	}
+	for seed := int64(1); seed <= 24; seed++ {
+		for _, o := range []merkle.Ordering{merkle.VersionOrder, merkle.KeyOrder} {
+			w := &world{rng: rand.New(rand.NewSource(seed)), o: o}
+			kind := int(seed % 8)
+			src, dst := scenario(t, w, kind)
+			cfg := configs[int(seed)%len(configs)]
+			name := fmt.Sprintf("seed%d/%s/kind%d", seed, o, kind)
+			t.Run(name, func(t *testing.T) {
+				wantS, wantD, wantC := naiveDiff(src, dst, testNow)
+				opts := cfg
+				opts.Now = testNow
+				rep, err := reconcile.Run(ctx, src, dst, opts)
+				if err != nil {
+					t.Fatalf("diff: %v", err)
+				}
+				if rep.OnlySource != wantS || rep.OnlyTarget != wantD || rep.Changed != wantC {
+					t.Fatalf("diff found %d/%d/%d (only source/only target/changed), naive comparison %d/%d/%d",
+						rep.OnlySource, rep.OnlyTarget, rep.Changed, wantS, wantD, wantC)
+				}
+				opts.Mode, opts.Force = reconcile.Mirror, true
+				rep, err = reconcile.Run(ctx, src, dst, opts)
+				if err != nil {
+					t.Fatalf("sync: %v", err)
+				}
+				if rep.Upserted != wantS+wantC || rep.Deleted != wantD || rep.Raced != 0 || rep.Quarantined != 0 {
+					t.Fatalf("sync wrote %d upserts %d deletes (%d raced, %d quarantined), want %d and %d", rep.Upserted, rep.Deleted, rep.Raced, rep.Quarantined, wantS+wantC, wantD)
+				}
+				a, b := liveRows(src, testNow), liveRows(dst, testNow)
+				if len(a) != len(b) {
+					t.Fatalf("after sync: %d live rows on the source, %d on the target", len(a), len(b))
+				}
+				for k, r := range a {
+					got, ok := b[k]
+					if !ok || got.Version != r.Version || got.ExpiresAt != r.ExpiresAt || !bytes.Equal(got.Value, r.Value) {
+						t.Fatalf("after sync: key %q differs", k)
+					}
+				}
+				ri, _ := reconcile.Root(ctx, src, testNow)
+				rt, _ := reconcile.Root(ctx, dst, testNow)
+				if ri.Root != rt.Root {
+					t.Fatalf("after sync: roots differ")
+				}
+				rep, err = reconcile.Run(ctx, src, dst, opts)
+				if err != nil || rep.Differ() || rep.Rounds != 1 {
+					t.Fatalf("second sync: err %v, differ %v, rounds %d", err, rep.Differ(), rep.Rounds)
+				}
+			})
+		}
+	}
+}
+
+// TestRollback is the restore-from-backup case from the seeds: versions go backwards on
+// the source and the replica must end up with the restored row, losing nothing.
+func TestRollback(t *testing.T) {
+	ctx := context.Background()
+	src, dst := memory.New(merkle.VersionOrder), memory.New(merkle.VersionOrder)
+	versions := map[int]uint64{1: 210, 2: 221, 3: 234, 4: 245}
+	for id, v := range versions {
+		r := reconcile.Row{Key: []byte(fmt.Sprint(id)), Version: v, Value: []byte(fmt.Sprintf("row %d v%d", id, v))}
+		src.Put(r)
+		dst.Put(r)
+	}
+	backup := clone(merkle.VersionOrder, src)
+	src.Put(reconcile.Row{Key: []byte("3"), Version: 257, Value: []byte("row 3 v257")})
+	opts := reconcile.Options{Mode: reconcile.Mirror, Now: testNow}
+	if _, err := reconcile.Run(ctx, src, dst, opts); err != nil {
+		t.Fatal(err)
+	}
+	if r := liveRows(dst, testNow)["3"]; r.Version != 257 {
+		t.Fatalf("replica holds id 3 at %d after the first sync, want 257", r.Version)
+	}
+	// The source is restored from its backup: id 3 goes back to 234.
+	rep, err := reconcile.Run(ctx, backup, dst, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Changed != 1 || rep.OnlySource != 0 || rep.OnlyTarget != 0 || rep.Deleted != 0 {
+		t.Fatalf("rollback sync: %+v", rep)
+	}
+	rows := liveRows(dst, testNow)
+	if len(rows) != 4 {
+		t.Fatalf("replica holds %d rows, want 4", len(rows))
+	}
+	for id, v := range versions {
+		if r := rows[fmt.Sprint(id)]; r.Version != v {
+			t.Fatalf("replica holds id %d at %d, want %d", id, r.Version, v)
+		}
+	}
+}

@@ -1,0 +1,136 @@
+package reconcile
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Mode says what a session does with the difference it finds.
+type Mode string
+
+const (
+	// Diff reports the difference and writes nothing.
+	Diff Mode = "diff"
+	// Mirror makes the target equal to the source: upsert only-source and changed rows,
+	// delete only-target rows.
+	Mirror Mode = "mirror"
+)
+
+// Options tune one session. The zero value is usable: Defaults fills it in.
+type Options struct {
+	Mode Mode
+	// DryRun computes everything a sync would write and writes nothing.
+	DryRun bool
+	// MaxDelete guards mirror syncs against wiping a target; see DeleteLimit.
+	MaxDelete DeleteLimit
+	// Force overrides MaxDelete.
+	Force bool
+	// Now is the session's clock (unix ns) for expiry; 0 means time.Now().
+	Now int64
+	// Fanout is the number of parts a mismatching range is split into (at least).
+	Fanout int
+	// LeafMax is the size at or below which a range is settled by listing its entries.
+	LeafMax int
+	// FingerprintBytes is the length of the short fingerprints exchanged while descending.
+	FingerprintBytes int
+	// BatchRows is the first apply batch size; MaxBatchRows caps its growth.
+	BatchRows, MaxBatchRows int
+	// BatchBytes caps the value bytes of one apply batch.
+	BatchBytes int
+	// Attempts is how many times one row is tried alone before it is quarantined.
+	Attempts int
+	// Progress, when set, is called after each round and each apply batch.
+	Progress func(Progress)
+}
+
+// Progress is a snapshot of a running session for progress displays.
+type Progress struct {
+	Phase   string // "descend", "apply"
+	Rounds  int
+	Found   int // differing keys found so far
+	Applied int // rows written so far
+	Pending int // rows still to write
+}
+
+// Defaults returns o with zero fields set to measured defaults.
+func (o Options) Defaults() Options {
+	if o.Mode == "" {
+		o.Mode = Diff
+	}
+	if o.Fanout <= 1 {
+		o.Fanout = 16
+	}
+	if o.LeafMax <= 0 {
+		o.LeafMax = 16
+	}
+	if o.FingerprintBytes <= 0 {
+		o.FingerprintBytes = 4
+	}
+	if o.FingerprintBytes > 16 {
+		o.FingerprintBytes = 16
+	}
+	if o.BatchRows <= 0 {
+		o.BatchRows = 256
+	}
+	if o.MaxBatchRows <= 0 {
+		o.MaxBatchRows = 8192
+	}
+	if o.BatchBytes <= 0 {
+		o.BatchBytes = 16 << 20
+	}
+	if o.Attempts <= 0 {
+		o.Attempts = 3
+	}
+	if !o.MaxDelete.set {
+		o.MaxDelete = DeleteLimit{set: true, Percent: 10, IsPercent: true}
+	}
+	return o
+}
+
+// DeleteLimit is the --max-delete guard: an absolute number of rows, or a percentage of
+// the target's live rows. The zero value means "the default" (10%).
+type DeleteLimit struct {
+	N         int64
+	Percent   float64
+	IsPercent bool
+	set       bool
+}
+
+// ParseDeleteLimit parses "N" or "P%".
+func ParseDeleteLimit(s string) (DeleteLimit, error) {
+	s = strings.TrimSpace(s)
+	if strings.HasSuffix(s, "%") {
+		p, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
+		if err != nil || p < 0 || p > 100 {
+			return DeleteLimit{}, fmt.Errorf("max-delete %q: want a number of rows or a percentage such as 10%%", s)
+		}
+		return DeleteLimit{Percent: p, IsPercent: true, set: true}, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return DeleteLimit{}, fmt.Errorf("max-delete %q: want a number of rows or a percentage such as 10%%", s)
+	}
+	return DeleteLimit{N: n, set: true}, nil
+}
+
+// Rows returns the number of deletes allowed on a target holding targetCount live rows.
+func (l DeleteLimit) Rows(targetCount uint64) int64 {
+	if !l.set {
+		l = DeleteLimit{Percent: 10, IsPercent: true, set: true}
+	}
+	if l.IsPercent {
+		return int64(float64(targetCount) * l.Percent / 100)
+	}
+	return l.N
+}
+
+func (l DeleteLimit) String() string {
+	if !l.set {
+		return "10%"
+	}
+	if l.IsPercent {
+		return strconv.FormatFloat(l.Percent, 'f', -1, 64) + "%"
+	}
+	return strconv.FormatInt(l.N, 10)
+}

@@ -1,0 +1,129 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/reconcile-dev/reconcile/merkle"
+)
+
+// Peer is the responder side of a session as the initiator sees it: every call is one
+// round trip. An in-process peer (Local) and a remote one implement it the same way, so a
+// session behaves the same whether the other side is here or across a network.
+type Peer interface {
+	Open(ctx context.Context, req *OpenRequest) (*OpenResponse, error)
+	Round(ctx context.Context, req *RoundRequest) (*RoundResponse, error)
+	Apply(ctx context.Context, req *ApplyRequest) (*ApplyResponse, error)
+	// Traffic reports the bytes the session's frames took on the wire so far.
+	Traffic() Traffic
+	// ReadStats reports what the responder's snapshot has read.
+	ReadStats() merkle.ReadStats
+	Close() error
+}
+
+// Traffic counts wire bytes from the initiator's point of view.
+type Traffic struct {
+	Sent, Received int64
+	// ValueBytes is the part of Sent that is row values in apply frames.
+	ValueBytes int64
+}
+
+// Local is an in-process Peer over an Endpoint. Every frame is encoded and decoded
+// exactly as it would be on the wire, so its byte counts are the protocol's.
+type Local struct {
+	ep      Endpoint
+	snap    Snapshot
+	resp    *Responder
+	params  frameParams
+	traffic Traffic
+}
+
+// NewLocal returns a Peer that answers from ep in this process.
+func NewLocal(ep Endpoint) *Local { return &Local{ep: ep} }
+
+// Open opens a snapshot of the endpoint at req.Now and starts the session.
+func (l *Local) Open(ctx context.Context, req *OpenRequest) (*OpenResponse, error) {
+	frame := EncodeOpenRequest(req)
+	l.traffic.Sent += int64(len(frame))
+	req, err := DecodeOpenRequest(frame)
+	if err != nil {
+		return nil, err
+	}
+	if l.snap != nil {
+		l.snap.Close()
+		l.snap = nil
+	}
+	snap, err := l.ep.Open(ctx, req.Now)
+	if err != nil {
+		return nil, fmt.Errorf("open target snapshot: %w", err)
+	}
+	resp, openResp, err := NewResponder(snap, req)
+	if err != nil {
+		snap.Close()
+		return nil, err
+	}
+	l.snap, l.resp = snap, resp
+	l.params = resp.params
+	frame = EncodeOpenResponse(openResp)
+	l.traffic.Received += int64(len(frame))
+	return DecodeOpenResponse(frame)
+}
+
+// Round answers one round.
+func (l *Local) Round(ctx context.Context, req *RoundRequest) (*RoundResponse, error) {
+	if l.resp == nil {
+		return nil, fmt.Errorf("round: session not open")
+	}
+	frame := encodeRound(l.params, req)
+	l.traffic.Sent += int64(len(frame))
+	decoded, err := decodeRound(l.params, frame)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := l.resp.Round(ctx, decoded)
+	if err != nil {
+		return nil, err
+	}
+	frame = encodeRoundResponse(l.params, decoded, resp)
+	l.traffic.Received += int64(len(frame))
+	return decodeRoundResponse(l.params, req, frame)
+}
+
+// Apply writes one batch to the endpoint.
+func (l *Local) Apply(ctx context.Context, req *ApplyRequest) (*ApplyResponse, error) {
+	frame, values := encodeApply(l.params, req)
+	l.traffic.Sent += int64(len(frame))
+	l.traffic.ValueBytes += values
+	decoded, err := decodeApply(frame)
+	if err != nil {
+		return nil, err
+	}
+	outcomes, err := l.ep.Apply(ctx, decoded.Now, decoded.Changes)
+	if err != nil {
+		return nil, err
+	}
+	frame = encodeApplyResponse(&ApplyResponse{Outcomes: outcomes})
+	l.traffic.Received += int64(len(frame))
+	return decodeApplyResponse(frame, len(req.Changes))
+}
+
+// Traffic reports the bytes counted so far.
+func (l *Local) Traffic() Traffic { return l.traffic }
+
+// ReadStats reports what the responder's snapshot read.
+func (l *Local) ReadStats() merkle.ReadStats {
+	if l.snap == nil {
+		return merkle.ReadStats{}
+	}
+	return l.snap.ReadStats()
+}
+
+// Close releases the snapshot; the endpoint stays open.
+func (l *Local) Close() error {
+	if l.snap == nil {
+		return nil
+	}
+	err := l.snap.Close()
+	l.snap, l.resp = nil, nil
+	return err
+}

@@ -1,0 +1,111 @@
+package reconcile
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+)
+
+// Report is what one session did. Its JSON form is the --json output of diff and sync.
+type Report struct {
+	Mode   Mode `json:"mode"`
+	DryRun bool `json:"dry_run,omitempty"`
+
+	Rounds        int   `json:"rounds"`
+	BytesSent     int64 `json:"bytes_sent"`
+	BytesReceived int64 `json:"bytes_received"`
+	// ValueBytes is the part of BytesSent/BytesReceived that is row values (apply).
+	ValueBytes int64 `json:"value_bytes"`
+
+	OnlySource int `json:"only_source"`
+	OnlyTarget int `json:"only_target"`
+	Changed    int `json:"changed"`
+
+	Upserted    int `json:"upserted"`
+	Deleted     int `json:"deleted"`
+	Quarantined int `json:"quarantined"`
+	Raced       int `json:"raced"`
+
+	EntriesReadSource int64 `json:"entries_read_source"`
+	EntriesReadTarget int64 `json:"entries_read_target"`
+	NodesReadSource   int64 `json:"nodes_read_source"`
+	NodesReadTarget   int64 `json:"nodes_read_target"`
+
+	DurationMS int64 `json:"duration_ms"`
+
+	RootSource  string `json:"root_source"`
+	RootTarget  string `json:"root_target"`
+	CountSource uint64 `json:"count_source"`
+	CountTarget uint64 `json:"count_target"`
+	// RootTargetAfter is the target's root after a sync that wrote something.
+	RootTargetAfter string `json:"root_target_after,omitempty"`
+
+	// Differences lists up to DifferenceSample differing keys, for people.
+	Differences []Difference `json:"differences,omitempty"`
+	// QuarantinedRows names each quarantined row and why.
+	QuarantinedRows []Quarantine `json:"quarantined_rows,omitempty"`
+
+	now int64 // the session's clock, for reading the target root after a sync
+}
+
+// DifferenceSample caps Report.Differences.
+const DifferenceSample = 20
+
+// Difference is one differing key.
+type Difference struct {
+	Class         string `json:"class"` // only_source, only_target, changed
+	Key           string `json:"key"`   // printable: UTF-8 as is, else 0x-hex
+	SourceVersion uint64 `json:"source_version,omitempty"`
+	TargetVersion uint64 `json:"target_version,omitempty"`
+}
+
+// Quarantine is one row that kept failing to apply.
+type Quarantine struct {
+	Key   string `json:"key"`
+	Error string `json:"error"`
+}
+
+// Differ reports whether the session found any difference.
+func (r *Report) Differ() bool { return r.OnlySource+r.OnlyTarget+r.Changed > 0 }
+
+// Partial reports whether a sync finished with rows it could not settle.
+func (r *Report) Partial() bool { return r.Quarantined > 0 || r.Raced > 0 }
+
+// FormatFingerprint renders a digest's full fingerprint in hex, as `root` prints it.
+func FormatFingerprint(fp [16]byte) string { return hex.EncodeToString(fp[:]) }
+
+// ErrDeleteGuard is wrapped by the error a mirror sync returns when it would delete more
+// rows than --max-delete allows. Nothing has been written when it is returned.
+var ErrDeleteGuard = errors.New("delete guard")
+
+// DeleteGuardError carries the numbers behind a refused sync.
+type DeleteGuardError struct {
+	Deletes, Allowed int64
+	TargetCount      uint64
+	Limit            DeleteLimit
+}
+
+func (e *DeleteGuardError) Error() string {
+	return fmt.Sprintf("sync would delete %d of the target's %d rows, more than --max-delete %s allows (%d); nothing was written: check the source, or pass --force or a larger --max-delete",
+		e.Deletes, e.TargetCount, e.Limit, e.Allowed)
+}
+
+func (e *DeleteGuardError) Unwrap() error { return ErrDeleteGuard }
+
+// PrintableKey renders a key for people: as is when it is printable UTF-8, else 0x-hex.
+func PrintableKey(k []byte) string {
+	if utf8.Valid(k) {
+		printable := true
+		for _, r := range string(k) {
+			if r < 0x20 || r == 0x7f {
+				printable = false
+				break
+			}
+		}
+		if printable {
+			return string(k)
+		}
+	}
+	return "0x" + hex.EncodeToString(k)
+}

@@ -1,0 +1,461 @@
+package reconcile
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/reconcile-dev/reconcile/merkle"
+)
+
+// Run runs one session between source and target in this process: the source side
+// initiates, the target answers through an in-process Peer whose frames are encoded as on
+// the wire. See RunPeer for the contract.
+func Run(ctx context.Context, source, target Endpoint, opts Options) (*Report, error) {
+	peer := NewLocal(target)
+	defer peer.Close()
+	rep, err := RunPeer(ctx, source, peer, opts)
+	if err == nil && rep.Mode == Mirror && !rep.DryRun && rep.Upserted+rep.Deleted > 0 {
+		after, aerr := Root(ctx, target, rep.now)
+		if aerr != nil {
+			return rep, fmt.Errorf("read target root after sync: %w", aerr)
+		}
+		rep.RootTargetAfter = FormatFingerprint(after.Root.Fingerprint())
+	}
+	return rep, err
+}
+
+// Root opens a snapshot of ep at now and returns its Info (ordering, schema, root digest).
+func Root(ctx context.Context, ep Endpoint, now int64) (Info, error) {
+	if now == 0 {
+		now = time.Now().UnixNano()
+	}
+	snap, err := ep.Open(ctx, now)
+	if err != nil {
+		return Info{}, fmt.Errorf("open snapshot: %w", err)
+	}
+	defer snap.Close()
+	return snap.Info(), nil
+}
+
+// RunPeer runs one session: the source endpoint, opened here, initiates; peer answers for
+// the target. In Diff mode nothing is written. In Mirror mode the target is made equal to
+// the source: only-source and changed rows are upserted, only-target rows deleted, each
+// write conditional on the target still holding what its snapshot showed. A mirror sync
+// that would delete more rows than opts.MaxDelete allows returns a *DeleteGuardError and
+// writes nothing. The report is returned even with an error, filled as far as the session
+// got.
+func RunPeer(ctx context.Context, source Endpoint, peer Peer, opts Options) (*Report, error) {
+	opts = opts.Defaults()
+	start := time.Now()
+	now := opts.Now
+	if now == 0 {
+		now = start.UnixNano()
+	}
+	rep := &Report{Mode: opts.Mode, DryRun: opts.DryRun, now: now}
+	defer func() { rep.DurationMS = time.Since(start).Milliseconds() }()
+	if opts.Mode != Diff && opts.Mode != Mirror {
+		return rep, fmt.Errorf("mode %q is not supported: use diff or mirror", opts.Mode)
+	}
+
+	src, err := source.Open(ctx, now)
+	if err != nil {
+		return rep, fmt.Errorf("open source snapshot: %w", err)
+	}
+	defer src.Close()
+
+	s := &session{opts: opts, src: src, info: src.Info(), peer: peer, now: now, rep: rep}
+	defer s.finishStats()
+	rep.RootSource = FormatFingerprint(s.info.Root.Fingerprint())
+	rep.CountSource = s.info.Root.Count
+
+	fpLen, prefixLen := opts.FingerprintBytes, 4
+	for attempt := 0; ; attempt++ {
+		err := s.descend(ctx, fpLen, prefixLen)
+		if err != nil {
+			return rep, err
+		}
+		if s.verify() {
+			break
+		}
+		// A short fingerprint or entry prefix collided somewhere: the differences found do
+		// not add up to the difference of the roots. Run again with a fresh nonce and
+		// longer fingerprints; the collision cannot repeat.
+		if attempt == 2 {
+			return rep, fmt.Errorf("descend: the differences found do not account for the root digests after %d attempts (are the endpoints changing under their snapshots?)", attempt+1)
+		}
+		fpLen, prefixLen = 8, 8
+	}
+	s.classify()
+	if opts.Mode == Diff {
+		return rep, nil
+	}
+	return rep, s.mirror(ctx)
+}
+
+type session struct {
+	opts Options
+	src  Snapshot
+	info Info
+	peer Peer
+	now  int64
+	rep  *Report
+
+	params frameParams
+	keyed  *merkle.Keyed
+	rootR  merkle.Digest
+	depth  int // planned split levels from the root
+
+	onlyI, onlyR map[string]merkle.Entry // by position
+	fetches      []Op
+	next         []rng
+
+	// Settled by classify: per key.
+	srcOnly, tgtOnly, changed []string
+	entryI, entryR            map[string]merkle.Entry // by key
+}
+
+// rng is a range still open: its digests differ.
+type rng struct {
+	lo, hi []byte
+	cI, cR uint64
+	depth  int
+	list   bool // split made no progress here: list it
+}
+
+func (s *session) finishStats() {
+	t := s.peer.Traffic()
+	s.rep.BytesSent, s.rep.BytesReceived, s.rep.ValueBytes = t.Sent, t.Received, t.ValueBytes
+	rs := s.src.ReadStats()
+	s.rep.EntriesReadSource, s.rep.NodesReadSource = rs.Entries, rs.Nodes
+	rt := s.peer.ReadStats()
+	s.rep.EntriesReadTarget, s.rep.NodesReadTarget = rt.Entries, rt.Nodes
+}
+
+func (s *session) progress(phase string, applied, pending int) {
+	if s.opts.Progress != nil {
+		s.opts.Progress(Progress{Phase: phase, Rounds: s.rep.Rounds, Found: len(s.onlyI) + len(s.onlyR), Applied: applied, Pending: pending})
+	}
+}
+
+// descend runs the open round and the descent rounds, filling onlyI and onlyR.
+func (s *session) descend(ctx context.Context, fpLen, prefixLen int) error {
+	req := &OpenRequest{Protocol: ProtocolVersion, Ordering: s.info.Ordering, Schema: s.info.Schema,
+		Now: s.now, FPLen: uint8(fpLen), PrefixLen: uint8(prefixLen)}
+	if _, err := rand.Read(req.Nonce[:]); err != nil {
+		return fmt.Errorf("session nonce: %w", err)
+	}
+	resp, err := s.peer.Open(ctx, req)
+	s.rep.Rounds++
+	if err != nil {
+		return err
+	}
+	if resp.Protocol != ProtocolVersion {
+		return fmt.Errorf("open session: target speaks protocol %d, this side %d: run the same reconcile version on both sides", resp.Protocol, ProtocolVersion)
+	}
+	if err := checkCompatible(s.info.Ordering, s.info.Schema, Info{Ordering: resp.Ordering, Schema: resp.Schema}); err != nil {
+		return err
+	}
+	s.rootR = resp.Root
+	s.rep.RootTarget = FormatFingerprint(resp.Root.Fingerprint())
+	s.rep.CountTarget = resp.Root.Count
+	s.params = frameParams{ordering: s.info.Ordering, fpLen: fpLen, prefixLen: prefixLen}
+	s.keyed = merkle.NewKeyed(req.Nonce[:])
+	s.onlyI, s.onlyR, s.fetches, s.next = map[string]merkle.Entry{}, map[string]merkle.Entry{}, nil, nil
+	if s.info.Root == s.rootR {
+		return nil
+	}
+	// Plan the depth so that the largest side reaches leaves in about three splits.
+	n := max(s.info.Root.Count, s.rootR.Count)
+	s.depth = 3
+	if float64(n) <= float64(s.opts.LeafMax)*float64(s.opts.Fanout) {
+		s.depth = 1
+	}
+	ranges := []rng{{cI: s.info.Root.Count, cR: s.rootR.Count}}
+	for len(ranges) > 0 || len(s.fetches) > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var ops []Op
+		var handlers []func(Answer) error
+		for _, r := range ranges {
+			if err := s.plan(ctx, r, &ops, &handlers); err != nil {
+				return err
+			}
+		}
+		for _, f := range s.fetches {
+			f := f
+			ops = append(ops, f)
+			handlers = append(handlers, func(a Answer) error {
+				for _, e := range a.Entries {
+					s.onlyR[string(e.Position(s.info.Ordering))] = e
+				}
+				return nil
+			})
+		}
+		s.fetches = nil
+		if len(ops) == 0 {
+			break
+		}
+		resp, err := s.peer.Round(ctx, &RoundRequest{Ops: ops})
+		s.rep.Rounds++
+		if err != nil {
+			return fmt.Errorf("round %d: %w", s.rep.Rounds, err)
+		}
+		if len(resp.Answers) != len(ops) {
+			return fmt.Errorf("round %d: %d answers for %d operations", s.rep.Rounds, len(resp.Answers), len(ops))
+		}
+		s.next = nil
+		for i, h := range handlers {
+			if err := h(resp.Answers[i]); err != nil {
+				return fmt.Errorf("round %d: %w", s.rep.Rounds, err)
+			}
+		}
+		ranges = s.next
+		s.progress("descend", 0, 0)
+	}
+	return nil
+}
+
+// fanout is how many parts a range of c entries at depth is cut into: enough that leaves
+// are reached in the planned number of levels, never fewer than Fanout.
+func (s *session) fanout(c uint64, depth int) int {
+	left := s.depth - depth
+	if left < 1 {
+		left = 1
+	}
+	f := int(math.Ceil(math.Pow(float64(c)/float64(s.opts.LeafMax), 1/float64(left))))
+	f = max(f, s.opts.Fanout)
+	f = min(f, 4096)
+	if uint64(f) > c {
+		f = int(c)
+	}
+	return max(f, 2)
+}
+
+const listPage = 65536
+
+// plan adds the operation that advances r, or settles r locally.
+func (s *session) plan(ctx context.Context, r rng, ops *[]Op, handlers *[]func(Answer) error) error {
+	leaf := uint64(s.opts.LeafMax)
+	switch {
+	case r.cR == 0:
+		// Nothing on the target: every source entry here is source-only.
+		return eachEntry(ctx, s.src, r.lo, r.hi, func(e merkle.Entry) { s.onlyI[string(e.Position(s.info.Ordering))] = e })
+	case r.cI == 0 || r.list || r.depth > 64:
+		*ops = append(*ops, Op{Kind: OpList, Lo: r.lo, Hi: r.hi, Limit: listPage})
+		*handlers = append(*handlers, func(a Answer) error { return s.settleList(ctx, r, a) })
+		return nil
+	case r.cR <= leaf:
+		return s.compare(ctx, r, nil, ops, handlers)
+	case r.cI < 2 || r.cR > 2*r.cI:
+		k := s.fanout(r.cR, r.depth)
+		*ops = append(*ops, Op{Kind: OpSplit, Lo: r.lo, Hi: r.hi, K: uint32(k)})
+		*handlers = append(*handlers, func(a Answer) error { return s.settleSplit(ctx, r, a) })
+		return nil
+	default:
+		bounds, err := s.src.Split(ctx, r.lo, r.hi, s.fanout(r.cI, r.depth))
+		if err != nil {
+			return fmt.Errorf("split source range: %w", err)
+		}
+		bounds = shortBounds(r.lo, bounds)
+		if len(bounds) == 0 {
+			r.list = true
+			return s.plan(ctx, r, ops, handlers)
+		}
+		return s.compare(ctx, r, bounds, ops, handlers)
+	}
+}
+
+// compare sends the source's fingerprints of r's parts.
+func (s *session) compare(ctx context.Context, r rng, bounds [][]byte, ops *[]Op, handlers *[]func(Answer) error) error {
+	ds, err := s.src.Digests(ctx, r.lo, r.hi, bounds)
+	if err != nil {
+		return fmt.Errorf("source digests: %w", err)
+	}
+	fps := make([]byte, 0, len(ds)*s.params.fpLen)
+	for _, d := range ds {
+		fps = append(fps, s.keyed.Fingerprint(d, s.params.fpLen)...)
+	}
+	*ops = append(*ops, Op{Kind: OpCompare, Lo: r.lo, Hi: r.hi, Bounds: bounds, FPs: fps, ListMax: uint32(s.opts.LeafMax)})
+	*handlers = append(*handlers, func(a Answer) error {
+		if len(a.Mismatch) != len(ds) {
+			return fmt.Errorf("compare answer with %d parts for %d", len(a.Mismatch), len(ds))
+		}
+		k := 0
+		for j, mm := range a.Mismatch {
+			if !mm {
+				continue
+			}
+			if k >= len(a.Counts) {
+				return fmt.Errorf("compare answer short of counts")
+			}
+			lo, hi := partBounds(r.lo, r.hi, bounds, j)
+			part := rng{lo: lo, hi: hi, cI: ds[j].Count, cR: a.Counts[k], depth: r.depth + 1}
+			if a.Listed[k] != nil {
+				if err := s.settleLeaf(ctx, part, a.Listed[k]); err != nil {
+					return err
+				}
+			} else {
+				if len(bounds) == 0 && part.cI == r.cI && part.cR == r.cR && r.depth > 0 {
+					part.list = true // no progress: list it next round
+				}
+				s.next = append(s.next, part)
+			}
+			k++
+		}
+		return nil
+	})
+	return nil
+}
+
+// settleLeaf compares the target's entry prefixes of a small range with the source's
+// entries there; target entries the source lacks are fetched in full next round.
+func (s *session) settleLeaf(ctx context.Context, r rng, listed []byte) error {
+	pl := s.params.prefixLen
+	have := make(map[string]int, len(listed)/pl)
+	for j := 0; j+pl <= len(listed); j += pl {
+		have[string(listed[j:j+pl])]++
+	}
+	err := eachEntry(ctx, s.src, r.lo, r.hi, func(e merkle.Entry) {
+		p := string(s.keyed.EntryPrefix(e.Hash(), pl))
+		if have[p] > 0 {
+			have[p]--
+			return
+		}
+		s.onlyI[string(e.Position(s.info.Ordering))] = e
+	})
+	if err != nil {
+		return err
+	}
+	var want []byte
+	for p, n := range have {
+		if n > 0 {
+			want = append(want, p...)
+		}
+	}
+	if len(want) > 0 {
+		s.fetches = append(s.fetches, Op{Kind: OpFetch, Lo: r.lo, Hi: r.hi, Prefixes: want})
+	}
+	return nil
+}
+
+// settleSplit compares the source's digests over the target's cut of r.
+func (s *session) settleSplit(ctx context.Context, r rng, a Answer) error {
+	ds, err := s.src.Digests(ctx, r.lo, r.hi, a.Bounds)
+	if err != nil {
+		return fmt.Errorf("source digests: %w", err)
+	}
+	if len(a.Counts) != len(ds) || len(a.FPs) != len(ds)*s.params.fpLen {
+		return fmt.Errorf("split answer with %d counts and %d fingerprint bytes for %d parts", len(a.Counts), len(a.FPs), len(ds))
+	}
+	fl := s.params.fpLen
+	for j, d := range ds {
+		if bytes.Equal(s.keyed.Fingerprint(d, fl), a.FPs[j*fl:(j+1)*fl]) {
+			continue
+		}
+		lo, hi := partBounds(r.lo, r.hi, a.Bounds, j)
+		part := rng{lo: lo, hi: hi, cI: d.Count, cR: a.Counts[j], depth: r.depth + 1}
+		if len(a.Bounds) == 0 {
+			part.list = true // the target could not cut it: list it
+		}
+		s.next = append(s.next, part)
+	}
+	return nil
+}
+
+// settleList compares a page of the target's full entries with the source's entries over
+// the part of r that page covers; the rest of r is listed next round.
+func (s *session) settleList(ctx context.Context, r rng, a Answer) error {
+	o := s.info.Ordering
+	hi := r.hi
+	if a.More && len(a.Entries) > 0 {
+		hi = append(a.Entries[len(a.Entries)-1].Position(o), 0) // just past the last entry
+		s.next = append(s.next, rng{lo: hi, hi: r.hi, cI: 1, cR: 1, depth: r.depth, list: true})
+	}
+	target := make(map[merkle.Hash]bool, len(a.Entries))
+	for _, e := range a.Entries {
+		target[e.Hash()] = true
+	}
+	err := eachEntry(ctx, s.src, r.lo, hi, func(e merkle.Entry) {
+		h := e.Hash()
+		if target[h] {
+			delete(target, h)
+			return
+		}
+		s.onlyI[string(e.Position(o))] = e
+	})
+	if err != nil {
+		return err
+	}
+	for _, e := range a.Entries {
+		if target[e.Hash()] {
+			s.onlyR[string(e.Position(o))] = e
+		}
+	}
+	return nil
+}
+
+// verify checks that the differences found account exactly for the difference of the two
+// root digests. Digests are full 256-bit sums, so a short fingerprint or prefix collision
+// that hid a difference is caught here.
+func (s *session) verify() bool {
+	var sumI, sumR merkle.Digest
+	for _, e := range s.onlyI {
+		sumI = sumI.Add(e.Digest())
+	}
+	for _, e := range s.onlyR {
+		sumR = sumR.Add(e.Digest())
+	}
+	return s.info.Root.Sub(s.rootR) == sumI.Sub(sumR)
+}
+
+// classify groups the differing entries by key.
+func (s *session) classify() {
+	s.entryI = make(map[string]merkle.Entry, len(s.onlyI))
+	s.entryR = make(map[string]merkle.Entry, len(s.onlyR))
+	for _, e := range s.onlyI {
+		s.entryI[string(e.Key)] = e
+	}
+	for _, e := range s.onlyR {
+		s.entryR[string(e.Key)] = e
+	}
+	for k := range s.entryI {
+		if _, ok := s.entryR[k]; ok {
+			s.changed = append(s.changed, k)
+		} else {
+			s.srcOnly = append(s.srcOnly, k)
+		}
+	}
+	for k := range s.entryR {
+		if _, ok := s.entryI[k]; !ok {
+			s.tgtOnly = append(s.tgtOnly, k)
+		}
+	}
+	sort.Strings(s.srcOnly)
+	sort.Strings(s.tgtOnly)
+	sort.Strings(s.changed)
+	s.rep.OnlySource, s.rep.OnlyTarget, s.rep.Changed = len(s.srcOnly), len(s.tgtOnly), len(s.changed)
+	add := func(class string, keys []string) {
+		for _, k := range keys {
+			if len(s.rep.Differences) >= DifferenceSample {
+				return
+			}
+			d := Difference{Class: class, Key: PrintableKey([]byte(k))}
+			if e, ok := s.entryI[k]; ok {
+				d.SourceVersion = e.Version
+			}
+			if e, ok := s.entryR[k]; ok {
+				d.TargetVersion = e.Version
+			}
+			s.rep.Differences = append(s.rep.Differences, d)
+		}
+	}
+	add("changed", s.changed)
+	add("only_source", s.srcOnly)
+	add("only_target", s.tgtOnly)
+}

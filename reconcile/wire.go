@@ -1,0 +1,695 @@
+package reconcile
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/reconcile-dev/reconcile/merkle"
+)
+
+// ProtocolVersion is the version of the session messages below and of the bytes they
+// hash. Any change to either is a new version. docs/protocol.md describes the encoding.
+const ProtocolVersion = 1
+
+// Limits every decoder checks before it allocates.
+const (
+	// MaxPosition is the longest position accepted: a 1 MiB key plus its version.
+	MaxPosition = 1<<20 + 8
+	// MaxValue is the largest row value a frame may carry.
+	MaxValue = 256 << 20
+	// MaxSchema bounds the schema fingerprint string.
+	MaxSchema = 4096
+)
+
+// ErrMalformed is wrapped by every decoding error.
+var ErrMalformed = errors.New("malformed frame")
+
+// OpenRequest starts a session on the responder.
+type OpenRequest struct {
+	Protocol  uint32
+	Ordering  merkle.Ordering
+	Schema    string
+	Nonce     [16]byte
+	Now       int64
+	FPLen     uint8 // bytes of each short fingerprint
+	PrefixLen uint8 // bytes of each entry prefix in leaf listings
+}
+
+// OpenResponse answers OpenRequest with the responder's view.
+type OpenResponse struct {
+	Protocol uint32
+	Ordering merkle.Ordering
+	Schema   string
+	Root     merkle.Digest
+}
+
+// OpKind names the operations of one round.
+type OpKind byte
+
+const (
+	// OpCompare: the initiator cut [Lo,Hi) at Bounds and sends its short fingerprint of
+	// each part; the responder answers which parts mismatch, its count for each, and its
+	// entry prefixes for mismatching parts holding at most ListMax entries.
+	OpCompare OpKind = 1
+	// OpSplit: the responder cuts [Lo,Hi) into up to K parts at its own quantiles and
+	// answers bounds, counts and short fingerprints; used where it holds more entries.
+	OpSplit OpKind = 2
+	// OpList: the responder lists its full entries in [Lo,Hi), at most Limit of them.
+	OpList OpKind = 3
+	// OpFetch: the responder lists its full entries in [Lo,Hi) whose prefix is one of
+	// Prefixes.
+	OpFetch OpKind = 4
+)
+
+// Op is one operation of a round.
+type Op struct {
+	Kind     OpKind
+	Lo, Hi   []byte
+	Bounds   [][]byte // OpCompare
+	FPs      []byte   // OpCompare: (len(Bounds)+1) * FPLen bytes
+	ListMax  uint32   // OpCompare
+	K        uint32   // OpSplit
+	Limit    uint32   // OpList
+	Prefixes []byte   // OpFetch: n * PrefixLen bytes
+}
+
+// Answer is the responder's answer to one Op.
+type Answer struct {
+	// OpCompare: Mismatch per part; Counts and Listed per mismatching part, in order.
+	// Listed[i] is nil when that part held more than ListMax entries.
+	Mismatch []bool
+	Counts   []uint64
+	Listed   [][]byte
+	// OpSplit: Bounds, and per part Counts and FPs.
+	Bounds [][]byte
+	FPs    []byte
+	// OpList, OpFetch: full entries in position order; More when OpList stopped at Limit.
+	Entries []merkle.Entry
+	More    bool
+}
+
+// RoundRequest is every operation of one round: one round trip.
+type RoundRequest struct{ Ops []Op }
+
+// RoundResponse answers each Op in order.
+type RoundResponse struct{ Answers []Answer }
+
+// ApplyRequest carries one batch of conditional writes.
+type ApplyRequest struct {
+	Now     int64
+	Changes []Change
+}
+
+// ApplyResponse answers an ApplyRequest: an outcome per change.
+type ApplyResponse struct{ Outcomes []Outcome }
+
+// ---- encoding ----
+
+type encoder struct {
+	buf  []byte
+	prev []byte // last position written, for prefix compression
+}
+
+func (e *encoder) uvarint(v uint64) { e.buf = binary.AppendUvarint(e.buf, v) }
+func (e *encoder) varint(v int64)   { e.buf = binary.AppendVarint(e.buf, v) }
+func (e *encoder) byte1(b byte)     { e.buf = append(e.buf, b) }
+func (e *encoder) raw(b []byte)     { e.buf = append(e.buf, b...) }
+func (e *encoder) bytes(b []byte)   { e.uvarint(uint64(len(b))); e.raw(b) }
+
+// pos writes a position as (shared prefix with the previous position + 1, suffix);
+// 0 stands for nil (an open bound).
+func (e *encoder) pos(p []byte) {
+	if p == nil {
+		e.uvarint(0)
+		return
+	}
+	n := 0
+	for n < len(p) && n < len(e.prev) && p[n] == e.prev[n] {
+		n++
+	}
+	e.uvarint(uint64(n) + 1)
+	e.bytes(p[n:])
+	e.prev = p
+}
+
+func (e *encoder) digest(d merkle.Digest) { e.raw(d.MarshalBinary()) }
+
+func (e *encoder) entry(o merkle.Ordering, en merkle.Entry) {
+	e.pos(en.Position(o))
+	e.varint(en.ExpiresAt)
+	e.byte1(en.Flags)
+	e.raw(en.ValueHash[:])
+}
+
+type decoder struct {
+	buf  []byte
+	prev []byte
+	err  error
+}
+
+func (d *decoder) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...)
+	}
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.buf)
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	d.buf = d.buf[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.buf)
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	d.buf = d.buf[n:]
+	return v
+}
+
+func (d *decoder) byte1() byte {
+	b := d.raw(1)
+	if b == nil {
+		return 0
+	}
+	return b[0]
+}
+
+// raw returns the next n bytes (aliasing the frame), or nil after an error.
+func (d *decoder) raw(n int) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if n < 0 || n > len(d.buf) {
+		d.fail("length %d past the end of the frame", n)
+		return nil
+	}
+	b := d.buf[:n:n]
+	d.buf = d.buf[n:]
+	return b
+}
+
+// count reads a count of items each at least min bytes long, checked against what is left
+// of the frame so that a hostile count cannot make us allocate.
+func (d *decoder) count(min int) int {
+	n := d.uvarint()
+	if d.err != nil {
+		return 0
+	}
+	if min < 1 {
+		min = 1
+	}
+	if n > uint64(len(d.buf)/min) {
+		d.fail("count %d larger than the frame allows", n)
+		return 0
+	}
+	return int(n)
+}
+
+func (d *decoder) bytes(max int) []byte {
+	n := d.uvarint()
+	if d.err == nil && n > uint64(max) {
+		d.fail("length %d over the limit %d", n, max)
+	}
+	return d.raw(int(n))
+}
+
+func (d *decoder) pos() []byte {
+	s := d.uvarint()
+	if d.err != nil || s == 0 {
+		return nil
+	}
+	shared := s - 1
+	if shared > uint64(len(d.prev)) {
+		d.fail("position shares %d bytes with a %d-byte predecessor", shared, len(d.prev))
+		return nil
+	}
+	suffix := d.bytes(MaxPosition)
+	if d.err != nil {
+		return nil
+	}
+	if int(shared)+len(suffix) > MaxPosition {
+		d.fail("position longer than %d bytes", MaxPosition)
+		return nil
+	}
+	p := make([]byte, 0, int(shared)+len(suffix))
+	p = append(append(p, d.prev[:shared]...), suffix...)
+	d.prev = p
+	return p
+}
+
+func (d *decoder) digest() merkle.Digest {
+	b := d.raw(40)
+	if b == nil {
+		return merkle.Digest{}
+	}
+	dg, _ := merkle.UnmarshalDigest(b)
+	return dg
+}
+
+func (d *decoder) entry(o merkle.Ordering) merkle.Entry {
+	p := d.pos()
+	var en merkle.Entry
+	en.ExpiresAt = d.varint()
+	en.Flags = d.byte1()
+	copy(en.ValueHash[:], d.raw(32))
+	if d.err != nil {
+		return en
+	}
+	if p == nil {
+		d.fail("entry without a position")
+		return en
+	}
+	k, v, err := o.Split(p)
+	if err != nil {
+		d.fail("%v", err)
+		return en
+	}
+	en.Key, en.Version = k, v
+	return en
+}
+
+func (d *decoder) done(what string) error {
+	if d.err == nil && len(d.buf) != 0 {
+		d.fail("%d bytes after the end of the %s", len(d.buf), what)
+	}
+	if d.err != nil {
+		return fmt.Errorf("decode %s: %w", what, d.err)
+	}
+	return nil
+}
+
+const (
+	tagOpen         = 'O'
+	tagOpenResponse = 'o'
+	tagRound        = 'R'
+	tagRoundAnswer  = 'r'
+	tagApply        = 'A'
+	tagApplyAnswer  = 'a'
+)
+
+// EncodeOpenRequest returns the frame for m.
+func EncodeOpenRequest(m *OpenRequest) []byte {
+	e := &encoder{}
+	e.byte1(tagOpen)
+	e.uvarint(uint64(m.Protocol))
+	e.byte1(byte(m.Ordering))
+	e.bytes([]byte(m.Schema))
+	e.raw(m.Nonce[:])
+	e.varint(m.Now)
+	e.byte1(m.FPLen)
+	e.byte1(m.PrefixLen)
+	return e.buf
+}
+
+// DecodeOpenRequest parses a frame written by EncodeOpenRequest.
+func DecodeOpenRequest(b []byte) (*OpenRequest, error) {
+	d := &decoder{buf: b}
+	if d.byte1() != tagOpen {
+		d.fail("not an open request")
+	}
+	m := &OpenRequest{}
+	m.Protocol = uint32(d.uvarint())
+	m.Ordering = merkle.Ordering(d.byte1())
+	m.Schema = string(d.bytes(MaxSchema))
+	copy(m.Nonce[:], d.raw(16))
+	m.Now = d.varint()
+	m.FPLen = d.byte1()
+	m.PrefixLen = d.byte1()
+	if d.err == nil && (m.FPLen < 1 || m.FPLen > 32 || m.PrefixLen < 1 || m.PrefixLen > 32) {
+		d.fail("fingerprint length %d or prefix length %d outside 1..32", m.FPLen, m.PrefixLen)
+	}
+	return m, d.done("open request")
+}
+
+// EncodeOpenResponse returns the frame for m.
+func EncodeOpenResponse(m *OpenResponse) []byte {
+	e := &encoder{}
+	e.byte1(tagOpenResponse)
+	e.uvarint(uint64(m.Protocol))
+	e.byte1(byte(m.Ordering))
+	e.bytes([]byte(m.Schema))
+	e.digest(m.Root)
+	return e.buf
+}
+
+// DecodeOpenResponse parses a frame written by EncodeOpenResponse.
+func DecodeOpenResponse(b []byte) (*OpenResponse, error) {
+	d := &decoder{buf: b}
+	if d.byte1() != tagOpenResponse {
+		d.fail("not an open response")
+	}
+	m := &OpenResponse{}
+	m.Protocol = uint32(d.uvarint())
+	m.Ordering = merkle.Ordering(d.byte1())
+	m.Schema = string(d.bytes(MaxSchema))
+	m.Root = d.digest()
+	return m, d.done("open response")
+}
+
+// Frame parameters both sides fixed at Open; decoders need them to size fields.
+type frameParams struct {
+	ordering  merkle.Ordering
+	fpLen     int
+	prefixLen int
+}
+
+func encodeRound(p frameParams, m *RoundRequest) []byte {
+	e := &encoder{}
+	e.byte1(tagRound)
+	e.uvarint(uint64(len(m.Ops)))
+	for i := range m.Ops {
+		op := &m.Ops[i]
+		e.byte1(byte(op.Kind))
+		e.pos(op.Lo)
+		e.pos(op.Hi)
+		switch op.Kind {
+		case OpCompare:
+			e.uvarint(uint64(op.ListMax))
+			e.uvarint(uint64(len(op.Bounds)))
+			for _, b := range op.Bounds {
+				e.pos(b)
+			}
+			e.raw(op.FPs)
+		case OpSplit:
+			e.uvarint(uint64(op.K))
+		case OpList:
+			e.uvarint(uint64(op.Limit))
+		case OpFetch:
+			e.uvarint(uint64(len(op.Prefixes) / p.prefixLen))
+			e.raw(op.Prefixes)
+		}
+	}
+	return e.buf
+}
+
+func decodeRound(p frameParams, b []byte) (*RoundRequest, error) {
+	d := &decoder{buf: b}
+	if d.byte1() != tagRound {
+		d.fail("not a round request")
+	}
+	m := &RoundRequest{}
+	n := d.count(3)
+	m.Ops = make([]Op, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		op := Op{Kind: OpKind(d.byte1())}
+		op.Lo = d.pos()
+		op.Hi = d.pos()
+		switch op.Kind {
+		case OpCompare:
+			op.ListMax = uint32(d.uvarint())
+			nb := d.count(1)
+			op.Bounds = make([][]byte, 0, nb)
+			for j := 0; j < nb && d.err == nil; j++ {
+				bd := d.pos()
+				if bd == nil {
+					d.fail("open bound inside a range")
+				}
+				op.Bounds = append(op.Bounds, bd)
+			}
+			op.FPs = d.raw((nb + 1) * p.fpLen)
+		case OpSplit:
+			op.K = uint32(d.uvarint())
+			if op.K > 1<<20 {
+				d.fail("split into %d parts", op.K)
+			}
+		case OpList:
+			op.Limit = uint32(d.uvarint())
+		case OpFetch:
+			np := d.count(p.prefixLen)
+			op.Prefixes = d.raw(np * p.prefixLen)
+		default:
+			d.fail("unknown op %d", op.Kind)
+		}
+		if d.err == nil {
+			if err := checkRange(op); err != nil {
+				d.fail("%v", err)
+			}
+		}
+		m.Ops = append(m.Ops, op)
+	}
+	return m, d.done("round request")
+}
+
+// checkRange rejects ranges and bounds that are not strictly increasing.
+func checkRange(op Op) error {
+	prev := op.Lo
+	for _, b := range op.Bounds {
+		if prev != nil && bytes.Compare(b, prev) <= 0 {
+			return errors.New("bounds not strictly increasing")
+		}
+		prev = b
+	}
+	if op.Hi != nil && prev != nil && bytes.Compare(op.Hi, prev) <= 0 {
+		return errors.New("range end not after its start")
+	}
+	return nil
+}
+
+func encodeRoundResponse(p frameParams, req *RoundRequest, m *RoundResponse) []byte {
+	e := &encoder{}
+	e.byte1(tagRoundAnswer)
+	for i := range m.Answers {
+		a := &m.Answers[i]
+		switch req.Ops[i].Kind {
+		case OpCompare:
+			e.raw(packBits(a.Mismatch))
+			for j, c := range a.Counts {
+				e.uvarint(c)
+				if a.Listed[j] != nil {
+					e.raw(a.Listed[j])
+				}
+			}
+		case OpSplit:
+			e.uvarint(uint64(len(a.Bounds)))
+			for _, b := range a.Bounds {
+				e.pos(b)
+			}
+			for _, c := range a.Counts {
+				e.uvarint(c)
+			}
+			e.raw(a.FPs)
+		case OpList, OpFetch:
+			e.uvarint(uint64(len(a.Entries)))
+			for _, en := range a.Entries {
+				e.entry(p.ordering, en)
+			}
+			if a.More {
+				e.byte1(1)
+			} else {
+				e.byte1(0)
+			}
+		}
+	}
+	return e.buf
+}
+
+func decodeRoundResponse(p frameParams, req *RoundRequest, b []byte) (*RoundResponse, error) {
+	d := &decoder{buf: b}
+	if d.byte1() != tagRoundAnswer {
+		d.fail("not a round answer")
+	}
+	m := &RoundResponse{Answers: make([]Answer, len(req.Ops))}
+	for i := range req.Ops {
+		if d.err != nil {
+			break
+		}
+		op := &req.Ops[i]
+		a := &m.Answers[i]
+		switch op.Kind {
+		case OpCompare:
+			parts := len(op.Bounds) + 1
+			a.Mismatch = unpackBits(d.raw((parts+7)/8), parts)
+			for _, mm := range a.Mismatch {
+				if !mm {
+					continue
+				}
+				c := d.uvarint()
+				a.Counts = append(a.Counts, c)
+				var listed []byte
+				if c <= uint64(op.ListMax) {
+					if c > uint64(len(d.buf)/p.prefixLen) {
+						d.fail("listing of %d entries larger than the frame", c)
+						break
+					}
+					listed = d.raw(int(c) * p.prefixLen)
+					if listed == nil {
+						listed = []byte{}
+					}
+				}
+				a.Listed = append(a.Listed, listed)
+			}
+		case OpSplit:
+			nb := d.count(2)
+			if d.err == nil && uint32(nb) >= op.K && nb > 0 {
+				d.fail("split answer with %d bounds for %d parts", nb, op.K)
+			}
+			a.Bounds = make([][]byte, 0, nb)
+			for j := 0; j < nb && d.err == nil; j++ {
+				a.Bounds = append(a.Bounds, d.pos())
+			}
+			a.Counts = make([]uint64, 0, nb+1)
+			for j := 0; j <= nb && d.err == nil; j++ {
+				a.Counts = append(a.Counts, d.uvarint())
+			}
+			a.FPs = d.raw((nb + 1) * p.fpLen)
+			if d.err == nil {
+				if err := checkRange(Op{Lo: op.Lo, Hi: op.Hi, Bounds: a.Bounds}); err != nil {
+					d.fail("split answer: %v", err)
+				}
+			}
+		case OpList, OpFetch:
+			n := d.count(35)
+			a.Entries = make([]merkle.Entry, 0, n)
+			for j := 0; j < n && d.err == nil; j++ {
+				a.Entries = append(a.Entries, d.entry(p.ordering))
+			}
+			a.More = d.byte1() == 1
+		}
+	}
+	return m, d.done("round answer")
+}
+
+func encodeApply(p frameParams, m *ApplyRequest) (frame []byte, valueBytes int64) {
+	e := &encoder{}
+	e.byte1(tagApply)
+	e.varint(m.Now)
+	e.uvarint(uint64(len(m.Changes)))
+	for _, c := range m.Changes {
+		e.pos(c.Key)
+		var flags byte
+		if c.Expect != nil {
+			flags |= 1
+		}
+		if c.Put != nil {
+			flags |= 2
+		}
+		e.byte1(flags)
+		if c.Expect != nil {
+			e.uvarint(c.Expect.Version)
+			e.varint(c.Expect.ExpiresAt)
+			e.byte1(c.Expect.Flags)
+			e.raw(c.Expect.ValueHash[:])
+		}
+		if c.Put != nil {
+			e.uvarint(c.Put.Version)
+			e.varint(c.Put.ExpiresAt)
+			if c.Put.Tombstone {
+				e.byte1(1)
+			} else {
+				e.byte1(0)
+			}
+			e.bytes(c.Put.Value)
+			valueBytes += int64(len(c.Put.Value))
+		}
+	}
+	return e.buf, valueBytes
+}
+
+func decodeApply(b []byte) (*ApplyRequest, error) {
+	d := &decoder{buf: b}
+	if d.byte1() != tagApply {
+		d.fail("not an apply request")
+	}
+	m := &ApplyRequest{Now: d.varint()}
+	n := d.count(3)
+	m.Changes = make([]Change, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		var c Change
+		c.Key = d.pos()
+		if c.Key == nil && d.err == nil {
+			d.fail("change without a key")
+		}
+		flags := d.byte1()
+		if flags&^3 != 0 {
+			d.fail("unknown change flags %#x", flags)
+		}
+		if flags&1 != 0 {
+			en := merkle.Entry{Key: c.Key}
+			en.Version = d.uvarint()
+			en.ExpiresAt = d.varint()
+			en.Flags = d.byte1()
+			copy(en.ValueHash[:], d.raw(32))
+			c.Expect = &en
+		}
+		if flags&2 != 0 {
+			r := Row{Key: c.Key}
+			r.Version = d.uvarint()
+			r.ExpiresAt = d.varint()
+			r.Tombstone = d.byte1() == 1
+			r.Value = d.bytes(MaxValue)
+			if r.Value == nil {
+				r.Value = []byte{}
+			}
+			c.Put = &r
+		}
+		m.Changes = append(m.Changes, c)
+	}
+	return m, d.done("apply request")
+}
+
+func encodeApplyResponse(m *ApplyResponse) []byte {
+	e := &encoder{}
+	e.byte1(tagApplyAnswer)
+	e.uvarint(uint64(len(m.Outcomes)))
+	raced := make([]bool, len(m.Outcomes))
+	for i, o := range m.Outcomes {
+		raced[i] = o == Raced
+	}
+	e.raw(packBits(raced))
+	return e.buf
+}
+
+func decodeApplyResponse(b []byte, want int) (*ApplyResponse, error) {
+	d := &decoder{buf: b}
+	if d.byte1() != tagApplyAnswer {
+		d.fail("not an apply answer")
+	}
+	n := d.uvarint()
+	if d.err == nil && n != uint64(want) {
+		d.fail("%d outcomes for %d changes", n, want)
+	}
+	bits := unpackBits(d.raw((want+7)/8), want)
+	m := &ApplyResponse{Outcomes: make([]Outcome, want)}
+	for i, r := range bits {
+		if r {
+			m.Outcomes[i] = Raced
+		}
+	}
+	return m, d.done("apply answer")
+}
+
+func packBits(v []bool) []byte {
+	out := make([]byte, (len(v)+7)/8)
+	for i, b := range v {
+		if b {
+			out[i/8] |= 1 << (i % 8)
+		}
+	}
+	return out
+}
+
+func unpackBits(b []byte, n int) []bool {
+	if len(b)*8 < n {
+		return nil
+	}
+	out := make([]bool, n)
+	for i := range out {
+		out[i] = b[i/8]&(1<<(i%8)) != 0
+	}
+	return out
+}
