@@ -167,7 +167,6 @@ func scenario(t *testing.T, w *world, kind int) (src, dst *memory.Store) {
 }
 
 func TestModel(t *testing.T) {
-	ctx := context.Background()
 	configs := []reconcile.Options{
 		{},
 		{Fanout: 2, LeafMax: 1},
@@ -181,48 +180,69 @@ func TestModel(t *testing.T) {
 			src, dst := scenario(t, w, kind)
 			cfg := configs[int(seed)%len(configs)]
 			name := fmt.Sprintf("seed%d/%s/kind%d", seed, o, kind)
-			t.Run(name, func(t *testing.T) {
-				wantS, wantD, wantC := naiveDiff(src, dst, testNow)
-				opts := cfg
-				opts.Now = testNow
-				rep, err := reconcile.Run(ctx, src, dst, opts)
-				if err != nil {
-					t.Fatalf("diff: %v", err)
-				}
-				if rep.OnlySource != wantS || rep.OnlyTarget != wantD || rep.Changed != wantC {
-					t.Fatalf("diff found %d/%d/%d (only source/only target/changed), naive comparison %d/%d/%d",
-						rep.OnlySource, rep.OnlyTarget, rep.Changed, wantS, wantD, wantC)
-				}
-				opts.Mode, opts.Force = reconcile.Mirror, true
-				rep, err = reconcile.Run(ctx, src, dst, opts)
-				if err != nil {
-					t.Fatalf("sync: %v", err)
-				}
-				if rep.Upserted != wantS+wantC || rep.Deleted != wantD || rep.Raced != 0 || rep.Quarantined != 0 {
-					t.Fatalf("sync wrote %d upserts %d deletes (%d raced, %d quarantined), want %d and %d", rep.Upserted, rep.Deleted, rep.Raced, rep.Quarantined, wantS+wantC, wantD)
-				}
-				a, b := liveRows(src, testNow), liveRows(dst, testNow)
-				if len(a) != len(b) {
-					t.Fatalf("after sync: %d live rows on the source, %d on the target", len(a), len(b))
-				}
-				for k, r := range a {
-					got, ok := b[k]
-					if !ok || got.Version != r.Version || got.ExpiresAt != r.ExpiresAt || !bytes.Equal(got.Value, r.Value) {
-						t.Fatalf("after sync: key %q differs", k)
-					}
-				}
-				ri, _ := reconcile.Root(ctx, src, testNow)
-				rt, _ := reconcile.Root(ctx, dst, testNow)
-				if ri.Root != rt.Root {
-					t.Fatalf("after sync: roots differ")
-				}
-				rep, err = reconcile.Run(ctx, src, dst, opts)
-				if err != nil || rep.Differ() || rep.Rounds != 1 {
-					t.Fatalf("second sync: err %v, differ %v, rounds %d", err, rep.Differ(), rep.Rounds)
-				}
-			})
+			t.Run(name, func(t *testing.T) { checkSession(t, src, dst, cfg) })
 		}
 	}
+}
+
+// checkSession diffs and mirrors src into dst and checks both against a naive full
+// comparison: the classes found, the rows written, and equal live rows and roots after.
+func checkSession(t *testing.T, src, dst *memory.Store, cfg reconcile.Options) {
+	t.Helper()
+	ctx := context.Background()
+	wantS, wantD, wantC := naiveDiff(src, dst, testNow)
+	opts := cfg
+	opts.Now = testNow
+	rep, err := reconcile.Run(ctx, src, dst, opts)
+	if err != nil {
+		t.Fatalf("diff: %v", err)
+	}
+	if rep.OnlySource != wantS || rep.OnlyTarget != wantD || rep.Changed != wantC {
+		t.Fatalf("diff found %d/%d/%d (only source/only target/changed), naive comparison %d/%d/%d",
+			rep.OnlySource, rep.OnlyTarget, rep.Changed, wantS, wantD, wantC)
+	}
+	opts.Mode, opts.Force = reconcile.Mirror, true
+	rep, err = reconcile.Run(ctx, src, dst, opts)
+	if err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	if rep.Upserted != wantS+wantC || rep.Deleted != wantD || rep.Raced != 0 || rep.Quarantined != 0 {
+		t.Fatalf("sync wrote %d upserts %d deletes (%d raced, %d quarantined), want %d and %d", rep.Upserted, rep.Deleted, rep.Raced, rep.Quarantined, wantS+wantC, wantD)
+	}
+	a, b := liveRows(src, testNow), liveRows(dst, testNow)
+	if len(a) != len(b) {
+		t.Fatalf("after sync: %d live rows on the source, %d on the target", len(a), len(b))
+	}
+	for k, r := range a {
+		got, ok := b[k]
+		if !ok || got.Version != r.Version || got.ExpiresAt != r.ExpiresAt || !bytes.Equal(got.Value, r.Value) {
+			t.Fatalf("after sync: key %q differs", k)
+		}
+	}
+	ri, _ := reconcile.Root(ctx, src, testNow)
+	rt, _ := reconcile.Root(ctx, dst, testNow)
+	if ri.Root != rt.Root {
+		t.Fatalf("after sync: roots differ")
+	}
+	rep, err = reconcile.Run(ctx, src, dst, opts)
+	if err != nil || rep.Differ() || rep.Rounds != 1 {
+		t.Fatalf("second sync: err %v, differ %v, rounds %d", err, rep.Differ(), rep.Rounds)
+	}
+}
+
+// FuzzSession runs random scenarios with random tuning through checkSession.
+func FuzzSession(f *testing.F) {
+	f.Add(int64(1), uint8(5), uint8(16), uint8(16), uint8(4))
+	f.Add(int64(2), uint8(3), uint8(2), uint8(1), uint8(1))
+	f.Fuzz(func(t *testing.T, seed int64, kind, fanout, leaf, fp uint8) {
+		o := merkle.VersionOrder
+		if seed%2 == 0 {
+			o = merkle.KeyOrder
+		}
+		w := &world{rng: rand.New(rand.NewSource(seed)), o: o}
+		src, dst := scenario(t, w, int(kind%8))
+		checkSession(t, src, dst, reconcile.Options{Fanout: int(fanout%70) + 2, LeafMax: int(leaf%70) + 1, FingerprintBytes: int(fp%8) + 1})
+	})
 }
 
 // TestRollback is the restore-from-backup case from the seeds: versions go backwards on

@@ -228,7 +228,10 @@ func (s *session) fanout(c uint64, depth int) int {
 	if left < 1 {
 		left = 1
 	}
-	f := int(math.Ceil(math.Pow(float64(c)/float64(s.opts.LeafMax), 1/float64(left))))
+	// Aim at parts of half a leaf, so that the variance of part sizes rarely leaves a
+	// mismatching part just over LeafMax, which would cost one more round.
+	target := max(float64(s.opts.LeafMax)/2, 1)
+	f := int(math.Ceil(math.Pow(float64(c)/target, 1/float64(left))))
 	f = max(f, s.opts.Fanout)
 	f = min(f, 4096)
 	if uint64(f) > c {

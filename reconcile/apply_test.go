@@ -1,0 +1,117 @@
+package reconcile_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/reconcile-dev/reconcile/adapters/memory"
+	"github.com/reconcile-dev/reconcile/merkle"
+	"github.com/reconcile-dev/reconcile/reconcile"
+)
+
+func fill(s *memory.Store, from, to int, version uint64, size int) {
+	for i := from; i < to; i++ {
+		s.Put(reconcile.Row{Key: []byte(fmt.Sprintf("k%05d", i)), Version: version + uint64(i), Value: make([]byte, size)})
+	}
+}
+
+func TestDeleteGuard(t *testing.T) {
+	ctx := context.Background()
+	src, dst := memory.New(merkle.VersionOrder), memory.New(merkle.VersionOrder)
+	fill(src, 0, 80, 1, 8)
+	fill(dst, 0, 100, 1, 8) // the target holds 20 rows the source lacks: 20% of it
+	before, _ := reconcile.Root(ctx, dst, testNow)
+
+	limit := func(s string) reconcile.DeleteLimit {
+		l, err := reconcile.ParseDeleteLimit(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	for _, tc := range []struct {
+		name string
+		opts reconcile.Options
+	}{
+		{"default 10%", reconcile.Options{}},
+		{"zero forbids deletes", reconcile.Options{MaxDelete: limit("0")}},
+		{"absolute", reconcile.Options{MaxDelete: limit("19")}},
+		{"dry run refuses too", reconcile.Options{DryRun: true}},
+	} {
+		tc.opts.Mode, tc.opts.Now = reconcile.Mirror, testNow
+		_, err := reconcile.Run(ctx, src, dst, tc.opts)
+		var ge *reconcile.DeleteGuardError
+		if !errors.As(err, &ge) || !errors.Is(err, reconcile.ErrDeleteGuard) || ge.Deletes != 20 {
+			t.Fatalf("%s: err %v, want a delete guard error for 20 deletes", tc.name, err)
+		}
+		after, _ := reconcile.Root(ctx, dst, testNow)
+		if after.Root != before.Root {
+			t.Fatalf("%s: a refused sync wrote to the target", tc.name)
+		}
+	}
+	rep, err := reconcile.Run(ctx, src, dst, reconcile.Options{Mode: reconcile.Mirror, Now: testNow, MaxDelete: limit("20%")})
+	if err != nil || rep.Deleted != 20 {
+		t.Fatalf("20%% limit: err %v, deleted %d", err, rep.Deleted)
+	}
+	fill(dst, 100, 150, 1, 8)
+	rep, err = reconcile.Run(ctx, src, dst, reconcile.Options{Mode: reconcile.Mirror, Now: testNow, Force: true})
+	if err != nil || rep.Deleted != 50 {
+		t.Fatalf("forced: err %v, deleted %d", err, rep.Deleted)
+	}
+}
+
+func TestQuarantine(t *testing.T) {
+	ctx := context.Background()
+	src, dst := memory.New(merkle.VersionOrder), memory.New(merkle.VersionOrder)
+	dst.MaxRowBytes = 100
+	fill(src, 0, 500, 1, 10)
+	src.Put(reconcile.Row{Key: []byte("poison"), Version: 7, Value: make([]byte, 1000)})
+	rep, err := reconcile.Run(ctx, src, dst, reconcile.Options{Mode: reconcile.Mirror, Now: testNow, BatchRows: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Quarantined != 1 || rep.Upserted != 500 || !rep.Partial() || rep.QuarantinedRows[0].Key != "poison" {
+		t.Fatalf("quarantined %d %+v, upserted %d", rep.Quarantined, rep.QuarantinedRows, rep.Upserted)
+	}
+	if len(liveRows(dst, testNow)) != 500 {
+		t.Fatalf("target holds %d rows, want the 500 good ones", len(liveRows(dst, testNow)))
+	}
+}
+
+// racing writes to one key of the target after the session's snapshot and before apply.
+type racing struct {
+	*memory.Store
+	key []byte
+}
+
+func (r racing) Apply(ctx context.Context, now int64, cs []reconcile.Change) ([]reconcile.Outcome, error) {
+	r.Store.Put(reconcile.Row{Key: r.key, Version: 999, Value: []byte("written meanwhile")})
+	return r.Store.Apply(ctx, now, cs)
+}
+
+func TestRaced(t *testing.T) {
+	ctx := context.Background()
+	src, dst := memory.New(merkle.VersionOrder), memory.New(merkle.VersionOrder)
+	fill(src, 0, 50, 1, 4)
+	fill(dst, 0, 40, 1, 4)
+	ep := racing{Store: dst, key: []byte("k00045")}
+	rep, err := reconcile.Run(ctx, src, ep, reconcile.Options{Mode: reconcile.Mirror, Now: testNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Raced != 1 || rep.Upserted != 9 || !rep.Partial() {
+		t.Fatalf("raced %d upserted %d", rep.Raced, rep.Upserted)
+	}
+	if got := liveRows(dst, testNow)["k00045"]; got.Version != 999 {
+		t.Fatalf("the concurrent write was overwritten: version %d", got.Version)
+	}
+}
+
+func TestSchemaMismatch(t *testing.T) {
+	_, err := reconcile.Run(context.Background(), memory.New(merkle.VersionOrder), memory.New(merkle.KeyOrder), reconcile.Options{})
+	if err == nil {
+		t.Fatal("sessions between different orderings must fail")
+	}
+}

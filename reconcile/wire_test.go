@@ -1,0 +1,128 @@
+package reconcile
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+
+	"github.com/reconcile-dev/reconcile/merkle"
+)
+
+var testParams = frameParams{ordering: merkle.VersionOrder, fpLen: 4, prefixLen: 4}
+
+func sampleRound() *RoundRequest {
+	pos := func(v uint64, k string) []byte { return merkle.VersionOrder.Position([]byte(k), v) }
+	return &RoundRequest{Ops: []Op{
+		{Kind: OpCompare, Lo: nil, Hi: pos(90, "z"), Bounds: [][]byte{pos(10, "a"), pos(20, "b")}, FPs: bytes.Repeat([]byte{7}, 12), ListMax: 16},
+		{Kind: OpSplit, Lo: pos(90, "z"), Hi: nil, K: 8},
+		{Kind: OpList, Lo: pos(1, ""), Hi: pos(2, ""), Limit: 100},
+		{Kind: OpFetch, Lo: pos(3, "q"), Hi: pos(4, "q"), Prefixes: []byte{1, 2, 3, 4, 5, 6, 7, 8}},
+	}}
+}
+
+func sampleAnswer() *RoundResponse {
+	e := merkle.Entry{Key: []byte("k"), Version: 5, ExpiresAt: -3, Flags: 1, ValueHash: merkle.ValueHash([]byte("v"))}
+	return &RoundResponse{Answers: []Answer{
+		{Mismatch: []bool{true, false, true}, Counts: []uint64{3, 1000}, Listed: [][]byte{bytes.Repeat([]byte{9}, 12), nil}},
+		{Bounds: [][]byte{merkle.VersionOrder.Position([]byte("m"), 95)}, Counts: []uint64{4, 5}, FPs: bytes.Repeat([]byte{1}, 8)},
+		{Entries: []merkle.Entry{e}, More: true},
+		{Entries: []merkle.Entry{}},
+	}}
+}
+
+func TestRoundTrip(t *testing.T) {
+	req := sampleRound()
+	got, err := decodeRound(testParams, encodeRound(testParams, req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, req) {
+		t.Fatalf("round request changed in transit:\n got %+v\nwant %+v", got, req)
+	}
+	ans := sampleAnswer()
+	gotA, err := decodeRoundResponse(testParams, req, encodeRoundResponse(testParams, req, ans))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(gotA, ans) {
+		t.Fatalf("round answer changed in transit:\n got %+v\nwant %+v", gotA, ans)
+	}
+	ap := &ApplyRequest{Now: 42, Changes: []Change{
+		{Key: []byte("a"), Put: &Row{Key: []byte("a"), Version: 9, Value: []byte("hello"), ExpiresAt: 77}},
+		{Key: []byte("b"), Expect: &merkle.Entry{Key: []byte("b"), Version: 3}},
+		{Key: []byte{}, Put: &Row{Key: []byte{}, Value: []byte{}}},
+	}}
+	frame, values := encodeApply(testParams, ap)
+	if values != 5 {
+		t.Fatalf("value bytes %d, want 5", values)
+	}
+	gotAp, err := decodeApply(frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(gotAp, ap) {
+		t.Fatalf("apply changed in transit:\n got %+v\nwant %+v", gotAp, ap)
+	}
+}
+
+func TestDecodeRejectsTruncated(t *testing.T) {
+	frame := encodeRound(testParams, sampleRound())
+	for n := 0; n < len(frame); n++ {
+		if _, err := decodeRound(testParams, frame[:n]); err == nil {
+			t.Fatalf("truncated frame of %d/%d bytes decoded without error", n, len(frame))
+		}
+	}
+}
+
+func FuzzDecodeRound(f *testing.F) {
+	f.Add(encodeRound(testParams, sampleRound()))
+	f.Add([]byte{tagRound, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, err := decodeRound(testParams, b)
+		if err != nil {
+			return
+		}
+		again, err := decodeRound(testParams, encodeRound(testParams, req))
+		if err != nil || !reflect.DeepEqual(again, req) {
+			t.Fatalf("re-encoding a decoded frame changed it: %v", err)
+		}
+	})
+}
+
+func FuzzDecodeRoundResponse(f *testing.F) {
+	req := sampleRound()
+	f.Add(encodeRoundResponse(testParams, req, sampleAnswer()))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		resp, err := decodeRoundResponse(testParams, req, b)
+		if err != nil {
+			return
+		}
+		if len(resp.Answers) != len(req.Ops) {
+			t.Fatalf("%d answers for %d ops", len(resp.Answers), len(req.Ops))
+		}
+	})
+}
+
+func FuzzDecodeApply(f *testing.F) {
+	frame, _ := encodeApply(testParams, &ApplyRequest{Now: 1, Changes: []Change{{Key: []byte("k"), Put: &Row{Key: []byte("k"), Value: []byte("v")}}}})
+	f.Add(frame)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, err := decodeApply(b)
+		if err != nil {
+			return
+		}
+		again, _ := encodeApply(testParams, req)
+		if _, err := decodeApply(again); err != nil {
+			t.Fatalf("re-encoding a decoded frame broke it: %v", err)
+		}
+	})
+}
+
+func FuzzDecodeOpen(f *testing.F) {
+	f.Add(EncodeOpenRequest(&OpenRequest{Protocol: 1, Ordering: merkle.VersionOrder, Schema: "kv", FPLen: 4, PrefixLen: 4}))
+	f.Add(EncodeOpenResponse(&OpenResponse{Protocol: 1, Ordering: merkle.KeyOrder, Schema: "kv"}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		DecodeOpenRequest(b)
+		DecodeOpenResponse(b)
+	})
+}
