@@ -1,0 +1,995 @@
+package merkle
+
+// This file implements Stored, the Index persisted through a KV: a content-defined
+// aggregate skip structure.
+//
+// Levels. An entry's level is the number of leading zero 4-bit nibbles of its EntryHash,
+// capped at 12, so each level holds about 1/16 of the nodes of the level below, and the
+// shape depends only on the set of entries, never on the order of writes. Level 0 holds the
+// entries. For each level k in 1..T, with T = max(1, highest entry level), there is a node
+// for every entry of level >= k, holding the Digest of all entries from its position
+// (inclusive) to the next level-k node (exclusive), plus a head node covering the entries
+// before the first level-k node. A level-k node's children are the level-(k-1) nodes in its
+// span (about 16). Levels above T are not stored: their only node would be a head equal to
+// the root.
+//
+// Key layout, under the caller's prefix P (everything is in P's keyspace):
+//
+//	P || 0x00 || position        -> entry: flags(1) || be64(ExpiresAt) || ValueHash(32) ||
+//	                                 EntryHash(32), 73 bytes; key and version are the
+//	                                 position's (Ordering.Split), the EntryHash is stored so
+//	                                 that it is never recomputed
+//	P || k || 0x00               -> head node of level k (1 <= k <= 12): Digest, 40 bytes
+//	                                 (Digest.MarshalBinary); absent when it covers nothing
+//	P || k || 0x01 || position   -> level-k node at position: Digest, 40 bytes
+//	P || 0xFF                    -> meta: one byte, T; absent when the index is empty
+//
+// The stored bytes are a function of the set of entries alone (tests rebuild them from
+// scratch and compare).
+//
+// Writes. Insert of an entry of level h reads the entry slot and, per level, the covering
+// node (greatest node at or before the position: one reverse seek); at levels k <= h it
+// also reads the next level-k node and the ~16 level-(k-1) nodes up to it, to split the
+// covering node. All reads happen before the writes (so a KV that buffers writes and
+// flushes before a scan flushes once per Insert). Remove merges the entry's nodes into
+// their predecessors: per level one reverse seek reading at most two nodes. So a write costs
+// O(T) seeks and O(T) node writes, plus O(16·h) reads for the rare high-level entries.
+// Replacing an entry whose level does not change only adds the hash difference on the path;
+// one whose level changes is a Remove then an Insert. When the top level is left with no
+// node but its head, it is dropped (T shrinks), so T is always max(1, highest level).
+//
+// Queries are forward walks. Digest and Digests start at the top level (a handful of
+// nodes) and walk it across the range; a node strictly containing a cut point (lo, a bound,
+// hi) is descended: its children are read in one forward scan that stops after the node's
+// last cut, the rest of the node being its digest minus what was read. Neighbouring nodes
+// to descend (at most one node apart) share one scan. A level whose nodes are much larger
+// than the parts is thus crossed in a few node reads, and a level whose nodes are smaller
+// than the parts is only read at the cut points: O(T·16) reads per cut, and one seek per
+// descended run rather than per bound. Split counts the range, picks the level L whose
+// nodes hold about count/k/4 entries, walks level L across the range with one scan
+// accumulating counts, descends only at lo to rank the first node, and returns node
+// positions (every node is an entry) nearest to the count quantiles; bounds that are level-L
+// nodes then cost Digests no descent below level L.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"sort"
+)
+
+const (
+	storedMaxLevel = 12
+	storedHeadMark = 0x00
+	storedNodeMark = 0x01
+	storedMetaByte = 0xFF
+	// storedRunGap is how many cut-free nodes may separate two nodes to descend for them to
+	// share one scan: reading ~16 extra children is cheaper than a seek.
+	storedRunGap = 1
+	// storedEntrySize is the length of an encoded level-0 value.
+	storedEntrySize = 1 + 8 + 32 + 32
+)
+
+// Stored is an Index kept in a KV (in production one Badger transaction). It is cheap to
+// create: make one per transaction. It caches the top level between calls, so while it is
+// in use no other writer may change its prefix in the same KV. Not safe for concurrent use.
+type Stored struct {
+	kv     KV
+	prefix []byte
+	o      Ordering
+	nbits  int // bits of EntryHash per level: 4 (tests use less to get deep trees)
+	top    int // T, valid when topOK
+	topOK  bool
+	stats  ReadStats
+}
+
+var _ Index = (*Stored)(nil)
+
+// NewStored returns the index kept in kv under prefix (which it copies) in ordering o. It
+// reads nothing until used.
+func NewStored(kv KV, prefix []byte, o Ordering) *Stored {
+	return newStoredBits(kv, prefix, o, 4)
+}
+
+func newStoredBits(kv KV, prefix []byte, o Ordering, nbits int) *Stored {
+	return &Stored{kv: kv, prefix: append([]byte{}, prefix...), o: o, nbits: nbits}
+}
+
+// Stats reports what queries (Root, Digest, Digests, Split, Entries) have read through the
+// KV since NewStored: Entries counts level-0 entries read, Nodes the aggregate nodes above.
+// Reads made by Insert and Remove are not counted.
+func (s *Stored) Stats() ReadStats { return s.stats }
+
+// ---- keys and values ----
+
+func (s *Stored) levelKey(level int, extra int) []byte {
+	k := make([]byte, len(s.prefix)+1, len(s.prefix)+2+extra)
+	copy(k, s.prefix)
+	k[len(s.prefix)] = byte(level)
+	return k
+}
+
+// nodeKey is the key of the node (level 0: entry) at pos.
+func (s *Stored) nodeKey(level int, pos []byte) []byte {
+	k := s.levelKey(level, len(pos))
+	if level > 0 {
+		k = append(k, storedNodeMark)
+	}
+	return append(k, pos...)
+}
+
+// headKey is the key of level's head node (level >= 1).
+func (s *Stored) headKey(level int) []byte {
+	return append(s.levelKey(level, 0), storedHeadMark)
+}
+
+// levelStart is the first key of level: its head, or the level-0 keyspace.
+func (s *Stored) levelStart(level int) []byte {
+	if level == 0 {
+		return s.levelKey(0, 0)
+	}
+	return s.headKey(level)
+}
+
+// levelEnd is the key just past level.
+func (s *Stored) levelEnd(level int) []byte {
+	if level == 0 {
+		return s.levelKey(1, 0)
+	}
+	return append(s.levelKey(level, 0), storedNodeMark+1)
+}
+
+// boundStart is the key of level's first non-head node, if any.
+func (s *Stored) boundStart(level int) []byte {
+	return append(s.levelKey(level, 0), storedNodeMark)
+}
+
+func (s *Stored) metaKey() []byte { return append(append([]byte{}, s.prefix...), storedMetaByte) }
+
+// keyAfter is the smallest key greater than k.
+func keyAfter(k []byte) []byte { return append(append(make([]byte, 0, len(k)+1), k...), 0) }
+
+// parseNode splits a key of level into head flag and position (aliasing key).
+func (s *Stored) parseNode(level int, key []byte) (head bool, pos []byte, err error) {
+	p := len(s.prefix) + 1
+	if level == 0 {
+		if len(key) < p {
+			return false, nil, errStoredCorrupt("short entry key")
+		}
+		return false, key[p:], nil
+	}
+	if len(key) < p+1 {
+		return false, nil, errStoredCorrupt("short node key")
+	}
+	switch key[p] {
+	case storedHeadMark:
+		if len(key) != p+1 {
+			return false, nil, errStoredCorrupt("long head key")
+		}
+		return true, nil, nil
+	case storedNodeMark:
+		return false, key[p+1:], nil
+	}
+	return false, nil, errStoredCorrupt("bad node key mark")
+}
+
+func errStoredCorrupt(what string) error {
+	return fmt.Errorf("merkle: stored index corrupt: %s", what)
+}
+
+func encodeStoredEntry(e Entry, h Hash) []byte {
+	v := make([]byte, storedEntrySize)
+	v[0] = e.Flags
+	binary.BigEndian.PutUint64(v[1:], uint64(e.ExpiresAt))
+	copy(v[9:], e.ValueHash[:])
+	copy(v[41:], h[:])
+	return v
+}
+
+// storedEntryHash returns the EntryHash kept in an encoded entry.
+func storedEntryHash(v []byte) (Hash, error) {
+	var h Hash
+	if len(v) != storedEntrySize {
+		return h, errStoredCorrupt("entry value length")
+	}
+	copy(h[:], v[41:])
+	return h, nil
+}
+
+func (s *Stored) decodeEntry(pos, v []byte) (Entry, error) {
+	if len(v) != storedEntrySize {
+		return Entry{}, errStoredCorrupt("entry value length")
+	}
+	key, ver, err := s.o.Split(pos)
+	if err != nil {
+		return Entry{}, errStoredCorrupt(err.Error())
+	}
+	e := Entry{Key: append([]byte{}, key...), Version: ver, Flags: v[0],
+		ExpiresAt: int64(binary.BigEndian.Uint64(v[1:]))}
+	copy(e.ValueHash[:], v[9:41])
+	return e, nil
+}
+
+// nodeDigest decodes a value of level: a Digest, or at level 0 the entry's singleton digest.
+func nodeDigest(level int, v []byte) (Digest, error) {
+	if level == 0 {
+		h, err := storedEntryHash(v)
+		return Digest{Count: 1, Sum: h}, err
+	}
+	d, ok := UnmarshalDigest(v)
+	if !ok || d.Count == 0 {
+		return d, errStoredCorrupt("node digest")
+	}
+	return d, nil
+}
+
+// level is the level of an entry with hash h.
+func (s *Stored) level(h Hash) int {
+	z := 0
+	for _, b := range h {
+		if b != 0 {
+			z += bits.LeadingZeros8(b)
+			break
+		}
+		z += 8
+		if z >= storedMaxLevel*s.nbits {
+			break
+		}
+	}
+	return min(z/s.nbits, storedMaxLevel)
+}
+
+// ---- low-level reads ----
+
+// scan iterates [start, end) of level, handing fn the parsed node; count says whether the
+// reads are a query's (counted in Stats). Keys passed to fn alias the KV's buffers.
+func (s *Stored) scan(level int, start, end []byte, reverse, count bool,
+	fn func(head bool, pos []byte, d Digest) bool) error {
+	var ierr error
+	err := s.kv.Iterate(start, end, reverse, func(k, v []byte) bool {
+		if count {
+			if level == 0 {
+				s.stats.Entries++
+			} else {
+				s.stats.Nodes++
+			}
+		}
+		head, pos, err := s.parseNode(level, k)
+		if err != nil {
+			ierr = err
+			return false
+		}
+		d, err := nodeDigest(level, v)
+		if err != nil {
+			ierr = err
+			return false
+		}
+		return fn(head, pos, d)
+	})
+	if err != nil {
+		return err
+	}
+	return ierr
+}
+
+// storedNode is a node read from a level: its position (nil and head set for the head)
+// and digest.
+type storedNode struct {
+	pos  []byte
+	head bool
+	d    Digest
+}
+
+func (s *Stored) key(level int, n storedNode) []byte {
+	if n.head {
+		return s.headKey(level)
+	}
+	return s.nodeKey(level, n.pos)
+}
+
+// lastNodes returns up to max nodes of level (>= 1) at or before pos, greatest first. When
+// fewer exist, the head is reported with a zero digest in their place (a head covering
+// nothing is not stored).
+func (s *Stored) lastNodes(level int, pos []byte, max int, count bool) ([]storedNode, error) {
+	out := make([]storedNode, 0, max)
+	err := s.scan(level, s.headKey(level), keyAfter(s.nodeKey(level, pos)), true, count,
+		func(head bool, p []byte, d Digest) bool {
+			out = append(out, storedNode{pos: append([]byte{}, p...), head: head, d: d})
+			return len(out) < max
+		})
+	if err != nil {
+		return nil, err
+	}
+	if len(out) < max && (len(out) == 0 || !out[len(out)-1].head) {
+		out = append(out, storedNode{head: true})
+	}
+	return out, nil
+}
+
+// sumLevel returns the digest of all nodes of level: the root when level is T.
+func (s *Stored) sumLevel(level int, count bool) (Digest, error) {
+	var sum Digest
+	err := s.scan(level, s.levelStart(level), s.levelEnd(level), false, count,
+		func(_ bool, _ []byte, d Digest) bool {
+			sum = sum.Add(d)
+			return true
+		})
+	return sum, err
+}
+
+// loadTop returns T, reading the meta record once per Stored.
+func (s *Stored) loadTop() (int, error) {
+	if s.topOK {
+		return s.top, nil
+	}
+	v, ok, err := s.kv.Get(s.metaKey())
+	if err != nil {
+		return 0, err
+	}
+	t := 0
+	if ok {
+		if len(v) != 1 || v[0] < 1 || v[0] > storedMaxLevel {
+			return 0, errStoredCorrupt("meta record")
+		}
+		t = int(v[0])
+	}
+	s.top, s.topOK = t, true
+	return t, nil
+}
+
+func (s *Stored) setTop(t int) error {
+	if t == s.top {
+		return nil
+	}
+	s.top = t
+	if t == 0 {
+		return s.kv.Delete(s.metaKey())
+	}
+	return s.kv.Set(s.metaKey(), []byte{byte(t)})
+}
+
+// ---- writes ----
+
+// storedWrite is one pending write: a Set, or a Delete when del is set.
+type storedWrite struct {
+	key, value []byte
+	del        bool
+}
+
+func (s *Stored) apply(ws []storedWrite) error {
+	for _, w := range ws {
+		var err error
+		if w.del {
+			err = s.kv.Delete(w.key)
+		} else {
+			err = s.kv.Set(w.key, w.value)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nodeWrite stores n at level, deleting a head that covers nothing.
+func (s *Stored) nodeWrite(level int, n storedNode) (storedWrite, error) {
+	if n.d.Count == 0 {
+		if !n.head || !n.d.IsZero() {
+			return storedWrite{}, errStoredCorrupt("node digest underflow")
+		}
+		return storedWrite{key: s.headKey(level), del: true}, nil
+	}
+	return storedWrite{key: s.key(level, n), value: n.d.MarshalBinary()}, nil
+}
+
+// Insert adds e at its position, replacing the entry already there. In KeyOrder, e.Version
+// must be 0 (the position does not carry it). Cost: O(T) seeks and node writes.
+func (s *Stored) Insert(e Entry) error {
+	if s.o == KeyOrder && e.Version != 0 {
+		return errKeyOrderVersion
+	}
+	pos := e.Position(s.o)
+	h := e.Hash()
+	val := encodeStoredEntry(e, h)
+	k0 := s.nodeKey(0, pos)
+	old, ok, err := s.kv.Get(k0)
+	if err != nil {
+		return err
+	}
+	if ok {
+		if bytes.Equal(old, val) {
+			return nil
+		}
+		oh, err := storedEntryHash(old)
+		if err != nil {
+			return err
+		}
+		if s.level(oh) == s.level(h) {
+			return s.replace(pos, k0, val, oh, h)
+		}
+		if err := s.removeAt(pos, k0, oh); err != nil {
+			return err
+		}
+	}
+	return s.insertAt(pos, k0, val, h)
+}
+
+// replace swaps the entry at pos for one of the same level: the structure is unchanged,
+// every node on the path gains the hash difference.
+func (s *Stored) replace(pos, k0, val []byte, oh, h Hash) error {
+	t, err := s.loadTop()
+	if err != nil {
+		return err
+	}
+	if t == 0 {
+		return errStoredCorrupt("entry without meta record")
+	}
+	lvl := s.level(h)
+	delta := Digest{Sum: h}.Sub(Digest{Sum: oh})
+	ws := []storedWrite{{key: k0, value: val}}
+	for k := 1; k <= t; k++ {
+		ns, err := s.lastNodes(k, pos, 1, false)
+		if err != nil {
+			return err
+		}
+		n := ns[0]
+		if k <= lvl && (n.head || !bytes.Equal(n.pos, pos)) {
+			return errStoredCorrupt("missing node of an entry")
+		}
+		n.d = n.d.Add(delta)
+		w, err := s.nodeWrite(k, n)
+		if err != nil {
+			return err
+		}
+		ws = append(ws, w)
+	}
+	return s.apply(ws)
+}
+
+// insertAt adds the entry (hash h, encoded val) at pos, where there is none.
+func (s *Stored) insertAt(pos, k0, val []byte, h Hash) error {
+	lvl := s.level(h)
+	d := Digest{Count: 1, Sum: h}
+	t, err := s.loadTop()
+	if err != nil {
+		return err
+	}
+	newT := max(t, lvl, 1)
+	var ws []storedWrite
+	if newT > t && t > 0 {
+		// New levels start as a head covering everything so far.
+		total, err := s.sumLevel(t, false)
+		if err != nil {
+			return err
+		}
+		for k := t + 1; k <= newT; k++ {
+			ws = append(ws, storedWrite{key: s.headKey(k), value: total.MarshalBinary()})
+		}
+	}
+	ws = append(ws, storedWrite{key: k0, value: val})
+	below := d // digest of the entry's node one level down
+	for k := 1; k <= newT; k++ {
+		var cov storedNode
+		if k <= t {
+			ns, err := s.lastNodes(k, pos, 1, false)
+			if err != nil {
+				return err
+			}
+			cov = ns[0]
+		} else {
+			// A level created above: its head covers everything before pos.
+			cov = storedNode{head: true}
+			if t > 0 {
+				cov.d, _ = UnmarshalDigest(ws[k-t-1].value)
+			}
+		}
+		if k > lvl {
+			cov.d = cov.d.Add(d)
+		} else {
+			// Split cov at pos: the new node takes the level-(k-1) nodes from pos up to
+			// the next level-k node.
+			// Levels above t are created by this insert and hold no node after pos yet.
+			end := s.levelEnd(k - 1)
+			if k <= t {
+				err := s.scan(k, s.nodeKey(k, pos), s.levelEnd(k), false, false,
+					func(_ bool, p []byte, _ Digest) bool {
+						end = s.nodeKey(k-1, p)
+						return false
+					})
+				if err != nil {
+					return err
+				}
+			}
+			sum := below
+			if k-1 <= t {
+				err := s.scan(k-1, keyAfter(s.nodeKey(k-1, pos)), end, false, false,
+					func(_ bool, _ []byte, nd Digest) bool {
+						sum = sum.Add(nd)
+						return true
+					})
+				if err != nil {
+					return err
+				}
+			}
+			ws = append(ws, storedWrite{key: s.nodeKey(k, pos), value: sum.MarshalBinary()})
+			cov.d = cov.d.Sub(sum.Sub(d))
+			below = sum
+		}
+		w, err := s.nodeWrite(k, cov)
+		if err != nil {
+			return err
+		}
+		ws = append(ws, w)
+	}
+	if err := s.apply(ws); err != nil {
+		return err
+	}
+	return s.setTop(newT)
+}
+
+// Remove deletes the entry at e's position (only Key and Version are looked at); removing
+// an absent position is a no-op. Cost: O(T) seeks reading at most two nodes each, and O(T)
+// node writes.
+func (s *Stored) Remove(e Entry) error {
+	pos := e.Position(s.o)
+	k0 := s.nodeKey(0, pos)
+	old, ok, err := s.kv.Get(k0)
+	if err != nil || !ok {
+		return err
+	}
+	oh, err := storedEntryHash(old)
+	if err != nil {
+		return err
+	}
+	return s.removeAt(pos, k0, oh)
+}
+
+// removeAt deletes the entry of hash oh at pos, merging its nodes into their predecessors.
+func (s *Stored) removeAt(pos, k0 []byte, oh Hash) error {
+	lvl := s.level(oh)
+	d := Digest{Count: 1, Sum: oh}
+	t, err := s.loadTop()
+	if err != nil {
+		return err
+	}
+	if t < max(lvl, 1) {
+		return errStoredCorrupt("entry above the top level")
+	}
+	ws := []storedWrite{{key: k0, del: true}}
+	emptied := false
+	for k := 1; k <= t; k++ {
+		var n storedNode
+		if k <= lvl {
+			ns, err := s.lastNodes(k, pos, 2, false)
+			if err != nil {
+				return err
+			}
+			if len(ns) < 2 || ns[0].head || !bytes.Equal(ns[0].pos, pos) {
+				return errStoredCorrupt("missing node of an entry")
+			}
+			n = ns[1]
+			n.d = n.d.Add(ns[0].d.Sub(d))
+			ws = append(ws, storedWrite{key: s.nodeKey(k, pos), del: true})
+		} else {
+			ns, err := s.lastNodes(k, pos, 1, false)
+			if err != nil {
+				return err
+			}
+			n = ns[0]
+			n.d = n.d.Sub(d)
+		}
+		w, err := s.nodeWrite(k, n)
+		if err != nil {
+			return err
+		}
+		ws = append(ws, w)
+		if k == t && n.head && n.d.Count == 0 {
+			emptied = true
+		}
+	}
+	if err := s.apply(ws); err != nil {
+		return err
+	}
+	if lvl >= t || emptied {
+		return s.shrink()
+	}
+	return nil
+}
+
+// shrink lowers T while the top level has no node but its head.
+func (s *Stored) shrink() error {
+	t := s.top
+	for t > 0 {
+		found := false
+		err := s.scan(t, s.boundStart(t), s.levelEnd(t), false, false,
+			func(bool, []byte, Digest) bool { found = true; return false })
+		if err != nil {
+			return err
+		}
+		if found {
+			break
+		}
+		if t > 1 {
+			if err := s.kv.Delete(s.headKey(t)); err != nil {
+				return err
+			}
+			t--
+			continue
+		}
+		_, ok, err := s.kv.Get(s.headKey(1))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			t = 0
+		}
+		break
+	}
+	return s.setTop(t)
+}
+
+// ---- queries ----
+
+// Root returns the digest of every entry: the sum of the top level's nodes (a handful).
+func (s *Stored) Root() (Digest, error) {
+	t, err := s.loadTop()
+	if err != nil || t == 0 {
+		return Digest{}, err
+	}
+	return s.sumLevel(t, true)
+}
+
+// Digest returns the digest of the entries in [lo, hi): O(T·16) node reads.
+func (s *Stored) Digest(lo, hi []byte) (Digest, error) {
+	if lo == nil && hi == nil {
+		return s.Root()
+	}
+	ds, err := s.Digests(lo, hi, nil)
+	if err != nil {
+		return Digest{}, err
+	}
+	return ds[0], nil
+}
+
+// Digests returns the digests of [lo,b0), [b0,b1), ..., [bn,hi): len(bounds)+1 digests,
+// in one top-down forward walk (see the type's documentation). Bounds must be sorted and
+// within [lo, hi] (equal neighbours give empty parts); otherwise it returns an error.
+func (s *Stored) Digests(lo, hi []byte, bounds [][]byte) ([]Digest, error) {
+	out := make([]Digest, len(bounds)+1)
+	if len(bounds) == 0 && rangeIsEmpty(lo, hi) {
+		return out, nil
+	}
+	if err := checkPartBounds(lo, hi, bounds); err != nil {
+		return nil, err
+	}
+	t, err := s.loadTop()
+	if err != nil || t == 0 {
+		return out, err
+	}
+	w := newStoredWalker(s, lo, hi, bounds, out)
+	end := s.levelEnd(t)
+	if hi != nil {
+		end = s.nodeKey(t, hi)
+	}
+	var nodes []storedNode
+	err = s.scan(t, s.headKey(t), end, false, true, func(head bool, p []byte, d Digest) bool {
+		nodes = append(nodes, storedNode{pos: append([]byte{}, p...), head: head, d: d})
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The last node may reach past hi: its end is taken as +inf, which only costs a
+	// descent that stops at hi.
+	if err := w.distribute(t, nodes, nil, true); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// storedWalker distributes node digests over the parts cut by the non-nil points among
+// lo, bounds, hi.
+type storedWalker struct {
+	s     *Stored
+	cuts  [][]byte
+	loOff int
+	out   []Digest
+}
+
+func newStoredWalker(s *Stored, lo, hi []byte, bounds [][]byte, out []Digest) *storedWalker {
+	w := &storedWalker{s: s, out: out}
+	if lo != nil {
+		w.cuts = append(w.cuts, lo)
+		w.loOff = 1
+	}
+	w.cuts = append(w.cuts, bounds...)
+	if hi != nil {
+		w.cuts = append(w.cuts, hi)
+	}
+	return w
+}
+
+// upTo returns the number of cuts <= x (x nil with head set: -inf).
+func (w *storedWalker) upTo(x []byte, head bool) int {
+	if head {
+		return 0
+	}
+	return sort.Search(len(w.cuts), func(i int) bool { return bytes.Compare(w.cuts[i], x) > 0 })
+}
+
+// below returns the number of cuts < x (inf: all).
+func (w *storedWalker) below(x []byte, inf bool) int {
+	if inf {
+		return len(w.cuts)
+	}
+	return sort.Search(len(w.cuts), func(i int) bool { return bytes.Compare(w.cuts[i], x) >= 0 })
+}
+
+// add credits d to the part holding positions with n cuts at or before them.
+func (w *storedWalker) add(n int, d Digest) {
+	if i := n - w.loOff; i >= 0 && i < len(w.out) {
+		w.out[i] = w.out[i].Add(d)
+	}
+}
+
+// lastCutIn returns the greatest cut strictly inside (start, end), if any.
+func (w *storedWalker) lastCutIn(n storedNode, end []byte, endInf bool) ([]byte, bool) {
+	i, j := w.upTo(n.pos, n.head), w.below(end, endInf)
+	if i < j {
+		return w.cuts[j-1], true
+	}
+	return nil, false
+}
+
+// distribute credits the consecutive nodes of level, the last of which ends at end (or
+// +inf), to the parts: whole when no cut falls strictly inside a node, else by descent.
+func (w *storedWalker) distribute(level int, nodes []storedNode, end []byte, endInf bool) error {
+	nodeEnd := func(i int) ([]byte, bool) {
+		if i+1 < len(nodes) {
+			return nodes[i+1].pos, false
+		}
+		return end, endInf
+	}
+	cut := func(i int) bool {
+		if level == 0 {
+			return false
+		}
+		e, inf := nodeEnd(i)
+		_, ok := w.lastCutIn(nodes[i], e, inf)
+		return ok
+	}
+	for i := 0; i < len(nodes); {
+		if !cut(i) {
+			w.add(w.upTo(nodes[i].pos, nodes[i].head), nodes[i].d)
+			i++
+			continue
+		}
+		j := i // last node of the run that holds a cut
+		for k := i + 1; k < len(nodes) && k <= j+1+storedRunGap; k++ {
+			if cut(k) {
+				j = k
+			}
+		}
+		e, inf := nodeEnd(j)
+		if err := w.descend(level, nodes[i:j+1], e, inf); err != nil {
+			return err
+		}
+		i = j + 1
+	}
+	return nil
+}
+
+// descend reads the children of the consecutive nodes run (of level >= 1, the last ending
+// at end) in one forward scan, stopping after the last node's last cut: the rest of that
+// node is its digest minus its children read. The children are then distributed.
+func (w *storedWalker) descend(level int, run []storedNode, end []byte, endInf bool) error {
+	s := w.s
+	c := level - 1
+	last := run[len(run)-1]
+	lastCut, _ := w.lastCutIn(last, end, endInf)
+	start := s.levelStart(c)
+	if !run[0].head {
+		start = s.nodeKey(c, run[0].pos)
+	}
+	stop := s.levelEnd(c)
+	if !endInf {
+		stop = s.nodeKey(c, end)
+	}
+	var children []storedNode
+	var acc Digest
+	var stopPos []byte
+	stopped := false
+	err := s.scan(c, start, stop, false, true, func(head bool, p []byte, d Digest) bool {
+		if !head && bytes.Compare(p, lastCut) >= 0 {
+			stopped, stopPos = true, append([]byte{}, p...)
+			return false
+		}
+		children = append(children, storedNode{pos: append([]byte{}, p...), head: head, d: d})
+		if last.head || (!head && bytes.Compare(p, last.pos) >= 0) {
+			acc = acc.Add(d)
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if stopped {
+		w.add(w.upTo(lastCut, false), last.d.Sub(acc))
+		end, endInf = stopPos, false
+	}
+	return w.distribute(c, children, end, endInf)
+}
+
+// Split returns up to k-1 sorted positions of entries strictly inside [lo, hi) cutting it
+// into parts of near-equal count: the positions of level-L nodes nearest to the count
+// quantiles, L being the highest level whose nodes hold on average at most a quarter of a
+// part (level 0, exact quantiles, for small ranges). It returns min(k, c)-1 positions, c
+// being the range's count (none when k < 2 or c <= 1); every part is non-empty. Cost: one
+// Digest, one scan of about 4k..64k level-L nodes and one descent at lo.
+func (s *Stored) Split(lo, hi []byte, k int) ([][]byte, error) {
+	if k < 2 || rangeIsEmpty(lo, hi) {
+		return nil, nil
+	}
+	t, err := s.loadTop()
+	if err != nil || t == 0 {
+		return nil, err
+	}
+	all, err := s.Digest(lo, hi)
+	if err != nil {
+		return nil, err
+	}
+	c := all.Count
+	if c <= 1 {
+		return nil, nil
+	}
+	parts := min(uint64(k), c)
+	fan := uint64(1) << s.nbits
+	l, size, q := 0, uint64(1), c/(4*parts)
+	for l < t && size <= q/fan {
+		size *= fan
+		l++
+	}
+	for ; l > 0; l-- {
+		out, err := s.splitLevel(l, lo, hi, c, parts)
+		if err != nil || out != nil {
+			return out, err
+		}
+	}
+	return s.splitEntries(lo, hi, c, parts)
+}
+
+// quantile returns floor(i·c/parts).
+func quantile(i, c, parts uint64) uint64 {
+	h, l := bits.Mul64(i, c)
+	q, _ := bits.Div64(h, l, parts)
+	return q
+}
+
+// splitEntries cuts [lo, hi), holding c entries, at exact quantiles by walking its entries.
+func (s *Stored) splitEntries(lo, hi []byte, c, parts uint64) ([][]byte, error) {
+	start, end := s.levelStart(0), s.levelEnd(0)
+	if lo != nil {
+		start = s.nodeKey(0, lo)
+	}
+	if hi != nil {
+		end = s.nodeKey(0, hi)
+	}
+	out := make([][]byte, 0, parts-1)
+	var rank uint64
+	next := quantile(1, c, parts)
+	err := s.scan(0, start, end, false, true, func(_ bool, p []byte, _ Digest) bool {
+		if rank == next {
+			out = append(out, append([]byte{}, p...))
+			if uint64(len(out)) == parts-1 {
+				return false
+			}
+			next = quantile(uint64(len(out))+1, c, parts)
+		}
+		rank++
+		return true
+	})
+	return out, err
+}
+
+// splitLevel picks parts-1 level-l nodes inside (lo, hi) nearest to the count quantiles of
+// the range (c entries), or returns nil when the range has too few level-l nodes.
+func (s *Stored) splitLevel(l int, lo, hi []byte, c, parts uint64) ([][]byte, error) {
+	start := s.headKey(l)
+	if lo != nil {
+		ns, err := s.lastNodes(l, lo, 1, true)
+		if err != nil {
+			return nil, err
+		}
+		start = s.key(l, ns[0])
+	}
+	end := s.levelEnd(l)
+	if hi != nil {
+		end = s.nodeKey(l, hi)
+	}
+	var nodes []storedNode
+	err := s.scan(l, start, end, false, true, func(head bool, p []byte, d Digest) bool {
+		nodes = append(nodes, storedNode{pos: append([]byte{}, p...), head: head, d: d})
+		return true
+	})
+	if err != nil || uint64(len(nodes)) < parts {
+		return nil, err // at most parts-1 candidates: try a lower level
+	}
+	// rank[i] = entries of the range before nodes[i+1].
+	ranks := make([]uint64, len(nodes)-1)
+	first := nodes[0]
+	r := first.d.Count
+	if lo != nil && (first.head || bytes.Compare(first.pos, lo) < 0) {
+		// Only the part of the first node at or after lo counts.
+		part := make([]Digest, 1)
+		w := newStoredWalker(s, lo, nil, nil, part)
+		if err := w.distribute(l, nodes[:1], nodes[1].pos, false); err != nil {
+			return nil, err
+		}
+		r = part[0].Count
+	}
+	for i := 1; i < len(nodes); i++ {
+		ranks[i-1] = r
+		r += nodes[i].d.Count
+	}
+	cands := nodes[1:]
+	for len(ranks) > 0 && ranks[0] == 0 { // the range's first entry: would empty part 0
+		ranks, cands = ranks[1:], cands[1:]
+	}
+	need := int(parts - 1)
+	if len(cands) < need {
+		return nil, nil
+	}
+	out := make([][]byte, 0, need)
+	j := 0
+	for i := 1; i <= need; i++ {
+		target := quantile(uint64(i), c, parts)
+		maxJ := len(cands) - 1 - (need - i) // leave one candidate per later cut
+		for j < maxJ && absDiff(ranks[j+1], target) <= absDiff(ranks[j], target) {
+			j++
+		}
+		out = append(out, cands[j].pos)
+		j++
+	}
+	return out, nil
+}
+
+func absDiff(a, b uint64) uint64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
+}
+
+// Entries calls fn for each entry in [lo, hi) in position order until fn returns false,
+// reading them in one forward scan. fn receives its own copy of the key and may keep it;
+// it must not write through this index while the scan runs.
+func (s *Stored) Entries(lo, hi []byte, fn func(Entry) bool) error {
+	if rangeIsEmpty(lo, hi) {
+		return nil
+	}
+	start, end := s.levelStart(0), s.levelEnd(0)
+	if lo != nil {
+		start = s.nodeKey(0, lo)
+	}
+	if hi != nil {
+		end = s.nodeKey(0, hi)
+	}
+	var ierr error
+	err := s.kv.Iterate(start, end, false, func(k, v []byte) bool {
+		s.stats.Entries++
+		_, pos, err := s.parseNode(0, k)
+		if err == nil {
+			var e Entry
+			if e, err = s.decodeEntry(pos, v); err == nil {
+				return fn(e)
+			}
+		}
+		ierr = err
+		return false
+	})
+	if err != nil {
+		return err
+	}
+	return ierr
+}
