@@ -1,0 +1,368 @@
+package badger
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	bdg "github.com/dgraph-io/badger/v4"
+
+	"github.com/reconcile-dev/reconcile/merkle"
+	"github.com/reconcile-dev/reconcile/reconcile"
+)
+
+// Schema is the schema fingerprint of every Badger store: a plain keyspace.
+const Schema = "kv"
+
+// Open takes a snapshot over one Badger read transaction that sees the rows live at now.
+//
+// Rows expired at now stay in the stored index until PurgeExpired, so Open reads them from
+// the expiry index (one scan of the expired-but-not-purged rows) into a sorted in-memory
+// overlay with prefix digests: every digest subtracts the overlay, and Entries and Split
+// skip its entries. The snapshot is not safe for concurrent use.
+func (s *Store) Open(ctx context.Context, now int64) (reconcile.Snapshot, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("open snapshot: %w", err)
+	}
+	snap, err := s.openSnapshot(now)
+	if err != nil {
+		return nil, fmt.Errorf("open snapshot: %w", err)
+	}
+	return snap, nil
+}
+
+// snapshot is a Store's reconcile.Snapshot: the stored index read through one Badger read
+// transaction, less the overlay of expired entries.
+type snapshot struct {
+	s       *Store
+	txn     *bdg.Txn
+	idx     *merkle.Stored
+	now     int64
+	expired *merkle.Sorted      // entries expired at now, still in idx
+	gone    map[string]struct{} // their positions
+	root    merkle.Digest
+}
+
+func (s *Store) openSnapshot(now int64) (*snapshot, error) {
+	txn := s.db.NewTransaction(false)
+	snap := &snapshot{s: s, txn: txn, idx: merkle.NewStored(readKV{txn}, []byte{prefixIndex}, s.ord), now: now}
+	var entries []merkle.Entry
+	var derr error
+	err := txnIterate(txn, []byte{prefixExpiry}, expiryBound(now), false, func(k, _ []byte) bool {
+		at, key, err := decodeExpiryKey(k)
+		if err != nil {
+			derr = err
+			return false
+		}
+		key = clone(key)
+		b, ok, err := txnGet(txn, rowKey(key))
+		if err != nil {
+			derr = err
+			return false
+		}
+		if !ok {
+			return true
+		}
+		r, err := decodeRecord(key, b)
+		if err != nil {
+			derr = err
+			return false
+		}
+		if r.expiresAt == at { // writes keep the two together; be safe anyway
+			entries = append(entries, r.entry())
+		}
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	if err == nil {
+		snap.root, err = snap.idx.Root()
+	}
+	if err != nil {
+		txn.Discard()
+		return nil, err
+	}
+	if len(entries) > 0 {
+		snap.expired = merkle.NewSorted(s.ord, entries)
+		snap.gone = make(map[string]struct{}, len(entries))
+		for _, e := range entries {
+			snap.gone[string(e.Position(s.ord))] = struct{}{}
+		}
+		d, _ := snap.expired.Digest(nil, nil)
+		snap.root = snap.root.Sub(d)
+	}
+	return snap, nil
+}
+
+// Info reports the store's ordering, Schema and the live root at the snapshot's now.
+func (sn *snapshot) Info() reconcile.Info {
+	return reconcile.Info{Ordering: sn.s.ord, Schema: Schema, Root: sn.root}
+}
+
+// Digests answers from the stored index less the expired entries it still holds.
+func (sn *snapshot) Digests(ctx context.Context, lo, hi []byte, bounds [][]byte) ([]merkle.Digest, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("digests: %w", err)
+	}
+	ds, err := sn.idx.Digests(lo, hi, bounds)
+	if err != nil {
+		return nil, fmt.Errorf("digests: %w", err)
+	}
+	if sn.expired != nil {
+		xs, _ := sn.expired.Digests(lo, hi, bounds)
+		for i := range ds {
+			ds[i] = ds[i].Sub(xs[i])
+		}
+	}
+	return ds, nil
+}
+
+// Split returns positions of live entries only; see split.
+func (sn *snapshot) Split(ctx context.Context, lo, hi []byte, k int) ([][]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("split: %w", err)
+	}
+	out, err := sn.split(lo, hi, k)
+	if err != nil {
+		return nil, fmt.Errorf("split: %w", err)
+	}
+	return out, nil
+}
+
+// split answers Split around the expired entries the stored index still holds: it asks
+// the index for more candidates than needed (as many more as expired entries dilute the
+// range), moves each expired candidate to the next live entry, ranks the candidates by
+// live count, and keeps those nearest the live quantiles.
+func (sn *snapshot) split(lo, hi []byte, k int) ([][]byte, error) {
+	var ex uint64
+	if sn.expired != nil {
+		d, _ := sn.expired.Digest(lo, hi)
+		ex = d.Count
+	}
+	if ex == 0 {
+		return sn.idx.Split(lo, hi, k)
+	}
+	if k < 2 {
+		return nil, nil
+	}
+	all, err := sn.idx.Digest(lo, hi)
+	if err != nil {
+		return nil, err
+	}
+	live := all.Count - ex
+	if live < 2 {
+		return nil, nil
+	}
+	over := min(2*((all.Count+live-1)/live), 64)
+	cands, err := sn.idx.Split(lo, hi, int(min(uint64(k)*over, all.Count)))
+	if err != nil {
+		return nil, err
+	}
+	moved := cands[:0]
+	for _, c := range cands {
+		if _, isGone := sn.gone[string(c)]; isGone {
+			var next []byte
+			err := sn.idx.Entries(c, hi, func(e merkle.Entry) bool {
+				p := e.Position(sn.s.ord)
+				if _, isGone := sn.gone[string(p)]; isGone {
+					return true
+				}
+				next = p
+				return false
+			})
+			if err != nil {
+				return nil, err
+			}
+			if next == nil {
+				break // only expired entries from c to hi
+			}
+			c = next
+		}
+		if n := len(moved); n > 0 && bytes.Equal(moved[n-1], c) {
+			continue
+		}
+		moved = append(moved, c)
+	}
+	if len(moved) == 0 {
+		return nil, nil
+	}
+	parts, err := sn.Digests(context.Background(), lo, hi, moved)
+	if err != nil {
+		return nil, err
+	}
+	ranks := make([]uint64, len(moved)) // live entries before each candidate
+	var r uint64
+	for i := range moved {
+		r += parts[i].Count
+		ranks[i] = r
+	}
+	var out [][]byte
+	j := 0
+	for q := uint64(1); q < uint64(k) && q < live; q++ {
+		target := q * live / uint64(k)
+		for j+1 < len(moved) && absDiff(ranks[j+1], target) <= absDiff(ranks[j], target) {
+			j++
+		}
+		if ranks[j] == 0 || (len(out) > 0 && bytes.Equal(out[len(out)-1], moved[j])) {
+			continue
+		}
+		out = append(out, moved[j])
+	}
+	return out, nil
+}
+
+func absDiff(a, b uint64) uint64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
+}
+
+// Entries lists the live entries of [lo, hi), skipping expired ones.
+func (sn *snapshot) Entries(ctx context.Context, lo, hi []byte, limit int) ([]merkle.Entry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("entries: %w", err)
+	}
+	var out []merkle.Entry
+	err := sn.idx.Entries(lo, hi, func(e merkle.Entry) bool {
+		if sn.gone != nil {
+			if _, isGone := sn.gone[string(e.Position(sn.s.ord))]; isGone {
+				return true
+			}
+		}
+		out = append(out, e) // Stored hands out its own copy of the key
+		return limit <= 0 || len(out) < limit
+	})
+	if err != nil {
+		return nil, fmt.Errorf("entries: %w", err)
+	}
+	return out, nil
+}
+
+// Rows reads the row records at the snapshot; expired rows count as missing.
+func (sn *snapshot) Rows(ctx context.Context, keys [][]byte) ([]reconcile.Row, error) {
+	out := make([]reconcile.Row, len(keys))
+	for i, key := range keys {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("rows: %w", err)
+		}
+		b, ok, err := txnGet(sn.txn, rowKey(key))
+		if err != nil {
+			return nil, fmt.Errorf("rows: get %s: %w", printable(key), err)
+		}
+		if !ok {
+			continue
+		}
+		r, err := decodeRecord(clone(key), b)
+		if err != nil {
+			return nil, fmt.Errorf("rows: %w", err)
+		}
+		if !r.expired(sn.now) {
+			out[i] = r.row()
+		}
+	}
+	return out, nil
+}
+
+// ReadStats is what the stored index read, plus the expired entries read at Open.
+func (sn *snapshot) ReadStats() merkle.ReadStats {
+	st := sn.idx.Stats()
+	if sn.expired != nil {
+		st.Entries += int64(sn.expired.Len()) // read from the expiry index at Open
+	}
+	return st
+}
+
+// Close discards the read transaction.
+func (sn *snapshot) Close() error {
+	sn.txn.Discard()
+	return nil
+}
+
+// Apply writes changes in one Badger transaction, all or none, each conditional on the
+// key's current row: a change applies when Expect is nil and the key has no row live at
+// now, or when Expect equals the row's entry exactly (key, version, expiresAt, flags,
+// value hash); otherwise it is skipped as reconcile.Raced. A Put row's key must be the
+// change's key. Errors write nothing: bdg.ErrTxnTooBig (a smaller batch fits), a row over
+// MaxRowBytes (wraps ErrRowTooLarge; names the key), a Badger failure, and
+// reconcile.ErrReadOnly on a read-only store. In KeyOrder stores a Put's version is
+// stored as 0.
+func (s *Store) Apply(ctx context.Context, now int64, changes []reconcile.Change) ([]reconcile.Outcome, error) {
+	if s.opts.ReadOnly {
+		return nil, fmt.Errorf("apply: %w", reconcile.ErrReadOnly)
+	}
+	ops := make([]op, len(changes))
+	for i, c := range changes {
+		if c.Put == nil {
+			ops[i] = op{kind: opDelete, key: c.Key}
+			continue
+		}
+		if !bytes.Equal(c.Put.Key, c.Key) {
+			return nil, fmt.Errorf("apply: change for key %s puts a row with key %s", printable(c.Key), printable(c.Put.Key))
+		}
+		if err := s.checkRow(c.Key, c.Put.Value); err != nil {
+			return nil, fmt.Errorf("apply: %w", err)
+		}
+		var flags byte
+		if c.Put.Tombstone {
+			flags = merkle.FlagTombstone
+		}
+		ops[i] = s.putOp(c.Key, c.Put.Value, c.Put.Version, c.Put.ExpiresAt, flags)
+	}
+
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	t := s.newView()
+	s.begin(t)
+	defer t.discard()
+	out := make([]reconcile.Outcome, len(changes))
+	for i, c := range changes {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("apply: %w", err)
+		}
+		b, ok, err := t.rows.Get(rowKey(c.Key))
+		if err != nil {
+			return nil, fmt.Errorf("apply: read %s: %w", printable(c.Key), err)
+		}
+		var cur *record
+		if ok {
+			r, err := decodeRecord(c.Key, b)
+			if err != nil {
+				return nil, fmt.Errorf("apply: %w", err)
+			}
+			cur = &r
+		}
+		var match bool
+		if c.Expect == nil {
+			match = cur == nil || cur.expired(now)
+		} else {
+			match = cur != nil && expectMatches(c.Expect, cur)
+		}
+		if !match {
+			out[i] = reconcile.Raced
+			continue
+		}
+		if _, err := s.apply(t, &ops[i]); err != nil {
+			return nil, fmt.Errorf("apply: write %s: %w", printable(c.Key), err)
+		}
+		out[i] = reconcile.Applied
+	}
+	err := t.commit()
+	if errors.Is(err, bdg.ErrTxnTooBig) {
+		return nil, fmt.Errorf("apply: %d changes do not fit in one badger transaction: %w", len(changes), err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("apply: commit: %w", err)
+	}
+	return out, nil
+}
+
+// expectMatches reports whether r's entry is exactly e, hashing r's value only when
+// everything else agrees.
+func expectMatches(e *merkle.Entry, r *record) bool {
+	p := r.position()
+	return e.Version == p.Version && e.ExpiresAt == p.ExpiresAt && e.Flags == p.Flags &&
+		bytes.Equal(e.Key, p.Key) && e.ValueHash == merkle.ValueHash(r.value)
+}

@@ -1,0 +1,81 @@
+package badger
+
+import (
+	"bytes"
+	"errors"
+
+	bdg "github.com/dgraph-io/badger/v4"
+)
+
+// errReadOnlyKV is returned by writes through a snapshot's KV; the index never writes on
+// the read path, so seeing it is a bug.
+var errReadOnlyKV = errors.New("write through a read-only snapshot")
+
+// readKV is the merkle.KV view of one Badger read transaction.
+type readKV struct{ txn *bdg.Txn }
+
+func (kv readKV) Get(key []byte) ([]byte, bool, error) { return txnGet(kv.txn, key) }
+func (kv readKV) Set(key, value []byte) error          { return errReadOnlyKV }
+func (kv readKV) Delete(key []byte) error              { return errReadOnlyKV }
+func (kv readKV) Iterate(start, end []byte, reverse bool, fn func(key, value []byte) bool) error {
+	return txnIterate(kv.txn, start, end, reverse, fn)
+}
+
+func txnGet(txn *bdg.Txn, key []byte) ([]byte, bool, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, bdg.ErrKeyNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return nil, false, err
+	}
+	return v, true, nil
+}
+
+func txnIterate(txn *bdg.Txn, start, end []byte, reverse bool, fn func(key, value []byte) bool) error {
+	// A common prefix of the bounds lets Badger skip tables that cannot hold the range.
+	var prefix []byte
+	if start != nil && end != nil {
+		n := 0
+		for n < len(start) && n < len(end) && start[n] == end[n] {
+			n++
+		}
+		prefix = start[:n]
+	}
+	it := txn.NewIterator(bdg.IteratorOptions{Reverse: reverse, Prefix: prefix})
+	defer it.Close()
+	if !reverse {
+		it.Seek(start)
+	} else if end != nil {
+		it.Seek(end) // the last key at or before end
+	} else {
+		it.Rewind()
+	}
+	for ; it.Valid(); it.Next() {
+		item := it.Item()
+		k := item.Key()
+		if !reverse && end != nil && bytes.Compare(k, end) >= 0 {
+			break
+		}
+		if reverse {
+			if end != nil && bytes.Compare(k, end) >= 0 {
+				continue
+			}
+			if start != nil && bytes.Compare(k, start) < 0 {
+				break
+			}
+		}
+		goOn := true
+		if err := item.Value(func(v []byte) error { goOn = fn(k, v); return nil }); err != nil {
+			return err
+		}
+		if !goOn {
+			break
+		}
+	}
+	return nil
+}

@@ -1,0 +1,364 @@
+// Package badger is the embedded default endpoint: rows and their version-range Merkle
+// index kept together in one Badger database, so that every write updates both in one
+// transaction and a read transaction is a consistent snapshot of both.
+//
+// # Storage layout
+//
+// One Badger DB holds four key spaces, told apart by their first byte:
+//
+//	"r" || key                          -> be64(version) || be64(expiresAt) || flags || value
+//	"i" || ...                          -> the merkle.Stored index over every row's entry
+//	"x" || be64(expiresAt^1<<63) || key -> empty; one per row with an expiry
+//	"m" || name                         -> store metadata ("m"+"ordering": 1 byte)
+//
+// The row record does not repeat the value hash the index entry holds: replacing or
+// deleting a row needs only its key and version, and the few reads that need the old
+// entry (a conditional Apply, a snapshot's expired rows) hash the value. The expiry index
+// is ordered by time (the sign bit is flipped so negative times sort first),
+// so the rows expired at some now, but not yet purged, are one prefix scan away. Rows stay
+// in the index until PurgeExpired deletes them; snapshots subtract them (see Store.Open).
+//
+// Every write (Put, Delete, Write, Apply, PurgeExpired) updates the row, its index entry
+// and its expiry key in one Badger transaction, under one in-process writer lock: Badger
+// lets only one process open the directory, so the lock serialises every writer and
+// transactions never conflict on the index's shared upper nodes.
+//
+// # Write cost
+//
+// Each row costs Badger about two entries (its record and its index entry) plus a share
+// of the index's aggregate nodes, and the index reads O(log n) nodes per write. Writes go
+// through an in-memory cache (see cache) that keeps the aggregate nodes a Write rewrites
+// and sends each to Badger once per transaction. BenchmarkWriteIndexed and
+// BenchmarkWritePlain measure the cost against plain Badger writes of the same rows.
+package badger
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	bdg "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/skl"
+
+	"github.com/reconcile-dev/reconcile/merkle"
+	"github.com/reconcile-dev/reconcile/reconcile"
+)
+
+// DefaultMaxRowBytes is the default Options.MaxRowBytes.
+const DefaultMaxRowBytes = 64 << 20
+
+// MaxKeyBytes is the longest key a Store accepts. Badger limits its keys to 65000 bytes,
+// and the index keys built from a row's position carry a few bytes more than the key.
+const MaxKeyBytes = 60000
+
+// ErrRowTooLarge is wrapped by errors for a row over Options.MaxRowBytes or a key over
+// MaxKeyBytes. A smaller batch will not help; the row must be skipped.
+var ErrRowTooLarge = errors.New("row too large")
+
+// Options configure Open. The zero value opens an existing, writable store.
+type Options struct {
+	// Ordering is the index order, fixed when the store is created and kept in its
+	// metadata. Zero means: the stored ordering, or VersionOrder for a new store. A
+	// non-zero Ordering that differs from the stored one is an error.
+	Ordering merkle.Ordering
+	// Create creates the store when path does not hold one. Without it a missing store
+	// is an error.
+	Create bool
+	// ReadOnly opens the store for reading; writes return reconcile.ErrReadOnly. Several
+	// read-only opens may share a directory, but not with a writer.
+	ReadOnly bool
+	// MaxRowBytes caps len(key)+len(value) of one row; Put, Write and Apply refuse a larger
+	// row with an error wrapping ErrRowTooLarge. Zero means DefaultMaxRowBytes.
+	MaxRowBytes int
+	// Logger receives Badger's own log lines. Nil (the default) discards them.
+	Logger bdg.Logger
+
+	// memTableSize overrides Badger's memtable size (64 MiB); tests shrink it to make
+	// transactions split. A transaction holds at most 15% of it.
+	memTableSize int64
+}
+
+// Store is a Badger database holding rows and their index. It implements
+// reconcile.Endpoint and is safe for concurrent use; writes are serialised.
+type Store struct {
+	db   *bdg.DB
+	path string
+	ord  merkle.Ordering
+	opts Options
+
+	// Limits of one Badger transaction, from its options (see Txn.checkSize).
+	maxTxnCount, maxTxnBytes, valueThreshold int64
+
+	// wmu serialises every read-write transaction (see the package doc).
+	wmu sync.Mutex
+}
+
+var _ reconcile.Endpoint = (*Store)(nil)
+
+var metaOrdering = []byte{prefixMeta, 'o', 'r', 'd', 'e', 'r', 'i', 'n', 'g'}
+
+// maxTxnRawBytes caps the value bytes one write transaction holds in memory: Badger's own
+// limit counts a value-log value as a 12-byte pointer, so many large values would
+// otherwise pile up in one transaction.
+const maxTxnRawBytes = 64 << 20
+
+// Open opens the store at path. A missing store is an error unless opts.Create is set; a
+// store another process has open is an error that says so; an explicit opts.Ordering
+// other than the store's is an error.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.MaxRowBytes <= 0 {
+		opts.MaxRowBytes = DefaultMaxRowBytes
+	}
+	if opts.Ordering != 0 && opts.Ordering != merkle.VersionOrder && opts.Ordering != merkle.KeyOrder {
+		return nil, fmt.Errorf("open badger store %s: unknown %v", path, opts.Ordering)
+	}
+	exists, err := storeExists(path)
+	if err != nil {
+		return nil, fmt.Errorf("open badger store %s: %w", path, err)
+	}
+	if !exists && (!opts.Create || opts.ReadOnly) {
+		return nil, fmt.Errorf("open badger store %s: no store there; create one with `reconcile load` or `reconcile gen` (Go: badger.Options{Create: true})", path)
+	}
+	bo := bdg.DefaultOptions(path).
+		WithLogger(opts.Logger).
+		WithReadOnly(opts.ReadOnly).
+		WithDetectConflicts(false) // wmu serialises writers; see the package doc
+	if opts.memTableSize > 0 {
+		bo = bo.WithMemTableSize(opts.memTableSize).
+			WithValueThreshold(min(bo.ValueThreshold, 15*opts.memTableSize/100/2))
+	}
+	db, err := bdg.Open(bo)
+	if err != nil {
+		// Badger formats the flock failure with %+v, not %w: its text is all there is.
+		if strings.Contains(err.Error(), "Another process is using this Badger database") {
+			return nil, fmt.Errorf("badger store %s is in use by another process (close it and retry)", path)
+		}
+		return nil, fmt.Errorf("open badger store %s: %w", path, err)
+	}
+	s := &Store{db: db, path: path, opts: opts}
+	bo = db.Opts()
+	s.maxTxnBytes = 15 * bo.MemTableSize / 100
+	s.maxTxnCount = s.maxTxnBytes / int64(skl.MaxNodeSize)
+	s.valueThreshold = bo.ValueThreshold
+	if err := s.initMeta(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open badger store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// storeExists reports whether path holds a Badger database (its MANIFEST file).
+func storeExists(path string) (bool, error) {
+	_, err := os.Stat(filepath.Join(path, "MANIFEST"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// initMeta reads the stored ordering, or records one in a new store.
+func (s *Store) initMeta() error {
+	var stored []byte
+	var empty bool
+	err := s.db.View(func(txn *bdg.Txn) error {
+		v, ok, err := txnGet(txn, metaOrdering)
+		if err != nil || ok {
+			stored = v
+			return err
+		}
+		it := txn.NewIterator(bdg.IteratorOptions{})
+		defer it.Close()
+		it.Rewind()
+		empty = !it.Valid()
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read metadata: %w", err)
+	}
+	switch {
+	case stored != nil:
+		if len(stored) != 1 {
+			return fmt.Errorf("metadata: ordering of %d bytes, want 1", len(stored))
+		}
+		o := merkle.Ordering(stored[0])
+		if o != merkle.VersionOrder && o != merkle.KeyOrder {
+			return fmt.Errorf("metadata: unknown %v", o)
+		}
+		if s.opts.Ordering != 0 && s.opts.Ordering != o {
+			return fmt.Errorf("store was created with %s ordering, not %s: open it without an ordering or with %s", o, s.opts.Ordering, o)
+		}
+		s.ord = o
+		return nil
+	case !empty:
+		return errors.New("not a reconcile store: Badger keys but no reconcile metadata")
+	}
+	s.ord = s.opts.Ordering
+	if s.ord == 0 {
+		s.ord = merkle.VersionOrder
+	}
+	if s.opts.ReadOnly {
+		return nil
+	}
+	err = s.db.Update(func(txn *bdg.Txn) error { return txn.Set(metaOrdering, []byte{byte(s.ord)}) })
+	if err != nil {
+		return fmt.Errorf("write metadata: %w", err)
+	}
+	return nil
+}
+
+// Ordering returns the store's index ordering.
+func (s *Store) Ordering() merkle.Ordering { return s.ord }
+
+// Close closes the database. Snapshots must be closed first.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close badger store %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Get returns the row stored under key if it is live now (not expired at time.Now()).
+// The returned slices are the caller's.
+func (s *Store) Get(key []byte) (reconcile.Row, bool, error) {
+	now := time.Now().UnixNano()
+	var row reconcile.Row
+	var found bool
+	err := s.db.View(func(txn *bdg.Txn) error {
+		b, ok, err := txnGet(txn, rowKey(key))
+		if err != nil || !ok {
+			return err
+		}
+		r, err := decodeRecord(clone(key), b)
+		if err != nil || r.expired(now) {
+			return err
+		}
+		row, found = r.row(), true
+		return nil
+	})
+	if err != nil {
+		return reconcile.Row{}, false, fmt.Errorf("get %s: %w", printable(key), err)
+	}
+	return row, found, nil
+}
+
+// Scan calls fn for every row live now with key >= start (nil: from the first key), in
+// key order, until fn returns false. It reads one consistent snapshot; fn owns the Row's
+// slices and may write to the store (those writes are not seen by this scan).
+func (s *Store) Scan(start []byte, fn func(reconcile.Row) bool) error {
+	now := time.Now().UnixNano()
+	err := s.db.View(func(txn *bdg.Txn) error {
+		it := txn.NewIterator(bdg.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: []byte{prefixRow}})
+		defer it.Close()
+		for it.Seek(rowKey(start)); it.Valid(); it.Next() {
+			item := it.Item()
+			b, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			r, err := decodeRecord(item.KeyCopy(nil)[1:], b)
+			if err != nil {
+				return err
+			}
+			if r.expired(now) {
+				continue
+			}
+			if !fn(r.row()) {
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	return nil
+}
+
+// Root returns the digest of the rows live at now (unix ns): the root of the index less
+// the rows expired but not yet purged.
+func (s *Store) Root(now int64) (merkle.Digest, error) {
+	snap, err := s.openSnapshot(now)
+	if err != nil {
+		return merkle.Digest{}, fmt.Errorf("root: %w", err)
+	}
+	defer snap.Close()
+	return snap.root, nil
+}
+
+// Put stores a row, replacing any row under key (its index entry and expiry too), in one
+// transaction. expiresAt is unix ns, 0 for never. In a KeyOrder store the version is
+// stored as 0 (key order replicates no version). A row over Options.MaxRowBytes, or a key
+// over MaxKeyBytes, is refused with an error wrapping ErrRowTooLarge. For many rows use
+// Write: each Put is a transaction of its own.
+func (s *Store) Put(key, value []byte, version uint64, expiresAt int64) error {
+	_, _, err := s.write(true, func(w *Writer) error { return w.Put(key, value, version, expiresAt) })
+	if err != nil && !errors.Is(err, ErrRowTooLarge) {
+		err = fmt.Errorf("put %s: %w", printable(key), err)
+	}
+	return err
+}
+
+// Delete removes the row under key and its index entry in one transaction. Deleting an
+// absent key is not an error.
+func (s *Store) Delete(key []byte) error {
+	_, _, err := s.write(true, func(w *Writer) error { return w.Delete(key) })
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", printable(key), err)
+	}
+	return nil
+}
+
+// PurgeExpired physically deletes the rows expired at now (unix ns), with their index
+// entries, in transactions of bounded size, and returns how many it deleted. On error the
+// count covers the transactions already committed.
+func (s *Store) PurgeExpired(now int64) (int, error) {
+	const batch = 4096
+	purged := 0
+	for {
+		var keys [][]byte
+		var times []int64
+		err := s.db.View(func(txn *bdg.Txn) error {
+			var derr error
+			err := txnIterate(txn, []byte{prefixExpiry}, expiryBound(now), false, func(k, _ []byte) bool {
+				at, key, err := decodeExpiryKey(k)
+				if err != nil {
+					derr = err
+					return false
+				}
+				keys = append(keys, clone(key))
+				times = append(times, at)
+				return len(keys) < batch
+			})
+			if err == nil {
+				err = derr
+			}
+			return err
+		})
+		if err != nil {
+			return purged, fmt.Errorf("purge expired: %w", err)
+		}
+		if len(keys) == 0 {
+			return purged, nil
+		}
+		_, n, err := s.write(false, func(w *Writer) error {
+			for i, k := range keys {
+				if err := w.do(op{kind: opPurge, key: k, expiresAt: times[i], purgeAt: now}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		purged += n
+		if err != nil {
+			return purged, fmt.Errorf("purge expired: %w", err)
+		}
+		if len(keys) < batch {
+			return purged, nil
+		}
+	}
+}

@@ -1,0 +1,396 @@
+package badger
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	bdg "github.com/dgraph-io/badger/v4"
+
+	"github.com/reconcile-dev/reconcile/merkle"
+	"github.com/reconcile-dev/reconcile/reconcile"
+)
+
+type opKind uint8
+
+const (
+	opPut opKind = iota
+	opDelete
+	opPurge // delete the row if it is expired at purgeAt; drop a stale expiry key
+)
+
+// op is one row write, kept until its transaction commits so that it can be replayed in a
+// smaller transaction after bdg.ErrTxnTooBig.
+type op struct {
+	kind      opKind
+	key       []byte
+	rec       []byte // opPut: the encoded record
+	entry     merkle.Entry
+	expiresAt int64 // opPurge: the expiry key's time
+	purgeAt   int64
+}
+
+// WriteError is returned by Write when it fails after committing some transactions:
+// the first Committed writes (in call order) are durable, the rest were not written.
+type WriteError struct {
+	Committed int
+	Err       error
+}
+
+// Error says how many writes committed and why the rest did not.
+func (e *WriteError) Error() string {
+	return fmt.Sprintf("write: %d rows committed, the rest not written: %v", e.Committed, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *WriteError) Unwrap() error { return e.Err }
+
+// Writer batches writes for Store.Write. It is valid only during the Write callback.
+type Writer struct {
+	s *Store
+	// v is the cache and index the transactions of this Write share (nil until needed,
+	// and again after a failed transaction).
+	v *view
+	// ops are the writes applied to the open transaction, kept to redo them in smaller
+	// transactions after bdg.ErrTxnTooBig; wroteTxn counts those that changed a row.
+	ops      []op
+	wroteTxn int
+	// committed counts writes in committed transactions; wrote counts those that changed
+	// a row (purges of rows that are no longer expired do not).
+	committed, wrote int
+	// err is the first failure; the open transaction is then unusable and every later
+	// call returns err.
+	err error
+	// single is set for one-row writes (Store.Put, Store.Delete), which skip priming.
+	single bool
+}
+
+// view is what the transactions of a Write read and write through: the rows (and expiry
+// keys) by key, the index through its ordered cache. See cache.
+type view struct {
+	txn    *bdg.Txn
+	p      pending
+	rows   *flat
+	c      *cache
+	idx    *merkle.Stored
+	primed bool
+}
+
+func (s *Store) newView() *view {
+	v := &view{p: pending{threshold: s.valueThreshold}}
+	v.rows, v.c = newFlat(&v.p), newCache(&v.p)
+	v.idx = merkle.NewStored(v.c, []byte{prefixIndex}, s.ord)
+	return v
+}
+
+// begin starts a read-write transaction under v.
+func (s *Store) begin(v *view) {
+	v.txn = s.db.NewTransaction(true)
+	v.rows.txn, v.c.txn = v.txn, v.txn
+}
+
+// discard drops v's transaction, if any.
+func (v *view) discard() {
+	if v != nil && v.txn != nil {
+		v.txn.Discard()
+		v.txn, v.rows.txn, v.c.txn = nil, nil, nil
+	}
+}
+
+// commit flushes v's writes and commits its transaction.
+func (v *view) commit() error {
+	err := v.rows.flush()
+	if err == nil {
+		err = v.c.flush()
+	}
+	if err == nil {
+		err = v.txn.Commit()
+	}
+	v.discard()
+	v.p.count, v.p.bytes, v.p.raw = 0, 0, 0
+	return err
+}
+
+// big reports whether v holds more than a Write should keep between transactions.
+func (v *view) big() bool {
+	return v.c.nodes+len(v.rows.m) > maxCacheNodes || v.c.size+v.rows.size > maxCacheBytes
+}
+
+// prime learns, with a seek or two per key space, which row keys and index keys cannot
+// exist: in an empty store, or past the last key of a growing one, that answers the reads
+// of new keys without asking Badger for each.
+func (v *view) prime() error {
+	v.primed = true
+	if err := v.rows.prime([]byte{prefixRow}, []byte{prefixRow + 1}); err != nil {
+		return err
+	}
+	return v.c.Iterate([]byte{prefixIndex}, []byte{prefixIndex + 1}, false, func(_, _ []byte) bool { return false })
+}
+
+// Write calls fn with a Writer and commits its writes in as few Badger transactions as
+// fit: a transaction is committed when it nears Badger's size limit, and one that still
+// turns out too big (bdg.ErrTxnTooBig) is redone as two halves. Each row's write (row,
+// index entry, expiry key) is always in one transaction, and writes commit in call order.
+//
+// Write is not atomic: if fn or a commit fails, the transactions committed before stay
+// committed and the error is a *WriteError whose Committed says how many writes they
+// held; the writes after them are discarded. Writes issued through w are not visible to
+// reads outside Write until their transaction commits. Other writers wait for Write.
+func (s *Store) Write(fn func(w *Writer) error) error {
+	committed, _, err := s.write(false, fn)
+	if err != nil {
+		return &WriteError{Committed: committed, Err: err}
+	}
+	return nil
+}
+
+// write runs Write and reports how many writes committed and how many changed a row.
+func (s *Store) write(single bool, fn func(w *Writer) error) (committed, wrote int, err error) {
+	if s.opts.ReadOnly {
+		return 0, 0, reconcile.ErrReadOnly
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	w := &Writer{s: s, single: single}
+	defer func() { w.v.discard() }()
+	err = fn(w)
+	if err == nil {
+		err = w.err
+	}
+	if err == nil {
+		err = w.commit()
+	}
+	return w.committed, w.wrote, err
+}
+
+// Put queues an upsert of one row (see Store.Put). It fails at once for a row over
+// Options.MaxRowBytes or a key over MaxKeyBytes; the Writer then refuses further writes.
+func (w *Writer) Put(key, value []byte, version uint64, expiresAt int64) error {
+	if err := w.s.checkRow(key, value); err != nil {
+		return fmt.Errorf("put: %w", err)
+	}
+	return w.do(w.s.putOp(key, value, version, expiresAt, 0))
+}
+
+// Delete queues the removal of the row under key; an absent key is not an error.
+func (w *Writer) Delete(key []byte) error {
+	if len(key) > MaxKeyBytes {
+		return nil // no such row can exist
+	}
+	return w.do(op{kind: opDelete, key: clone(key)})
+}
+
+func (s *Store) checkRow(key, value []byte) error {
+	if len(key) > MaxKeyBytes {
+		return fmt.Errorf("key %s: %w: key of %d bytes, limit %d", printable(key), ErrRowTooLarge, len(key), MaxKeyBytes)
+	}
+	if n := len(key) + len(value); n > s.opts.MaxRowBytes {
+		return fmt.Errorf("key %s: %w: %d bytes, limit %d (Options.MaxRowBytes)", printable(key), ErrRowTooLarge, n, s.opts.MaxRowBytes)
+	}
+	return nil
+}
+
+func (s *Store) putOp(key, value []byte, version uint64, expiresAt int64, flags byte) op {
+	if s.ord == merkle.KeyOrder {
+		version = 0 // key order replicates no version (DESIGN §2)
+	}
+	key = clone(key)
+	rec := encodeRecord(version, expiresAt, flags, value)
+	return op{kind: opPut, key: key, rec: rec,
+		entry: merkle.Entry{Key: key, Version: version, ExpiresAt: expiresAt, Flags: flags, ValueHash: merkle.ValueHash(value)}}
+}
+
+// full reports whether the transaction of v should commit before taking another write.
+func (s *Store) full(v *view) bool {
+	return v.p.count >= s.maxTxnCount*9/10 || v.p.bytes >= s.maxTxnBytes*9/10 || v.p.raw >= maxTxnRawBytes
+}
+
+// do applies o in the open transaction, committing it when it is full.
+func (w *Writer) do(o op) error {
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.doOnce(o); err != nil {
+		w.err = err
+		w.v.discard()
+		w.v = nil
+		return err
+	}
+	return nil
+}
+
+func (w *Writer) doOnce(o op) error {
+	if w.v == nil {
+		w.v = w.s.newView()
+	}
+	if w.v.txn == nil {
+		w.s.begin(w.v)
+	}
+	if !w.v.primed && !w.single {
+		if err := w.v.prime(); err != nil {
+			return err
+		}
+	}
+	wrote, err := w.s.apply(w.v, &o)
+	if err != nil {
+		return err
+	}
+	w.ops = append(w.ops, o)
+	if wrote {
+		w.wroteTxn++
+	}
+	if w.s.full(w.v) {
+		return w.commit()
+	}
+	return nil
+}
+
+// commit commits the open transaction; when Badger finds it too big, its writes are
+// redone in smaller transactions.
+func (w *Writer) commit() error {
+	if w.v == nil || w.v.txn == nil {
+		return nil
+	}
+	ops, wrote := w.ops, w.wroteTxn
+	w.ops, w.wroteTxn = nil, 0
+	err := w.v.commit()
+	if err != nil {
+		w.v = nil // its cache holds writes that did not commit
+		if errors.Is(err, bdg.ErrTxnTooBig) {
+			return w.replay(ops)
+		}
+		return err
+	}
+	w.committed += len(ops)
+	w.wrote += wrote
+	if w.v.big() {
+		w.v = nil
+	}
+	return nil
+}
+
+// replay redoes ops in two transactions of half as many, recursively.
+func (w *Writer) replay(ops []op) error {
+	if len(ops) == 1 {
+		return w.replayOne(ops)
+	}
+	h := len(ops) / 2
+	if err := w.replayOne(ops[:h]); err != nil {
+		return err
+	}
+	return w.replayOne(ops[h:])
+}
+
+// replayOne redoes ops in one transaction, splitting further when it is too big.
+func (w *Writer) replayOne(ops []op) error {
+	v := w.s.newView()
+	w.s.begin(v)
+	defer v.discard()
+	wrote := 0
+	err := func() error {
+		for i := range ops {
+			ok, err := w.s.apply(v, &ops[i])
+			if err != nil {
+				return err
+			}
+			if ok {
+				wrote++
+			}
+		}
+		return v.commit()
+	}()
+	if errors.Is(err, bdg.ErrTxnTooBig) {
+		if len(ops) == 1 {
+			return fmt.Errorf("row %s does not fit in one badger transaction: %w", printable(ops[0].key), err)
+		}
+		return w.replay(ops)
+	}
+	if err != nil {
+		return err
+	}
+	w.committed += len(ops)
+	w.wrote += wrote
+	return nil
+}
+
+// apply performs one op in t's transaction: the row record, its index entry and its expiry key move
+// together. It reports whether anything changed.
+func (s *Store) apply(t *view, o *op) (bool, error) {
+	rk := rowKey(o.key)
+	b, ok, err := t.rows.Get(rk)
+	if err != nil {
+		return false, err
+	}
+	var old *record
+	if ok {
+		r, err := decodeRecord(o.key, b)
+		if err != nil {
+			return false, err
+		}
+		old = &r
+	}
+	switch o.kind {
+	case opPut:
+		return true, s.upsert(t, rk, old, o.rec, o.entry)
+	case opDelete:
+		if old == nil {
+			return false, nil
+		}
+		return true, s.remove(t, rk, old)
+	case opPurge:
+		if old == nil || !old.expired(o.purgeAt) {
+			if old == nil || old.expiresAt != o.expiresAt {
+				// An expiry key without its row: drop it so that purges make progress.
+				t.rows.Delete(expiryKey(o.expiresAt, o.key))
+				return false, nil
+			}
+			return false, nil
+		}
+		return true, s.remove(t, rk, old)
+	}
+	return false, fmt.Errorf("unknown write kind %d", o.kind)
+}
+
+// upsert replaces old (nil: none) with the row record rec whose entry is e.
+func (s *Store) upsert(t *view, rk []byte, old *record, rec []byte, e merkle.Entry) error {
+	if old != nil {
+		if old.same(e.Version, e.ExpiresAt, e.Flags, rec[headerSize:]) {
+			return nil // the row is already there
+		}
+		oe := old.position()
+		// At the same position Insert replaces the entry; elsewhere the old one goes.
+		if !bytes.Equal(oe.Position(s.ord), e.Position(s.ord)) {
+			if err := t.idx.Remove(oe); err != nil {
+				return fmt.Errorf("index remove: %w", err)
+			}
+		}
+		if old.expiresAt != 0 && old.expiresAt != e.ExpiresAt {
+			t.rows.Delete(expiryKey(old.expiresAt, old.key))
+		}
+	}
+	t.rows.Set(rk, rec)
+	if err := t.idx.Insert(e); err != nil {
+		return fmt.Errorf("index insert: %w", err)
+	}
+	if e.ExpiresAt != 0 && (old == nil || old.expiresAt != e.ExpiresAt) {
+		t.rows.Set(expiryKey(e.ExpiresAt, e.Key), nil)
+	}
+	return nil
+}
+
+// remove deletes old, stored at rk, with its index entry and expiry key.
+func (s *Store) remove(t *view, rk []byte, old *record) error {
+	if err := t.idx.Remove(old.position()); err != nil {
+		return fmt.Errorf("index remove: %w", err)
+	}
+	if old.expiresAt != 0 {
+		t.rows.Delete(expiryKey(old.expiresAt, old.key))
+	}
+	t.rows.Delete(rk)
+	return nil
+}
+
+func entriesEqual(a, b merkle.Entry) bool {
+	return a.Version == b.Version && a.ExpiresAt == b.ExpiresAt && a.Flags == b.Flags &&
+		a.ValueHash == b.ValueHash && bytes.Equal(a.Key, b.Key)
+}
