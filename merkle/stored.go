@@ -667,6 +667,9 @@ func (s *Stored) Digests(lo, hi []byte, bounds [][]byte) ([]Digest, error) {
 	if err != nil || t == 0 {
 		return out, err
 	}
+	if lo, hi, bounds, err = s.snapCuts(lo, hi, bounds); err != nil {
+		return nil, err
+	}
 	w := newStoredWalker(s, lo, hi, bounds, out)
 	end := s.levelEnd(t)
 	if hi != nil {
@@ -686,6 +689,47 @@ func (s *Stored) Digests(lo, hi []byte, bounds [][]byte) ([]Digest, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// snapCuts moves every cut point (lo, the bounds, hi) forward to the first entry at or
+// after it, or to the next cut when none lies between. The parts keep exactly their
+// entries, so the digests do not change; but a cut at an entry that is a node boundary
+// lets the walk stop above level 0, where a cut between entries (a shortened bound from
+// the wire) would make it read the entries of a level-1 node up to the cut. Cost: one
+// seek and one entry read per cut.
+func (s *Stored) snapCuts(lo, hi []byte, bounds [][]byte) ([]byte, []byte, [][]byte, error) {
+	cuts := make([][]byte, 0, len(bounds)+2)
+	cuts = append(cuts, lo)
+	cuts = append(cuts, bounds...)
+	cuts = append(cuts, hi)
+	var next []byte // the snapped cut after this one; nil: +inf
+	for i := len(cuts) - 1; i >= 0; i-- {
+		c := cuts[i]
+		if c == nil {
+			next = nil // only lo (-inf) or hi (+inf) is nil
+			continue
+		}
+		end := s.levelEnd(0)
+		if next != nil {
+			end = s.nodeKey(0, next)
+		}
+		var found []byte
+		err := s.scan(0, s.nodeKey(0, c), end, false, true, func(_ bool, p []byte, _ Digest) bool {
+			found = append([]byte{}, p...)
+			return false
+		})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		switch {
+		case found != nil:
+			cuts[i] = found
+		case next != nil:
+			cuts[i] = next
+		}
+		next = cuts[i]
+	}
+	return cuts[0], cuts[len(cuts)-1], cuts[1 : len(cuts)-1], nil
 }
 
 // storedWalker distributes node digests over the parts cut by the non-nil points among
@@ -912,8 +956,11 @@ func (s *Stored) splitLevel(l int, lo, hi []byte, c, parts uint64) ([][]byte, er
 		nodes = append(nodes, storedNode{pos: append([]byte{}, p...), head: head, d: d})
 		return true
 	})
-	if err != nil || uint64(len(nodes)) < parts {
-		return nil, err // at most parts-1 candidates: try a lower level
+	if err != nil {
+		return nil, err
+	}
+	if uint64(len(nodes)) < parts && (l > 1 || len(nodes) < 2) {
+		return nil, nil // at most parts-1 candidates: try a lower level
 	}
 	// rank[i] = entries of the range before nodes[i+1].
 	ranks := make([]uint64, len(nodes)-1)
@@ -938,7 +985,17 @@ func (s *Stored) splitLevel(l int, lo, hi []byte, c, parts uint64) ([][]byte, er
 	}
 	need := int(parts - 1)
 	if len(cands) < need {
-		return nil, nil
+		if l > 1 || len(cands) == 0 {
+			return nil, nil
+		}
+		// Level 1 has fewer boundaries than cuts asked for: cut at all of them rather than
+		// read every entry of the range. Parts are then about one level-1 node (16 entries
+		// on average), which is as fine as a descent needs: leaves are listed, not split.
+		out := make([][]byte, len(cands))
+		for i, n := range cands {
+			out[i] = n.pos
+		}
+		return out, nil
 	}
 	out := make([][]byte, 0, need)
 	j := 0

@@ -100,7 +100,7 @@ func (r *Responder) answer(ctx context.Context, op *Op) (Answer, error) {
 		if err != nil {
 			return a, fmt.Errorf("split: %w", err)
 		}
-		a.Bounds = shortBounds(op.Lo, bounds)
+		a.Bounds = shortBounds(r.info.Ordering, op.Lo, bounds)
 		ds, err := r.snap.Digests(ctx, op.Lo, op.Hi, a.Bounds)
 		if err != nil {
 			return a, fmt.Errorf("split: %w", err)
@@ -152,21 +152,30 @@ func partBounds(lo, hi []byte, bounds [][]byte, j int) ([]byte, []byte) {
 	return plo, phi
 }
 
-// shortBounds shortens each bound to its shortest prefix that is still greater than the
-// bound before it (or lo). The cut moves at most to just after the previous entry, so the
-// parts keep their entries, and fewer bytes cross the wire.
-func shortBounds(lo []byte, bounds [][]byte) [][]byte {
+// shortBounds shortens bounds for the wire. In version order a bound becomes its 8-byte
+// version (be64) when that is still greater than the bound before it: the cut then falls
+// just before the first entry of that version, which with distinct versions is the bound
+// entry itself, so both sides find it again with one seek and their index walks stay at
+// node boundaries; consecutive versions share their high bytes, so the wire encoding's
+// prefix compression leaves 2-4 bytes a bound. Otherwise (key order, or several entries at
+// one version) a bound becomes its shortest prefix greater than the bound before it (or
+// lo). Bounds that are not strictly increasing are dropped.
+func shortBounds(o merkle.Ordering, lo []byte, bounds [][]byte) [][]byte {
 	out := make([][]byte, 0, len(bounds))
 	prev := lo
 	for _, b := range bounds {
 		if prev != nil && bytes.Compare(b, prev) <= 0 {
-			continue // not strictly increasing: drop it
+			continue
 		}
 		cut := b
-		for j := 1; prev != nil && j < len(b); j++ {
-			if bytes.Compare(b[:j], prev) > 0 {
-				cut = b[:j:j]
-				break
+		if o == merkle.VersionOrder && len(b) > 8 && (prev == nil || bytes.Compare(b[:8], prev) > 0) {
+			cut = b[:8:8]
+		} else {
+			for j := 1; prev != nil && j < len(b); j++ {
+				if bytes.Compare(b[:j], prev) > 0 {
+					cut = b[:j:j]
+					break
+				}
 			}
 		}
 		out = append(out, cut)

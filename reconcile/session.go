@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"math"
+	"os"
 	"sort"
 	"time"
 
@@ -201,6 +202,15 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int) error {
 		if len(ops) == 0 {
 			break
 		}
+		if debugRounds {
+			kinds := map[OpKind]int{}
+			parts := 0
+			for _, op := range ops {
+				kinds[op.Kind]++
+				parts += len(op.Bounds) + 1
+			}
+			fmt.Fprintf(os.Stderr, "round %d: ranges %d ops %v parts %d fetches %d\n", s.rep.Rounds+1, len(ranges), kinds, parts, len(s.fetches))
+		}
 		resp, err := s.peer.Round(ctx, &RoundRequest{Ops: ops})
 		s.rep.Rounds++
 		if err != nil {
@@ -242,6 +252,8 @@ func (s *session) fanout(c uint64, depth int) int {
 
 const listPage = 65536
 
+var debugRounds = os.Getenv("RECONCILE_DEBUG_ROUNDS") != ""
+
 // plan adds the operation that advances r, or settles r locally.
 func (s *session) plan(ctx context.Context, r rng, ops *[]Op, handlers *[]func(Answer) error) error {
 	leaf := uint64(s.opts.LeafMax)
@@ -265,7 +277,7 @@ func (s *session) plan(ctx context.Context, r rng, ops *[]Op, handlers *[]func(A
 		if err != nil {
 			return fmt.Errorf("split source range: %w", err)
 		}
-		bounds = shortBounds(r.lo, bounds)
+		bounds = shortBounds(s.info.Ordering, r.lo, bounds)
 		if len(bounds) == 0 {
 			r.list = true
 			return s.plan(ctx, r, ops, handlers)

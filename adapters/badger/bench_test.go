@@ -42,15 +42,17 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// benchWrite runs load on a fresh directory per iteration, timing load only.
-func benchWrite(b *testing.B, load func(dir string) (closer func(), err error)) {
+// benchWrite runs, per iteration, setup on a fresh directory (not timed, its CPU not
+// counted), then the load it returns (timed: wall and process CPU), then closer (not
+// timed).
+func benchWrite(b *testing.B, setup func(dir string) (load func() error, closer func())) {
 	var cpu time.Duration
 	for b.Loop() {
 		b.StopTimer()
-		dir := b.TempDir()
+		load, closer := setup(b.TempDir())
 		b.StartTimer()
 		c0 := cpuTime()
-		closer, err := load(dir)
+		err := load()
 		cpu += cpuTime() - c0
 		b.StopTimer()
 		if err != nil {
@@ -61,6 +63,34 @@ func benchWrite(b *testing.B, load func(dir string) (closer func(), err error)) 
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchRows), "ns/row")
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*benchRows), "cpu-ns/row")
+}
+
+// updated returns values, each changed in its first byte: new values for the same keys.
+func updated(values [][]byte) [][]byte {
+	out := make([][]byte, len(values))
+	for i, v := range values {
+		out[i] = append([]byte{v[0] + 1}, v[1:]...)
+	}
+	return out
+}
+
+func writeRows(s *Store, keys, values [][]byte, version func(i int) uint64) error {
+	return s.Write(func(w *Writer) error {
+		for i := range keys {
+			if err := w.Put(keys[i], values[i], version(i), 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func openStore(b *testing.B, dir string) *Store {
+	s, err := Open(dir, Options{Create: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
 }
 
 // BenchmarkWriteIndexed loads the rows through Store.Write: row records and index
@@ -76,29 +106,29 @@ func BenchmarkWriteIndexedAppend(b *testing.B) {
 
 func benchIndexed(b *testing.B, version func(i int) uint64) {
 	keys, values := benchData()
-	var s *Store
-	benchWrite(b, func(dir string) (func(), error) {
-		b.StopTimer()
-		var err error
-		if s, err = Open(dir, Options{Create: true}); err != nil {
-			return nil, err
+	benchWrite(b, func(dir string) (func() error, func()) {
+		s := openStore(b, dir)
+		return func() error { return writeRows(s, keys, values, version) }, func() { s.Close() }
+	})
+}
+
+// BenchmarkWriteIndexedUpdate writes new values at a new version for every row of a store
+// that already holds them (loaded, not timed): each write replaces a row and moves its
+// index entry (a remove and an insert). Compare with BenchmarkWritePlainUpdate.
+func BenchmarkWriteIndexedUpdate(b *testing.B) {
+	keys, values := benchData()
+	values2 := updated(values)
+	benchWrite(b, func(dir string) (func() error, func()) {
+		s := openStore(b, dir)
+		if err := writeRows(s, keys, values, func(int) uint64 { return 42 }); err != nil {
+			b.Fatal(err)
 		}
-		b.StartTimer()
-		err = s.Write(func(w *Writer) error {
-			for i := range keys {
-				if err := w.Put(keys[i], values[i], version(i), 0); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		return func() { s.Close() }, err
+		return func() error { return writeRows(s, keys, values2, func(int) uint64 { return 43 }) },
+			func() { s.Close() }
 	})
 }
 
 func openPlain(b *testing.B, dir string) *bdg.DB {
-	b.StopTimer()
-	defer b.StartTimer()
 	db, err := bdg.Open(bdg.DefaultOptions(dir).WithLogger(nil).WithDetectConflicts(false))
 	if err != nil {
 		b.Fatal(err)
@@ -106,20 +136,40 @@ func openPlain(b *testing.B, dir string) *bdg.DB {
 	return db
 }
 
+func writePlainBatch(db *bdg.DB, keys, values [][]byte) error {
+	wb := db.NewWriteBatch()
+	defer wb.Cancel()
+	for i := range keys {
+		if err := wb.Set(append([]byte{prefixRow}, keys[i]...), values[i]); err != nil {
+			return err
+		}
+	}
+	return wb.Flush()
+}
+
 // BenchmarkWritePlain writes the same rows as plain Badger keys and values through a
 // WriteBatch (which commits asynchronously, several transactions in flight) into a DB
 // opened with the options Open uses: the floor Write is measured against.
 func BenchmarkWritePlain(b *testing.B) {
 	keys, values := benchData()
-	benchWrite(b, func(dir string) (func(), error) {
+	benchWrite(b, func(dir string) (func() error, func()) {
 		db := openPlain(b, dir)
-		wb := db.NewWriteBatch()
-		for i := range keys {
-			if err := wb.Set(append([]byte{prefixRow}, keys[i]...), values[i]); err != nil {
-				return nil, err
-			}
+		return func() error { return writePlainBatch(db, keys, values) }, func() { db.Close() }
+	})
+}
+
+// BenchmarkWritePlainUpdate overwrites every row of a DB already holding them (loaded,
+// not timed) with new values, through a WriteBatch: the floor of
+// BenchmarkWriteIndexedUpdate.
+func BenchmarkWritePlainUpdate(b *testing.B) {
+	keys, values := benchData()
+	values2 := updated(values)
+	benchWrite(b, func(dir string) (func() error, func()) {
+		db := openPlain(b, dir)
+		if err := writePlainBatch(db, keys, values); err != nil {
+			b.Fatal(err)
 		}
-		return func() { db.Close() }, wb.Flush()
+		return func() error { return writePlainBatch(db, keys, values2) }, func() { db.Close() }
 	})
 }
 
@@ -127,25 +177,26 @@ func BenchmarkWritePlain(b *testing.B) {
 // filled until Badger says bdg.ErrTxnTooBig and committed synchronously, as Write does.
 func BenchmarkWritePlainTxn(b *testing.B) {
 	keys, values := benchData()
-	benchWrite(b, func(dir string) (func(), error) {
+	benchWrite(b, func(dir string) (func() error, func()) {
 		db := openPlain(b, dir)
-		closer := func() { db.Close() }
-		txn := db.NewTransaction(true)
-		defer func() { txn.Discard() }()
-		for i := range keys {
-			e := bdg.NewEntry(append([]byte{prefixRow}, keys[i]...), values[i])
-			err := txn.SetEntry(e)
-			if errors.Is(err, bdg.ErrTxnTooBig) {
-				if err = txn.Commit(); err != nil {
-					return closer, err
+		return func() error {
+			txn := db.NewTransaction(true)
+			defer func() { txn.Discard() }()
+			for i := range keys {
+				e := bdg.NewEntry(append([]byte{prefixRow}, keys[i]...), values[i])
+				err := txn.SetEntry(e)
+				if errors.Is(err, bdg.ErrTxnTooBig) {
+					if err = txn.Commit(); err != nil {
+						return err
+					}
+					txn = db.NewTransaction(true)
+					err = txn.SetEntry(e)
 				}
-				txn = db.NewTransaction(true)
-				err = txn.SetEntry(e)
+				if err != nil {
+					return err
+				}
 			}
-			if err != nil {
-				return closer, err
-			}
-		}
-		return closer, txn.Commit()
+			return txn.Commit()
+		}, func() { db.Close() }
 	})
 }

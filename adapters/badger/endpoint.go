@@ -156,6 +156,12 @@ func (sn *snapshot) split(lo, hi []byte, k int) ([][]byte, error) {
 		return nil, nil
 	}
 	over := min(2*((all.Count+live-1)/live), 64)
+	if ex*8 < all.Count {
+		// Few expired entries here: the index's own cut, with expired bounds moved to the
+		// next live entry, is near enough, and asking for more candidates would make the
+		// index read entries instead of nodes.
+		over = 1
+	}
 	cands, err := sn.idx.Split(lo, hi, int(min(uint64(k)*over, all.Count)))
 	if err != nil {
 		return nil, err

@@ -74,6 +74,10 @@ type view struct {
 	c      *cache
 	idx    *merkle.Stored
 	primed bool
+	// ixops are the index changes of the open transaction, applied in one
+	// merkle.Stored.Batch when it commits; ixEst is what they add to p meanwhile.
+	ixops []merkle.BatchOp
+	ixEst pending
 }
 
 func (s *Store) newView() *view {
@@ -97,9 +101,47 @@ func (v *view) discard() {
 	}
 }
 
+// queueIndex records an index change for the batch applied at commit, estimating the
+// entry it writes (the nodes it rewrites are a small share on top).
+func (v *view) queueIndex(e merkle.Entry, remove bool) {
+	v.ixops = append(v.ixops, merkle.BatchOp{Entry: e, Remove: remove})
+	k := 2 + len(e.Key) + 8 // prefix, level, position
+	val := 73
+	if remove {
+		val = 0
+	}
+	v.ixEst.count++
+	v.ixEst.bytes += int64(k+val) + 12
+	v.ixEst.raw += int64(val)
+	v.p.count++
+	v.p.bytes += int64(k+val) + 12
+	v.p.raw += int64(val)
+}
+
+// flushIndex applies the queued index changes through the cache.
+func (v *view) flushIndex() error {
+	if len(v.ixops) == 0 {
+		return nil
+	}
+	v.p.count -= v.ixEst.count
+	v.p.bytes -= v.ixEst.bytes
+	v.p.raw -= v.ixEst.raw
+	v.ixEst = pending{}
+	err := v.idx.Batch(v.ixops)
+	clear(v.ixops)
+	v.ixops = v.ixops[:0]
+	if err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
+	return nil
+}
+
 // commit flushes v's writes and commits its transaction.
 func (v *view) commit() error {
-	err := v.rows.flush()
+	err := v.flushIndex()
+	if err == nil {
+		err = v.rows.flush()
+	}
 	if err == nil {
 		err = v.c.flush()
 	}
@@ -360,18 +402,14 @@ func (s *Store) upsert(t *view, rk []byte, old *record, rec []byte, e merkle.Ent
 		oe := old.position()
 		// At the same position Insert replaces the entry; elsewhere the old one goes.
 		if !bytes.Equal(oe.Position(s.ord), e.Position(s.ord)) {
-			if err := t.idx.Remove(oe); err != nil {
-				return fmt.Errorf("index remove: %w", err)
-			}
+			t.queueIndex(oe, true)
 		}
 		if old.expiresAt != 0 && old.expiresAt != e.ExpiresAt {
 			t.rows.Delete(expiryKey(old.expiresAt, old.key))
 		}
 	}
 	t.rows.Set(rk, rec)
-	if err := t.idx.Insert(e); err != nil {
-		return fmt.Errorf("index insert: %w", err)
-	}
+	t.queueIndex(e, false)
 	if e.ExpiresAt != 0 && (old == nil || old.expiresAt != e.ExpiresAt) {
 		t.rows.Set(expiryKey(e.ExpiresAt, e.Key), nil)
 	}
@@ -380,9 +418,7 @@ func (s *Store) upsert(t *view, rk []byte, old *record, rec []byte, e merkle.Ent
 
 // remove deletes old, stored at rk, with its index entry and expiry key.
 func (s *Store) remove(t *view, rk []byte, old *record) error {
-	if err := t.idx.Remove(old.position()); err != nil {
-		return fmt.Errorf("index remove: %w", err)
-	}
+	t.queueIndex(old.position(), true)
 	if old.expiresAt != 0 {
 		t.rows.Delete(expiryKey(old.expiresAt, old.key))
 	}

@@ -1,0 +1,97 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/reconcile-dev/reconcile/adapters/badger"
+	"github.com/reconcile-dev/reconcile/reconcile"
+)
+
+// benchRows is the size of the benchmark stores: RECONCILE_BENCH_ROWS, default 1,000,000.
+// The figures are at 10,000,000 (see the README for the command).
+func benchRows(b *testing.B) int {
+	if s := os.Getenv("RECONCILE_BENCH_ROWS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			b.Fatalf("RECONCILE_BENCH_ROWS=%q: %v", s, err)
+		}
+		return n
+	}
+	return 1_000_000
+}
+
+func benchDir() string {
+	if d := os.Getenv("RECONCILE_BENCH_DIR"); d != "" {
+		return d
+	}
+	return filepath.Join(os.TempDir(), "reconcile-bench")
+}
+
+const benchNow = int64(1_750_000_000_000_000_000)
+
+// BenchmarkSession diffs two Badger stores with a delete-heavy history (as many rows
+// deleted as are live) in one process, identical and with 0.1% and 1% of keys differing,
+// and reports the protocol's cost per differing key next to the time a full read of both
+// stores takes.
+func BenchmarkSession(b *testing.B) {
+	rows := benchRows(b)
+	h := History{Rows: rows, DeleteRatio: 1, UpdateRatio: 0.5, TTLFraction: 0.02, ValueSize: 64, Seed: 1, Now: benchNow}
+	for _, frac := range []float64{0, 0.001, 0.01} {
+		d := Drift{Updates: frac * 0.4, Deletes: frac * 0.3, Inserts: frac * 0.3, Seed: 2}
+		b.Run(fmt.Sprintf("rows=%d/drift=%g", rows, frac), func(b *testing.B) {
+			fx, err := Fixture{Dir: benchDir(), History: h, Drift: d}.Build()
+			if err != nil {
+				b.Fatal(err)
+			}
+			src, err := badger.Open(fx.Source, badger.Options{ReadOnly: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer src.Close()
+			dst, err := badger.Open(fx.Target, badger.Options{ReadOnly: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer dst.Close()
+			ctx := context.Background()
+
+			t0 := time.Now()
+			if _, err := ScanAll(ctx, src, benchNow); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := ScanAll(ctx, dst, benchNow); err != nil {
+				b.Fatal(err)
+			}
+			scan := time.Since(t0)
+
+			var rep *reconcile.Report
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				rep, err = reconcile.Run(ctx, src, dst, reconcile.Options{Now: benchNow})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			diffs := rep.OnlySource + rep.OnlyTarget + rep.Changed
+			if want := fx.Drift.Differing(); diffs != want {
+				b.Fatalf("found %d differing keys, the drift made %d", diffs, want)
+			}
+			per := func(v int64) float64 { return float64(v) / float64(max(diffs, 1)) }
+			b.ReportMetric(float64(rep.Rounds), "rounds")
+			b.ReportMetric(float64(diffs), "diffs")
+			b.ReportMetric(float64(rep.BytesSent+rep.BytesReceived), "proto_B")
+			b.ReportMetric(per(rep.BytesSent+rep.BytesReceived), "proto_B/diff")
+			b.ReportMetric(per(rep.EntriesReadSource), "src_entries/diff")
+			b.ReportMetric(per(rep.EntriesReadTarget), "tgt_entries/diff")
+			b.ReportMetric(float64(scan.Milliseconds()), "scan_both_ms")
+			b.ReportMetric(scan.Seconds()/(b.Elapsed().Seconds()/float64(b.N)), "x_faster_than_scan")
+		})
+	}
+}

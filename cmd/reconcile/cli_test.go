@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/reconcile-dev/reconcile/adapters/badger"
+)
+
+// runCLI runs one command line as main would, with stdin as input, and returns the exit
+// status and what it printed.
+func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), append([]string{"reconcile"}, args...),
+		stdio{in: strings.NewReader(stdin), out: &out, err: &errb})
+	return code, out.String(), errb.String()
+}
+
+// mustCLI is runCLI that fails the test unless the exit status is want.
+func mustCLI(t *testing.T, want int, stdin string, args ...string) string {
+	t.Helper()
+	code, out, errOut := runCLI(t, stdin, args...)
+	if code != want {
+		t.Fatalf("reconcile %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, want, out, errOut)
+	}
+	return out
+}
+
+func store(t *testing.T, name string) string {
+	return "badger://" + filepath.ToSlash(filepath.Join(t.TempDir(), name))
+}
+
+// future is an expiry far enough ahead that no test run reaches it.
+var future = time.Now().Add(24 * time.Hour).UnixNano()
+
+func rowsJSONL(n int, version int) string {
+	var b strings.Builder
+	for i := range n {
+		b.WriteString(`{"key": "k` + string(rune('a'+i%26)) + strings.Repeat("x", i/26) + `", "version": ` +
+			itoa(version+i) + `, "value": "v` + itoa(i) + `"}` + "\n")
+	}
+	return b.String()
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestLoadMalformedWritesNothing(t *testing.T) {
+	ep := store(t, "s")
+	mustCLI(t, 0, rowsJSONL(5, 100), "load", ep)
+	before := mustCLI(t, 0, "", "dump", ep)
+
+	bad := `{"key": "new1", "version": 1, "value": "a"}
+{"key": "ka", "deleted": true}
+
+{"key": "new2", "version": "seven"}
+{"key": "new3", "version": 3}
+`
+	code, _, errOut := runCLI(t, bad, "load", ep, "-")
+	if code != exitError || !strings.Contains(errOut, "standard input line 4") || !strings.Contains(errOut, "nothing was written") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	if strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+		t.Fatalf("error spans lines: %q", errOut)
+	}
+	if after := mustCLI(t, 0, "", "dump", ep); after != before {
+		t.Fatalf("a failed load changed the store:\n%s\nwant\n%s", after, before)
+	}
+
+	// From a file, into a store that does not exist yet: not even created.
+	file := filepath.Join(t.TempDir(), "rows.jsonl")
+	os.WriteFile(file, []byte(`{"key": "a", "version": 1}`+"\n"+`{"key": "b", "version": 2, "colour": "red"}`+"\n"), 0o644)
+	fresh := store(t, "fresh")
+	code, _, errOut = runCLI(t, "", "load", fresh, file)
+	if code != exitError || !strings.Contains(errOut, "rows.jsonl line 2") || !strings.Contains(errOut, `unknown field "colour"`) {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	if _, err := os.Stat(strings.TrimPrefix(fresh, "badger://")); !os.IsNotExist(err) {
+		t.Fatalf("a failed load created the store: %v", err)
+	}
+}
+
+func TestParseRowLineErrors(t *testing.T) {
+	for line, want := range map[string]string{
+		`[1]`:            "not a JSON row object",
+		`{"version": 1}`: "needs key or key_b64",
+		`{"key": "a"}`:   "needs version",
+		`{"key": "a", "key_b64": "YQ==", "version": 1}`:                 "both key and key_b64",
+		`{"key_b64": "!!", "version": 1}`:                               "key_b64",
+		`{"key": "a", "version": 1, "value": "x", "value_b64": "eA=="}`: "both value and value_b64",
+		`{"key": "a", "version": 1, "expires_at": -5}`:                  "expires_at",
+		`{"key": "a", "deleted": true, "version": 3}`:                   "a delete line carries only",
+		`{"key": "a", "version": 1} {"key": "b", "version": 2}`:         "more than one JSON value",
+		`{"key": "a", "version": -1}`:                                   "not a JSON row object",
+	} {
+		if _, err := parseRowLine([]byte(line)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want %q", line, err, want)
+		}
+	}
+}
+
+func TestLoadDumpRoundTrip(t *testing.T) {
+	ep := store(t, "s")
+	in := strings.Join([]string{
+		`{"key": "user/2", "version": 7, "value": "two", "expires_at": ` + itoa64(future) + `}`,
+		`{"key": "user/1", "version": 5, "value": "one"}`,
+		`{"key_b64": "/wABAg==", "version": 9, "value_b64": "gICA"}`, // key ff 00 01 02, value 80 80 80
+		`{"key": "gone", "version": 1, "value": "x"}`,
+		`{"key": "gone", "deleted": true}`,
+		`{"key": "user/1", "version": 6, "value": "uno <&>"}`, // a later line wins
+		`{"key": "empty", "version": 0}`,
+		`{"key": "héllo", "version": 3, "value": "wörld"}`,
+	}, "\n")
+	out := mustCLI(t, 0, in, "load", ep, "--json")
+	var res loadResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res != (loadResult{Upserted: 5, Deleted: 1}) {
+		t.Fatalf("load printed %q (%v)", out, err)
+	}
+	dump := mustCLI(t, 0, "", "dump", ep)
+	want := strings.Join([]string{
+		`{"key":"empty","version":0,"value":""}`,
+		`{"key":"héllo","version":3,"value":"wörld"}`,
+		`{"key":"user/1","version":6,"value":"uno <&>"}`,
+		`{"key":"user/2","version":7,"value":"two","expires_at":` + itoa64(future) + `}`,
+		`{"key_b64":"/wABAg==","version":9,"value_b64":"gICA"}`,
+	}, "\n") + "\n"
+	if dump != want {
+		t.Fatalf("dump:\n%s\nwant:\n%s", dump, want)
+	}
+
+	// The dump loads into a new store with the same root.
+	copyEP := store(t, "copy")
+	mustCLI(t, 0, dump, "load", copyEP)
+	if a, b := mustCLI(t, 0, "", "root", ep), mustCLI(t, 0, "", "root", copyEP); a != b {
+		t.Fatalf("roots differ after a dump/load round trip: %s vs %s", a, b)
+	}
+	if again := mustCLI(t, 0, "", "dump", copyEP); again != dump {
+		t.Fatalf("second dump differs:\n%s", again)
+	}
+}
+
+func itoa64(i int64) string { return strconv.FormatInt(i, 10) }
+
+func TestRootJSON(t *testing.T) {
+	ep := store(t, "s")
+	mustCLI(t, 0, rowsJSONL(3, 1), "load", ep)
+	out := mustCLI(t, 0, "", "root", ep, "--json")
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatal(err)
+	}
+	fp, _ := m["fingerprint"].(string)
+	if len(m) != 2 || !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(fp) || m["count"] != float64(3) {
+		t.Fatalf("root --json printed %s", out)
+	}
+	plain := mustCLI(t, 0, "", "root", ep)
+	if plain != fp+" 3\n" {
+		t.Fatalf("root printed %q", plain)
+	}
+}
+
+func TestDiffExitCodes(t *testing.T) {
+	a, b := store(t, "a"), store(t, "b")
+	rows := rowsJSONL(30, 10)
+	mustCLI(t, 0, rows, "load", a)
+	mustCLI(t, 0, rows, "load", b)
+	out := mustCLI(t, exitOK, "", "diff", a, b)
+	if !strings.Contains(out, "changed") {
+		t.Fatalf("diff printed no table:\n%s", out)
+	}
+
+	mustCLI(t, 0, `{"key": "ka", "version": 999, "value": "changed"}`+"\n"+`{"key": "extra", "version": 3}`, "load", b)
+	out = mustCLI(t, exitDiffer, "", "diff", a, b, "--json")
+	var rep map[string]any
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("diff --json: %v\n%s", err, out)
+	}
+	for _, k := range []string{"rounds", "bytes_sent", "bytes_received", "only_source", "only_target", "changed",
+		"upserted", "deleted", "quarantined", "raced", "entries_read_source", "entries_read_target",
+		"duration_ms", "root_source", "root_target"} {
+		if _, ok := rep[k]; !ok {
+			t.Errorf("diff --json lacks %q", k)
+		}
+	}
+	if rep["changed"] != float64(1) || rep["only_target"] != float64(1) || rep["only_source"] != float64(0) {
+		t.Fatalf("diff found %v changed, %v only in target, %v only in source", rep["changed"], rep["only_target"], rep["only_source"])
+	}
+
+	// Errors: a missing store, the same store twice, a bad URL.
+	for _, args := range [][]string{
+		{"diff", a, store(t, "missing")},
+		{"diff", a, a},
+		{"diff", a, "badger://nope"},
+		{"diff", a},
+		{"diff", a, b, "--bogus"},
+	} {
+		code, out, errOut := runCLI(t, "", args...)
+		if code != exitError || out != "" || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || errOut == "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+}
+
+func TestSyncRefusedWritesNothing(t *testing.T) {
+	src, dst := store(t, "src"), store(t, "dst")
+	mustCLI(t, 0, rowsJSONL(1, 1), "load", src)
+	mustCLI(t, 0, rowsJSONL(20, 1), "load", dst)
+	before := mustCLI(t, 0, "", "dump", dst)
+
+	code, out, errOut := runCLI(t, "", "sync", src, dst)
+	if code != exitError || out != "" || !strings.Contains(errOut, "nothing was written") || !strings.Contains(errOut, "--force") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	code, _, _ = runCLI(t, "", "sync", src, dst, "--max-delete", "0", "--dry-run")
+	if code != exitError {
+		t.Fatalf("--max-delete 0: exit %d", code)
+	}
+	if after := mustCLI(t, 0, "", "dump", dst); after != before {
+		t.Fatal("a refused sync changed the target")
+	}
+
+	mustCLI(t, exitOK, "", "sync", src, dst, "--dry-run", "--max-delete", "19")
+	if after := mustCLI(t, 0, "", "dump", dst); after != before {
+		t.Fatal("a dry run changed the target")
+	}
+	out = mustCLI(t, exitOK, "", "sync", src, dst, "--force", "--mode", "mirror")
+	if !strings.Contains(out, "deleted") {
+		t.Fatalf("sync printed:\n%s", out)
+	}
+	mustCLI(t, exitOK, "", "diff", src, dst)
+	if a, b := mustCLI(t, 0, "", "root", src), mustCLI(t, 0, "", "root", dst); a != b {
+		t.Fatalf("roots differ after sync: %s vs %s", a, b)
+	}
+	if code, _, errOut := runCLI(t, "", "sync", src, dst, "--mode", "merge"); code != exitError || !strings.Contains(errOut, "mirror") {
+		t.Fatalf("--mode merge: exit %d, %q", code, errOut)
+	}
+}
+
+func TestLockedStore(t *testing.T) {
+	ep := store(t, "s")
+	mustCLI(t, 0, rowsJSONL(3, 1), "load", ep)
+	s, err := badger.Open(strings.TrimPrefix(ep, "badger://"), badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, args := range [][]string{{"root", ep}, {"load", ep}, {"dump", ep}} {
+		code, out, errOut := runCLI(t, "", args...)
+		if code != exitError || out != "" || !strings.Contains(errOut, "in use") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("%v on a locked store: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+}
+
+func TestSyncCreatesTarget(t *testing.T) {
+	src, dst := store(t, "src"), store(t, "new")
+	mustCLI(t, 0, rowsJSONL(40, 1), "load", src)
+	if code, _, errOut := runCLI(t, "", "sync", src, dst, "--dry-run"); code != exitError || !strings.Contains(errOut, "no store") {
+		t.Fatalf("dry run into a missing store: exit %d, %q", code, errOut)
+	}
+	mustCLI(t, exitOK, "", "sync", src, dst)
+	if a, b := mustCLI(t, 0, "", "dump", src), mustCLI(t, 0, "", "dump", dst); a != b {
+		t.Fatal("the new replica differs from the source")
+	}
+}
+
+// gen with drift flags writes what gen without them, followed by gen --drift-only on a
+// copy, writes.
+func TestGenDriftOnly(t *testing.T) {
+	flags := []string{"--rows", "1500", "--seed", "3", "--now", "1700000000000000000"}
+	drift := []string{"--drift-updates", "0.01", "--drift-deletes", "0.01", "--drift-inserts", "0.01", "--drift-rollback", "0.001", "--drift-swaps", "4"}
+	whole, base := store(t, "whole"), store(t, "base")
+	mustCLI(t, 0, "", append(append([]string{"gen", whole}, flags...), drift...)...)
+	mustCLI(t, 0, "", append([]string{"gen", base}, flags...)...)
+	code, _, errOut := runCLI(t, "", append([]string{"gen", base}, flags...)...)
+	if code != exitError || !strings.Contains(errOut, "already holds rows") {
+		t.Fatalf("gen into a full store: exit %d, %q", code, errOut)
+	}
+	out := mustCLI(t, 0, "", append(append([]string{"gen", base, "--drift-only", "--json"}, flags...), drift...)...)
+	var res genResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Drift == nil || res.Drift.Swapped != 4 || res.Drift.Differing() == 0 {
+		t.Fatalf("gen --drift-only printed %s (%v)", out, err)
+	}
+	if a, b := mustCLI(t, 0, "", "dump", whole), mustCLI(t, 0, "", "dump", base); a != b {
+		t.Fatal("gen with drift differs from gen then gen --drift-only")
+	}
+}
+
+func TestDemoSmall(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo")
+	for i, want := range []string{"the roots are equal", "removing the previous demo"} {
+		out := mustCLI(t, exitOK, "", "demo", "--dir", dir, "--rows", "2000")
+		if !strings.Contains(out, want) || !strings.Contains(out, "diff found exactly") {
+			t.Fatalf("run %d: demo printed:\n%s", i, out)
+		}
+	}
+	other := t.TempDir()
+	os.WriteFile(filepath.Join(other, "precious"), []byte("x"), 0o644)
+	code, _, errOut := runCLI(t, "", "demo", "--dir", other, "--rows", "10")
+	if code != exitError || !strings.Contains(errOut, "not made by reconcile demo") {
+		t.Fatalf("demo in a foreign dir: exit %d, %q", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(other, "precious")); err != nil {
+		t.Fatal("demo removed a directory it did not make")
+	}
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/reconcile-dev/reconcile/reconcile"
+)
+
+// jsonFlag is the --json flag every command takes (a new one each time: cli keeps parse
+// state in flags).
+func jsonFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "json", Usage: "print the result as JSON", EnvVars: []string{"RECONCILE_JSON"}}
+}
+
+func diffCommand(std stdio) *cli.Command {
+	return &cli.Command{
+		Name:      "diff",
+		Usage:     "report how SRC and DST differ, writing nothing (exit 0 same, 1 differ)",
+		ArgsUsage: "SRC DST",
+		Flags:     []cli.Flag{jsonFlag()},
+		Action: func(c *cli.Context) error {
+			a, err := args(c, 2, 2, "SRC DST")
+			if err != nil {
+				return err
+			}
+			return runDiff(c.Context, diffOptions{stdio: std, source: a[0], target: a[1], json: c.Bool("json")})
+		},
+	}
+}
+
+// diffOptions are the inputs of runDiff.
+type diffOptions struct {
+	stdio
+	source, target string
+	json           bool
+	// session tunes the session (tests set Now); Mode is set by runDiff.
+	session reconcile.Options
+}
+
+// runDiff compares two endpoints and prints the report. It returns an exitErr with
+// exitDiffer, and no message, when they differ.
+func runDiff(ctx context.Context, o diffOptions) error {
+	opts := o.session
+	opts.Mode = reconcile.Diff
+	rep, err := runSession(ctx, o.stdio, o.source, o.target, readOnly, opts)
+	if err != nil {
+		return err
+	}
+	if err := printReport(o.out, rep, o.json); err != nil {
+		return err
+	}
+	if rep.Differ() {
+		return &exitErr{code: exitDiffer}
+	}
+	return nil
+}
+
+// runSession opens both endpoints (the source read-only, the target with targetAccess),
+// runs one session with a progress line on a terminal, and closes them.
+func runSession(ctx context.Context, std stdio, source, target string, targetAccess access, opts reconcile.Options) (*reconcile.Report, error) {
+	src, err := parseEndpoint(source)
+	if err != nil {
+		return nil, err
+	}
+	dst, err := parseEndpoint(target)
+	if err != nil {
+		return nil, err
+	}
+	if sameStore(src, dst) {
+		return nil, fmt.Errorf("source and target are the same store (%s)", src.path)
+	}
+	s, err := openEndpoint(source, readOnly)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	t, err := openEndpoint(target, targetAccess)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+
+	progress, done := std.sessionProgress(string(opts.Mode))
+	opts.Progress = progress
+	rep, err := reconcile.Run(ctx, s, t, opts)
+	done()
+	if err != nil {
+		if errors.Is(err, reconcile.ErrDeleteGuard) {
+			return nil, err // its message says nothing was written and how to override
+		}
+		return nil, fmt.Errorf("%s %s %s: %w", opts.Mode, source, target, err)
+	}
+	return rep, nil
+}

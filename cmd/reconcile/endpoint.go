@@ -1,0 +1,180 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+
+	"github.com/reconcile-dev/reconcile/adapters/badger"
+	"github.com/reconcile-dev/reconcile/bench"
+	"github.com/reconcile-dev/reconcile/merkle"
+	"github.com/reconcile-dev/reconcile/reconcile"
+)
+
+// Endpoint URLs
+//
+// Every command names its endpoints with URLs. Supported schemes:
+//
+//	badger:///abs/path          a Badger store at an absolute path
+//	badger://./rel/path         a Badger store relative to the working directory
+//	badger://../rel/path        (also relative)
+//	badger:///path?ordering=key a new store is created with key ordering (default: version)
+//
+// badger://rel/path is refused rather than guessed at: in a URL the part after "//" is a
+// host, so it could mean ./rel/path or /rel/path, and http:// endpoints will read it as a
+// host. Paths are percent-decoded like any URL path (write %25 for a literal %).
+//
+// Adding a scheme (postgres://, sqlite://, http://) means adding a case to lookupScheme:
+// a parse function that validates the URL before anything is opened, and an open function.
+
+// access says how a command uses an endpoint.
+type access int
+
+const (
+	readOnly  access = iota // diff, root, dump, a sync's source
+	readWrite               // a sync's target
+	create                  // load and gen: create the store when it is missing
+)
+
+// location is a parsed endpoint URL.
+type location struct {
+	raw    string
+	scheme string
+	// path is the file-system path of file-based schemes (badger), cleaned.
+	path string
+	// ordering is the index ordering the URL asks for; 0 means the store's own.
+	ordering merkle.Ordering
+}
+
+// endpoint is an opened endpoint with the extra abilities its scheme offers.
+type endpoint struct {
+	reconcile.Endpoint
+	loc location
+	// scan calls fn for each live row in key order until fn returns false. Nil where the
+	// scheme cannot list rows.
+	scan func(fn func(reconcile.Row) bool) error
+	// write calls fn with a Sink and commits what it writes in batches; on failure the
+	// error says how many writes were committed. Nil where the scheme takes no raw writes.
+	write func(fn func(bench.Sink) error) error
+}
+
+// scheme is one kind of endpoint.
+type scheme struct {
+	parse func(u *url.URL, loc *location) error
+	open  func(loc location, a access) (*endpoint, error)
+}
+
+// lookupScheme is the one place that knows every scheme.
+func lookupScheme(name string) (scheme, bool) {
+	switch name {
+	case "badger":
+		return scheme{parse: parseBadger, open: openBadger}, true
+	}
+	return scheme{}, false
+}
+
+const supportedSchemes = "badger"
+
+const urlHelp = "want badger:///abs/path or badger://./rel/path"
+
+// parseEndpoint validates an endpoint URL without opening anything.
+func parseEndpoint(raw string) (location, error) {
+	loc := location{raw: raw}
+	if raw == "" {
+		return loc, fmt.Errorf("empty endpoint: %s", urlHelp)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return loc, fmt.Errorf("endpoint %q is not a URL (%v): %s", raw, err, urlHelp)
+	}
+	if u.Scheme == "" {
+		hint := urlHelp
+		if strings.HasPrefix(raw, "/") {
+			hint = "did you mean badger://" + raw + "?"
+		} else if !strings.Contains(raw, ":") {
+			hint = "did you mean badger://./" + strings.TrimPrefix(raw, "./") + "?"
+		}
+		return loc, fmt.Errorf("endpoint %q has no scheme: %s", raw, hint)
+	}
+	loc.scheme = u.Scheme
+	s, ok := lookupScheme(u.Scheme)
+	if !ok {
+		return loc, fmt.Errorf("endpoint %q: unknown scheme %q (supported: %s)", raw, u.Scheme, supportedSchemes)
+	}
+	if err := s.parse(u, &loc); err != nil {
+		return loc, fmt.Errorf("endpoint %q: %w", raw, err)
+	}
+	return loc, nil
+}
+
+// openEndpoint parses raw and opens it.
+func openEndpoint(raw string, a access) (*endpoint, error) {
+	loc, err := parseEndpoint(raw)
+	if err != nil {
+		return nil, err
+	}
+	s, _ := lookupScheme(loc.scheme)
+	return s.open(loc, a)
+}
+
+// sameStore reports whether two locations name one store, which cannot be opened twice.
+func sameStore(a, b location) bool {
+	if a.scheme != b.scheme || a.path == "" {
+		return false
+	}
+	pa, errA := filepath.Abs(a.path)
+	pb, errB := filepath.Abs(b.path)
+	return errA == nil && errB == nil && pa == pb
+}
+
+func parseBadger(u *url.URL, loc *location) error {
+	switch {
+	case u.Opaque != "":
+		return fmt.Errorf("no // after badger: (%s)", urlHelp)
+	case u.User != nil || u.Port() != "":
+		return fmt.Errorf("a badger URL names a local path, not a host (%s)", urlHelp)
+	case u.Fragment != "":
+		return fmt.Errorf("unexpected #%s (%s)", u.Fragment, urlHelp)
+	case u.Host != "" && u.Host != "." && u.Host != "..":
+		return fmt.Errorf("%q would be a host name: write badger://./%s%s for a relative path or badger:///%s%s for an absolute one", u.Host, u.Host, u.Path, u.Host, u.Path)
+	case u.Path == "" || u.Path == "/":
+		return fmt.Errorf("no path (%s)", urlHelp)
+	}
+	loc.path = filepath.Clean(u.Host + u.Path)
+	for k, v := range u.Query() {
+		if k != "ordering" || len(v) != 1 {
+			return fmt.Errorf("unknown parameter %q (badger takes only ordering=version|key)", k)
+		}
+		o, err := merkle.ParseOrdering(v[0])
+		if err != nil {
+			return err
+		}
+		loc.ordering = o
+	}
+	return nil
+}
+
+func openBadger(loc location, a access) (*endpoint, error) {
+	s, err := badger.Open(loc.path, badger.Options{
+		Ordering: loc.ordering,
+		Create:   a == create,
+		ReadOnly: a == readOnly,
+	})
+	if err != nil {
+		return nil, err // the adapter's message names the path and what to do
+	}
+	return &endpoint{
+		Endpoint: s,
+		loc:      loc,
+		scan:     func(fn func(reconcile.Row) bool) error { return s.Scan(nil, fn) },
+		write: func(fn func(bench.Sink) error) error {
+			return s.Write(func(w *badger.Writer) error { return fn(w) })
+		},
+	}, nil
+}

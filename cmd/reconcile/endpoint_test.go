@@ -1,0 +1,82 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/reconcile-dev/reconcile/merkle"
+)
+
+func TestParseEndpoint(t *testing.T) {
+	for _, tc := range []struct {
+		raw      string
+		path     string
+		ordering merkle.Ordering
+		err      string // substring of the error; "" for success
+	}{
+		{raw: "badger:///abs/path", path: "/abs/path"},
+		{raw: "badger:///abs/path/", path: "/abs/path"},
+		{raw: "BADGER:///abs", path: "/abs"},
+		{raw: "badger://./rel/path", path: "rel/path"},
+		{raw: "badger://../up/path", path: "../up/path"},
+		{raw: "badger:///a%20b", path: "/a b"},
+		{raw: "badger:///p?ordering=key", path: "/p", ordering: merkle.KeyOrder},
+		{raw: "badger:///p?ordering=version", path: "/p", ordering: merkle.VersionOrder},
+		{raw: "badger://rel/path", err: `"rel" would be a host name: write badger://./rel/path`},
+		{raw: "badger:rel/path", err: "no // after badger:"},
+		{raw: "badger://", err: "no path"},
+		{raw: "badger:///", err: "no path"},
+		{raw: "badger://./", err: "no path"},
+		{raw: "badger://user@./x", err: "not a host"},
+		{raw: "badger://./x#frag", err: "unexpected #frag"},
+		{raw: "badger:///p?ordering=hash", err: "unknown ordering"},
+		{raw: "badger:///p?sync=1", err: `unknown parameter "sync"`},
+		{raw: "postgres://db/table", err: `unknown scheme "postgres" (supported: badger)`},
+		{raw: "/abs/path", err: "did you mean badger:///abs/path?"},
+		{raw: "rel/path", err: "did you mean badger://./rel/path?"},
+		{raw: "", err: "empty endpoint"},
+		{raw: "badger://%zz", err: "not a URL"},
+	} {
+		loc, err := parseEndpoint(tc.raw)
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%q: %v", tc.raw, err)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%q: error %v, want one containing %q", tc.raw, err, tc.err)
+		case tc.err == "" && (loc.path != tc.path || loc.ordering != tc.ordering || loc.scheme != "badger"):
+			t.Errorf("%q: got %+v, want path %q ordering %v", tc.raw, loc, tc.path, tc.ordering)
+		case err != nil && strings.Contains(err.Error(), "\n"):
+			t.Errorf("%q: error spans lines: %q", tc.raw, err)
+		}
+	}
+}
+
+func TestReorderArgs(t *testing.T) {
+	app := newApp(stdio{})
+	for _, tc := range []struct{ in, want string }{
+		{"reconcile diff a b --json", "reconcile diff --json -- a b"},
+		{"reconcile diff --json a b", "reconcile diff --json -- a b"},
+		{"reconcile sync a --max-delete 5 b --force", "reconcile sync --max-delete 5 --force -- a b"},
+		{"reconcile sync a b --max-delete=5%", "reconcile sync --max-delete=5% -- a b"},
+		{"reconcile load x -", "reconcile load -- x -"},
+		{"reconcile gen x --rows 10 --drift-only", "reconcile gen --rows 10 --drift-only -- x"},
+		{"reconcile dump -- -odd", "reconcile dump -- -odd"},
+		{"reconcile --help", "reconcile --help"},
+		{"reconcile nosuch a --json", "reconcile nosuch a --json"},
+		{"reconcile demo", "reconcile demo"},
+	} {
+		got := strings.Join(reorderArgs(app, strings.Fields(tc.in)), " ")
+		if got != tc.want {
+			t.Errorf("%q: got %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestSameStore(t *testing.T) {
+	a, _ := parseEndpoint("badger://./x/y")
+	b, _ := parseEndpoint("badger://./x/../x/y/")
+	c, _ := parseEndpoint("badger://./x/z")
+	if !sameStore(a, b) || sameStore(a, c) {
+		t.Fatal("sameStore")
+	}
+}

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/reconcile-dev/reconcile/bench"
+	"github.com/reconcile-dev/reconcile/reconcile"
+)
+
+func genCommand(std stdio) *cli.Command {
+	return &cli.Command{
+		Name:  "gen",
+		Usage: "write a delete-heavy history (and optionally drift) into a new store",
+		Description: "gen writes a deterministic history: the same flags give the same rows.\n" +
+			"With --drift-* flags it then applies drift, making the store a diverged replica of\n" +
+			"what gen writes without them. With --drift-only it applies only the drift, to a\n" +
+			"store that already holds the history (a copy of one gen made): pass the same history\n" +
+			"flags, including the --now that gen printed.",
+		ArgsUsage: "ENDPOINT",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "rows", Value: 100_000, Usage: "live rows at the end of the history"},
+			&cli.Float64Flag{Name: "delete-ratio", Value: 1, Usage: "rows deleted over the history per live row"},
+			&cli.Float64Flag{Name: "update-ratio", Value: 0.5, Usage: "updates over the history per live row"},
+			&cli.Int64Flag{Name: "seed", Value: 1, Usage: "selects the history"},
+			&cli.Float64Flag{Name: "ttl-fraction", Value: 0.05, Usage: "fraction of rows with an expiry (a quarter of them already expired)"},
+			&cli.IntFlag{Name: "value-size", Value: 64, Usage: "bytes per value"},
+			&cli.Int64Flag{Name: "now", Usage: "unix ns that expiry times are relative to (default: the current time)"},
+			&cli.Float64Flag{Name: "drift-updates", Usage: "fraction of rows to rewrite"},
+			&cli.Float64Flag{Name: "drift-deletes", Usage: "fraction of rows to delete"},
+			&cli.Float64Flag{Name: "drift-inserts", Usage: "fraction of rows to insert under new keys"},
+			&cli.Float64Flag{Name: "drift-rollback", Usage: "fraction of the top of the version range to roll back, as a restore from backup"},
+			&cli.IntFlag{Name: "drift-swaps", Usage: "count-preserving swaps: delete a row, insert another at its version"},
+			&cli.Int64Flag{Name: "drift-seed", Value: 1, Usage: "selects which rows drift"},
+			&cli.BoolFlag{Name: "drift-only", Usage: "apply only the drift, to a store that holds this history"},
+			jsonFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			a, err := args(c, 1, 1, "ENDPOINT")
+			if err != nil {
+				return err
+			}
+			return runGen(c.Context, genOptions{
+				stdio: std, endpoint: a[0], json: c.Bool("json"), driftOnly: c.Bool("drift-only"),
+				history: bench.History{
+					Rows: c.Int("rows"), DeleteRatio: c.Float64("delete-ratio"), UpdateRatio: c.Float64("update-ratio"),
+					TTLFraction: c.Float64("ttl-fraction"), ValueSize: c.Int("value-size"), Seed: c.Int64("seed"), Now: c.Int64("now"),
+				},
+				drift: bench.Drift{
+					Updates: c.Float64("drift-updates"), Deletes: c.Float64("drift-deletes"), Inserts: c.Float64("drift-inserts"),
+					RollbackVersions: c.Float64("drift-rollback"), Swaps: c.Int("drift-swaps"), Seed: c.Int64("drift-seed"),
+				},
+			})
+		},
+	}
+}
+
+// genOptions are the inputs of runGen.
+type genOptions struct {
+	stdio
+	endpoint  string
+	history   bench.History
+	drift     bench.Drift
+	driftOnly bool
+	json      bool
+}
+
+// genResult is what gen prints.
+type genResult struct {
+	History *bench.Stats      `json:"history,omitempty"`
+	Drift   *bench.DriftStats `json:"drift,omitempty"`
+}
+
+func hasDrift(d bench.Drift) bool {
+	d.Seed = 0
+	return d != bench.Drift{}
+}
+
+// runGen writes the history, the history and its drift, or (driftOnly) only the drift.
+func runGen(ctx context.Context, o genOptions) error {
+	loc, err := parseEndpoint(o.endpoint)
+	if err != nil {
+		return err
+	}
+	h := o.history
+	if o.driftOnly {
+		if h.Now == 0 {
+			return errors.New("gen --drift-only needs the --now the history was generated with (gen printed it)")
+		}
+		if !hasDrift(o.drift) {
+			return errors.New("gen --drift-only needs some --drift-* flags")
+		}
+	}
+	if h.Now == 0 {
+		h.Now = time.Now().UnixNano()
+	}
+	a := create
+	if o.driftOnly {
+		a = readWrite
+	}
+	ep, err := openEndpoint(loc.raw, a)
+	if err != nil {
+		return err
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			ep.Close()
+		}
+	}()
+	if ep.write == nil || ep.scan == nil {
+		return fmt.Errorf("gen: %s endpoints take no raw writes", loc.scheme)
+	}
+	empty, err := isEmpty(ep)
+	if err != nil {
+		return err
+	}
+	switch {
+	case o.driftOnly && empty:
+		return fmt.Errorf("gen --drift-only: %s holds no rows; generate the history first (or copy a store gen made)", loc.raw)
+	case !o.driftOnly && !empty:
+		return fmt.Errorf("gen: %s already holds rows; gen writes a fresh history into a new store (to drift a copy of a generated store, use --drift-only)", loc.raw)
+	}
+
+	var res genResult
+	err = writeMetered(ctx, o.stdio, ep, "gen", func(s bench.Sink) error {
+		switch {
+		case o.driftOnly:
+			ds, err := h.ApplyDrift(s, o.drift)
+			res.Drift = &ds
+			return err
+		case hasDrift(o.drift):
+			st, ds, err := h.GenerateDrifted(s, o.drift)
+			res.History, res.Drift = &st, &ds
+			return err
+		default:
+			st, err := h.Generate(s)
+			res.History = &st
+			return err
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("gen into %s: %w", loc.raw, err)
+	}
+	closed = true
+	if err := ep.Close(); err != nil {
+		return fmt.Errorf("gen into %s: %w", loc.raw, err)
+	}
+	if o.json {
+		return writeJSON(o.out, res)
+	}
+	tw := tabwriter.NewWriter(o.out, 0, 0, 2, ' ', 0)
+	if res.History != nil {
+		printHistory(tw, h, *res.History)
+	}
+	if res.Drift != nil {
+		printDrift(tw, *res.Drift, "target")
+	}
+	return tw.Flush()
+}
+
+func isEmpty(ep *endpoint) (bool, error) {
+	empty := true
+	err := ep.scan(func(reconcile.Row) bool { empty = false; return false })
+	return empty, err
+}
+
+func printHistory(w io.Writer, h bench.History, st bench.Stats) {
+	fmt.Fprintf(w, "history\t%d live rows (%d expired at now, %d binary keys), %d inserted, %d updates, %d deleted\n",
+		st.Live, st.Expired, st.BinaryKeys, st.Inserts, st.Updates, st.Deletes)
+	fmt.Fprintf(w, "versions\t%d..%d, %d rows written in bulk commits\n", st.MinVersion, st.MaxVersion, st.BulkRows)
+	fmt.Fprintf(w, "reproduce\t--rows %d --delete-ratio %g --update-ratio %g --ttl-fraction %g --value-size %d --seed %d --now %d\n",
+		h.Rows, h.DeleteRatio, h.UpdateRatio, h.TTLFraction, h.ValueSize, h.Seed, st.Now)
+}
+
+func printDrift(w io.Writer, d bench.DriftStats, target string) {
+	fmt.Fprintf(w, "drift\t%d updated (%d at their own version), %d deleted, %d inserted, %d swapped\n",
+		d.Updated, d.SameVersion, d.Deleted, d.Inserted, d.Swapped)
+	if d.RolledBack+d.Removed > 0 {
+		fmt.Fprintf(w, "rollback\tversions above %d: %d rows restored to older versions, %d removed\n", d.Cutoff, d.RolledBack, d.Removed)
+	}
+	fmt.Fprintf(w, "expected\t%d differing keys: %d only in source, %d only in %s, %d changed\n",
+		d.Differing(), d.OnlySource, d.OnlyTarget, target, d.Changed)
+}
+
+// writeMetered runs fn against the endpoint's writer, counting writes on a progress line
+// and stopping when ctx is done.
+func writeMetered(ctx context.Context, std stdio, ep *endpoint, label string, fn func(bench.Sink) error) error {
+	show, done := std.meter()
+	defer done()
+	return ep.write(func(s bench.Sink) error {
+		return fn(&meteredSink{Sink: s, ctx: ctx, show: show, label: label})
+	})
+}
+
+// meteredSink counts writes for a progress line and checks for cancellation.
+type meteredSink struct {
+	bench.Sink
+	ctx   context.Context
+	show  func(string)
+	label string
+	n     int
+}
+
+func (m *meteredSink) tick() error {
+	m.n++
+	if m.n%4096 != 0 {
+		return nil
+	}
+	m.show(fmt.Sprintf("%s: %d writes", m.label, m.n))
+	return m.ctx.Err()
+}
+
+func (m *meteredSink) Put(key, value []byte, version uint64, expiresAt int64) error {
+	if err := m.tick(); err != nil {
+		return err
+	}
+	return m.Sink.Put(key, value, version, expiresAt)
+}
+
+func (m *meteredSink) Delete(key []byte) error {
+	if err := m.tick(); err != nil {
+		return err
+	}
+	return m.Sink.Delete(key)
+}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/reconcile-dev/reconcile/bench"
+)
+
+func loadCommand(std stdio) *cli.Command {
+	return &cli.Command{
+		Name:  "load",
+		Usage: "upsert and delete rows given as JSON lines (FILE, or standard input)",
+		Description: "One JSON object a line:\n" +
+			`  {"key": "...", "version": 123, "value": "...", "expires_at": 0}` + "\n" +
+			"key_b64 / value_b64 (standard base64) carry arbitrary bytes; expires_at is unix ns\n" +
+			`and may be omitted; {"key": "...", "deleted": true} deletes a key. Each row is stored` + "\n" +
+			"with exactly the given version. The store is created if it does not exist.\n" +
+			"Every line is checked before anything is written: a malformed line stops the load\n" +
+			"with its line number and writes nothing. Rows are then committed in batches; if the\n" +
+			"store fails part way, the error says how many rows were committed.",
+		ArgsUsage: "ENDPOINT [FILE|-]",
+		Flags:     []cli.Flag{jsonFlag()},
+		Action: func(c *cli.Context) error {
+			a, err := args(c, 1, 2, "ENDPOINT [FILE|-]")
+			if err != nil {
+				return err
+			}
+			o := loadOptions{stdio: std, endpoint: a[0], json: c.Bool("json")}
+			if len(a) == 2 {
+				o.file = a[1]
+			}
+			return runLoad(c.Context, o)
+		},
+	}
+}
+
+// loadOptions are the inputs of runLoad.
+type loadOptions struct {
+	stdio
+	endpoint string
+	file     string // "" or "-": standard input
+	json     bool
+}
+
+// loadResult is what load prints.
+type loadResult struct {
+	Upserted int `json:"upserted"`
+	Deleted  int `json:"deleted"`
+}
+
+// runLoad parses every line of the input, and only then opens (creating if needed) the
+// store and writes the rows. A key named on several lines ends as its last line says.
+func runLoad(ctx context.Context, o loadOptions) error {
+	loc, err := parseEndpoint(o.endpoint)
+	if err != nil {
+		return err
+	}
+	in, name := o.in, "standard input"
+	if o.file != "" && o.file != "-" {
+		f, err := os.Open(o.file)
+		if err != nil {
+			return fmt.Errorf("load: %w", err)
+		}
+		defer f.Close()
+		in, name = f, o.file
+	}
+	ops, err := readRowLines(ctx, in, name)
+	if err != nil {
+		return err
+	}
+
+	ep, err := openEndpoint(loc.raw, create)
+	if err != nil {
+		return err
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			ep.Close()
+		}
+	}()
+	if ep.write == nil {
+		return fmt.Errorf("load: %s endpoints take no raw writes", loc.scheme)
+	}
+	var res loadResult
+	show, done := o.meter()
+	err = ep.write(func(s bench.Sink) error {
+		for i, op := range ops {
+			if i%4096 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				show(fmt.Sprintf("load: %d of %d rows", i, len(ops)))
+			}
+			if op.delete {
+				if err := s.Delete(op.row.Key); err != nil {
+					return err
+				}
+				res.Deleted++
+				continue
+			}
+			if err := s.Put(op.row.Key, op.row.Value, op.row.Version, op.row.ExpiresAt); err != nil {
+				return err
+			}
+			res.Upserted++
+		}
+		return nil
+	})
+	done()
+	if err != nil {
+		return fmt.Errorf("load into %s: %w", loc.raw, err)
+	}
+	closed = true
+	if err := ep.Close(); err != nil {
+		return fmt.Errorf("load into %s: %w", loc.raw, err)
+	}
+	if o.json {
+		return writeJSON(o.out, res)
+	}
+	_, err = fmt.Fprintf(o.out, "loaded %d rows into %s: %d upserted, %d deleted\n", res.Upserted+res.Deleted, loc.raw, res.Upserted, res.Deleted)
+	return err
+}
+
+// readRowLines parses every line of r. Blank lines are skipped. When a key appears on
+// several lines only its last operation is kept, which leaves the store as applying every
+// line in order would.
+func readRowLines(ctx context.Context, r io.Reader, name string) ([]rowOp, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
+	var ops []rowOp
+	last := map[string]int{}
+	n := 0
+	for sc.Scan() {
+		n++
+		if n%65536 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		op, err := parseRowLine(line)
+		if err != nil {
+			return nil, fmt.Errorf("load: %s line %d: %v; nothing was written", name, n, err)
+		}
+		if i, ok := last[string(op.row.Key)]; ok {
+			ops[i] = op
+			continue
+		}
+		last[string(op.row.Key)] = len(ops)
+		ops = append(ops, op)
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, fmt.Errorf("load: %s line %d: longer than %d MiB; nothing was written", name, n+1, maxLine>>20)
+		}
+		return nil, fmt.Errorf("load: read %s: %w; nothing was written", name, err)
+	}
+	return ops, nil
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/reconcile-dev/reconcile/reconcile"
+)
+
+// writeJSON writes v as one indented JSON document.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// printReport writes r as a compact aligned table, or as JSON.
+func printReport(w io.Writer, r *reconcile.Report, asJSON bool) error {
+	if asJSON {
+		return writeJSON(w, r)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	mode := string(r.Mode)
+	if r.DryRun {
+		mode += " (dry run: nothing written)"
+	}
+	fmt.Fprintf(tw, "mode\t%s\n", mode)
+	fmt.Fprintf(tw, "\tsource\ttarget\n")
+	fmt.Fprintf(tw, "root\t%s\t%s\n", r.RootSource, r.RootTarget)
+	if r.RootTargetAfter != "" {
+		fmt.Fprintf(tw, "root after sync\t\t%s\n", r.RootTargetAfter)
+	}
+	fmt.Fprintf(tw, "rows\t%d\t%d\n", r.CountSource, r.CountTarget)
+	fmt.Fprintf(tw, "only in\t%d\t%d\n", r.OnlySource, r.OnlyTarget)
+	fmt.Fprintf(tw, "entries read\t%d\t%d\n", r.EntriesReadSource, r.EntriesReadTarget)
+	fmt.Fprintf(tw, "nodes read\t%d\t%d\n", r.NodesReadSource, r.NodesReadTarget)
+	fmt.Fprintf(tw, "changed\t%d\n", r.Changed)
+	fmt.Fprintf(tw, "rounds\t%d\n", r.Rounds)
+	fmt.Fprintf(tw, "bytes sent\t%d\n", r.BytesSent)
+	fmt.Fprintf(tw, "bytes received\t%d\n", r.BytesReceived)
+	fmt.Fprintf(tw, "value bytes\t%d\n", r.ValueBytes)
+	if r.Mode != reconcile.Diff {
+		fmt.Fprintf(tw, "upserted\t%d\n", r.Upserted)
+		fmt.Fprintf(tw, "deleted\t%d\n", r.Deleted)
+		fmt.Fprintf(tw, "quarantined\t%d\n", r.Quarantined)
+		fmt.Fprintf(tw, "raced\t%d\n", r.Raced)
+	}
+	fmt.Fprintf(tw, "duration\t%s\n", time.Duration(r.DurationMS)*time.Millisecond)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(r.Differences) > 0 {
+		n := r.OnlySource + r.OnlyTarget + r.Changed
+		fmt.Fprintf(w, "differences (%d of %d):\n", len(r.Differences), n)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, d := range r.Differences {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", d.Class, d.Key, versions(d))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	for _, q := range r.QuarantinedRows {
+		fmt.Fprintf(w, "quarantined %s: %s\n", q.Key, q.Error)
+	}
+	return nil
+}
+
+func versions(d reconcile.Difference) string {
+	switch d.Class {
+	case "only_source":
+		return fmt.Sprintf("source v%d", d.SourceVersion)
+	case "only_target":
+		return fmt.Sprintf("target v%d", d.TargetVersion)
+	}
+	return fmt.Sprintf("source v%d, target v%d", d.SourceVersion, d.TargetVersion)
+}

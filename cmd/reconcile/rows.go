@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"unicode/utf8"
+
+	"github.com/reconcile-dev/reconcile/reconcile"
+)
+
+// rowLine is one JSON line of load and dump:
+//
+//	{"key": "...", "version": 123, "value": "...", "expires_at": 0}
+//	{"key_b64": "...", "version": 123, "value_b64": "..."}
+//	{"key": "...", "deleted": true}
+//
+// key and value are UTF-8 strings; key_b64 and value_b64 (standard base64) carry any
+// bytes. expires_at is unix nanoseconds, omitted or 0 for never. A missing value is the
+// empty value. A delete line carries only the key and "deleted": true.
+type rowLine struct {
+	Key       *string `json:"key,omitempty"`
+	KeyB64    *string `json:"key_b64,omitempty"`
+	Version   *uint64 `json:"version,omitempty"`
+	Value     *string `json:"value,omitempty"`
+	ValueB64  *string `json:"value_b64,omitempty"`
+	ExpiresAt int64   `json:"expires_at,omitempty"`
+	Deleted   bool    `json:"deleted,omitempty"`
+}
+
+// maxLine is the longest line load accepts: a 64 MiB value in base64 with room to spare.
+const maxLine = 128 << 20
+
+// rowOp is one parsed line: a put of row, or a delete of row.Key.
+type rowOp struct {
+	row    reconcile.Row
+	delete bool
+}
+
+// parseRowLine decodes and validates one line.
+func parseRowLine(line []byte) (rowOp, error) {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	var l rowLine
+	if err := dec.Decode(&l); err != nil {
+		return rowOp{}, fmt.Errorf("not a JSON row object: %v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return rowOp{}, errors.New("more than one JSON value on the line")
+	}
+	var op rowOp
+	var err error
+	if op.row.Key, err = field("key", l.Key, l.KeyB64); err != nil {
+		return rowOp{}, err
+	}
+	if op.row.Key == nil {
+		return rowOp{}, errors.New("needs key or key_b64")
+	}
+	if l.Deleted {
+		if l.Version != nil || l.Value != nil || l.ValueB64 != nil || l.ExpiresAt != 0 {
+			return rowOp{}, errors.New(`a delete line carries only key (or key_b64) and "deleted": true`)
+		}
+		op.delete = true
+		return op, nil
+	}
+	if l.Version == nil {
+		return rowOp{}, errors.New("needs version")
+	}
+	if l.ExpiresAt < 0 {
+		return rowOp{}, errors.New("expires_at must be unix nanoseconds, 0 or more")
+	}
+	op.row.Version, op.row.ExpiresAt = *l.Version, l.ExpiresAt
+	if op.row.Value, err = field("value", l.Value, l.ValueB64); err != nil {
+		return rowOp{}, err
+	}
+	if op.row.Value == nil {
+		op.row.Value = []byte{}
+	}
+	return op, nil
+}
+
+// field decodes a name / name_b64 pair: nil when both are absent.
+func field(name string, s, b64 *string) ([]byte, error) {
+	switch {
+	case s != nil && b64 != nil:
+		return nil, fmt.Errorf("has both %s and %s_b64", name, name)
+	case s != nil:
+		return []byte(*s), nil
+	case b64 != nil:
+		b, err := base64.StdEncoding.DecodeString(*b64)
+		if err != nil {
+			return nil, fmt.Errorf("%s_b64: %v", name, err)
+		}
+		return b, nil
+	}
+	return nil, nil
+}
+
+// formatRowLine encodes a live row as dump writes it: strings where the bytes are valid
+// UTF-8, base64 otherwise.
+func formatRowLine(r reconcile.Row) rowLine {
+	v := r.Version
+	l := rowLine{Version: &v, ExpiresAt: r.ExpiresAt}
+	l.Key, l.KeyB64 = text(r.Key)
+	l.Value, l.ValueB64 = text(r.Value)
+	return l
+}
+
+func text(b []byte) (s, b64 *string) {
+	if utf8.Valid(b) {
+		str := string(b)
+		return &str, nil
+	}
+	str := base64.StdEncoding.EncodeToString(b)
+	return nil, &str
+}
