@@ -6,6 +6,7 @@ package merkle
 import (
 	"encoding/binary"
 	"math/bits"
+	"sync"
 
 	"github.com/zeebo/blake3"
 )
@@ -135,16 +136,21 @@ func UnmarshalDigest(b []byte) (Digest, bool) {
 
 // Keyed shortens fingerprints and entry-hash prefixes for one session. A per-session
 // random nonce keys the hash, so a collision in one session does not repeat in the next.
-type Keyed struct{ key [32]byte }
+// A Keyed is safe for concurrent use.
+type Keyed struct {
+	mu sync.Mutex
+	h  *blake3.Hasher // keyed, reset before each use: keying a new hasher costs more than hashing
+}
 
 // NewKeyed derives the session key from a nonce.
 func NewKeyed(nonce []byte) *Keyed {
 	h := blake3.New()
 	h.Write([]byte("reconcile/session-key/v1"))
 	h.Write(nonce)
-	var k Keyed
-	h.Sum(k.key[:0])
-	return &k
+	var key [32]byte
+	h.Sum(key[:0])
+	kh, _ := blake3.NewKeyed(key[:]) // a 32-byte key never fails
+	return &Keyed{h: kh}
 }
 
 // Fingerprint returns the first n bytes of keyed-BLAKE3(Sum || le64(Count)).
@@ -160,9 +166,11 @@ func (k *Keyed) Fingerprint(d Digest, n int) []byte {
 func (k *Keyed) EntryPrefix(h Hash, n int) []byte { return k.sum(h[:], n) }
 
 func (k *Keyed) sum(b []byte, n int) []byte {
-	h, _ := blake3.NewKeyed(k.key[:])
-	h.Write(b)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.h.Reset()
+	k.h.Write(b)
 	var out [32]byte
-	h.Sum(out[:0])
+	k.h.Sum(out[:0])
 	return out[:n]
 }

@@ -297,7 +297,9 @@ func checkSplit(t *testing.T, name string, model *naiveIndex, lo, hi []byte, k i
 	if k >= 2 && c >= 2 {
 		want = min(k, c) - 1
 	}
-	if len(got) != want {
+	// Exact implementations give every cut asked for; Stored may cut only at level-1
+	// boundaries, at least half as many, rather than read every entry of a range.
+	if len(got) > want || (exact && len(got) != want) || len(got) < want/2 || (want > 0 && len(got) == 0) {
 		t.Fatalf("%s: Split(%x, %x, %d) over %d entries gave %d positions, want %d", name, lo, hi, k, c, len(got), want)
 	}
 	sizes := make([]int, len(got)+1)

@@ -38,6 +38,12 @@ package merkle
 // one whose level changes is a Remove then an Insert. When the top level is left with no
 // node but its head, it is dropped (T shrinks), so T is always max(1, highest level).
 //
+// Batch applies many inserts and removes with the same result: it sorts them by position,
+// applies those of entries of level >= 1 one by one, then sweeps the rest (level 0 before
+// and after: they change no structure, only the sums of the nodes covering them) in
+// position order, keeping the covering node of each level until the sweep passes its
+// end, so each node is read and written once per batch (see stored_batch.go).
+//
 // Queries are forward walks. Digest and Digests start at the top level (a handful of
 // nodes) and walk it across the range; a node strictly containing a cut point (lo, a bound,
 // hi) is descended: its children are read in one forward scan that stops after the node's
@@ -867,9 +873,10 @@ func (w *storedWalker) descend(level int, run []storedNode, end []byte, endInf b
 
 // Split returns up to k-1 sorted positions of entries strictly inside [lo, hi) cutting it
 // into parts of near-equal count: the positions of level-L nodes nearest to the count
-// quantiles, L being the highest level whose nodes hold on average at most a quarter of a
-// part (level 0, exact quantiles, for small ranges). It returns min(k, c)-1 positions, c
-// being the range's count (none when k < 2 or c <= 1); every part is non-empty. Cost: one
+// quantiles, L being the highest level (at least 1) whose nodes hold on average at most a
+// quarter of a part (level 0, exact quantiles, only where level 1 has fewer than half the
+// boundaries asked for). It returns up to min(k, c)-1 positions, c being the range's count
+// (at least half as many; none when k < 2 or c <= 1); every part is non-empty. Cost: one
 // Digest, one scan of about 4k..64k level-L nodes and one descent at lo.
 func (s *Stored) Split(lo, hi []byte, k int) ([][]byte, error) {
 	if k < 2 || rangeIsEmpty(lo, hi) {
@@ -889,11 +896,15 @@ func (s *Stored) Split(lo, hi []byte, k int) ([][]byte, error) {
 	}
 	parts := min(uint64(k), c)
 	fan := uint64(1) << s.nbits
+	// The highest level whose nodes hold at most a quarter of a part, for balance; but at
+	// least level 1: its boundaries (one entry in 16) cut finely enough for a descent, and
+	// level 0 would read every entry of the range.
 	l, size, q := 0, uint64(1), c/(4*parts)
 	for l < t && size <= q/fan {
 		size *= fan
 		l++
 	}
+	l = max(l, 1)
 	for ; l > 0; l-- {
 		out, err := s.splitLevel(l, lo, hi, c, parts)
 		if err != nil || out != nil {
@@ -959,7 +970,7 @@ func (s *Stored) splitLevel(l int, lo, hi []byte, c, parts uint64) ([][]byte, er
 	if err != nil {
 		return nil, err
 	}
-	if uint64(len(nodes)) < parts && (l > 1 || len(nodes) < 2) {
+	if uint64(len(nodes)) < parts && (l > 1 || uint64(len(nodes)) <= parts/2) {
 		return nil, nil // at most parts-1 candidates: try a lower level
 	}
 	// rank[i] = entries of the range before nodes[i+1].
@@ -985,12 +996,12 @@ func (s *Stored) splitLevel(l int, lo, hi []byte, c, parts uint64) ([][]byte, er
 	}
 	need := int(parts - 1)
 	if len(cands) < need {
-		if l > 1 || len(cands) == 0 {
+		if l > 1 || len(cands) == 0 || len(cands) < need/2 {
 			return nil, nil
 		}
-		// Level 1 has fewer boundaries than cuts asked for: cut at all of them rather than
-		// read every entry of the range. Parts are then about one level-1 node (16 entries
-		// on average), which is as fine as a descent needs: leaves are listed, not split.
+		// Level 1 has fewer boundaries than cuts asked for, but at least half as many: cut
+		// at all of them rather than read every entry of the range. Parts are then about one
+		// level-1 node (16 entries on average), as fine as a descent needs.
 		out := make([][]byte, len(cands))
 		for i, n := range cands {
 			out[i] = n.pos

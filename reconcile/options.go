@@ -62,7 +62,7 @@ func (o Options) Defaults() Options {
 		o.Fanout = 16
 	}
 	if o.LeafMax <= 0 {
-		o.LeafMax = 16
+		o.LeafMax = 32
 	}
 	if o.FingerprintBytes <= 0 {
 		o.FingerprintBytes = 4

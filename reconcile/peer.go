@@ -45,6 +45,7 @@ func NewLocal(ep Endpoint) *Local { return &Local{ep: ep} }
 func (l *Local) Open(ctx context.Context, req *OpenRequest) (*OpenResponse, error) {
 	frame := EncodeOpenRequest(req)
 	l.traffic.Sent += int64(len(frame))
+	sent := req
 	req, err := DecodeOpenRequest(frame)
 	if err != nil {
 		return nil, err
@@ -57,16 +58,16 @@ func (l *Local) Open(ctx context.Context, req *OpenRequest) (*OpenResponse, erro
 	if err != nil {
 		return nil, fmt.Errorf("open target snapshot: %w", err)
 	}
-	resp, openResp, err := NewResponder(snap, req)
+	resp, openResp, err := NewResponder(ctx, snap, req)
 	if err != nil {
 		snap.Close()
 		return nil, err
 	}
 	l.snap, l.resp = snap, resp
 	l.params = resp.params
-	frame = EncodeOpenResponse(openResp)
+	frame = EncodeOpenResponse(req, openResp)
 	l.traffic.Received += int64(len(frame))
-	return DecodeOpenResponse(frame)
+	return DecodeOpenResponse(sent, frame)
 }
 
 // Round answers one round.

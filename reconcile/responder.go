@@ -18,8 +18,9 @@ type Responder struct {
 }
 
 // NewResponder checks an OpenRequest against snap and returns the responder for the
-// session and the OpenResponse to send back. It does not close snap.
-func NewResponder(snap Snapshot, req *OpenRequest) (*Responder, *OpenResponse, error) {
+// session and the OpenResponse to send back, with the answer to the request's first round
+// when the roots differ. It does not close snap.
+func NewResponder(ctx context.Context, snap Snapshot, req *OpenRequest) (*Responder, *OpenResponse, error) {
 	info := snap.Info()
 	resp := &OpenResponse{Protocol: ProtocolVersion, Ordering: info.Ordering, Schema: info.Schema, Root: info.Root}
 	if req.Protocol != ProtocolVersion {
@@ -33,6 +34,13 @@ func NewResponder(snap Snapshot, req *OpenRequest) (*Responder, *OpenResponse, e
 		info:   info,
 		params: frameParams{ordering: info.Ordering, fpLen: int(req.FPLen), prefixLen: int(req.PrefixLen)},
 		keyed:  merkle.NewKeyed(req.Nonce[:]),
+	}
+	if req.First != nil && req.Root != info.Root {
+		first, err := r.Round(ctx, req.First)
+		if err != nil {
+			return nil, resp, err
+		}
+		resp.First = first
 	}
 	return r, resp, nil
 }
@@ -100,7 +108,9 @@ func (r *Responder) answer(ctx context.Context, op *Op) (Answer, error) {
 		if err != nil {
 			return a, fmt.Errorf("split: %w", err)
 		}
-		a.Bounds = shortBounds(r.info.Ordering, op.Lo, bounds)
+		if a.Bounds, err = separators(ctx, r.snap, op.Lo, bounds); err != nil {
+			return a, fmt.Errorf("split: %w", err)
+		}
 		ds, err := r.snap.Digests(ctx, op.Lo, op.Hi, a.Bounds)
 		if err != nil {
 			return a, fmt.Errorf("split: %w", err)
@@ -152,34 +162,57 @@ func partBounds(lo, hi []byte, bounds [][]byte, j int) ([]byte, []byte) {
 	return plo, phi
 }
 
-// shortBounds shortens bounds for the wire. In version order a bound becomes its 8-byte
-// version (be64) when that is still greater than the bound before it: the cut then falls
-// just before the first entry of that version, which with distinct versions is the bound
-// entry itself, so both sides find it again with one seek and their index walks stay at
-// node boundaries; consecutive versions share their high bytes, so the wire encoding's
-// prefix compression leaves 2-4 bytes a bound. Otherwise (key order, or several entries at
-// one version) a bound becomes its shortest prefix greater than the bound before it (or
-// lo). Bounds that are not strictly increasing are dropped.
-func shortBounds(o merkle.Ordering, lo []byte, bounds [][]byte) [][]byte {
+// separators turns the cut positions a snapshot's Split returned (its own entries) into
+// short separators for the wire: for each bound b, a prefix of b that is greater than the
+// entry just before b, so that the cut keeps exactly its parts' entries on this side and
+// the other side finds b again with one seek. Candidates, shortest first: in version order
+// b's 8-byte version (right when b is the first entry of its version); then the shortest
+// prefix of b above the entry found before b. Each candidate is checked with one
+// one-entry listing of [candidate, b); after three tries the bound is sent whole. Bounds
+// not strictly increasing are dropped. Consecutive separators share long prefixes, which
+// the wire encoding compresses.
+func separators(ctx context.Context, snap Snapshot, lo []byte, bounds [][]byte) ([][]byte, error) {
+	o := snap.Info().Ordering
 	out := make([][]byte, 0, len(bounds))
 	prev := lo
 	for _, b := range bounds {
 		if prev != nil && bytes.Compare(b, prev) <= 0 {
 			continue
 		}
-		cut := b
+		var cand []byte
 		if o == merkle.VersionOrder && len(b) > 8 && (prev == nil || bytes.Compare(b[:8], prev) > 0) {
-			cut = b[:8:8]
+			cand = b[:8:8]
 		} else {
-			for j := 1; prev != nil && j < len(b); j++ {
-				if bytes.Compare(b[:j], prev) > 0 {
-					cut = b[:j:j]
-					break
-				}
+			cand = shortestAbove(b, prev)
+		}
+		cut := b
+		for try := 0; try < 3 && len(cand) < len(b); try++ {
+			es, err := snap.Entries(ctx, cand, b, 1)
+			if err != nil {
+				return nil, err
 			}
+			if len(es) == 0 {
+				cut = cand
+				break
+			}
+			cand = shortestAbove(b, es[0].Position(o))
 		}
 		out = append(out, cut)
 		prev = cut
 	}
-	return out
+	return out, nil
+}
+
+// shortestAbove returns the shortest prefix of b greater than p (b itself if none is);
+// b must be greater than p. A nil p is below everything.
+func shortestAbove(b, p []byte) []byte {
+	if p == nil {
+		return b
+	}
+	for j := 1; j < len(b); j++ {
+		if bytes.Compare(b[:j], p) > 0 {
+			return b[:j:j]
+		}
+	}
+	return b
 }

@@ -146,9 +146,26 @@ func (s *session) progress(phase string, applied, pending int) {
 // descend runs the open round and the descent rounds, filling onlyI and onlyR.
 func (s *session) descend(ctx context.Context, fpLen, prefixLen int) error {
 	req := &OpenRequest{Protocol: ProtocolVersion, Ordering: s.info.Ordering, Schema: s.info.Schema,
-		Now: s.now, FPLen: uint8(fpLen), PrefixLen: uint8(prefixLen)}
+		Now: s.now, FPLen: uint8(fpLen), PrefixLen: uint8(prefixLen), Root: s.info.Root}
 	if _, err := rand.Read(req.Nonce[:]); err != nil {
 		return fmt.Errorf("session nonce: %w", err)
+	}
+	s.params = frameParams{ordering: s.info.Ordering, fpLen: fpLen, prefixLen: prefixLen}
+	s.keyed = merkle.NewKeyed(req.Nonce[:])
+	s.onlyI, s.onlyR, s.fetches, s.next = map[string]merkle.Entry{}, map[string]merkle.Entry{}, nil, nil
+
+	// The first split of the root rides on the open request (the responder answers it only
+	// when the roots differ), so the descent saves a round trip. The target's count is not
+	// known yet: plan as if it held as many entries as the source.
+	var ops []Op
+	var handlers []func(Answer) error
+	s.depth = s.plannedDepth(s.info.Root.Count)
+	root := rng{cI: s.info.Root.Count, cR: s.info.Root.Count}
+	if root.cI >= 2 {
+		if err := s.plan(ctx, root, &ops, &handlers); err != nil {
+			return err
+		}
+		req.First = &RoundRequest{Ops: ops}
 	}
 	resp, err := s.peer.Open(ctx, req)
 	s.rep.Rounds++
@@ -164,19 +181,16 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int) error {
 	s.rootR = resp.Root
 	s.rep.RootTarget = FormatFingerprint(resp.Root.Fingerprint())
 	s.rep.CountTarget = resp.Root.Count
-	s.params = frameParams{ordering: s.info.Ordering, fpLen: fpLen, prefixLen: prefixLen}
-	s.keyed = merkle.NewKeyed(req.Nonce[:])
-	s.onlyI, s.onlyR, s.fetches, s.next = map[string]merkle.Entry{}, map[string]merkle.Entry{}, nil, nil
 	if s.info.Root == s.rootR {
 		return nil
 	}
-	// Plan the depth so that the largest side reaches leaves in about three splits.
-	n := max(s.info.Root.Count, s.rootR.Count)
-	s.depth = 3
-	if float64(n) <= float64(s.opts.LeafMax)*float64(s.opts.Fanout) {
-		s.depth = 1
-	}
 	ranges := []rng{{cI: s.info.Root.Count, cR: s.rootR.Count}}
+	if resp.First != nil {
+		if err := s.settle(handlers, ops, resp.First); err != nil {
+			return err
+		}
+		ranges = s.next
+	}
 	for len(ranges) > 0 || len(s.fetches) > 0 {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -216,19 +230,39 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int) error {
 		if err != nil {
 			return fmt.Errorf("round %d: %w", s.rep.Rounds, err)
 		}
-		if len(resp.Answers) != len(ops) {
-			return fmt.Errorf("round %d: %d answers for %d operations", s.rep.Rounds, len(resp.Answers), len(ops))
-		}
-		s.next = nil
-		for i, h := range handlers {
-			if err := h(resp.Answers[i]); err != nil {
-				return fmt.Errorf("round %d: %w", s.rep.Rounds, err)
-			}
+		if err := s.settle(handlers, ops, resp); err != nil {
+			return err
 		}
 		ranges = s.next
 		s.progress("descend", 0, 0)
 	}
 	return nil
+}
+
+// settle hands each answer of a round to its handler; the ranges still open are left in
+// s.next.
+func (s *session) settle(handlers []func(Answer) error, ops []Op, resp *RoundResponse) error {
+	if len(resp.Answers) != len(ops) {
+		return fmt.Errorf("round %d: %d answers for %d operations", s.rep.Rounds, len(resp.Answers), len(ops))
+	}
+	s.next = nil
+	for i, h := range handlers {
+		if err := h(resp.Answers[i]); err != nil {
+			return fmt.Errorf("round %d: %w", s.rep.Rounds, err)
+		}
+	}
+	return nil
+}
+
+// plannedDepth is how many split levels take a range of n entries down to leaves of
+// about half LeafMax, with fanouts near 48: more levels cost round trips, fewer cost bytes.
+func (s *session) plannedDepth(n uint64) int {
+	target := max(float64(s.opts.LeafMax)/2, 1)
+	if float64(n) <= target {
+		return 1
+	}
+	d := int(math.Ceil(math.Log(float64(n)/target) / math.Log(48)))
+	return min(max(d, 1), 4)
 }
 
 // fanout is how many parts a range of c entries at depth is cut into: enough that leaves
@@ -277,7 +311,9 @@ func (s *session) plan(ctx context.Context, r rng, ops *[]Op, handlers *[]func(A
 		if err != nil {
 			return fmt.Errorf("split source range: %w", err)
 		}
-		bounds = shortBounds(s.info.Ordering, r.lo, bounds)
+		if bounds, err = separators(ctx, s.src, r.lo, bounds); err != nil {
+			return fmt.Errorf("split source range: %w", err)
+		}
 		if len(bounds) == 0 {
 			r.list = true
 			return s.plan(ctx, r, ops, handlers)
@@ -296,7 +332,13 @@ func (s *session) compare(ctx context.Context, r rng, bounds [][]byte, ops *[]Op
 	for _, d := range ds {
 		fps = append(fps, s.keyed.Fingerprint(d, s.params.fpLen)...)
 	}
-	*ops = append(*ops, Op{Kind: OpCompare, Lo: r.lo, Hi: r.hi, Bounds: bounds, FPs: fps, ListMax: uint32(s.opts.LeafMax)})
+	listMax := s.opts.LeafMax
+	if r.depth+1 >= s.depth {
+		// Parts of the last planned level: list a part a few times larger than a leaf
+		// rather than pay a round trip to split it once more.
+		listMax *= 4
+	}
+	*ops = append(*ops, Op{Kind: OpCompare, Lo: r.lo, Hi: r.hi, Bounds: bounds, FPs: fps, ListMax: uint32(listMax)})
 	*handlers = append(*handlers, func(a Answer) error {
 		if len(a.Mismatch) != len(ds) {
 			return fmt.Errorf("compare answer with %d parts for %d", len(a.Mismatch), len(ds))

@@ -35,6 +35,10 @@ type OpenRequest struct {
 	Now       int64
 	FPLen     uint8 // bytes of each short fingerprint
 	PrefixLen uint8 // bytes of each entry prefix in leaf listings
+	// Root is the initiator's root digest. When it differs from the responder's, the
+	// responder answers First, the session's first round, in the same round trip.
+	Root  merkle.Digest
+	First *RoundRequest
 }
 
 // OpenResponse answers OpenRequest with the responder's view.
@@ -43,6 +47,8 @@ type OpenResponse struct {
 	Ordering merkle.Ordering
 	Schema   string
 	Root     merkle.Digest
+	// First answers OpenRequest.First; nil when the roots are equal or none was asked.
+	First *RoundResponse
 }
 
 // OpKind names the operations of one round.
@@ -313,7 +319,17 @@ func EncodeOpenRequest(m *OpenRequest) []byte {
 	e.varint(m.Now)
 	e.byte1(m.FPLen)
 	e.byte1(m.PrefixLen)
+	e.digest(m.Root)
+	if m.First == nil {
+		e.uvarint(0)
+	} else {
+		e.bytes(encodeRound(m.params(), m.First))
+	}
 	return e.buf
+}
+
+func (m *OpenRequest) params() frameParams {
+	return frameParams{ordering: m.Ordering, fpLen: int(m.FPLen), prefixLen: int(m.PrefixLen)}
 }
 
 // DecodeOpenRequest parses a frame written by EncodeOpenRequest.
@@ -333,22 +349,35 @@ func DecodeOpenRequest(b []byte) (*OpenRequest, error) {
 	if d.err == nil && (m.FPLen < 1 || m.FPLen > 32 || m.PrefixLen < 1 || m.PrefixLen > 32) {
 		d.fail("fingerprint length %d or prefix length %d outside 1..32", m.FPLen, m.PrefixLen)
 	}
+	m.Root = d.digest()
+	if first := d.bytes(len(d.buf)); d.err == nil && len(first) > 0 {
+		r, err := decodeRound(m.params(), first)
+		if err != nil {
+			return m, fmt.Errorf("decode open request: %w", err)
+		}
+		m.First = r
+	}
 	return m, d.done("open request")
 }
 
-// EncodeOpenResponse returns the frame for m.
-func EncodeOpenResponse(m *OpenResponse) []byte {
+// EncodeOpenResponse returns the frame for m, which answers req.
+func EncodeOpenResponse(req *OpenRequest, m *OpenResponse) []byte {
 	e := &encoder{}
 	e.byte1(tagOpenResponse)
 	e.uvarint(uint64(m.Protocol))
 	e.byte1(byte(m.Ordering))
 	e.bytes([]byte(m.Schema))
 	e.digest(m.Root)
+	if m.First == nil || req.First == nil {
+		e.uvarint(0)
+	} else {
+		e.bytes(encodeRoundResponse(req.params(), req.First, m.First))
+	}
 	return e.buf
 }
 
-// DecodeOpenResponse parses a frame written by EncodeOpenResponse.
-func DecodeOpenResponse(b []byte) (*OpenResponse, error) {
+// DecodeOpenResponse parses a frame written by EncodeOpenResponse for req.
+func DecodeOpenResponse(req *OpenRequest, b []byte) (*OpenResponse, error) {
 	d := &decoder{buf: b}
 	if d.byte1() != tagOpenResponse {
 		d.fail("not an open response")
@@ -358,6 +387,16 @@ func DecodeOpenResponse(b []byte) (*OpenResponse, error) {
 	m.Ordering = merkle.Ordering(d.byte1())
 	m.Schema = string(d.bytes(MaxSchema))
 	m.Root = d.digest()
+	if first := d.bytes(len(d.buf)); d.err == nil && len(first) > 0 {
+		if req.First == nil {
+			return m, fmt.Errorf("decode open response: %w: an answer to a first round that was not asked", ErrMalformed)
+		}
+		r, err := decodeRoundResponse(req.params(), req.First, first)
+		if err != nil {
+			return m, fmt.Errorf("decode open response: %w", err)
+		}
+		m.First = r
+	}
 	return m, d.done("open response")
 }
 

@@ -118,11 +118,30 @@ func FuzzDecodeApply(f *testing.F) {
 	})
 }
 
+func sampleOpen() *OpenRequest {
+	return &OpenRequest{Protocol: 1, Ordering: merkle.VersionOrder, Schema: "kv", FPLen: 4, PrefixLen: 4,
+		Root: merkle.Digest{Count: 3}, First: sampleRound()}
+}
+
+func TestOpenRoundTrip(t *testing.T) {
+	req := sampleOpen()
+	got, err := DecodeOpenRequest(EncodeOpenRequest(req))
+	if err != nil || !reflect.DeepEqual(got, req) {
+		t.Fatalf("open request changed in transit (%v):\n got %+v\nwant %+v", err, got, req)
+	}
+	resp := &OpenResponse{Protocol: 1, Ordering: merkle.VersionOrder, Schema: "kv", Root: merkle.Digest{Count: 9}, First: sampleAnswer()}
+	gotR, err := DecodeOpenResponse(req, EncodeOpenResponse(req, resp))
+	if err != nil || !reflect.DeepEqual(gotR, resp) {
+		t.Fatalf("open response changed in transit (%v):\n got %+v\nwant %+v", err, gotR, resp)
+	}
+}
+
 func FuzzDecodeOpen(f *testing.F) {
-	f.Add(EncodeOpenRequest(&OpenRequest{Protocol: 1, Ordering: merkle.VersionOrder, Schema: "kv", FPLen: 4, PrefixLen: 4}))
-	f.Add(EncodeOpenResponse(&OpenResponse{Protocol: 1, Ordering: merkle.KeyOrder, Schema: "kv"}))
+	req := sampleOpen()
+	f.Add(EncodeOpenRequest(req))
+	f.Add(EncodeOpenResponse(req, &OpenResponse{Protocol: 1, Ordering: merkle.KeyOrder, Schema: "kv", First: sampleAnswer()}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		DecodeOpenRequest(b)
-		DecodeOpenResponse(b)
+		DecodeOpenResponse(req, b)
 	})
 }

@@ -191,8 +191,8 @@ func (sn *snapshot) split(lo, hi []byte, k int) ([][]byte, error) {
 		}
 		moved = append(moved, c)
 	}
-	if len(moved) == 0 {
-		return nil, nil
+	if len(moved) == 0 || over == 1 {
+		return moved, nil
 	}
 	parts, err := sn.Digests(context.Background(), lo, hi, moved)
 	if err != nil {

@@ -101,21 +101,24 @@ func (v *view) discard() {
 	}
 }
 
-// queueIndex records an index change for the batch applied at commit, estimating the
-// entry it writes (the nodes it rewrites are a small share on top).
+// queueIndex records an index change for the batch applied at commit, estimating what it
+// will write: its entry, and a level-1 node of its own (an overestimate when many changes
+// share their nodes, as in a bulk load; about right for scattered writes to a large
+// index). The upper levels' nodes are few.
 func (v *view) queueIndex(e merkle.Entry, remove bool) {
 	v.ixops = append(v.ixops, merkle.BatchOp{Entry: e, Remove: remove})
-	k := 2 + len(e.Key) + 8 // prefix, level, position
-	val := 73
+	k := int64(2 + len(e.Key) + 8) // prefix, level, position
+	val := int64(73)
 	if remove {
 		val = 0
 	}
-	v.ixEst.count++
-	v.ixEst.bytes += int64(k+val) + 12
-	v.ixEst.raw += int64(val)
-	v.p.count++
-	v.p.bytes += int64(k+val) + 12
-	v.p.raw += int64(val)
+	est := pending{count: 2, bytes: k + val + 12 + k + 1 + 40 + 12, raw: val + 40}
+	v.ixEst.count += est.count
+	v.ixEst.bytes += est.bytes
+	v.ixEst.raw += est.raw
+	v.p.count += est.count
+	v.p.bytes += est.bytes
+	v.p.raw += est.raw
 }
 
 // flushIndex applies the queued index changes through the cache.

@@ -380,7 +380,9 @@ func checkSplit(t *testing.T, h *harness, m *merkle.Sorted, lo, hi []byte, k int
 	parts, _ := m.Digests(lo, hi, split)
 	share := n / (len(split) + 1)
 	for i, p := range parts {
-		if int(p.Count) > 2*share+4 {
+		// Near-equal, with room for indexes that cut only at their own node boundaries
+		// (the Badger index's level-1 nodes hold 16 entries on average, a few many more).
+		if int(p.Count) > 3*share+64 {
 			t.Fatalf("Split(%x, %x, %d) over %d entries: part %d holds %d (parts of ~%d wanted)", lo, hi, k, n, i, p.Count, share)
 		}
 	}
