@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"testing"
 
+	"github.com/reconcile-dev/reconcile/adapters/badger"
 	"github.com/reconcile-dev/reconcile/adapters/memory"
 	"github.com/reconcile-dev/reconcile/merkle"
 	"github.com/reconcile-dev/reconcile/reconcile"
@@ -60,6 +61,11 @@ type world struct {
 }
 
 func (w *world) key() []byte {
+	if w.rng.Intn(3000) == 0 {
+		b := make([]byte, 1<<20) // a 1 MiB key now and then
+		w.rng.Read(b)
+		return b
+	}
 	switch w.rng.Intn(20) {
 	case 0:
 		return []byte{} // the empty key
@@ -282,4 +288,104 @@ func TestRollback(t *testing.T) {
 			t.Fatalf("replica holds id %d at %d, want %d", id, r.Version, v)
 		}
 	}
+}
+
+// TestModelBadger runs the model scenarios through two Badger stores: the same checks as
+// checkSession, against the embedded default endpoint.
+func TestModelBadger(t *testing.T) {
+	ctx := context.Background()
+	for seed := int64(1); seed <= 8; seed++ {
+		o := merkle.VersionOrder
+		if seed%3 == 0 {
+			o = merkle.KeyOrder
+		}
+		w := &world{rng: rand.New(rand.NewSource(seed)), o: o}
+		kind := int(seed % 8)
+		msrc, mdst := scenario(t, w, kind)
+		for _, m := range []*memory.Store{msrc, mdst} {
+			for _, r := range m.Rows() {
+				if len(r.Key) > badger.MaxKeyBytes {
+					m.Delete(r.Key) // Badger keys are at most 64 KB
+				}
+			}
+		}
+		t.Run(fmt.Sprintf("seed%d/%s/kind%d", seed, o, kind), func(t *testing.T) {
+			src, dst := toBadger(t, o, msrc), toBadger(t, o, mdst)
+			wantS, wantD, wantC := naiveDiff(msrc, mdst, testNow)
+			opts := reconcile.Options{Now: testNow, LeafMax: 1 + int(seed)*5}
+			rep, err := reconcile.Run(ctx, src, dst, opts)
+			if err != nil {
+				t.Fatalf("diff: %v", err)
+			}
+			if rep.OnlySource != wantS || rep.OnlyTarget != wantD || rep.Changed != wantC {
+				t.Fatalf("diff found %d/%d/%d, naive comparison %d/%d/%d", rep.OnlySource, rep.OnlyTarget, rep.Changed, wantS, wantD, wantC)
+			}
+			opts.Mode, opts.Force = reconcile.Mirror, true
+			if _, err := reconcile.Run(ctx, src, dst, opts); err != nil {
+				t.Fatalf("sync: %v", err)
+			}
+			a, b := badgerRows(t, src), badgerRows(t, dst)
+			if len(a) != len(b) {
+				t.Fatalf("after sync: %d live rows on the source, %d on the target", len(a), len(b))
+			}
+			for k, r := range a {
+				if got, ok := b[k]; !ok || got.Version != r.Version || got.ExpiresAt != r.ExpiresAt || !bytes.Equal(got.Value, r.Value) {
+					t.Fatalf("after sync: key %q differs", k)
+				}
+			}
+			ri, _ := reconcile.Root(ctx, src, testNow)
+			rt, _ := reconcile.Root(ctx, dst, testNow)
+			if ri.Root != rt.Root {
+				t.Fatal("after sync: roots differ")
+			}
+		})
+	}
+}
+
+func toBadger(t *testing.T, o merkle.Ordering, m *memory.Store) *badger.Store {
+	t.Helper()
+	s, err := badger.Open(t.TempDir(), badger.Options{Create: true, Ordering: o})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	err = s.Write(func(w *badger.Writer) error {
+		for _, r := range m.Rows() {
+			if err := w.Put(r.Key, r.Value, r.Version, r.ExpiresAt); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// badgerRows returns the rows live at testNow.
+func badgerRows(t *testing.T, s *badger.Store) map[string]reconcile.Row {
+	t.Helper()
+	snap, err := s.Open(context.Background(), testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	es, err := snap.Entries(context.Background(), nil, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := make([][]byte, len(es))
+	for i, e := range es {
+		keys[i] = e.Key
+	}
+	rows, err := snap.Rows(context.Background(), keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]reconcile.Row{}
+	for _, r := range rows {
+		out[string(r.Key)] = r
+	}
+	return out
 }

@@ -103,22 +103,6 @@ func (r *Responder) answer(ctx context.Context, op *Op) (Answer, error) {
 			a.Counts[len(a.Counts)-1] = uint64(len(es))
 			a.Listed = append(a.Listed, listed)
 		}
-	case OpSplit:
-		bounds, err := r.snap.Split(ctx, op.Lo, op.Hi, int(op.K))
-		if err != nil {
-			return a, fmt.Errorf("split: %w", err)
-		}
-		if a.Bounds, err = separators(ctx, r.snap, op.Lo, bounds); err != nil {
-			return a, fmt.Errorf("split: %w", err)
-		}
-		ds, err := r.snap.Digests(ctx, op.Lo, op.Hi, a.Bounds)
-		if err != nil {
-			return a, fmt.Errorf("split: %w", err)
-		}
-		for _, d := range ds {
-			a.Counts = append(a.Counts, d.Count)
-			a.FPs = append(a.FPs, r.keyed.Fingerprint(d, r.params.fpLen)...)
-		}
 	case OpList:
 		limit := int(op.Limit)
 		es, err := r.snap.Entries(ctx, op.Lo, op.Hi, limit+1)

@@ -1,12 +1,10 @@
 package reconcile
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
 	"math"
-	"os"
 	"sort"
 	"time"
 
@@ -216,15 +214,6 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int) error {
 		if len(ops) == 0 {
 			break
 		}
-		if debugRounds {
-			kinds := map[OpKind]int{}
-			parts := 0
-			for _, op := range ops {
-				kinds[op.Kind]++
-				parts += len(op.Bounds) + 1
-			}
-			fmt.Fprintf(os.Stderr, "round %d: ranges %d ops %v parts %d fetches %d\n", s.rep.Rounds+1, len(ranges), kinds, parts, len(s.fetches))
-		}
 		resp, err := s.peer.Round(ctx, &RoundRequest{Ops: ops})
 		s.rep.Rounds++
 		if err != nil {
@@ -286,8 +275,6 @@ func (s *session) fanout(c uint64, depth int) int {
 
 const listPage = 65536
 
-var debugRounds = os.Getenv("RECONCILE_DEBUG_ROUNDS") != ""
-
 // plan adds the operation that advances r, or settles r locally.
 func (s *session) plan(ctx context.Context, r rng, ops *[]Op, handlers *[]func(Answer) error) error {
 	leaf := uint64(s.opts.LeafMax)
@@ -301,10 +288,10 @@ func (s *session) plan(ctx context.Context, r rng, ops *[]Op, handlers *[]func(A
 		return nil
 	case r.cR <= leaf:
 		return s.compare(ctx, r, nil, ops, handlers)
-	case r.cI < 2 || r.cR > 2*r.cI:
-		k := s.fanout(r.cR, r.depth)
-		*ops = append(*ops, Op{Kind: OpSplit, Lo: r.lo, Hi: r.hi, K: uint32(k)})
-		*handlers = append(*handlers, func(a Answer) error { return s.settleSplit(ctx, r, a) })
+	case r.cI < 2 || 2*min(r.cI, r.cR) < max(r.cI, r.cR):
+		// The counts show that most of the range differs: list it rather than split it.
+		*ops = append(*ops, Op{Kind: OpList, Lo: r.lo, Hi: r.hi, Limit: listPage})
+		*handlers = append(*handlers, func(a Answer) error { return s.settleList(ctx, r, a) })
 		return nil
 	default:
 		bounds, err := s.src.Split(ctx, r.lo, r.hi, s.fanout(r.cI, r.depth))
@@ -397,30 +384,6 @@ func (s *session) settleLeaf(ctx context.Context, r rng, listed []byte) error {
 	}
 	if len(want) > 0 {
 		s.fetches = append(s.fetches, Op{Kind: OpFetch, Lo: r.lo, Hi: r.hi, Prefixes: want})
-	}
-	return nil
-}
-
-// settleSplit compares the source's digests over the target's cut of r.
-func (s *session) settleSplit(ctx context.Context, r rng, a Answer) error {
-	ds, err := s.src.Digests(ctx, r.lo, r.hi, a.Bounds)
-	if err != nil {
-		return fmt.Errorf("source digests: %w", err)
-	}
-	if len(a.Counts) != len(ds) || len(a.FPs) != len(ds)*s.params.fpLen {
-		return fmt.Errorf("split answer with %d counts and %d fingerprint bytes for %d parts", len(a.Counts), len(a.FPs), len(ds))
-	}
-	fl := s.params.fpLen
-	for j, d := range ds {
-		if bytes.Equal(s.keyed.Fingerprint(d, fl), a.FPs[j*fl:(j+1)*fl]) {
-			continue
-		}
-		lo, hi := partBounds(r.lo, r.hi, a.Bounds, j)
-		part := rng{lo: lo, hi: hi, cI: d.Count, cR: a.Counts[j], depth: r.depth + 1}
-		if len(a.Bounds) == 0 {
-			part.list = true // the target could not cut it: list it
-		}
-		s.next = append(s.next, part)
 	}
 	return nil
 }

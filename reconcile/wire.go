@@ -59,11 +59,8 @@ const (
 	// each part; the responder answers which parts mismatch, its count for each, and its
 	// entry prefixes for mismatching parts holding at most ListMax entries.
 	OpCompare OpKind = 1
-	// OpSplit: the responder cuts [Lo,Hi) into up to K parts at its own quantiles and
-	// answers bounds, counts and short fingerprints; used where it holds more entries.
-	OpSplit OpKind = 2
 	// OpList: the responder lists its full entries in [Lo,Hi), at most Limit of them.
-	OpList OpKind = 3
+	OpList OpKind = 3 // (2 is retired)
 	// OpFetch: the responder lists its full entries in [Lo,Hi) whose prefix is one of
 	// Prefixes.
 	OpFetch OpKind = 4
@@ -76,7 +73,6 @@ type Op struct {
 	Bounds   [][]byte // OpCompare
 	FPs      []byte   // OpCompare: (len(Bounds)+1) * FPLen bytes
 	ListMax  uint32   // OpCompare
-	K        uint32   // OpSplit
 	Limit    uint32   // OpList
 	Prefixes []byte   // OpFetch: n * PrefixLen bytes
 }
@@ -88,9 +84,6 @@ type Answer struct {
 	Mismatch []bool
 	Counts   []uint64
 	Listed   [][]byte
-	// OpSplit: Bounds, and per part Counts and FPs.
-	Bounds [][]byte
-	FPs    []byte
 	// OpList, OpFetch: full entries in position order; More when OpList stopped at Limit.
 	Entries []merkle.Entry
 	More    bool
@@ -424,8 +417,6 @@ func encodeRound(p frameParams, m *RoundRequest) []byte {
 				e.pos(b)
 			}
 			e.raw(op.FPs)
-		case OpSplit:
-			e.uvarint(uint64(op.K))
 		case OpList:
 			e.uvarint(uint64(op.Limit))
 		case OpFetch:
@@ -461,11 +452,6 @@ func decodeRound(p frameParams, b []byte) (*RoundRequest, error) {
 				op.Bounds = append(op.Bounds, bd)
 			}
 			op.FPs = d.raw((nb + 1) * p.fpLen)
-		case OpSplit:
-			op.K = uint32(d.uvarint())
-			if op.K > 1<<20 {
-				d.fail("split into %d parts", op.K)
-			}
 		case OpList:
 			op.Limit = uint32(d.uvarint())
 		case OpFetch:
@@ -513,15 +499,6 @@ func encodeRoundResponse(p frameParams, req *RoundRequest, m *RoundResponse) []b
 					e.raw(a.Listed[j])
 				}
 			}
-		case OpSplit:
-			e.uvarint(uint64(len(a.Bounds)))
-			for _, b := range a.Bounds {
-				e.pos(b)
-			}
-			for _, c := range a.Counts {
-				e.uvarint(c)
-			}
-			e.raw(a.FPs)
 		case OpList, OpFetch:
 			e.uvarint(uint64(len(a.Entries)))
 			for _, en := range a.Entries {
@@ -571,25 +548,6 @@ func decodeRoundResponse(p frameParams, req *RoundRequest, b []byte) (*RoundResp
 					}
 				}
 				a.Listed = append(a.Listed, listed)
-			}
-		case OpSplit:
-			nb := d.count(2)
-			if d.err == nil && uint32(nb) >= op.K && nb > 0 {
-				d.fail("split answer with %d bounds for %d parts", nb, op.K)
-			}
-			a.Bounds = make([][]byte, 0, nb)
-			for j := 0; j < nb && d.err == nil; j++ {
-				a.Bounds = append(a.Bounds, d.pos())
-			}
-			a.Counts = make([]uint64, 0, nb+1)
-			for j := 0; j <= nb && d.err == nil; j++ {
-				a.Counts = append(a.Counts, d.uvarint())
-			}
-			a.FPs = d.raw((nb + 1) * p.fpLen)
-			if d.err == nil {
-				if err := checkRange(Op{Lo: op.Lo, Hi: op.Hi, Bounds: a.Bounds}); err != nil {
-					d.fail("split answer: %v", err)
-				}
 			}
 		case OpList, OpFetch:
 			n := d.count(35)

@@ -14,7 +14,6 @@ func sampleRound() *RoundRequest {
 	pos := func(v uint64, k string) []byte { return merkle.VersionOrder.Position([]byte(k), v) }
 	return &RoundRequest{Ops: []Op{
 		{Kind: OpCompare, Lo: nil, Hi: pos(90, "z"), Bounds: [][]byte{pos(10, "a"), pos(20, "b")}, FPs: bytes.Repeat([]byte{7}, 12), ListMax: 16},
-		{Kind: OpSplit, Lo: pos(90, "z"), Hi: nil, K: 8},
 		{Kind: OpList, Lo: pos(1, ""), Hi: pos(2, ""), Limit: 100},
 		{Kind: OpFetch, Lo: pos(3, "q"), Hi: pos(4, "q"), Prefixes: []byte{1, 2, 3, 4, 5, 6, 7, 8}},
 	}}
@@ -24,7 +23,6 @@ func sampleAnswer() *RoundResponse {
 	e := merkle.Entry{Key: []byte("k"), Version: 5, ExpiresAt: -3, Flags: 1, ValueHash: merkle.ValueHash([]byte("v"))}
 	return &RoundResponse{Answers: []Answer{
 		{Mismatch: []bool{true, false, true}, Counts: []uint64{3, 1000}, Listed: [][]byte{bytes.Repeat([]byte{9}, 12), nil}},
-		{Bounds: [][]byte{merkle.VersionOrder.Position([]byte("m"), 95)}, Counts: []uint64{4, 5}, FPs: bytes.Repeat([]byte{1}, 8)},
 		{Entries: []merkle.Entry{e}, More: true},
 		{Entries: []merkle.Entry{}},
 	}}
