@@ -34,34 +34,41 @@ type FixtureInfo struct {
 	Cached         bool
 }
 
-// Build returns the fixture's store paths, building them first when they are not cached.
+// Build returns the fixture's store paths, building what is not cached. The source is
+// cached by the history's parameters alone, so fixtures that differ only in drift share
+// it; each target is a copy of the source with its drift applied.
 func (f Fixture) Build() (FixtureInfo, error) {
-	params, _ := json.Marshal(struct {
-		H History
-		D Drift
-		V int
-	}{f.History, f.Drift, 1})
-	sum := sha256.Sum256(params)
-	dir := filepath.Join(f.Dir, hex.EncodeToString(sum[:6]))
-	info := FixtureInfo{Source: filepath.Join(dir, "source"), Target: filepath.Join(dir, "target")}
+	srcDir := filepath.Join(f.Dir, "h-"+paramHash(f.History))
+	dir := filepath.Join(srcDir, "d-"+paramHash(f.Drift))
+	info := FixtureInfo{Source: filepath.Join(srcDir, "source"), Target: filepath.Join(dir, "target")}
 	meta := filepath.Join(dir, "fixture.json")
 	if b, err := os.ReadFile(meta); err == nil && json.Unmarshal(b, &info) == nil {
 		info.Cached = true
 		return info, nil
 	}
 	start := time.Now()
+	srcMeta := filepath.Join(srcDir, "source.json")
+	if b, err := os.ReadFile(srcMeta); err != nil || json.Unmarshal(b, &info.History) != nil {
+		if err := os.RemoveAll(srcDir); err != nil {
+			return info, fmt.Errorf("build fixture: %w", err)
+		}
+		if err := os.MkdirAll(srcDir, 0o755); err != nil {
+			return info, fmt.Errorf("build fixture: %w", err)
+		}
+		if err := writeStore(info.Source, func(w *badger.Writer) error {
+			st, err := f.History.Generate(w)
+			info.History = st
+			return err
+		}); err != nil {
+			return info, err
+		}
+		b, _ := json.Marshal(info.History)
+		if err := os.WriteFile(srcMeta, b, 0o644); err != nil {
+			return info, fmt.Errorf("build fixture: %w", err)
+		}
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		return info, fmt.Errorf("build fixture: %w", err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return info, fmt.Errorf("build fixture: %w", err)
-	}
-	if err := writeStore(info.Source, func(w *badger.Writer) error {
-		st, err := f.History.Generate(w)
-		info.History = st
-		return err
-	}); err != nil {
-		return info, err
 	}
 	if err := CopyDir(info.Source, info.Target); err != nil {
 		return info, fmt.Errorf("build fixture: %w", err)
@@ -76,6 +83,16 @@ func (f Fixture) Build() (FixtureInfo, error) {
 	info.BuildSeconds = time.Since(start).Seconds()
 	b, _ := json.MarshalIndent(info, "", "  ")
 	return info, os.WriteFile(meta, b, 0o644)
+}
+
+// paramHash names a cache directory after parameters (and the layout version).
+func paramHash(v any) string {
+	b, _ := json.Marshal(struct {
+		V int
+		P any
+	}{2, v})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:6])
 }
 
 func writeStore(path string, fn func(w *badger.Writer) error) error {

@@ -21,13 +21,13 @@ func diffCommand(std stdio) *cli.Command {
 		Name:      "diff",
 		Usage:     "report how SRC and DST differ, writing nothing (exit 0 same, 1 differ)",
 		ArgsUsage: "SRC DST",
-		Flags:     []cli.Flag{jsonFlag()},
+		Flags:     append([]cli.Flag{jsonFlag()}, tuningFlags()...),
 		Action: func(c *cli.Context) error {
 			a, err := args(c, 2, 2, "SRC DST")
 			if err != nil {
 				return err
 			}
-			return runDiff(c.Context, diffOptions{stdio: std, source: a[0], target: a[1], json: c.Bool("json")})
+			return runDiff(c.Context, diffOptions{stdio: std, source: a[0], target: a[1], json: c.Bool("json"), session: tuning(c)})
 		},
 	}
 }

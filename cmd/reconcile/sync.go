@@ -14,13 +14,13 @@ func syncCommand(std stdio) *cli.Command {
 		Name:      "sync",
 		Usage:     "make DST equal to SRC, creating DST if missing (exit 0 synced, 2 error or refused, 3 partial)",
 		ArgsUsage: "SRC DST",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "mode", Value: "mirror", Usage: "resolution: mirror (DST becomes a copy of SRC)", EnvVars: []string{"RECONCILE_MODE"}},
 			&cli.BoolFlag{Name: "dry-run", Usage: "compute what would be written, write nothing"},
 			&cli.StringFlag{Name: "max-delete", Usage: "refuse a sync that deletes more than N rows or P% of DST's rows (default 10%)", EnvVars: []string{"RECONCILE_MAX_DELETE"}},
 			&cli.BoolFlag{Name: "force", Usage: "sync even when --max-delete would refuse"},
 			jsonFlag(),
-		},
+		}, tuningFlags()...),
 		Action: func(c *cli.Context) error {
 			a, err := args(c, 2, 2, "SRC DST")
 			if err != nil {
@@ -29,7 +29,7 @@ func syncCommand(std stdio) *cli.Command {
 			return runSync(c.Context, syncOptions{
 				stdio: std, source: a[0], target: a[1],
 				mode: c.String("mode"), dryRun: c.Bool("dry-run"), maxDelete: c.String("max-delete"),
-				force: c.Bool("force"), json: c.Bool("json"),
+				force: c.Bool("force"), json: c.Bool("json"), session: tuning(c),
 			})
 		},
 	}
