@@ -104,6 +104,10 @@ func writeStore(path string, fn func(w *badger.Writer) error) error {
 		s.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+	if err := s.Compact(); err != nil {
+		s.Close()
+		return err
+	}
 	return s.Close()
 }
 

@@ -109,7 +109,11 @@ func purge(path string, now int64) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.PurgeExpired(now); err != nil {
+	n, err := s.PurgeExpired(now)
+	if err == nil && n > 0 {
+		err = s.Compact()
+	}
+	if err != nil {
 		s.Close()
 		return err
 	}

@@ -676,6 +676,11 @@ func (s *Stored) Digests(lo, hi []byte, bounds [][]byte) ([]Digest, error) {
 	if lo, hi, bounds, err = s.snapCuts(lo, hi, bounds); err != nil {
 		return nil, err
 	}
+	if nodes, small, err := s.level1Nodes(lo, hi, smallRangeNodes); err != nil {
+		return nil, err
+	} else if small {
+		return out, s.digestsBottomUp(nodes, lo, hi, bounds, out, nil)
+	}
 	w := newStoredWalker(s, lo, hi, bounds, out)
 	end := s.levelEnd(t)
 	if hi != nil {
@@ -885,6 +890,26 @@ func (s *Stored) Split(lo, hi []byte, k int) ([][]byte, error) {
 	t, err := s.loadTop()
 	if err != nil || t == 0 {
 		return nil, err
+	}
+	if nodes, small, err := s.level1Nodes(lo, hi, smallRangeNodes); err != nil {
+		return nil, err
+	} else if small {
+		counts, err := s.countsBottomUp(nodes, lo, hi)
+		if err != nil {
+			return nil, err
+		}
+		var c uint64
+		for _, n := range counts {
+			c += n
+		}
+		if c <= 1 {
+			return nil, nil
+		}
+		parts := min(uint64(k), c)
+		if out := splitBottomUp(nodes, counts, lo, hi, int(parts)); len(out) > 0 && len(out) >= int(parts)/2 {
+			return out, nil
+		}
+		return s.splitEntries(lo, hi, c, parts)
 	}
 	all, err := s.Digest(lo, hi)
 	if err != nil {

@@ -37,6 +37,7 @@ func (s *Store) Open(ctx context.Context, now int64) (reconcile.Snapshot, error)
 type snapshot struct {
 	s       *Store
 	txn     *bdg.Txn
+	kv      *readKV
 	idx     *merkle.Stored
 	now     int64
 	expired *merkle.Sorted      // entries expired at now, still in idx
@@ -46,7 +47,8 @@ type snapshot struct {
 
 func (s *Store) openSnapshot(now int64) (*snapshot, error) {
 	txn := s.db.NewTransaction(false)
-	snap := &snapshot{s: s, txn: txn, idx: merkle.NewStored(readKV{txn}, []byte{prefixIndex}, s.ord), now: now}
+	kv := &readKV{txn: txn}
+	snap := &snapshot{s: s, txn: txn, kv: kv, idx: merkle.NewStored(kv, []byte{prefixIndex}, s.ord), now: now}
 	var entries []merkle.Entry
 	var derr error
 	err := txnIterate(txn, []byte{prefixExpiry}, expiryBound(now), false, func(k, _ []byte) bool {
@@ -283,6 +285,7 @@ func (sn *snapshot) ReadStats() merkle.ReadStats {
 
 // Close discards the read transaction.
 func (sn *snapshot) Close() error {
+	sn.kv.close()
 	sn.txn.Discard()
 	return nil
 }

@@ -11,14 +11,43 @@ import (
 // the read path, so seeing it is a bug.
 var errReadOnlyKV = errors.New("write through a read-only snapshot")
 
-// readKV is the merkle.KV view of one Badger read transaction.
-type readKV struct{ txn *bdg.Txn }
+// readKV is the merkle.KV view of one Badger read transaction. It keeps one forward and
+// one reverse iterator for the transaction's life and re-seeks them: a session makes
+// thousands of short scans, and building a Badger iterator costs more than the scan.
+// Not safe for concurrent use (nor is the merkle.Stored over it).
+type readKV struct {
+	txn      *bdg.Txn
+	fwd, rev *bdg.Iterator
+}
 
-func (kv readKV) Get(key []byte) ([]byte, bool, error) { return txnGet(kv.txn, key) }
-func (kv readKV) Set(key, value []byte) error          { return errReadOnlyKV }
-func (kv readKV) Delete(key []byte) error              { return errReadOnlyKV }
-func (kv readKV) Iterate(start, end []byte, reverse bool, fn func(key, value []byte) bool) error {
-	return txnIterate(kv.txn, start, end, reverse, fn)
+func (kv *readKV) Get(key []byte) ([]byte, bool, error) { return txnGet(kv.txn, key) }
+func (kv *readKV) Set(key, value []byte) error          { return errReadOnlyKV }
+func (kv *readKV) Delete(key []byte) error              { return errReadOnlyKV }
+func (kv *readKV) Iterate(start, end []byte, reverse bool, fn func(key, value []byte) bool) error {
+	it := kv.fwd
+	if reverse {
+		it = kv.rev
+	}
+	if it == nil {
+		it = kv.txn.NewIterator(bdg.IteratorOptions{Reverse: reverse})
+		if reverse {
+			kv.rev = it
+		} else {
+			kv.fwd = it
+		}
+	}
+	return iterate(it, start, end, reverse, fn)
+}
+
+// close closes the iterators; the transaction is the caller's to discard after.
+func (kv *readKV) close() {
+	if kv.fwd != nil {
+		kv.fwd.Close()
+	}
+	if kv.rev != nil {
+		kv.rev.Close()
+	}
+	kv.fwd, kv.rev = nil, nil
 }
 
 func txnGet(txn *bdg.Txn, key []byte) ([]byte, bool, error) {
@@ -48,6 +77,11 @@ func txnIterate(txn *bdg.Txn, start, end []byte, reverse bool, fn func(key, valu
 	}
 	it := txn.NewIterator(bdg.IteratorOptions{Reverse: reverse, Prefix: prefix})
 	defer it.Close()
+	return iterate(it, start, end, reverse, fn)
+}
+
+// iterate runs fn over [start, end) of an open iterator, which it seeks first.
+func iterate(it *bdg.Iterator, start, end []byte, reverse bool, fn func(key, value []byte) bool) error {
 	if !reverse {
 		it.Seek(start)
 	} else if end != nil {

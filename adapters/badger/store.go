@@ -221,6 +221,21 @@ func (s *Store) initMeta() error {
 // Ordering returns the store's index ordering.
 func (s *Store) Ordering() merkle.Ordering { return s.ord }
 
+// Compact merges every level of the LSM tree into one, dropping the versions that
+// rewrites left behind. The index rewrites its aggregate nodes on every write, so after a
+// bulk load a read has to step over many stale versions until Badger's background
+// compaction catches up; call Compact after a large load (reconcile load and gen do) to
+// make the first sessions fast. It blocks until done.
+func (s *Store) Compact() error {
+	if s.opts.ReadOnly {
+		return reconcile.ErrReadOnly
+	}
+	if err := s.db.Flatten(2); err != nil {
+		return fmt.Errorf("compact: %w", err)
+	}
+	return nil
+}
+
 // Close closes the database. Snapshots must be closed first.
 func (s *Store) Close() error {
 	if err := s.db.Close(); err != nil {
