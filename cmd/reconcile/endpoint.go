@@ -174,7 +174,12 @@ func openBadger(loc location, a access) (*endpoint, error) {
 		loc:      loc,
 		scan:     func(fn func(reconcile.Row) bool) error { return s.Scan(nil, fn) },
 		write: func(fn func(bench.Sink) error) error {
-			return s.Write(func(w *badger.Writer) error { return fn(w) })
+			if err := s.Write(func(w *badger.Writer) error { return fn(w) }); err != nil {
+				return err
+			}
+			// A bulk write leaves stale versions of the index's nodes for reads to step
+			// over until Badger compacts; compact now so the next session is fast.
+			return s.Compact()
 		},
 	}, nil
 }
