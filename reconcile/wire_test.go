@@ -143,3 +143,20 @@ func FuzzDecodeOpen(f *testing.F) {
 		DecodeOpenResponse(req, b)
 	})
 }
+
+func TestShortestAbove(t *testing.T) {
+	for _, tc := range []struct{ b, p, want string }{
+		{"abc", "", "a"},
+		{"abc", "a", "ab"},
+		{"abc", "abb", "abc"},
+		{"b", "azzz", "b"},
+		{"bcd", "a", "b"},
+	} {
+		if got := shortestAbove([]byte(tc.b), []byte(tc.p)); string(got) != tc.want {
+			t.Errorf("shortestAbove(%q, %q) = %q, want %q", tc.b, tc.p, got, tc.want)
+		}
+	}
+	if got := shortestAbove([]byte("abc"), nil); string(got) != "abc" {
+		t.Errorf("shortestAbove with no predecessor = %q, want the whole bound", got)
+	}
+}
