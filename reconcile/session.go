@@ -282,7 +282,9 @@ func (s *session) plan(ctx context.Context, r rng, ops *[]Op, handlers *[]func(A
 	case r.cR == 0:
 		// Nothing on the target: every source entry here is source-only.
 		return eachEntry(ctx, s.src, r.lo, r.hi, func(e merkle.Entry) { s.onlyI[string(e.Position(s.info.Ordering))] = e })
-	case r.cI == 0 || r.list || r.depth > 64:
+	case r.cI == 0 || r.list || r.depth >= s.depth:
+		// Past the planned levels only oversized leaves are left: list them in full now
+		// rather than cut them once more and fetch what their listing lacks a round later.
 		*ops = append(*ops, Op{Kind: OpList, Lo: r.lo, Hi: r.hi, Limit: listPage})
 		*handlers = append(*handlers, func(a Answer) error { return s.settleList(ctx, r, a) })
 		return nil
