@@ -233,15 +233,7 @@ type iter struct {
 // newIter prepares an iterator over [start, end): the bounds' common prefix lets Badger
 // skip tables that cannot hold the range.
 func (c *cache) newIter(start, end []byte, reverse bool) *iter {
-	var prefix []byte
-	if start != nil && end != nil {
-		n := 0
-		for n < len(start) && n < len(end) && start[n] == end[n] {
-			n++
-		}
-		prefix = start[:n]
-	}
-	return &iter{txn: c.txn, opt: bdg.IteratorOptions{Reverse: reverse, Prefix: prefix}}
+	return &iter{txn: c.txn, opt: bdg.IteratorOptions{Reverse: reverse, Prefix: boundsPrefix(start, end)}}
 }
 
 func (i *iter) open() *bdg.Iterator {

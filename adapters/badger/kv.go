@@ -65,17 +65,21 @@ func txnGet(txn *bdg.Txn, key []byte) ([]byte, bool, error) {
 	return v, true, nil
 }
 
-func txnIterate(txn *bdg.Txn, start, end []byte, reverse bool, fn func(key, value []byte) bool) error {
-	// A common prefix of the bounds lets Badger skip tables that cannot hold the range.
-	var prefix []byte
-	if start != nil && end != nil {
-		n := 0
-		for n < len(start) && n < len(end) && start[n] == end[n] {
-			n++
-		}
-		prefix = start[:n]
+// boundsPrefix is the common prefix of a range's bounds: given as an iterator's Prefix, it
+// lets Badger skip tables that cannot hold the range.
+func boundsPrefix(start, end []byte) []byte {
+	if start == nil || end == nil {
+		return nil
 	}
-	it := txn.NewIterator(bdg.IteratorOptions{Reverse: reverse, Prefix: prefix})
+	n := 0
+	for n < len(start) && n < len(end) && start[n] == end[n] {
+		n++
+	}
+	return start[:n]
+}
+
+func txnIterate(txn *bdg.Txn, start, end []byte, reverse bool, fn func(key, value []byte) bool) error {
+	it := txn.NewIterator(bdg.IteratorOptions{Reverse: reverse, Prefix: boundsPrefix(start, end)})
 	defer it.Close()
 	return iterate(it, start, end, reverse, fn)
 }
