@@ -182,6 +182,8 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int) error {
 	if s.info.Root == s.rootR {
 		return nil
 	}
+	// A target far larger than the source needs more levels than the first split planned.
+	s.depth = max(s.depth, s.plannedDepth(s.rootR.Count))
 	ranges := []rng{{cI: s.info.Root.Count, cR: s.rootR.Count}}
 	if resp.First != nil {
 		if err := s.settle(handlers, ops, resp.First); err != nil {
