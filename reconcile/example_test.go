@@ -20,7 +20,7 @@ func ExampleRun() {
 		replica.Put(r)
 	}
 	primary.Put(reconcile.Row{Key: []byte("user/3"), Version: 104, Value: []byte("dee")}) // lost on the way
-	primary.Delete([]byte("user/1"))                                                     // delete never applied
+	primary.Delete([]byte("user/1"))                                                      // delete never applied
 
 	rep, err := reconcile.Run(ctx, primary, replica, reconcile.Options{Mode: reconcile.Mirror, MaxDelete: mustLimit("1")})
 	if err != nil {
