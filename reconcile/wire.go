@@ -15,8 +15,10 @@ const ProtocolVersion = 1
 
 // Limits every decoder checks before it allocates.
 const (
-	// MaxPosition is the longest position accepted: a 1 MiB key plus its version.
-	MaxPosition = 1<<20 + 8
+	// MaxKey is the longest key a session can exchange.
+	MaxKey = 1 << 20
+	// MaxPosition is the longest position accepted: a MaxKey key plus its version.
+	MaxPosition = MaxKey + 8
 	// MaxValue is the largest row value a frame may carry.
 	MaxValue = 256 << 20
 	// MaxSchema bounds the schema fingerprint string.
@@ -242,7 +244,7 @@ func (d *decoder) pos() []byte {
 		return nil
 	}
 	if int(shared)+len(suffix) > MaxPosition {
-		d.fail("position longer than %d bytes", MaxPosition)
+		d.fail("position longer than %d bytes (keys are limited to %d bytes)", MaxPosition, MaxKey)
 		return nil
 	}
 	p := make([]byte, 0, int(shared)+len(suffix))

@@ -93,6 +93,9 @@ func (s *Store) Apply(ctx context.Context, now int64, changes []reconcile.Change
 	defer s.mu.Unlock()
 	out := make([]reconcile.Outcome, len(changes))
 	for i, c := range changes {
+		if len(c.Key) > reconcile.MaxKey {
+			return nil, fmt.Errorf("apply: key of %d bytes is over the protocol's limit of %d", len(c.Key), reconcile.MaxKey)
+		}
 		if c.Put != nil && s.MaxRowBytes > 0 && len(c.Put.Value) > s.MaxRowBytes {
 			return nil, fmt.Errorf("apply: row %s has %d bytes, over the limit of %d", reconcile.PrintableKey(c.Key), len(c.Put.Value), s.MaxRowBytes)
 		}
