@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/reconcile-dev/reconcile/adapters/badger"
+	"github.com/reconcile-dev/reconcile/reconcile"
 )
 
 // runCLI runs one command line as main would, with stdin as input, and returns the exit
@@ -310,5 +311,34 @@ func TestDemoSmall(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(other, "precious")); err != nil {
 		t.Fatal("demo removed a directory it did not make")
+	}
+}
+
+// TestSyncPartialExit3: a row the target refuses (over its MaxRowBytes) is quarantined, the
+// rest is written, and sync exits 3.
+func TestSyncPartialExit3(t *testing.T) {
+	src, dst := store(t, "src"), store(t, "dst")
+	s, err := badger.Open(strings.TrimPrefix(src, "badger://"), badger.Options{Create: true, MaxRowBytes: badger.DefaultMaxRowBytes + 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if err := s.Put([]byte("k"+itoa(i)), []byte("v"), uint64(i+1), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Put([]byte("huge"), make([]byte, badger.DefaultMaxRowBytes+1), 100, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out := mustCLI(t, exitPartial, "", "sync", src, dst, "--json")
+	var rep reconcile.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Quarantined != 1 || rep.Upserted != 20 || len(rep.QuarantinedRows) != 1 || rep.QuarantinedRows[0].Key != "huge" {
+		t.Fatalf("quarantined %d %+v, upserted %d", rep.Quarantined, rep.QuarantinedRows, rep.Upserted)
 	}
 }
