@@ -12,7 +12,6 @@ import (
 // protocol: the same code serves an in-process peer and (later) an HTTP server.
 type Responder struct {
 	snap   Snapshot
-	info   Info
 	params frameParams
 	keyed  *merkle.Keyed
 }
@@ -31,7 +30,6 @@ func NewResponder(ctx context.Context, snap Snapshot, req *OpenRequest) (*Respon
 	}
 	r := &Responder{
 		snap:   snap,
-		info:   info,
 		params: frameParams{ordering: info.Ordering, fpLen: int(req.FPLen), prefixLen: int(req.PrefixLen)},
 		keyed:  merkle.NewKeyed(req.Nonce[:]),
 	}

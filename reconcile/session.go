@@ -401,13 +401,14 @@ func (s *session) settleList(ctx context.Context, r rng, a Answer) error {
 		hi = append(a.Entries[len(a.Entries)-1].Position(o), 0) // just past the last entry
 		s.next = append(s.next, rng{lo: hi, hi: r.hi, cI: 1, cR: 1, depth: r.depth, list: true})
 	}
-	target := make(map[merkle.Hash]bool, len(a.Entries))
+	// The target's entries not matched by a source entry, by hash (each hashed once).
+	target := make(map[merkle.Hash]merkle.Entry, len(a.Entries))
 	for _, e := range a.Entries {
-		target[e.Hash()] = true
+		target[e.Hash()] = e
 	}
 	err := eachEntry(ctx, s.src, r.lo, hi, func(e merkle.Entry) {
 		h := e.Hash()
-		if target[h] {
+		if _, ok := target[h]; ok {
 			delete(target, h)
 			return
 		}
@@ -416,10 +417,8 @@ func (s *session) settleList(ctx context.Context, r rng, a Answer) error {
 	if err != nil {
 		return err
 	}
-	for _, e := range a.Entries {
-		if target[e.Hash()] {
-			s.onlyR[string(e.Position(o))] = e
-		}
+	for _, e := range target {
+		s.onlyR[string(e.Position(o))] = e
 	}
 	return nil
 }

@@ -50,35 +50,20 @@ func (s *Store) openSnapshot(now int64) (*snapshot, error) {
 	kv := &readKV{txn: txn}
 	snap := &snapshot{s: s, txn: txn, kv: kv, idx: merkle.NewStored(kv, []byte{prefixIndex}, s.ord), now: now}
 	var entries []merkle.Entry
-	var derr error
-	err := txnIterate(txn, []byte{prefixExpiry}, expiryBound(now), false, func(k, _ []byte) bool {
-		at, key, err := decodeExpiryKey(k)
-		if err != nil {
-			derr = err
-			return false
-		}
-		key = clone(key)
+	err := scanExpired(txn, now, func(at int64, key []byte) (bool, error) {
 		b, ok, err := txnGet(txn, rowKey(key))
-		if err != nil {
-			derr = err
-			return false
-		}
-		if !ok {
-			return true
+		if err != nil || !ok {
+			return err == nil, err
 		}
 		r, err := decodeRecord(key, b)
 		if err != nil {
-			derr = err
-			return false
+			return false, err
 		}
 		if r.expiresAt == at { // writes keep the two together; be safe anyway
 			entries = append(entries, r.entry())
 		}
-		return true
+		return true, nil
 	})
-	if err == nil {
-		err = derr
-	}
 	if err == nil {
 		snap.root, err = snap.idx.Root()
 	}

@@ -335,6 +335,29 @@ func (s *Store) Delete(key []byte) error {
 	return nil
 }
 
+// scanExpired calls fn with the expiry time and key (a copy) of every row the expiry index
+// says is expired at now, oldest first, until fn returns false or an error.
+func scanExpired(txn *bdg.Txn, now int64, fn func(at int64, key []byte) (bool, error)) error {
+	var ferr error
+	err := txnIterate(txn, []byte{prefixExpiry}, expiryBound(now), false, func(k, _ []byte) bool {
+		at, key, err := decodeExpiryKey(k)
+		if err != nil {
+			ferr = err
+			return false
+		}
+		more, err := fn(at, clone(key))
+		if err != nil {
+			ferr = err
+			return false
+		}
+		return more
+	})
+	if err != nil {
+		return err
+	}
+	return ferr
+}
+
 // PurgeExpired physically deletes the rows expired at now (unix ns), with their index
 // entries, in transactions of bounded size, and returns how many it deleted. On error the
 // count covers the transactions already committed.
@@ -345,21 +368,11 @@ func (s *Store) PurgeExpired(now int64) (int, error) {
 		var keys [][]byte
 		var times []int64
 		err := s.db.View(func(txn *bdg.Txn) error {
-			var derr error
-			err := txnIterate(txn, []byte{prefixExpiry}, expiryBound(now), false, func(k, _ []byte) bool {
-				at, key, err := decodeExpiryKey(k)
-				if err != nil {
-					derr = err
-					return false
-				}
-				keys = append(keys, clone(key))
+			return scanExpired(txn, now, func(at int64, key []byte) (bool, error) {
+				keys = append(keys, key)
 				times = append(times, at)
-				return len(keys) < batch
+				return len(keys) < batch, nil
 			})
-			if err == nil {
-				err = derr
-			}
-			return err
 		})
 		if err != nil {
 			return purged, fmt.Errorf("purge expired: %w", err)
