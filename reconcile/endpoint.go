@@ -32,11 +32,17 @@ func (r Row) Entry() merkle.Entry {
 type Info struct {
 	Ordering merkle.Ordering
 	// Schema is an opaque fingerprint of what a row's value means (columns and types for a
-	// SQL table; "kv" for a plain keyspace). Endpoints that disagree cannot be reconciled.
+	// SQL table; SchemaKV for a plain keyspace). Endpoints that disagree cannot be
+	// reconciled, except that a keyspace goes with any schema: it holds values as opaque
+	// bytes (a SQL table's canonical rows, say), and an endpoint with a schema checks each
+	// value it is asked to write and refuses those that do not fit.
 	Schema string
 	// Root is the digest of every live entry at the snapshot's now.
 	Root merkle.Digest
 }
+
+// SchemaKV is the schema of a plain keyspace, whose values are opaque bytes.
+const SchemaKV = "kv"
 
 // Endpoint is one copy of the data: a Badger store, a SQL table, a remote server.
 //

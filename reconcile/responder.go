@@ -47,7 +47,7 @@ func checkCompatible(o merkle.Ordering, schema string, info Info) error {
 	if o != info.Ordering {
 		return fmt.Errorf("open session: the source is in %s order and the target in %s order: both must use the same ordering", o, info.Ordering)
 	}
-	if schema != info.Schema {
+	if schema != info.Schema && schema != SchemaKV && info.Schema != SchemaKV {
 		return fmt.Errorf("open session: schemas differ (source %q, target %q): rows would never compare equal", schema, info.Schema)
 	}
 	return nil

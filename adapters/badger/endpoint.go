@@ -13,7 +13,7 @@ import (
 )
 
 // Schema is the schema fingerprint of every Badger store: a plain keyspace.
-const Schema = "kv"
+const Schema = reconcile.SchemaKV
 
 // Open takes a snapshot over one Badger read transaction that sees the rows live at now.
 //

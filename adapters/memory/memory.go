@@ -81,7 +81,7 @@ func (s *Store) Open(ctx context.Context, now int64) (reconcile.Snapshot, error)
 	}
 	idx := merkle.NewSorted(s.ordering, entries)
 	root, _ := idx.Digest(nil, nil)
-	return &snapshot{idx: idx, rows: rows, info: reconcile.Info{Ordering: s.ordering, Schema: "kv", Root: root}}, nil
+	return &snapshot{idx: idx, rows: rows, info: reconcile.Info{Ordering: s.ordering, Schema: reconcile.SchemaKV, Root: root}}, nil
 }
 
 // Apply writes changes atomically, each conditional on its Expect.

@@ -33,6 +33,13 @@ type Harness struct {
 	// RejectValueBytes, when positive, is a value size the endpoint refuses: Apply of a
 	// batch holding such a row must fail and write nothing. Zero skips that check.
 	RejectValueBytes int
+	// Value, when set, maps the suite's value payloads (arbitrary bytes) to the values the
+	// endpoint stores, for endpoints whose values have a structure (a SQL table's canonical
+	// rows). Every value the suite writes, through Put or Apply, goes through it.
+	Value func(payload []byte) []byte
+	// MaxVersion, when positive, is the largest version the endpoint stores (a signed
+	// 64-bit SQL column); the suite writes no larger one.
+	MaxVersion uint64
 }
 
 // Run runs the suite. open must return a fresh, empty, writable endpoint each call. The
@@ -54,6 +61,9 @@ func Run(t *testing.T, open func(t *testing.T) Harness) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &harness{Harness: open(t), t: t, rows: map[string]reconcile.Row{}}
+			if h.Value == nil {
+				h.Value = func(b []byte) []byte { return b }
+			}
 			if h.PutMany == nil {
 				h.PutMany = func(rows []reconcile.Row) error {
 					for _, r := range rows {
@@ -80,14 +90,41 @@ type harness struct {
 	rows map[string]reconcile.Row // every row written, expired or not
 }
 
+// put writes rows (values as payloads) and records them in the model.
 func (h *harness) put(rows ...reconcile.Row) {
 	h.t.Helper()
-	if err := h.PutMany(rows); err != nil {
+	enc := make([]reconcile.Row, len(rows))
+	for i := range rows {
+		if h.MaxVersion > 0 && rows[i].Version > h.MaxVersion {
+			rows[i].Version = h.MaxVersion
+		}
+		enc[i] = h.stored(rows[i])
+	}
+	if err := h.PutMany(enc); err != nil {
 		h.t.Fatalf("put %d rows: %v", len(rows), err)
 	}
 	for _, r := range rows {
 		h.rows[string(r.Key)] = r
 	}
+}
+
+// stored is the model row r as the endpoint stores it: its value mapped by Value.
+func (h *harness) stored(r reconcile.Row) reconcile.Row {
+	r.Value = h.Value(r.Value)
+	return r
+}
+
+// apply runs Apply with the changes' values mapped by Value.
+func (h *harness) apply(ctx context.Context, now int64, changes []reconcile.Change) ([]reconcile.Outcome, error) {
+	enc := make([]reconcile.Change, len(changes))
+	for i, c := range changes {
+		enc[i] = c
+		if c.Put != nil {
+			r := h.stored(*c.Put)
+			enc[i].Put = &r
+		}
+	}
+	return h.Endpoint.Apply(ctx, now, enc)
 }
 
 func (h *harness) del(key []byte) {
@@ -116,8 +153,13 @@ func (h *harness) open(now int64) reconcile.Snapshot {
 	return snap
 }
 
-// entry is the model's entry for r: key order carries no version.
+// entry is the model's entry for the model row r: key order carries no version.
 func (h *harness) entry(r reconcile.Row) merkle.Entry {
+	return h.seen(h.stored(r))
+}
+
+// seen is the entry for a row the endpoint returned.
+func (h *harness) seen(r reconcile.Row) merkle.Entry {
 	if h.ord == merkle.KeyOrder {
 		r.Version = 0
 	}
@@ -320,6 +362,7 @@ func checkRow(t *testing.T, h *harness, got, want reconcile.Row) {
 	if h.ord == merkle.KeyOrder {
 		want.Version = 0
 	}
+	want = h.stored(want)
 	if got.Key == nil || !bytes.Equal(got.Key, want.Key) || got.Version != want.Version ||
 		!bytes.Equal(got.Value, want.Value) || got.ExpiresAt != want.ExpiresAt || got.Tombstone != want.Tombstone {
 		t.Fatalf("row for key %x = {%x v%d %d value bytes exp %d}, want {v%d %d value bytes exp %d}",
@@ -465,7 +508,7 @@ func testIsolation(t *testing.T, h *harness) {
 		r.Value = []byte("updated")
 		h.put(r)
 	}
-	_, err := h.Endpoint.Apply(context.Background(), base, []reconcile.Change{{
+	_, err := h.apply(context.Background(), base, []reconcile.Change{{
 		Key: []byte("applied"), Put: &reconcile.Row{Key: []byte("applied"), Version: 9, Value: []byte("x")},
 	}})
 	if err != nil {
@@ -506,7 +549,7 @@ func testApply(t *testing.T, h *harness) {
 		if err != nil || es[0].Key == nil {
 			t.Fatalf("row %q missing from the snapshot: %v", key, err)
 		}
-		e := h.entry(es[0])
+		e := h.seen(es[0])
 		return &e
 	}
 	liveE, goneE := cur("live"), cur("gone")
@@ -524,7 +567,7 @@ func testApply(t *testing.T, h *harness) {
 	}
 	want := []reconcile.Outcome{reconcile.Applied, reconcile.Raced, reconcile.Applied, reconcile.Applied,
 		reconcile.Applied, reconcile.Raced, reconcile.Raced, reconcile.Applied}
-	got, err := h.Endpoint.Apply(ctx, base, changes)
+	got, err := h.apply(ctx, base, changes)
 	if err != nil {
 		t.Fatalf("apply: %v", err)
 	}
@@ -543,7 +586,7 @@ func testApply(t *testing.T, h *harness) {
 	checkSnapshot(t, h, h.open(base), base, rand.New(rand.NewPCG(8, 9)))
 
 	// The same batch again races wherever it expected the old state.
-	got, err = h.Endpoint.Apply(ctx, base, changes[3:5])
+	got, err = h.apply(ctx, base, changes[3:5])
 	if err != nil {
 		t.Fatalf("apply again: %v", err)
 	}
@@ -563,7 +606,7 @@ func testApplyAllOrNothing(t *testing.T, h *harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keepE := h.entry(keep[0])
+	keepE := h.seen(keep[0])
 	big := make([]byte, h.RejectValueBytes)
 	changes := []reconcile.Change{
 		{Key: []byte("a"), Put: &reconcile.Row{Key: []byte("a"), Version: 1, Value: []byte("a")}},
@@ -571,13 +614,13 @@ func testApplyAllOrNothing(t *testing.T, h *harness) {
 		{Key: []byte("big"), Put: &reconcile.Row{Key: []byte("big"), Version: 1, Value: big}},
 		{Key: []byte("z"), Put: &reconcile.Row{Key: []byte("z"), Version: 1, Value: []byte("z")}},
 	}
-	if _, err := h.Endpoint.Apply(ctx, base, changes); err == nil {
+	if _, err := h.apply(ctx, base, changes); err == nil {
 		t.Fatalf("apply of a %d-byte value succeeded; want an error", len(big))
 	}
 	checkSnapshot(t, h, h.open(base), base, rand.New(rand.NewPCG(10, 11)))
 	// Without the bad row the rest goes through.
 	changes = append(changes[:2], changes[3])
-	if _, err := h.Endpoint.Apply(ctx, base, changes); err != nil {
+	if _, err := h.apply(ctx, base, changes); err != nil {
 		t.Fatalf("apply without the refused row: %v", err)
 	}
 	delete(h.rows, "keep")
@@ -649,14 +692,14 @@ func testEdgeSizes(t *testing.T, h *harness) {
 	checkRow(t, h, rows[1], h.rows["big"])
 
 	// The same sizes through Apply, replacing and deleting them.
-	emptyE, bigE := h.entry(rows[0]), h.entry(rows[1])
+	emptyE, bigE := h.seen(rows[0]), h.seen(rows[1])
 	big2 := append([]byte("v2"), big...)
 	changes := []reconcile.Change{
 		{Key: []byte{}, Expect: &emptyE, Put: &reconcile.Row{Key: []byte{}, Version: 5, Value: []byte{}}},
 		{Key: []byte("big"), Expect: &bigE, Put: &reconcile.Row{Key: []byte("big"), Version: 6, Value: big2}},
 		{Key: []byte("big new"), Put: &reconcile.Row{Key: []byte("big new"), Version: 7, Value: big}},
 	}
-	out, err := h.Endpoint.Apply(ctx, base, changes)
+	out, err := h.apply(ctx, base, changes)
 	if err != nil {
 		t.Fatalf("apply: %v", err)
 	}

@@ -1,0 +1,748 @@
+package sql
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Class is the logical type of a column: what its values mean, whatever the engine calls
+// the type. Two columns of one class hold comparable values across engines. The numbers
+// are the type tags of the canonical encoding (docs/canonical.md): changing them changes
+// every value hash.
+type Class uint8
+
+const (
+	Null      Class = 0 // the tag of a NULL value; no column has this class
+	Int       Class = 1 // signed 64-bit integers
+	Decimal   Class = 2 // exact decimals, as normalized strings
+	Float     Class = 3 // IEEE-754 binary64 (binary32 columns widened exactly)
+	Text      Class = 4 // UTF-8 text, bytes as stored, no collation
+	Bytes     Class = 5 // byte strings
+	Bool      Class = 6 // true / false
+	Timestamp Class = 7 // an instant (or a wall clock read as UTC), unix nanoseconds
+	Date      Class = 8 // a calendar date, days since 1970-01-01
+	Time      Class = 9 // a time of day (or a MySQL TIME interval), nanoseconds
+	JSON      Class = 10
+)
+
+var classNames = [...]string{"null", "int", "decimal", "float", "text", "bytes", "bool", "timestamp", "date", "time", "json"}
+
+func (c Class) String() string {
+	if int(c) < len(classNames) {
+		return classNames[c]
+	}
+	return fmt.Sprintf("class(%d)", c)
+}
+
+// Column is one column of a table as the catalog describes it.
+type Column struct {
+	Name string
+	// Type is the engine's own name for the column's type, for messages and casts.
+	Type  string
+	Class Class
+	// Float32 marks single-precision float columns, whose text renderings must be parsed
+	// as float32 to get the stored value.
+	Float32 bool
+	// Fixed marks blank-padded character columns (char(n)): trailing spaces are not part of
+	// the value (PostgreSQL pads on read, MySQL strips).
+	Fixed    bool
+	Nullable bool
+}
+
+// Datum is one canonical column value.
+type Datum struct {
+	Class Class   // Null for NULL
+	Int   int64   // Int, Bool (0 or 1), Timestamp (ns), Date (days), Time (ns)
+	Float float64 // Float
+	Str   string  // Decimal, Text, JSON
+	Bytes []byte  // Bytes
+}
+
+// canon converts a value read by a database driver into the column's canonical datum.
+func (c *Column) canon(v any) (Datum, error) {
+	if v == nil {
+		return Datum{}, nil
+	}
+	d := Datum{Class: c.Class}
+	var err error
+	switch c.Class {
+	case Int:
+		d.Int, err = toInt(v)
+	case Decimal:
+		d.Str, err = toDecimal(v)
+	case Float:
+		d.Float, err = toFloat(v, c.Float32)
+	case Text:
+		s, ok := asString(v)
+		if !ok {
+			return d, fmt.Errorf("got %T, want text", v)
+		}
+		if c.Fixed {
+			s = strings.TrimRight(s, " ")
+		}
+		d.Str = s
+	case Bytes:
+		switch x := v.(type) {
+		case []byte:
+			d.Bytes = append([]byte{}, x...)
+		case string:
+			d.Bytes = []byte(x)
+		default:
+			return d, fmt.Errorf("got %T, want bytes", v)
+		}
+	case Bool:
+		d.Int, err = toBool(v)
+	case Timestamp:
+		d.Int, err = toTimestamp(v)
+	case Date:
+		d.Int, err = toDate(v)
+	case Time:
+		d.Int, err = toTimeOfDay(v)
+	case JSON:
+		s, ok := asString(v)
+		if !ok {
+			return d, fmt.Errorf("got %T, want JSON text", v)
+		}
+		d.Str, err = CanonicalJSON([]byte(s))
+	default:
+		return d, fmt.Errorf("unsupported class %v", c.Class)
+	}
+	return d, err
+}
+
+func asString(v any) (string, bool) {
+	switch x := v.(type) {
+	case string:
+		return x, true
+	case []byte:
+		return string(x), true
+	}
+	return "", false
+}
+
+func toInt(v any) (int64, error) {
+	switch x := v.(type) {
+	case int64:
+		return x, nil
+	case int32:
+		return int64(x), nil
+	case int:
+		return int64(x), nil
+	case uint64:
+		if x > math.MaxInt64 {
+			return 0, fmt.Errorf("%d does not fit a signed 64-bit integer", x)
+		}
+		return int64(x), nil
+	case bool:
+		if x {
+			return 1, nil
+		}
+		return 0, nil
+	case float64:
+		if x != math.Trunc(x) || math.Abs(x) >= 1<<63 {
+			return 0, fmt.Errorf("%v is not an integer", x)
+		}
+		return int64(x), nil
+	}
+	s, ok := asString(v)
+	if !ok {
+		return 0, fmt.Errorf("got %T, want an integer", v)
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a 64-bit integer", s)
+	}
+	return n, nil
+}
+
+func toDecimal(v any) (string, error) {
+	switch x := v.(type) {
+	case int64:
+		return strconv.FormatInt(x, 10), nil
+	case uint64:
+		return strconv.FormatUint(x, 10), nil
+	case float64:
+		// SQLite stores NUMERIC values that convert without loss as REAL or INTEGER;
+		// the shortest rendering that round-trips is the decimal that was written.
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return NormalizeDecimal(strconv.FormatFloat(x, 'f', -1, 64))
+		}
+		return NormalizeDecimal(strconv.FormatFloat(x, 'f', -1, 64))
+	}
+	s, ok := asString(v)
+	if !ok {
+		return "", fmt.Errorf("got %T, want a decimal", v)
+	}
+	return NormalizeDecimal(s)
+}
+
+// NormalizeDecimal returns the canonical form of an exact decimal: an optional "-", the
+// integer digits without leading zeros (at least one), and a fraction without trailing
+// zeros ("1.50" and "1.5" are one value: "1.5"; "-0.0" is "0"). Exponents are expanded.
+// NaN and infinities are "NaN", "Infinity" and "-Infinity".
+func NormalizeDecimal(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	switch strings.ToLower(s) {
+	case "nan":
+		return "NaN", nil
+	case "infinity", "+infinity", "inf", "+inf":
+		return "Infinity", nil
+	case "-infinity", "-inf":
+		return "-Infinity", nil
+	}
+	if s == "" {
+		return "", errors.New("empty decimal")
+	}
+	if strings.ContainsAny(s, "eE") {
+		r, ok := new(big.Rat).SetString(s)
+		if !ok {
+			return "", fmt.Errorf("%q is not a decimal", s)
+		}
+		// An exact decimal has a power-of-ten denominator; render with enough digits.
+		exp := 0
+		if i := strings.IndexAny(s, "eE"); i >= 0 {
+			exp, _ = strconv.Atoi(s[i+1:])
+		}
+		frac := len(s)
+		if exp < 0 {
+			frac += -exp
+		}
+		s = r.FloatString(frac)
+	}
+	neg := false
+	switch s[0] {
+	case '-':
+		neg, s = true, s[1:]
+	case '+':
+		s = s[1:]
+	}
+	intPart, fracPart, hasDot := strings.Cut(s, ".")
+	if intPart == "" && (!hasDot || fracPart == "") {
+		return "", fmt.Errorf("%q is not a decimal", s)
+	}
+	for _, part := range []string{intPart, fracPart} {
+		for i := 0; i < len(part); i++ {
+			if part[i] < '0' || part[i] > '9' {
+				return "", fmt.Errorf("%q is not a decimal", s)
+			}
+		}
+	}
+	intPart = strings.TrimLeft(intPart, "0")
+	fracPart = strings.TrimRight(fracPart, "0")
+	if intPart == "" {
+		intPart = "0"
+	}
+	out := intPart
+	if fracPart != "" {
+		out += "." + fracPart
+	}
+	if neg && out != "0" {
+		out = "-" + out
+	}
+	return out, nil
+}
+
+// canonicalNaN is the one NaN the encoding uses: engines and drivers disagree on payloads.
+const canonicalNaN = 0x7ff8000000000000
+
+func toFloat(v any, single bool) (float64, error) {
+	var f float64
+	switch x := v.(type) {
+	case float64:
+		f = x
+	case float32:
+		f = float64(x)
+	case int64:
+		f = float64(x)
+	default:
+		s, ok := asString(v)
+		if !ok {
+			return 0, fmt.Errorf("got %T, want a float", v)
+		}
+		bits := 64
+		if single {
+			bits = 32
+		}
+		var err error
+		f, err = strconv.ParseFloat(strings.TrimSpace(s), bits)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a float", s)
+		}
+	}
+	return normFloat(f), nil
+}
+
+// normFloat maps every NaN to one bit pattern and -0 to +0: engines compare -0 equal to 0
+// and some (SQLite) do not keep the sign, so keeping it would make differences no write
+// can repair.
+func normFloat(f float64) float64 {
+	if math.IsNaN(f) {
+		return math.Float64frombits(canonicalNaN)
+	}
+	if f == 0 {
+		return 0
+	}
+	return f
+}
+
+func toBool(v any) (int64, error) {
+	switch x := v.(type) {
+	case bool:
+		if x {
+			return 1, nil
+		}
+		return 0, nil
+	}
+	n, err := toInt(v)
+	if err != nil {
+		if s, ok := asString(v); ok {
+			switch strings.ToLower(strings.TrimSpace(s)) {
+			case "t", "true":
+				return 1, nil
+			case "f", "false":
+				return 0, nil
+			}
+		}
+		return 0, fmt.Errorf("%v is not a boolean", v)
+	}
+	if n != 0 && n != 1 {
+		return 0, fmt.Errorf("%d is not a boolean (0 or 1)", n)
+	}
+	return n, nil
+}
+
+// timeLayouts are the text renderings of timestamps that drivers hand back (MySQL without
+// parseTime, SQLite text columns).
+var timeLayouts = []string{
+	"2006-01-02 15:04:05.999999999Z07:00",
+	"2006-01-02T15:04:05.999999999Z07:00",
+	"2006-01-02 15:04:05.999999999",
+	"2006-01-02T15:04:05.999999999",
+	"2006-01-02 15:04",
+	"2006-01-02T15:04",
+	"2006-01-02",
+}
+
+func parseTimestamp(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	for _, l := range timeLayouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is not a timestamp (want YYYY-MM-DD HH:MM:SS[.fffffffff][±hh:mm])", s)
+}
+
+// minTime and maxTime bound what unix nanoseconds in an int64 can hold.
+var (
+	minTime = time.Unix(0, math.MinInt64)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+func toTimestamp(v any) (int64, error) {
+	var t time.Time
+	switch x := v.(type) {
+	case time.Time:
+		t = x
+	default:
+		s, ok := asString(v)
+		if !ok {
+			return 0, fmt.Errorf("got %T, want a timestamp (store timestamps as text, not numbers)", v)
+		}
+		var err error
+		if t, err = parseTimestamp(s); err != nil {
+			return 0, err
+		}
+	}
+	if t.Before(minTime) || t.After(maxTime) {
+		return 0, fmt.Errorf("timestamp %v is outside 1677-09-21..2262-04-11, which nanoseconds in 64 bits cover", t)
+	}
+	return t.UnixNano(), nil
+}
+
+func toDate(v any) (int64, error) {
+	var t time.Time
+	switch x := v.(type) {
+	case time.Time:
+		t = x
+	default:
+		s, ok := asString(v)
+		if !ok {
+			return 0, fmt.Errorf("got %T, want a date", v)
+		}
+		var err error
+		if t, err = parseTimestamp(s); err != nil {
+			return 0, err
+		}
+	}
+	y, m, d := t.Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Unix() / 86400, nil
+}
+
+// toTimeOfDay parses [-]HH:MM:SS[.fffffffff] (hours may exceed 23 for MySQL TIME).
+func toTimeOfDay(v any) (int64, error) {
+	if t, ok := v.(time.Time); ok {
+		return int64(t.Hour())*int64(time.Hour) + int64(t.Minute())*int64(time.Minute) +
+			int64(t.Second())*int64(time.Second) + int64(t.Nanosecond()), nil
+	}
+	s, ok := asString(v)
+	if !ok {
+		return 0, fmt.Errorf("got %T, want a time of day", v)
+	}
+	str := strings.TrimSpace(s)
+	neg := strings.HasPrefix(str, "-")
+	str = strings.TrimPrefix(str, "-")
+	parts := strings.Split(str, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return 0, fmt.Errorf("%q is not a time (want HH:MM:SS[.fffffffff])", s)
+	}
+	h, err1 := strconv.ParseInt(parts[0], 10, 64)
+	m, err2 := strconv.ParseInt(parts[1], 10, 64)
+	var sec, frac int64
+	var err3 error
+	if len(parts) == 3 {
+		whole, f, _ := strings.Cut(parts[2], ".")
+		sec, err3 = strconv.ParseInt(whole, 10, 64)
+		if err3 == nil && f != "" {
+			if len(f) > 9 || strings.Trim(f, "0123456789") != "" {
+				err3 = errors.New("bad fraction")
+			} else {
+				frac, _ = strconv.ParseInt(f+strings.Repeat("0", 9-len(f)), 10, 64)
+			}
+		}
+	}
+	if err1 != nil || err2 != nil || err3 != nil || h < 0 || h > 1_000_000 || m < 0 || m > 59 || sec < 0 || sec > 60 {
+		return 0, fmt.Errorf("%q is not a time (want HH:MM:SS[.fffffffff])", s)
+	}
+	ns := h*int64(time.Hour) + m*int64(time.Minute) + sec*int64(time.Second) + frac
+	if neg {
+		ns = -ns
+	}
+	return ns, nil
+}
+
+// CanonicalJSON re-encodes a JSON document compactly with object keys sorted and numbers
+// kept as written: PostgreSQL jsonb reorders and respaces, MySQL and text columns keep the
+// input. Duplicate keys keep the last value, as jsonb does.
+func CanonicalJSON(b []byte) (string, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return "", fmt.Errorf("not JSON: %v", err)
+	}
+	if dec.More() {
+		return "", errors.New("not JSON: more than one value")
+	}
+	var buf bytes.Buffer
+	writeJSON(&buf, v)
+	return buf.String(), nil
+}
+
+func writeJSON(buf *bytes.Buffer, v any) {
+	switch x := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		buf.WriteByte('{')
+		for i, k := range keys {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			writeJSONString(buf, k)
+			buf.WriteByte(':')
+			writeJSON(buf, x[k])
+		}
+		buf.WriteByte('}')
+	case []any:
+		buf.WriteByte('[')
+		for i, e := range x {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			writeJSON(buf, e)
+		}
+		buf.WriteByte(']')
+	case string:
+		writeJSONString(buf, x)
+	case json.Number:
+		buf.WriteString(string(x))
+	case bool:
+		buf.WriteString(strconv.FormatBool(x))
+	case nil:
+		buf.WriteString("null")
+	}
+}
+
+func writeJSONString(buf *bytes.Buffer, s string) {
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	enc.Encode(s)
+	buf.Truncate(buf.Len() - 1) // Encode's newline
+}
+
+// AppendValue appends the canonical encoding of a row's value columns: per column, its tag
+// (the Class, 0 for NULL) and payload. Int, Bool, Timestamp, Date and Time payloads are 8
+// bytes big-endian (Bool: 1 byte); Float is the 8-byte big-endian IEEE-754 bits; Decimal,
+// Text, Bytes and JSON are a uvarint length and the bytes.
+func AppendValue(dst []byte, ds []Datum) []byte {
+	for _, d := range ds {
+		dst = append(dst, byte(d.Class))
+		switch d.Class {
+		case Null:
+		case Int, Timestamp, Date, Time:
+			dst = binary.BigEndian.AppendUint64(dst, uint64(d.Int))
+		case Bool:
+			dst = append(dst, byte(d.Int))
+		case Float:
+			dst = binary.BigEndian.AppendUint64(dst, math.Float64bits(d.Float))
+		case Decimal, Text, JSON:
+			dst = binary.AppendUvarint(dst, uint64(len(d.Str)))
+			dst = append(dst, d.Str...)
+		case Bytes:
+			dst = binary.AppendUvarint(dst, uint64(len(d.Bytes)))
+			dst = append(dst, d.Bytes...)
+		}
+	}
+	return dst
+}
+
+// DecodeValue decodes a canonical value for cols, checking that each datum fits its
+// column: the class matches (or is NULL where the column allows it) and the payload is
+// canonical. Bytes that come from another endpoint are checked here before any write.
+func DecodeValue(b []byte, cols []Column) ([]Datum, error) {
+	out := make([]Datum, len(cols))
+	for i := range cols {
+		c := &cols[i]
+		if len(b) == 0 {
+			return nil, fmt.Errorf("value ends before column %s", c.Name)
+		}
+		tag := Class(b[0])
+		b = b[1:]
+		if tag == Null {
+			if !c.Nullable {
+				return nil, fmt.Errorf("column %s is NOT NULL but the value holds NULL", c.Name)
+			}
+			continue
+		}
+		if tag != c.Class {
+			return nil, fmt.Errorf("column %s is %s (%s) but the value holds a %s", c.Name, c.Class, c.Type, tag)
+		}
+		d := Datum{Class: tag}
+		switch tag {
+		case Int, Timestamp, Date, Time, Float:
+			if len(b) < 8 {
+				return nil, fmt.Errorf("column %s: truncated value", c.Name)
+			}
+			u := binary.BigEndian.Uint64(b)
+			b = b[8:]
+			if tag == Float {
+				d.Float = math.Float64frombits(u)
+				if normFloat(d.Float) != d.Float || (math.IsNaN(d.Float) && u != canonicalNaN) {
+					return nil, fmt.Errorf("column %s: float not in canonical form", c.Name)
+				}
+			} else {
+				d.Int = int64(u)
+			}
+		case Bool:
+			if len(b) < 1 || b[0] > 1 {
+				return nil, fmt.Errorf("column %s: bad boolean", c.Name)
+			}
+			d.Int = int64(b[0])
+			b = b[1:]
+		case Decimal, Text, Bytes, JSON:
+			n, k := binary.Uvarint(b)
+			if k <= 0 || n > uint64(len(b)-k) {
+				return nil, fmt.Errorf("column %s: bad length", c.Name)
+			}
+			p := b[k : k+int(n)]
+			b = b[k+int(n):]
+			switch tag {
+			case Bytes:
+				d.Bytes = p
+			case Text:
+				if !utf8.Valid(p) {
+					return nil, fmt.Errorf("column %s: text is not UTF-8", c.Name)
+				}
+				d.Str = string(p)
+			case Decimal:
+				d.Str = string(p)
+				if n, err := NormalizeDecimal(d.Str); err != nil || n != d.Str {
+					return nil, fmt.Errorf("column %s: decimal %q not in canonical form", c.Name, d.Str)
+				}
+			case JSON:
+				d.Str = string(p)
+				if n, err := CanonicalJSON(p); err != nil || n != d.Str {
+					return nil, fmt.Errorf("column %s: JSON not in canonical form", c.Name)
+				}
+			}
+		default:
+			return nil, fmt.Errorf("column %s: unknown type tag %d", c.Name, tag)
+		}
+		out[i] = d
+	}
+	if len(b) != 0 {
+		return nil, fmt.Errorf("value has %d bytes after its last column", len(b))
+	}
+	return out, nil
+}
+
+// keyClassOK reports whether a column of class c can be part of a key.
+func keyClassOK(c Class) bool {
+	switch c {
+	case Int, Text, Bytes, Bool, Timestamp, Date, Time:
+		return true
+	}
+	return false
+}
+
+// AppendKey appends the order-preserving key encoding. A single Text or Bytes column is
+// its bytes as they are, so a table keyed by name and a key-value store agree on keys.
+// Integers, timestamps, dates and times are 8 bytes big-endian with the sign bit flipped;
+// booleans one byte. In a composite key, Text and Bytes parts escape 0x00 as 00 FF and end
+// with 00 01, so that byte order is tuple order.
+func AppendKey(dst []byte, ds []Datum) []byte {
+	single := len(ds) == 1
+	for _, d := range ds {
+		switch d.Class {
+		case Int, Timestamp, Date, Time:
+			dst = binary.BigEndian.AppendUint64(dst, uint64(d.Int)^(1<<63))
+		case Bool:
+			dst = append(dst, byte(d.Int))
+		case Text, Bytes:
+			p := d.Bytes
+			if d.Class == Text {
+				p = []byte(d.Str)
+			}
+			if single {
+				return append(dst, p...)
+			}
+			for _, c := range p {
+				if c == 0 {
+					dst = append(dst, 0, 0xff)
+				} else {
+					dst = append(dst, c)
+				}
+			}
+			dst = append(dst, 0, 1)
+		}
+	}
+	return dst
+}
+
+// DecodeKey is the inverse of AppendKey for the key columns cols.
+func DecodeKey(b []byte, cols []Column) ([]Datum, error) {
+	out := make([]Datum, len(cols))
+	single := len(cols) == 1
+	for i := range cols {
+		c := &cols[i]
+		d := Datum{Class: c.Class}
+		switch c.Class {
+		case Int, Timestamp, Date, Time:
+			if len(b) < 8 {
+				return nil, fmt.Errorf("key too short for column %s", c.Name)
+			}
+			d.Int = int64(binary.BigEndian.Uint64(b) ^ (1 << 63))
+			b = b[8:]
+		case Bool:
+			if len(b) < 1 || b[0] > 1 {
+				return nil, fmt.Errorf("key column %s: bad boolean", c.Name)
+			}
+			d.Int = int64(b[0])
+			b = b[1:]
+		case Text, Bytes:
+			var p []byte
+			if single {
+				p, b = b, nil
+			} else {
+				for {
+					j := bytes.IndexByte(b, 0)
+					if j < 0 || j+1 >= len(b) {
+						return nil, fmt.Errorf("key column %s: unterminated", c.Name)
+					}
+					p = append(p, b[:j]...)
+					esc := b[j+1]
+					b = b[j+2:]
+					if esc == 1 {
+						break
+					}
+					if esc != 0xff {
+						return nil, fmt.Errorf("key column %s: bad escape", c.Name)
+					}
+					p = append(p, 0)
+				}
+			}
+			if c.Class == Text {
+				if !utf8.Valid(p) {
+					return nil, fmt.Errorf("key column %s: text is not UTF-8", c.Name)
+				}
+				d.Str = string(p)
+			} else {
+				d.Bytes = append([]byte{}, p...)
+			}
+		default:
+			return nil, fmt.Errorf("key column %s: %s cannot be part of a key", c.Name, c.Class)
+		}
+		out[i] = d
+	}
+	if len(b) != 0 {
+		return nil, fmt.Errorf("key has %d bytes after its last column", len(b))
+	}
+	return out, nil
+}
+
+// String renders a datum for messages and JSON dumps.
+func (d Datum) String() string {
+	switch d.Class {
+	case Null:
+		return "NULL"
+	case Int:
+		return strconv.FormatInt(d.Int, 10)
+	case Bool:
+		return strconv.FormatBool(d.Int == 1)
+	case Float:
+		return strconv.FormatFloat(d.Float, 'g', -1, 64)
+	case Decimal, Text, JSON:
+		return d.Str
+	case Bytes:
+		return fmt.Sprintf("%x", d.Bytes)
+	case Timestamp:
+		return time.Unix(0, d.Int).UTC().Format(time.RFC3339Nano)
+	case Date:
+		return time.Unix(d.Int*86400, 0).UTC().Format(time.DateOnly)
+	case Time:
+		return formatTimeOfDay(d.Int)
+	}
+	return "?"
+}
+
+func formatTimeOfDay(ns int64) string {
+	sign := ""
+	if ns < 0 {
+		sign, ns = "-", -ns
+	}
+	h := ns / int64(time.Hour)
+	ns -= h * int64(time.Hour)
+	m := ns / int64(time.Minute)
+	ns -= m * int64(time.Minute)
+	s := ns / int64(time.Second)
+	ns -= s * int64(time.Second)
+	out := fmt.Sprintf("%s%02d:%02d:%02d", sign, h, m, s)
+	if ns != 0 {
+		out += strings.TrimRight(fmt.Sprintf(".%09d", ns), "0")
+	}
+	return out
+}

@@ -1,0 +1,208 @@
+package sql
+
+import (
+	"bytes"
+	"cmp"
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestNormalizeDecimal(t *testing.T) {
+	for in, want := range map[string]string{
+		"1.50": "1.5", "1.5": "1.5", "001.500": "1.5", "-0.000": "0", "0": "0", "+7": "7", ".5": "0.5",
+		"5.": "5", "-12345678901234567890.1230": "-12345678901234567890.123", "1e3": "1000", "1.5E-3": "0.0015",
+		"NaN": "NaN", "infinity": "Infinity", "-Infinity": "-Infinity", " 2.0 ": "2",
+	} {
+		got, err := NormalizeDecimal(in)
+		if err != nil || got != want {
+			t.Errorf("NormalizeDecimal(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "-", ".", "1.2.3", "abc", "1,5", "--1"} {
+		if got, err := NormalizeDecimal(bad); err == nil {
+			t.Errorf("NormalizeDecimal(%q) = %q, want an error", bad, got)
+		}
+	}
+}
+
+func TestCanonFloat(t *testing.T) {
+	c := Column{Name: "f", Class: Float}
+	for _, v := range []any{math.Copysign(0, -1), "-0", float32(math.Copysign(0, -1))} {
+		d, err := c.canon(v)
+		if err != nil || math.Float64bits(d.Float) != 0 {
+			t.Errorf("canon(%v) = %v, %v; want +0", v, d.Float, err)
+		}
+	}
+	nan1, nan2 := math.Float64frombits(0x7ff8000000000001), math.Float64frombits(0xfff8000000000000)
+	a, _ := c.canon(nan1)
+	b, _ := c.canon(nan2)
+	if math.Float64bits(a.Float) != canonicalNaN || math.Float64bits(b.Float) != canonicalNaN {
+		t.Errorf("NaNs not canonical: %x %x", math.Float64bits(a.Float), math.Float64bits(b.Float))
+	}
+	sub := math.SmallestNonzeroFloat64
+	if d, _ := c.canon(sub); d.Float != sub {
+		t.Errorf("subnormal changed: %v", d.Float)
+	}
+	c32 := Column{Name: "r", Class: Float, Float32: true}
+	d1, _ := c32.canon("0.1")
+	d2, _ := c32.canon(float32(0.1))
+	if d1.Float != d2.Float || d1.Float != float64(float32(0.1)) {
+		t.Errorf("float4 text %v and binary %v differ", d1.Float, d2.Float)
+	}
+}
+
+func TestCanonTimes(t *testing.T) {
+	ts := Column{Name: "ts", Class: Timestamp}
+	want := time.Date(2024, 3, 10, 7, 0, 0, 123456789, time.UTC).UnixNano()
+	for _, v := range []any{
+		time.Date(2024, 3, 10, 12, 0, 0, 123456789, time.FixedZone("+05", 5*3600)),
+		"2024-03-10 07:00:00.123456789", []byte("2024-03-10T07:00:00.123456789Z"), "2024-03-10 02:00:00.123456789-05:00",
+	} {
+		d, err := ts.canon(v)
+		if err != nil || d.Int != want {
+			t.Errorf("canon(%v) = %d, %v; want %d", v, d.Int, err, want)
+		}
+	}
+	if _, err := ts.canon(int64(5)); err == nil {
+		t.Error("an integer timestamp was accepted")
+	}
+	tm := Column{Name: "tm", Class: Time}
+	for in, want := range map[string]time.Duration{"13:14:15.5": 13*time.Hour + 14*time.Minute + 15500*time.Millisecond, "-838:59:59": -(838*time.Hour + 59*time.Minute + 59*time.Second), "00:00": 0} {
+		d, err := tm.canon(in)
+		if err != nil || d.Int != int64(want) {
+			t.Errorf("time %q = %d, %v; want %d", in, d.Int, err, want)
+		}
+		if got := formatTimeOfDay(d.Int); !strings.HasPrefix(in, strings.TrimSuffix(got, ":00")) && in != "00:00" {
+			t.Errorf("formatTimeOfDay(%d) = %q (from %q)", d.Int, got, in)
+		}
+	}
+}
+
+func TestCanonicalJSON(t *testing.T) {
+	a, err1 := CanonicalJSON([]byte(`{"b": 1, "a": [1, 2.50, {"y": null, "x": "<&>"}]}`))
+	b, err2 := CanonicalJSON([]byte(`{"a":[1,2.50,{"x":"<&>","y":null}],"b":1}`))
+	if err1 != nil || err2 != nil || a != b || a != `{"a":[1,2.50,{"x":"<&>","y":null}],"b":1}` {
+		t.Fatalf("canonical JSON %q %q (%v %v)", a, b, err1, err2)
+	}
+	if _, err := CanonicalJSON([]byte(`{"a":1} {}`)); err == nil {
+		t.Fatal("two documents accepted")
+	}
+}
+
+// allClasses is a column set with one nullable column of every class.
+var allClasses = []Column{
+	{Name: "i", Class: Int, Nullable: true}, {Name: "d", Class: Decimal, Nullable: true}, {Name: "f", Class: Float, Nullable: true},
+	{Name: "t", Class: Text, Nullable: true}, {Name: "b", Class: Bytes, Nullable: true}, {Name: "o", Class: Bool, Nullable: true},
+	{Name: "ts", Class: Timestamp, Nullable: true}, {Name: "dt", Class: Date, Nullable: true}, {Name: "tm", Class: Time, Nullable: true},
+	{Name: "j", Class: JSON, Nullable: true},
+}
+
+func TestValueRoundTrip(t *testing.T) {
+	ds := []Datum{{Class: Int, Int: -5}, {Class: Decimal, Str: "-1.25"}, {Class: Float, Float: 1.5}, {Class: Text, Str: "é"},
+		{Class: Bytes, Bytes: []byte{0}}, {Class: Bool, Int: 1}, {Class: Timestamp, Int: -1}, {Class: Date, Int: 19000},
+		{Class: Time, Int: 5}, {Class: JSON, Str: `{"a":1}`}}
+	enc := AppendValue(nil, ds)
+	got, err := DecodeValue(enc, allClasses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(AppendValue(nil, got), enc) {
+		t.Fatal("round trip changed the value")
+	}
+	nulls := AppendValue(nil, make([]Datum, len(allClasses)))
+	if _, err := DecodeValue(nulls, allClasses); err != nil {
+		t.Fatal(err)
+	}
+	notNull := append([]Column{}, allClasses...)
+	notNull[0].Nullable = false
+	if _, err := DecodeValue(nulls, notNull); err == nil || !strings.Contains(err.Error(), "NOT NULL") {
+		t.Fatalf("NULL into a NOT NULL column: %v", err)
+	}
+	if _, err := DecodeValue(enc[:len(enc)-1], allClasses); err == nil {
+		t.Fatal("truncated value accepted")
+	}
+	if _, err := DecodeValue(append(enc, 0), allClasses); err == nil {
+		t.Fatal("trailing bytes accepted")
+	}
+	if _, err := DecodeValue(AppendValue(nil, []Datum{{Class: Decimal, Str: "1.50"}}), []Column{{Name: "d", Class: Decimal}}); err == nil {
+		t.Fatal("non-canonical decimal accepted")
+	}
+}
+
+// FuzzDecodeValue: any bytes either fail to decode or decode to datums whose encoding is
+// exactly the input (one encoding per value).
+func FuzzDecodeValue(f *testing.F) {
+	f.Add(AppendValue(nil, make([]Datum, len(allClasses))))
+	f.Add(AppendValue(nil, []Datum{{Class: Int, Int: -5}, {Class: Decimal, Str: "-1.25"}, {Class: Float, Float: 1.5}, {Class: Text, Str: "é"},
+		{Class: Bytes, Bytes: []byte{0}}, {Class: Bool, Int: 1}, {Class: Timestamp, Int: -1}, {Class: Date, Int: 19000},
+		{Class: Time, Int: 5}, {Class: JSON, Str: `{"a":1}`}}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ds, err := DecodeValue(b, allClasses)
+		if err != nil {
+			return
+		}
+		if enc := AppendValue(nil, ds); !bytes.Equal(enc, b) {
+			t.Fatalf("decoded %x re-encodes as %x", b, enc)
+		}
+	})
+}
+
+var compositeKey = []Column{{Name: "a", Class: Int}, {Name: "b", Class: Text}, {Name: "c", Class: Bytes}, {Name: "d", Class: Bool}}
+
+func compareTuples(x, y []Datum) int {
+	for i := range x {
+		var c int
+		switch x[i].Class {
+		case Int, Bool:
+			c = cmp.Compare(x[i].Int, y[i].Int)
+		case Text:
+			c = strings.Compare(x[i].Str, y[i].Str)
+		case Bytes:
+			c = bytes.Compare(x[i].Bytes, y[i].Bytes)
+		}
+		if c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+// FuzzKey: composite keys round-trip, keep tuple order as byte order, and arbitrary bytes
+// either fail to decode or re-encode to themselves.
+func FuzzKey(f *testing.F) {
+	f.Add(int64(-1), "a\x00b", []byte{0, 1, 0xff}, true, int64(3), "a", []byte{}, false, []byte("raw"))
+	f.Fuzz(func(t *testing.T, a1 int64, b1 string, c1 []byte, d1 bool, a2 int64, b2 string, c2 []byte, d2 bool, raw []byte) {
+		if !utf8Valid(b1) || !utf8Valid(b2) {
+			return
+		}
+		mk := func(a int64, b string, c []byte, d bool) []Datum {
+			o := int64(0)
+			if d {
+				o = 1
+			}
+			return []Datum{{Class: Int, Int: a}, {Class: Text, Str: b}, {Class: Bytes, Bytes: append([]byte{}, c...)}, {Class: Bool, Int: o}}
+		}
+		x, y := mk(a1, b1, c1, d1), mk(a2, b2, c2, d2)
+		kx, ky := AppendKey(nil, x), AppendKey(nil, y)
+		if got, want := bytes.Compare(kx, ky), compareTuples(x, y); got != want {
+			t.Fatalf("order: bytes %d, tuples %d", got, want)
+		}
+		back, err := DecodeKey(kx, compositeKey)
+		if err != nil || compareTuples(back, x) != 0 {
+			t.Fatalf("round trip: %v", err)
+		}
+		if ds, err := DecodeKey(raw, compositeKey); err == nil {
+			if enc := AppendKey(nil, ds); !bytes.Equal(enc, raw) {
+				t.Fatalf("decoded %x re-encodes as %x", raw, enc)
+			}
+		}
+		single := []Column{{Name: "k", Class: Text}}
+		if ds, err := DecodeKey(raw, single); err == nil && !bytes.Equal(AppendKey(nil, ds), raw) {
+			t.Fatalf("single text key %x changed", raw)
+		}
+	})
+}
+
+func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }

@@ -1,0 +1,147 @@
+package sql
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+)
+
+// Config says which table an endpoint serves and how to reach it.
+type Config struct {
+	// Dialect is "postgres", "mysql" or "sqlite".
+	Dialect string
+	// DSN is what the driver opens: a postgres:// URL, a go-sql-driver/mysql DSN, or a
+	// SQLite file path.
+	DSN string
+	// Table is the table's name, schema-qualified if needed ("app.users").
+	Table string
+	// Key names the key columns; empty means the primary key.
+	Key []string
+	// Version names a column that increases on every write (an integer or a timestamp).
+	// Empty: the table is in key order and carries no versions.
+	Version string
+	// Columns names the value columns; empty means every column but the key, version and
+	// expiry columns.
+	Columns []string
+	// Expires names an optional expiry column (a timestamp, or an integer of unix ns);
+	// rows whose expiry is at or before a session's now are left out. NULL means never.
+	Expires string
+	// Mode is "scan" (read the table once per session), "maintained" (answer from the
+	// index that `reconcile index install` created) or "" (maintained where installed).
+	Mode string
+}
+
+// endpointParams are the query parameters the URL forms take for reconcile itself; every
+// other parameter goes to the driver.
+var endpointParams = map[string]bool{"table": true, "key": true, "version": true, "columns": true, "expires": true, "mode": true}
+
+// URLHelp shows the URL forms.
+const URLHelp = "want postgres://user@host:5432/db?table=T, mysql://user:pass@host:3306/db?table=T or sqlite:///path/file.db?table=T (sqlite://./rel.db for a relative path), with optional &key=a,b&version=col&columns=a,b&expires=col&mode=scan|maintained"
+
+// ParseURL parses an endpoint URL of the postgres (or postgresql), mysql and sqlite
+// schemes. It checks the form only; Open checks the table.
+func ParseURL(raw string) (Config, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return Config{}, fmt.Errorf("not a URL: %v (%s)", err, URLHelp)
+	}
+	var c Config
+	q := u.Query()
+	c.Table = q.Get("table")
+	if c.Table == "" {
+		return c, fmt.Errorf("no table: add ?table=NAME (%s)", URLHelp)
+	}
+	c.Key = list(q.Get("key"))
+	c.Version = q.Get("version")
+	c.Columns = list(q.Get("columns"))
+	c.Expires = q.Get("expires")
+	c.Mode = q.Get("mode")
+	switch c.Mode {
+	case "", "scan", "maintained":
+	default:
+		return c, fmt.Errorf("mode=%s: want scan or maintained", c.Mode)
+	}
+	for k, v := range q {
+		if endpointParams[k] && len(v) != 1 {
+			return c, fmt.Errorf("parameter %s given %d times", k, len(v))
+		}
+	}
+	if u.Fragment != "" {
+		return c, fmt.Errorf("unexpected #%s (%s)", u.Fragment, URLHelp)
+	}
+	driver := url.Values{}
+	for k, v := range q {
+		if !endpointParams[k] {
+			driver[k] = v
+		}
+	}
+	switch u.Scheme {
+	case "postgres", "postgresql":
+		c.Dialect = "postgres"
+		if u.Host == "" {
+			return c, fmt.Errorf("no host (%s)", URLHelp)
+		}
+		d := *u
+		d.RawQuery = driver.Encode()
+		c.DSN = d.String()
+	case "mysql":
+		c.Dialect = "mysql"
+		if u.Host == "" || strings.Trim(u.Path, "/") == "" {
+			return c, fmt.Errorf("want mysql://user:pass@host:port/database?table=T")
+		}
+		host := u.Host
+		if u.Port() == "" {
+			host += ":3306"
+		}
+		user := ""
+		if u.User != nil {
+			user = u.User.Username()
+			if p, ok := u.User.Password(); ok {
+				user += ":" + p
+			}
+		}
+		// Timestamps are read and written in UTC; strict mode makes a value the column
+		// cannot hold an error instead of a silent truncation.
+		driver.Set("time_zone", "'+00:00'")
+		driver.Set("sql_mode", "'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'")
+		driver.Set("charset", "utf8mb4")
+		c.DSN = fmt.Sprintf("%s@tcp(%s)/%s?%s", user, host, strings.Trim(u.Path, "/"), driver.Encode())
+	case "sqlite":
+		c.Dialect = "sqlite"
+		switch {
+		case u.User != nil || u.Port() != "":
+			return c, fmt.Errorf("a sqlite URL names a file, not a server (%s)", URLHelp)
+		case u.Host != "" && u.Host != "." && u.Host != "..":
+			return c, fmt.Errorf("%q would be a host name: write sqlite://./%s%s for a relative path or sqlite:///%s%s for an absolute one", u.Host, u.Host, u.Path, u.Host, u.Path)
+		case u.Path == "" || u.Path == "/":
+			return c, fmt.Errorf("no file (%s)", URLHelp)
+		}
+		if len(driver) > 0 {
+			return c, fmt.Errorf("unknown parameter %q for sqlite (%s)", firstKey(driver), URLHelp)
+		}
+		c.DSN = filepath.Clean(u.Host + u.Path)
+	default:
+		return c, errors.New("not a SQL endpoint scheme")
+	}
+	return c, nil
+}
+
+func firstKey(v url.Values) string {
+	for k := range v {
+		return k
+	}
+	return ""
+}
+
+func list(s string) []string {
+	if s == "" {
+		return nil
+	}
+	parts := strings.Split(s, ",")
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	return parts
+}

@@ -1,0 +1,128 @@
+package sql
+
+import (
+	"context"
+	dbsql "database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// engine is one database the tests run against.
+type engine struct {
+	name string
+	// base is the endpoint URL without its query (postgres://…/db, sqlite:///file).
+	base string
+	db   *dbsql.DB
+}
+
+// url returns the endpoint URL of table with extra query parameters.
+func (e *engine) url(table, params string) string {
+	u := e.base + "?table=" + table
+	if params != "" {
+		u += "&" + params
+	}
+	return u
+}
+
+// exec runs statements, failing the test on error.
+func (e *engine) exec(t testing.TB, stmts ...string) {
+	t.Helper()
+	for _, s := range stmts {
+		if _, err := e.db.Exec(s); err != nil {
+			t.Fatalf("%s: %s: %v", e.name, s, err)
+		}
+	}
+}
+
+var tableSeq atomic.Int64
+
+// table returns a table name no other test (or earlier run) uses, and drops it when the
+// test ends.
+func (e *engine) table(t testing.TB) string {
+	name := fmt.Sprintf("rc_test_%d_%d", time.Now().UnixNano()%1e12, tableSeq.Add(1))
+	t.Cleanup(func() { e.db.Exec("DROP TABLE IF EXISTS " + name) })
+	return name
+}
+
+// requireAll makes a missing database DSN a failure (CI sets it).
+func requireAll() bool { return os.Getenv("RECONCILE_TEST_REQUIRE_ALL") == "1" }
+
+// engines returns SQLite (always) and PostgreSQL and MariaDB/MySQL when their DSNs are
+// set: RECONCILE_TEST_PG_DSN (postgres://user@host:port/db) and RECONCILE_TEST_MYSQL_DSN
+// (mysql://user:pass@host:port/db).
+func engines(t testing.TB) []*engine {
+	t.Helper()
+	var out []*engine
+	for _, c := range []struct{ name, env string }{{"postgres", "RECONCILE_TEST_PG_DSN"}, {"mysql", "RECONCILE_TEST_MYSQL_DSN"}} {
+		dsn := os.Getenv(c.env)
+		if dsn == "" {
+			msg := fmt.Sprintf("%s tests skipped: set %s (e.g. %s)", c.name, c.env, map[string]string{
+				"postgres": "postgres://postgres@127.0.0.1:5432/test",
+				"mysql":    "mysql://root@127.0.0.1:3306/test",
+			}[c.name])
+			if requireAll() {
+				t.Fatalf("%s, RECONCILE_TEST_REQUIRE_ALL=1 forbids skipping", msg)
+			}
+			t.Log(msg)
+			continue
+		}
+		out = append(out, openEngine(t, c.name, dsn))
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "test.db")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lite := openEngine(t, "sqlite", "sqlite://"+file)
+	// WAL mode keeps snapshots while writers go on (the rollback-journal mode is tested
+	// on its own in TestSQLiteRollbackJournal).
+	lite.exec(t, "PRAGMA journal_mode=WAL")
+	return append(out, lite)
+}
+
+func openEngine(t testing.TB, name, base string) *engine {
+	t.Helper()
+	cfg, err := ParseURL(base + "?table=x")
+	if err != nil {
+		t.Fatalf("%s DSN %q: %v", name, base, err)
+	}
+	d, _ := dialectFor(cfg.Dialect)
+	db, err := d.connect(cfg.DSN)
+	if err == nil {
+		err = db.Ping()
+	}
+	if err != nil {
+		t.Fatalf("connect to %s (%s): %v", name, base, err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return &engine{name: name, base: base, db: db}
+}
+
+// ddl spells a column type per engine.
+func ddl(e *engine, pg, my, lite string) string {
+	switch e.name {
+	case "postgres":
+		return pg
+	case "mysql":
+		return my
+	}
+	return lite
+}
+
+func openTable(t testing.TB, u string) *Table {
+	t.Helper()
+	cfg, err := ParseURL(u)
+	if err != nil {
+		t.Fatalf("parse %s: %v", u, err)
+	}
+	tb, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("open %s: %v", u, err)
+	}
+	t.Cleanup(func() { tb.Close() })
+	return tb
+}

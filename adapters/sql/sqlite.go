@@ -1,0 +1,170 @@
+package sql
+
+import (
+	"context"
+	dbsql "database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// sqlite is SQLite through modernc.org/sqlite (no cgo). The DSN is a file path; the file
+// must exist (reconcile does not create databases).
+type sqlite struct{}
+
+func (sqlite) connect(path string) (*dbsql.DB, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("sqlite database %s: %w (create the database and its table first)", path, err)
+	}
+	// Write transactions take the write lock at BEGIN, so that the conditional checks in
+	// Apply read what the writes will replace.
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_txlock", "immediate")
+	return dbsql.Open("sqlite", "file:"+path+"?"+q.Encode())
+}
+
+func (sqlite) quote(name string) string {
+	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
+}
+
+func (sqlite) param(int, *Column) string { return "?" }
+
+func (s sqlite) columns(ctx context.Context, db *dbsql.DB, table string) ([]Column, error) {
+	rows, err := db.QueryContext(ctx, `SELECT name, type, "notnull" = 0 FROM pragma_table_info(?) ORDER BY cid`, table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var cols []Column
+	for rows.Next() {
+		var c Column
+		if err := rows.Scan(&c.Name, &c.Type, &c.Nullable); err != nil {
+			return nil, err
+		}
+		c.Class = sqliteClass(c.Type)
+		base, _, _ := strings.Cut(strings.ToUpper(c.Type), "(")
+		switch strings.TrimSpace(base) {
+		case "CHAR", "CHARACTER", "NCHAR":
+			c.Fixed = true // as PostgreSQL and MySQL read char(n): no trailing spaces
+		}
+		cols = append(cols, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(cols) == 0 {
+		return nil, fmt.Errorf("table %s not found in the SQLite database", table)
+	}
+	return cols, nil
+}
+
+// sqliteClass maps a declared type by name first (the names that mean a class beyond
+// SQLite's affinities), then by SQLite's affinity rules.
+func sqliteClass(declared string) Class {
+	t := strings.ToUpper(strings.TrimSpace(declared))
+	base, _, _ := strings.Cut(t, "(")
+	switch strings.TrimSpace(base) {
+	case "BOOLEAN", "BOOL":
+		return Bool
+	case "DATE":
+		return Date
+	case "DATETIME", "TIMESTAMP":
+		return Timestamp
+	case "TIME":
+		return Time
+	case "JSON", "JSONB":
+		return JSON
+	case "DECIMAL", "NUMERIC":
+		return Decimal
+	case "FLOAT", "DOUBLE", "REAL", "DOUBLE PRECISION":
+		return Float
+	}
+	switch {
+	case strings.Contains(t, "INT"):
+		return Int
+	case strings.Contains(t, "CHAR"), strings.Contains(t, "CLOB"), strings.Contains(t, "TEXT"):
+		return Text
+	case strings.Contains(t, "BLOB"), t == "":
+		return Bytes
+	case strings.Contains(t, "REAL"), strings.Contains(t, "FLOA"), strings.Contains(t, "DOUB"):
+		return Float
+	}
+	return 0 // NUMERIC affinity with no clearer name: unsupported
+}
+
+func (sqlite) uniqueKeys(ctx context.Context, db *dbsql.DB, table string) ([][]string, error) {
+	var out [][]string
+	// The primary key (an INTEGER PRIMARY KEY is the rowid and has no index of its own).
+	rows, err := db.QueryContext(ctx, `SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk`, table)
+	if err != nil {
+		return nil, err
+	}
+	var pk []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		pk = append(pk, n)
+	}
+	rows.Close()
+	if len(pk) > 0 {
+		out = append(out, pk)
+	}
+	rows, err = db.QueryContext(ctx, `
+		SELECT il.name, ii.name FROM pragma_index_list(?) il, pragma_index_info(il.name) ii
+		WHERE il."unique" AND NOT il.partial ORDER BY il.name, ii.seqno`, table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	more, err := collectKeys(rows)
+	return append(out, more...), err
+}
+
+// beginRead starts a read transaction. SQLite in WAL mode keeps a snapshot while writers
+// go on, so the transaction stays open for the session. In rollback-journal mode an open
+// read transaction would block every writer, including this session's own Apply, so the
+// snapshot reads the table and ends the transaction (keep is false); see Table.Open.
+func (sqlite) beginRead(ctx context.Context, db *dbsql.DB) (*dbsql.Tx, bool, error) {
+	var mode string
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return nil, false, err
+	}
+	// _txlock=immediate applies to every BeginTx; a read-only transaction is deferred.
+	tx, err := db.BeginTx(ctx, &dbsql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, false, err
+	}
+	return tx, strings.EqualFold(mode, "wal"), nil
+}
+
+func (sqlite) beginWrite(ctx context.Context, db *dbsql.DB) (*dbsql.Tx, error) {
+	return db.BeginTx(ctx, nil)
+}
+
+func (sqlite) forUpdate() string { return "" }
+
+func (sqlite) insertNew(table string, cols, params []string) string {
+	return "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES (" + strings.Join(params, ", ") + ") ON CONFLICT DO NOTHING"
+}
+
+func (sqlite) arg(d Datum, c *Column) any {
+	switch d.Class {
+	case Bool:
+		return d.Int
+	case Timestamp:
+		return timestampText(d.Int)
+	case Date:
+		return time.Unix(d.Int*86400, 0).UTC().Format(time.DateOnly)
+	}
+	return genericArg(d)
+}
+
+func (sqlite) dbErr(err error) error { return err }

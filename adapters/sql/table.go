@@ -1,0 +1,802 @@
+// Package sql serves one table of PostgreSQL, MySQL/MariaDB or SQLite as a reconcile
+// endpoint.
+//
+// A row's key is the order-preserving encoding of its key columns (AppendKey), its value
+// the canonical encoding of its value columns (AppendValue): one encoding by logical type,
+// computed in Go from what the driver returns, so the same logical row hashes the same in
+// every engine and in a key-value store (docs/canonical.md). The table's own types come
+// from the catalog.
+//
+// Sessions are served in scan mode: one streaming read of the table in a consistent
+// snapshot, hashed in Go, indexed in memory (merkle.Sorted).
+//
+// Writes (Apply) run in one transaction: the rows of the batch are locked and compared
+// with what the session saw; each change then updates, inserts or deletes one row.
+package sql
+
+import (
+	"context"
+	dbsql "database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/reconcile-dev/reconcile/merkle"
+	"github.com/reconcile-dev/reconcile/reconcile"
+)
+
+// Table is one SQL table as an endpoint. It is safe for concurrent use.
+type Table struct {
+	cfg      Config
+	d        dialect
+	db       *dbsql.DB
+	keyCols  []Column
+	verCol   *Column
+	expCol   *Column
+	valCols  []Column // sorted by name
+	schema   string
+	ordering merkle.Ordering
+	name     string // quoted table name
+
+	// ReadOnly makes Apply and Write refuse.
+	ReadOnly bool
+}
+
+var _ reconcile.Endpoint = (*Table)(nil)
+
+// Open connects and reads the table's catalog: the columns and their classes, the key
+// (which must be unique), the version and expiry columns. Every problem the catalog can
+// show is reported here, before any session.
+func Open(ctx context.Context, cfg Config) (*Table, error) {
+	d, err := dialectFor(cfg.Dialect)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := splitTable(cfg.Table); err != nil {
+		return nil, err
+	}
+	db, err := d.connect(cfg.DSN)
+	if err != nil {
+		return nil, err
+	}
+	t := &Table{cfg: cfg, d: d, db: db, name: quoteTable(d, cfg.Table)}
+	if err := t.load(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *Table) load(ctx context.Context) error {
+	if err := t.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("connect to %s: %w", t.cfg.Dialect, t.d.dbErr(err))
+	}
+	cols, err := t.d.columns(ctx, t.db, t.cfg.Table)
+	if err != nil {
+		return err
+	}
+	byName := map[string]*Column{}
+	var names []string
+	for i := range cols {
+		byName[cols[i].Name] = &cols[i]
+		names = append(names, cols[i].Name)
+	}
+	find := func(role, name string) (*Column, error) {
+		c, ok := byName[name]
+		if !ok {
+			return nil, fmt.Errorf("table %s has no column %q (%s); its columns: %s", t.cfg.Table, name, role, strings.Join(names, ", "))
+		}
+		return c, nil
+	}
+	uniques, err := t.d.uniqueKeys(ctx, t.db, t.cfg.Table)
+	if err != nil {
+		return err
+	}
+	keyNames := t.cfg.Key
+	if len(keyNames) == 0 {
+		if len(uniques) == 0 {
+			return fmt.Errorf("table %s has no primary key or unique constraint: name the key columns with key=a,b (and make them unique)", t.cfg.Table)
+		}
+		keyNames = uniques[0] // PostgreSQL and MySQL list the primary key's index first
+	} else if !isUnique(keyNames, uniques) {
+		return fmt.Errorf("table %s: key %s is not unique (no primary key or unique constraint on exactly those columns): add one, or name a unique key", t.cfg.Table, strings.Join(keyNames, ","))
+	}
+	used := map[string]string{}
+	use := func(role, name string) (*Column, error) {
+		c, err := find(role, name)
+		if err != nil {
+			return nil, err
+		}
+		if prev, ok := used[name]; ok {
+			return nil, fmt.Errorf("column %s is named both as %s and as %s", name, prev, role)
+		}
+		used[name] = role
+		if c.Class == 0 {
+			return nil, fmt.Errorf("column %s has type %s, which reconcile cannot compare across engines; leave it out with columns=... (see docs/canonical.md for the supported types)", name, c.Type)
+		}
+		return c, nil
+	}
+	for _, n := range keyNames {
+		c, err := use("key", n)
+		if err != nil {
+			return err
+		}
+		if !keyClassOK(c.Class) {
+			return fmt.Errorf("key column %s is %s (%s): keys must be integers, text, bytes, booleans, timestamps, dates or times", n, c.Class, c.Type)
+		}
+		t.keyCols = append(t.keyCols, *c)
+	}
+	t.ordering = merkle.KeyOrder
+	if t.cfg.Version != "" {
+		c, err := use("version", t.cfg.Version)
+		if err != nil {
+			return err
+		}
+		if c.Class != Int && c.Class != Timestamp {
+			return fmt.Errorf("version column %s is %s (%s): it must be an integer or a timestamp", c.Name, c.Class, c.Type)
+		}
+		t.verCol, t.ordering = c, merkle.VersionOrder
+	}
+	if t.cfg.Expires != "" {
+		c, err := use("expiry", t.cfg.Expires)
+		if err != nil {
+			return err
+		}
+		if c.Class != Int && c.Class != Timestamp {
+			return fmt.Errorf("expiry column %s is %s (%s): it must be a timestamp or an integer of unix nanoseconds", c.Name, c.Class, c.Type)
+		}
+		t.expCol = c
+	}
+	valNames := t.cfg.Columns
+	if len(valNames) == 0 {
+		for _, c := range cols {
+			if _, ok := used[c.Name]; !ok {
+				valNames = append(valNames, c.Name)
+			}
+		}
+	}
+	for _, n := range valNames {
+		c, err := use("value", n)
+		if err != nil {
+			return err
+		}
+		t.valCols = append(t.valCols, *c)
+	}
+	sort.Slice(t.valCols, func(i, j int) bool { return t.valCols[i].Name < t.valCols[j].Name })
+	t.schema = schemaString(t.keyCols, t.valCols)
+	return nil
+}
+
+func isUnique(key []string, uniques [][]string) bool {
+	for _, u := range uniques {
+		if len(u) == len(key) {
+			a, b := slices.Clone(u), slices.Clone(key)
+			slices.Sort(a)
+			slices.Sort(b)
+			if slices.Equal(a, b) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// schemaString is the schema fingerprint sessions compare: the key's classes and the
+// value columns' names and classes in name order. Engines' type names do not appear, so a
+// PostgreSQL text column and a MariaDB VARCHAR compare.
+func schemaString(key, vals []Column) string {
+	var b strings.Builder
+	b.WriteString("sql/1 key=")
+	for i, c := range key {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(c.Class.String())
+	}
+	b.WriteString(" columns=")
+	for i, c := range vals {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(c.Name + ":" + c.Class.String())
+	}
+	return b.String()
+}
+
+// Schema returns the schema fingerprint (see reconcile.Info).
+func (t *Table) Schema() string { return t.schema }
+
+// Ordering returns the table's ordering: version order when a version column is named.
+func (t *Table) Ordering() merkle.Ordering { return t.ordering }
+
+// KeyColumns and ValueColumns describe the table's row encoding.
+func (t *Table) KeyColumns() []Column   { return t.keyCols }
+func (t *Table) ValueColumns() []Column { return t.valCols }
+
+// Close closes the connection pool.
+func (t *Table) Close() error { return t.db.Close() }
+
+// selectList is the column list every row read uses: key columns, version, expiry, values.
+func (t *Table) selectList() string {
+	var names []string
+	for _, c := range t.allCols() {
+		names = append(names, t.d.quote(c.Name))
+	}
+	return strings.Join(names, ", ")
+}
+
+// allCols lists the columns a row read returns, in select-list order.
+func (t *Table) allCols() []*Column {
+	var cs []*Column
+	for i := range t.keyCols {
+		cs = append(cs, &t.keyCols[i])
+	}
+	if t.verCol != nil {
+		cs = append(cs, t.verCol)
+	}
+	if t.expCol != nil {
+		cs = append(cs, t.expCol)
+	}
+	for i := range t.valCols {
+		cs = append(cs, &t.valCols[i])
+	}
+	return cs
+}
+
+// scanner reads rows of the select list into reconcile rows, reusing its buffers.
+type scanner struct {
+	t    *Table
+	cols []*Column
+	vals []any
+	ptrs []any
+	ds   []Datum
+}
+
+func (t *Table) newScanner() *scanner {
+	s := &scanner{t: t, cols: t.allCols()}
+	s.vals = make([]any, len(s.cols))
+	s.ptrs = make([]any, len(s.cols))
+	for i := range s.vals {
+		s.ptrs[i] = &s.vals[i]
+	}
+	return s
+}
+
+// row scans the current row of rs.
+func (s *scanner) row(rs *dbsql.Rows) (reconcile.Row, error) {
+	if err := rs.Scan(s.ptrs...); err != nil {
+		return reconcile.Row{}, err
+	}
+	t := s.t
+	var r reconcile.Row
+	s.ds = s.ds[:0]
+	i := 0
+	for ; i < len(t.keyCols); i++ {
+		d, err := s.cols[i].canon(s.vals[i])
+		if err != nil {
+			return r, fmt.Errorf("key column %s: %v", s.cols[i].Name, err)
+		}
+		if d.Class == Null {
+			return r, fmt.Errorf("key column %s is NULL in a row: keys must not be NULL", s.cols[i].Name)
+		}
+		s.ds = append(s.ds, d)
+	}
+	r.Key = AppendKey([]byte{}, s.ds) // non-nil even when empty: nil means no row
+	fail := func(c *Column, err error) (reconcile.Row, error) {
+		return r, fmt.Errorf("row %s: column %s (%s): %v", reconcile.PrintableKey(r.Key), c.Name, c.Type, err)
+	}
+	if t.verCol != nil {
+		d, err := s.cols[i].canon(s.vals[i])
+		if err != nil {
+			return fail(s.cols[i], err)
+		}
+		if d.Class == Null || d.Int < 0 {
+			return fail(s.cols[i], fmt.Errorf("version %s: versions must be set and not negative", d))
+		}
+		r.Version = uint64(d.Int)
+		i++
+	}
+	if t.expCol != nil {
+		d, err := s.cols[i].canon(s.vals[i])
+		if err != nil {
+			return fail(s.cols[i], err)
+		}
+		r.ExpiresAt = d.Int // NULL: 0, never
+		i++
+	}
+	s.ds = s.ds[:0]
+	for ; i < len(s.cols); i++ {
+		d, err := s.cols[i].canon(s.vals[i])
+		if err != nil {
+			return fail(s.cols[i], err)
+		}
+		s.ds = append(s.ds, d)
+	}
+	r.Value = AppendValue(nil, s.ds)
+	return r, nil
+}
+
+// Open takes a snapshot of the table at now: one streaming read, indexed in memory.
+func (t *Table) Open(ctx context.Context, now int64) (reconcile.Snapshot, error) {
+	tx, keep, err := t.d.beginRead(ctx, t.db)
+	if err != nil {
+		return nil, fmt.Errorf("open a read snapshot of %s: %w", t.cfg.Table, err)
+	}
+	snap := &snapshot{t: t, now: now}
+	var entries []merkle.Entry
+	err = t.scanTx(ctx, tx, func(r reconcile.Row) error {
+		if e := r.Entry(); !e.Expired(now) {
+			entries = append(entries, e)
+		}
+		return nil
+	})
+	if err == nil && !keep {
+		err = tx.Commit()
+		tx = nil
+	}
+	if err != nil {
+		if tx != nil {
+			tx.Rollback()
+		}
+		return nil, err
+	}
+	snap.tx = tx
+	snap.scanned = int64(len(entries))
+	if !keep {
+		snap.seen = make(map[string]merkle.Entry, len(entries))
+		for _, e := range entries {
+			snap.seen[string(e.Key)] = e
+		}
+	}
+	snap.idx = merkle.NewSorted(t.ordering, entries)
+	root, _ := snap.idx.Digest(nil, nil)
+	snap.info = reconcile.Info{Ordering: t.ordering, Schema: t.schema, Root: root}
+	return snap, nil
+}
+
+// scanTx streams every row of the table (expired ones included) in no particular order.
+func (t *Table) scanTx(ctx context.Context, q querier, fn func(reconcile.Row) error) error {
+	rs, err := q.QueryContext(ctx, "SELECT "+t.selectList()+" FROM "+t.name)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", t.cfg.Table, t.d.dbErr(err))
+	}
+	defer rs.Close()
+	sc := t.newScanner()
+	for rs.Next() {
+		r, err := sc.row(rs)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", t.cfg.Table, err)
+		}
+		if t.ordering == merkle.KeyOrder {
+			r.Version = 0
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	if err := rs.Err(); err != nil {
+		return fmt.Errorf("read %s: %w", t.cfg.Table, t.d.dbErr(err))
+	}
+	return nil
+}
+
+// Scan calls fn for each row live at now in key order, until fn returns false. It reads
+// the table in one transaction and sorts the keys in memory.
+func (t *Table) Scan(ctx context.Context, now int64, fn func(reconcile.Row) bool) error {
+	tx, _, err := t.d.beginRead(ctx, t.db)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var rows []reconcile.Row
+	err = t.scanTx(ctx, tx, func(r reconcile.Row) error {
+		if !r.Entry().Expired(now) {
+			rows = append(rows, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sort.Slice(rows, func(i, j int) bool { return string(rows[i].Key) < string(rows[j].Key) })
+	for _, r := range rows {
+		if !fn(r) {
+			break
+		}
+	}
+	return nil
+}
+
+// querier is a *sql.Tx or *sql.DB.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*dbsql.Rows, error)
+	ExecContext(ctx context.Context, query string, args ...any) (dbsql.Result, error)
+}
+
+// keyBatch is how many keys one lookup query names.
+const keyBatch = 256
+
+// lookup reads the rows under keys (all of them, expired included) and returns them by
+// key. suffix is appended to the query (FOR UPDATE).
+func (t *Table) lookup(ctx context.Context, q querier, keys [][]byte, suffix string) (map[string]reconcile.Row, error) {
+	out := make(map[string]reconcile.Row, len(keys))
+	sc := t.newScanner()
+	for len(keys) > 0 {
+		n := min(len(keys), keyBatch)
+		var args []any
+		var tuples []string
+		for _, k := range keys[:n] {
+			ds, err := DecodeKey(k, t.keyCols)
+			if err != nil {
+				continue // no row of this table can have that key
+			}
+			var ps []string
+			for i, d := range ds {
+				args = append(args, t.d.arg(d, &t.keyCols[i]))
+				ps = append(ps, t.d.param(len(args), &t.keyCols[i]))
+			}
+			tuples = append(tuples, "("+strings.Join(ps, ", ")+")")
+		}
+		keys = keys[n:]
+		if len(tuples) == 0 {
+			continue
+		}
+		query := "SELECT " + t.selectList() + " FROM " + t.name + " WHERE (" + t.keyList() + ") IN (" + strings.Join(tuples, ", ") + ")" + suffix
+		rs, err := q.QueryContext(ctx, query, args...)
+		if err != nil {
+			return nil, t.d.dbErr(err)
+		}
+		for rs.Next() {
+			r, err := sc.row(rs)
+			if err != nil {
+				rs.Close()
+				return nil, err
+			}
+			if t.ordering == merkle.KeyOrder {
+				r.Version = 0
+			}
+			out[string(r.Key)] = r
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
+			return nil, t.d.dbErr(err)
+		}
+	}
+	return out, nil
+}
+
+func (t *Table) keyList() string {
+	var names []string
+	for _, c := range t.keyCols {
+		names = append(names, t.d.quote(c.Name))
+	}
+	return strings.Join(names, ", ")
+}
+
+// snapshot is a scan-mode snapshot.
+type snapshot struct {
+	t       *Table
+	now     int64
+	tx      *dbsql.Tx // nil once released (SQLite without WAL)
+	idx     *merkle.Sorted
+	info    reconcile.Info
+	scanned int64
+	// seen holds the snapshot's entries by key where the transaction could not be kept:
+	// Rows then reads current rows and returns only those still as the snapshot saw them.
+	seen map[string]merkle.Entry
+}
+
+func (s *snapshot) Info() reconcile.Info { return s.info }
+
+func (s *snapshot) Digests(ctx context.Context, lo, hi []byte, bounds [][]byte) ([]merkle.Digest, error) {
+	return s.idx.Digests(lo, hi, bounds)
+}
+
+func (s *snapshot) Split(ctx context.Context, lo, hi []byte, k int) ([][]byte, error) {
+	return s.idx.Split(lo, hi, k)
+}
+
+func (s *snapshot) Entries(ctx context.Context, lo, hi []byte, limit int) ([]merkle.Entry, error) {
+	var out []merkle.Entry
+	err := s.idx.Entries(lo, hi, func(e merkle.Entry) bool {
+		out = append(out, e)
+		return limit <= 0 || len(out) < limit
+	})
+	return out, err
+}
+
+// Rows reads the rows under keys in the snapshot's transaction.
+func (s *snapshot) Rows(ctx context.Context, keys [][]byte) ([]reconcile.Row, error) {
+	var q querier = s.tx
+	if s.tx == nil {
+		q = s.t.db
+	}
+	found, err := s.t.lookup(ctx, q, keys, "")
+	if err != nil {
+		return nil, fmt.Errorf("read rows of %s: %w", s.t.cfg.Table, err)
+	}
+	out := make([]reconcile.Row, len(keys))
+	for i, k := range keys {
+		r, ok := found[string(k)]
+		if !ok || r.Entry().Expired(s.now) {
+			continue
+		}
+		if s.seen != nil {
+			if e, ok := s.seen[string(k)]; !ok || !sameEntry(&e, ptr(r.Entry())) {
+				return nil, fmt.Errorf("read rows of %s: row %s changed since the session began (SQLite outside WAL mode keeps no snapshot open); run again, or switch the database to WAL mode (PRAGMA journal_mode=WAL)", s.t.cfg.Table, reconcile.PrintableKey(k))
+			}
+		}
+		out[i] = r
+	}
+	return out, nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func (s *snapshot) ReadStats() merkle.ReadStats {
+	st := s.idx.Stats()
+	st.Entries += s.scanned // scan mode reads every row once
+	return st
+}
+
+func (s *snapshot) Close() error {
+	if s.tx == nil {
+		return nil
+	}
+	err := s.tx.Rollback()
+	s.tx = nil
+	return err
+}
+
+func sameEntry(a, b *merkle.Entry) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return string(a.Key) == string(b.Key) && a.Version == b.Version && a.ExpiresAt == b.ExpiresAt &&
+		a.Flags == b.Flags && a.ValueHash == b.ValueHash
+}
+
+// write is one decoded change: its key columns and, for a put, the other columns' datums
+// in select-list order after the key (version, expiry, values).
+type write struct {
+	key  []Datum
+	rest []Datum // nil: delete
+}
+
+// decodeRow checks that r fits the table and returns the datums to write.
+func (t *Table) decodeRow(r *reconcile.Row) ([]Datum, error) {
+	if r.Tombstone {
+		return nil, errors.New("tombstones are not stored in SQL tables")
+	}
+	vals, err := DecodeValue(r.Value, t.valCols)
+	if err != nil {
+		return nil, fmt.Errorf("row %s does not fit table %s: %v", reconcile.PrintableKey(r.Key), t.cfg.Table, err)
+	}
+	var rest []Datum
+	if t.verCol != nil {
+		if t.verCol.Class == Int && r.Version > math.MaxInt64 {
+			return nil, fmt.Errorf("row %s: version %d does not fit the signed 64-bit column %s", reconcile.PrintableKey(r.Key), r.Version, t.verCol.Name)
+		}
+		if t.verCol.Class == Timestamp && r.Version > math.MaxInt64 {
+			return nil, fmt.Errorf("row %s: version %d is no timestamp in nanoseconds", reconcile.PrintableKey(r.Key), r.Version)
+		}
+		rest = append(rest, Datum{Class: t.verCol.Class, Int: int64(r.Version)})
+	}
+	if t.expCol != nil {
+		if r.ExpiresAt == 0 {
+			if !t.expCol.Nullable {
+				return nil, fmt.Errorf("row %s never expires but expiry column %s is NOT NULL", reconcile.PrintableKey(r.Key), t.expCol.Name)
+			}
+			rest = append(rest, Datum{})
+		} else {
+			rest = append(rest, Datum{Class: t.expCol.Class, Int: r.ExpiresAt})
+		}
+	} else if r.ExpiresAt != 0 {
+		return nil, fmt.Errorf("row %s expires but table %s has no expiry column (name one with expires=COLUMN)", reconcile.PrintableKey(r.Key), t.cfg.Table)
+	}
+	return append(rest, vals...), nil
+}
+
+// statements holds the write statements of one transaction.
+type statements struct {
+	update, insert, upsert, del string
+}
+
+func (t *Table) statements() statements {
+	cols := t.allCols()
+	nk := len(t.keyCols)
+	var st statements
+	var names, params, sets []string
+	for i, c := range cols {
+		names = append(names, t.d.quote(c.Name))
+		params = append(params, t.d.param(i+1, c))
+	}
+	var where []string
+	// UPDATE binds the non-key columns first, then the key.
+	for i, c := range cols[nk:] {
+		sets = append(sets, t.d.quote(c.Name)+" = "+t.d.param(i+1, c))
+	}
+	for i, c := range cols[:nk] {
+		where = append(where, t.d.quote(c.Name)+" = "+t.d.param(len(cols)-nk+i+1, c))
+	}
+	if len(sets) == 0 { // a table of key columns only
+		sets = []string{t.d.quote(cols[0].Name) + " = " + t.d.quote(cols[0].Name)}
+	}
+	st.update = "UPDATE " + t.name + " SET " + strings.Join(sets, ", ") + " WHERE " + strings.Join(where, " AND ")
+	st.insert = t.d.insertNew(t.name, names, params)
+	var delWhere []string
+	for i, c := range cols[:nk] {
+		delWhere = append(delWhere, t.d.quote(c.Name)+" = "+t.d.param(i+1, c))
+	}
+	st.del = "DELETE FROM " + t.name + " WHERE " + strings.Join(delWhere, " AND ")
+	return st
+}
+
+func (t *Table) args(key, rest []Datum, restFirst bool) []any {
+	cols := t.allCols()
+	nk := len(t.keyCols)
+	var args []any
+	keyArgs := func() {
+		for i, d := range key {
+			args = append(args, t.d.arg(d, cols[i]))
+		}
+	}
+	if !restFirst {
+		keyArgs()
+	}
+	for i, d := range rest {
+		args = append(args, t.d.arg(d, cols[nk+i]))
+	}
+	if restFirst {
+		keyArgs()
+	}
+	return args
+}
+
+// Apply writes changes in one transaction, each conditional on the row the session saw.
+func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change) ([]reconcile.Outcome, error) {
+	if t.ReadOnly {
+		return nil, reconcile.ErrReadOnly
+	}
+	ws := make([]write, len(changes))
+	keys := make([][]byte, len(changes))
+	for i, c := range changes {
+		kd, err := DecodeKey(c.Key, t.keyCols)
+		if err != nil {
+			return nil, fmt.Errorf("key %s does not fit table %s: %v", reconcile.PrintableKey(c.Key), t.cfg.Table, err)
+		}
+		ws[i].key, keys[i] = kd, c.Key
+		if c.Put != nil {
+			if ws[i].rest, err = t.decodeRow(c.Put); err != nil {
+				return nil, err
+			}
+		}
+	}
+	tx, err := t.d.beginWrite(ctx, t.db)
+	if err != nil {
+		return nil, fmt.Errorf("write %s: %w", t.cfg.Table, err)
+	}
+	defer tx.Rollback()
+	cur, err := t.lookup(ctx, tx, keys, t.d.forUpdate())
+	if err != nil {
+		return nil, fmt.Errorf("write %s: %w", t.cfg.Table, err)
+	}
+	st := t.statements()
+	out := make([]reconcile.Outcome, len(changes))
+	for i, c := range changes {
+		row, exists := cur[string(c.Key)]
+		var have *merkle.Entry
+		if exists {
+			if e := row.Entry(); !e.Expired(now) {
+				have = &e
+			}
+		}
+		if !sameEntry(have, c.Expect) {
+			out[i] = reconcile.Raced
+			continue
+		}
+		w := ws[i]
+		switch {
+		case c.Put == nil:
+			if exists {
+				if _, err := tx.ExecContext(ctx, st.del, t.args(w.key, nil, false)...); err != nil {
+					return nil, fmt.Errorf("delete %s from %s: %w", reconcile.PrintableKey(c.Key), t.cfg.Table, t.d.dbErr(err))
+				}
+				delete(cur, string(c.Key))
+			}
+		case exists:
+			if _, err := tx.ExecContext(ctx, st.update, t.args(w.key, w.rest, true)...); err != nil {
+				return nil, fmt.Errorf("update %s in %s: %w", reconcile.PrintableKey(c.Key), t.cfg.Table, t.d.dbErr(err))
+			}
+			cur[string(c.Key)] = *c.Put
+		default:
+			res, err := tx.ExecContext(ctx, st.insert, t.args(w.key, w.rest, false)...)
+			if err != nil {
+				return nil, fmt.Errorf("insert %s into %s: %w", reconcile.PrintableKey(c.Key), t.cfg.Table, t.d.dbErr(err))
+			}
+			if n, err := res.RowsAffected(); err == nil && n == 0 {
+				// A row the lookup did not return holds the key: one the collation
+				// calls equal ('a' and 'A'), or one inserted since. Leave it be.
+				out[i] = reconcile.Raced
+				continue
+			}
+			cur[string(c.Key)] = *c.Put
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit to %s: %w", t.cfg.Table, t.d.dbErr(err))
+	}
+	return out, nil
+}
+
+// Writer upserts and deletes rows unconditionally inside one transaction (load).
+type Writer struct {
+	t   *Table
+	ctx context.Context
+	tx  *dbsql.Tx
+	st  statements
+}
+
+// Write runs fn with a Writer and commits what it wrote in one transaction: all of it, or
+// nothing when fn or the commit fails.
+func (t *Table) Write(ctx context.Context, fn func(*Writer) error) error {
+	if t.ReadOnly {
+		return reconcile.ErrReadOnly
+	}
+	tx, err := t.d.beginWrite(ctx, t.db)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	w := &Writer{t: t, ctx: ctx, tx: tx, st: t.statements()}
+	if err := fn(w); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit to %s: %w (nothing was written)", t.cfg.Table, t.d.dbErr(err))
+	}
+	return nil
+}
+
+// Put upserts a row given as canonical key and value bytes.
+func (w *Writer) Put(key, value []byte, version uint64, expiresAt int64) error {
+	t := w.t
+	kd, err := DecodeKey(key, t.keyCols)
+	if err != nil {
+		return fmt.Errorf("key %s does not fit table %s: %v", reconcile.PrintableKey(key), t.cfg.Table, err)
+	}
+	rest, err := t.decodeRow(&reconcile.Row{Key: key, Value: value, Version: version, ExpiresAt: expiresAt})
+	if err != nil {
+		return err
+	}
+	res, err := w.tx.ExecContext(w.ctx, w.st.update, t.args(kd, rest, true)...)
+	if err != nil {
+		return fmt.Errorf("update %s: %w", reconcile.PrintableKey(key), t.d.dbErr(err))
+	}
+	if n, err := res.RowsAffected(); err == nil && n > 0 {
+		return nil
+	}
+	// MySQL counts an UPDATE that changes nothing as 0 rows: the insert then finds the
+	// row and does nothing, which is the same end state.
+	if _, err := w.tx.ExecContext(w.ctx, w.st.insert, t.args(kd, rest, false)...); err != nil {
+		return fmt.Errorf("insert %s: %w", reconcile.PrintableKey(key), t.d.dbErr(err))
+	}
+	return nil
+}
+
+// Delete removes the row under key, if any.
+func (w *Writer) Delete(key []byte) error {
+	t := w.t
+	kd, err := DecodeKey(key, t.keyCols)
+	if err != nil {
+		return fmt.Errorf("key %s does not fit table %s: %v", reconcile.PrintableKey(key), t.cfg.Table, err)
+	}
+	if _, err := w.tx.ExecContext(w.ctx, w.st.del, t.args(kd, nil, false)...); err != nil {
+		return fmt.Errorf("delete %s: %w", reconcile.PrintableKey(key), t.d.dbErr(err))
+	}
+	return nil
+}
