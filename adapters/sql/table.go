@@ -72,7 +72,7 @@ func Open(ctx context.Context, cfg Config) (*Table, error) {
 
 func (t *Table) load(ctx context.Context) error {
 	if err := t.db.PingContext(ctx); err != nil {
-		return fmt.Errorf("connect to %s: %w", t.cfg.Dialect, t.d.dbErr(err))
+		return fmt.Errorf("connect to %s: %s", t.cfg.Dialect, oneLine(t.d.dbErr(err).Error()))
 	}
 	cols, err := t.d.columns(ctx, t.db, t.cfg.Table)
 	if err != nil {
@@ -168,6 +168,15 @@ func (t *Table) load(ctx context.Context) error {
 	sort.Slice(t.valCols, func(i, j int) bool { return t.valCols[i].Name < t.valCols[j].Name })
 	t.schema = schemaString(t.keyCols, t.valCols)
 	return nil
+}
+
+// oneLine joins a multi-line driver message (pgx lists every address it tried).
+func oneLine(s string) string {
+	lines := strings.Split(s, "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
+	}
+	return strings.ReplaceAll(strings.Join(slices.DeleteFunc(lines, func(l string) bool { return l == "" }), "; "), ":; ", ": ")
 }
 
 func isUnique(key []string, uniques [][]string) bool {

@@ -54,7 +54,11 @@ func runDump(ctx context.Context, o dumpOptions) error {
 				return false
 			}
 		}
-		werr = enc.Encode(formatRowLine(r))
+		var l rowLine
+		if l, werr = ep.rowLine(r); werr != nil {
+			return false
+		}
+		werr = enc.Encode(l)
 		return werr == nil
 	})
 	if err == nil {

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/reconcile-dev/reconcile/adapters/badger"
+	sqlep "github.com/reconcile-dev/reconcile/adapters/sql"
 	"github.com/reconcile-dev/reconcile/bench"
 	"github.com/reconcile-dev/reconcile/merkle"
 	"github.com/reconcile-dev/reconcile/reconcile"
@@ -21,6 +25,9 @@ import (
 //	badger://./rel/path         a Badger store relative to the working directory
 //	badger://../rel/path        (also relative)
 //	badger:///path?ordering=key a new store is created with key ordering (default: version)
+//	postgres://user@host:5432/db?table=T[&key=a,b&version=col&columns=a,b&expires=col]
+//	mysql://user:pass@host:3306/db?table=T[...]     (MySQL and MariaDB)
+//	sqlite:///abs/file.db?table=T[...] or sqlite://./rel/file.db?table=T[...]
 //
 // badger://rel/path is refused rather than guessed at: in a URL the part after "//" is a
 // host, so it could mean ./rel/path or /rel/path, and http:// endpoints will read it as a
@@ -46,6 +53,8 @@ type location struct {
 	path string
 	// ordering is the index ordering the URL asks for; 0 means the store's own.
 	ordering merkle.Ordering
+	// sql is the table of SQL schemes.
+	sql *sqlep.Config
 }
 
 // endpoint is an opened endpoint with the extra abilities its scheme offers.
@@ -58,6 +67,23 @@ type endpoint struct {
 	// write calls fn with a Sink and commits what it writes in batches; on failure the
 	// error says how many writes were committed. Nil where the scheme takes no raw writes.
 	write func(fn func(bench.Sink) error) error
+	// table is set for SQL endpoints: their rows travel as JSON "columns" objects.
+	table *sqlep.Table
+}
+
+// toColumns renders a row as load and dump write it for this endpoint.
+func (e *endpoint) rowLine(r reconcile.Row) (rowLine, error) {
+	l := formatRowLine(r)
+	if e.table == nil {
+		return l, nil
+	}
+	cols, err := e.table.RowColumns(r)
+	if err != nil {
+		return l, fmt.Errorf("row %s: %w", reconcile.PrintableKey(r.Key), err)
+	}
+	l.Key, l.KeyB64, l.Value, l.ValueB64 = nil, nil, nil, nil
+	l.Columns = json.RawMessage(cols)
+	return l, nil
 }
 
 // scheme is one kind of endpoint.
@@ -71,11 +97,13 @@ func lookupScheme(name string) (scheme, bool) {
 	switch name {
 	case "badger":
 		return scheme{parse: parseBadger, open: openBadger}, true
+	case "postgres", "postgresql", "mysql", "sqlite":
+		return scheme{parse: parseSQL, open: openSQL}, true
 	}
 	return scheme{}, false
 }
 
-const supportedSchemes = "badger"
+const supportedSchemes = "badger, postgres, mysql, sqlite"
 
 const urlHelp = "want badger:///abs/path or badger://./rel/path"
 
@@ -125,6 +153,9 @@ func openEndpoint(raw string, a access) (*endpoint, error) {
 
 // sameStore reports whether two locations name one store, which cannot be opened twice.
 func sameStore(a, b location) bool {
+	if a.sql != nil && b.sql != nil {
+		return a.sql.Dialect == b.sql.Dialect && a.sql.DSN == b.sql.DSN && a.sql.Table == b.sql.Table
+	}
 	if a.scheme != b.scheme || a.path == "" {
 		return false
 	}
@@ -182,4 +213,46 @@ func openBadger(loc location, a access) (*endpoint, error) {
 			return s.Compact()
 		},
 	}, nil
+}
+
+func parseSQL(u *url.URL, loc *location) error {
+	cfg, err := sqlep.ParseURL(u.String())
+	if err != nil {
+		return err
+	}
+	loc.sql = &cfg
+	return nil
+}
+
+// sqlOpenTimeout bounds connecting and reading the catalog.
+const sqlOpenTimeout = 30 * time.Second
+
+func openSQL(loc location, a access) (*endpoint, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), sqlOpenTimeout)
+	defer cancel()
+	t, err := sqlep.Open(ctx, *loc.sql)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", redact(loc.raw), err)
+	}
+	t.ReadOnly = a == readOnly
+	return &endpoint{
+		Endpoint: t,
+		loc:      loc,
+		table:    t,
+		scan: func(fn func(reconcile.Row) bool) error {
+			return t.Scan(context.Background(), time.Now().UnixNano(), fn)
+		},
+		write: func(fn func(bench.Sink) error) error {
+			return t.Write(context.Background(), func(w *sqlep.Writer) error { return fn(w) })
+		},
+	}, nil
+}
+
+// redact hides a URL's password in messages.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	return u.Redacted()
 }

@@ -22,7 +22,11 @@ func loadCommand(std stdio) *cli.Command {
 			`  {"key": "...", "version": 123, "value": "...", "expires_at": 0}` + "\n" +
 			"key_b64 / value_b64 (standard base64) carry arbitrary bytes; expires_at is unix ns\n" +
 			`and may be omitted; {"key": "...", "deleted": true} deletes a key. Each row is stored` + "\n" +
-			"with exactly the given version. The store is created if it does not exist.\n" +
+			"with exactly the given version. A Badger store is created if it does not exist.\n" +
+			"SQL tables (which must exist) take rows as a columns object instead of key and value:\n" +
+			`  {"columns": {"id": 1, "name": "apple", "price": "1.50"}, "version": 123}` + "\n" +
+			`  {"columns": {"id": 1}, "deleted": true}` + "\n" +
+			"(the JSON form of each type is in docs/canonical.md); a SQL load is one transaction.\n" +
 			"Every line is checked before anything is written: a malformed line stops the load\n" +
 			"with its line number and writes nothing. Rows are then committed in batches; if the\n" +
 			"store fails part way, the error says how many rows were committed.",
@@ -87,6 +91,9 @@ func runLoad(ctx context.Context, o loadOptions) error {
 			ep.Close()
 		}
 	}()
+	if ops, err = resolveRows(ep, ops, name); err != nil {
+		return err
+	}
 	if ep.write == nil {
 		return fmt.Errorf("load: %s endpoints take no raw writes", loc.scheme)
 	}
@@ -129,14 +136,38 @@ func runLoad(ctx context.Context, o loadOptions) error {
 	return err
 }
 
-// readRowLines parses every line of r. Blank lines are skipped. When a key appears on
-// several lines only its last operation is kept, which leaves the store as applying every
-// line in order would.
+// resolveRows builds the key and value of lines given as SQL columns, and keeps, for a key
+// on several lines, only its last operation, which leaves the store as applying every line
+// in order would. Nothing is written yet, so an error here leaves the store untouched.
+func resolveRows(ep *endpoint, ops []rowOp, name string) ([]rowOp, error) {
+	out := ops[:0]
+	last := map[string]int{}
+	for _, op := range ops {
+		if op.columns != nil {
+			if ep.table == nil {
+				return nil, fmt.Errorf("load: %s line %d: columns objects are for SQL tables; a %s store takes key and value; nothing was written", name, op.line, ep.loc.scheme)
+			}
+			k, v, err := ep.table.ColumnsRow(op.columns, op.delete)
+			if err != nil {
+				return nil, fmt.Errorf("load: %s line %d: %v; nothing was written", name, op.line, err)
+			}
+			op.row.Key, op.row.Value = k, v
+		}
+		if i, ok := last[string(op.row.Key)]; ok {
+			out[i] = op
+			continue
+		}
+		last[string(op.row.Key)] = len(out)
+		out = append(out, op)
+	}
+	return out, nil
+}
+
+// readRowLines parses every line of r. Blank lines are skipped.
 func readRowLines(ctx context.Context, r io.Reader, name string) ([]rowOp, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
 	var ops []rowOp
-	last := map[string]int{}
 	n := 0
 	for sc.Scan() {
 		n++
@@ -153,11 +184,7 @@ func readRowLines(ctx context.Context, r io.Reader, name string) ([]rowOp, error
 		if err != nil {
 			return nil, fmt.Errorf("load: %s line %d: %v; nothing was written", name, n, err)
 		}
-		if i, ok := last[string(op.row.Key)]; ok {
-			ops[i] = op
-			continue
-		}
-		last[string(op.row.Key)] = len(ops)
+		op.line = n
 		ops = append(ops, op)
 	}
 	if err := sc.Err(); err != nil {

@@ -29,15 +29,21 @@ type rowLine struct {
 	ValueB64  *string `json:"value_b64,omitempty"`
 	ExpiresAt int64   `json:"expires_at,omitempty"`
 	Deleted   bool    `json:"deleted,omitempty"`
+	// Columns carries a SQL table's row instead of key and value: one member per key
+	// and value column (see adapters/sql's JSON mapping).
+	Columns json.RawMessage `json:"columns,omitempty"`
 }
 
 // maxLine is the longest line load accepts: a 64 MiB value in base64 with room to spare.
 const maxLine = 128 << 20
 
-// rowOp is one parsed line: a put of row, or a delete of row.Key.
+// rowOp is one parsed line: a put of row, or a delete of row.Key. A line with a columns
+// object leaves row.Key and row.Value to be built by the table (resolveColumns).
 type rowOp struct {
-	row    reconcile.Row
-	delete bool
+	row     reconcile.Row
+	delete  bool
+	line    int
+	columns map[string]json.RawMessage
 }
 
 // parseRowLine decodes and validates one line.
@@ -53,15 +59,24 @@ func parseRowLine(line []byte) (rowOp, error) {
 	}
 	var op rowOp
 	var err error
-	if op.row.Key, err = field("key", l.Key, l.KeyB64); err != nil {
-		return rowOp{}, err
-	}
-	if op.row.Key == nil {
-		return rowOp{}, errors.New("needs key or key_b64")
+	if l.Columns != nil {
+		if l.Key != nil || l.KeyB64 != nil || l.Value != nil || l.ValueB64 != nil {
+			return rowOp{}, errors.New("has both columns and key/value: a SQL row is given by columns alone")
+		}
+		if err := json.Unmarshal(l.Columns, &op.columns); err != nil || op.columns == nil {
+			return rowOp{}, errors.New("columns must be a JSON object of column names to values")
+		}
+	} else {
+		if op.row.Key, err = field("key", l.Key, l.KeyB64); err != nil {
+			return rowOp{}, err
+		}
+		if op.row.Key == nil {
+			return rowOp{}, errors.New("needs key or key_b64 (or columns, for a SQL table)")
+		}
 	}
 	if l.Deleted {
 		if l.Version != nil || l.Value != nil || l.ValueB64 != nil || l.ExpiresAt != 0 {
-			return rowOp{}, errors.New(`a delete line carries only key (or key_b64) and "deleted": true`)
+			return rowOp{}, errors.New(`a delete line carries only key (or key_b64, or the key columns) and "deleted": true`)
 		}
 		op.delete = true
 		return op, nil
@@ -73,6 +88,9 @@ func parseRowLine(line []byte) (rowOp, error) {
 		return rowOp{}, errors.New("expires_at must be unix nanoseconds, 0 or more")
 	}
 	op.row.Version, op.row.ExpiresAt = *l.Version, l.ExpiresAt
+	if op.columns != nil {
+		return op, nil
+	}
 	if op.row.Value, err = field("value", l.Value, l.ValueB64); err != nil {
 		return rowOp{}, err
 	}
