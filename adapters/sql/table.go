@@ -328,8 +328,53 @@ func (s *scanner) row(rs *dbsql.Rows) (reconcile.Row, error) {
 	return r, nil
 }
 
-// Open takes a snapshot of the table at now: one streaming read, indexed in memory.
+// Open takes a snapshot of the table at now: from the maintained index where one is
+// installed (and mode is not scan), else by one streaming read indexed in memory.
 func (t *Table) Open(ctx context.Context, now int64) (reconcile.Snapshot, error) {
+	indexed, err := t.useIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if indexed {
+		return t.openIndex(ctx, now)
+	}
+	return t.openScan(ctx, now)
+}
+
+// useIndex decides between maintained and scan mode for one session.
+func (t *Table) useIndex(ctx context.Context) (bool, error) {
+	if t.cfg.Mode == "scan" {
+		return false, nil
+	}
+	installed, err := t.indexInstalled(ctx)
+	if err != nil {
+		return false, err
+	}
+	if !installed {
+		if t.cfg.Mode == "maintained" {
+			return false, fmt.Errorf("table %s has no maintained index: run `reconcile index install` on this endpoint first, or use mode=scan", t.cfg.Table)
+		}
+		return false, nil
+	}
+	if t.cfg.Dialect == "sqlite" {
+		// A maintained snapshot holds its read transaction for the session, which
+		// SQLite allows beside writers only in WAL mode.
+		var mode string
+		if err := t.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+			return false, err
+		}
+		if !strings.EqualFold(mode, "wal") {
+			if t.cfg.Mode == "maintained" {
+				return false, fmt.Errorf("maintained mode on SQLite needs WAL mode (PRAGMA journal_mode=WAL); this database is in %s mode", mode)
+			}
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// openScan reads the whole table in one snapshot and indexes it in memory.
+func (t *Table) openScan(ctx context.Context, now int64) (reconcile.Snapshot, error) {
 	tx, keep, err := t.d.beginRead(ctx, t.db)
 	if err != nil {
 		return nil, fmt.Errorf("open a read snapshot of %s: %w", t.cfg.Table, err)

@@ -85,7 +85,7 @@ func newApp(std stdio) *cli.App {
 		},
 		Commands: []*cli.Command{
 			diffCommand(std), syncCommand(std), rootCommand(std),
-			loadCommand(std), dumpCommand(std), genCommand(std), demoCommand(std),
+			loadCommand(std), dumpCommand(std), genCommand(std), demoCommand(std), indexCommand(std),
 		},
 	}
 	for _, c := range app.Commands {
@@ -119,6 +119,16 @@ func reorderArgs(app *cli.App, in []string) []string {
 	cmd := app.Command(in[i])
 	if cmd == nil {
 		return in
+	}
+	for sub := true; sub && i+1 < len(in); { // descend into subcommands (index install)
+		sub = false
+		for _, sc := range cmd.Subcommands {
+			if sc.HasName(in[i+1]) {
+				cmd, sub = sc, true
+				i++
+				break
+			}
+		}
 	}
 	takesValue := map[string]bool{}
 	for _, f := range cmd.Flags {

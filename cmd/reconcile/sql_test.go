@@ -131,3 +131,36 @@ func TestSQLSyncCLI(t *testing.T) {
 		t.Fatalf("postgres holds %d rows, max price %s (%v); want 2 rows, 2.00", n, price, err)
 	}
 }
+
+func TestSQLIndexCLI(t *testing.T) {
+	ep, db := sqliteTable(t, "")
+	if _, err := db.Exec("PRAGMA journal_mode=WAL"); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, 0, itemLines, "load", ep)
+	out := mustCLI(t, 0, "", "index", "install", ep, "--json")
+	if !strings.Contains(out, `"entries": 2`) {
+		t.Fatalf("install: %s", out)
+	}
+	if _, err := db.Exec(`UPDATE items SET name = 'quince' WHERE id = 2`); err != nil { // bypasses the version
+		t.Fatal(err)
+	}
+	maintained := mustCLI(t, 0, "", "root", ep+"&mode=maintained")
+	if scan := mustCLI(t, 0, "", "root", ep+"&mode=scan"); maintained != scan {
+		t.Fatalf("maintained root %s, scan root %s", maintained, scan)
+	}
+	if out := mustCLI(t, 0, "", "index", "verify", ep); !strings.Contains(out, "matches") {
+		t.Fatalf("verify: %s", out)
+	}
+	mustCLI(t, 0, "", "index", "uninstall", ep)
+	code, _, errOut := runCLI(t, "", "root", ep+"&mode=maintained")
+	if code != 2 || !strings.Contains(errOut, "index install") {
+		t.Fatalf("maintained root without an index: exit %d, %q", code, errOut)
+	}
+	b := store(t, "b")
+	mustCLI(t, 0, rowsJSONL(1, 1), "load", b)
+	code, _, errOut = runCLI(t, "", "index", "install", b)
+	if code != 2 || !strings.Contains(errOut, "only SQL tables") {
+		t.Fatalf("index install on badger: exit %d, %q", code, errOut)
+	}
+}
