@@ -68,10 +68,15 @@ func conformanceHarness(t *testing.T, e *engine, versioned bool, mode string) en
 			return nil
 		})
 	}
+	granularity := 0
+	if mode == "maintained" {
+		granularity = ChunkTarget
+	}
 	return endpointtest.Harness{
-		Endpoint: tb,
-		Put:      func(r reconcile.Row) error { return put([]reconcile.Row{r}) },
-		PutMany:  put,
+		SplitGranularity: granularity,
+		Endpoint:         tb,
+		Put:              func(r reconcile.Row) error { return put([]reconcile.Row{r}) },
+		PutMany:          put,
 		Delete: func(k []byte) error {
 			return tb.Write(context.Background(), func(w *Writer) error { return w.Delete(k) })
 		},

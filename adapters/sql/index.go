@@ -10,8 +10,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/zeebo/blake3"
-
 	"github.com/reconcile-dev/reconcile/merkle"
 	"github.com/reconcile-dev/reconcile/reconcile"
 )
@@ -19,27 +17,34 @@ import (
 // Maintained mode
 //
 // `reconcile index install` builds, in the table's own database, one entry per row
-// (_ent) and the entries' digests cut into content-defined chunks of about ChunkTarget
-// entries (_chunk: first position, count, sum), plus triggers that log the key of every
-// row written (_log). A session first catches up: it reads the logged keys, re-reads
-// those rows, and moves their entries and chunk sums; then it answers from the index:
-// whole chunks from their sums (read once per session, lazily), and only the chunks its
-// ranges cut into from their entries. A run with d differences reads the chunk sums, what
-// changed since the last run, and about one chunk per difference on each side.
+// (_ent), the entries' digests cut into content-defined chunks of about ChunkTarget
+// entries (_chunk: first position, count, sum) and the chunks grouped into superchunks of
+// about SuperTarget entries (_super), plus triggers that log the key of every row written
+// (_log). A session first catches up: it reads the logged keys, re-reads those rows, and
+// moves their entries and the sums above them; then it answers from the index: whole
+// superchunks and chunks from their sums, read lazily (the superchunks once, the chunks of
+// a superchunk when a range ends inside it), and entries only of the chunks its ranges
+// end in. A run with d differences reads the superchunk sums, what changed since the last
+// run, and about one superchunk's chunk sums and one chunk's entries per difference on
+// each side.
 //
-// A chunk starts at every entry whose position hashes to a multiple of ChunkTarget: cuts
-// depend on positions only, so two copies with the same rows cut in the same places, and
-// the session's bounds (taken from one side's chunk starts) fall on the other side's chunk
-// starts too, where digests need no entry reads.
+// A chunk starts at every entry whose EntryHash begins with a byte below 0x10, a
+// superchunk at every one whose EntryHash begins with 0x00 (so every superchunk start is
+// a chunk start). Cuts depend on the entries only, so two copies with the same rows cut in
+// the same places, and bounds taken from one side's chunk starts fall on the other side's
+// chunk starts too, where digests need no entry reads.
 
-// ChunkTarget is the mean number of entries in a chunk.
-const ChunkTarget = 32
+// ChunkTarget and SuperTarget are the mean number of entries in a chunk and a superchunk.
+const (
+	ChunkTarget = 16
+	SuperTarget = 256
+)
 
-// chunkStart reports whether pos starts a chunk.
-func chunkStart(pos []byte) bool {
-	h := blake3.Sum256(pos)
-	return binary.BigEndian.Uint16(h[:2])%ChunkTarget == 0
-}
+// chunkStart reports whether the entry with EntryHash h starts a chunk.
+func chunkStart(h merkle.Hash) bool { return h[0] < 0x10 }
+
+// superStart reports whether the entry with EntryHash h starts a superchunk.
+func superStart(h merkle.Hash) bool { return h[0] == 0 }
 
 // IndexStatus says what `index verify` found.
 type IndexStatus struct {
@@ -154,27 +159,21 @@ func (t *Table) buildIndex(ctx context.Context, n indexNames) (int, error) {
 			return 0, fmt.Errorf("write index entries: %w", t.d.dbErr(err))
 		}
 	}
-	chunks := []*chunkRow{{lo: []byte{}}}
+	chunks := []*chunkRow{{lo: []byte{}, sup: true}}
 	var root merkle.Digest
 	for _, ie := range all {
-		if chunkStart(ie.pos) {
-			chunks = append(chunks, &chunkRow{lo: ie.pos})
+		if chunkStart(ie.h) {
+			chunks = append(chunks, &chunkRow{lo: ie.pos, sup: superStart(ie.h)})
 		}
 		c := chunks[len(chunks)-1]
 		c.d = c.d.Add(one(ie.h))
 		root = root.Add(one(ie.h))
 	}
-	for i := 0; i < len(chunks); i += batch {
-		part := chunks[i:min(i+batch, len(chunks))]
-		var ps []string
-		var args []any
-		for _, c := range part {
-			ps = append(ps, "("+t.params(len(args), 3)+")")
-			args = append(args, c.lo, int64(c.d.Count), c.d.Sum[:])
-		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO "+n.chunk+" (lo, n, s) VALUES "+strings.Join(ps, ", "), args...); err != nil {
-			return 0, fmt.Errorf("write index chunks: %w", t.d.dbErr(err))
-		}
+	if err := t.insertChunks(ctx, tx, n, chunks); err != nil {
+		return 0, err
+	}
+	if err := t.insertSupers(ctx, tx, n, supersOf(chunks)); err != nil {
+		return 0, err
 	}
 	_, err = tx.ExecContext(ctx, "INSERT INTO "+n.meta+" (id, schema_fp, ident, stale, n, s) VALUES ("+t.params(0, 6)+")",
 		1, t.metaSchema(), ident, 0, int64(root.Count), root.Sum[:])
@@ -222,11 +221,82 @@ func (t *Table) p(i int) string {
 	return "?"
 }
 
-// chunkRow is one _chunk row: the chunk's first position and the digest of its entries.
+// chunkRow is one _chunk (or _super) row: the first position, the digest of the entries,
+// and (chunks) whether the chunk starts a superchunk. The first chunk and superchunk
+// start at the empty position.
 type chunkRow struct {
-	lo    []byte
-	d     merkle.Digest
-	dirty bool
+	lo   []byte
+	d    merkle.Digest
+	sup  bool
+	prev []byte // superchunks: the start of the last chunk before lo (nil: none)
+}
+
+// supersOf groups chunks (all of them, in order) into superchunks.
+func supersOf(chunks []*chunkRow) []*chunkRow {
+	var out []*chunkRow
+	for i, c := range chunks {
+		if c.sup || len(out) == 0 {
+			s := &chunkRow{lo: c.lo}
+			if i > 1 { // chunks[0] starts at the empty position, which is no cut entry
+				s.prev = chunks[i-1].lo
+			}
+			out = append(out, s)
+		}
+		s := out[len(out)-1]
+		s.d = s.d.Add(c.d)
+	}
+	return out
+}
+
+func (t *Table) insertChunks(ctx context.Context, q querier, n indexNames, cs []*chunkRow) error {
+	for i := 0; i < len(cs); i += keyBatch {
+		part := cs[i:min(i+keyBatch, len(cs))]
+		var ps []string
+		var args []any
+		for _, c := range part {
+			sup := 0
+			if c.sup {
+				sup = 1
+			}
+			ps = append(ps, "("+t.params(len(args), 4)+")")
+			args = append(args, c.lo, int64(c.d.Count), c.d.Sum[:], sup)
+		}
+		if _, err := q.ExecContext(ctx, "INSERT INTO "+n.chunk+" (lo, n, s, sup) VALUES "+strings.Join(ps, ", "), args...); err != nil {
+			return fmt.Errorf("write index chunks: %w", t.d.dbErr(err))
+		}
+	}
+	return nil
+}
+
+func (t *Table) insertSupers(ctx context.Context, q querier, n indexNames, ss []*chunkRow) error {
+	for i := 0; i < len(ss); i += keyBatch {
+		part := ss[i:min(i+keyBatch, len(ss))]
+		var ps []string
+		var args []any
+		for _, c := range part {
+			ps = append(ps, "("+t.params(len(args), 4)+")")
+			args = append(args, c.lo, int64(c.d.Count), c.d.Sum[:], c.prev)
+		}
+		if _, err := q.ExecContext(ctx, "INSERT INTO "+n.super+" (lo, n, s, prev) VALUES "+strings.Join(ps, ", "), args...); err != nil {
+			return fmt.Errorf("write index superchunks: %w", t.d.dbErr(err))
+		}
+	}
+	return nil
+}
+
+// deleteRows deletes the rows of table (a _chunk or _super) whose lo is in los.
+func (t *Table) deleteRows(ctx context.Context, q querier, table string, los [][]byte) error {
+	for i := 0; i < len(los); i += keyBatch {
+		part := los[i:min(i+keyBatch, len(los))]
+		args := make([]any, len(part))
+		for j, lo := range part {
+			args[j] = lo
+		}
+		if _, err := q.ExecContext(ctx, "DELETE FROM "+table+" WHERE lo IN ("+t.params(0, len(part))+")", args...); err != nil {
+			return t.d.dbErr(err)
+		}
+	}
+	return nil
 }
 
 // staleError is returned when the index cannot be trusted.
@@ -303,9 +373,8 @@ type catchup struct {
 	t      *Table
 	n      indexNames
 	tx     *dbsql.Tx
-	chunks []*chunkRow // nil until loaded
-	gone   [][]byte    // chunks merged away
-	root   *merkle.Digest
+	chunks []*chunkRow         // nil until loaded
+	orig   map[string]chunkRow // the chunks as loaded, to write only what changed
 }
 
 const logBatch = 2000
@@ -371,6 +440,7 @@ func (c *catchup) step(ctx context.Context) (applied int, more bool, err error) 
 	if err != nil {
 		return 0, false, err
 	}
+	var removes, adds []indexEntry
 	for _, k := range keys {
 		o, hadOld := old[string(k)]
 		r, hasNew := cur[string(k)]
@@ -383,20 +453,16 @@ func (c *catchup) step(ctx context.Context) (applied int, more bool, err error) 
 		} else if !hadOld {
 			continue
 		}
-		if err := c.loadChunks(ctx); err != nil {
-			return 0, false, err
-		}
 		if hadOld {
-			if err := c.remove(ctx, o); err != nil {
-				return 0, false, err
-			}
+			removes = append(removes, o)
 		}
 		if hasNew {
-			if err := c.add(ctx, ne); err != nil {
-				return 0, false, err
-			}
+			adds = append(adds, ne)
 		}
 		applied++
+	}
+	if err := c.apply(ctx, removes, adds); err != nil {
+		return 0, false, err
 	}
 	if _, err := c.tx.ExecContext(ctx, "DELETE FROM "+c.n.log+" WHERE seq <= "+t.p(1), maxSeq); err != nil {
 		return 0, false, t.d.dbErr(err)
@@ -472,26 +538,58 @@ func (c *catchup) loadChunks(ctx context.Context) error {
 		return err
 	}
 	c.chunks = cs
-	var root merkle.Digest
+	c.orig = make(map[string]chunkRow, len(cs))
 	for _, ch := range cs {
-		root = root.Add(ch.d)
+		c.orig[string(ch.lo)] = *ch
 	}
-	c.root = &root
 	return nil
 }
 
 // readChunks reads every _chunk row in position order.
 func (t *Table) readChunks(ctx context.Context, q querier, n indexNames) ([]*chunkRow, error) {
-	rs, err := q.QueryContext(ctx, "SELECT lo, n, s FROM "+n.chunk+" ORDER BY lo")
+	cs, err := t.readLevel(ctx, q, n.chunk, nil, nil)
+	if err == nil && (len(cs) == 0 || len(cs[0].lo) != 0) {
+		err = errors.New("the index has no first chunk: run `reconcile index install` to rebuild")
+	}
+	return cs, err
+}
+
+// readLevel reads the rows of a _chunk or _super table in [lo, hi) (nil hi: to the end),
+// in position order.
+func (t *Table) readLevel(ctx context.Context, q querier, table string, lo, hi []byte) ([]*chunkRow, error) {
+	cols := "lo, n, s"
+	isChunk := table == t.indexNames().chunk
+	if isChunk {
+		cols += ", sup"
+	} else {
+		cols += ", prev"
+	}
+	query := "SELECT " + cols + " FROM " + table
+	var args []any
+	if lo != nil {
+		query += " WHERE lo >= " + t.p(1)
+		args = append(args, lo)
+		if hi != nil {
+			query += " AND lo < " + t.p(2)
+			args = append(args, hi)
+		}
+	}
+	rs, err := q.QueryContext(ctx, query+" ORDER BY lo", args...)
 	if err != nil {
 		return nil, t.d.dbErr(err)
 	}
 	defer rs.Close()
 	var out []*chunkRow
 	for rs.Next() {
-		var lo, s []byte
-		var cnt int64
-		if err := rs.Scan(&lo, &cnt, &s); err != nil {
+		var lo, s, prev []byte
+		var cnt, sup int64
+		dest := []any{&lo, &cnt, &s}
+		if isChunk {
+			dest = append(dest, &sup)
+		} else {
+			dest = append(dest, &prev)
+		}
+		if err := rs.Scan(dest...); err != nil {
 			return nil, err
 		}
 		if len(s) != 32 || cnt < 0 {
@@ -500,18 +598,12 @@ func (t *Table) readChunks(ctx context.Context, q querier, n indexNames) ([]*chu
 		if lo == nil {
 			lo = []byte{}
 		}
-		c := &chunkRow{lo: lo}
+		c := &chunkRow{lo: lo, sup: sup != 0 || len(lo) == 0, prev: prev}
 		c.d.Count = uint64(cnt)
 		copy(c.d.Sum[:], s)
 		out = append(out, c)
 	}
-	if err := rs.Err(); err != nil {
-		return nil, t.d.dbErr(err)
-	}
-	if len(out) == 0 || len(out[0].lo) != 0 {
-		return nil, errors.New("the index has no first chunk: run `reconcile index install` to rebuild")
-	}
-	return out, nil
+	return out, t.d.dbErr(rs.Err())
 }
 
 // one is the digest of the single entry whose hash is h.
@@ -522,103 +614,191 @@ func chunkOf(cs []*chunkRow, pos []byte) int {
 	return sort.Search(len(cs), func(i int) bool { return bytes.Compare(cs[i].lo, pos) > 0 }) - 1
 }
 
-func (c *catchup) remove(ctx context.Context, ie indexEntry) error {
+// apply moves the entries of one batch of changed rows: the old entries go, the new ones
+// come, in two bulk statements each; then the chunk sums follow in memory. Only chunks
+// that a new chunk start cuts need their entries summed again (one range query each).
+func (c *catchup) apply(ctx context.Context, removes, adds []indexEntry) error {
+	if len(removes)+len(adds) == 0 {
+		return nil
+	}
+	if err := c.loadChunks(ctx); err != nil {
+		return err
+	}
 	t := c.t
-	if _, err := c.tx.ExecContext(ctx, "DELETE FROM "+c.n.ent+" WHERE k = "+t.p(1), ie.e.Key); err != nil {
-		return t.d.dbErr(err)
+	for i := 0; i < len(removes); i += keyBatch {
+		part := removes[i:min(i+keyBatch, len(removes))]
+		args := make([]any, len(part))
+		for j, ie := range part {
+			args[j] = ie.e.Key
+		}
+		if _, err := c.tx.ExecContext(ctx, "DELETE FROM "+c.n.ent+" WHERE k IN ("+t.params(0, len(part))+")", args...); err != nil {
+			return t.d.dbErr(err)
+		}
 	}
-	i := chunkOf(c.chunks, ie.pos)
-	ch := c.chunks[i]
-	ch.d = ch.d.Sub(one(ie.h))
-	ch.dirty = true
-	*c.root = c.root.Sub(one(ie.h))
-	if i > 0 && bytes.Equal(ch.lo, ie.pos) { // the chunk's first entry goes: merge into the previous
-		prev := c.chunks[i-1]
-		prev.d = prev.d.Add(ch.d)
-		prev.dirty = true
-		c.gone = append(c.gone, ch.lo)
-		c.chunks = append(c.chunks[:i], c.chunks[i+1:]...)
+	for i := 0; i < len(adds); i += keyBatch {
+		part := adds[i:min(i+keyBatch, len(adds))]
+		var ps []string
+		var args []any
+		for _, ie := range part {
+			ps = append(ps, "("+t.params(len(args), 5)+")")
+			args = append(args, ie.e.Key, ie.pos, ie.h[:], ie.e.ValueHash[:], ie.e.ExpiresAt)
+		}
+		if _, err := c.tx.ExecContext(ctx, "INSERT INTO "+c.n.ent+" (k, pos, h, vh, exp) VALUES "+strings.Join(ps, ", "), args...); err != nil {
+			return fmt.Errorf("index entries: %w", t.d.dbErr(err))
+		}
 	}
+
+	// Each old chunk's range now sums to its old sum plus what came minus what went.
+	old := c.chunks
+	sums := make([]merkle.Digest, len(old))
+	for i, ch := range old {
+		sums[i] = ch.d
+	}
+	endsRemoved := map[int]bool{} // old chunks whose first entry went
+	for _, ie := range removes {
+		i := chunkOf(old, ie.pos)
+		sums[i] = sums[i].Sub(one(ie.h))
+		if i > 0 && bytes.Equal(old[i].lo, ie.pos) {
+			endsRemoved[i] = true
+		}
+	}
+	newStarts := map[int][]indexEntry{} // new chunk starts inside each old chunk's range
+	sup := make([]bool, len(old))
+	for i, ch := range old {
+		sup[i] = ch.sup
+	}
+	for _, ie := range adds {
+		i := chunkOf(old, ie.pos)
+		sums[i] = sums[i].Add(one(ie.h))
+		if !chunkStart(ie.h) {
+			continue
+		}
+		if bytes.Equal(old[i].lo, ie.pos) {
+			delete(endsRemoved, i) // a start at the same position came back
+			sup[i] = superStart(ie.h)
+			continue
+		}
+		newStarts[i] = append(newStarts[i], ie)
+	}
+	var out []*chunkRow
+	for i, ch := range old {
+		starts := newStarts[i]
+		sort.Slice(starts, func(a, b int) bool { return bytes.Compare(starts[a].pos, starts[b].pos) < 0 })
+		// The pieces after each new start are summed from the entries; the first piece
+		// keeps the rest.
+		first := sums[i]
+		var pieces []*chunkRow
+		for j, st := range starts {
+			lo := st.pos
+			q := "SELECT h FROM " + c.n.ent + " WHERE pos >= " + t.p(1)
+			args := []any{lo}
+			var hi []byte
+			if j+1 < len(starts) {
+				hi = starts[j+1].pos
+			} else if i+1 < len(old) {
+				hi = old[i+1].lo
+			}
+			if hi != nil {
+				q += " AND pos < " + t.p(2)
+				args = append(args, hi)
+			}
+			d, err := c.sumRange(ctx, q, args)
+			if err != nil {
+				return err
+			}
+			first = first.Sub(d)
+			pieces = append(pieces, &chunkRow{lo: lo, d: d, sup: superStart(st.h)})
+		}
+		if endsRemoved[i] && len(out) > 0 {
+			out[len(out)-1].d = out[len(out)-1].d.Add(first) // merges into the previous chunk
+		} else {
+			out = append(out, &chunkRow{lo: ch.lo, d: first, sup: sup[i]})
+		}
+		out = append(out, pieces...)
+	}
+	c.chunks = out
 	return nil
 }
 
-func (c *catchup) add(ctx context.Context, ie indexEntry) error {
-	t := c.t
-	_, err := c.tx.ExecContext(ctx, "INSERT INTO "+c.n.ent+" (k, pos, h, vh, exp) VALUES ("+t.params(0, 5)+")",
-		ie.e.Key, ie.pos, ie.h[:], ie.e.ValueHash[:], ie.e.ExpiresAt)
-	if err != nil {
-		return fmt.Errorf("index entry of %s: %w", reconcile.PrintableKey(ie.e.Key), t.d.dbErr(err))
-	}
-	*c.root = c.root.Add(one(ie.h))
-	i := chunkOf(c.chunks, ie.pos)
-	ch := c.chunks[i]
-	ch.d = ch.d.Add(one(ie.h))
-	ch.dirty = true
-	if !chunkStart(ie.pos) {
-		return nil
-	}
-	// ie starts a new chunk: what of ch lies at or after it moves there.
-	q := "SELECT h FROM " + c.n.ent + " WHERE pos >= " + t.p(1)
-	args := []any{ie.pos}
-	if i+1 < len(c.chunks) {
-		q += " AND pos < " + t.p(2)
-		args = append(args, c.chunks[i+1].lo)
-	}
+func (c *catchup) sumRange(ctx context.Context, q string, args []any) (merkle.Digest, error) {
+	var d merkle.Digest
 	rs, err := c.tx.QueryContext(ctx, q, args...)
 	if err != nil {
-		return t.d.dbErr(err)
+		return d, c.t.d.dbErr(err)
 	}
-	nc := &chunkRow{lo: ie.pos, dirty: true}
+	defer rs.Close()
 	for rs.Next() {
 		var h []byte
 		if err := rs.Scan(&h); err != nil {
-			rs.Close()
-			return err
+			return d, err
 		}
 		var hh merkle.Hash
 		copy(hh[:], h)
-		nc.d = nc.d.Add(one(hh))
+		d = d.Add(one(hh))
 	}
-	err = rs.Err()
-	rs.Close()
-	if err != nil {
-		return t.d.dbErr(err)
-	}
-	ch.d = ch.d.Sub(nc.d)
-	c.chunks = append(c.chunks[:i+1], append([]*chunkRow{nc}, c.chunks[i+1:]...)...)
-	// A chunk merged away earlier in this catch-up and started again now is rewritten.
-	for j, g := range c.gone {
-		if bytes.Equal(g, ie.pos) {
-			c.gone = append(c.gone[:j], c.gone[j+1:]...)
-			break
-		}
-	}
-	return nil
+	return d, c.t.d.dbErr(rs.Err())
 }
 
-// flush writes the changed chunks and the root.
+// flush writes the chunks and superchunks that changed, and the root.
 func (c *catchup) flush(ctx context.Context) error {
 	if c.chunks == nil {
 		return nil
 	}
 	t := c.t
-	for _, lo := range c.gone {
-		if _, err := c.tx.ExecContext(ctx, "DELETE FROM "+c.n.chunk+" WHERE lo = "+t.p(1), lo); err != nil {
-			return t.d.dbErr(err)
-		}
-	}
+	var root merkle.Digest
+	var del [][]byte
+	var rows []*chunkRow
+	kept := map[string]bool{}
 	for _, ch := range c.chunks {
-		if !ch.dirty {
-			continue
-		}
-		if _, err := c.tx.ExecContext(ctx, "DELETE FROM "+c.n.chunk+" WHERE lo = "+t.p(1), ch.lo); err != nil {
-			return t.d.dbErr(err)
-		}
-		if _, err := c.tx.ExecContext(ctx, "INSERT INTO "+c.n.chunk+" (lo, n, s) VALUES ("+t.params(0, 3)+")", ch.lo, int64(ch.d.Count), ch.d.Sum[:]); err != nil {
-			return t.d.dbErr(err)
+		root = root.Add(ch.d)
+		kept[string(ch.lo)] = true
+		if o, ok := c.orig[string(ch.lo)]; !ok || o.d != ch.d || o.sup != ch.sup {
+			if ok {
+				del = append(del, ch.lo)
+			}
+			rows = append(rows, ch)
 		}
 	}
-	_, err := c.tx.ExecContext(ctx, "UPDATE "+c.n.meta+" SET n = "+t.p(1)+", s = "+t.p(2)+" WHERE id = 1", int64(c.root.Count), c.root.Sum[:])
+	for lo := range c.orig {
+		if !kept[lo] {
+			del = append(del, []byte(lo))
+		}
+	}
+	if err := t.deleteRows(ctx, c.tx, c.n.chunk, del); err != nil {
+		return err
+	}
+	if err := t.insertChunks(ctx, c.tx, c.n, rows); err != nil {
+		return err
+	}
+	// Superchunks: recomputed from the chunks, written where they changed.
+	old, err := t.readLevel(ctx, c.tx, c.n.super, nil, nil)
+	if err != nil {
+		return err
+	}
+	was := map[string]*chunkRow{}
+	for _, s := range old {
+		was[string(s.lo)] = s
+	}
+	del, rows = nil, nil
+	for _, s := range supersOf(c.chunks) {
+		if o, ok := was[string(s.lo)]; !ok || o.d != s.d || !bytes.Equal(o.prev, s.prev) {
+			if ok {
+				del = append(del, s.lo)
+			}
+			rows = append(rows, s)
+		}
+		delete(was, string(s.lo))
+	}
+	for lo := range was {
+		del = append(del, []byte(lo))
+	}
+	if err := t.deleteRows(ctx, c.tx, c.n.super, del); err != nil {
+		return err
+	}
+	if err := t.insertSupers(ctx, c.tx, c.n, rows); err != nil {
+		return err
+	}
+	_, err = c.tx.ExecContext(ctx, "UPDATE "+c.n.meta+" SET n = "+t.p(1)+", s = "+t.p(2)+" WHERE id = 1", int64(root.Count), root.Sum[:])
 	return t.d.dbErr(err)
 }
 
@@ -689,17 +869,36 @@ func (t *Table) VerifyIndex(ctx context.Context) (IndexStatus, error) {
 	}
 	sums := make([]merkle.Digest, len(chunks))
 	var root merkle.Digest
+	startHash := map[string]merkle.Hash{}
 	for _, ie := range got {
 		i := chunkOf(chunks, ie.pos)
 		sums[i] = sums[i].Add(one(ie.h))
 		root = root.Add(one(ie.h))
-		if chunkStart(ie.pos) && !bytes.Equal(chunks[i].lo, ie.pos) {
-			st.BadChunks++ // a chunk should start here
+		if chunkStart(ie.h) {
+			startHash[string(ie.pos)] = ie.h
+			if !bytes.Equal(chunks[i].lo, ie.pos) {
+				st.BadChunks++ // a chunk should start here
+			}
 		}
 	}
 	for i, c := range chunks {
-		if c.d != sums[i] || (i > 0 && !chunkStart(c.lo)) {
+		h, isStart := startHash[string(c.lo)]
+		if c.d != sums[i] || (i > 0 && (!isStart || c.sup != superStart(h))) {
 			st.BadChunks++
+		}
+	}
+	supers, err := t.readLevel(ctx, tx, n.super, nil, nil)
+	if err != nil {
+		return st, err
+	}
+	wantSupers := supersOf(chunks)
+	if len(wantSupers) != len(supers) {
+		st.BadChunks++
+	} else {
+		for i := range wantSupers {
+			if !bytes.Equal(wantSupers[i].lo, supers[i].lo) || wantSupers[i].d != supers[i].d || !bytes.Equal(wantSupers[i].prev, supers[i].prev) {
+				st.BadChunks++
+			}
 		}
 	}
 	var cnt int64

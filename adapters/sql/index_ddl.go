@@ -16,15 +16,18 @@ import (
 //	        stale flag (set by a TRUNCATE trigger), and the root digest (count, sum)
 //	_log    the key of every row written since the last catch-up, filled by triggers
 //	_ent    one entry per row: canonical key, position, entry hash, value hash, expiry
-//	_chunk  the entries cut into content-defined chunks: first position, count, sum
+//	_chunk  the entries cut into content-defined chunks: first position, count, sum, and
+//	        whether the chunk also starts a superchunk
+//	_super  the chunks grouped into superchunks: first position, count, sum, and the
+//	        start of the chunk before it
 //
 // and three triggers (insert, update, delete; PostgreSQL adds one for TRUNCATE).
 
 // indexNames are the quoted names of the index's objects.
 type indexNames struct {
-	prefix                string // unquoted rc_xxxxxxxxxx
-	meta, log, ent, chunk string // quoted, schema-qualified like the table
-	schema                string // the table's schema, "" for none
+	prefix                       string // unquoted rc_xxxxxxxxxx
+	meta, log, ent, chunk, super string // quoted, schema-qualified like the table
+	schema                       string // the table's schema, "" for none
 }
 
 func (t *Table) indexNames() indexNames {
@@ -37,7 +40,7 @@ func (t *Table) indexNames() indexNames {
 		}
 		return t.d.quote(schema) + "." + t.d.quote(p+"_"+role)
 	}
-	return indexNames{prefix: p, meta: q("meta"), log: q("log"), ent: q("ent"), chunk: q("chunk"), schema: schema}
+	return indexNames{prefix: p, meta: q("meta"), log: q("log"), ent: q("ent"), chunk: q("chunk"), super: q("super"), schema: schema}
 }
 
 // blobType is the type of byte columns; key is set for columns in a primary key or unique
@@ -83,7 +86,8 @@ func (t *Table) createIndexDDL(n indexNames) []string {
 		"CREATE TABLE " + n.log + " (seq " + t.serialType() + ", " + strings.Join(logCols, ", ") + ")",
 		"CREATE TABLE " + n.ent + " (k " + blobK + " PRIMARY KEY, pos " + blobK + " NOT NULL UNIQUE, h " + blob + " NOT NULL, vh " + blob + " NOT NULL, exp bigint NOT NULL)",
 		"CREATE INDEX " + t.d.quote(n.prefix+"_ent_exp") + " ON " + n.ent + " (exp)",
-		"CREATE TABLE " + n.chunk + " (lo " + blobK + " PRIMARY KEY, n bigint NOT NULL, s " + blob + " NOT NULL)",
+		"CREATE TABLE " + n.chunk + " (lo " + blobK + " PRIMARY KEY, n bigint NOT NULL, s " + blob + " NOT NULL, sup integer NOT NULL)",
+		"CREATE TABLE " + n.super + " (lo " + blobK + " PRIMARY KEY, n bigint NOT NULL, s " + blob + " NOT NULL, prev " + t.blobType(true) + ")",
 	}
 	trg := func(role string) string {
 		if n.schema == "" || t.cfg.Dialect != "mysql" {
@@ -160,7 +164,7 @@ func (t *Table) dropIndexDDL(n indexNames) []string {
 			stmts = append(stmts, "DROP TRIGGER IF EXISTS "+name)
 		}
 	}
-	for _, tb := range []string{n.log, n.ent, n.chunk, n.meta} {
+	for _, tb := range []string{n.log, n.ent, n.chunk, n.super, n.meta} {
 		stmts = append(stmts, "DROP TABLE IF EXISTS "+tb)
 	}
 	return stmts

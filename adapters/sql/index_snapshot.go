@@ -5,6 +5,7 @@ import (
 	"context"
 	dbsql "database/sql"
 	"fmt"
+	"strings"
 
 	"github.com/reconcile-dev/reconcile/merkle"
 	"github.com/reconcile-dev/reconcile/reconcile"
@@ -12,10 +13,12 @@ import (
 
 // indexSnapshot answers a session from the maintained index, in one read transaction.
 //
-// Whole chunks are answered from their sums; a range end inside a chunk reads that
-// chunk's entries (once: they are cached). Entries that expired by the session's now are
-// left out: they are read once at open (an indexed query on expiry) and taken off their
-// chunks' sums.
+// Three levels, each read lazily: the superchunk sums (all of them, at the first range
+// question), the chunk sums of a superchunk (when a range ends inside it; all chunks at
+// once after lazySupers superchunks), and the entries of a chunk (when a range ends inside
+// it). Ranges that end on superchunk or chunk starts need no reads below. Entries that
+// expired by the session's now are read once at open (an indexed query on expiry) and
+// taken off the sums above them.
 type indexSnapshot struct {
 	t   *Table
 	n   indexNames
@@ -23,14 +26,33 @@ type indexSnapshot struct {
 	now int64
 
 	info    reconcile.Info
-	expired map[string]merkle.Hash // position -> entry hash of entries expired at now
+	expired map[string]merkle.Hash // position -> entry hash, of entries expired at now
 
-	chunks []*chunkRow     // nil until first needed
-	prefix []merkle.Digest // prefix[i]: the live digest of chunks[:i]
-	cache  map[int][]merkle.Entry
-	pos    map[int][][]byte // positions of the cached entries
-	stats  merkle.ReadStats
+	supers  []*superNode    // nil until first needed
+	sprefix []merkle.Digest // sprefix[i]: the live digest of supers[:i]
+	loaded  int             // superchunks whose chunks were read one by one
+	stats   merkle.ReadStats
 }
+
+// superNode is a superchunk with, once read, its chunks.
+type superNode struct {
+	chunkRow
+	chunks []*chunkNode    // nil until read
+	prefix []merkle.Digest // prefix[i]: the live digest of chunks[:i]
+}
+
+// chunkNode is a chunk with, once read, its live entries and their positions.
+type chunkNode struct {
+	chunkRow
+	entries []merkle.Entry
+	hashes  []merkle.Hash
+	pos     [][]byte
+	read    bool
+}
+
+// lazySupers is how many superchunks' chunks are read one query each before the rest are
+// read in one.
+const lazySupers = 16
 
 // openIndex catches up and opens an index snapshot at now.
 func (t *Table) openIndex(ctx context.Context, now int64) (reconcile.Snapshot, error) {
@@ -58,24 +80,33 @@ func (s *indexSnapshot) open(ctx context.Context) error {
 	}
 	root := merkle.Digest{Count: uint64(cnt)}
 	copy(root.Sum[:], sum)
-	rs, err := s.tx.QueryContext(ctx, "SELECT pos, h FROM "+s.n.ent+" WHERE exp <> 0 AND exp <= "+t.p(1), s.now)
-	if err != nil {
-		return fmt.Errorf("read expired entries of %s: %w", t.cfg.Table, t.d.dbErr(err))
-	}
-	defer rs.Close()
-	for rs.Next() {
-		var pos, h []byte
-		if err := rs.Scan(&pos, &h); err != nil {
-			return err
+	// Two index ranges (never-expiring entries hold 0, between them).
+	for _, where := range []string{"exp > 0 AND exp <= " + t.p(1), "exp < 0"} {
+		var args []any
+		if strings.Contains(where, "<=") {
+			args = append(args, s.now)
 		}
-		var hh merkle.Hash
-		copy(hh[:], h)
-		s.expired[string(pos)] = hh
-		root = root.Sub(one(hh))
-		s.stats.Entries++
-	}
-	if err := rs.Err(); err != nil {
-		return t.d.dbErr(err)
+		rs, err := s.tx.QueryContext(ctx, "SELECT pos, h FROM "+s.n.ent+" WHERE "+where, args...)
+		if err != nil {
+			return fmt.Errorf("read expired entries of %s: %w", t.cfg.Table, t.d.dbErr(err))
+		}
+		for rs.Next() {
+			var pos, h []byte
+			if err := rs.Scan(&pos, &h); err != nil {
+				rs.Close()
+				return err
+			}
+			var hh merkle.Hash
+			copy(hh[:], h)
+			s.expired[string(pos)] = hh
+			root = root.Sub(one(hh))
+			s.stats.Entries++
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
+			return t.d.dbErr(err)
+		}
 	}
 	s.info = reconcile.Info{Ordering: t.ordering, Schema: t.schema, Root: root}
 	return nil
@@ -83,97 +114,228 @@ func (s *indexSnapshot) open(ctx context.Context) error {
 
 func (s *indexSnapshot) Info() reconcile.Info { return s.info }
 
-// loadChunks reads the chunk sums, less their expired entries.
-func (s *indexSnapshot) loadChunks(ctx context.Context) error {
-	if s.chunks != nil {
+// loadSupers reads the superchunk sums, less their expired entries.
+func (s *indexSnapshot) loadSupers(ctx context.Context) error {
+	if s.supers != nil {
 		return nil
 	}
-	cs, err := s.t.readChunks(ctx, s.tx, s.n)
+	rows, err := s.t.readLevel(ctx, s.tx, s.n.super, nil, nil)
 	if err != nil {
 		return fmt.Errorf("read the index of %s: %w", s.t.cfg.Table, err)
 	}
-	s.stats.Nodes += int64(len(cs))
+	if len(rows) == 0 || len(rows[0].lo) != 0 {
+		return staleError(s.t.cfg.Table, "it has no first superchunk")
+	}
+	s.stats.Nodes += int64(len(rows))
+	s.supers = make([]*superNode, len(rows))
+	los := make([]*chunkRow, len(rows))
+	for i, r := range rows {
+		s.supers[i] = &superNode{chunkRow: *r}
+		los[i] = r
+	}
 	for pos, h := range s.expired {
-		c := cs[chunkOf(cs, []byte(pos))]
-		c.d = c.d.Sub(one(h))
+		sn := s.supers[chunkOf(los, []byte(pos))]
+		sn.d = sn.d.Sub(one(h))
 	}
-	s.prefix = make([]merkle.Digest, len(cs)+1)
-	for i, c := range cs {
-		s.prefix[i+1] = s.prefix[i].Add(c.d)
+	s.sprefix = make([]merkle.Digest, len(s.supers)+1)
+	for i, sn := range s.supers {
+		s.sprefix[i+1] = s.sprefix[i].Add(sn.d)
 	}
-	s.chunks, s.cache, s.pos = cs, map[int][]merkle.Entry{}, map[int][][]byte{}
 	return nil
 }
 
-// chunkEntries returns the live entries of chunk i and their positions, in order.
-func (s *indexSnapshot) chunkEntries(ctx context.Context, i int) ([]merkle.Entry, [][]byte, error) {
-	if es, ok := s.cache[i]; ok {
-		return es, s.pos[i], nil
+// superOf returns the index of the superchunk holding p.
+func (s *indexSnapshot) superOf(p []byte) int {
+	lo, hi := 0, len(s.supers)
+	for lo < hi {
+		m := (lo + hi) / 2
+		if bytes.Compare(s.supers[m].lo, p) <= 0 {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo - 1
+}
+
+// chunksOf returns superchunk i's chunks, reading them if needed.
+func (s *indexSnapshot) chunksOf(ctx context.Context, i int) ([]*chunkNode, error) {
+	sn := s.supers[i]
+	if sn.chunks != nil {
+		return sn.chunks, nil
+	}
+	if s.loaded >= lazySupers {
+		if err := s.loadAllChunks(ctx); err != nil {
+			return nil, err
+		}
+		return sn.chunks, nil
+	}
+	s.loaded++
+	var hi []byte
+	if i+1 < len(s.supers) {
+		hi = s.supers[i+1].lo
+	}
+	rows, err := s.t.readLevel(ctx, s.tx, s.n.chunk, sn.lo, hi)
+	if err != nil {
+		return nil, fmt.Errorf("read the index of %s: %w", s.t.cfg.Table, err)
+	}
+	return sn.chunks, s.attach(sn, rows)
+}
+
+// loadAllChunks reads every chunk sum in one query and attaches them to their superchunks.
+func (s *indexSnapshot) loadAllChunks(ctx context.Context) error {
+	rows, err := s.t.readLevel(ctx, s.tx, s.n.chunk, nil, nil)
+	if err != nil {
+		return fmt.Errorf("read the index of %s: %w", s.t.cfg.Table, err)
+	}
+	j := 0
+	for i, sn := range s.supers {
+		k := j
+		for k < len(rows) && (i+1 == len(s.supers) || bytes.Compare(rows[k].lo, s.supers[i+1].lo) < 0) {
+			k++
+		}
+		if sn.chunks == nil {
+			if err := s.attach(sn, rows[j:k]); err != nil {
+				return err
+			}
+		}
+		j = k
+	}
+	return nil
+}
+
+// attach gives superchunk sn its chunks, less their expired entries, and checks that
+// they add up to its sum.
+func (s *indexSnapshot) attach(sn *superNode, rows []*chunkRow) error {
+	s.stats.Nodes += int64(len(rows))
+	if len(rows) == 0 || !bytes.Equal(rows[0].lo, sn.lo) {
+		return staleError(s.t.cfg.Table, "a superchunk does not start with a chunk")
+	}
+	sn.chunks = make([]*chunkNode, len(rows))
+	for i, r := range rows {
+		sn.chunks[i] = &chunkNode{chunkRow: *r}
+	}
+	hi := []byte(nil)
+	if i := s.superOf(sn.lo); i+1 < len(s.supers) {
+		hi = s.supers[i+1].lo
+	}
+	for pos, h := range s.expired {
+		if bytes.Compare([]byte(pos), sn.lo) < 0 || (hi != nil && bytes.Compare([]byte(pos), hi) >= 0) {
+			continue
+		}
+		c := sn.chunks[chunkOfNodes(sn.chunks, []byte(pos))]
+		c.d = c.d.Sub(one(h))
+	}
+	sn.prefix = make([]merkle.Digest, len(rows)+1)
+	for i, c := range sn.chunks {
+		sn.prefix[i+1] = sn.prefix[i].Add(c.d)
+	}
+	if sn.prefix[len(rows)] != sn.d {
+		return staleError(s.t.cfg.Table, "a superchunk's sum is not the sum of its chunks")
+	}
+	return nil
+}
+
+func chunkOfNodes(cs []*chunkNode, p []byte) int {
+	lo, hi := 0, len(cs)
+	for lo < hi {
+		m := (lo + hi) / 2
+		if bytes.Compare(cs[m].lo, p) <= 0 {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo - 1
+}
+
+// entriesOf returns chunk j of superchunk i's live entries and positions, reading them if
+// needed.
+func (s *indexSnapshot) entriesOf(ctx context.Context, i, j int) (*chunkNode, error) {
+	sn := s.supers[i]
+	c := sn.chunks[j]
+	if c.read {
+		return c, nil
+	}
+	var hi []byte
+	switch {
+	case j+1 < len(sn.chunks):
+		hi = sn.chunks[j+1].lo
+	case i+1 < len(s.supers):
+		hi = s.supers[i+1].lo
 	}
 	t := s.t
 	q := "SELECT k, pos, h, vh, exp FROM " + s.n.ent + " WHERE pos >= " + t.p(1)
-	args := []any{s.chunks[i].lo}
-	if i+1 < len(s.chunks) {
+	args := []any{c.lo}
+	if hi != nil {
 		q += " AND pos < " + t.p(2)
-		args = append(args, s.chunks[i+1].lo)
+		args = append(args, hi)
 	}
 	rs, err := s.tx.QueryContext(ctx, q+" ORDER BY pos", args...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read the index of %s: %w", t.cfg.Table, t.d.dbErr(err))
+		return nil, fmt.Errorf("read the index of %s: %w", t.cfg.Table, t.d.dbErr(err))
 	}
 	defer rs.Close()
-	var es []merkle.Entry
-	var ps [][]byte
 	for rs.Next() {
 		ie, err := t.scanEntry(rs)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		s.stats.Entries++
 		if ie.e.Expired(s.now) {
 			continue
 		}
-		es = append(es, ie.e)
-		ps = append(ps, ie.pos)
+		c.entries = append(c.entries, ie.e)
+		c.hashes = append(c.hashes, ie.h)
+		c.pos = append(c.pos, ie.pos)
 	}
 	if err := rs.Err(); err != nil {
-		return nil, nil, t.d.dbErr(err)
+		return nil, t.d.dbErr(err)
 	}
-	if uint64(len(es)) != s.chunks[i].d.Count {
-		return nil, nil, staleError(t.cfg.Table, fmt.Sprintf("a chunk's sum says %d entries, its entries are %d", s.chunks[i].d.Count, len(es)))
+	if uint64(len(c.entries)) != c.d.Count {
+		return nil, staleError(t.cfg.Table, fmt.Sprintf("a chunk's sum says %d entries, its entries are %d", c.d.Count, len(c.entries)))
 	}
-	s.cache[i], s.pos[i] = es, ps
-	return es, ps, nil
+	c.read = true
+	return c, nil
 }
 
 // before returns the digest of the live entries at positions below p (nil: all).
 func (s *indexSnapshot) before(ctx context.Context, p []byte) (merkle.Digest, error) {
 	if p == nil {
-		return s.prefix[len(s.chunks)], nil
+		return s.sprefix[len(s.supers)], nil
 	}
-	i := chunkOf(s.chunks, p)
+	i := s.superOf(p)
 	if i < 0 {
 		return merkle.Digest{}, nil
 	}
-	d := s.prefix[i]
-	if bytes.Equal(s.chunks[i].lo, p) {
+	d := s.sprefix[i]
+	if bytes.Equal(s.supers[i].lo, p) {
 		return d, nil
 	}
-	es, ps, err := s.chunkEntries(ctx, i)
+	cs, err := s.chunksOf(ctx, i)
 	if err != nil {
 		return d, err
 	}
-	for j := range es {
-		if bytes.Compare(ps[j], p) >= 0 {
+	j := chunkOfNodes(cs, p)
+	d = d.Add(s.supers[i].prefix[j])
+	if bytes.Equal(cs[j].lo, p) {
+		return d, nil
+	}
+	c, err := s.entriesOf(ctx, i, j)
+	if err != nil {
+		return d, err
+	}
+	for k := range c.entries {
+		if bytes.Compare(c.pos[k], p) >= 0 {
 			break
 		}
-		d = d.Add(es[j].Digest())
+		d = d.Add(c.entries[k].Digest())
 	}
 	return d, nil
 }
 
 func (s *indexSnapshot) Digests(ctx context.Context, lo, hi []byte, bounds [][]byte) ([]merkle.Digest, error) {
-	if err := s.loadChunks(ctx); err != nil {
+	if err := s.loadSupers(ctx); err != nil {
 		return nil, err
 	}
 	pts := make([][]byte, 0, len(bounds)+2)
@@ -184,11 +346,11 @@ func (s *indexSnapshot) Digests(ctx context.Context, lo, hi []byte, bounds [][]b
 	var prev merkle.Digest
 	for i, p := range pts {
 		var d merkle.Digest
-		var err error
-		if i == 0 && p == nil {
-			d = merkle.Digest{}
-		} else if d, err = s.before(ctx, p); err != nil {
-			return nil, err
+		if i > 0 || p != nil {
+			var err error
+			if d, err = s.before(ctx, p); err != nil {
+				return nil, err
+			}
 		}
 		if i > 0 {
 			out[i-1] = d.Sub(prev)
@@ -198,10 +360,16 @@ func (s *indexSnapshot) Digests(ctx context.Context, lo, hi []byte, bounds [][]b
 	return out, nil
 }
 
-// Split cuts at chunk starts where the range spans enough chunks, and at entries
-// otherwise.
+// cand is a cut candidate: a start position and the live count before it.
+type cand struct {
+	pos    []byte
+	before uint64
+}
+
+// Split cuts at superchunk starts where the range spans enough of them, else at chunk
+// starts, and between entries only inside a chunk or two.
 func (s *indexSnapshot) Split(ctx context.Context, lo, hi []byte, k int) ([][]byte, error) {
-	if err := s.loadChunks(ctx); err != nil {
+	if err := s.loadSupers(ctx); err != nil {
 		return nil, err
 	}
 	var from merkle.Digest
@@ -219,39 +387,58 @@ func (s *indexSnapshot) Split(ctx context.Context, lo, hi []byte, k int) ([][]by
 	if total <= 1 || k < 2 {
 		return nil, nil
 	}
-	// Candidate cuts: chunk starts strictly inside the range whose first entry is live.
-	first := 1
+	inside := func(p []byte) bool {
+		if _, gone := s.expired[string(p)]; gone || len(p) == 0 {
+			return false
+		}
+		return (lo == nil || bytes.Compare(p, lo) > 0) && (hi == nil || bytes.Compare(p, hi) < 0)
+	}
+	first := 0
 	if lo != nil {
-		first = max(1, chunkOf(s.chunks, lo)+1)
+		first = max(0, s.superOf(lo))
 	}
-	last := len(s.chunks) - 1
+	last := len(s.supers) - 1
 	if hi != nil {
-		last = chunkOf(s.chunks, hi)
-		if last >= 0 && bytes.Equal(s.chunks[last].lo, hi) {
-			last--
-		}
+		last = s.superOf(hi)
 	}
-	var cands []int
+	var supers []cand
 	for i := first; i <= last; i++ {
-		if _, gone := s.expired[string(s.chunks[i].lo)]; !gone && (lo == nil || bytes.Compare(s.chunks[i].lo, lo) > 0) {
-			cands = append(cands, i)
+		if inside(s.supers[i].lo) {
+			supers = append(supers, cand{s.supers[i].lo, s.sprefix[i].Count})
 		}
 	}
-	if len(cands) >= 2*(k-1) {
-		var out [][]byte
-		c := 0
-		for q := 1; q < k; q++ {
-			target := from.Count + total*uint64(q)/uint64(k)
-			for c < len(cands)-1 && s.prefix[cands[c]].Count < target {
-				c++
+	if len(supers) >= k-1 {
+		// Unless the superchunks bunch up so that too few quantiles fall apart.
+		if out := quantiles(supers, from.Count, total, k); len(out) >= k/2 {
+			return out, nil
+		}
+	}
+	var chunks []cand
+	for i := first; i <= last; i++ {
+		cs, err := s.chunksOf(ctx, i)
+		if err != nil {
+			return nil, err
+		}
+		for j, c := range cs {
+			if inside(c.lo) {
+				chunks = append(chunks, cand{c.lo, s.sprefix[i].Count + s.supers[i].prefix[j].Count})
 			}
-			if p := s.chunks[cands[c]].lo; len(out) == 0 || bytes.Compare(out[len(out)-1], p) < 0 {
-				out = append(out, p)
-			}
+		}
+	}
+	switch {
+	case len(chunks) >= k-1:
+		return quantiles(chunks, from.Count, total, k), nil
+	case len(chunks) > 0 && total > 2*ChunkTarget:
+		// Fewer chunks than parts asked for: cut at every chunk start. Cutting between
+		// entries would read every entry of the range; the session lists or descends
+		// into the chunks that differ, reading only those.
+		out := make([][]byte, len(chunks))
+		for i, c := range chunks {
+			out[i] = c.pos
 		}
 		return out, nil
 	}
-	// Few chunks: cut between entries.
+	// A chunk or two: cut between entries.
 	var ps [][]byte
 	err = s.walk(ctx, lo, hi, func(e merkle.Entry, p []byte) bool { ps = append(ps, p); return true })
 	if err != nil {
@@ -268,32 +455,77 @@ func (s *indexSnapshot) Split(ctx context.Context, lo, hi []byte, k int) ([][]by
 	return out, nil
 }
 
+// quantiles picks, from candidates in order, the ones nearest the count quantiles of a
+// range of total entries starting after from entries.
+func quantiles(cands []cand, from, total uint64, k int) [][]byte {
+	var out [][]byte
+	c := 0
+	for q := 1; q < k; q++ {
+		target := from + total*uint64(q)/uint64(k)
+		for c < len(cands)-1 && cands[c].before < target {
+			c++
+		}
+		if p := cands[c].pos; len(out) == 0 || bytes.Compare(out[len(out)-1], p) < 0 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // walk calls fn for each live entry in [lo, hi) in position order until it returns false.
 func (s *indexSnapshot) walk(ctx context.Context, lo, hi []byte, fn func(merkle.Entry, []byte) bool) error {
+	return s.walkHashed(ctx, lo, hi, func(e merkle.Entry, _ merkle.Hash, p []byte) bool { return fn(e, p) })
+}
+
+// EachHashed lists entries with the hashes the index stores (reconcile.HashedEntries).
+func (s *indexSnapshot) EachHashed(ctx context.Context, lo, hi []byte, fn func(merkle.Entry, merkle.Hash) bool) error {
+	if err := s.loadSupers(ctx); err != nil {
+		return err
+	}
+	return s.walkHashed(ctx, lo, hi, func(e merkle.Entry, h merkle.Hash, _ []byte) bool { return fn(e, h) })
+}
+
+func (s *indexSnapshot) walkHashed(ctx context.Context, lo, hi []byte, fn func(merkle.Entry, merkle.Hash, []byte) bool) error {
 	i := 0
 	if lo != nil {
-		i = max(0, chunkOf(s.chunks, lo))
+		i = max(0, s.superOf(lo))
 	}
-	for ; i < len(s.chunks); i++ {
-		if hi != nil && bytes.Compare(s.chunks[i].lo, hi) >= 0 {
+	for ; i < len(s.supers); i++ {
+		if hi != nil && bytes.Compare(s.supers[i].lo, hi) >= 0 {
 			return nil
 		}
-		if s.chunks[i].d.Count == 0 {
+		if s.supers[i].d.Count == 0 {
 			continue
 		}
-		es, ps, err := s.chunkEntries(ctx, i)
+		cs, err := s.chunksOf(ctx, i)
 		if err != nil {
 			return err
 		}
-		for j := range es {
-			if lo != nil && bytes.Compare(ps[j], lo) < 0 {
+		j := 0
+		if lo != nil && bytes.Compare(lo, s.supers[i].lo) > 0 {
+			j = max(0, chunkOfNodes(cs, lo))
+		}
+		for ; j < len(cs); j++ {
+			if hi != nil && bytes.Compare(cs[j].lo, hi) >= 0 {
+				return nil
+			}
+			if cs[j].d.Count == 0 {
 				continue
 			}
-			if hi != nil && bytes.Compare(ps[j], hi) >= 0 {
-				return nil
+			c, err := s.entriesOf(ctx, i, j)
+			if err != nil {
+				return err
 			}
-			if !fn(es[j], ps[j]) {
-				return nil
+			for k := range c.entries {
+				if lo != nil && bytes.Compare(c.pos[k], lo) < 0 {
+					continue
+				}
+				if hi != nil && bytes.Compare(c.pos[k], hi) >= 0 {
+					return nil
+				}
+				if !fn(c.entries[k], c.hashes[k], c.pos[k]) {
+					return nil
+				}
 			}
 		}
 	}
@@ -301,7 +533,7 @@ func (s *indexSnapshot) walk(ctx context.Context, lo, hi []byte, fn func(merkle.
 }
 
 func (s *indexSnapshot) Entries(ctx context.Context, lo, hi []byte, limit int) ([]merkle.Entry, error) {
-	if err := s.loadChunks(ctx); err != nil {
+	if err := s.loadSupers(ctx); err != nil {
 		return nil, err
 	}
 	var out []merkle.Entry
@@ -335,4 +567,205 @@ func (s *indexSnapshot) Close() error {
 	err := s.tx.Rollback()
 	s.tx = nil
 	return err
+}
+
+// Cut entries (reconcile.CutSnapshot): the session's bounds stand for the first cut entry
+// at or after them. Here the cut entries are exactly the chunk starts (an EntryHash
+// beginning with a byte below 0x10, expired entries included), so bounds are found and
+// parts summed from the chunk and superchunk sums, without reading entries.
+
+// snap returns the first chunk start at or after p (nil: none) and the live count before
+// it (the total when none).
+func (s *indexSnapshot) snap(ctx context.Context, p []byte) ([]byte, uint64, error) {
+	i := s.superOf(p)
+	if i < 0 {
+		i = 0
+	}
+	if i > 0 && bytes.Equal(s.supers[i].lo, p) {
+		return p, s.sprefix[i].Count, nil
+	}
+	cs, err := s.chunksOf(ctx, i)
+	if err != nil {
+		return nil, 0, err
+	}
+	j := chunkOfNodes(cs, p)
+	if j >= 0 && len(cs[j].lo) > 0 && bytes.Equal(cs[j].lo, p) {
+		return p, s.sprefix[i].Count + s.supers[i].prefix[j].Count, nil
+	}
+	if j+1 < len(cs) {
+		return cs[j+1].lo, s.sprefix[i].Count + s.supers[i].prefix[j+1].Count, nil
+	}
+	if i+1 < len(s.supers) {
+		return s.supers[i+1].lo, s.sprefix[i+1].Count, nil
+	}
+	return nil, s.sprefix[len(s.supers)].Count, nil
+}
+
+// SnapCuts returns the first cut entry at or after each of ps.
+func (s *indexSnapshot) SnapCuts(ctx context.Context, ps [][]byte) ([][]byte, error) {
+	if err := s.loadSupers(ctx); err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(ps))
+	for i, p := range ps {
+		c, _, err := s.snap(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = c
+	}
+	return out, nil
+}
+
+// cutBefore returns the live digest before cut entry c (nil: all entries).
+func (s *indexSnapshot) cutBefore(ctx context.Context, c []byte) (merkle.Digest, error) {
+	return s.before(ctx, c) // c is a chunk start: no entries are read
+}
+
+// CutDigests sums the parts of [lo, hi) cut at bounds, each point standing for the first
+// cut entry at or after it.
+func (s *indexSnapshot) CutDigests(ctx context.Context, lo, hi []byte, bounds [][]byte) ([]merkle.Digest, [][]byte, error) {
+	if err := s.loadSupers(ctx); err != nil {
+		return nil, nil, err
+	}
+	pts := make([][]byte, 0, len(bounds)+2)
+	pts = append(pts, lo)
+	pts = append(pts, bounds...)
+	pts = append(pts, hi)
+	snapped := make([][]byte, len(pts))
+	vals := make([]merkle.Digest, len(pts))
+	total := s.sprefix[len(s.supers)]
+	for i, p := range pts {
+		switch {
+		case p == nil && i == 0:
+			vals[i] = merkle.Digest{}
+		case p == nil:
+			vals[i] = total
+		default:
+			c, _, err := s.snap(ctx, p)
+			if err != nil {
+				return nil, nil, err
+			}
+			snapped[i] = c
+			if c == nil {
+				vals[i] = total
+			} else if vals[i], err = s.cutBefore(ctx, c); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	// Points past hi's cut count as hi; a lo past everything makes every part empty.
+	ds := make([]merkle.Digest, len(bounds)+1)
+	end := vals[len(vals)-1]
+	prev := vals[0]
+	if prev.Count > end.Count {
+		return ds, snapped, nil
+	}
+	for i := 1; i < len(vals); i++ {
+		v := vals[i]
+		if v.Count > end.Count {
+			v = end
+		}
+		if v.Count < prev.Count {
+			v = prev
+		}
+		ds[i-1] = v.Sub(prev)
+		prev = v
+	}
+	return ds, snapped, nil
+}
+
+// SplitCuts cuts (lo, hi), whose ends are cut entries or nil, at cut entries near its
+// count quantiles: superchunk starts where enough of them lie inside, else chunk starts.
+func (s *indexSnapshot) SplitCuts(ctx context.Context, lo, hi []byte, k int) ([][]byte, [][]byte, []merkle.Digest, error) {
+	if err := s.loadSupers(ctx); err != nil {
+		return nil, nil, nil, err
+	}
+	var from merkle.Digest
+	if lo != nil {
+		var err error
+		if from, err = s.before(ctx, lo); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	to, err := s.before(ctx, hi)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	total := to.Sub(from).Count
+	if total <= 1 || k < 2 {
+		return nil, nil, nil, nil
+	}
+	inside := func(p []byte) bool {
+		return len(p) > 0 && (lo == nil || bytes.Compare(p, lo) > 0) && (hi == nil || bytes.Compare(p, hi) < 0)
+	}
+	first := 0
+	if lo != nil {
+		first = max(0, s.superOf(lo))
+	}
+	last := len(s.supers) - 1
+	if hi != nil {
+		last = s.superOf(hi)
+	}
+	type cut struct {
+		cand
+		prev []byte
+	}
+	pick := func(cs []cut) ([][]byte, [][]byte, []merkle.Digest) {
+		cands := make([]cand, len(cs))
+		for i := range cs {
+			cands[i] = cs[i].cand
+		}
+		bounds := quantiles(cands, from.Count, total, k)
+		prevs := make([][]byte, len(bounds))
+		j := 0
+		for i, b := range bounds {
+			for !bytes.Equal(cs[j].pos, b) {
+				j++
+			}
+			prevs[i] = cs[j].prev
+		}
+		return bounds, prevs, nil
+	}
+	var supers []cut
+	for i := first; i <= last; i++ {
+		if inside(s.supers[i].lo) {
+			supers = append(supers, cut{cand{s.supers[i].lo, s.sprefix[i].Count}, s.supers[i].prev})
+		}
+	}
+	if len(supers) >= k-1 {
+		if b, p, d := pick(supers); len(b) >= k/2 {
+			return b, p, d, nil
+		}
+	}
+	var chunks []cut
+	for i := first; i <= last; i++ {
+		cs, err := s.chunksOf(ctx, i)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		for j, c := range cs {
+			if !inside(c.lo) {
+				continue
+			}
+			prev := s.supers[i].prev
+			if j > 0 {
+				prev = cs[j-1].lo
+				if len(prev) == 0 {
+					prev = nil
+				}
+			}
+			chunks = append(chunks, cut{cand{c.lo, s.sprefix[i].Count + s.supers[i].prefix[j].Count}, prev})
+		}
+	}
+	if len(chunks) >= k-1 {
+		b, p, d := pick(chunks)
+		return b, p, d, nil
+	}
+	bounds := make([][]byte, len(chunks))
+	prevs := make([][]byte, len(chunks))
+	for i, c := range chunks {
+		bounds[i], prevs[i] = c.pos, c.prev
+	}
+	return bounds, prevs, nil, nil
 }

@@ -202,3 +202,56 @@ func TestCrossEngineSync(t *testing.T) {
 		t.Fatalf("schema %q", P.Schema())
 	}
 }
+
+// killOnApply terminates the target's server connections (its snapshot's among them)
+// when the session starts writing.
+type killOnApply struct {
+	*Table
+	kill func()
+	done bool
+}
+
+func (k *killOnApply) Apply(ctx context.Context, now int64, cs []reconcile.Change) ([]reconcile.Outcome, error) {
+	if !k.done {
+		k.done = true
+		k.kill()
+	}
+	return k.Table.Apply(ctx, now, cs)
+}
+
+// TestServerGoesAway: PostgreSQL drops the target's connections in the middle of a sync.
+// The session either fails with an error or finishes; either way nothing is half-written
+// and a second run converges.
+func TestServerGoesAway(t *testing.T) {
+	var pg *engine
+	for _, e := range engines(t) {
+		if e.name == "postgres" {
+			pg = e
+		}
+	}
+	if pg == nil {
+		t.Skip("needs RECONCILE_TEST_PG_DSN")
+	}
+	ctx := context.Background()
+	src, dst := createPeople(t, pg), createPeople(t, pg)
+	insertPeople(t, pg, src, randomPeople(rand.New(rand.NewPCG(9, 9)), 3000, 1))
+	S := openTable(t, pg.url(src, "version=ver"))
+	D := openTable(t, pg.url(dst, "version=ver&application_name=rc_goes_away"))
+	target := &killOnApply{Table: D, kill: func() {
+		pg.exec(t, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'rc_goes_away'")
+	}}
+	rep, err := reconcile.Run(ctx, S, target, reconcile.Options{Mode: reconcile.Mirror, Force: true, BatchRows: 100})
+	if err != nil {
+		t.Logf("sync while the server drops connections: %v", err)
+	} else {
+		t.Logf("sync while the server drops connections finished: %d upserted", rep.Upserted)
+	}
+	var n int
+	if err := pg.db.QueryRow("SELECT count(*) FROM " + dst).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n%100 != 0 && n != 3000 {
+		t.Fatalf("target holds %d rows: a batch of 100 was half-written", n)
+	}
+	syncAndCheck(t, "second run", S, D, 3000-n)
+}
