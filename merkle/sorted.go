@@ -2,7 +2,10 @@ package merkle
 
 import (
 	"bytes"
+	"runtime"
+	"slices"
 	"sort"
+	"sync"
 )
 
 // Sorted is a static index over a fixed set of entries: a sorted array with prefix
@@ -16,27 +19,53 @@ type Sorted struct {
 }
 
 // NewSorted builds a Sorted index over entries in ordering o. Entries at the same position
-// are not allowed; the last one wins.
+// are not allowed; one of them is kept.
 func NewSorted(o Ordering, entries []Entry) *Sorted {
-	s := &Sorted{entries: append([]Entry(nil), entries...)}
-	sort.Slice(s.entries, func(i, j int) bool {
-		return bytes.Compare(s.entries[i].Position(o), s.entries[j].Position(o)) < 0
-	})
-	s.pos = make([][]byte, 0, len(s.entries))
-	out := s.entries[:0]
-	for _, e := range s.entries {
-		p := e.Position(o)
-		if n := len(s.pos); n > 0 && bytes.Equal(s.pos[n-1], p) {
-			out[n-1] = e
+	items := make([]SortedItem, len(entries))
+	workers := min(runtime.GOMAXPROCS(0), 1+len(entries)/65536)
+	per := (len(entries) + workers - 1) / max(1, workers)
+	var wg sync.WaitGroup
+	for w := range workers { // positions and hashes on every core
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w * per; i < min(len(entries), (w+1)*per); i++ {
+				e := entries[i]
+				items[i] = SortedItem{Pos: e.Position(o), Entry: e, Hash: e.Hash()}
+			}
+		}()
+	}
+	wg.Wait()
+	return NewSortedItems(items)
+}
+
+// SortedItem is an entry with its position and EntryHash, computed by the caller (an
+// endpoint that hashes rows as it reads them).
+type SortedItem struct {
+	Pos   []byte
+	Entry Entry
+	Hash  Hash
+}
+
+// NewSortedItems builds a Sorted index from items, which it sorts in place. Items at the
+// same position are not allowed; one of them is kept.
+func NewSortedItems(items []SortedItem) *Sorted {
+	cmp := func(a, b SortedItem) int { return bytes.Compare(a.Pos, b.Pos) }
+	if !slices.IsSortedFunc(items, cmp) {
+		slices.SortFunc(items, cmp)
+	}
+	s := &Sorted{pos: make([][]byte, 0, len(items)), entries: make([]Entry, 0, len(items))}
+	s.prefix = make([]Digest, 1, len(items)+1)
+	for _, it := range items {
+		d := Digest{Count: 1, Sum: it.Hash}
+		if n := len(s.pos); n > 0 && bytes.Equal(s.pos[n-1], it.Pos) {
+			s.entries[n-1] = it.Entry
+			s.prefix[n] = s.prefix[n-1].Add(d)
 			continue
 		}
-		s.pos = append(s.pos, p)
-		out = append(out, e)
-	}
-	s.entries = out
-	s.prefix = make([]Digest, len(out)+1)
-	for i, e := range out {
-		s.prefix[i+1] = s.prefix[i].Add(e.Digest())
+		s.pos = append(s.pos, it.Pos)
+		s.entries = append(s.entries, it.Entry)
+		s.prefix = append(s.prefix, s.prefix[len(s.prefix)-1].Add(d))
 	}
 	return s
 }

@@ -191,6 +191,9 @@ func toDecimal(v any) (string, error) {
 // zeros ("1.50" and "1.5" are one value: "1.5"; "-0.0" is "0"). Exponents are expanded.
 // NaN and infinities are "NaN", "Infinity" and "-Infinity".
 func NormalizeDecimal(s string) (string, error) {
+	if canonicalDecimal(s) {
+		return s, nil // the common case, without allocating
+	}
 	s = strings.TrimSpace(s)
 	switch strings.ToLower(s) {
 	case "nan":
@@ -250,6 +253,32 @@ func NormalizeDecimal(s string) (string, error) {
 		out = "-" + out
 	}
 	return out, nil
+}
+
+// canonicalDecimal reports whether s is already in NormalizeDecimal's form (and not NaN
+// or an infinity).
+func canonicalDecimal(s string) bool {
+	if strings.HasPrefix(s, "-") {
+		s = s[1:]
+		if s == "0" {
+			return false
+		}
+	}
+	intPart, frac, dot := strings.Cut(s, ".")
+	if intPart == "" || (len(intPart) > 1 && intPart[0] == '0') || (dot && (frac == "" || frac[len(frac)-1] == '0')) {
+		return false
+	}
+	for i := 0; i < len(intPart); i++ {
+		if intPart[i] < '0' || intPart[i] > '9' {
+			return false
+		}
+	}
+	for i := 0; i < len(frac); i++ {
+		if frac[i] < '0' || frac[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // canonicalNaN is the one NaN the encoding uses: engines and drivers disagree on payloads.

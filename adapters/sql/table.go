@@ -20,9 +20,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/reconcile-dev/reconcile/merkle"
 	"github.com/reconcile-dev/reconcile/reconcile"
@@ -279,6 +282,12 @@ func (s *scanner) row(rs *dbsql.Rows) (reconcile.Row, error) {
 	if err := rs.Scan(s.ptrs...); err != nil {
 		return reconcile.Row{}, err
 	}
+	return s.convert(s.vals)
+}
+
+// convert builds a row from the driver's values of one select-list row.
+func (s *scanner) convert(vals []any) (reconcile.Row, error) {
+	s.vals = vals
 	t := s.t
 	var r reconcile.Row
 	s.ds = s.ds[:0]
@@ -380,13 +389,35 @@ func (t *Table) openScan(ctx context.Context, now int64) (reconcile.Snapshot, er
 		return nil, fmt.Errorf("open a read snapshot of %s: %w", t.cfg.Table, err)
 	}
 	snap := &snapshot{t: t, now: now}
-	var entries []merkle.Entry
-	err = t.scanTx(ctx, tx, func(r reconcile.Row) error {
+	workers := runtime.GOMAXPROCS(0)
+	parts := make([][][]merkle.SortedItem, workers) // per worker, blocks of itemBlock
+	err = t.scanParallel(ctx, tx, workers, func(w int, r reconcile.Row) error {
 		if e := r.Entry(); !e.Expired(now) {
-			entries = append(entries, e)
+			bs := parts[w]
+			if len(bs) == 0 || len(bs[len(bs)-1]) == itemBlock {
+				bs = append(bs, make([]merkle.SortedItem, 0, itemBlock))
+				parts[w] = bs
+			}
+			bs[len(bs)-1] = append(bs[len(bs)-1], merkle.SortedItem{Pos: e.Position(t.ordering), Entry: e, Hash: e.Hash()})
 		}
 		return nil
 	})
+	var items []merkle.SortedItem
+	if err == nil {
+		n := 0
+		for _, bs := range parts {
+			for _, b := range bs {
+				n += len(b)
+			}
+		}
+		items = make([]merkle.SortedItem, 0, n)
+		for _, bs := range parts {
+			for i, b := range bs {
+				items = append(items, b...)
+				bs[i] = nil
+			}
+		}
+	}
 	if err == nil && !keep {
 		err = tx.Commit()
 		tx = nil
@@ -398,14 +429,14 @@ func (t *Table) openScan(ctx context.Context, now int64) (reconcile.Snapshot, er
 		return nil, err
 	}
 	snap.tx = tx
-	snap.scanned = int64(len(entries))
+	snap.scanned = int64(len(items))
 	if !keep {
-		snap.seen = make(map[string]merkle.Entry, len(entries))
-		for _, e := range entries {
-			snap.seen[string(e.Key)] = e
+		snap.seen = make(map[string]merkle.Entry, len(items))
+		for _, it := range items {
+			snap.seen[string(it.Entry.Key)] = it.Entry
 		}
 	}
-	snap.idx = merkle.NewSorted(t.ordering, entries)
+	snap.idx = merkle.NewSortedItems(items)
 	root, _ := snap.idx.Digest(nil, nil)
 	snap.info = reconcile.Info{Ordering: t.ordering, Schema: t.schema, Root: root}
 	return snap, nil
@@ -433,6 +464,85 @@ func (t *Table) scanTx(ctx context.Context, q querier, fn func(reconcile.Row) er
 	}
 	if err := rs.Err(); err != nil {
 		return fmt.Errorf("read %s: %w", t.cfg.Table, t.d.dbErr(err))
+	}
+	return nil
+}
+
+// itemBlock is the size of the blocks a scan collects entries in (no regrowing copies).
+const itemBlock = 8192
+
+// scanBatch is how many rows the reader hands a worker at a time.
+const scanBatch = 512
+
+// scanParallel streams every row of the table like scanTx, but converts and hands on rows
+// in workers goroutines while the driver reads: fn(w, row) is called from worker w, in no
+// particular order.
+func (t *Table) scanParallel(ctx context.Context, q querier, workers int, fn func(w int, r reconcile.Row) error) error {
+	rs, err := q.QueryContext(ctx, "SELECT "+t.selectList()+" FROM "+t.name)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", t.cfg.Table, t.d.dbErr(err))
+	}
+	defer rs.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan [][]any, 2*workers)
+	g, gctx := errgroup.WithContext(ctx)
+	for w := range workers {
+		g.Go(func() error {
+			sc := t.newScanner()
+			for b := range batches {
+				for _, vals := range b {
+					r, err := sc.convert(vals)
+					if err != nil {
+						return fmt.Errorf("read %s: %w", t.cfg.Table, err)
+					}
+					if t.ordering == merkle.KeyOrder {
+						r.Version = 0
+					}
+					if err := fn(w, r); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+	}
+	ncols := len(t.allCols())
+	readErr := func() error {
+		defer close(batches)
+		batch := make([][]any, 0, scanBatch)
+		for rs.Next() {
+			vals := make([]any, ncols)
+			ptrs := make([]any, ncols)
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rs.Scan(ptrs...); err != nil {
+				return err
+			}
+			batch = append(batch, vals)
+			if len(batch) == scanBatch {
+				select {
+				case batches <- batch:
+				case <-gctx.Done():
+					return nil
+				}
+				batch = make([][]any, 0, scanBatch)
+			}
+		}
+		if len(batch) > 0 {
+			select {
+			case batches <- batch:
+			case <-gctx.Done():
+			}
+		}
+		return rs.Err()
+	}()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if readErr != nil {
+		return fmt.Errorf("read %s: %w", t.cfg.Table, t.d.dbErr(readErr))
 	}
 	return nil
 }
