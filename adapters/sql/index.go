@@ -557,6 +557,22 @@ func (t *Table) readChunks(ctx context.Context, q querier, n indexNames) ([]*chu
 // readLevel reads the rows of a _chunk or _super table in [lo, hi) (nil hi: to the end),
 // in position order.
 func (t *Table) readLevel(ctx context.Context, q querier, table string, lo, hi []byte) ([]*chunkRow, error) {
+	where := ""
+	var args []any
+	if lo != nil {
+		where = "lo >= " + t.p(1)
+		args = append(args, lo)
+		if hi != nil {
+			where += " AND lo < " + t.p(2)
+			args = append(args, hi)
+		}
+	}
+	return t.readWhere(ctx, q, table, where, args)
+}
+
+// readWhere reads the rows of a _chunk or _super table matching where ("" for all), in
+// position order.
+func (t *Table) readWhere(ctx context.Context, q querier, table, where string, args []any) ([]*chunkRow, error) {
 	cols := "lo, n, s"
 	isChunk := table == t.indexNames().chunk
 	if isChunk {
@@ -565,14 +581,8 @@ func (t *Table) readLevel(ctx context.Context, q querier, table string, lo, hi [
 		cols += ", prev"
 	}
 	query := "SELECT " + cols + " FROM " + table
-	var args []any
-	if lo != nil {
-		query += " WHERE lo >= " + t.p(1)
-		args = append(args, lo)
-		if hi != nil {
-			query += " AND lo < " + t.p(2)
-			args = append(args, hi)
-		}
+	if where != "" {
+		query += " WHERE " + where
 	}
 	rs, err := q.QueryContext(ctx, query+" ORDER BY lo", args...)
 	if err != nil {

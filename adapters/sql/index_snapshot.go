@@ -5,6 +5,7 @@ import (
 	"context"
 	dbsql "database/sql"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/reconcile-dev/reconcile/merkle"
@@ -768,4 +769,182 @@ func (s *indexSnapshot) SplitCuts(ctx context.Context, lo, hi []byte, k int) ([]
 		bounds[i], prevs[i] = c.pos, c.prev
 	}
 	return bounds, prevs, nil, nil
+}
+
+// prefetchBatch is how many ranges one prefetch query names.
+const prefetchBatch = 100
+
+// Prefetch reads, in a few queries, the chunk sums and entries that answering questions
+// about the given ranges ([lo, hi) pairs; nil ends are open) will need: the chunks of every
+// superchunk the ranges touch, and the entries of every chunk they touch. A session calls
+// it with all the ranges of a round before answering them one by one, which then read
+// nothing.
+func (s *indexSnapshot) Prefetch(ctx context.Context, ranges [][2][]byte) error {
+	if err := s.loadSupers(ctx); err != nil {
+		return err
+	}
+	// Superchunks whose chunks are missing.
+	var need []int
+	seen := map[int]bool{}
+	for _, r := range ranges {
+		i, j := 0, len(s.supers)-1
+		if r[0] != nil {
+			i = max(0, s.superOf(r[0]))
+		}
+		if r[1] != nil {
+			j = s.superOf(r[1])
+		}
+		for k := i; k <= j && k < len(s.supers); k++ {
+			if s.supers[k].chunks == nil && !seen[k] {
+				seen[k] = true
+				need = append(need, k)
+			}
+		}
+	}
+	if len(need) > len(s.supers)/4 {
+		if err := s.loadAllChunks(ctx); err != nil {
+			return err
+		}
+	} else if err := s.prefetchChunks(ctx, need); err != nil {
+		return err
+	}
+	// Chunks whose entries are missing.
+	type at struct{ i, j int }
+	var chunks []at
+	picked := map[at]bool{}
+	for _, r := range ranges {
+		i := 0
+		if r[0] != nil {
+			i = max(0, s.superOf(r[0]))
+		}
+		for ; i < len(s.supers); i++ {
+			sn := s.supers[i]
+			if r[1] != nil && bytes.Compare(sn.lo, r[1]) >= 0 {
+				break
+			}
+			j := 0
+			if r[0] != nil && bytes.Compare(r[0], sn.lo) > 0 {
+				j = max(0, chunkOfNodes(sn.chunks, r[0]))
+			}
+			for ; j < len(sn.chunks); j++ {
+				c := sn.chunks[j]
+				if r[1] != nil && bytes.Compare(c.lo, r[1]) >= 0 {
+					break
+				}
+				if !c.read && c.d.Count > 0 && !picked[at{i, j}] {
+					picked[at{i, j}] = true
+					chunks = append(chunks, at{i, j})
+				}
+			}
+		}
+	}
+	t := s.t
+	for len(chunks) > 0 {
+		part := chunks[:min(len(chunks), prefetchBatch)]
+		chunks = chunks[len(part):]
+		var conds []string
+		var args []any
+		byLo := map[string]*chunkNode{}
+		var los []*chunkNode
+		for _, a := range part {
+			sn := s.supers[a.i]
+			c := sn.chunks[a.j]
+			var hi []byte
+			switch {
+			case a.j+1 < len(sn.chunks):
+				hi = sn.chunks[a.j+1].lo
+			case a.i+1 < len(s.supers):
+				hi = s.supers[a.i+1].lo
+			}
+			args = append(args, c.lo)
+			cond := "(pos >= " + t.p(len(args))
+			if hi != nil {
+				args = append(args, hi)
+				cond += " AND pos < " + t.p(len(args))
+			}
+			conds = append(conds, cond+")")
+			byLo[string(c.lo)] = c
+			los = append(los, c)
+		}
+		slicesSortNodes(los)
+		rs, err := s.tx.QueryContext(ctx, "SELECT k, pos, h, vh, exp FROM "+s.n.ent+" WHERE "+strings.Join(conds, " OR ")+" ORDER BY pos", args...)
+		if err != nil {
+			return fmt.Errorf("read the index of %s: %w", t.cfg.Table, t.d.dbErr(err))
+		}
+		for rs.Next() {
+			ie, err := t.scanEntry(rs)
+			if err != nil {
+				rs.Close()
+				return err
+			}
+			s.stats.Entries++
+			k := chunkOfNodes(los, ie.pos)
+			if k < 0 || ie.e.Expired(s.now) {
+				continue
+			}
+			c := los[k]
+			c.entries = append(c.entries, ie.e)
+			c.hashes = append(c.hashes, ie.h)
+			c.pos = append(c.pos, ie.pos)
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
+			return t.d.dbErr(err)
+		}
+		for _, c := range los {
+			if uint64(len(c.entries)) != c.d.Count {
+				return staleError(t.cfg.Table, fmt.Sprintf("a chunk's sum says %d entries, its entries are %d", c.d.Count, len(c.entries)))
+			}
+			c.read = true
+		}
+	}
+	return nil
+}
+
+// prefetchChunks reads the chunks of superchunks idx in batched queries.
+func (s *indexSnapshot) prefetchChunks(ctx context.Context, idx []int) error {
+	t := s.t
+	for len(idx) > 0 {
+		part := idx[:min(len(idx), prefetchBatch)]
+		idx = idx[len(part):]
+		var conds []string
+		var args []any
+		for _, i := range part {
+			args = append(args, s.supers[i].lo)
+			cond := "(lo >= " + t.p(len(args))
+			if i+1 < len(s.supers) {
+				args = append(args, s.supers[i+1].lo)
+				cond += " AND lo < " + t.p(len(args))
+			}
+			conds = append(conds, cond+")")
+		}
+		rows, err := t.readWhere(ctx, s.tx, s.n.chunk, strings.Join(conds, " OR "), args)
+		if err != nil {
+			return fmt.Errorf("read the index of %s: %w", t.cfg.Table, err)
+		}
+		k := 0
+		for _, i := range part { // part is ascending, rows are in position order
+			var hi []byte
+			if i+1 < len(s.supers) {
+				hi = s.supers[i+1].lo
+			}
+			for k < len(rows) && bytes.Compare(rows[k].lo, s.supers[i].lo) < 0 {
+				k++
+			}
+			j := k
+			for j < len(rows) && (hi == nil || bytes.Compare(rows[j].lo, hi) < 0) {
+				j++
+			}
+			if err := s.attach(s.supers[i], rows[k:j]); err != nil {
+				return err
+			}
+			k = j
+		}
+	}
+	return nil
+}
+
+func slicesSortNodes(cs []*chunkNode) {
+	slices.SortFunc(cs, func(a, b *chunkNode) int { return bytes.Compare(a.lo, b.lo) })
 }

@@ -109,3 +109,69 @@ func createPeople2(t *testing.T, e *engine, name string) {
 	e.exec(t, "CREATE TABLE "+name+" (id bigint PRIMARY KEY, name "+ddl(e, "text", "varchar(100)", "text")+", score "+
 		ddl(e, "numeric(12,3)", "decimal(12,3)", "decimal(12,3)")+", at "+ddl(e, "timestamptz", "datetime(6)", "timestamp")+", ver bigint NOT NULL)")
 }
+
+// TestIndexPrefetch: after Prefetch of a round's ranges, answering them reads nothing
+// more, and the answers are the scan's.
+func TestIndexPrefetch(t *testing.T) {
+	ctx := context.Background()
+	for _, e := range engines(t) {
+		t.Run(e.name, func(t *testing.T) {
+			name := createPeople(t, e)
+			insertPeople(t, e, name, randomPeople(rand.New(rand.NewPCG(5, 5)), 3000, 1))
+			idx := openTable(t, e.url(name, "version=ver&mode=maintained"))
+			scan := openTable(t, e.url(name, "version=ver&mode=scan"))
+			if _, err := idx.InstallIndex(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { idx.UninstallIndex(ctx) })
+			is, err := idx.Open(ctx, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer is.Close()
+			ss, err := scan.Open(ctx, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ss.Close()
+			all, _ := ss.Entries(ctx, nil, nil, 0)
+			rng := rand.New(rand.NewPCG(6, 6))
+			var ranges [][2][]byte
+			for range 40 {
+				a, b := rng.IntN(len(all)), rng.IntN(len(all))
+				if a > b {
+					a, b = b, a
+				}
+				b = min(b, a+40)
+				lo := all[a].Position(idx.Ordering())
+				hi := all[b].Position(idx.Ordering())
+				ranges = append(ranges, [2][]byte{lo, append(hi, 1)})
+			}
+			p := is.(interface {
+				Prefetch(context.Context, [][2][]byte) error
+			})
+			if err := p.Prefetch(ctx, ranges); err != nil {
+				t.Fatal(err)
+			}
+			before := is.ReadStats()
+			for _, r := range ranges {
+				got, err := is.Entries(ctx, r[0], r[1], 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, _ := ss.Entries(ctx, r[0], r[1], 0)
+				if len(got) != len(want) {
+					t.Fatalf("range: %d entries, scan %d", len(got), len(want))
+				}
+				for i := range got {
+					if got[i].Hash() != want[i].Hash() {
+						t.Fatalf("entry %d differs", i)
+					}
+				}
+			}
+			if after := is.ReadStats(); after != before {
+				t.Fatalf("answering prefetched ranges read more: %+v then %+v", before, after)
+			}
+		})
+	}
+}
