@@ -55,7 +55,13 @@ package merkle
 // nodes hold about count/k/4 entries, walks level L across the range with one scan
 // accumulating counts, descends only at lo to rank the first node, and returns node
 // positions (every node is an entry) nearest to the count quantiles; bounds that are level-L
-// nodes then cost Digests no descent below level L.
+// nodes then cost Digests no descent below level L. A cut point between two entries of
+// a level-1 node costs Digests a read of that node's entries from its start to the cut.
+//
+// Sessions use the cut queries of stored_cuts.go instead (CutDigests, SplitCuts,
+// SnapCuts): there a cut point stands for the first level-1 node at or after it, so every
+// part is made of whole level-1 nodes and no entry is read to place a cut; a range
+// spanning few level-1 nodes is answered by one scan of them.
 
 import (
 	"bytes"
@@ -673,9 +679,6 @@ func (s *Stored) Digests(lo, hi []byte, bounds [][]byte) ([]Digest, error) {
 	if err != nil || t == 0 {
 		return out, err
 	}
-	if lo, hi, bounds, err = s.snapCuts(lo, hi, bounds); err != nil {
-		return nil, err
-	}
 	if nodes, small, err := s.level1Nodes(lo, hi, smallRangeNodes); err != nil {
 		return nil, err
 	} else if small {
@@ -702,47 +705,6 @@ func (s *Stored) Digests(lo, hi []byte, bounds [][]byte) ([]Digest, error) {
 	return out, nil
 }
 
-// snapCuts moves every cut point (lo, the bounds, hi) forward to the first entry at or
-// after it, or to the next cut when none lies between. The parts keep exactly their
-// entries, so the digests do not change; but a cut at an entry that is a node boundary
-// lets the walk stop above level 0, where a cut between entries (a shortened bound from
-// the wire) would make it read the entries of a level-1 node up to the cut. Cost: one
-// seek and one entry read per cut.
-func (s *Stored) snapCuts(lo, hi []byte, bounds [][]byte) ([]byte, []byte, [][]byte, error) {
-	cuts := make([][]byte, 0, len(bounds)+2)
-	cuts = append(cuts, lo)
-	cuts = append(cuts, bounds...)
-	cuts = append(cuts, hi)
-	var next []byte // the snapped cut after this one; nil: +inf
-	for i := len(cuts) - 1; i >= 0; i-- {
-		c := cuts[i]
-		if c == nil {
-			next = nil // only lo (-inf) or hi (+inf) is nil
-			continue
-		}
-		end := s.levelEnd(0)
-		if next != nil {
-			end = s.nodeKey(0, next)
-		}
-		var found []byte
-		err := s.scan(0, s.nodeKey(0, c), end, false, true, func(_ bool, p []byte, _ Digest) bool {
-			found = append([]byte{}, p...)
-			return false
-		})
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		switch {
-		case found != nil:
-			cuts[i] = found
-		case next != nil:
-			cuts[i] = next
-		}
-		next = cuts[i]
-	}
-	return cuts[0], cuts[len(cuts)-1], cuts[1 : len(cuts)-1], nil
-}
-
 // storedWalker distributes node digests over the parts cut by the non-nil points among
 // lo, bounds, hi.
 type storedWalker struct {
@@ -750,6 +712,9 @@ type storedWalker struct {
 	cuts  [][]byte
 	loOff int
 	out   []Digest
+	// whole1 credits every level-1 node whole to the part its position falls in: the cut
+	// semantics of CutDigests, where a cut stands for the first level-1 node at or after it.
+	whole1 bool
 }
 
 func newStoredWalker(s *Stored, lo, hi []byte, bounds [][]byte, out []Digest) *storedWalker {
@@ -807,7 +772,7 @@ func (w *storedWalker) distribute(level int, nodes []storedNode, end []byte, end
 		return end, endInf
 	}
 	cut := func(i int) bool {
-		if level == 0 {
+		if level == 0 || (level == 1 && w.whole1) {
 			return false
 		}
 		e, inf := nodeEnd(i)
@@ -839,6 +804,14 @@ func (w *storedWalker) distribute(level int, nodes []storedNode, end []byte, end
 // at end) in one forward scan, stopping after the last node's last cut: the rest of that
 // node is its digest minus its children read. The children are then distributed.
 func (w *storedWalker) descend(level int, run []storedNode, end []byte, endInf bool) error {
+	if w.whole1 && level == 2 {
+		return w.descendTails(run, end, endInf)
+	}
+	return w.descendRun(level, run, end, endInf)
+}
+
+// descendRun is descend's one forward scan over the children of run.
+func (w *storedWalker) descendRun(level int, run []storedNode, end []byte, endInf bool) error {
 	s := w.s
 	c := level - 1
 	last := run[len(run)-1]
@@ -874,6 +847,45 @@ func (w *storedWalker) descend(level int, run []storedNode, end []byte, endInf b
 		end, endInf = stopPos, false
 	}
 	return w.distribute(c, children, end, endInf)
+}
+
+// descendTails credits the level-1 children of the level-2 nodes of run under whole1
+// semantics. A node with a cut inside has its children read from its first cut to its
+// end, each credited where its position falls, and the rest of the node (its digest less
+// those) credited to the part it starts in: a session's bound lies just before a level-1
+// node, usually the next level-2 node, so this reads few children or none. A node that
+// reaches past the range's end (+inf) is read from its start up to its last cut instead.
+func (w *storedWalker) descendTails(run []storedNode, end []byte, endInf bool) error {
+	s := w.s
+	for i, n := range run {
+		nend, inf := end, endInf
+		if i+1 < len(run) {
+			nend, inf = run[i+1].pos, false
+		}
+		from, to := w.upTo(n.pos, n.head), w.below(nend, inf)
+		if from >= to {
+			w.add(from, n.d)
+			continue
+		}
+		if inf {
+			if err := w.descendRun(2, run[i:i+1], nend, inf); err != nil {
+				return err
+			}
+			continue
+		}
+		var acc Digest
+		err := s.scan(1, s.nodeKey(1, w.cuts[from]), s.nodeKey(1, nend), false, true,
+			func(_ bool, p []byte, d Digest) bool {
+				acc = acc.Add(d)
+				w.add(w.upTo(p, false), d)
+				return true
+			})
+		if err != nil {
+			return err
+		}
+		w.add(from, n.d.Sub(acc))
+	}
+	return nil
 }
 
 // Split returns up to k-1 sorted positions of entries strictly inside [lo, hi) cutting it
@@ -931,7 +943,7 @@ func (s *Stored) Split(lo, hi []byte, k int) ([][]byte, error) {
 	}
 	l = max(l, 1)
 	for ; l > 0; l-- {
-		out, err := s.splitLevel(l, lo, hi, c, parts)
+		out, err := s.splitLevel(l, lo, hi, c, parts, false)
 		if err != nil || out != nil {
 			return out, err
 		}
@@ -974,7 +986,7 @@ func (s *Stored) splitEntries(lo, hi []byte, c, parts uint64) ([][]byte, error) 
 
 // splitLevel picks parts-1 level-l nodes inside (lo, hi) nearest to the count quantiles of
 // the range (c entries), or returns nil when the range has too few level-l nodes.
-func (s *Stored) splitLevel(l int, lo, hi []byte, c, parts uint64) ([][]byte, error) {
+func (s *Stored) splitLevel(l int, lo, hi []byte, c, parts uint64, whole1 bool) ([][]byte, error) {
 	start := s.headKey(l)
 	if lo != nil {
 		ns, err := s.lastNodes(l, lo, 1, true)
@@ -1006,6 +1018,7 @@ func (s *Stored) splitLevel(l int, lo, hi []byte, c, parts uint64) ([][]byte, er
 		// Only the part of the first node at or after lo counts.
 		part := make([]Digest, 1)
 		w := newStoredWalker(s, lo, nil, nil, part)
+		w.whole1 = whole1
 		if err := w.distribute(l, nodes[:1], nodes[1].pos, false); err != nil {
 			return nil, err
 		}
@@ -1052,6 +1065,40 @@ func absDiff(a, b uint64) uint64 {
 		return a - b
 	}
 	return b - a
+}
+
+// EntriesHashed is Entries that also hands fn each entry's EntryHash, which the index
+// keeps, so it is never recomputed.
+func (s *Stored) EntriesHashed(lo, hi []byte, fn func(Entry, Hash) bool) error {
+	if rangeIsEmpty(lo, hi) {
+		return nil
+	}
+	start, end := s.levelStart(0), s.levelEnd(0)
+	if lo != nil {
+		start = s.nodeKey(0, lo)
+	}
+	if hi != nil {
+		end = s.nodeKey(0, hi)
+	}
+	var ierr error
+	err := s.kv.Iterate(start, end, false, func(k, v []byte) bool {
+		s.stats.Entries++
+		_, pos, err := s.parseNode(0, k)
+		if err == nil {
+			var e Entry
+			if e, err = s.decodeEntry(pos, v); err == nil {
+				var h Hash
+				copy(h[:], v[41:])
+				return fn(e, h)
+			}
+		}
+		ierr = err
+		return false
+	})
+	if err != nil {
+		return err
+	}
+	return ierr
 }
 
 // Entries calls fn for each entry in [lo, hi) in position order until fn returns false,

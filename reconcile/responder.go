@@ -3,6 +3,7 @@ package reconcile
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 
 	"github.com/reconcile-dev/reconcile/merkle"
@@ -14,6 +15,37 @@ type Responder struct {
 	snap   Snapshot
 	params frameParams
 	keyed  *merkle.Keyed
+
+	// The entries of the parts listed in the previous round's Compare answers, by their
+	// wire bounds: the next round's Fetch for a part is answered from here, not read
+	// again. At most leafCacheMax entries are kept.
+	leaves, prevLeaves map[string][]hashedEntry
+	leafCount          int
+	// The counts this side answered for mismatching parts it did not list, by their wire
+	// bounds: the next round's Compare of such a part knows its size without probing.
+	counts, prevCounts map[string]uint64
+}
+
+type hashedEntry struct {
+	e merkle.Entry
+	h merkle.Hash
+}
+
+// leafCacheMax bounds the entries a Responder keeps from one round to the next.
+const leafCacheMax = 1 << 18
+
+// leafKey names a part by its wire bounds.
+func leafKey(lo, hi []byte) string {
+	b := make([]byte, 0, len(lo)+len(hi)+4)
+	for _, p := range [][]byte{lo, hi} {
+		if p == nil {
+			b = append(b, 0)
+			continue
+		}
+		b = binary.AppendUvarint(b, uint64(len(p))+1)
+		b = append(b, p...)
+	}
+	return string(b)
 }
 
 // NewResponder checks an OpenRequest against snap and returns the responder for the
@@ -56,6 +88,9 @@ func checkCompatible(o merkle.Ordering, schema string, info Info) error {
 // Round answers every op of one round.
 func (r *Responder) Round(ctx context.Context, req *RoundRequest) (*RoundResponse, error) {
 	resp := &RoundResponse{Answers: make([]Answer, len(req.Ops))}
+	r.prevLeaves, r.leaves, r.leafCount = r.leaves, nil, 0
+	r.prevCounts, r.counts = r.counts, nil
+	defer func() { r.prevLeaves, r.prevCounts = nil, nil }()
 	for i := range req.Ops {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -73,63 +108,147 @@ func (r *Responder) answer(ctx context.Context, op *Op) (Answer, error) {
 	var a Answer
 	switch op.Kind {
 	case OpCompare:
-		ds, err := r.snap.Digests(ctx, op.Lo, op.Hi, op.Bounds)
+		ds, snapped, err := cutDigests(ctx, r.snap, op.Lo, op.Hi, op.Bounds, r.prevCounts[leafKey(op.Lo, op.Hi)])
 		if err != nil {
 			return a, fmt.Errorf("compare: %w", err)
 		}
 		fl := r.params.fpLen
 		a.Mismatch = make([]bool, len(ds))
+		var listed []int // mismatching parts small enough to list
 		for j, d := range ds {
 			if bytes.Equal(r.keyed.Fingerprint(d, fl), op.FPs[j*fl:(j+1)*fl]) {
 				continue
 			}
 			a.Mismatch[j] = true
 			a.Counts = append(a.Counts, d.Count)
-			if d.Count > uint64(op.ListMax) {
-				a.Listed = append(a.Listed, nil)
+			a.Listed = append(a.Listed, nil)
+			if d.Count <= uint64(op.ListMax) {
+				listed = append(listed, j)
+			} else if len(r.counts) < leafCacheMax {
+				if r.counts == nil {
+					r.counts = make(map[string]uint64)
+				}
+				plo, phi := partBounds(op.Lo, op.Hi, op.Bounds, j)
+				r.counts[leafKey(plo, phi)] = d.Count
+			}
+		}
+		if len(listed) == 0 {
+			break
+		}
+		// Where the listed parts start and end as this side cuts them.
+		var xparts []exactRange
+		if snapped != nil {
+			for _, j := range listed {
+				xparts = append(xparts, snappedPart(op.Lo, snapped, j))
+			}
+		} else if xparts, err = snapParts(ctx, r.snap, op.Lo, op.Hi, op.Bounds, listed); err != nil {
+			return a, fmt.Errorf("compare: %w", err)
+		}
+		k, l := 0, 0
+		for j, mm := range a.Mismatch {
+			if !mm {
 				continue
 			}
-			lo, hi := partBounds(op.Lo, op.Hi, op.Bounds, j)
-			es, err := r.snap.Entries(ctx, lo, hi, 0)
+			k++
+			if len(listed) == 0 || listed[0] != j {
+				continue
+			}
+			listed = listed[1:]
+			xp := xparts[l]
+			l++
+			var n uint64
+			prefixes := make([]byte, 0, ds[j].Count*uint64(r.params.prefixLen))
+			var kept []hashedEntry
+			keep := r.leafCount+int(ds[j].Count) <= leafCacheMax
+			err := eachHashed(ctx, r.snap, xp, func(e merkle.Entry, h merkle.Hash) {
+				prefixes = append(prefixes, r.keyed.EntryPrefix(h, r.params.prefixLen)...)
+				n++
+				if keep {
+					kept = append(kept, hashedEntry{e, h})
+				}
+			})
 			if err != nil {
 				return a, fmt.Errorf("compare: %w", err)
 			}
-			listed := make([]byte, 0, len(es)*r.params.prefixLen)
-			for _, e := range es {
-				listed = append(listed, r.keyed.EntryPrefix(e.Hash(), r.params.prefixLen)...)
+			if keep {
+				if r.leaves == nil {
+					r.leaves = make(map[string][]hashedEntry)
+				}
+				plo, phi := partBounds(op.Lo, op.Hi, op.Bounds, j)
+				r.leaves[leafKey(plo, phi)] = kept
+				r.leafCount += len(kept)
 			}
-			a.Counts[len(a.Counts)-1] = uint64(len(es))
-			a.Listed = append(a.Listed, listed)
+			a.Counts[k-1] = n
+			a.Listed[k-1] = prefixes
 		}
 	case OpList:
-		limit := int(op.Limit)
-		es, err := r.snap.Entries(ctx, op.Lo, op.Hi, limit+1)
+		xr, _, err := snapRange(ctx, r.snap, op.Lo, op.Hi, nil)
 		if err != nil {
 			return a, fmt.Errorf("list: %w", err)
 		}
-		if limit > 0 && len(es) > limit {
-			es, a.More = es[:limit], true
+		if a.Entries, a.More, err = listEntryPage(ctx, r.snap, xr, int(op.Limit)); err != nil {
+			return a, fmt.Errorf("list: %w", err)
 		}
-		a.Entries = es
 	case OpFetch:
 		want := make(map[string]bool)
 		pl := r.params.prefixLen
 		for j := 0; j+pl <= len(op.Prefixes); j += pl {
 			want[string(op.Prefixes[j:j+pl])] = true
 		}
-		es, err := r.snap.Entries(ctx, op.Lo, op.Hi, 0)
+		pick := func(e merkle.Entry, h merkle.Hash) {
+			if want[string(r.keyed.EntryPrefix(h, pl))] {
+				a.Entries = append(a.Entries, e)
+			}
+		}
+		if kept, ok := r.prevLeaves[leafKey(op.Lo, op.Hi)]; ok {
+			for _, he := range kept {
+				pick(he.e, he.h)
+			}
+			break
+		}
+		xr, _, err := snapRange(ctx, r.snap, op.Lo, op.Hi, nil)
 		if err != nil {
 			return a, fmt.Errorf("fetch: %w", err)
 		}
-		for _, e := range es {
-			if want[string(r.keyed.EntryPrefix(e.Hash(), pl))] {
-				a.Entries = append(a.Entries, e)
-			}
+		if err := eachHashed(ctx, r.snap, xr, pick); err != nil {
+			return a, fmt.Errorf("fetch: %w", err)
 		}
 	default:
 		return a, fmt.Errorf("round: unknown op %d", op.Kind)
 	}
 	return a, nil
+}
+
+// listEntryPage lists the entries of an exact range, about limit of them (<= 0: all). A page
+// that does not reach the end of the range ends just before a cut entry, so that the
+// initiator's next bound (just past the page's last entry) snaps to exactly where the
+// page stopped; more says so.
+func listEntryPage(ctx context.Context, snap Snapshot, xr exactRange, limit int) (es []merkle.Entry, more bool, err error) {
+	if limit <= 0 {
+		es, err = entriesIn(ctx, snap, xr, 0)
+		return es, false, err
+	}
+	o := snap.Info().Ordering
+	from := xr
+	for {
+		page, err := entriesIn(ctx, snap, from, limit+1)
+		if err != nil {
+			return nil, false, err
+		}
+		if len(page) <= limit {
+			return append(es, page...), false, nil
+		}
+		// Stop at the last cut entry of the page, unless it is the page's first entry.
+		base := len(es)
+		es = append(es, page...)
+		for j := len(es) - 1; j >= max(base, 1); j-- {
+			if merkle.IsCut(es[j].Hash()) {
+				return es[:j], true, nil
+			}
+		}
+		// No cut entry in a whole page (only where hashes are crafted): read on.
+		from.lo = append(page[len(page)-1].Position(o), 0)
+	}
 }
 
 // partBounds returns the range of part j of [lo, hi) cut at bounds.
@@ -142,59 +261,4 @@ func partBounds(lo, hi []byte, bounds [][]byte, j int) ([]byte, []byte) {
 		phi = bounds[j]
 	}
 	return plo, phi
-}
-
-// separators turns the cut positions a snapshot's Split returned (its own entries) into
-// short separators for the wire: for each bound b, a prefix of b that is greater than the
-// entry just before b, so that the cut keeps exactly its parts' entries on this side and
-// the other side finds b again with one seek. Candidates, shortest first: in version order
-// b's 8-byte version (right when b is the first entry of its version); then the shortest
-// prefix of b above the entry found before b. Each candidate is checked with one
-// one-entry listing of [candidate, b); after three tries the bound is sent whole. Bounds
-// not strictly increasing are dropped. Consecutive separators share long prefixes, which
-// the wire encoding compresses.
-func separators(ctx context.Context, snap Snapshot, lo []byte, bounds [][]byte) ([][]byte, error) {
-	o := snap.Info().Ordering
-	out := make([][]byte, 0, len(bounds))
-	prev := lo
-	for _, b := range bounds {
-		if prev != nil && bytes.Compare(b, prev) <= 0 {
-			continue
-		}
-		var cand []byte
-		if o == merkle.VersionOrder && len(b) > 8 && (prev == nil || bytes.Compare(b[:8], prev) > 0) {
-			cand = b[:8:8]
-		} else {
-			cand = shortestAbove(b, prev)
-		}
-		cut := b
-		for try := 0; try < 3 && len(cand) < len(b); try++ {
-			es, err := snap.Entries(ctx, cand, b, 1)
-			if err != nil {
-				return nil, err
-			}
-			if len(es) == 0 {
-				cut = cand
-				break
-			}
-			cand = shortestAbove(b, es[0].Position(o))
-		}
-		out = append(out, cut)
-		prev = cut
-	}
-	return out, nil
-}
-
-// shortestAbove returns the shortest prefix of b greater than p (b itself if none is);
-// b must be greater than p. A nil p is below everything.
-func shortestAbove(b, p []byte) []byte {
-	if p == nil {
-		return b
-	}
-	for j := 1; j < len(b); j++ {
-		if bytes.Compare(b[:j], p) > 0 {
-			return b[:j:j]
-		}
-	}
-	return b
 }

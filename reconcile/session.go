@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -118,9 +119,11 @@ type session struct {
 	entryI, entryR            map[string]merkle.Entry // by key
 }
 
-// rng is a range still open: its digests differ.
+// rng is a range still open: its digests differ. lo and hi are its bounds on the wire;
+// x is the same range as the source cuts it (its cut entries the bounds snap to).
 type rng struct {
 	lo, hi []byte
+	x      exactRange
 	cI, cR uint64
 	depth  int
 	list   bool // split made no progress here: list it
@@ -227,7 +230,20 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int) error {
 		ranges = s.next
 		s.progress("descend", 0, 0)
 	}
+	s.cancelPairs()
 	return nil
+}
+
+// cancelPairs drops the entries found on both sides: where the two sides cut a range at
+// different cut entries (next to a difference), an entry both hold can land in parts that
+// differ on each side and be reported by both (see cuts.go).
+func (s *session) cancelPairs() {
+	for p, e := range s.onlyI {
+		if f, ok := s.onlyR[p]; ok && f.Hash() == e.Hash() {
+			delete(s.onlyI, p)
+			delete(s.onlyR, p)
+		}
+	}
 }
 
 // settle hands each answer of a round to its handler; the ranges still open are left in
@@ -283,7 +299,7 @@ func (s *session) plan(ctx context.Context, r rng, ops *[]Op, handlers *[]func(A
 	switch {
 	case r.cR == 0:
 		// Nothing on the target: every source entry here is source-only.
-		return eachEntry(ctx, s.src, r.lo, r.hi, func(e merkle.Entry) { s.onlyI[string(e.Position(s.info.Ordering))] = e })
+		return s.eachSource(ctx, r.x, func(e merkle.Entry) { s.onlyI[string(e.Position(s.info.Ordering))] = e })
 	case r.cI == 0 || r.list || r.depth >= s.depth:
 		// Past the planned levels only oversized leaves are left: list them in full now
 		// rather than cut them once more and fetch what their listing lacks a round later.
@@ -291,33 +307,55 @@ func (s *session) plan(ctx context.Context, r rng, ops *[]Op, handlers *[]func(A
 		*handlers = append(*handlers, func(a Answer) error { return s.settleList(ctx, r, a) })
 		return nil
 	case r.cR <= leaf:
-		return s.compare(ctx, r, nil, ops, handlers)
+		return s.compare(ctx, r, nil, nil, nil, ops, handlers)
 	case r.cI < 2 || 2*min(r.cI, r.cR) < max(r.cI, r.cR):
 		// The counts show that most of the range differs: list it rather than split it.
 		*ops = append(*ops, Op{Kind: OpList, Lo: r.lo, Hi: r.hi, Limit: listPage})
 		*handlers = append(*handlers, func(a Answer) error { return s.settleList(ctx, r, a) })
 		return nil
 	default:
-		bounds, err := s.src.Split(ctx, r.lo, r.hi, s.fanout(r.cI, r.depth))
+		cuts, prevs, ds, known, err := splitCuts(ctx, s.src, r.x.lo, r.x.hi, s.fanout(r.cI, r.depth), r.cI)
 		if err != nil {
 			return fmt.Errorf("split source range: %w", err)
 		}
-		if bounds, err = separators(ctx, s.src, r.lo, bounds); err != nil {
-			return fmt.Errorf("split source range: %w", err)
-		}
-		if len(bounds) == 0 {
+		if len(cuts) == 0 {
 			r.list = true
 			return s.plan(ctx, r, ops, handlers)
 		}
-		return s.compare(ctx, r, bounds, ops, handlers)
+		// Each cut goes on the wire as a short separator that snaps back to it: a prefix
+		// above the cut entry before it (and above the previous bound).
+		seps := make([][]byte, len(cuts))
+		last := r.lo
+		for i, b := range cuts {
+			p := prevs[i]
+			if last != nil && (p == nil || bytes.Compare(last, p) > 0) {
+				p = last
+			}
+			seps[i] = separator(b, p, known)
+			last = seps[i]
+		}
+		return s.compare(ctx, r, seps, cuts, ds, ops, handlers)
 	}
 }
 
-// compare sends the source's fingerprints of r's parts.
-func (s *session) compare(ctx context.Context, r rng, bounds [][]byte, ops *[]Op, handlers *[]func(Answer) error) error {
-	ds, err := s.src.Digests(ctx, r.lo, r.hi, bounds)
-	if err != nil {
-		return fmt.Errorf("source digests: %w", err)
+// eachSource calls fn for each source entry of the exact range x.
+func (s *session) eachSource(ctx context.Context, x exactRange, fn func(merkle.Entry)) error {
+	if x.empty {
+		return nil
+	}
+	return eachEntry(ctx, s.src, x.lo, x.hi, fn)
+}
+
+// compare sends the source's fingerprints of r's parts, cut at the wire bounds, which
+// snap to the source's cut entries cuts; ds, when not nil, are the parts' digests.
+func (s *session) compare(ctx context.Context, r rng, bounds, cuts [][]byte, ds []merkle.Digest, ops *[]Op, handlers *[]func(Answer) error) error {
+	if r.x.empty {
+		ds = make([]merkle.Digest, len(bounds)+1)
+	} else if ds == nil {
+		var err error
+		if ds, _, err = cutDigests(ctx, s.src, r.x.lo, r.x.hi, cuts, r.cI); err != nil {
+			return fmt.Errorf("source digests: %w", err)
+		}
 	}
 	fps := make([]byte, 0, len(ds)*s.params.fpLen)
 	for _, d := range ds {
@@ -343,7 +381,7 @@ func (s *session) compare(ctx context.Context, r rng, bounds [][]byte, ops *[]Op
 				return fmt.Errorf("compare answer short of counts")
 			}
 			lo, hi := partBounds(r.lo, r.hi, bounds, j)
-			part := rng{lo: lo, hi: hi, cI: ds[j].Count, cR: a.Counts[k], depth: r.depth + 1}
+			part := rng{lo: lo, hi: hi, x: exactPart(r.x, cuts, j), cI: ds[j].Count, cR: a.Counts[k], depth: r.depth + 1}
 			if a.Listed[k] != nil {
 				if err := s.settleLeaf(ctx, part, a.Listed[k]); err != nil {
 					return err
@@ -369,8 +407,8 @@ func (s *session) settleLeaf(ctx context.Context, r rng, listed []byte) error {
 	for j := 0; j+pl <= len(listed); j += pl {
 		have[string(listed[j:j+pl])]++
 	}
-	err := eachEntry(ctx, s.src, r.lo, r.hi, func(e merkle.Entry) {
-		p := string(s.keyed.EntryPrefix(e.Hash(), pl))
+	err := eachHashed(ctx, s.src, r.x, func(e merkle.Entry, h merkle.Hash) {
+		p := string(s.keyed.EntryPrefix(h, pl))
 		if have[p] > 0 {
 			have[p]--
 			return
@@ -396,18 +434,27 @@ func (s *session) settleLeaf(ctx context.Context, r rng, listed []byte) error {
 // the part of r that page covers; the rest of r is listed next round.
 func (s *session) settleList(ctx context.Context, r rng, a Answer) error {
 	o := s.info.Ordering
-	hi := r.hi
+	x := r.x
 	if a.More && len(a.Entries) > 0 {
-		hi = append(a.Entries[len(a.Entries)-1].Position(o), 0) // just past the last entry
-		s.next = append(s.next, rng{lo: hi, hi: r.hi, cI: 1, cR: 1, depth: r.depth, list: true})
+		// The page ends just before a target cut entry; the rest starts at the bound just
+		// past its last entry, which the source snaps to its own cut entry.
+		hi := append(a.Entries[len(a.Entries)-1].Position(o), 0)
+		cut, err := snapCuts(ctx, s.src, [][]byte{hi})
+		if err != nil {
+			return err
+		}
+		rest := rng{lo: hi, hi: r.hi, x: exactRange{lo: cut[0], hi: r.x.hi, empty: r.x.empty || cut[0] == nil}, cI: 1, cR: 1, depth: r.depth, list: true}
+		if cut[0] != nil {
+			x.hi = cut[0]
+		}
+		s.next = append(s.next, rest)
 	}
 	// The target's entries not matched by a source entry, by hash (each hashed once).
 	target := make(map[merkle.Hash]merkle.Entry, len(a.Entries))
 	for _, e := range a.Entries {
 		target[e.Hash()] = e
 	}
-	err := eachEntry(ctx, s.src, r.lo, hi, func(e merkle.Entry) {
-		h := e.Hash()
+	err := eachHashed(ctx, s.src, x, func(e merkle.Entry, h merkle.Hash) {
 		if _, ok := target[h]; ok {
 			delete(target, h)
 			return

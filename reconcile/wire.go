@@ -9,9 +9,11 @@ import (
 	"github.com/reconcile-dev/reconcile/merkle"
 )
 
-// ProtocolVersion is the version of the session messages below and of the bytes they
-// hash. Any change to either is a new version. docs/protocol.md describes the encoding.
-const ProtocolVersion = 1
+// ProtocolVersion is the version of the session messages below, of the bytes they hash
+// and of what their bounds mean; any change to one of them is a new version.
+// docs/protocol.md describes the encoding. Version 2: a bound stands for the first cut
+// entry at or after it (version 1: for the first entry).
+const ProtocolVersion = 2
 
 // Limits every decoder checks before it allocates.
 const (

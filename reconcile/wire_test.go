@@ -160,3 +160,26 @@ func TestShortestAbove(t *testing.T) {
 		t.Errorf("shortestAbove with no predecessor = %q, want the whole bound", got)
 	}
 }
+
+func TestSeparator(t *testing.T) {
+	for _, tc := range []struct {
+		b, p  string
+		nilP  bool
+		known bool
+		want  string
+	}{
+		{b: "abc", nilP: true, known: true, want: "a"},  // no cut entry before b
+		{b: "abc", p: "abb", known: true, want: "abc"},  // b itself is the shortest
+		{b: "abc", p: "aaz", known: true, want: "ab"},   // above the previous cut entry
+		{b: "abc", p: "aaz", known: false, want: "abc"}, // predecessor unknown: whole
+		{b: "\x00\x01xyz", p: "\x00\x00zz", known: true, want: "\x00\x01"},
+	} {
+		var p []byte
+		if !tc.nilP {
+			p = []byte(tc.p)
+		}
+		if got := separator([]byte(tc.b), p, tc.known); string(got) != tc.want {
+			t.Errorf("separator(%q, %q, %v) = %q, want %q", tc.b, tc.p, tc.known, got, tc.want)
+		}
+	}
+}

@@ -213,6 +213,103 @@ func absDiff(a, b uint64) uint64 {
 	return b - a
 }
 
+var _ reconcile.CutSnapshot = (*snapshot)(nil)
+
+// SnapCuts finds cut entries as the stored index's level-1 nodes, expired ones included
+// (a snapshot may cut at entries it does not show; see reconcile.CutSnapshot).
+func (sn *snapshot) SnapCuts(ctx context.Context, ps [][]byte) ([][]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("snap cuts: %w", err)
+	}
+	out, err := sn.idx.SnapCuts(ps)
+	if err != nil {
+		return nil, fmt.Errorf("snap cuts: %w", err)
+	}
+	return out, nil
+}
+
+// SplitCuts cuts at level-1 nodes of the stored index, balanced by its counts (expired
+// entries not yet purged count too: they are few, and a part they fill is merely empty).
+// lo, hi and the bounds are level-1 node positions, so the expired entries come off the
+// parts' digests exactly.
+func (sn *snapshot) SplitCuts(ctx context.Context, lo, hi []byte, k int, count uint64) ([][]byte, [][]byte, []merkle.Digest, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, nil, fmt.Errorf("split: %w", err)
+	}
+	bounds, prevs, ds, err := sn.idx.SplitCuts(lo, hi, k, count)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("split: %w", err)
+	}
+	if ds != nil && sn.expired != nil {
+		xs, err := sn.expired.Digests(lo, hi, bounds)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("split: %w", err)
+		}
+		for i := range ds {
+			ds[i] = ds[i].Sub(xs[i])
+		}
+	}
+	return bounds, prevs, ds, nil
+}
+
+// CutDigests answers from the stored index's level-1 nodes (merkle.Stored.CutDigests),
+// less the expired entries it still holds, placed by snapping the cut points.
+func (sn *snapshot) CutDigests(ctx context.Context, lo, hi []byte, bounds [][]byte, count uint64) ([]merkle.Digest, [][]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("digests: %w", err)
+	}
+	if sn.expired == nil {
+		ds, snapped, err := sn.idx.CutDigestsSnapped(lo, hi, bounds, count)
+		if err != nil {
+			return nil, nil, fmt.Errorf("digests: %w", err)
+		}
+		return ds, snapped, nil
+	}
+	ds, err := sn.idx.CutDigests(lo, hi, bounds)
+	if err != nil {
+		return nil, nil, fmt.Errorf("digests: %w", err)
+	}
+	// The expired entries of each part: the part runs from its cut points' snapped
+	// positions (nil past the last level-1 node).
+	ps := make([][]byte, 0, len(bounds)+2)
+	if lo != nil {
+		ps = append(ps, lo)
+	}
+	ps = append(ps, bounds...)
+	if hi != nil {
+		ps = append(ps, hi)
+	}
+	xs, err := sn.idx.SnapCuts(ps)
+	if err != nil {
+		return nil, nil, fmt.Errorf("digests: %w", err)
+	}
+	var xlo []byte
+	if lo != nil {
+		xlo, xs = xs[0], xs[1:]
+		if xlo == nil {
+			return ds, nil, nil // the range starts past the last level-1 node: empty
+		}
+	}
+	var xhi []byte
+	if hi != nil {
+		xhi, xs = xs[len(xs)-1], xs[:len(xs)-1]
+	}
+	for j := range ds {
+		plo, phi := xlo, xhi
+		if j > 0 {
+			if plo = xs[j-1]; plo == nil {
+				break // this part and the rest are empty
+			}
+		}
+		if j < len(xs) && xs[j] != nil {
+			phi = xs[j]
+		}
+		d, _ := sn.expired.Digest(plo, phi)
+		ds[j] = ds[j].Sub(d)
+	}
+	return ds, nil, nil
+}
+
 // Entries lists the live entries of [lo, hi), skipping expired ones.
 func (sn *snapshot) Entries(ctx context.Context, lo, hi []byte, limit int) ([]merkle.Entry, error) {
 	if err := ctx.Err(); err != nil {
@@ -232,6 +329,27 @@ func (sn *snapshot) Entries(ctx context.Context, lo, hi []byte, limit int) ([]me
 		return nil, fmt.Errorf("entries: %w", err)
 	}
 	return out, nil
+}
+
+var _ reconcile.HashedEntries = (*snapshot)(nil)
+
+// EachHashed lists the live entries of [lo, hi) with the EntryHash the index keeps.
+func (sn *snapshot) EachHashed(ctx context.Context, lo, hi []byte, fn func(merkle.Entry, merkle.Hash) bool) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("entries: %w", err)
+	}
+	err := sn.idx.EntriesHashed(lo, hi, func(e merkle.Entry, h merkle.Hash) bool {
+		if sn.gone != nil {
+			if _, isGone := sn.gone[string(e.Position(sn.s.ord))]; isGone {
+				return true
+			}
+		}
+		return fn(e, h)
+	})
+	if err != nil {
+		return fmt.Errorf("entries: %w", err)
+	}
+	return nil
 }
 
 // Rows reads the row records at the snapshot; expired rows count as missing.
