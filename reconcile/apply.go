@@ -68,7 +68,7 @@ func (s *session) mirror(ctx context.Context) error {
 			s.progress("apply", s.rep.Upserted+s.rep.Deleted, len(plan))
 			continue
 		}
-		if ctx.Err() != nil || errors.Is(err, ErrReadOnly) {
+		if ctx.Err() != nil || errors.Is(err, ErrReadOnly) || errors.Is(err, ErrSessionLost) {
 			return fmt.Errorf("apply: %w", err)
 		}
 		if n > 1 {

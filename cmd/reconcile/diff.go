@@ -73,6 +73,9 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 	if sameStore(src, dst) {
 		return nil, fmt.Errorf("source and target are the same store (%s)", src.path)
 	}
+	if src.server != "" {
+		return nil, notYet("using " + src.server + " as a source")
+	}
 	s, err := openEndpoint(source, readOnly)
 	if err != nil {
 		return nil, err
@@ -86,7 +89,12 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 
 	progress, done := std.sessionProgress(string(opts.Mode))
 	opts.Progress = progress
-	rep, err := reconcile.Run(ctx, s, t, opts)
+	var rep *reconcile.Report
+	if t.remote != nil {
+		rep, err = runPeerSession(ctx, s, t, opts)
+	} else {
+		rep, err = reconcile.Run(ctx, s, t, opts)
+	}
 	done()
 	if err != nil {
 		if errors.Is(err, reconcile.ErrDeleteGuard) {

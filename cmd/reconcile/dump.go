@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 
 	"github.com/urfave/cli/v2"
 
@@ -39,15 +40,27 @@ func runDump(ctx context.Context, o dumpOptions) error {
 		return err
 	}
 	defer ep.Close()
-	if ep.scan == nil {
-		return fmt.Errorf("dump: %s endpoints cannot list their rows", ep.loc.scheme)
+	if ep.remote != nil {
+		return ep.remote.Dump(ctx, o.out)
 	}
-	w := bufio.NewWriterSize(o.out, 1<<20)
+	if err := dumpRows(ctx, ep, o.out); err != nil {
+		return fmt.Errorf("dump %s: %w", o.endpoint, err)
+	}
+	return nil
+}
+
+// dumpRows writes one JSON line per live row of ep, in key order (serve offers it to
+// http(s) clients too).
+func dumpRows(ctx context.Context, ep *endpoint, out io.Writer) error {
+	if ep.scan == nil {
+		return fmt.Errorf("%s endpoints cannot list their rows", ep.loc.scheme)
+	}
+	w := bufio.NewWriterSize(out, 1<<20)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	var werr error
 	n := 0
-	err = ep.scan(func(r reconcile.Row) bool {
+	err := ep.scan(func(r reconcile.Row) bool {
 		n++
 		if n%4096 == 0 {
 			if werr = ctx.Err(); werr != nil {
@@ -67,8 +80,5 @@ func runDump(ctx context.Context, o dumpOptions) error {
 	if ferr := w.Flush(); err == nil {
 		err = ferr
 	}
-	if err != nil {
-		return fmt.Errorf("dump %s: %w", o.endpoint, err)
-	}
-	return nil
+	return err
 }

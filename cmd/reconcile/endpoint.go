@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/reconcile-dev/reconcile/adapters/badger"
+	remote "github.com/reconcile-dev/reconcile/adapters/http"
 	sqlep "github.com/reconcile-dev/reconcile/adapters/sql"
 	"github.com/reconcile-dev/reconcile/bench"
 	"github.com/reconcile-dev/reconcile/merkle"
@@ -28,6 +29,7 @@ import (
 //	postgres://user@host:5432/db?table=T[&key=a,b&version=col&columns=a,b&expires=col]
 //	mysql://user:pass@host:3306/db?table=T[...]     (MySQL and MariaDB)
 //	sqlite:///abs/file.db?table=T[...] or sqlite://./rel/file.db?table=T[...]
+//	http://host:port, https://host:port[?token_file=F]   a `reconcile serve` server
 //
 // badger://rel/path is refused rather than guessed at: in a URL the part after "//" is a
 // host, so it could mean ./rel/path or /rel/path, and http:// endpoints will read it as a
@@ -55,6 +57,9 @@ type location struct {
 	ordering merkle.Ordering
 	// sql is the table of SQL schemes.
 	sql *sqlep.Config
+	// server is the base URL of http(s) schemes (scheme://host:port); tokenFile the
+	// file named by ?token_file=.
+	server, tokenFile string
 }
 
 // endpoint is an opened endpoint with the extra abilities its scheme offers.
@@ -69,6 +74,8 @@ type endpoint struct {
 	write func(fn func(bench.Sink) error) error
 	// table is set for SQL endpoints: their rows travel as JSON "columns" objects.
 	table *sqlep.Table
+	// remote is set for http(s) endpoints: a session runs against it as a Peer.
+	remote *remote.Client
 }
 
 // toColumns renders a row as load and dump write it for this endpoint.
@@ -99,11 +106,13 @@ func lookupScheme(name string) (scheme, bool) {
 		return scheme{parse: parseBadger, open: openBadger}, true
 	case "postgres", "postgresql", "mysql", "sqlite":
 		return scheme{parse: parseSQL, open: openSQL}, true
+	case "http", "https":
+		return scheme{parse: parseHTTP, open: openHTTP}, true
 	}
 	return scheme{}, false
 }
 
-const supportedSchemes = "badger, postgres, mysql, sqlite"
+const supportedSchemes = "badger, postgres, mysql, sqlite, http, https"
 
 const urlHelp = "want badger:///abs/path or badger://./rel/path"
 
@@ -153,6 +162,9 @@ func openEndpoint(raw string, a access) (*endpoint, error) {
 
 // sameStore reports whether two locations name one store, which cannot be opened twice.
 func sameStore(a, b location) bool {
+	if a.server != "" || b.server != "" {
+		return a.server == b.server
+	}
 	if a.sql != nil && b.sql != nil {
 		return a.sql.Dialect == b.sql.Dialect && a.sql.DSN == b.sql.DSN && a.sql.Table == b.sql.Table
 	}

@@ -32,7 +32,11 @@ func TestParseEndpoint(t *testing.T) {
 		{raw: "badger:///p?ordering=hash", err: "unknown ordering"},
 		{raw: "badger:///p?sync=1", err: `unknown parameter "sync"`},
 		{raw: "postgres://db/table", err: "no table: add ?table=NAME"},
-		{raw: "redis://host/0", err: `unknown scheme "redis" (supported: badger, postgres, mysql, sqlite)`},
+		{raw: "redis://host/0", err: `unknown scheme "redis" (supported: badger, postgres, mysql, sqlite, http, https)`},
+		{raw: "http://h:1/x", err: `unexpected path "/x"`},
+		{raw: "https://u:p@h:1", err: "no user or password"},
+		{raw: "http://h:1?token=x", err: `unknown parameter "token"`},
+		{raw: "http:///x", err: "want http://host:port"},
 		{raw: "mysql://root@host?table=t", err: "want mysql://user:pass@host:port/database?table=T"},
 		{raw: "sqlite://rel.db?table=t", err: `"rel.db" would be a host name`},
 		{raw: "sqlite:///x.db?table=t&mode=fast", err: "mode=fast: want scan or maintained"},
@@ -83,5 +87,11 @@ func TestSameStore(t *testing.T) {
 	c, _ := parseEndpoint("badger://./x/z")
 	if !sameStore(a, b) || sameStore(a, c) {
 		t.Fatal("sameStore")
+	}
+	h1, _ := parseEndpoint("http://h:1")
+	h2, _ := parseEndpoint("http://h:1/?token_file=/t")
+	h3, _ := parseEndpoint("https://h:1")
+	if !sameStore(h1, h2) || sameStore(h1, h3) || sameStore(h1, a) {
+		t.Fatal("sameStore of http endpoints")
 	}
 }

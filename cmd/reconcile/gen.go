@@ -114,6 +114,9 @@ func runGen(ctx context.Context, o genOptions) error {
 			ep.Close()
 		}
 	}()
+	if ep.remote != nil {
+		return notYet("gen into " + ep.loc.server)
+	}
 	if ep.write == nil || ep.scan == nil {
 		return fmt.Errorf("gen: %s endpoints take no raw writes", loc.scheme)
 	}

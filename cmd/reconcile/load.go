@@ -94,6 +94,9 @@ func runLoad(ctx context.Context, o loadOptions) error {
 	if ops, err = resolveRows(ep, ops, name); err != nil {
 		return err
 	}
+	if ep.remote != nil {
+		return notYet("load into " + ep.loc.server)
+	}
 	if ep.write == nil {
 		return fmt.Errorf("load: %s endpoints take no raw writes", loc.scheme)
 	}

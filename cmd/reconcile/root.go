@@ -59,7 +59,13 @@ func runRoot(ctx context.Context, o rootOptions) error {
 }
 
 func endpointRoot(ctx context.Context, ep *endpoint, now int64) (rootJSON, error) {
-	info, err := reconcile.Root(ctx, ep, now)
+	var info reconcile.Info
+	var err error
+	if ep.remote != nil {
+		info, err = ep.remote.Root(ctx, now)
+	} else {
+		info, err = reconcile.Root(ctx, ep, now)
+	}
 	if err != nil {
 		return rootJSON{}, fmt.Errorf("root of %s: %w", ep.loc.raw, err)
 	}

@@ -1,0 +1,489 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/reconcile-dev/reconcile/merkle"
+	"github.com/reconcile-dev/reconcile/reconcile"
+)
+
+// ClientOptions configure a Client.
+type ClientOptions struct {
+	// Token is sent as "Authorization: Bearer Token" when set.
+	Token string
+	// Timeout bounds one attempt of one request. Default 2 minutes.
+	Timeout time.Duration
+	// Attempts is how many times a request is tried when the network fails or the server
+	// answers 502, 503 or 504. Default 4; 1 disables retries.
+	Attempts int
+	// Backoff is the wait before the first retry; it doubles each retry up to MaxBackoff
+	// (default 5 s), and each wait is drawn at random from its upper half (jitter).
+	// Default 200 ms.
+	Backoff, MaxBackoff time.Duration
+	// TLS configures https (nil: the system's roots).
+	TLS *tls.Config
+	// MaxResponse caps a response body in bytes. Default 1 GiB.
+	MaxResponse int64
+}
+
+func (o ClientOptions) defaults() ClientOptions {
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Minute
+	}
+	if o.Attempts <= 0 {
+		o.Attempts = 4
+	}
+	if o.Backoff <= 0 {
+		o.Backoff = 200 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 5 * time.Second
+	}
+	if o.MaxResponse <= 0 {
+		o.MaxResponse = 1 << 30
+	}
+	return o
+}
+
+// Client talks to one Server. It is a reconcile.Peer for one session at a time (Open
+// starts a new session and closes the previous one), so
+// reconcile.RunPeer(ctx, source, client, opts) runs a session against the server's
+// endpoint; call Close afterwards to release the server's snapshot at once (RunPeer does
+// not close its peer; the server's idle timeout would). It is not safe for concurrent use.
+type Client struct {
+	base string // scheme://host:port
+	opts ClientOptions
+	hc   *http.Client
+
+	// Bytes on the connections, TLS and HTTP headers included.
+	wireSent, wireRecv atomic.Int64
+	// Bytes of the protocol's frames alone (bodies), for comparison with Local.
+	frames     reconcile.Traffic
+	valueBytes int64
+
+	open  *reconcile.OpenRequest
+	id    string
+	seq   uint64
+	stats merkle.ReadStats
+}
+
+// NewClient returns a client for the server at rawURL (http://host:port or
+// https://host:port; no path, query or user info).
+func NewClient(rawURL string, o ClientOptions) (*Client, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("server URL %q: %v", rawURL, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("server URL %q: scheme must be http or https", rawURL)
+	}
+	if u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("server URL %q: want %s://host:port and nothing else", rawURL, u.Scheme)
+	}
+	c := &Client{base: u.Scheme + "://" + u.Host, opts: o.defaults()}
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &countConn{Conn: conn, sent: &c.wireSent, recv: &c.wireRecv}, nil
+		},
+		TLSClientConfig:     c.opts.TLS,
+		ForceAttemptHTTP2:   true,
+		TLSHandshakeTimeout: 15 * time.Second,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	c.hc = &http.Client{Transport: tr}
+	return c, nil
+}
+
+// countConn counts the bytes a connection moves.
+type countConn struct {
+	net.Conn
+	sent, recv *atomic.Int64
+}
+
+func (c *countConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.recv.Add(int64(n))
+	return n, err
+}
+
+func (c *countConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.sent.Add(int64(n))
+	return n, err
+}
+
+// fatalError is a failure no retry can mend.
+type fatalError struct{ error }
+
+// StatusError is a server's refusal: its status and its one-line message.
+type StatusError struct {
+	Status int
+	Msg    string
+	err    error // a sentinel it wraps, or nil
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("%s (HTTP %d)", e.Msg, e.Status) }
+func (e *StatusError) Unwrap() error { return e.err }
+
+// call is one request.
+type call struct {
+	what    string
+	method  string
+	path    string
+	headers map[string]string
+	body    []byte
+}
+
+// do sends c with retries for failures that say nothing reached the endpoint's answer:
+// network errors, a cut-off response, 502, 503 and 504. Every request this client makes
+// may be retried: opens carry an open key, rounds and applies a sequence number, and the
+// server answers a repeat with the stored answer instead of doing the work again.
+func (c *Client) do(ctx context.Context, cl call) (*http.Response, []byte, error) {
+	var lastErr error
+	for attempt := 0; attempt < c.opts.Attempts; attempt++ {
+		if attempt > 0 {
+			if err := c.sleep(ctx, attempt); err != nil {
+				return nil, nil, fmt.Errorf("%s: %w (after: %v)", cl.what, err, lastErr)
+			}
+		}
+		resp, body, err := c.once(ctx, cl)
+		if err != nil {
+			var fe *fatalError
+			if errors.As(err, &fe) {
+				return nil, nil, fmt.Errorf("%s: %w", cl.what, fe.error)
+			}
+			var cv *tls.CertificateVerificationError
+			if errors.As(err, &cv) { // a certificate does not fix itself
+				return nil, nil, fmt.Errorf("%s: %s %s%s: %w", cl.what, cl.method, c.base, cl.path, cv)
+			}
+			if ctx.Err() != nil {
+				return nil, nil, fmt.Errorf("%s: %w", cl.what, ctx.Err())
+			}
+			lastErr = err
+			continue
+		}
+		switch resp.StatusCode {
+		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			lastErr = fmt.Errorf("HTTP %d: %s", resp.StatusCode, oneLine(body))
+			continue
+		}
+		if err := c.check(resp, body, cl.what); err != nil {
+			return resp, nil, err
+		}
+		return resp, body, nil
+	}
+	var ue *url.Error
+	if errors.As(lastErr, &ue) {
+		lastErr = ue.Err
+	}
+	return nil, nil, fmt.Errorf("%s: %s %s%s: %v (gave up after %d attempts)", cl.what, cl.method, c.base, cl.path, lastErr, c.opts.Attempts)
+}
+
+func (c *Client) sleep(ctx context.Context, attempt int) error {
+	d := c.opts.Backoff << (attempt - 1)
+	if d > c.opts.MaxBackoff || d <= 0 {
+		d = c.opts.MaxBackoff
+	}
+	d = d/2 + time.Duration(mrand.Int64N(int64(d/2)+1))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (c *Client) once(ctx context.Context, cl call) (*http.Response, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	var rd io.Reader
+	if cl.body != nil {
+		rd = bytes.NewReader(cl.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, cl.method, c.base+cl.path, rd)
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set(HeaderProtocol, strconv.Itoa(reconcile.ProtocolVersion))
+	if cl.body != nil {
+		req.Header.Set("Content-Type", frameType)
+	}
+	if c.opts.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.opts.Token)
+	}
+	for k, v := range cl.headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, c.opts.MaxResponse+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the response: %w", err)
+	}
+	if int64(len(body)) > c.opts.MaxResponse {
+		return nil, nil, &fatalError{fmt.Errorf("the server's answer is over %d bytes", c.opts.MaxResponse)}
+	}
+	if resp.ContentLength >= 0 && int64(len(body)) != resp.ContentLength {
+		return nil, nil, fmt.Errorf("response cut off after %d of %d bytes", len(body), resp.ContentLength)
+	}
+	return resp, body, nil
+}
+
+// check turns a response that is not 200 into an error that says what the server said.
+func (c *Client) check(resp *http.Response, body []byte, what string) error {
+	pv := resp.Header.Get(HeaderProtocol)
+	if pv == "" {
+		return &StatusError{Status: resp.StatusCode, err: reconcile.ErrSessionLost,
+			Msg: fmt.Sprintf("%s: %s is not a reconcile server (no %s header in its answer: %s)", what, c.base, HeaderProtocol, oneLine(body))}
+	}
+	if pv != strconv.Itoa(reconcile.ProtocolVersion) {
+		return &StatusError{Status: resp.StatusCode, err: errors.Join(errProtocol, reconcile.ErrSessionLost),
+			Msg: fmt.Sprintf("%s: the server at %s speaks reconcile protocol %s and this client %d: run the same reconcile version on both sides", what, c.base, clip(pv), reconcile.ProtocolVersion)}
+	}
+	if resp.StatusCode == http.StatusOK {
+		return nil
+	}
+	msg := oneLine(body)
+	if !strings.HasPrefix(msg, what+":") {
+		msg = what + ": " + msg
+	}
+	e := &StatusError{Status: resp.StatusCode, Msg: msg}
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		e.Msg = fmt.Sprintf("%s: the server at %s refused the token: set RECONCILE_TOKEN or add ?token_file=FILE to the URL", what, c.base)
+		e.err = reconcile.ErrSessionLost
+	case http.StatusForbidden:
+		e.err = reconcile.ErrReadOnly
+	case http.StatusNotFound, http.StatusConflict:
+		e.err = reconcile.ErrSessionLost
+	}
+	return e
+}
+
+// oneLine renders an error body as one short line.
+func oneLine(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 500 {
+		s = s[:500] + "…"
+	}
+	if s == "" {
+		return "(no message)"
+	}
+	return s
+}
+
+// Root returns the Info of a snapshot of the server's endpoint at now (0: the server's
+// clock).
+func (c *Client) Root(ctx context.Context, now int64) (reconcile.Info, error) {
+	path := pathRoot
+	if now != 0 {
+		path += "?now=" + strconv.FormatInt(now, 10)
+	}
+	_, body, err := c.do(ctx, call{what: "root", method: http.MethodGet, path: path})
+	if err != nil {
+		return reconcile.Info{}, err
+	}
+	r, err := reconcile.DecodeOpenResponse(&reconcile.OpenRequest{}, body)
+	if err != nil {
+		return reconcile.Info{}, fmt.Errorf("root: the server's answer is malformed: %w", err)
+	}
+	if r.Protocol != reconcile.ProtocolVersion {
+		return reconcile.Info{}, fmt.Errorf("root: the server speaks reconcile protocol %d and this client %d: %w", r.Protocol, reconcile.ProtocolVersion, errProtocol)
+	}
+	return reconcile.Info{Ordering: r.Ordering, Schema: r.Schema, Root: r.Root}, nil
+}
+
+// Dump copies the server's rows (GET /v1/dump) to w as they arrive. It is tried once,
+// with no timeout but ctx's: what was copied cannot be taken back. A stream cut short by
+// the server or the network is an error.
+func (c *Client) Dump(ctx context.Context, w io.Writer) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+pathDump, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set(HeaderProtocol, strconv.Itoa(reconcile.ProtocolVersion))
+	if c.opts.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.opts.Token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("dump: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get(HeaderProtocol) != strconv.Itoa(reconcile.ProtocolVersion) {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		if err := c.check(resp, body, "dump"); err != nil {
+			return err
+		}
+		return fmt.Errorf("dump: HTTP %d: %s", resp.StatusCode, oneLine(body))
+	}
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return fmt.Errorf("dump: the stream broke after %d bytes: %w", n, err)
+	}
+	return nil
+}
+
+// Open starts a session (closing this client's previous one).
+func (c *Client) Open(ctx context.Context, req *reconcile.OpenRequest) (*reconcile.OpenResponse, error) {
+	if c.id != "" {
+		c.Close()
+	}
+	frame := reconcile.EncodeOpenRequest(req)
+	var key [16]byte
+	if _, err := rand.Read(key[:]); err != nil {
+		return nil, err
+	}
+	c.frames.Sent += int64(len(frame))
+	resp, body, err := c.do(ctx, call{what: "open session", method: http.MethodPost, path: pathSessions,
+		headers: map[string]string{HeaderOpenKey: hex.EncodeToString(key[:])}, body: frame})
+	if err != nil {
+		return nil, err
+	}
+	c.frames.Received += int64(len(body))
+	id, err := parseSessionID(resp.Header.Get(HeaderSession))
+	if err != nil {
+		return nil, fmt.Errorf("open session: the server's answer has no valid %s header: %v", HeaderSession, err)
+	}
+	out, err := reconcile.DecodeOpenResponse(req, body)
+	if err != nil {
+		return nil, fmt.Errorf("open session: the server's answer is malformed: %w", err)
+	}
+	c.open, c.id, c.seq = req, id, 0
+	c.readStats(resp)
+	return out, nil
+}
+
+func (c *Client) readStats(resp *http.Response) {
+	if n, err := strconv.ParseInt(resp.Header.Get(HeaderEntriesRead), 10, 64); err == nil {
+		c.stats.Entries = n
+	}
+	if n, err := strconv.ParseInt(resp.Header.Get(HeaderNodesRead), 10, 64); err == nil {
+		c.stats.Nodes = n
+	}
+}
+
+func (c *Client) sessionCall(ctx context.Context, what string, frame []byte) ([]byte, error) {
+	if c.id == "" {
+		return nil, fmt.Errorf("%s: session not open", what)
+	}
+	c.seq++
+	c.frames.Sent += int64(len(frame))
+	resp, body, err := c.do(ctx, call{what: what, method: http.MethodPost,
+		path:    pathSessions + "/" + c.id + "/" + what,
+		headers: map[string]string{HeaderSeq: strconv.FormatUint(c.seq, 10)}, body: frame})
+	if err != nil {
+		return nil, err
+	}
+	c.frames.Received += int64(len(body))
+	c.readStats(resp)
+	return body, nil
+}
+
+// Round answers one round; a retry of it is answered from the server's stored answer.
+func (c *Client) Round(ctx context.Context, req *reconcile.RoundRequest) (*reconcile.RoundResponse, error) {
+	if c.open == nil {
+		return nil, errors.New("round: session not open")
+	}
+	body, err := c.sessionCall(ctx, "round", reconcile.EncodeRoundRequest(c.open, req))
+	if err != nil {
+		return nil, err
+	}
+	out, err := reconcile.DecodeRoundResponse(c.open, req, body)
+	if err != nil {
+		return nil, fmt.Errorf("round: the server's answer is malformed: %w", err)
+	}
+	return out, nil
+}
+
+// Apply writes one batch on the server's endpoint. A retry after a lost answer gets the
+// server's stored outcome, so a batch is never applied twice; if the server lost the
+// session meanwhile, the error says the batch's fate is unknown (the next run settles it:
+// writes are conditional).
+func (c *Client) Apply(ctx context.Context, req *reconcile.ApplyRequest) (*reconcile.ApplyResponse, error) {
+	if c.open == nil {
+		return nil, errors.New("apply: session not open")
+	}
+	frame, values := reconcile.EncodeApplyRequest(c.open, req)
+	c.valueBytes += values
+	body, err := c.sessionCall(ctx, "apply", frame)
+	if err != nil {
+		var se *StatusError
+		if errors.As(err, &se) && se.Status == http.StatusNotFound {
+			return nil, fmt.Errorf("%w; a batch of %d changes may or may not have been written: run the sync again (its writes are conditional, so it repairs what is left)", err, len(req.Changes))
+		}
+		return nil, err
+	}
+	out, err := reconcile.DecodeApplyResponse(body, len(req.Changes))
+	if err != nil {
+		return nil, fmt.Errorf("apply: the server's answer is malformed: %w", err)
+	}
+	return out, nil
+}
+
+// Traffic reports the bytes this client's connections moved, TLS and HTTP headers
+// included: the real bytes on the wire.
+func (c *Client) Traffic() reconcile.Traffic {
+	return reconcile.Traffic{Sent: c.wireSent.Load(), Received: c.wireRecv.Load(), ValueBytes: c.valueBytes}
+}
+
+// FrameTraffic reports the bytes of the protocol's frames alone, as reconcile.Local
+// counts them.
+func (c *Client) FrameTraffic() reconcile.Traffic {
+	t := c.frames
+	t.ValueBytes = c.valueBytes
+	return t
+}
+
+// ReadStats reports what the server's snapshot has read, as of the last answer.
+func (c *Client) ReadStats() merkle.ReadStats { return c.stats }
+
+// Close ends the session on the server (its snapshot is released); the client stays
+// usable for another session. Errors are not returned: the server's idle timeout closes
+// a session whose close was lost.
+func (c *Client) Close() error {
+	if c.id == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl := call{what: "close session", method: http.MethodDelete, path: pathSessions + "/" + c.id}
+	c.id, c.open, c.seq = "", nil, 0
+	c.once(ctx, cl)
+	return nil
+}
+
+// CloseIdleConnections releases the client's idle connections.
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
+
+var _ reconcile.Peer = (*Client)(nil)

@@ -1,0 +1,623 @@
+package remote
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/reconcile-dev/reconcile/reconcile"
+)
+
+// ServerOptions configure a Server.
+type ServerOptions struct {
+	// Token is the bearer token every request must carry. Empty: no token is asked, and
+	// Serve refuses a listener that is not on a loopback address unless InsecureListen.
+	Token string
+	// InsecureListen lets Serve listen on any address without a token.
+	InsecureListen bool
+	// ReadOnly refuses every apply with 403.
+	ReadOnly bool
+	// MaxBody caps a request body in bytes (413 past it). Default 64 MiB.
+	MaxBody int64
+	// IdleTimeout closes a session (and its snapshot) this long after its last request.
+	// Default 2 minutes.
+	IdleTimeout time.Duration
+	// MaxSessions bounds the sessions open at once (503 past it). Default 64.
+	MaxSessions int
+	// RequestTimeout bounds the work of one request on the endpoint. Default 10 minutes.
+	// The work does not stop when the client gives up on a request: a retry waits for it
+	// and gets its answer.
+	RequestTimeout time.Duration
+	// Dump, when set, serves GET /v1/dump: it writes the endpoint's live rows (the CLI
+	// writes the JSON lines of `reconcile dump`). Nil: 501.
+	Dump func(ctx context.Context, w io.Writer) error
+}
+
+// Defaults fills the zero fields.
+func (o ServerOptions) Defaults() ServerOptions {
+	if o.MaxBody <= 0 {
+		o.MaxBody = 64 << 20
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 2 * time.Minute
+	}
+	if o.MaxSessions <= 0 {
+		o.MaxSessions = 64
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 10 * time.Minute
+	}
+	return o
+}
+
+// Server serves one reconcile.Endpoint over HTTP: it is an http.Handler. Each session
+// holds one read snapshot, opened by the session's open request and closed by its close
+// request, or after IdleTimeout without requests.
+type Server struct {
+	ep   reconcile.Endpoint
+	opts ServerOptions
+	mux  *http.ServeMux
+	// protocol is the version this server claims; tests set it to simulate another one.
+	protocol uint32
+
+	mu       sync.Mutex
+	sessions map[string]*session
+	byKey    map[string]*session // by open key
+	closed   bool
+}
+
+type session struct {
+	id      string
+	openKey string
+	mu      sync.Mutex // serializes the session's requests
+	snap    reconcile.Snapshot
+	resp    *reconcile.Responder
+	open    *reconcile.OpenRequest
+	timer   *time.Timer
+	used    time.Time
+	closed  bool
+
+	openHash  [32]byte
+	openFrame []byte
+
+	// The last round or apply answered, for a retry of it.
+	lastSeq  uint64
+	lastHash [32]byte
+	last     answer
+}
+
+// answer is a response as sent, kept for replay.
+type answer struct {
+	status int
+	body   []byte
+	msg    string // status != 200
+}
+
+// NewServer returns a Server for ep. The caller keeps ep open while the server runs and
+// closes it after Server.Close.
+func NewServer(ep reconcile.Endpoint, o ServerOptions) *Server {
+	s := &Server{ep: ep, opts: o.Defaults(), protocol: reconcile.ProtocolVersion,
+		sessions: map[string]*session{}, byKey: map[string]*session{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+pathRoot, s.handleRoot)
+	mux.HandleFunc("POST "+pathSessions, s.handleOpen)
+	mux.HandleFunc("POST "+pathSessions+"/{id}/round", s.handleRound)
+	mux.HandleFunc("POST "+pathSessions+"/{id}/apply", s.handleApply)
+	mux.HandleFunc("DELETE "+pathSessions+"/{id}", s.handleClose)
+	mux.HandleFunc("GET "+pathDump, s.handleDump)
+	s.mux = mux
+	return s
+}
+
+// ServeHTTP checks the token and the protocol version, then routes the request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set(HeaderProtocol, strconv.FormatUint(uint64(s.protocol), 10))
+	if s.opts.Token != "" {
+		tok, ok := bearer(r.Header.Get("Authorization"))
+		if !ok || !tokenMatches(tok, s.opts.Token) {
+			// The same answer for a missing and a wrong token.
+			w.Header().Set("WWW-Authenticate", `Bearer realm="reconcile"`)
+			httpError(w, http.StatusUnauthorized, "unauthorized: this server needs a valid bearer token (RECONCILE_TOKEN or ?token_file= on the client)")
+			return
+		}
+	}
+	p, err := parseProtocol(r.Header.Get(HeaderProtocol))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	if p != s.protocol {
+		httpError(w, http.StatusConflict, "this server speaks reconcile protocol %d and the client %d: run the same reconcile version on both sides", s.protocol, p)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// Close closes every open session's snapshot; requests after it get 503.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	list := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		list = append(list, ss)
+	}
+	s.mu.Unlock()
+	var first error
+	for _, ss := range list {
+		if err := s.drop(ss, false); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Sessions reports how many sessions are open.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// CheckListener refuses a listener that is not on a loopback address when no token is
+// configured, unless InsecureListen is set.
+func (s *Server) CheckListener(ln net.Listener) error {
+	if s.opts.Token != "" || s.opts.InsecureListen {
+		return nil
+	}
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("refusing to listen on %s without a token: give --token-file, listen on a loopback address (127.0.0.1), or pass --insecure-listen", ln.Addr())
+}
+
+// Serve serves on ln until ctx ends, with TLS when certFile and keyFile are given. It
+// checks ln with CheckListener first, and closes every session when it returns.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile string) error {
+	if err := s.CheckListener(ln); err != nil {
+		ln.Close()
+		return err
+	}
+	if (certFile == "") != (keyFile == "") {
+		ln.Close()
+		return errors.New("TLS needs both a certificate and a key file")
+	}
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			hs.Shutdown(sctx)
+			cancel()
+		case <-done:
+		}
+	}()
+	var err error
+	if certFile != "" {
+		err = hs.ServeTLS(ln, certFile, keyFile)
+	} else {
+		err = hs.Serve(ln)
+	}
+	close(done)
+	s.Close()
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func httpError(w http.ResponseWriter, status int, format string, args ...any) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, format+"\n", args...)
+}
+
+func writeFrame(w http.ResponseWriter, frame []byte) {
+	w.Header().Set("Content-Type", frameType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(frame)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(frame)
+}
+
+func (a answer) write(w http.ResponseWriter) {
+	if a.status != http.StatusOK {
+		httpError(w, a.status, "%s", a.msg)
+		return
+	}
+	writeFrame(w, a.body)
+}
+
+// readBody reads a request body of at most MaxBody bytes; on failure it has answered.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if r.ContentLength > s.opts.MaxBody {
+		httpError(w, http.StatusRequestEntityTooLarge, "request body of %d bytes is over this server's limit of %d (reconcile serve --max-body; a smaller --batch-rows on the client sends smaller apply batches)", r.ContentLength, s.opts.MaxBody)
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBody))
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			httpError(w, http.StatusRequestEntityTooLarge, "request body is over this server's limit of %d bytes (reconcile serve --max-body; a smaller --batch-rows on the client sends smaller apply batches)", s.opts.MaxBody)
+		} else {
+			httpError(w, http.StatusBadRequest, "reading the request body: %v", err)
+		}
+		return nil, false
+	}
+	return body, true
+}
+
+// work is the context of the endpoint work for one request: not cancelled when the client
+// goes away (a retry waits for the answer), bounded by RequestTimeout.
+func (s *Server) work(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(r.Context()), s.opts.RequestTimeout)
+}
+
+func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
+	now := time.Now().UnixNano()
+	if v := r.URL.Query().Get("now"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			httpError(w, http.StatusBadRequest, "now=%q is not unix nanoseconds", clip(v))
+			return
+		}
+		now = n
+	}
+	ctx, cancel := s.work(r)
+	defer cancel()
+	info, err := reconcile.Root(ctx, s.ep, now)
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, "root: %v", err)
+		return
+	}
+	// The root travels as an open response without a first round.
+	frame := reconcile.EncodeOpenResponse(&reconcile.OpenRequest{}, &reconcile.OpenResponse{
+		Protocol: s.protocol, Ordering: info.Ordering, Schema: info.Schema, Root: info.Root})
+	writeFrame(w, frame)
+}
+
+// handleDump streams the Dump hook's output. A failure after the first byte cuts the
+// connection, so that the client sees a broken stream rather than a short one.
+func (s *Server) handleDump(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Dump == nil {
+		httpError(w, http.StatusNotImplemented, "dump: this server does not offer its rows")
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	cw := &countWriter{w: w}
+	if err := s.opts.Dump(r.Context(), cw); err != nil {
+		if cw.n == 0 {
+			httpError(w, http.StatusInternalServerError, "dump: %v", err)
+			return
+		}
+		panic(http.ErrAbortHandler)
+	}
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (s *Server) handleOpen(w http.ResponseWriter, r *http.Request) {
+	key, err := parseOpenKey(r.Header.Get(HeaderOpenKey))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	req, err := reconcile.DecodeOpenRequest(body)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "open: %v", err)
+		return
+	}
+	if req.Protocol != s.protocol {
+		httpError(w, http.StatusConflict, "open: the client's open request is protocol %d, this server speaks %d: run the same reconcile version on both sides", req.Protocol, s.protocol)
+		return
+	}
+	hash := sha256.Sum256(body)
+
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		httpError(w, http.StatusServiceUnavailable, "server is shutting down")
+		return
+	}
+	if key != "" {
+		if ss := s.byKey[key]; ss != nil {
+			s.mu.Unlock()
+			s.replayOpen(w, ss, hash)
+			return
+		}
+	}
+	if len(s.sessions) >= s.opts.MaxSessions {
+		s.mu.Unlock()
+		w.Header().Set("Retry-After", "5")
+		httpError(w, http.StatusServiceUnavailable, "too many open sessions (%d): try again later", s.opts.MaxSessions)
+		return
+	}
+	// Reserve the key so that a concurrent retry waits for this open.
+	ss := &session{id: newID(), openKey: key, openHash: hash, open: req}
+	ss.mu.Lock()
+	s.sessions[ss.id] = ss
+	if key != "" {
+		s.byKey[key] = ss
+	}
+	s.mu.Unlock()
+
+	ctx, cancel := s.work(r)
+	defer cancel()
+	abort := func(status int, format string, args ...any) {
+		ss.closed = true
+		ss.mu.Unlock()
+		s.forget(ss)
+		httpError(w, status, format, args...)
+	}
+	snap, err := s.ep.Open(ctx, req.Now)
+	if err != nil {
+		abort(http.StatusInternalServerError, "open: open snapshot: %v", err)
+		return
+	}
+	resp, openResp, err := reconcile.NewResponder(ctx, snap, req)
+	if err != nil {
+		snap.Close()
+		abort(http.StatusUnprocessableEntity, "%v", err)
+		return
+	}
+	ss.snap, ss.resp = snap, resp
+	ss.openFrame = reconcile.EncodeOpenResponse(req, openResp)
+	ss.used = time.Now()
+	ss.timer = time.AfterFunc(s.opts.IdleTimeout, func() { s.expire(ss) })
+	w.Header().Set(HeaderSession, ss.id)
+	s.statHeaders(w, ss)
+	frame := ss.openFrame
+	ss.mu.Unlock()
+	writeFrame(w, frame)
+}
+
+func (s *Server) replayOpen(w http.ResponseWriter, ss *session, hash [32]byte) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	switch {
+	case ss.closed:
+		httpError(w, http.StatusNotFound, "open: the session opened with this %s is closed or failed: open a new one", HeaderOpenKey)
+	case ss.openHash != hash:
+		httpError(w, http.StatusConflict, "open: %s reused for a different open request", HeaderOpenKey)
+	default:
+		ss.used = time.Now()
+		w.Header().Set(HeaderSession, ss.id)
+		s.statHeaders(w, ss)
+		writeFrame(w, ss.openFrame)
+	}
+}
+
+func (s *Server) statHeaders(w http.ResponseWriter, ss *session) {
+	if ss.snap == nil {
+		return
+	}
+	st := ss.snap.ReadStats()
+	w.Header().Set(HeaderEntriesRead, strconv.FormatInt(st.Entries, 10))
+	w.Header().Set(HeaderNodesRead, strconv.FormatInt(st.Nodes, 10))
+}
+
+// sessionCall runs one round or apply of a session: it checks the id and sequence number,
+// reads the body, replays the stored answer to a retry, and otherwise calls do with the
+// session locked and stores its answer.
+func (s *Server) sessionCall(w http.ResponseWriter, r *http.Request, kind string, do func(ctx context.Context, ss *session, body []byte) answer) {
+	id, err := parseSessionID(r.PathValue("id"))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "%s: %v", kind, err)
+		return
+	}
+	seq, err := parseSeq(r.Header.Get(HeaderSeq))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "%s: %v", kind, err)
+		return
+	}
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	ss := s.lookup(w, id, kind)
+	if ss == nil {
+		return
+	}
+	a, ok := s.locked(w, ss, kind, seq, body, do, r)
+	if ok {
+		a.write(w) // after the session is unlocked: a slow reader holds nothing
+	}
+}
+
+// locked runs one call with the session locked, filling w's headers; ok false means it
+// has answered already.
+func (s *Server) locked(w http.ResponseWriter, ss *session, kind string, seq uint64, body []byte, do func(ctx context.Context, ss *session, body []byte) answer, r *http.Request) (answer, bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.closed {
+		s.gone(w, ss.id, kind)
+		return answer{}, false
+	}
+	if ss.timer != nil {
+		ss.timer.Stop()
+	}
+	defer func() {
+		ss.used = time.Now()
+		if ss.timer != nil && !ss.closed {
+			ss.timer.Reset(s.opts.IdleTimeout)
+		}
+	}()
+	h := sha256.New()
+	h.Write([]byte(kind))
+	h.Write(body)
+	var hash [32]byte
+	h.Sum(hash[:0])
+	switch {
+	case seq == ss.lastSeq && hash == ss.lastHash:
+		s.statHeaders(w, ss)
+		return ss.last, true // a retry: the stored answer, nothing done twice
+	case seq == ss.lastSeq:
+		httpError(w, http.StatusConflict, "%s: request %d repeated with a different body", kind, seq)
+		return answer{}, false
+	case seq < ss.lastSeq:
+		// Numbers only grow; gaps are requests refused before they reached the session
+		// (a body over the limit, say).
+		httpError(w, http.StatusConflict, "%s: request %d out of order (the last one answered was %d)", kind, seq, ss.lastSeq)
+		return answer{}, false
+	}
+	ctx, cancel := s.work(r)
+	defer cancel()
+	a := do(ctx, ss, body)
+	ss.lastSeq, ss.lastHash, ss.last = seq, hash, a
+	s.statHeaders(w, ss)
+	return a, true
+}
+
+func fail(status int, format string, args ...any) answer {
+	return answer{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+func (s *Server) handleRound(w http.ResponseWriter, r *http.Request) {
+	s.sessionCall(w, r, "round", func(ctx context.Context, ss *session, body []byte) answer {
+		req, err := reconcile.DecodeRoundRequest(ss.open, body)
+		if err != nil {
+			return fail(http.StatusBadRequest, "round: %v", err)
+		}
+		resp, err := ss.resp.Round(ctx, req)
+		if err != nil {
+			return fail(http.StatusInternalServerError, "round: %v", err)
+		}
+		return answer{status: http.StatusOK, body: reconcile.EncodeRoundResponse(ss.open, req, resp)}
+	})
+}
+
+func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
+	if s.opts.ReadOnly {
+		httpError(w, http.StatusForbidden, "apply: this server is read-only (reconcile serve --read-only): it refuses writes; use it as a diff target or a sync source")
+		return
+	}
+	s.sessionCall(w, r, "apply", func(ctx context.Context, ss *session, body []byte) answer {
+		req, err := reconcile.DecodeApplyRequest(body)
+		if err != nil {
+			return fail(http.StatusBadRequest, "apply: %v", err)
+		}
+		outcomes, err := s.ep.Apply(ctx, req.Now, req.Changes)
+		if errors.Is(err, reconcile.ErrReadOnly) {
+			return fail(http.StatusForbidden, "apply: %v", err)
+		}
+		if err != nil {
+			return fail(http.StatusInternalServerError, "apply: %v", err)
+		}
+		if len(outcomes) != len(req.Changes) {
+			return fail(http.StatusInternalServerError, "apply: the endpoint answered %d outcomes for %d changes", len(outcomes), len(req.Changes))
+		}
+		return answer{status: http.StatusOK, body: reconcile.EncodeApplyResponse(&reconcile.ApplyResponse{Outcomes: outcomes})}
+	})
+}
+
+func (s *Server) handleClose(w http.ResponseWriter, r *http.Request) {
+	id, err := parseSessionID(r.PathValue("id"))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "close: %v", err)
+		return
+	}
+	ss := s.lookup(w, id, "close")
+	if ss == nil {
+		return
+	}
+	if err := s.drop(ss, false); err != nil {
+		httpError(w, http.StatusInternalServerError, "close: %v", err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// lookup finds an open session; on failure it has answered 404.
+func (s *Server) lookup(w http.ResponseWriter, id, kind string) *session {
+	s.mu.Lock()
+	ss := s.sessions[id]
+	s.mu.Unlock()
+	if ss == nil {
+		s.gone(w, id, kind)
+	}
+	return ss
+}
+
+func (s *Server) gone(w http.ResponseWriter, id, kind string) {
+	httpError(w, http.StatusNotFound, "%s: session %s is not open on this server: it expired after %s without requests (reconcile serve --idle-timeout), was closed, or the server restarted; run the command again", kind, id, s.opts.IdleTimeout)
+}
+
+// expire closes a session that has been idle for IdleTimeout.
+func (s *Server) expire(ss *session) {
+	ss.mu.Lock()
+	idle := time.Since(ss.used) >= s.opts.IdleTimeout
+	ss.mu.Unlock()
+	if idle {
+		s.drop(ss, true)
+	}
+}
+
+// drop closes a session's snapshot and forgets it. With ifIdle it does nothing when the
+// session was used since the idle check.
+func (s *Server) drop(ss *session, ifIdle bool) error {
+	ss.mu.Lock()
+	if ss.closed || (ifIdle && time.Since(ss.used) < s.opts.IdleTimeout) {
+		ss.mu.Unlock()
+		return nil
+	}
+	ss.closed = true
+	if ss.timer != nil {
+		ss.timer.Stop()
+	}
+	var err error
+	if ss.snap != nil {
+		err = ss.snap.Close()
+		ss.snap, ss.resp = nil, nil
+	}
+	ss.last = answer{}
+	ss.mu.Unlock()
+	s.forget(ss)
+	return err
+}
+
+func (s *Server) forget(ss *session) {
+	s.mu.Lock()
+	if s.sessions[ss.id] == ss {
+		delete(s.sessions, ss.id)
+	}
+	if ss.openKey != "" && s.byKey[ss.openKey] == ss {
+		delete(s.byKey, ss.openKey)
+	}
+	s.mu.Unlock()
+}
+
+func newID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return hex.EncodeToString(b[:])
+}

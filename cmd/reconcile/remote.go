@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	remote "github.com/reconcile-dev/reconcile/adapters/http"
+	"github.com/reconcile-dev/reconcile/reconcile"
+)
+
+// http(s) endpoints: a server run by `reconcile serve`. The token comes from
+// ?token_file=FILE in the URL, or else from the RECONCILE_TOKEN environment variable.
+// docs/http.md describes the server and what is not supported yet.
+
+const tokenEnv = "RECONCILE_TOKEN"
+
+// maxTokenFile bounds a token file.
+const maxTokenFile = 4096
+
+func parseHTTP(u *url.URL, loc *location) error {
+	switch {
+	case u.Opaque != "" || u.Host == "":
+		return fmt.Errorf("want %s://host:port", u.Scheme)
+	case u.User != nil:
+		return errors.New("no user or password in the URL: give the token with ?token_file=FILE or " + tokenEnv)
+	case u.Path != "" && u.Path != "/":
+		return fmt.Errorf("unexpected path %q: a server serves one endpoint at %s://host:port", u.Path, u.Scheme)
+	case u.Fragment != "":
+		return fmt.Errorf("unexpected #%s", u.Fragment)
+	}
+	for k, v := range u.Query() {
+		if k != "token_file" || len(v) != 1 || v[0] == "" {
+			return fmt.Errorf("unknown parameter %q (%s takes only token_file=FILE)", k, u.Scheme)
+		}
+		loc.tokenFile = v[0]
+	}
+	loc.server = u.Scheme + "://" + u.Host
+	return nil
+}
+
+// readToken reads a token file: its content with surrounding white space removed.
+func readToken(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("token file: %w", err)
+	}
+	defer f.Close()
+	b := make([]byte, maxTokenFile+1)
+	n, _ := f.Read(b)
+	if n > maxTokenFile {
+		return "", fmt.Errorf("token file %s: longer than %d bytes", path, maxTokenFile)
+	}
+	tok := strings.TrimSpace(string(b[:n]))
+	if tok == "" {
+		return "", fmt.Errorf("token file %s is empty", path)
+	}
+	return tok, nil
+}
+
+func openHTTP(loc location, _ access) (*endpoint, error) {
+	tok := os.Getenv(tokenEnv)
+	if loc.tokenFile != "" {
+		var err error
+		if tok, err = readToken(loc.tokenFile); err != nil {
+			return nil, err
+		}
+	}
+	c, err := remote.NewClient(loc.server, remote.ClientOptions{Token: tok})
+	if err != nil {
+		return nil, err
+	}
+	return &endpoint{Endpoint: remoteEndpoint{c: c, url: loc.server}, loc: loc, remote: c}, nil
+}
+
+// remoteEndpoint stands for an http(s) endpoint where the commands expect a
+// reconcile.Endpoint: sessions run against it as a Peer (runPeerSession), and everything
+// that would need its snapshot here is refused.
+type remoteEndpoint struct {
+	c   *remote.Client
+	url string
+}
+
+func (r remoteEndpoint) Open(context.Context, int64) (reconcile.Snapshot, error) {
+	return nil, notYet("reading " + r.url + " as a local snapshot (as a session's source)")
+}
+
+func (r remoteEndpoint) Apply(context.Context, int64, []reconcile.Change) ([]reconcile.Outcome, error) {
+	return nil, notYet("writing to " + r.url + " outside a session")
+}
+
+func (r remoteEndpoint) Close() error {
+	err := r.c.Close()
+	r.c.CloseIdleConnections()
+	return err
+}
+
+func notYet(what string) error {
+	return fmt.Errorf("%s: http(s) endpoints do not support this yet (see docs/http.md)", what)
+}
+
+// runPeerSession runs a session from source against an http(s) target and, like
+// reconcile.Run, reads the target's root after a sync that wrote.
+func runPeerSession(ctx context.Context, source reconcile.Endpoint, t *endpoint, opts reconcile.Options) (*reconcile.Report, error) {
+	if opts.Now == 0 {
+		opts.Now = time.Now().UnixNano()
+	}
+	rep, err := reconcile.RunPeer(ctx, source, t.remote, opts)
+	t.remote.Close() // ends the session on the server, releasing its snapshot
+	if err == nil && rep.Mode == reconcile.Mirror && !rep.DryRun && rep.Upserted+rep.Deleted > 0 {
+		info, aerr := t.remote.Root(ctx, opts.Now)
+		if aerr != nil {
+			return rep, fmt.Errorf("read target root after sync: %w", aerr)
+		}
+		rep.RootTargetAfter = reconcile.FormatFingerprint(info.Root.Fingerprint())
+	}
+	return rep, err
+}

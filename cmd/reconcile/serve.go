@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	remote "github.com/reconcile-dev/reconcile/adapters/http"
+)
+
+func serveCommand(std stdio) *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "serve ENDPOINT over HTTP(S), so that diff and sync elsewhere can use it as http(s)://host:port",
+		Description: "Without --token-file the server listens only on a loopback address unless\n" +
+			"--insecure-listen is given. Clients send the token from RECONCILE_TOKEN or from the\n" +
+			"file named by ?token_file= in the URL. A missing Badger store is created unless\n" +
+			"--read-only. The first line of output names the address served. See docs/http.md.",
+		ArgsUsage: "ENDPOINT",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Usage: "address to listen on, host:port (port 0 picks one)", Required: true, EnvVars: []string{"RECONCILE_LISTEN"}},
+			&cli.StringFlag{Name: "token-file", Usage: "file holding the bearer token clients must send", EnvVars: []string{"RECONCILE_TOKEN_FILE"}},
+			&cli.StringFlag{Name: "tls-cert", Usage: "TLS certificate file (PEM); with --tls-key serves https"},
+			&cli.StringFlag{Name: "tls-key", Usage: "TLS private key file (PEM)"},
+			&cli.BoolFlag{Name: "read-only", Usage: "refuse every write (sync to this server fails; diff works)"},
+			&cli.BoolFlag{Name: "insecure-listen", Usage: "allow a non-loopback address without a token"},
+			&cli.StringFlag{Name: "max-body", Value: "64MiB", Usage: "largest request body accepted (bytes, or with KiB, MiB, GiB)"},
+			&cli.DurationFlag{Name: "idle-timeout", Value: 2 * time.Minute, Usage: "close a session and its snapshot after this long without requests"},
+		},
+		Action: func(c *cli.Context) error {
+			a, err := args(c, 1, 1, "ENDPOINT --listen ADDR")
+			if err != nil {
+				return err
+			}
+			maxBody, err := parseSize(c.String("max-body"))
+			if err != nil {
+				return fmt.Errorf("--max-body: %w", err)
+			}
+			return runServe(c.Context, serveOptions{
+				stdio: std, endpoint: a[0], listen: c.String("listen"), tokenFile: c.String("token-file"),
+				tlsCert: c.String("tls-cert"), tlsKey: c.String("tls-key"),
+				server: remote.ServerOptions{ReadOnly: c.Bool("read-only"), InsecureListen: c.Bool("insecure-listen"),
+					MaxBody: maxBody, IdleTimeout: c.Duration("idle-timeout")},
+			})
+		},
+	}
+}
+
+// serveOptions are the inputs of runServe.
+type serveOptions struct {
+	stdio
+	endpoint, listen, tokenFile, tlsCert, tlsKey string
+	server                                       remote.ServerOptions
+}
+
+// runServe serves one endpoint until ctx ends (Ctrl-C, SIGTERM).
+func runServe(ctx context.Context, o serveOptions) error {
+	loc, err := parseEndpoint(o.endpoint)
+	if err != nil {
+		return err
+	}
+	if loc.server != "" {
+		return fmt.Errorf("serve: %s is already a server: serve the store itself", loc.server)
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return fmt.Errorf("serve: --tls-cert and --tls-key go together")
+	}
+	if o.server.IdleTimeout <= 0 {
+		return fmt.Errorf("serve: --idle-timeout must be positive")
+	}
+	if o.tokenFile != "" {
+		if o.server.Token, err = readToken(o.tokenFile); err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
+	a := create
+	if o.server.ReadOnly {
+		a = readOnly
+	}
+	ep, err := openEndpoint(o.endpoint, a)
+	if err != nil {
+		return err
+	}
+	defer ep.Close()
+	if ep.scan != nil {
+		o.server.Dump = func(ctx context.Context, w io.Writer) error { return dumpRows(ctx, ep, w) }
+	}
+	srv := remote.NewServer(ep.Endpoint, o.server)
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if err := srv.CheckListener(ln); err != nil {
+		ln.Close()
+		return fmt.Errorf("serve: %w", err)
+	}
+	scheme := "http"
+	if o.tlsCert != "" {
+		scheme = "https"
+	}
+	mode := "read-write"
+	if o.server.ReadOnly {
+		mode = "read-only"
+	}
+	fmt.Fprintf(o.out, "serving %s (%s) at %s://%s\n", redact(o.endpoint), mode, scheme, ln.Addr())
+	if err := srv.Serve(ctx, ln, o.tlsCert, o.tlsKey); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+// parseSize reads a byte count: digits, optionally followed by KiB, MiB or GiB.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	num := strings.TrimSpace(s)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if strings.HasSuffix(num, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("%q is not a size from 1 byte to 1 TiB (e.g. 67108864 or 64MiB)", s)
+	}
+	return n * mult, nil
+}
