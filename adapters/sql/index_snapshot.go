@@ -625,7 +625,8 @@ func (s *indexSnapshot) cutBefore(ctx context.Context, c []byte) (merkle.Digest,
 
 // CutDigests sums the parts of [lo, hi) cut at bounds, each point standing for the first
 // cut entry at or after it.
-func (s *indexSnapshot) CutDigests(ctx context.Context, lo, hi []byte, bounds [][]byte) ([]merkle.Digest, [][]byte, error) {
+// The count hint is not needed: sums come from the superchunk and chunk prefixes.
+func (s *indexSnapshot) CutDigests(ctx context.Context, lo, hi []byte, bounds [][]byte, _ uint64) ([]merkle.Digest, [][]byte, error) {
 	if err := s.loadSupers(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -678,7 +679,7 @@ func (s *indexSnapshot) CutDigests(ctx context.Context, lo, hi []byte, bounds []
 
 // SplitCuts cuts (lo, hi), whose ends are cut entries or nil, at cut entries near its
 // count quantiles: superchunk starts where enough of them lie inside, else chunk starts.
-func (s *indexSnapshot) SplitCuts(ctx context.Context, lo, hi []byte, k int) ([][]byte, [][]byte, []merkle.Digest, error) {
+func (s *indexSnapshot) SplitCuts(ctx context.Context, lo, hi []byte, k int, _ uint64) ([][]byte, [][]byte, []merkle.Digest, error) {
 	if err := s.loadSupers(ctx); err != nil {
 		return nil, nil, nil, err
 	}
@@ -948,3 +949,8 @@ func (s *indexSnapshot) prefetchChunks(ctx context.Context, idx []int) error {
 func slicesSortNodes(cs []*chunkNode) {
 	slices.SortFunc(cs, func(a, b *chunkNode) int { return bytes.Compare(a.lo, b.lo) })
 }
+
+var (
+	_ reconcile.CutSnapshot   = (*indexSnapshot)(nil)
+	_ reconcile.HashedEntries = (*indexSnapshot)(nil)
+)

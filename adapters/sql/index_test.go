@@ -54,6 +54,11 @@ func TestIndexFollowsNativeWrites(t *testing.T) {
 				if d := rep.OnlySource + rep.OnlyTarget + rep.Changed; d != 0 {
 					t.Fatalf("round %d: the maintained index differs from a scan of the same table in %d keys", round, d)
 				}
+				// And with the maintained index as the session's source (its SplitCuts).
+				rep, err = reconcile.Run(ctx, maintained, scan, reconcile.Options{Mode: reconcile.Diff})
+				if err != nil || rep.OnlySource+rep.OnlyTarget+rep.Changed != 0 {
+					t.Fatalf("round %d, maintained as source: %v, %d differences", round, err, rep.OnlySource+rep.OnlyTarget+rep.Changed)
+				}
 				st, err := maintained.VerifyIndex(ctx)
 				if err != nil || !st.OK() {
 					t.Fatalf("round %d: verify: %+v, %v", round, st, err)
@@ -171,6 +176,50 @@ func TestIndexPrefetch(t *testing.T) {
 			}
 			if after := is.ReadStats(); after != before {
 				t.Fatalf("answering prefetched ranges read more: %+v then %+v", before, after)
+			}
+		})
+	}
+}
+
+// TestIndexSessions: two maintained tables with drift between them; the differences a
+// session finds between the indexes are exactly those between scans of the same tables,
+// and a mirror sync leaves them equal.
+func TestIndexSessions(t *testing.T) {
+	ctx := context.Background()
+	for _, e := range engines(t) {
+		t.Run(e.name, func(t *testing.T) {
+			a, b := createPeople(t, e), createPeople(t, e)
+			people := randomPeople(rand.New(rand.NewPCG(11, 11)), 4000, 1)
+			insertPeople(t, e, a, people)
+			insertPeople(t, e, b, people)
+			A := openTable(t, e.url(a, "version=ver&mode=maintained"))
+			B := openTable(t, e.url(b, "version=ver&mode=maintained"))
+			for _, tb := range []*Table{A, B} {
+				if _, err := tb.InstallIndex(ctx); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { tb.UninstallIndex(ctx) })
+			}
+			e.exec(t, "UPDATE "+b+" SET name = 'x', ver = ver + 1 WHERE id % 97 = 0",
+				"DELETE FROM "+b+" WHERE id % 89 = 1",
+				"INSERT INTO "+b+" (id, name, score, at, ver) VALUES (900001, 'n', 1, '2024-01-01 00:00:00', 5)")
+			As := openTable(t, e.url(a, "version=ver&mode=scan"))
+			Bs := openTable(t, e.url(b, "version=ver&mode=scan"))
+			want, err := reconcile.Run(ctx, As, Bs, reconcile.Options{Mode: reconcile.Diff})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := reconcile.Run(ctx, A, B, reconcile.Options{Mode: reconcile.Diff})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.OnlySource != want.OnlySource || got.OnlyTarget != want.OnlyTarget || got.Changed != want.Changed || want.Changed == 0 {
+				t.Fatalf("maintained found %d/%d/%d, scan %d/%d/%d", got.OnlySource, got.OnlyTarget, got.Changed, want.OnlySource, want.OnlyTarget, want.Changed)
+			}
+			syncAndCheck(t, "maintained to maintained", A, B, -1)
+			st, err := B.VerifyIndex(ctx)
+			if err != nil || !st.OK() {
+				t.Fatalf("verify after sync: %+v, %v", st, err)
 			}
 		})
 	}
