@@ -584,7 +584,13 @@ func (t *Table) readWhere(ctx context.Context, q querier, table, where string, a
 	if where != "" {
 		query += " WHERE " + where
 	}
-	rs, err := q.QueryContext(ctx, query+" ORDER BY lo", args...)
+	return t.readRows(ctx, q, isChunk, query+" ORDER BY lo", args)
+}
+
+// readRows runs a query returning (lo, n, s, sup) rows of _chunk (isChunk) or (lo, n, s,
+// prev) rows of _super.
+func (t *Table) readRows(ctx context.Context, q querier, isChunk bool, query string, args []any) ([]*chunkRow, error) {
+	rs, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, t.d.dbErr(err)
 	}
