@@ -106,3 +106,27 @@ const (
 
 // ErrReadOnly is returned by Apply on endpoints that refuse writes.
 var ErrReadOnly = errors.New("endpoint is read-only")
+
+// SortedIndex answers a snapshot's index questions (Digests, Split, Entries) from a
+// merkle.Sorted: endpoints that build their index from one scan per session embed it.
+type SortedIndex struct{ *merkle.Sorted }
+
+// Digests answers from the sorted entries.
+func (s SortedIndex) Digests(_ context.Context, lo, hi []byte, bounds [][]byte) ([]merkle.Digest, error) {
+	return s.Sorted.Digests(lo, hi, bounds)
+}
+
+// Split answers from the sorted entries.
+func (s SortedIndex) Split(_ context.Context, lo, hi []byte, k int) ([][]byte, error) {
+	return s.Sorted.Split(lo, hi, k)
+}
+
+// Entries lists at most limit entries (limit <= 0: all) of [lo, hi).
+func (s SortedIndex) Entries(_ context.Context, lo, hi []byte, limit int) ([]merkle.Entry, error) {
+	var out []merkle.Entry
+	err := s.Sorted.Entries(lo, hi, func(e merkle.Entry) bool {
+		out = append(out, e)
+		return limit <= 0 || len(out) < limit
+	})
+	return out, err
+}

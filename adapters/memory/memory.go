@@ -81,7 +81,7 @@ func (s *Store) Open(ctx context.Context, now int64) (reconcile.Snapshot, error)
 	}
 	idx := merkle.NewSorted(s.ordering, entries)
 	root, _ := idx.Digest(nil, nil)
-	return &snapshot{idx: idx, rows: rows, info: reconcile.Info{Ordering: s.ordering, Schema: reconcile.SchemaKV, Root: root}}, nil
+	return &snapshot{SortedIndex: reconcile.SortedIndex{Sorted: idx}, rows: rows, info: reconcile.Info{Ordering: s.ordering, Schema: reconcile.SchemaKV, Root: root}}, nil
 }
 
 // Apply writes changes atomically, each conditional on its Expect.
@@ -135,29 +135,12 @@ func sameEntry(a, b *merkle.Entry) bool {
 func (s *Store) Close() error { return nil }
 
 type snapshot struct {
-	idx  *merkle.Sorted
+	reconcile.SortedIndex
 	rows map[string]reconcile.Row
 	info reconcile.Info
 }
 
 func (s *snapshot) Info() reconcile.Info { return s.info }
-
-func (s *snapshot) Digests(ctx context.Context, lo, hi []byte, bounds [][]byte) ([]merkle.Digest, error) {
-	return s.idx.Digests(lo, hi, bounds)
-}
-
-func (s *snapshot) Split(ctx context.Context, lo, hi []byte, k int) ([][]byte, error) {
-	return s.idx.Split(lo, hi, k)
-}
-
-func (s *snapshot) Entries(ctx context.Context, lo, hi []byte, limit int) ([]merkle.Entry, error) {
-	var out []merkle.Entry
-	err := s.idx.Entries(lo, hi, func(e merkle.Entry) bool {
-		out = append(out, e)
-		return limit <= 0 || len(out) < limit
-	})
-	return out, err
-}
 
 func (s *snapshot) Rows(ctx context.Context, keys [][]byte) ([]reconcile.Row, error) {
 	out := make([]reconcile.Row, len(keys))
@@ -167,6 +150,6 @@ func (s *snapshot) Rows(ctx context.Context, keys [][]byte) ([]reconcile.Row, er
 	return out, nil
 }
 
-func (s *snapshot) ReadStats() merkle.ReadStats { return s.idx.Stats() }
+func (s *snapshot) ReadStats() merkle.ReadStats { return s.Stats() }
 
 func (s *snapshot) Close() error { return nil }

@@ -436,8 +436,8 @@ func (t *Table) openScan(ctx context.Context, now int64) (reconcile.Snapshot, er
 			snap.seen[string(it.Entry.Key)] = it.Entry
 		}
 	}
-	snap.idx = merkle.NewSortedItems(items)
-	root, _ := snap.idx.Digest(nil, nil)
+	snap.SortedIndex = reconcile.SortedIndex{Sorted: merkle.NewSortedItems(items)}
+	root, _ := snap.Digest(nil, nil)
 	snap.info = reconcile.Info{Ordering: t.ordering, Schema: t.schema, Root: root}
 	return snap, nil
 }
@@ -643,10 +643,10 @@ func (t *Table) keyList() string {
 
 // snapshot is a scan-mode snapshot.
 type snapshot struct {
-	t       *Table
-	now     int64
-	tx      *dbsql.Tx // nil once released (SQLite without WAL)
-	idx     *merkle.Sorted
+	t   *Table
+	now int64
+	tx  *dbsql.Tx // nil once released (SQLite without WAL)
+	reconcile.SortedIndex
 	info    reconcile.Info
 	scanned int64
 	// seen holds the snapshot's entries by key where the transaction could not be kept:
@@ -655,23 +655,6 @@ type snapshot struct {
 }
 
 func (s *snapshot) Info() reconcile.Info { return s.info }
-
-func (s *snapshot) Digests(ctx context.Context, lo, hi []byte, bounds [][]byte) ([]merkle.Digest, error) {
-	return s.idx.Digests(lo, hi, bounds)
-}
-
-func (s *snapshot) Split(ctx context.Context, lo, hi []byte, k int) ([][]byte, error) {
-	return s.idx.Split(lo, hi, k)
-}
-
-func (s *snapshot) Entries(ctx context.Context, lo, hi []byte, limit int) ([]merkle.Entry, error) {
-	var out []merkle.Entry
-	err := s.idx.Entries(lo, hi, func(e merkle.Entry) bool {
-		out = append(out, e)
-		return limit <= 0 || len(out) < limit
-	})
-	return out, err
-}
 
 // Rows reads the rows under keys in the snapshot's transaction.
 func (s *snapshot) Rows(ctx context.Context, keys [][]byte) ([]reconcile.Row, error) {
@@ -702,7 +685,7 @@ func (s *snapshot) Rows(ctx context.Context, keys [][]byte) ([]reconcile.Row, er
 func ptr[T any](v T) *T { return &v }
 
 func (s *snapshot) ReadStats() merkle.ReadStats {
-	st := s.idx.Stats()
+	st := s.Stats()
 	st.Entries += s.scanned // scan mode reads every row once
 	return st
 }
