@@ -60,6 +60,15 @@ func (e Entry) Digest() Digest { return Digest{Count: 1, Sum: e.Hash()} }
 // Expired reports whether the entry is expired at now (unix ns): ExpiresAt at or before now.
 func (e Entry) Expired(now int64) bool { return e.ExpiresAt != 0 && e.ExpiresAt <= now }
 
+// SameEntry reports whether a and b are the same entry (nil: no entry), field by field.
+func SameEntry(a, b *Entry) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return string(a.Key) == string(b.Key) && a.Version == b.Version && a.ExpiresAt == b.ExpiresAt &&
+		a.Flags == b.Flags && a.ValueHash == b.ValueHash
+}
+
 // Digest summarises a multiset of entries: how many, and the sum of their EntryHashes as
 // little-endian 256-bit integers mod 2^256. Digests add and subtract like the sets they
 // stand for, so a range's digest is a difference of two prefix digests.

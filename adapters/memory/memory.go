@@ -4,7 +4,6 @@
 package memory
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -106,7 +105,7 @@ func (s *Store) Apply(ctx context.Context, now int64, changes []reconcile.Change
 				curEntry = &e
 			}
 		}
-		if !sameEntry(curEntry, c.Expect) {
+		if !merkle.SameEntry(curEntry, c.Expect) {
 			out[i] = reconcile.Raced
 		}
 	}
@@ -121,14 +120,6 @@ func (s *Store) Apply(ctx context.Context, now int64, changes []reconcile.Change
 		}
 	}
 	return out, nil
-}
-
-func sameEntry(a, b *merkle.Entry) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
-	return bytes.Equal(a.Key, b.Key) && a.Version == b.Version && a.ExpiresAt == b.ExpiresAt &&
-		a.Flags == b.Flags && a.ValueHash == b.ValueHash
 }
 
 // Close is a no-op.

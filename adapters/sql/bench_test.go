@@ -50,13 +50,11 @@ func benchPostgres(b *testing.B) (*engine, int) {
 		}
 		n = v
 	}
-	for _, e := range engines(b) {
-		if e.name == "postgres" {
-			return e, n
-		}
+	pg, _, _ := byName(b)
+	if pg == nil {
+		b.Fatal("no postgres engine")
 	}
-	b.Fatal("no postgres engine")
-	return nil, 0
+	return pg, n
 }
 
 // benchTables returns the names of the cached source table and its drifted copy,

@@ -378,20 +378,23 @@ var (
 	maxTime = time.Unix(0, math.MaxInt64)
 )
 
+// toTime takes a driver's time.Time, or text in one of timeLayouts; what names the class
+// for the message.
+func toTime(v any, what string) (time.Time, error) {
+	if t, ok := v.(time.Time); ok {
+		return t, nil
+	}
+	s, ok := asString(v)
+	if !ok {
+		return time.Time{}, fmt.Errorf("got %T, want %s (store them as text, not numbers)", v, what)
+	}
+	return parseTimestamp(s)
+}
+
 func toTimestamp(v any) (int64, error) {
-	var t time.Time
-	switch x := v.(type) {
-	case time.Time:
-		t = x
-	default:
-		s, ok := asString(v)
-		if !ok {
-			return 0, fmt.Errorf("got %T, want a timestamp (store timestamps as text, not numbers)", v)
-		}
-		var err error
-		if t, err = parseTimestamp(s); err != nil {
-			return 0, err
-		}
+	t, err := toTime(v, "a timestamp")
+	if err != nil {
+		return 0, err
 	}
 	if t.Before(minTime) || t.After(maxTime) {
 		return 0, fmt.Errorf("timestamp %v is outside 1677-09-21..2262-04-11, which nanoseconds in 64 bits cover", t)
@@ -400,19 +403,9 @@ func toTimestamp(v any) (int64, error) {
 }
 
 func toDate(v any) (int64, error) {
-	var t time.Time
-	switch x := v.(type) {
-	case time.Time:
-		t = x
-	default:
-		s, ok := asString(v)
-		if !ok {
-			return 0, fmt.Errorf("got %T, want a date", v)
-		}
-		var err error
-		if t, err = parseTimestamp(s); err != nil {
-			return 0, err
-		}
+	t, err := toTime(v, "a date")
+	if err != nil {
+		return 0, err
 	}
 	y, m, d := t.Date()
 	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Unix() / 86400, nil

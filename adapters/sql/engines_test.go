@@ -84,6 +84,22 @@ func engines(t testing.TB) []*engine {
 	return append(out, lite)
 }
 
+// byName returns the engines of engines(t) by name ("postgres", "mysql", "sqlite"); the
+// servers are nil when their DSN is unset.
+func byName(t testing.TB) (pg, my, lite *engine) {
+	for _, e := range engines(t) {
+		switch e.name {
+		case "postgres":
+			pg = e
+		case "mysql":
+			my = e
+		case "sqlite":
+			lite = e
+		}
+	}
+	return pg, my, lite
+}
+
 func openEngine(t testing.TB, name, base string) *engine {
 	t.Helper()
 	cfg, err := ParseURL(base + "?table=x")

@@ -146,18 +146,8 @@ func (t *Table) buildIndex(ctx context.Context, n indexNames) (int, error) {
 		return 0, err
 	}
 	defer tx.Rollback()
-	const batch = 500
-	for i := 0; i < len(all); i += batch {
-		part := all[i:min(i+batch, len(all))]
-		var ps []string
-		var args []any
-		for _, ie := range part {
-			ps = append(ps, "("+t.params(len(args), 5)+")")
-			args = append(args, ie.e.Key, ie.pos, ie.h[:], ie.e.ValueHash[:], ie.e.ExpiresAt)
-		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO "+n.ent+" (k, pos, h, vh, exp) VALUES "+strings.Join(ps, ", "), args...); err != nil {
-			return 0, fmt.Errorf("write index entries: %w", t.d.dbErr(err))
-		}
+	if err := t.insertEntries(ctx, tx, n, all); err != nil {
+		return 0, err
 	}
 	chunks := []*chunkRow{{lo: []byte{}, sup: true}}
 	var root merkle.Digest
@@ -248,51 +238,70 @@ func supersOf(chunks []*chunkRow) []*chunkRow {
 	return out
 }
 
-func (t *Table) insertChunks(ctx context.Context, q querier, n indexNames, cs []*chunkRow) error {
-	for i := 0; i < len(cs); i += keyBatch {
-		part := cs[i:min(i+keyBatch, len(cs))]
-		var ps []string
+// insertMany inserts rows (each one value per column of cols) into table, keyBatch rows
+// a statement.
+func (t *Table) insertMany(ctx context.Context, q querier, table, cols string, rows [][]any) error {
+	for i := 0; i < len(rows); i += keyBatch {
+		part := rows[i:min(i+keyBatch, len(rows))]
+		ps := make([]string, len(part))
 		var args []any
-		for _, c := range part {
-			sup := 0
-			if c.sup {
-				sup = 1
-			}
-			ps = append(ps, "("+t.params(len(args), 4)+")")
-			args = append(args, c.lo, int64(c.d.Count), c.d.Sum[:], sup)
+		for j, r := range part {
+			ps[j] = "(" + t.params(len(args), len(r)) + ")"
+			args = append(args, r...)
 		}
-		if _, err := q.ExecContext(ctx, "INSERT INTO "+n.chunk+" (lo, n, s, sup) VALUES "+strings.Join(ps, ", "), args...); err != nil {
-			return fmt.Errorf("write index chunks: %w", t.d.dbErr(err))
+		if _, err := q.ExecContext(ctx, "INSERT INTO "+table+" ("+cols+") VALUES "+strings.Join(ps, ", "), args...); err != nil {
+			return t.d.dbErr(err)
 		}
+	}
+	return nil
+}
+
+func (t *Table) insertEntries(ctx context.Context, q querier, n indexNames, es []indexEntry) error {
+	rows := make([][]any, len(es))
+	for i, ie := range es {
+		rows[i] = []any{ie.e.Key, ie.pos, ie.h[:], ie.e.ValueHash[:], ie.e.ExpiresAt}
+	}
+	if err := t.insertMany(ctx, q, n.ent, "k, pos, h, vh, exp", rows); err != nil {
+		return fmt.Errorf("write index entries: %w", err)
+	}
+	return nil
+}
+
+func (t *Table) insertChunks(ctx context.Context, q querier, n indexNames, cs []*chunkRow) error {
+	rows := make([][]any, len(cs))
+	for i, c := range cs {
+		sup := 0
+		if c.sup {
+			sup = 1
+		}
+		rows[i] = []any{c.lo, int64(c.d.Count), c.d.Sum[:], sup}
+	}
+	if err := t.insertMany(ctx, q, n.chunk, "lo, n, s, sup", rows); err != nil {
+		return fmt.Errorf("write index chunks: %w", err)
 	}
 	return nil
 }
 
 func (t *Table) insertSupers(ctx context.Context, q querier, n indexNames, ss []*chunkRow) error {
-	for i := 0; i < len(ss); i += keyBatch {
-		part := ss[i:min(i+keyBatch, len(ss))]
-		var ps []string
-		var args []any
-		for _, c := range part {
-			ps = append(ps, "("+t.params(len(args), 4)+")")
-			args = append(args, c.lo, int64(c.d.Count), c.d.Sum[:], c.prev)
-		}
-		if _, err := q.ExecContext(ctx, "INSERT INTO "+n.super+" (lo, n, s, prev) VALUES "+strings.Join(ps, ", "), args...); err != nil {
-			return fmt.Errorf("write index superchunks: %w", t.d.dbErr(err))
-		}
+	rows := make([][]any, len(ss))
+	for i, c := range ss {
+		rows[i] = []any{c.lo, int64(c.d.Count), c.d.Sum[:], c.prev}
+	}
+	if err := t.insertMany(ctx, q, n.super, "lo, n, s, prev", rows); err != nil {
+		return fmt.Errorf("write index superchunks: %w", err)
 	}
 	return nil
 }
 
-// deleteRows deletes the rows of table (a _chunk or _super) whose lo is in los.
-func (t *Table) deleteRows(ctx context.Context, q querier, table string, los [][]byte) error {
-	for i := 0; i < len(los); i += keyBatch {
-		part := los[i:min(i+keyBatch, len(los))]
+// deleteRows deletes the rows of table whose column col is one of vals.
+func (t *Table) deleteRows(ctx context.Context, q querier, table, col string, vals [][]byte) error {
+	for i := 0; i < len(vals); i += keyBatch {
+		part := vals[i:min(i+keyBatch, len(vals))]
 		args := make([]any, len(part))
-		for j, lo := range part {
-			args[j] = lo
+		for j, v := range part {
+			args[j] = v
 		}
-		if _, err := q.ExecContext(ctx, "DELETE FROM "+table+" WHERE lo IN ("+t.params(0, len(part))+")", args...); err != nil {
+		if _, err := q.ExecContext(ctx, "DELETE FROM "+table+" WHERE "+col+" IN ("+t.params(0, len(part))+")", args...); err != nil {
 			return t.d.dbErr(err)
 		}
 	}
@@ -641,27 +650,15 @@ func (c *catchup) apply(ctx context.Context, removes, adds []indexEntry) error {
 		return err
 	}
 	t := c.t
-	for i := 0; i < len(removes); i += keyBatch {
-		part := removes[i:min(i+keyBatch, len(removes))]
-		args := make([]any, len(part))
-		for j, ie := range part {
-			args[j] = ie.e.Key
-		}
-		if _, err := c.tx.ExecContext(ctx, "DELETE FROM "+c.n.ent+" WHERE k IN ("+t.params(0, len(part))+")", args...); err != nil {
-			return t.d.dbErr(err)
-		}
+	keys := make([][]byte, len(removes))
+	for i, ie := range removes {
+		keys[i] = ie.e.Key
 	}
-	for i := 0; i < len(adds); i += keyBatch {
-		part := adds[i:min(i+keyBatch, len(adds))]
-		var ps []string
-		var args []any
-		for _, ie := range part {
-			ps = append(ps, "("+t.params(len(args), 5)+")")
-			args = append(args, ie.e.Key, ie.pos, ie.h[:], ie.e.ValueHash[:], ie.e.ExpiresAt)
-		}
-		if _, err := c.tx.ExecContext(ctx, "INSERT INTO "+c.n.ent+" (k, pos, h, vh, exp) VALUES "+strings.Join(ps, ", "), args...); err != nil {
-			return fmt.Errorf("index entries: %w", t.d.dbErr(err))
-		}
+	if err := t.deleteRows(ctx, c.tx, c.n.ent, "k", keys); err != nil {
+		return err
+	}
+	if err := t.insertEntries(ctx, c.tx, c.n, adds); err != nil {
+		return err
 	}
 
 	// Each old chunk's range now sums to its old sum plus what came minus what went.
@@ -780,7 +777,7 @@ func (c *catchup) flush(ctx context.Context) error {
 			del = append(del, []byte(lo))
 		}
 	}
-	if err := t.deleteRows(ctx, c.tx, c.n.chunk, del); err != nil {
+	if err := t.deleteRows(ctx, c.tx, c.n.chunk, "lo", del); err != nil {
 		return err
 	}
 	if err := t.insertChunks(ctx, c.tx, c.n, rows); err != nil {
@@ -808,7 +805,7 @@ func (c *catchup) flush(ctx context.Context) error {
 	for lo := range was {
 		del = append(del, []byte(lo))
 	}
-	if err := t.deleteRows(ctx, c.tx, c.n.super, del); err != nil {
+	if err := t.deleteRows(ctx, c.tx, c.n.super, "lo", del); err != nil {
 		return err
 	}
 	if err := t.insertSupers(ctx, c.tx, c.n, rows); err != nil {

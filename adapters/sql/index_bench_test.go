@@ -3,36 +3,15 @@ package sql
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
 	"testing"
 
 	"github.com/reconcile-dev/reconcile/reconcile"
 )
 
-// benchRows is RECONCILE_BENCH_ROWS, default 1M.
-func benchRows() int {
-	if n, err := strconv.Atoi(os.Getenv("RECONCILE_BENCH_ROWS")); err == nil && n > 0 {
-		return n
-	}
-	return 1_000_000
-}
-
 // maintainedPair returns two PostgreSQL tables of n identical rows with maintained indexes
 // installed. They are kept between runs (named by n) and brought back in sync if a run
 // was cut short; drop them with DROP TABLE rc_bench_idx_{src,dst}_N and uninstall first.
-func maintainedPair(b *testing.B, n int) (src, dst *Table, pg *engine) {
-	if os.Getenv("RECONCILE_BENCH_SQL") != "1" {
-		b.Skip("set RECONCILE_BENCH_SQL=1 (and RECONCILE_TEST_PG_DSN) to run the SQL benchmarks")
-	}
-	for _, e := range engines(b) {
-		if e.name == "postgres" {
-			pg = e
-		}
-	}
-	if pg == nil {
-		b.Skip("needs RECONCILE_TEST_PG_DSN")
-	}
+func maintainedPair(b *testing.B, pg *engine, n int) (src, dst *Table) {
 	ctx := context.Background()
 	names := [2]string{fmt.Sprintf("rc_bench_idx_src_%d", n), fmt.Sprintf("rc_bench_idx_dst_%d", n)}
 	var tables [2]*Table
@@ -53,24 +32,27 @@ func maintainedPair(b *testing.B, n int) (src, dst *Table, pg *engine) {
 	if _, err := reconcile.Run(ctx, tables[0], tables[1], reconcile.Options{Mode: reconcile.Mirror, Force: true}); err != nil {
 		b.Fatal(err)
 	}
-	return tables[0], tables[1], pg
+	return tables[0], tables[1]
 }
 
 // BenchmarkMaintainedPostgres: two 1M-row PostgreSQL tables with maintained indexes;
 // a diff of identical tables, and a diff after 1,000 keys were changed by plain SQL
 // (which includes the catch-up of those writes).
 func BenchmarkMaintainedPostgres(b *testing.B) {
-	n := benchRows()
-	src, dst, pg := maintainedPair(b, n)
+	pg, n := benchPostgres(b)
+	src, dst := maintainedPair(b, pg, n)
 	ctx := context.Background()
 	report := func(b *testing.B, rep *reconcile.Report, diffs int) {
 		b.ReportMetric(float64(rep.Rounds), "rounds")
 		b.ReportMetric(float64(rep.BytesSent+rep.BytesReceived), "bytes")
 		if diffs > 0 {
-			b.ReportMetric(float64(rep.EntriesReadSource)/float64(diffs), "src-index-rows/diff")
-			b.ReportMetric(float64(rep.EntriesReadTarget)/float64(diffs), "dst-index-rows/diff")
+			b.ReportMetric(float64(rep.EntriesReadSource)/float64(diffs), "src-entries/diff")
+			b.ReportMetric(float64(rep.EntriesReadTarget)/float64(diffs), "dst-entries/diff")
+			b.ReportMetric(float64(rep.NodesReadSource)/float64(diffs), "src-sums/diff")
+			b.ReportMetric(float64(rep.NodesReadTarget)/float64(diffs), "dst-sums/diff")
 		} else {
-			b.ReportMetric(float64(rep.EntriesReadSource+rep.EntriesReadTarget), "index-rows")
+			b.ReportMetric(float64(rep.EntriesReadSource+rep.EntriesReadTarget), "entries")
+			b.ReportMetric(float64(rep.NodesReadSource+rep.NodesReadTarget), "sums")
 		}
 	}
 	b.Run("identical", func(b *testing.B) {

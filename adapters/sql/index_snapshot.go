@@ -617,11 +617,6 @@ func (s *indexSnapshot) SnapCuts(ctx context.Context, ps [][]byte) ([][]byte, er
 	return out, nil
 }
 
-// cutBefore returns the live digest before cut entry c (nil: all entries).
-func (s *indexSnapshot) cutBefore(ctx context.Context, c []byte) (merkle.Digest, error) {
-	return s.before(ctx, c) // c is a chunk start: no entries are read
-}
-
 // CutDigests sums the parts of [lo, hi) cut at bounds, each point standing for the first
 // cut entry at or after it.
 // The count hint is not needed: sums come from the superchunk and chunk prefixes.
@@ -650,7 +645,7 @@ func (s *indexSnapshot) CutDigests(ctx context.Context, lo, hi []byte, bounds []
 			snapped[i] = c
 			if c == nil {
 				vals[i] = total
-			} else if vals[i], err = s.cutBefore(ctx, c); err != nil {
+			} else if vals[i], err = s.before(ctx, c); err != nil { // a chunk start: no entry read
 				return nil, nil, err
 			}
 		}

@@ -100,19 +100,13 @@ func TestIndexDetectsRestore(t *testing.T) {
 				}
 			}
 			e.exec(t, "DROP TABLE "+name)
-			createPeople2(t, e, name)
+			createPeopleNamed(t, e, name)
 			_, err := reconcile.Root(ctx, tb, 0)
 			if err == nil || !strings.Contains(err.Error(), "stale") {
 				t.Fatalf("after DROP and CREATE: %v; want a stale-index error", err)
 			}
 		})
 	}
-}
-
-// createPeople2 recreates the people table under a given name.
-func createPeople2(t *testing.T, e *engine, name string) {
-	e.exec(t, "CREATE TABLE "+name+" (id bigint PRIMARY KEY, name "+ddl(e, "text", "varchar(100)", "text")+", score "+
-		ddl(e, "numeric(12,3)", "decimal(12,3)", "decimal(12,3)")+", at "+ddl(e, "timestamptz", "datetime(6)", "timestamp")+", ver bigint NOT NULL)")
 }
 
 // TestIndexSessions: two maintained tables with drift between them; the differences a

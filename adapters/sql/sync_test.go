@@ -25,9 +25,14 @@ type person struct {
 
 func createPeople(t *testing.T, e *engine) string {
 	name := e.table(t)
+	createPeopleNamed(t, e, name)
+	return name
+}
+
+// createPeopleNamed creates the people table under name.
+func createPeopleNamed(t *testing.T, e *engine, name string) {
 	e.exec(t, "CREATE TABLE "+name+" (id bigint PRIMARY KEY, name "+ddl(e, "text", "varchar(100)", "text")+", score "+
 		ddl(e, "numeric(12,3)", "decimal(12,3)", "decimal(12,3)")+", at "+ddl(e, "timestamptz", "datetime(6)", "timestamp")+", ver bigint NOT NULL)")
-	return name
 }
 
 // insertPeople writes rows with the engine's own INSERT (not through the adapter).
@@ -145,17 +150,7 @@ func syncAndCheck(t *testing.T, what string, src, dst reconcile.Endpoint, wantCh
 // INSERT. Needs both servers (it skips, or fails under RECONCILE_TEST_REQUIRE_ALL, without
 // them).
 func TestCrossEngineSync(t *testing.T) {
-	var pg, my, lite *engine
-	for _, e := range engines(t) {
-		switch e.name {
-		case "postgres":
-			pg = e
-		case "mysql":
-			my = e
-		case "sqlite":
-			lite = e
-		}
-	}
+	pg, my, lite := byName(t)
 	if pg == nil || my == nil {
 		t.Skip("cross-engine sync needs RECONCILE_TEST_PG_DSN and RECONCILE_TEST_MYSQL_DSN")
 	}
@@ -223,12 +218,7 @@ func (k *killOnApply) Apply(ctx context.Context, now int64, cs []reconcile.Chang
 // The session either fails with an error or finishes; either way nothing is half-written
 // and a second run converges.
 func TestServerGoesAway(t *testing.T) {
-	var pg *engine
-	for _, e := range engines(t) {
-		if e.name == "postgres" {
-			pg = e
-		}
-	}
+	pg, _, _ := byName(t)
 	if pg == nil {
 		t.Skip("needs RECONCILE_TEST_PG_DSN")
 	}
@@ -261,17 +251,7 @@ func TestServerGoesAway(t *testing.T) {
 // equal ('a' and 'A') never overwrite each other: the second is reported raced on every
 // run and the first keeps its value.
 func TestCompositeKeyAndCollation(t *testing.T) {
-	var pg, my, lite *engine
-	for _, e := range engines(t) {
-		switch e.name {
-		case "postgres":
-			pg = e
-		case "mysql":
-			my = e
-		case "sqlite":
-			lite = e
-		}
-	}
+	pg, my, lite := byName(t)
 	if pg == nil || my == nil {
 		t.Skip("needs RECONCILE_TEST_PG_DSN and RECONCILE_TEST_MYSQL_DSN")
 	}

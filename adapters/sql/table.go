@@ -669,11 +669,15 @@ func (s *snapshot) Rows(ctx context.Context, keys [][]byte) ([]reconcile.Row, er
 	out := make([]reconcile.Row, len(keys))
 	for i, k := range keys {
 		r, ok := found[string(k)]
-		if !ok || r.Entry().Expired(s.now) {
+		if !ok {
+			continue
+		}
+		re := r.Entry()
+		if re.Expired(s.now) {
 			continue
 		}
 		if s.seen != nil {
-			if e, ok := s.seen[string(k)]; !ok || !sameEntry(&e, ptr(r.Entry())) {
+			if e, ok := s.seen[string(k)]; !ok || !merkle.SameEntry(&e, &re) {
 				return nil, fmt.Errorf("read rows of %s: row %s changed since the session began (SQLite outside WAL mode keeps no snapshot open); run again, or switch the database to WAL mode (PRAGMA journal_mode=WAL)", s.t.cfg.Table, reconcile.PrintableKey(k))
 			}
 		}
@@ -681,8 +685,6 @@ func (s *snapshot) Rows(ctx context.Context, keys [][]byte) ([]reconcile.Row, er
 	}
 	return out, nil
 }
-
-func ptr[T any](v T) *T { return &v }
 
 func (s *snapshot) ReadStats() merkle.ReadStats {
 	st := s.Stats()
@@ -697,14 +699,6 @@ func (s *snapshot) Close() error {
 	err := s.tx.Rollback()
 	s.tx = nil
 	return err
-}
-
-func sameEntry(a, b *merkle.Entry) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
-	return string(a.Key) == string(b.Key) && a.Version == b.Version && a.ExpiresAt == b.ExpiresAt &&
-		a.Flags == b.Flags && a.ValueHash == b.ValueHash
 }
 
 // write is one decoded change: its key columns and, for a put, the other columns' datums
@@ -842,7 +836,7 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 				have = &e
 			}
 		}
-		if !sameEntry(have, c.Expect) {
+		if !merkle.SameEntry(have, c.Expect) {
 			out[i] = reconcile.Raced
 			continue
 		}

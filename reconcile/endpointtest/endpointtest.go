@@ -392,10 +392,7 @@ func checkEntries(t *testing.T, h *harness, m *merkle.Sorted, got []merkle.Entry
 	}
 }
 
-func entryEqual(a, b merkle.Entry) bool {
-	return bytes.Equal(a.Key, b.Key) && a.Version == b.Version && a.ExpiresAt == b.ExpiresAt &&
-		a.Flags == b.Flags && a.ValueHash == b.ValueHash
-}
+func entryEqual(a, b merkle.Entry) bool { return merkle.SameEntry(&a, &b) }
 
 // checkSplit checks Split's contract: at most k-1 positions of live entries, sorted,
 // strictly inside the range, cutting it into parts of near-equal count. "Near" allows an
