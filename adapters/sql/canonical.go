@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/big"
 	"sort"
 	"strconv"
 	"strings"
@@ -186,9 +185,16 @@ func toDecimal(v any) (string, error) {
 	return NormalizeDecimal(s)
 }
 
+// MaxDecimalDigits bounds the digits of a decimal's canonical form. It is above what
+// PostgreSQL's numeric holds (131,072 integer and 16,383 fraction digits), and it keeps a
+// short input such as "1e999999999" from expanding into a gigabyte string.
+const MaxDecimalDigits = 150_000
+
 // NormalizeDecimal returns the canonical form of an exact decimal: an optional "-", the
 // integer digits without leading zeros (at least one), and a fraction without trailing
-// zeros ("1.50" and "1.5" are one value: "1.5"; "-0.0" is "0"). Exponents are expanded.
+// zeros ("1.50" and "1.5" are one value: "1.5"; "-0.0" is "0"). An exponent ("1.5e3") is
+// expanded; only decimal digits are accepted (no hexadecimal, no fractions "a/b"), and a
+// value whose canonical form would exceed MaxDecimalDigits digits is an error.
 // NaN and infinities are "NaN", "Infinity" and "-Infinity".
 func NormalizeDecimal(s string) (string, error) {
 	if canonicalDecimal(s) {
@@ -206,50 +212,64 @@ func NormalizeDecimal(s string) (string, error) {
 	if s == "" {
 		return "", errors.New("empty decimal")
 	}
-	if strings.ContainsAny(s, "eE") {
-		r, ok := new(big.Rat).SetString(s)
-		if !ok {
-			return "", fmt.Errorf("%q is not a decimal", s)
-		}
-		// An exact decimal has a power-of-ten denominator; render with enough digits.
-		exp := 0
-		if i := strings.IndexAny(s, "eE"); i >= 0 {
-			exp, _ = strconv.Atoi(s[i+1:])
-		}
-		frac := len(s)
-		if exp < 0 {
-			frac += -exp
-		}
-		s = r.FloatString(frac)
-	}
+	bad := fmt.Errorf("%q is not a decimal", s)
 	neg := false
-	switch s[0] {
+	rest := s
+	switch rest[0] {
 	case '-':
-		neg, s = true, s[1:]
+		neg, rest = true, rest[1:]
 	case '+':
-		s = s[1:]
+		rest = rest[1:]
 	}
-	intPart, fracPart, hasDot := strings.Cut(s, ".")
+	mant, expPart, hasExp := strings.Cut(rest, "e")
+	if !hasExp {
+		mant, expPart, hasExp = strings.Cut(rest, "E")
+	}
+	exp := 0
+	if hasExp {
+		e, err := strconv.Atoi(expPart)
+		if err != nil {
+			return "", bad
+		}
+		if e > MaxDecimalDigits || e < -MaxDecimalDigits {
+			return "", fmt.Errorf("decimal %q: exponent out of range (at most %d digits)", s, MaxDecimalDigits)
+		}
+		exp = e
+	}
+	intPart, fracPart, hasDot := strings.Cut(mant, ".")
 	if intPart == "" && (!hasDot || fracPart == "") {
-		return "", fmt.Errorf("%q is not a decimal", s)
+		return "", bad
 	}
 	for _, part := range []string{intPart, fracPart} {
 		for i := 0; i < len(part); i++ {
 			if part[i] < '0' || part[i] > '9' {
-				return "", fmt.Errorf("%q is not a decimal", s)
+				return "", bad
 			}
 		}
 	}
-	intPart = strings.TrimLeft(intPart, "0")
-	fracPart = strings.TrimRight(fracPart, "0")
-	if intPart == "" {
-		intPart = "0"
+	// The value is digits × 10^(exp - len(fracPart)); place the point in the digits.
+	digits := strings.TrimLeft(intPart+fracPart, "0")
+	point := len(intPart) + exp - (len(intPart) + len(fracPart) - len(digits)) // integer digits of digits
+	digits = strings.TrimRight(digits, "0")
+	if digits == "" {
+		return "0", nil
 	}
-	out := intPart
-	if fracPart != "" {
-		out += "." + fracPart
+	var out string
+	switch {
+	case point <= 0:
+		if len(digits)-point > MaxDecimalDigits {
+			return "", fmt.Errorf("decimal %q: more than %d digits", s, MaxDecimalDigits)
+		}
+		out = "0." + strings.Repeat("0", -point) + digits
+	case point >= len(digits):
+		if point > MaxDecimalDigits {
+			return "", fmt.Errorf("decimal %q: more than %d digits", s, MaxDecimalDigits)
+		}
+		out = digits + strings.Repeat("0", point-len(digits))
+	default:
+		out = digits[:point] + "." + digits[point:]
 	}
-	if neg && out != "0" {
+	if neg {
 		out = "-" + out
 	}
 	return out, nil

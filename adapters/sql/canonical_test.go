@@ -14,13 +14,19 @@ func TestNormalizeDecimal(t *testing.T) {
 		"1.50": "1.5", "1.5": "1.5", "001.500": "1.5", "-0.000": "0", "0": "0", "+7": "7", ".5": "0.5",
 		"5.": "5", "-12345678901234567890.1230": "-12345678901234567890.123", "1e3": "1000", "1.5E-3": "0.0015",
 		"NaN": "NaN", "infinity": "Infinity", "-Infinity": "-Infinity", " 2.0 ": "2",
+		"-0e5": "0", "00.0100e1": "0.1", ".5e1": "5", "5.e1": "50", "12.5e-1": "1.25", "-1.25e+2": "-125",
+		"0.000e-7": "0", "1e-5": "0.00001", "120e-3": "0.12",
 	} {
 		got, err := NormalizeDecimal(in)
 		if err != nil || got != want {
 			t.Errorf("NormalizeDecimal(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "-", ".", "1.2.3", "abc", "1,5", "--1"} {
+	for _, bad := range []string{"", "-", ".", "1.2.3", "abc", "1,5", "--1", "1e", "e5", "1e5.0", "1e+-2",
+		// Not decimal notation: big.Rat would take these (and spend seconds on the last ones).
+		"0x1e", "0x1ep5", "1/3e0", "0b1e1", "0xep9999999",
+		// Exponents past MaxDecimalDigits.
+		"1e999999999", "1e-999999999", "1e150001", "1e-150001"} {
 		if got, err := NormalizeDecimal(bad); err == nil {
 			t.Errorf("NormalizeDecimal(%q) = %q, want an error", bad, got)
 		}
@@ -206,3 +212,26 @@ func FuzzKey(f *testing.F) {
 }
 
 func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
+
+// FuzzNormalizeDecimal: whatever is accepted normalises to a fixed point that is either
+// canonical decimal notation or one of the special values, quickly (no exponent blow-up).
+func FuzzNormalizeDecimal(f *testing.F) {
+	for _, s := range []string{"1.50", "-0.0e3", "1e-5", "NaN", "0x1ep5", "12.5e-1", " 7 "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out, err := NormalizeDecimal(s)
+		if err != nil {
+			return
+		}
+		if again, err := NormalizeDecimal(out); err != nil || again != out {
+			t.Fatalf("%q normalises to %q, which normalises to %q, %v", s, out, again, err)
+		}
+		if !canonicalDecimal(out) && out != "NaN" && out != "Infinity" && out != "-Infinity" {
+			t.Fatalf("%q normalises to %q, not canonical", s, out)
+		}
+		if len(out) > MaxDecimalDigits+3 {
+			t.Fatalf("%q normalises to %d bytes", s, len(out))
+		}
+	})
+}
