@@ -18,22 +18,21 @@ const maxQuarantineRun = 16
 
 // mirror resolves the difference as target := source and applies it.
 func (s *session) mirror(ctx context.Context) error {
-	var plan []plannedChange
-	for _, k := range s.changed {
-		plan = append(plan, plannedChange{key: k, upsert: true})
+	plan, err := s.resolve(ctx)
+	if err != nil {
+		return err
 	}
-	for _, k := range s.srcOnly {
-		plan = append(plan, plannedChange{key: k, upsert: true})
-	}
-	deletes := int64(len(s.tgtOnly))
-	for _, k := range s.tgtOnly {
-		plan = append(plan, plannedChange{key: k})
+	var deletes int64
+	for _, p := range plan {
+		if !p.upsert {
+			deletes++
+		}
 	}
 	if allowed := s.opts.MaxDelete.Rows(s.rootR.Count); deletes > allowed && !s.opts.Force {
 		return &DeleteGuardError{Deletes: deletes, Allowed: allowed, TargetCount: s.rootR.Count, Limit: s.opts.MaxDelete}
 	}
 	if s.opts.DryRun {
-		s.rep.Upserted, s.rep.Deleted = len(s.changed)+len(s.srcOnly), len(s.tgtOnly)
+		s.rep.Upserted, s.rep.Deleted = len(plan)-int(deletes), int(deletes)
 		return nil
 	}
 
@@ -43,6 +42,9 @@ func (s *session) mirror(ctx context.Context) error {
 	for len(plan) > 0 {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if s.opts.stopped() {
+			return fmt.Errorf("apply: %w (%d rows still to write)", ErrStopped, len(plan))
 		}
 		n := min(size, len(plan))
 		changes, err := s.changes(ctx, plan[:n])
@@ -64,6 +66,7 @@ func (s *session) mirror(ctx context.Context) error {
 				}
 			}
 			plan = plan[n:]
+			s.log.Debug("apply: batch written", "rows", n, "pending", len(plan))
 			size = min(size*2, s.opts.MaxBatchRows)
 			s.progress("apply", s.rep.Upserted+s.rep.Deleted, len(plan))
 			continue
@@ -73,6 +76,7 @@ func (s *session) mirror(ctx context.Context) error {
 		}
 		if n > 1 {
 			size = max(1, n/2)
+			s.log.Debug("apply: batch failed; halving it", "rows", n, "error", err)
 			continue
 		}
 		k := plan[0].key
@@ -82,6 +86,7 @@ func (s *session) mirror(ctx context.Context) error {
 		}
 		s.rep.Quarantined++
 		s.rep.QuarantinedRows = append(s.rep.QuarantinedRows, Quarantine{Key: PrintableKey([]byte(k)), Error: err.Error()})
+		s.log.Warn("apply: row quarantined", "key", PrintableKey([]byte(k)), "attempts", attempts[k], "error", err)
 		plan = plan[1:]
 		size = s.opts.BatchRows
 		if quarantineRun++; quarantineRun >= maxQuarantineRun {

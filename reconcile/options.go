@@ -1,7 +1,9 @@
 package reconcile
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 )
@@ -42,6 +44,27 @@ type Options struct {
 	Attempts int
 	// Progress, when set, is called after each round and each apply batch.
 	Progress func(Progress)
+
+	// Resolve, when set, decides each differing key of a Mirror session before anything is
+	// written (dry runs too): ResolveSource writes the source's state to the target (what
+	// a mirror does without Resolve), ResolveTarget and ResolveSkip write nothing for the
+	// key. It is called on the session's goroutine once per key, changed keys first, then
+	// source-only, then target-only, each in key order; MaxDelete counts only the deletes
+	// it lets through. An error ends the session before any write. Diff sessions do not
+	// call it.
+	Resolve func(ctx context.Context, c Conflict) (Resolution, error)
+	// Observer, when set, is told of the session's progress and of its result.
+	Observer Observer
+	// Logger, when set, receives the session's structured records: Debug for its start,
+	// rounds and apply batches (written or failed and halved), Info for its result, Warn
+	// for a failed session, a quarantined row and a fingerprint collision. Nil logs
+	// nothing.
+	Logger *slog.Logger
+	// Stop, when closed, asks the session to stop where stopping loses nothing: before
+	// its next descent round or apply batch. An apply batch in flight completes (cancel
+	// ctx to abandon it; its transaction then writes nothing). The session returns an
+	// error wrapping ErrStopped, with the report filled as far as it got.
+	Stop <-chan struct{}
 }
 
 // Progress is a snapshot of a running session for progress displays.

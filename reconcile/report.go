@@ -26,6 +26,10 @@ type Report struct {
 	Deleted     int `json:"deleted"`
 	Quarantined int `json:"quarantined"`
 	Raced       int `json:"raced"`
+	// Kept and Skipped count the differing keys Options.Resolve answered with
+	// ResolveTarget and ResolveSkip: nothing was written for them.
+	Kept    int `json:"kept,omitempty"`
+	Skipped int `json:"skipped,omitempty"`
 
 	EntriesReadSource int64 `json:"entries_read_source"`
 	EntriesReadTarget int64 `json:"entries_read_target"`

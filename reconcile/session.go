@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"sort"
 	"time"
@@ -15,10 +17,11 @@ import (
 // Run runs one session between source and target in this process: the source side
 // initiates, the target answers through an in-process Peer whose frames are encoded as on
 // the wire. See RunPeer for the contract.
-func Run(ctx context.Context, source, target Endpoint, opts Options) (*Report, error) {
+func Run(ctx context.Context, source, target Endpoint, opts Options) (rep *Report, err error) {
+	defer func() { opts.finished(rep, err) }()
 	peer := NewLocal(target)
 	defer peer.Close()
-	rep, err := RunPeer(ctx, source, peer, opts)
+	rep, err = runSession(ctx, source, peer, opts)
 	if err == nil && rep.Mode == Mirror && !rep.DryRun && rep.Upserted+rep.Deleted > 0 {
 		after, aerr := Root(ctx, target, rep.now)
 		if aerr != nil {
@@ -27,6 +30,24 @@ func Run(ctx context.Context, source, target Endpoint, opts Options) (*Report, e
 		rep.RootTargetAfter = FormatFingerprint(after.Root.Fingerprint())
 	}
 	return rep, err
+}
+
+// finished logs a session's result and tells the Observer.
+func (o *Options) finished(rep *Report, err error) {
+	log := o.logger()
+	if errors.Is(err, ErrStopped) {
+		log.Info("session stopped", "mode", rep.Mode, "rounds", rep.Rounds, "upserted", rep.Upserted, "deleted", rep.Deleted, "error", err)
+	} else if err != nil {
+		log.Warn("session failed", "mode", rep.Mode, "rounds", rep.Rounds, "upserted", rep.Upserted, "deleted", rep.Deleted, "error", err)
+	} else {
+		log.Info("session done", "mode", rep.Mode, "rounds", rep.Rounds,
+			"only_source", rep.OnlySource, "only_target", rep.OnlyTarget, "changed", rep.Changed,
+			"upserted", rep.Upserted, "deleted", rep.Deleted, "quarantined", rep.Quarantined, "raced", rep.Raced,
+			"bytes_sent", rep.BytesSent, "bytes_received", rep.BytesReceived, "duration_ms", rep.DurationMS)
+	}
+	if o.Observer != nil {
+		o.Observer.Finished(rep, err)
+	}
 }
 
 // Root opens a snapshot of ep at now and returns its Info (ordering, schema, root digest).
@@ -48,8 +69,14 @@ func Root(ctx context.Context, ep Endpoint, now int64) (Info, error) {
 // write conditional on the target still holding what its snapshot showed. A mirror sync
 // that would delete more rows than opts.MaxDelete allows returns a *DeleteGuardError and
 // writes nothing. The report is returned even with an error, filled as far as the session
-// got.
-func RunPeer(ctx context.Context, source Endpoint, peer Peer, opts Options) (*Report, error) {
+// got. Options.Resolve, Observer, Logger and Stop hook into the session (see Options).
+func RunPeer(ctx context.Context, source Endpoint, peer Peer, opts Options) (rep *Report, err error) {
+	defer func() { opts.finished(rep, err) }()
+	return runSession(ctx, source, peer, opts)
+}
+
+// runSession is RunPeer without the final log record and Observer call.
+func runSession(ctx context.Context, source Endpoint, peer Peer, opts Options) (*Report, error) {
 	opts = opts.Defaults()
 	start := time.Now()
 	now := opts.Now
@@ -61,6 +88,9 @@ func RunPeer(ctx context.Context, source Endpoint, peer Peer, opts Options) (*Re
 	if opts.Mode != Diff && opts.Mode != Mirror {
 		return rep, fmt.Errorf("mode %q is not supported: use diff or mirror", opts.Mode)
 	}
+	if opts.stopped() {
+		return rep, fmt.Errorf("open session: %w", ErrStopped)
+	}
 
 	src, err := source.Open(ctx, now)
 	if err != nil {
@@ -68,8 +98,9 @@ func RunPeer(ctx context.Context, source Endpoint, peer Peer, opts Options) (*Re
 	}
 	defer src.Close()
 
-	s := &session{opts: opts, src: src, info: src.Info(), peer: peer, now: now, rep: rep}
+	s := &session{opts: opts, src: src, info: src.Info(), peer: peer, now: now, rep: rep, log: opts.logger()}
 	defer s.finishStats()
+	s.log.Debug("session open", "mode", opts.Mode, "count_source", s.info.Root.Count, "ordering", s.info.Ordering)
 	rep.RootSource = FormatFingerprint(s.info.Root.Fingerprint())
 	rep.CountSource = s.info.Root.Count
 
@@ -88,6 +119,7 @@ func RunPeer(ctx context.Context, source Endpoint, peer Peer, opts Options) (*Re
 		if attempt == 2 {
 			return rep, fmt.Errorf("descend: the differences found do not account for the root digests after %d attempts (are the endpoints changing under their snapshots?)", attempt+1)
 		}
+		s.log.Warn("descend: a short fingerprint collided; running the descent again with 8-byte fingerprints", "attempt", attempt+1)
 		fpLen, prefixLen = 8, 8
 	}
 	s.classify()
@@ -104,6 +136,7 @@ type session struct {
 	peer Peer
 	now  int64
 	rep  *Report
+	log  *slog.Logger
 
 	params frameParams
 	keyed  *merkle.Keyed
@@ -139,8 +172,15 @@ func (s *session) finishStats() {
 }
 
 func (s *session) progress(phase string, applied, pending int) {
+	if s.opts.Progress == nil && s.opts.Observer == nil {
+		return
+	}
+	p := Progress{Phase: phase, Rounds: s.rep.Rounds, Found: len(s.onlyI) + len(s.onlyR), Applied: applied, Pending: pending}
 	if s.opts.Progress != nil {
-		s.opts.Progress(Progress{Phase: phase, Rounds: s.rep.Rounds, Found: len(s.onlyI) + len(s.onlyR), Applied: applied, Pending: pending})
+		s.opts.Progress(p)
+	}
+	if s.opts.Observer != nil {
+		s.opts.Observer.Progress(p)
 	}
 }
 
@@ -198,6 +238,9 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if s.opts.stopped() {
+			return fmt.Errorf("descend: %w", ErrStopped)
+		}
 		var ops []Op
 		var handlers []func(Answer) error
 		for _, r := range ranges {
@@ -228,6 +271,7 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int) error {
 			return err
 		}
 		ranges = s.next
+		s.log.Debug("descend: round", "round", s.rep.Rounds, "ops", len(ops), "open_ranges", len(ranges), "found", len(s.onlyI)+len(s.onlyR))
 		s.progress("descend", 0, 0)
 	}
 	s.cancelPairs()
