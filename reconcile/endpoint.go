@@ -55,7 +55,8 @@ type Endpoint interface {
 	Open(ctx context.Context, now int64) (Snapshot, error)
 	// Apply writes changes in one transaction: all of them or none. Each change is
 	// conditional: it is applied only when the endpoint's current entry for the key is
-	// still Expect (nil: no live row at now); otherwise it is skipped and reported Raced.
+	// still Expect (nil: no live row at now); otherwise it is skipped and reported Raced,
+	// unless the endpoint already holds what it would write (Change.InPlace: Applied).
 	// A non-nil error means nothing was written; errors that a smaller batch may avoid
 	// (a row too large, a constraint) are returned so, and the caller halves the batch.
 	Apply(ctx context.Context, now int64, changes []Change) ([]Outcome, error)
@@ -92,6 +93,22 @@ type Change struct {
 	Expect *merkle.Entry
 	// Put is the row to write; nil deletes Key.
 	Put *Row
+}
+
+// InPlace reports whether an endpoint whose live entry for c.Key is have (nil: none)
+// already holds what c would leave there: no live row for a delete, or exactly the Put
+// row's entry (its version taken as 0 in KeyOrder). Apply reports such a change Applied
+// without writing, whatever Expect says: a batch retried after its answer was lost finds
+// its own writes in place, and they are not races.
+func (c Change) InPlace(have *merkle.Entry, o merkle.Ordering) bool {
+	if c.Put == nil {
+		return have == nil
+	}
+	want := c.Put.Entry()
+	if o == merkle.KeyOrder {
+		want.Version = 0
+	}
+	return merkle.SameEntry(have, &want)
 }
 
 // Outcome says what happened to one Change of an applied batch.

@@ -396,7 +396,8 @@ func (sn *snapshot) Close() error {
 // Apply writes changes in one Badger transaction, all or none, each conditional on the
 // key's current row: a change applies when Expect is nil and the key has no row live at
 // now, or when Expect equals the row's entry exactly (key, version, expiresAt, flags,
-// value hash); otherwise it is skipped as reconcile.Raced. A Put row's key must be the
+// value hash); otherwise it is skipped as reconcile.Raced, unless the key already holds
+// what the change would leave (reconcile.Change.InPlace: Applied). A Put row's key must be the
 // change's key. Errors write nothing: bdg.ErrTxnTooBig (a smaller batch fits), a row over
 // MaxRowBytes (wraps ErrRowTooLarge; names the key), a Badger failure, and
 // reconcile.ErrReadOnly on a read-only store. In KeyOrder stores a Put's version is
@@ -453,8 +454,10 @@ func (s *Store) Apply(ctx context.Context, now int64, changes []reconcile.Change
 			match = cur != nil && expectMatches(c.Expect, cur)
 		}
 		if !match {
-			out[i] = reconcile.Raced
-			continue
+			if !inPlace(&ops[i], cur, now) {
+				out[i] = reconcile.Raced
+			}
+			continue // in place: Applied without a write
 		}
 		if _, err := s.apply(t, &ops[i]); err != nil {
 			return nil, fmt.Errorf("apply: write %s: %w", printable(c.Key), err)
@@ -469,6 +472,16 @@ func (s *Store) Apply(ctx context.Context, now int64, changes []reconcile.Change
 		return nil, fmt.Errorf("apply: commit: %w", err)
 	}
 	return out, nil
+}
+
+// inPlace reports whether the store already holds what o would leave (cur: the key's
+// row, nil if none): reconcile.Change.InPlace, on the record.
+func inPlace(o *op, cur *record, now int64) bool {
+	live := cur != nil && !cur.expired(now)
+	if o.kind == opDelete {
+		return !live
+	}
+	return live && expectMatches(&o.entry, cur)
 }
 
 // expectMatches reports whether r's entry is exactly e, hashing r's value only when

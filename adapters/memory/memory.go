@@ -105,12 +105,18 @@ func (s *Store) Apply(ctx context.Context, now int64, changes []reconcile.Change
 				curEntry = &e
 			}
 		}
-		if !merkle.SameEntry(curEntry, c.Expect) {
+		switch {
+		case c.InPlace(curEntry, s.ordering):
+			out[i] = inPlace
+		case !merkle.SameEntry(curEntry, c.Expect):
 			out[i] = reconcile.Raced
 		}
 	}
 	for i, c := range changes {
-		if out[i] == reconcile.Raced {
+		if out[i] != reconcile.Applied {
+			if out[i] == inPlace {
+				out[i] = reconcile.Applied
+			}
 			continue
 		}
 		if c.Put == nil {
@@ -121,6 +127,9 @@ func (s *Store) Apply(ctx context.Context, now int64, changes []reconcile.Change
 	}
 	return out, nil
 }
+
+// inPlace marks, within Apply, a change that needs no write (Change.InPlace).
+const inPlace = reconcile.Raced + 1
 
 // Close is a no-op.
 func (s *Store) Close() error { return nil }

@@ -836,6 +836,9 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 				have = &e
 			}
 		}
+		if c.InPlace(have, t.ordering) {
+			continue // Applied: the row is already what the change would write
+		}
 		if !merkle.SameEntry(have, c.Expect) {
 			out[i] = reconcile.Raced
 			continue
