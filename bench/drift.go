@@ -31,6 +31,10 @@ type Drift struct {
 	Swaps int
 	// Seed selects which rows drift.
 	Seed int64
+	// BulkDelete removes this fraction of rows as one contiguous range of ids (insertion
+	// order, as `DELETE ... WHERE id BETWEEN a AND b` on an auto-increment key would),
+	// starting at a random row. (Omitted from fixture cache keys when 0.)
+	BulkDelete float64 `json:",omitempty"`
 }
 
 // DriftStats describes applied drift and the difference it makes, seen at History.Now
@@ -44,6 +48,7 @@ type DriftStats struct {
 	Deleted     int    `json:"deleted"`
 	Inserted    int    `json:"inserted"`
 	Swapped     int    `json:"swapped"`
+	BulkDeleted int    `json:"bulk_deleted,omitempty"`
 	MaxVersion  uint64 `json:"max_version"` // highest version written by the history or the drift
 	// The difference the drift makes, as a diff from the history to the drifted store
 	// reports it (expired rows are invisible on both sides).
@@ -64,7 +69,19 @@ func (h History) ApplyDrift(s Sink, d Drift) (DriftStats, error) {
 	if err != nil {
 		return DriftStats{}, err
 	}
-	return h.applyDrift(s, d)
+	return h.applyDrift(s, d, nil)
+}
+
+// ApplyDriftTruth is ApplyDrift that also returns every differing key with its class: the
+// ground truth a diff from the history to the drifted store must find.
+func (h History) ApplyDriftTruth(s Sink, d Drift) (DriftStats, Truth, error) {
+	h, err := h.norm()
+	if err != nil {
+		return DriftStats{}, nil, err
+	}
+	t := Truth{}
+	ds, err := h.applyDrift(s, d, func(k []byte, c Class) { t[string(k)] = c })
+	return ds, t, err
 }
 
 // GenerateDrifted writes the history and then the drift to s: the diverged replica of
@@ -78,12 +95,16 @@ func (h History) GenerateDrifted(s Sink, d Drift) (Stats, DriftStats, error) {
 	if err != nil {
 		return Stats{}, DriftStats{}, err
 	}
-	ds, err := h.applyDrift(s, d)
+	ds, err := h.applyDrift(s, d, nil)
 	return st, ds, err
 }
 
-func (h History) applyDrift(s Sink, d Drift) (DriftStats, error) {
-	if d.Updates < 0 || d.Deletes < 0 || d.Inserts < 0 || d.Swaps < 0 || d.RollbackVersions < 0 || d.RollbackVersions > 1 {
+// applyDrift writes the drift and calls rec, when set, with each differing key's class.
+func (h History) applyDrift(s Sink, d Drift, rec func([]byte, Class)) (DriftStats, error) {
+	if rec == nil {
+		rec = func([]byte, Class) {}
+	}
+	if d.Updates < 0 || d.Deletes < 0 || d.Inserts < 0 || d.Swaps < 0 || d.RollbackVersions < 0 || d.RollbackVersions > 1 || d.BulkDelete < 0 {
 		return DriftStats{}, fmt.Errorf("drift: fractions and swaps must not be negative and the rollback fraction is at most 1")
 	}
 	var st *state
@@ -136,7 +157,9 @@ func (h History) applyDrift(s Sink, d Drift) (DriftStats, error) {
 			}
 			ds.RolledBack++
 		}
-		ds.classify(visible(id, cur), visible(id, old))
+		if c := ds.classify(visible(id, cur), visible(id, old)); c != 0 {
+			rec(key(id), c)
+		}
 		st.versions[id] = old
 	}
 
@@ -148,14 +171,28 @@ func (h History) applyDrift(s Sink, d Drift) (DriftStats, error) {
 		}
 	}
 	frac := func(f float64) int { return int(f*float64(h.Rows) + 0.5) }
-	nU, nD, nI := frac(d.Updates), frac(d.Deletes), frac(d.Inserts)
-	if need := nU + nD + d.Swaps; need > len(cands) {
-		return ds, fmt.Errorf("drift: %d updates, deletes and swaps need more rows than the %d visible rows the rollback left", need, len(cands))
+	nU, nD, nI, nB := frac(d.Updates), frac(d.Deletes), frac(d.Inserts), frac(d.BulkDelete)
+	if need := nU + nD + d.Swaps + nB; need > len(cands) {
+		return ds, fmt.Errorf("drift: %d updates, deletes, swaps and bulk deletes need more rows than the %d visible rows the rollback left", need, len(cands))
 	}
 	if len(st.versions)+nI+d.Swaps > maxIDs {
 		return ds, fmt.Errorf("drift: too many inserts")
 	}
 	rng := rand.New(rand.NewPCG(uint64(d.Seed), 0x6472_6966_74)) // "drift"
+	if nB > 0 {
+		// cands is in id order: a run of it is a contiguous id range of visible rows. It is
+		// deleted first and taken out of cands, so the other kinds pick other rows.
+		from := rng.IntN(len(cands) - nB + 1)
+		for _, id := range cands[from : from+nB] {
+			if err := s.Delete(key(id)); err != nil {
+				return ds, err
+			}
+			rec(key(id), OnlySource)
+			ds.BulkDeleted++
+			ds.OnlySource++
+		}
+		cands = append(cands[:from], cands[from+nB:]...)
+	}
 	picks := cands[:nU+nD+d.Swaps]
 	for i := range picks {
 		j := i + rng.IntN(len(cands)-i)
@@ -179,6 +216,7 @@ func (h History) applyDrift(s Sink, d Drift) (DriftStats, error) {
 				return ds, err
 			}
 		}
+		rec(key(id), Changed)
 		ds.Updated++
 		ds.Changed++
 	}
@@ -186,6 +224,7 @@ func (h History) applyDrift(s Sink, d Drift) (DriftStats, error) {
 		if err := s.Delete(key(id)); err != nil {
 			return ds, err
 		}
+		rec(key(id), OnlySource)
 		ds.Deleted++
 		ds.OnlySource++
 	}
@@ -196,6 +235,7 @@ func (h History) applyDrift(s Sink, d Drift) (DriftStats, error) {
 			if err := s.Put(key(newID), h.value(newID, ver, 0), ver, 0); err != nil {
 				return ds, err
 			}
+			rec(key(newID), OnlyTarget)
 			newID++
 			ds.Inserted++
 			ds.OnlyTarget++
@@ -209,6 +249,8 @@ func (h History) applyDrift(s Sink, d Drift) (DriftStats, error) {
 		if err := s.Put(key(newID), h.value(newID, v, 0), v, 0); err != nil {
 			return ds, err
 		}
+		rec(key(id), OnlySource)
+		rec(key(newID), OnlyTarget)
 		newID++
 		ds.Swapped++
 		ds.OnlySource++
@@ -219,14 +261,18 @@ func (h History) applyDrift(s Sink, d Drift) (DriftStats, error) {
 }
 
 // classify counts one rolled-back key by where it is visible: in the history (source)
-// and in the drifted store (target).
-func (d *DriftStats) classify(inSource, inTarget bool) {
+// and in the drifted store (target), and returns its class (0: visible on neither side).
+func (d *DriftStats) classify(inSource, inTarget bool) Class {
 	switch {
 	case inSource && inTarget:
 		d.Changed++
+		return Changed
 	case inSource:
 		d.OnlySource++
+		return OnlySource
 	case inTarget:
 		d.OnlyTarget++
+		return OnlyTarget
 	}
+	return 0
 }

@@ -28,10 +28,12 @@ type Fixture struct {
 // FixtureInfo is what Build reports about a fixture.
 type FixtureInfo struct {
 	Source, Target string
-	History        Stats
-	Drift          DriftStats
-	BuildSeconds   float64
-	Cached         bool
+	// Truth is the file (ReadTruth) of the keys that differ between source and target.
+	Truth        string
+	History      Stats
+	Drift        DriftStats
+	BuildSeconds float64
+	Cached       bool
 }
 
 // Build returns the fixture's store paths, building what is not cached. The source is
@@ -40,11 +42,14 @@ type FixtureInfo struct {
 func (f Fixture) Build() (FixtureInfo, error) {
 	srcDir := filepath.Join(f.Dir, "h-"+paramHash(f.History))
 	dir := filepath.Join(srcDir, "d-"+paramHash(f.Drift))
-	info := FixtureInfo{Source: filepath.Join(srcDir, "source"), Target: filepath.Join(dir, "target")}
+	info := FixtureInfo{Source: filepath.Join(srcDir, "source"), Target: filepath.Join(dir, "target"), Truth: filepath.Join(dir, "truth.bin")}
 	meta := filepath.Join(dir, "fixture.json")
 	if b, err := os.ReadFile(meta); err == nil && json.Unmarshal(b, &info) == nil {
-		info.Cached = true
-		return info, nil
+		// Targets built before truth files existed are rebuilt (the source is kept).
+		if _, err := os.Stat(info.Truth); err == nil {
+			info.Cached = true
+			return info, nil
+		}
 	}
 	start := time.Now()
 	srcMeta := filepath.Join(srcDir, "source.json")
@@ -73,11 +78,15 @@ func (f Fixture) Build() (FixtureInfo, error) {
 	if err := CopyDir(info.Source, info.Target); err != nil {
 		return info, fmt.Errorf("build fixture: %w", err)
 	}
+	var truth Truth
 	if err := writeStore(info.Target, func(w *badger.Writer) error {
-		ds, err := f.History.ApplyDrift(w, f.Drift)
-		info.Drift = ds
+		ds, t, err := f.History.ApplyDriftTruth(w, f.Drift)
+		info.Drift, truth = ds, t
 		return err
 	}); err != nil {
+		return info, err
+	}
+	if err := WriteTruth(info.Truth, truth); err != nil {
 		return info, err
 	}
 	info.BuildSeconds = time.Since(start).Seconds()

@@ -8,6 +8,7 @@ package bench
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -43,6 +44,11 @@ type History struct {
 	// the call, which makes expiry times (only those) differ between calls: set it for
 	// byte-identical datasets, and pass the same Now to ApplyDrift as to Generate.
 	Now int64
+	// Skew pushes updates towards the end of the history, so that most live rows carry
+	// versions near the top: the share of updates made by a point of the history is its
+	// progress raised to 1+Skew. 0 spreads them evenly; 20 makes nine in ten in the last
+	// tenth. (Omitted from fixture cache keys when 0, so older caches stay valid.)
+	Skew float64 `json:",omitempty"`
 }
 
 // Stats describes a generated history.
@@ -75,7 +81,7 @@ const (
 )
 
 func (h History) norm() (History, error) {
-	if h.Rows < 0 || h.DeleteRatio < 0 || h.UpdateRatio < 0 || h.TTLFraction < 0 || h.TTLFraction > 1 {
+	if h.Rows < 0 || h.DeleteRatio < 0 || h.UpdateRatio < 0 || h.TTLFraction < 0 || h.TTLFraction > 1 || h.Skew < 0 {
 		return h, fmt.Errorf("history: rows and ratios must not be negative and the TTL fraction is at most 1")
 	}
 	if float64(h.Rows)*(1+h.DeleteRatio) > maxIDs/2 || float64(h.Rows)*(1+h.DeleteRatio+h.UpdateRatio) > maxIDs {
@@ -189,7 +195,11 @@ func (h History) replay(s Sink, cutoff uint64, track bool) (*state, error) {
 			}
 		}
 		// Updates too, sometimes several rows in one commit.
-		for want := int(int64(updates) * int64(next) / int64(total)); updated < want && len(live) > 0; {
+		want := int(int64(updates) * int64(next) / int64(total))
+		if h.Skew > 0 {
+			want = int(float64(updates) * math.Pow(float64(next)/float64(total), 1+h.Skew))
+		}
+		for updated < want && len(live) > 0 {
 			m := 1
 			if rng.Float64() < bulkUpdates {
 				m = 1 + rng.IntN(maxBulkUpd)
