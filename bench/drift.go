@@ -31,6 +31,10 @@ type Drift struct {
 	Swaps int
 	// Seed selects which rows drift.
 	Seed int64
+	// RollbackRows is RollbackVersions with the cutoff chosen so that about this fraction
+	// of rows (History.Rows) had their keys written after it: the rollback touches that
+	// many keys, whatever the history's shape. (Omitted from cache keys when 0.)
+	RollbackRows float64 `json:",omitempty"`
 	// BulkDelete removes this fraction of rows as one contiguous range of ids (insertion
 	// order, as `DELETE ... WHERE id BETWEEN a AND b` on an auto-increment key would),
 	// starting at a random row. (Omitted from fixture cache keys when 0.)
@@ -104,26 +108,31 @@ func (h History) applyDrift(s Sink, d Drift, rec func([]byte, Class)) (DriftStat
 	if rec == nil {
 		rec = func([]byte, Class) {}
 	}
-	if d.Updates < 0 || d.Deletes < 0 || d.Inserts < 0 || d.Swaps < 0 || d.RollbackVersions < 0 || d.RollbackVersions > 1 || d.BulkDelete < 0 {
+	if d.Updates < 0 || d.Deletes < 0 || d.Inserts < 0 || d.Swaps < 0 || d.RollbackVersions < 0 || d.RollbackVersions > 1 || d.RollbackRows < 0 || d.BulkDelete < 0 {
 		return DriftStats{}, fmt.Errorf("drift: fractions and swaps must not be negative and the rollback fraction is at most 1")
 	}
 	var st *state
 	var err error
 	var ds DriftStats
-	if d.RollbackVersions > 0 {
-		// The cutoff depends on the last version, known only after one replay; the second
-		// replay records each key's state at the cutoff.
-		first, err := h.replay(nil, 0, false)
+	if d.RollbackVersions > 0 || d.RollbackRows > 0 {
+		// The cutoff depends on the last version (or on when each key was last written),
+		// known only after one replay; the second replay records each key's state at the
+		// cutoff.
+		first, err := h.replay(nil, 0, false, d.RollbackRows > 0)
 		if err != nil {
 			return ds, err
 		}
-		span := uint64(math.Ceil(float64(first.ver) * d.RollbackVersions))
-		ds.Cutoff = first.ver - min(span, first.ver)
-		st, err = h.replay(nil, ds.Cutoff, true)
+		if d.RollbackRows > 0 {
+			ds.Cutoff = rowsCutoff(first.last, int(d.RollbackRows*float64(h.Rows)+0.5))
+		} else {
+			span := uint64(math.Ceil(float64(first.ver) * d.RollbackVersions))
+			ds.Cutoff = first.ver - min(span, first.ver)
+		}
+		st, err = h.replay(nil, ds.Cutoff, true, false)
 		if err != nil {
 			return ds, err
 		}
-	} else if st, err = h.replay(nil, 0, false); err != nil {
+	} else if st, err = h.replay(nil, 0, false, false); err != nil {
 		return ds, err
 	}
 
@@ -258,6 +267,35 @@ func (h History) applyDrift(s Sink, d Drift, rec func([]byte, Class)) (DriftStat
 	}
 	ds.MaxVersion = ver
 	return ds, nil
+}
+
+// rowsCutoff returns the version above which about n keys were last written: of the two
+// cutoffs next to the n-th latest key (a bulk commit there is taken whole or left out),
+// the one whose count is nearer n.
+func rowsCutoff(last []uint32, n int) uint64 {
+	var vs []uint32
+	for _, v := range last {
+		if v > 0 {
+			vs = append(vs, v)
+		}
+	}
+	if n <= 0 || len(vs) == 0 {
+		return uint64(slices.Max(append(vs, 0)))
+	}
+	if n >= len(vs) {
+		return 0
+	}
+	slices.Sort(vs)
+	v := vs[len(vs)-n] // the n-th latest
+	above := func(c uint32) int {
+		i, _ := slices.BinarySearch(vs, c+1)
+		return len(vs) - i
+	}
+	with, without := above(v-1), above(v)
+	if with-n <= n-without {
+		return uint64(v - 1)
+	}
+	return uint64(v)
 }
 
 // classify counts one rolled-back key by where it is visible: in the history (source)

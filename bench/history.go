@@ -103,7 +103,7 @@ func (h History) Generate(s Sink) (Stats, error) {
 	if err != nil {
 		return Stats{}, err
 	}
-	st, err := h.replay(s, 0, false)
+	st, err := h.replay(s, 0, false, false)
 	if err != nil {
 		return Stats{}, err
 	}
@@ -119,17 +119,23 @@ type state struct {
 	// atCutoff holds, for each id written after the replay's cutoff version, its version
 	// just before that write: the state a backup taken at the cutoff would restore.
 	atCutoff map[uint32]uint32
+	// last holds each id's last write or delete version, when asked for.
+	last []uint32
 }
 
 // replay runs the history, writing to s when it is not nil. With track set it records the
-// version at cutoff of every key written after cutoff.
-func (h History) replay(s Sink, cutoff uint64, track bool) (*state, error) {
+// version at cutoff of every key written after cutoff; with recordLast, each key's last
+// write or delete version.
+func (h History) replay(s Sink, cutoff uint64, track, recordLast bool) (*state, error) {
 	deletes := int(float64(h.Rows)*h.DeleteRatio + 0.5)
 	updates := int(float64(h.Rows)*h.UpdateRatio + 0.5)
 	total := h.Rows + deletes // every id is inserted once; deleted ids never come back
 	st := &state{h: h, versions: make([]uint32, total)}
 	if track {
 		st.atCutoff = make(map[uint32]uint32)
+	}
+	if recordLast {
+		st.last = make([]uint32, total)
 	}
 	rng := rand.New(rand.NewPCG(uint64(h.Seed), 0x6869_7374_6f72_79)) // "history"
 	live := make([]uint32, 0, h.Rows+1)
@@ -142,6 +148,9 @@ func (h History) replay(s Sink, cutoff uint64, track bool) (*state, error) {
 			}
 		}
 		st.versions[id] = uint32(v)
+		if st.last != nil {
+			st.last[id] = uint32(v)
+		}
 		if s == nil {
 			return nil
 		}
@@ -154,6 +163,9 @@ func (h History) replay(s Sink, cutoff uint64, track bool) (*state, error) {
 			}
 		}
 		st.versions[id] = 0
+		if st.last != nil {
+			st.last[id] = uint32(v)
+		}
 		if s == nil {
 			return nil
 		}

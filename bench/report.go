@@ -31,9 +31,10 @@ func ReadReport(rd io.Reader) (*Report, error) {
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\trows\tdrift\tmethod\tdiffering\tfound\tcorrect\tmissed\tlost\treads\tbytes\trounds\twall\tCPU\tpeak RSS\t")
+	var skipped []string
 	for _, x := range r.Results {
 		if strings.HasPrefix(x.Note, "skipped") {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\t\t\t\t\t\t\t\t\t\t\n", x.Scenario, count(int64(x.Rows)), pct(x.Drift), x.Method, x.Note)
+			skipped = append(skipped, fmt.Sprintf("%s %s rows %s %s: %s", x.Method, x.Scenario, count(int64(x.Rows)), pct(x.Drift), x.Note))
 			continue
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t\n",
@@ -42,6 +43,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, s := range skipped {
+		fmt.Fprintln(w, s)
 	}
 	if len(r.Targets) > 0 {
 		fmt.Fprintln(w)

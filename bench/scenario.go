@@ -24,7 +24,7 @@ var ScenarioNames = []string{"mixed", "rollback", "bulk-delete", "ttl", "swaps",
 
 // ScenarioHelp says what each scenario is, for --help and the docs.
 const ScenarioHelp = `mixed: drift of d keys, 40% updates (half of them at the row's own version), 30% deletes, 30% inserts
-rollback: the source is restored from a backup: the top fraction d of the version range goes back to older versions (Reverse)
+rollback: the source is restored from a backup taken before its last d*rows keys were written: they go back to older versions or away
 bulk-delete: the replica lost a contiguous range of ids, a fraction d of the rows
 ttl: 30% of writes carry a TTL, a quarter of those expired on both sides and left unpurged; mixed drift d
 swaps: d*rows count-preserving swaps (a row deleted, another key inserted at its version)
@@ -40,7 +40,7 @@ func NewScenario(name string, base History, rows int, d float64) (Scenario, erro
 	switch name {
 	case "mixed":
 	case "rollback":
-		sc.Drift = Drift{RollbackVersions: d, Seed: 2}
+		sc.Drift = Drift{RollbackRows: d, Seed: 2}
 		sc.Reverse = true
 	case "bulk-delete":
 		sc.Drift = Drift{BulkDelete: d, Seed: 2}
