@@ -67,6 +67,8 @@ type Config struct {
 	// at (the tables are loaded row by row from the generator).
 	MySQL      string
 	SQLMaxRows int
+	// SQLScenarios names the scenarios the pt-table-sync comparison runs on (nil: all).
+	SQLScenarios []string
 	// Runner runs one measurement; nil runs it in this process (RunJob).
 	Runner func(context.Context, Job) (Result, error)
 	// Log, when set, receives progress lines.
@@ -273,7 +275,7 @@ func runDataset(ctx context.Context, cfg *Config, runner func(context.Context, J
 			out = append(out, r)
 		}
 	}
-	if sqlWanted {
+	if sqlWanted && (cfg.SQLScenarios == nil || slices.Contains(cfg.SQLScenarios, sc.Name)) {
 		rs, err := runSQL(ctx, cfg, sc, d)
 		out = append(out, rs...)
 		if err != nil {

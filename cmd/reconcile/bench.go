@@ -44,6 +44,7 @@ func benchCommand(std stdio) *cli.Command {
 			&cli.IntFlag{Name: "hash-bytes", Value: baseline.DefaultHashBytes, Usage: "bytes of each hash the baselines send"},
 			&cli.StringFlag{Name: "mysql", Value: "mysql://root@127.0.0.1:3306/test", Usage: "MariaDB for the pt-table-sync comparison (an administrator); empty skips it", EnvVars: []string{"RECONCILE_BENCH_MYSQL"}},
 			&cli.IntFlag{Name: "sql-max-rows", Value: 1_000_000, Usage: "largest dataset loaded into MariaDB for pt-table-sync"},
+			&cli.StringFlag{Name: "sql-scenarios", Value: "mixed,swaps", Usage: "scenarios the pt-table-sync comparison runs on, a comma list"},
 			&cli.BoolFlag{Name: "isolate", Value: true, Usage: "run each method in a process of its own (peak RSS per method)"},
 			&cli.BoolFlag{Name: "warm", Value: true, Usage: "read both stores once before measuring a dataset (and report that time)"},
 			&cli.StringFlag{Name: "save", Usage: "also write the JSON report to this file"},
@@ -80,7 +81,7 @@ func benchCommand(std stdio) *cli.Command {
 						TTLFraction: c.Float64("ttl-fraction"), ValueSize: c.Int("value-size"), Seed: c.Int64("seed"), Now: bench.DefaultNow},
 					Reps: c.Int("reps"), ChunkRows: c.Int("chunk-rows"), HashBytes: c.Int("hash-bytes"),
 					Session: tun, Warm: c.Bool("warm"),
-					MySQL: c.String("mysql"), SQLMaxRows: c.Int("sql-max-rows"),
+					MySQL: c.String("mysql"), SQLMaxRows: c.Int("sql-max-rows"), SQLScenarios: benchList(c.String("sql-scenarios")),
 				},
 			})
 		},
