@@ -1,0 +1,535 @@
+package schedule
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/reconcile-dev/reconcile/adapters/badger"
+	"github.com/reconcile-dev/reconcile/reconcile"
+)
+
+// allRows lets a mirror delete anything: the tests' drift deletes more than 10%.
+func allRows() reconcile.Options {
+	l, _ := reconcile.ParseDeleteLimit("100%")
+	return reconcile.Options{MaxDelete: l}
+}
+
+// driftBadger changes the source (updates, deletes, inserts) and damages the target
+// (changed values at the same version, deleted rows, rows the source never had). It
+// returns the rows the next mirror run must write.
+func driftBadger(t *testing.T, src, dst string, round int) (upserts, deletes int) {
+	base := uint64(10_000 * round)
+	withBadger(t, src, func(s *badger.Store) {
+		putRows(t, s, round*10, round*10+20, base, fmt.Sprintf("updated in round %d", round)) // 20 updates
+		for i := 300 + round*5; i < 300+round*5+5; i++ {                                      // 5 deletes
+			if err := s.Delete([]byte(fmt.Sprintf("key%05d", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		putRows(t, s, 1000+round*10, 1000+round*10+10, base, "inserted") // 10 inserts
+	})
+	withBadger(t, dst, func(s *badger.Store) {
+		// Same versions as the source, other values: found by the value hash.
+		for i := 200 + round*3; i < 200+round*3+3; i++ {
+			if err := s.Put([]byte(fmt.Sprintf("key%05d", i)), []byte("damaged"), 1+uint64(i), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := 400 + round*2; i < 400+round*2+2; i++ { // lost on the replica
+			if err := s.Delete([]byte(fmt.Sprintf("key%05d", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		putRows(t, s, 5000+round*4, 5000+round*4+4, base, "stray") // the source never had them
+	})
+	return 20 + 10 + 3 + 2, 5 + 4
+}
+
+// driftSQL changes the source table and damages the target table.
+func driftSQL(t *testing.T, src *sqlDB, srcTable string, round int) (upserts, deletes int) {
+	v := 10_000 * round
+	src.exec(t,
+		fmt.Sprintf("UPDATE %s SET name = 'round %d', ver = ver + %d WHERE id < 1000 AND id %% 10 = %d", srcTable, round, v, round), // 20 of 200
+		fmt.Sprintf("DELETE FROM %s WHERE id %% 50 = %d", srcTable, 25+round),                                                       // 4 of 200, none of them updated
+		fmt.Sprintf("INSERT INTO %s (id, name, ver) VALUES (%d, 'new', %d), (%d, 'new', %d)", srcTable, 1000+2*round, v, 1001+2*round, v),
+	)
+	return 20 + 2, 4
+}
+
+// TestDaemonConverges runs the daemon with a Badger-to-Badger mirror and a SQLite-to-Badger
+// mirror, injects drift on both sides after each run, and checks that every run repairs
+// exactly the drift of the round before: each pair converges in one run.
+func TestDaemonConverges(t *testing.T) {
+	bsrc, bdst := badgerStore(t, "src"), badgerStore(t, "dst")
+	withBadger(t, bsrc, func(s *badger.Store) { putRows(t, s, 0, 600, 1, "v1") })
+	lite := sqliteDB(t)
+	ltable := lite.table(t)
+	for i := 0; i < 200; i++ {
+		lite.exec(t, fmt.Sprintf("INSERT INTO %s (id, name, ver) VALUES (%d, 'row %d', %d)", tableName(ltable), i, i, i+1))
+	}
+	ldst := badgerStore(t, "from-sqlite")
+
+	const rounds = 4
+	cfg := Config{Concurrency: 2, Jobs: []Job{
+		{Name: "badger", Source: EndpointConfig{URL: bsrc}, Target: EndpointConfig{URL: bdst}, Mode: reconcile.Mirror, Interval: time.Millisecond, Session: allRows()},
+		{Name: "sqlite", Source: EndpointConfig{URL: ltable}, Target: EndpointConfig{URL: ldst}, Mode: reconcile.Mirror, Interval: time.Millisecond, Session: allRows()},
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o := &opener{}
+	var mu sync.Mutex
+	runs := map[string]int{}
+	want := map[string][2]int{"badger": {600, 0}, "sqlite": {200, 0}} // the first run copies everything
+	done := map[string]bool{}
+	s, err := New(cfg, Options{Open: o.open, OnResult: func(r Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		if done[r.Job] {
+			return
+		}
+		runs[r.Job]++
+		n := runs[r.Job]
+		if r.Status != StatusOK || r.Report == nil {
+			t.Errorf("%s run %d: %s %s", r.Job, n, r.Status, r.Error)
+			cancel()
+			return
+		}
+		w := want[r.Job]
+		if r.Report.Upserted != w[0] || r.Report.Deleted != w[1] {
+			t.Errorf("%s run %d: upserted %d deleted %d, want %d and %d", r.Job, n, r.Report.Upserted, r.Report.Deleted, w[0], w[1])
+		}
+		src, dst := bsrc, bdst
+		if r.Job == "sqlite" {
+			src, dst = ltable, ldst
+		}
+		if a, b := rootOf(t, o, src), rootOf(t, o, dst); a != b {
+			t.Errorf("%s run %d: roots differ after the run: %s vs %s", r.Job, n, a, b)
+		}
+		if n > rounds {
+			done[r.Job] = true
+			if len(done) == 2 {
+				cancel()
+			}
+			return
+		}
+		var u, d int
+		if r.Job == "badger" {
+			u, d = driftBadger(t, bsrc, bdst, n)
+		} else {
+			u, d = driftSQL(t, lite, tableName(ltable), n)
+		}
+		want[r.Job] = [2]int{u, d}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(done) != 2 {
+		t.Fatalf("runs %v: the daemon stopped before every job converged", runs)
+	}
+	if len(o.overlaps) > 0 {
+		t.Fatalf("stores opened for writing twice at once: %v", o.overlaps)
+	}
+}
+
+// TestSQLiteToPostgres runs a mirror from SQLite into PostgreSQL through the scheduler,
+// with drift injected between runs.
+func TestSQLiteToPostgres(t *testing.T) {
+	pg := postgresDB(t)
+	lite := sqliteDB(t)
+	src, dst := lite.table(t), pg.table(t)
+	for i := 0; i < 200; i++ {
+		lite.exec(t, fmt.Sprintf("INSERT INTO %s (id, name, ver) VALUES (%d, 'row %d', %d)", tableName(src), i, i, i+1))
+	}
+	pg.exec(t, fmt.Sprintf("INSERT INTO %s (id, name, ver) VALUES (7, 'stale', 1), (9999, 'stray', 5)", tableName(dst)))
+	o := &opener{}
+	for round := 1; round <= 3; round++ {
+		s, err := New(Config{Jobs: []Job{{Name: "pg", Source: EndpointConfig{URL: src}, Target: EndpointConfig{URL: dst}, Mode: reconcile.Mirror, Interval: time.Hour, Session: allRows()}}}, Options{Open: o.open})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := s.RunOnce(context.Background())
+		if err != nil || res[0].Status != StatusOK {
+			t.Fatalf("round %d: %v %+v", round, err, res)
+		}
+		if a, b := rootOf(t, o, src), rootOf(t, o, dst); a != b {
+			t.Fatalf("round %d: roots differ: %s vs %s", round, a, b)
+		}
+		driftSQL(t, lite, tableName(src), round)
+		pg.exec(t, fmt.Sprintf("UPDATE %s SET name = 'damaged' WHERE id = %d", tableName(dst), 100+round))
+	}
+}
+
+// blocking holds a target's Apply until release is closed.
+type blocking struct {
+	reconcile.Endpoint
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (b *blocking) Apply(ctx context.Context, now int64, cs []reconcile.Change) ([]reconcile.Outcome, error) {
+	b.once.Do(func() { close(b.entered) })
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return b.Endpoint.Apply(ctx, now, cs)
+}
+
+// TestOverlapPrevented holds one run of a pair in the middle of its apply and checks that
+// a second job of the same pair (the other way round) waits for it, while a job of
+// another pair runs meanwhile; concurrency 2.
+func TestOverlapPrevented(t *testing.T) {
+	a, b := badgerStore(t, "a"), badgerStore(t, "b")
+	c, d := badgerStore(t, "c"), badgerStore(t, "d")
+	withBadger(t, a, func(s *badger.Store) { putRows(t, s, 0, 50, 1, "a") })
+	withBadger(t, c, func(s *badger.Store) { putRows(t, s, 0, 50, 1, "c") })
+	hold := &blocking{entered: make(chan struct{}), release: make(chan struct{})}
+	o := &opener{wrap: func(job string, ep reconcile.Endpoint) reconcile.Endpoint {
+		if job == "a-to-b" {
+			hold.Endpoint = ep
+			return hold
+		}
+		return ep
+	}}
+	var mu sync.Mutex
+	var order []string
+	cfg := Config{Concurrency: 2, Jobs: []Job{
+		{Name: "a-to-b", Source: EndpointConfig{URL: a}, Target: EndpointConfig{URL: b}, Mode: reconcile.Mirror, Interval: time.Hour},
+		{Name: "b-vs-a", Source: EndpointConfig{URL: b}, Target: EndpointConfig{URL: a}, Mode: reconcile.Diff, Interval: time.Hour},
+		{Name: "c-to-d", Source: EndpointConfig{URL: c}, Target: EndpointConfig{URL: d}, Mode: reconcile.Mirror, Interval: time.Hour},
+	}}
+	var s *Scheduler
+	s, err := New(cfg, Options{Open: o.open, OnResult: func(r Result) {
+		mu.Lock()
+		order = append(order, r.Job)
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		// Let a-to-b finish only once b-vs-a waits for it and c-to-d has finished.
+		<-hold.entered
+		defer close(hold.release)
+		for i := 0; i < 10000; i++ { // at most 10 s, then let the test fail
+			mu.Lock()
+			cd := len(order) == 1 && order[0] == "c-to-d"
+			mu.Unlock()
+			if cd && s.claims.waiters() == 1 {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	res, err := s.RunOnce(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(order, " "); got != "c-to-d a-to-b b-vs-a" {
+		t.Fatalf("runs finished in the order %s", got)
+	}
+	if !res[1].Waited || res[1].Status != StatusOK || res[1].Report.Differ() {
+		t.Fatalf("b-vs-a: waited %v, status %s, report %+v: want it to wait and then find b equal to a", res[1].Waited, res[1].Status, res[1].Report)
+	}
+	if res[0].Status != StatusOK || res[0].Report.Upserted != 50 || res[2].Status != StatusOK {
+		t.Fatalf("results %+v", res)
+	}
+}
+
+// TestConcurrencyLimit runs four jobs of separate pairs with a limit of two, each holding
+// its apply until another run is going on: at most two ever run at once.
+func TestConcurrencyLimit(t *testing.T) {
+	var mu sync.Mutex
+	active, peak := 0, 0
+	var jobs []Job
+	for i := 0; i < 4; i++ {
+		src := badgerStore(t, fmt.Sprintf("src%d", i))
+		withBadger(t, src, func(s *badger.Store) { putRows(t, s, 0, 10, 1, "x") })
+		jobs = append(jobs, Job{Name: fmt.Sprintf("j%d", i), Source: EndpointConfig{URL: src}, Target: EndpointConfig{URL: badgerStore(t, fmt.Sprintf("dst%d", i))}, Mode: reconcile.Mirror, Interval: time.Hour})
+	}
+	o := &opener{wrap: func(job string, ep reconcile.Endpoint) reconcile.Endpoint {
+		return &paired{Endpoint: ep, enter: func() func() {
+			mu.Lock()
+			active++
+			peak = max(peak, active)
+			mu.Unlock()
+			// Wait (bounded) for a second run to be going on, so runs overlap when they may.
+			for i := 0; i < 2000; i++ {
+				mu.Lock()
+				n := active
+				mu.Unlock()
+				if n >= 2 {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			return func() {
+				mu.Lock()
+				active--
+				mu.Unlock()
+			}
+		}}
+	}}
+	s, err := New(Config{Concurrency: 2, Jobs: jobs}, Options{Open: o.open})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.RunOnce(context.Background())
+	if err != nil || Worst(res) != StatusOK {
+		t.Fatalf("err %v, results %+v", err, res)
+	}
+	if peak != 2 {
+		t.Fatalf("at most %d runs went on at once, want 2", peak)
+	}
+}
+
+// paired calls enter around each Apply.
+type paired struct {
+	reconcile.Endpoint
+	enter func() (leave func())
+}
+
+func (p *paired) Apply(ctx context.Context, now int64, cs []reconcile.Change) ([]reconcile.Outcome, error) {
+	leave := p.enter()
+	defer leave()
+	return p.Endpoint.Apply(ctx, now, cs)
+}
+
+// stopping calls onBatch before each Apply of a target.
+type stopping struct {
+	reconcile.Endpoint
+	onBatch func(ctx context.Context, n int) error
+	n       int
+}
+
+func (s *stopping) Apply(ctx context.Context, now int64, cs []reconcile.Change) ([]reconcile.Outcome, error) {
+	s.n++
+	if err := s.onBatch(ctx, s.n); err != nil {
+		return nil, err
+	}
+	return s.Endpoint.Apply(ctx, now, cs)
+}
+
+// TestShutdownMidRun stops the daemon while a mirror writes its second batch: that batch
+// completes, no other starts, the daemon returns, and the target holds exactly the rows
+// the run reports; a later run writes the rest. Then the same with a batch that does not
+// finish within the grace period: it is cancelled and writes nothing.
+func TestShutdownMidRun(t *testing.T) {
+	src, dst := badgerStore(t, "src"), badgerStore(t, "dst")
+	withBadger(t, src, func(s *badger.Store) { putRows(t, s, 0, 3000, 1, "value") })
+	count := func(u string) int {
+		n := 0
+		withBadger(t, u, func(s *badger.Store) {
+			if err := s.Scan(nil, func(reconcile.Row) bool { n++; return true }); err != nil {
+				t.Fatal(err)
+			}
+		})
+		return n
+	}
+	job := Job{Name: "m", Source: EndpointConfig{URL: src}, Target: EndpointConfig{URL: dst}, Mode: reconcile.Mirror, Interval: time.Hour,
+		Session: reconcile.Options{BatchRows: 100}}
+
+	// SIGTERM during the second batch.
+	ctx, cancel := context.WithCancel(context.Background())
+	o := &opener{wrap: func(_ string, ep reconcile.Endpoint) reconcile.Endpoint {
+		return &stopping{Endpoint: ep, onBatch: func(_ context.Context, n int) error {
+			if n == 2 {
+				cancel()
+			}
+			return nil
+		}}
+	}}
+	var results []Result
+	s, err := New(Config{Jobs: []Job{job}}, Options{Open: o.open, OnResult: func(r Result) { results = append(results, r) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 1 || results[0].Status != StatusStopped || !errors.Is(results[0].Err, reconcile.ErrStopped) {
+		t.Fatalf("results %+v, want one stopped run", results)
+	}
+	if up := results[0].Report.Upserted; up != 300 || count(dst) != 300 {
+		t.Fatalf("the stopped run reports %d rows written, the target holds %d; want the two whole batches, 300", up, count(dst))
+	}
+
+	// Past the grace period: the batch in flight is cancelled and writes nothing.
+	ctx, cancel = context.WithCancel(context.Background())
+	o = &opener{wrap: func(_ string, ep reconcile.Endpoint) reconcile.Endpoint {
+		return &stopping{Endpoint: ep, onBatch: func(bctx context.Context, n int) error {
+			if n == 2 {
+				cancel()
+				<-bctx.Done() // a write that hangs until it is abandoned
+				return bctx.Err()
+			}
+			return nil
+		}}
+	}}
+	results = nil
+	s, err = New(Config{GracePeriod: 20 * time.Millisecond, Jobs: []Job{job}}, Options{Open: o.open, OnResult: func(r Result) { results = append(results, r) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 1 || results[0].Status != StatusError || !strings.Contains(results[0].Error, "grace period") {
+		t.Fatalf("results %+v, want one run cancelled at the end of the grace period", results)
+	}
+	if up := results[0].Report.Upserted; up != 100 || count(dst) != 400 {
+		t.Fatalf("the cancelled run reports %d rows written, the target holds %d; want 100 and 400", up, count(dst))
+	}
+
+	// Nothing was lost: the next run writes the rest and the copies are equal.
+	o = &opener{}
+	s, err = New(Config{Jobs: []Job{job}}, Options{Open: o.open})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.RunOnce(context.Background())
+	if err != nil || res[0].Status != StatusOK || res[0].Report.Upserted != 2600 {
+		t.Fatalf("rerun: %v %+v", err, res)
+	}
+	if a, b := rootOf(t, o, src), rootOf(t, o, dst); a != b {
+		t.Fatalf("roots differ after the rerun: %s vs %s", a, b)
+	}
+}
+
+// refusing fails every batch holding key.
+type refusing struct {
+	reconcile.Endpoint
+	key string
+}
+
+func (r refusing) Apply(ctx context.Context, now int64, cs []reconcile.Change) ([]reconcile.Outcome, error) {
+	for _, c := range cs {
+		if string(c.Key) == r.key {
+			return nil, errors.New("row refused by the target")
+		}
+	}
+	return r.Endpoint.Apply(ctx, now, cs)
+}
+
+// TestRunOnceStatuses runs one job of each outcome once: the results, the worst status
+// and its exit code.
+func TestRunOnceStatuses(t *testing.T) {
+	same1, same2 := badgerStore(t, "same1"), badgerStore(t, "same2")
+	withBadger(t, same1, func(s *badger.Store) { putRows(t, s, 0, 20, 1, "x") })
+	withBadger(t, same2, func(s *badger.Store) { putRows(t, s, 0, 20, 1, "x") })
+	differ := badgerStore(t, "differ")
+	withBadger(t, differ, func(s *badger.Store) { putRows(t, s, 0, 25, 1, "x") })
+	poisonSrc, poisonDst := badgerStore(t, "poison-src"), badgerStore(t, "poison-dst")
+	withBadger(t, poisonSrc, func(s *badger.Store) { putRows(t, s, 0, 30, 1, "x") })
+	o := &opener{wrap: func(job string, ep reconcile.Endpoint) reconcile.Endpoint {
+		if job == "partial" {
+			return refusing{Endpoint: ep, key: "key00007"}
+		}
+		return ep
+	}}
+	mk := func(name, src, dst string, mode reconcile.Mode) Job {
+		return Job{Name: name, Source: EndpointConfig{URL: src}, Target: EndpointConfig{URL: dst}, Mode: mode, Interval: time.Hour}
+	}
+	jobs := []Job{
+		mk("ok", same1, same2, reconcile.Diff),
+		mk("differ", differ, same2, reconcile.Diff),
+		mk("partial", poisonSrc, poisonDst, reconcile.Mirror),
+		mk("error", same1, "badger:///no/such/store", reconcile.Diff),
+	}
+	var logs bytes.Buffer
+	s, err := New(Config{Concurrency: 4, Jobs: jobs}, Options{Open: o.open, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.RunOnce(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []Status{StatusOK, StatusDiffer, StatusPartial, StatusError} {
+		if res[i].Status != want || res[i].Job != jobs[i].Name {
+			t.Errorf("%s: %s (%s), want %s", res[i].Job, res[i].Status, res[i].Error, want)
+		}
+	}
+	if res[2].Report.Quarantined != 1 || res[2].Report.Upserted != 29 {
+		t.Errorf("partial: %+v", res[2].Report)
+	}
+	if !strings.Contains(res[3].Error, "open target") || !strings.Contains(res[3].Error, "no store there") {
+		t.Errorf("error: %q", res[3].Error)
+	}
+	if w := Worst(res); w != StatusError || w.ExitCode() != 2 {
+		t.Errorf("worst %s exit %d, want error and 2", w, w.ExitCode())
+	}
+	if w := Worst(res[:3]); w != StatusPartial || w.ExitCode() != 3 {
+		t.Errorf("worst of the first three %s exit %d, want partial and 3", w, w.ExitCode())
+	}
+	if w := Worst(res[:2]); w.ExitCode() != 1 {
+		t.Errorf("worst of ok and differ exits %d, want 1", w.ExitCode())
+	}
+	for _, want := range []string{`"msg":"run failed","job":"error","status":"error"`, `"msg":"run finished","job":"partial","status":"partial"`, `"msg":"apply: row quarantined","job":"partial","key":"key00007"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("logs lack %s:\n%s", want, logs.String())
+		}
+	}
+	if _, err := s.RunOnce(context.Background()); err == nil {
+		t.Error("a second RunOnce on one scheduler must fail")
+	}
+}
+
+// TestBackoff checks the waits after failures, and that a failing job in the daemon is
+// retried with its failures counted.
+func TestBackoff(t *testing.T) {
+	js := &jobState{job: Job{Interval: time.Minute, Backoff: time.Second, MaxBackoff: 10 * time.Second}}
+	var got []time.Duration
+	for i := 1; i <= 6; i++ {
+		js.failures = i
+		got = append(got, js.nextDelay(Result{Status: StatusError}))
+	}
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("backoffs %v, want %v", got, want)
+	}
+	if d := js.nextDelay(Result{Status: StatusPartial}); d != time.Minute {
+		t.Fatalf("after a partial run: %v, want the interval", d)
+	}
+	js.job.Jitter = time.Second
+	for i := 0; i < 100; i++ {
+		if d := js.nextDelay(Result{Status: StatusOK}); d < time.Minute || d >= time.Minute+time.Second {
+			t.Fatalf("with jitter: %v, want [1m, 1m1s)", d)
+		}
+	}
+
+	src := badgerStore(t, "src")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := 0
+	o := &opener{}
+	s, err := New(Config{Jobs: []Job{{Name: "broken", Source: EndpointConfig{URL: src}, Target: EndpointConfig{URL: "badger:///no/such/store"},
+		Mode: reconcile.Diff, Interval: time.Hour, Backoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond}}},
+		Options{Open: o.open, OnResult: func(r Result) {
+			if n++; n == 4 {
+				cancel()
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Jobs()[0]
+	if n != 4 || st.ConsecutiveFailures != 4 || len(st.History) != 4 || st.LastSuccess != nil {
+		t.Fatalf("%d runs, status %+v", n, st)
+	}
+}
