@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -130,11 +131,14 @@ type Result struct {
 	WallMS float64 `json:"wall_ms"`
 	CPUMS  float64 `json:"cpu_ms"`
 	Reps   int     `json:"reps"`
-	// PeakRSS is the peak resident set size in bytes (getrusage ru_maxrss) of the process
+	// PeakRSS is the peak resident set size in bytes (VmHWM, see PeakRSS) of the process
 	// that ran the method: RSSScope "method" when that process ran only this method
-	// (reconcile bench's default), "process" when it is the peak of a process that ran
-	// other work before (go test -bench, --isolate=false), so only an upper bound.
+	// (reconcile bench's default: it opens both endpoints, runs the method Reps times and
+	// once more untimed for this tool's plan), "process" when it is the peak of a process
+	// that ran other work before (go test -bench, --isolate=false), so only an upper bound.
+	// OpenRSS is the resident set just after opening the endpoints, before the method ran.
 	PeakRSS  int64  `json:"peak_rss"`
+	OpenRSS  int64  `json:"open_rss,omitempty"`
 	RSSScope string `json:"rss_scope"`
 	// ScanBothMS is the time one read of every entry of both stores took just before (the
 	// floor for any tool that compares whole copies); 0 when not measured.
@@ -347,8 +351,9 @@ func RunJob(ctx context.Context, job Job) (Result, error) {
 		return Result{}, err
 	}
 	defer dst.Close()
+	open := RSS()
 	res, err := Measure(ctx, job, src, dst, truth)
-	res.PeakRSS, res.RSSScope = PeakRSS(), "process"
+	res.PeakRSS, res.OpenRSS, res.RSSScope = PeakRSS(), open, "process"
 	return res, err
 }
 
@@ -473,13 +478,31 @@ func CPUTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// PeakRSS is this process's peak resident set size so far, in bytes (ru_maxrss).
-func PeakRSS() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+// PeakRSS is this process's peak resident set size so far, in bytes: VmHWM of
+// /proc/self/status, the high-water mark of the process image since it started (its
+// exec). getrusage's ru_maxrss is not used: for a child started by a Go program it starts
+// at the parent's peak, since Go starts children from the parent's address space.
+func PeakRSS() int64 { return procStatus("self", "VmHWM:") }
+
+// RSS is this process's resident set size now, in bytes (VmRSS).
+func RSS() int64 { return procStatus("self", "VmRSS:") }
+
+// procStatus reads one kB field of /proc/PID/status, in bytes; 0 when unavailable.
+func procStatus(pid, field string) int64 {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
 		return 0
 	}
-	return ru.Maxrss * 1024 // kilobytes on Linux
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, field); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n * 1024
+			}
+		}
+	}
+	return 0
 }
 
 func median(xs []float64) float64 {

@@ -30,7 +30,7 @@ func ReadReport(rd io.Reader) (*Report, error) {
 // WriteTable writes the results as an aligned table for people, then the targets.
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\trows\tdrift\tmethod\tdiffering\tfound\tcorrect\tmissed\tlost\treads\tbytes\trounds\twall\tCPU\tpeak RSS\t")
+	fmt.Fprintln(tw, "scenario\trows\tdrift\tmethod\tdiffering\tfound\tcorrect\tmissed\tlost\treads\tbytes\trounds\twall\tCPU\tpeak RSS (+ above open)\t")
 	var skipped []string
 	for _, x := range r.Results {
 		if strings.HasPrefix(x.Note, "skipped") {
@@ -132,6 +132,9 @@ func rss(x Result) string {
 		return "-"
 	}
 	s := fmt.Sprintf("%.0f MB", float64(x.PeakRSS)/1e6)
+	if x.OpenRSS > 0 {
+		s = fmt.Sprintf("%.0f MB (+%.0f)", float64(x.PeakRSS)/1e6, float64(x.PeakRSS-x.OpenRSS)/1e6)
+	}
 	if x.RSSScope == "process" {
 		s += " (process)"
 	}

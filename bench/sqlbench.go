@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -75,6 +76,7 @@ func runSQLJob(ctx context.Context, job Job) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("read server counters: %w", err)
 	}
+	openRSS := RSS()
 	res, err := measure(ctx, job, src, dst, truth, func(r *Result) error {
 		after, err := srv.stats(ctx, job.SQL.User)
 		if err != nil {
@@ -89,7 +91,7 @@ func runSQLJob(ctx context.Context, job Job) (Result, error) {
 		return nil
 	})
 	res.Endpoint = "mariadb"
-	res.PeakRSS, res.RSSScope = PeakRSS(), "process"
+	res.PeakRSS, res.OpenRSS, res.RSSScope = PeakRSS(), openRSS, "process"
 	return res, err
 }
 
@@ -447,8 +449,29 @@ func runPT(ctx context.Context, srv *sqlServer, pt, src, dst string, truth Truth
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	t0 := time.Now()
-	err = cmd.Run()
+	if err := cmd.Start(); err != nil {
+		return Result{}, fmt.Errorf("pt-table-sync: %w", err)
+	}
+	// Its peak RSS, sampled from /proc while it runs (its rusage would start from this
+	// process's peak: see PeakRSS).
+	var peak atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		pid := strconv.Itoa(cmd.Process.Pid)
+		for {
+			if v := procStatus(pid, "VmHWM:"); v > peak.Load() {
+				peak.Store(v)
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	err = cmd.Wait()
 	wall := time.Since(t0)
+	close(done)
 	var ee *exec.ExitError
 	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 2) { // 2: differences found
 		return Result{}, fmt.Errorf("pt-table-sync: %w: %s", err, strings.TrimSpace(stderr.String()+stdout.String()))
@@ -462,8 +485,8 @@ func runPT(ctx context.Context, srv *sqlServer, pt, src, dst string, truth Truth
 	r.WallMS = float64(wall.Microseconds()) / 1000
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.CPUMS = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e6
-		r.PeakRSS, r.RSSScope = ru.Maxrss*1024, "method"
 	}
+	r.PeakRSS, r.RSSScope = peak.Load(), "method"
 	var plan baseline.Plan
 	algo := ""
 	sc := bufio.NewScanner(&stdout)

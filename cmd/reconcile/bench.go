@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -51,6 +50,7 @@ func benchCommand(std stdio) *cli.Command {
 			&cli.StringFlag{Name: "from", Usage: "measure nothing: print (and plot) a JSON report saved before"},
 			&cli.StringFlag{Name: "plot", Usage: "write plots into this directory"},
 			&cli.StringFlag{Name: "plot-format", Value: "svg", Usage: "png or svg"},
+			&cli.BoolFlag{Name: "progress", Usage: "print progress lines on stderr even when it is not a terminal"},
 			&cli.BoolFlag{Name: "worker", Hidden: true, Usage: "run one job read from stdin (used by --isolate)"},
 			jsonFlag(),
 		}, tuningFlags()...),
@@ -70,6 +70,9 @@ func benchCommand(std stdio) *cli.Command {
 				return fmt.Errorf("--drift: %w", err)
 			}
 			tun := tuning(c)
+			if c.Bool("progress") {
+				std.progress = true
+			}
 			return runBench(c.Context, benchOptions{
 				stdio: std, json: c.Bool("json"), save: c.String("save"), from: c.String("from"),
 				plot: c.String("plot"), plotFormat: c.String("plot-format"), isolate: c.Bool("isolate"),
@@ -162,7 +165,7 @@ func writeReport(path string, rep *bench.Report) error {
 }
 
 // isolatedRunner runs one job in a child process (this program's `bench --worker`), so
-// that the child's peak RSS (getrusage of the child: ru_maxrss) is the method's alone.
+// that the child's peak RSS (which it reports itself: bench.PeakRSS) is the method's.
 func isolatedRunner(ctx context.Context, job bench.Job) (bench.Result, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -183,9 +186,7 @@ func isolatedRunner(ctx context.Context, job bench.Job) (bench.Result, error) {
 	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
 		return bench.Result{}, fmt.Errorf("run job: read the child's result: %w", err)
 	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		res.PeakRSS, res.RSSScope = ru.Maxrss*1024, "method"
-	}
+	res.RSSScope = "method" // the child's own peak (bench.PeakRSS), not its rusage
 	return res, nil
 }
 
