@@ -28,8 +28,9 @@ func (s *session) mirror(ctx context.Context) error {
 			deletes++
 		}
 	}
-	if allowed := s.opts.MaxDelete.Rows(s.rootR.Count); deletes > allowed && !s.opts.Force {
-		return &DeleteGuardError{Deletes: deletes, Allowed: allowed, TargetCount: s.rootR.Count, Limit: s.opts.MaxDelete}
+	targetCount := s.targetRoot().Count
+	if allowed := s.opts.MaxDelete.Rows(targetCount); deletes > allowed && !s.opts.Force {
+		return &DeleteGuardError{Deletes: deletes, Allowed: allowed, TargetCount: targetCount, Limit: s.opts.MaxDelete}
 	}
 	if s.opts.DryRun {
 		s.rep.Upserted, s.rep.Deleted = len(plan)-int(deletes), int(deletes)
@@ -52,7 +53,7 @@ func (s *session) mirror(ctx context.Context) error {
 			return err
 		}
 		n = len(changes) // the byte cap may have shortened the batch
-		resp, err := s.peer.Apply(ctx, &ApplyRequest{Now: s.now, Changes: changes})
+		resp, err := s.apply(ctx, changes)
 		if err == nil {
 			quarantineRun = 0
 			for i, o := range resp.Outcomes {
@@ -106,9 +107,12 @@ func (s *session) changes(ctx context.Context, plan []plannedChange) ([]Change, 
 			keys = append(keys, []byte(p.key))
 		}
 	}
-	rows, err := s.src.Rows(ctx, keys)
+	rows, err := s.sourceRows(ctx, keys)
 	if err != nil {
 		return nil, fmt.Errorf("read source rows: %w", err)
+	}
+	if len(rows) != len(keys) {
+		return nil, fmt.Errorf("read source rows: %d rows for %d keys", len(rows), len(keys))
 	}
 	out := make([]Change, 0, len(plan))
 	bytes, r := 0, 0
@@ -133,4 +137,36 @@ func (s *session) changes(ctx context.Context, plan []plannedChange) ([]Change, 
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// sourceRows reads the source's rows of keys at the session's snapshot: from the local
+// snapshot, or from the peer when the source is the responder.
+func (s *session) sourceRows(ctx context.Context, keys [][]byte) ([]Row, error) {
+	if !s.reversed {
+		return s.src.Rows(ctx, keys)
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	resp, err := s.peer.Rows(ctx, &RowsRequest{Keys: keys})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Rows, nil
+}
+
+// apply writes one batch on the target: through the peer, or here when the target is
+// the initiator.
+func (s *session) apply(ctx context.Context, changes []Change) (*ApplyResponse, error) {
+	if !s.reversed {
+		return s.peer.Apply(ctx, &ApplyRequest{Now: s.now, Changes: changes})
+	}
+	outcomes, err := s.local.Apply(ctx, s.now, changes)
+	if err != nil {
+		return nil, err
+	}
+	if len(outcomes) != len(changes) {
+		return nil, fmt.Errorf("target answered %d outcomes for %d changes", len(outcomes), len(changes))
+	}
+	return &ApplyResponse{Outcomes: outcomes}, nil
 }

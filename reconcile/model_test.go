@@ -189,20 +189,39 @@ func TestModel(t *testing.T) {
 			src, dst := scenario(t, w, kind)
 			cfg := configs[int(seed)%len(configs)]
 			name := fmt.Sprintf("seed%d/%s/kind%d", seed, o, kind)
+			src2, dst2 := clone(o, src), clone(o, dst)
 			t.Run(name, func(t *testing.T) { checkSession(t, src, dst, cfg) })
+			t.Run(name+"/from-peer", func(t *testing.T) { checkSessionWith(t, runFromPeer, src2, dst2, cfg) })
 		}
 	}
+}
+
+// runner runs one session from src to dst: reconcile.Run, or runFromPeer.
+type runner func(ctx context.Context, src, dst reconcile.Endpoint, opts reconcile.Options) (*reconcile.Report, error)
+
+// runFromPeer runs a session the other way round: the target initiates and the source
+// answers through an in-process peer (what a sync from a remote source does).
+func runFromPeer(ctx context.Context, src, dst reconcile.Endpoint, opts reconcile.Options) (*reconcile.Report, error) {
+	peer := reconcile.NewLocal(src)
+	defer peer.Close()
+	return reconcile.RunFromPeer(ctx, peer, dst, opts)
 }
 
 // checkSession diffs and mirrors src into dst and checks both against a naive full
 // comparison: the classes found, the rows written, and equal live rows and roots after.
 func checkSession(t *testing.T, src, dst *memory.Store, cfg reconcile.Options) {
 	t.Helper()
+	checkSessionWith(t, reconcile.Run, src, dst, cfg)
+}
+
+// checkSessionWith is checkSession with sessions run by run.
+func checkSessionWith(t *testing.T, run runner, src, dst *memory.Store, cfg reconcile.Options) {
+	t.Helper()
 	ctx := context.Background()
 	wantS, wantD, wantC := naiveDiff(src, dst, testNow)
 	opts := cfg
 	opts.Now = testNow
-	rep, err := reconcile.Run(ctx, src, dst, opts)
+	rep, err := run(ctx, src, dst, opts)
 	if err != nil {
 		t.Fatalf("diff: %v", err)
 	}
@@ -211,7 +230,7 @@ func checkSession(t *testing.T, src, dst *memory.Store, cfg reconcile.Options) {
 			rep.OnlySource, rep.OnlyTarget, rep.Changed, wantS, wantD, wantC)
 	}
 	opts.Mode, opts.Force = reconcile.Mirror, true
-	rep, err = reconcile.Run(ctx, src, dst, opts)
+	rep, err = run(ctx, src, dst, opts)
 	if err != nil {
 		t.Fatalf("sync: %v", err)
 	}
@@ -233,7 +252,7 @@ func checkSession(t *testing.T, src, dst *memory.Store, cfg reconcile.Options) {
 	if ri.Root != rt.Root {
 		t.Fatalf("after sync: roots differ")
 	}
-	rep, err = reconcile.Run(ctx, src, dst, opts)
+	rep, err = run(ctx, src, dst, opts)
 	if err != nil || rep.Differ() || rep.Rounds != 1 {
 		t.Fatalf("second sync: err %v, differ %v, rounds %d", err, rep.Differ(), rep.Rounds)
 	}
@@ -250,7 +269,11 @@ func FuzzSession(f *testing.F) {
 		}
 		w := &world{rng: rand.New(rand.NewSource(seed)), o: o}
 		src, dst := scenario(t, w, int(kind%8))
-		checkSession(t, src, dst, reconcile.Options{Fanout: int(fanout%70) + 2, LeafMax: int(leaf%70) + 1, FingerprintBytes: int(fp%8) + 1})
+		run := reconcile.Run
+		if kind&8 != 0 {
+			run = runFromPeer
+		}
+		checkSessionWith(t, run, src, dst, reconcile.Options{Fanout: int(fanout%70) + 2, LeafMax: int(leaf%70) + 1, FingerprintBytes: int(fp%8) + 1})
 	})
 }
 

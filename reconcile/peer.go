@@ -14,6 +14,9 @@ type Peer interface {
 	Open(ctx context.Context, req *OpenRequest) (*OpenResponse, error)
 	Round(ctx context.Context, req *RoundRequest) (*RoundResponse, error)
 	Apply(ctx context.Context, req *ApplyRequest) (*ApplyResponse, error)
+	// Rows reads rows of the responder's snapshot (RunFromPeer reads a remote source's
+	// rows this way). It writes nothing, so it may be retried.
+	Rows(ctx context.Context, req *RowsRequest) (*RowsResponse, error)
 	// Traffic reports the bytes the session's frames took on the wire so far.
 	Traffic() Traffic
 	// ReadStats reports what the responder's snapshot has read.
@@ -24,7 +27,8 @@ type Peer interface {
 // Traffic counts wire bytes from the initiator's point of view.
 type Traffic struct {
 	Sent, Received int64
-	// ValueBytes is the part of Sent that is row values in apply frames.
+	// ValueBytes is the part of Sent and Received that is row values: in apply frames
+	// sent, or in rows answers received.
 	ValueBytes int64
 }
 
@@ -106,6 +110,27 @@ func (l *Local) Apply(ctx context.Context, req *ApplyRequest) (*ApplyResponse, e
 	frame = encodeApplyResponse(&ApplyResponse{Outcomes: outcomes})
 	l.traffic.Received += int64(len(frame))
 	return decodeApplyResponse(frame, len(req.Changes))
+}
+
+// Rows reads rows of the snapshot the session opened.
+func (l *Local) Rows(ctx context.Context, req *RowsRequest) (*RowsResponse, error) {
+	if l.snap == nil {
+		return nil, fmt.Errorf("rows: session not open")
+	}
+	frame := EncodeRowsRequest(req)
+	l.traffic.Sent += int64(len(frame))
+	decoded, err := DecodeRowsRequest(frame)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := l.snap.Rows(ctx, decoded.Keys)
+	if err != nil {
+		return nil, err
+	}
+	frame, values := EncodeRowsResponse(decoded, &RowsResponse{Rows: rows})
+	l.traffic.Received += int64(len(frame))
+	l.traffic.ValueBytes += values
+	return DecodeRowsResponse(req, frame)
 }
 
 // Traffic reports the bytes counted so far.

@@ -75,8 +75,34 @@ func RunPeer(ctx context.Context, source Endpoint, peer Peer, opts Options) (rep
 	return runSession(ctx, source, peer, opts)
 }
 
+// RunFromPeer runs one session the other way round: peer answers for the source, and the
+// target endpoint, opened here, initiates. It is RunPeer's contract with the roles of
+// the two sides exchanged, for a source that is remote (an http(s) endpoint) and a local
+// target: the descent is the same (it is symmetric), and a mirror sync reads the rows to
+// upsert from the peer (Peer.Rows, one request per apply batch) and writes them here,
+// conditional on the target's snapshot as always. The report speaks of source and target
+// as RunPeer's does.
+func RunFromPeer(ctx context.Context, peer Peer, target Endpoint, opts Options) (rep *Report, err error) {
+	defer func() { opts.finished(rep, err) }()
+	rep, err = runSessionAs(ctx, target, peer, opts, true)
+	if err == nil && rep.Mode == Mirror && !rep.DryRun && rep.Upserted+rep.Deleted > 0 {
+		after, aerr := Root(ctx, target, rep.now)
+		if aerr != nil {
+			return rep, fmt.Errorf("read target root after sync: %w", aerr)
+		}
+		rep.RootTargetAfter = FormatFingerprint(after.Root.Fingerprint())
+	}
+	return rep, err
+}
+
 // runSession is RunPeer without the final log record and Observer call.
 func runSession(ctx context.Context, source Endpoint, peer Peer, opts Options) (*Report, error) {
+	return runSessionAs(ctx, source, peer, opts, false)
+}
+
+// runSessionAs runs a session whose initiator is the local endpoint: the source, or the
+// target when reversed.
+func runSessionAs(ctx context.Context, local Endpoint, peer Peer, opts Options, reversed bool) (*Report, error) {
 	opts = opts.Defaults()
 	start := time.Now()
 	now := opts.Now
@@ -92,17 +118,21 @@ func runSession(ctx context.Context, source Endpoint, peer Peer, opts Options) (
 		return rep, fmt.Errorf("open session: %w", ErrStopped)
 	}
 
-	src, err := source.Open(ctx, now)
+	side := "source"
+	if reversed {
+		side = "target"
+	}
+	src, err := local.Open(ctx, now)
 	if err != nil {
-		return rep, fmt.Errorf("open source snapshot: %w", err)
+		return rep, fmt.Errorf("open %s snapshot: %w", side, err)
 	}
 	defer src.Close()
 
-	s := &session{opts: opts, src: src, info: src.Info(), peer: peer, now: now, rep: rep, log: opts.logger()}
+	s := &session{opts: opts, local: local, reversed: reversed, src: src, info: src.Info(), peer: peer, now: now, rep: rep, log: opts.logger()}
 	defer s.finishStats()
-	s.log.Debug("session open", "mode", opts.Mode, "count_source", s.info.Root.Count, "ordering", s.info.Ordering)
-	rep.RootSource = FormatFingerprint(s.info.Root.Fingerprint())
-	rep.CountSource = s.info.Root.Count
+	s.log.Debug("session open", "mode", opts.Mode, "count_"+side, s.info.Root.Count, "ordering", s.info.Ordering)
+	root, count := s.side(false)
+	*root, *count = FormatFingerprint(s.info.Root.Fingerprint()), s.info.Root.Count
 
 	fpLen, prefixLen := opts.FingerprintBytes, 4
 	for attempt := 0; ; attempt++ {
@@ -129,14 +159,20 @@ func runSession(ctx context.Context, source Endpoint, peer Peer, opts Options) (
 	return rep, s.mirror(ctx)
 }
 
+// session is one session as its initiator runs it. The initiator is the local endpoint:
+// the source, or the target when reversed (RunFromPeer). Descent names the two sides I
+// (initiator: src, info) and R (responder: peer, rootR); classify turns them into source
+// and target.
 type session struct {
-	opts Options
-	src  Snapshot
-	info Info
-	peer Peer
-	now  int64
-	rep  *Report
-	log  *slog.Logger
+	opts     Options
+	local    Endpoint
+	reversed bool
+	src      Snapshot // the initiator's snapshot (the target's when reversed)
+	info     Info
+	peer     Peer
+	now      int64
+	rep      *Report
+	log      *slog.Logger
 
 	params frameParams
 	keyed  *merkle.Keyed
@@ -165,10 +201,29 @@ type rng struct {
 func (s *session) finishStats() {
 	t := s.peer.Traffic()
 	s.rep.BytesSent, s.rep.BytesReceived, s.rep.ValueBytes = t.Sent, t.Received, t.ValueBytes
-	rs := s.src.ReadStats()
+	rs, rt := s.src.ReadStats(), s.peer.ReadStats()
+	if s.reversed {
+		rs, rt = rt, rs
+	}
 	s.rep.EntriesReadSource, s.rep.NodesReadSource = rs.Entries, rs.Nodes
-	rt := s.peer.ReadStats()
 	s.rep.EntriesReadTarget, s.rep.NodesReadTarget = rt.Entries, rt.Nodes
+}
+
+// side returns the report's root and count fields of the initiator (responder false) or
+// of the responder.
+func (s *session) side(responder bool) (*string, *uint64) {
+	if responder == s.reversed {
+		return &s.rep.RootSource, &s.rep.CountSource
+	}
+	return &s.rep.RootTarget, &s.rep.CountTarget
+}
+
+// targetRoot is the target's root digest.
+func (s *session) targetRoot() merkle.Digest {
+	if s.reversed {
+		return s.info.Root
+	}
+	return s.rootR
 }
 
 func (s *session) progress(phase string, applied, pending int) {
@@ -220,8 +275,8 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int) error {
 		return err
 	}
 	s.rootR = resp.Root
-	s.rep.RootTarget = FormatFingerprint(resp.Root.Fingerprint())
-	s.rep.CountTarget = resp.Root.Count
+	rootF, countF := s.side(true)
+	*rootF, *countF = FormatFingerprint(resp.Root.Fingerprint()), resp.Root.Count
 	if s.info.Root == s.rootR {
 		return nil
 	}
@@ -528,8 +583,11 @@ func (s *session) verify() bool {
 	return s.info.Root.Sub(s.rootR) == sumI.Sub(sumR)
 }
 
-// classify groups the differing entries by key.
+// classify groups the differing entries by key, as the source's and the target's.
 func (s *session) classify() {
+	if s.reversed {
+		s.onlyI, s.onlyR = s.onlyR, s.onlyI // from here on, I is the source and R the target
+	}
 	s.entryI = make(map[string]merkle.Entry, len(s.onlyI))
 	s.entryR = make(map[string]merkle.Entry, len(s.onlyR))
 	for _, e := range s.onlyI {

@@ -108,6 +108,14 @@ type ApplyRequest struct {
 // ApplyResponse answers an ApplyRequest: an outcome per change.
 type ApplyResponse struct{ Outcomes []Outcome }
 
+// RowsRequest asks the responder for its snapshot's rows of Keys: a session whose
+// initiator is the target (RunFromPeer) reads the source's rows this way.
+type RowsRequest struct{ Keys [][]byte }
+
+// RowsResponse answers a RowsRequest: one row per key, in order; a key with no live row
+// in the responder's snapshot yields a Row with a nil Key.
+type RowsResponse struct{ Rows []Row }
+
 // ---- encoding ----
 
 type encoder struct {
@@ -303,6 +311,8 @@ const (
 	tagRoundAnswer  = 'r'
 	tagApply        = 'A'
 	tagApplyAnswer  = 'a'
+	tagRows         = 'W'
+	tagRowsAnswer   = 'w'
 )
 
 // EncodeOpenRequest returns the frame for m.
@@ -693,4 +703,92 @@ func unpackBits(b []byte, n int) []bool {
 		out[i] = b[i/8]&(1<<(i%8)) != 0
 	}
 	return out
+}
+
+// EncodeRowsRequest returns the frame for m.
+func EncodeRowsRequest(m *RowsRequest) []byte {
+	e := &encoder{}
+	e.byte1(tagRows)
+	e.uvarint(uint64(len(m.Keys)))
+	for _, k := range m.Keys {
+		e.pos(k)
+	}
+	return e.buf
+}
+
+// DecodeRowsRequest parses a frame written by EncodeRowsRequest.
+func DecodeRowsRequest(b []byte) (*RowsRequest, error) {
+	d := &decoder{buf: b}
+	if d.byte1() != tagRows {
+		d.fail("not a rows request")
+	}
+	n := d.count(1)
+	m := &RowsRequest{Keys: make([][]byte, 0, n)}
+	for i := 0; i < n && d.err == nil; i++ {
+		k := d.pos()
+		if k == nil && d.err == nil {
+			d.fail("rows request without a key")
+		}
+		m.Keys = append(m.Keys, k)
+	}
+	return m, d.done("rows request")
+}
+
+// EncodeRowsResponse returns the frame for m, which answers req, and how many of its bytes
+// are row values. A row's key is not repeated: it is the request's.
+func EncodeRowsResponse(req *RowsRequest, m *RowsResponse) (frame []byte, valueBytes int64) {
+	e := &encoder{}
+	e.byte1(tagRowsAnswer)
+	e.uvarint(uint64(len(m.Rows)))
+	for _, r := range m.Rows {
+		switch {
+		case r.Key == nil:
+			e.byte1(0)
+			continue
+		case r.Tombstone:
+			e.byte1(2)
+		default:
+			e.byte1(1)
+		}
+		e.uvarint(r.Version)
+		e.varint(r.ExpiresAt)
+		e.bytes(r.Value)
+		valueBytes += int64(len(r.Value))
+	}
+	return e.buf, valueBytes
+}
+
+// DecodeRowsResponse parses a frame written by EncodeRowsResponse for req.
+func DecodeRowsResponse(req *RowsRequest, b []byte) (*RowsResponse, error) {
+	d := &decoder{buf: b}
+	if d.byte1() != tagRowsAnswer {
+		d.fail("not a rows answer")
+	}
+	n := d.uvarint()
+	if d.err == nil && n != uint64(len(req.Keys)) {
+		d.fail("%d rows for %d keys", n, len(req.Keys))
+	}
+	m := &RowsResponse{}
+	if d.err == nil {
+		m.Rows = make([]Row, len(req.Keys))
+	}
+	for i := 0; d.err == nil && i < len(req.Keys); i++ {
+		flags := d.byte1()
+		if flags == 0 {
+			continue
+		}
+		if flags > 2 {
+			d.fail("unknown row flags %#x", flags)
+			break
+		}
+		r := Row{Key: req.Keys[i], Tombstone: flags == 2}
+		r.Version = d.uvarint()
+		r.ExpiresAt = d.varint()
+		r.Value = d.bytes(MaxValue)
+		if r.Value == nil {
+			r.Value = []byte{}
+		}
+		m.Rows[i] = r
+	}
+	return m, d.done("rows answer")
 }

@@ -354,6 +354,14 @@ func (c *Client) Dump(ctx context.Context, w io.Writer) error {
 	return nil
 }
 
+// Load sends body (the JSON lines of `reconcile load`) to the server's POST /v1/load and
+// returns its answer (the CLI's: {"upserted": N, "deleted": M}). The server checks every
+// line before it writes any; a load is idempotent, so it is retried like other requests.
+func (c *Client) Load(ctx context.Context, body []byte) ([]byte, error) {
+	_, out, err := c.do(ctx, call{what: "load", method: http.MethodPost, path: pathLoad, body: body})
+	return out, err
+}
+
 // Open starts a session (closing this client's previous one).
 func (c *Client) Open(ctx context.Context, req *reconcile.OpenRequest) (*reconcile.OpenResponse, error) {
 	if c.id != "" {
@@ -447,6 +455,26 @@ func (c *Client) Apply(ctx context.Context, req *reconcile.ApplyRequest) (*recon
 	out, err := reconcile.DecodeApplyResponse(body, len(req.Changes))
 	if err != nil {
 		return nil, fmt.Errorf("apply: the server's answer is malformed: %w", err)
+	}
+	return out, nil
+}
+
+// Rows reads rows of the server session's snapshot (a sync whose source is the server).
+// It writes nothing; a retry is answered from the server's stored answer.
+func (c *Client) Rows(ctx context.Context, req *reconcile.RowsRequest) (*reconcile.RowsResponse, error) {
+	if c.open == nil {
+		return nil, errors.New("rows: session not open")
+	}
+	body, err := c.sessionCall(ctx, "rows", reconcile.EncodeRowsRequest(req))
+	if err != nil {
+		return nil, err
+	}
+	out, err := reconcile.DecodeRowsResponse(req, body)
+	if err != nil {
+		return nil, fmt.Errorf("rows: the server's answer is malformed: %w", err)
+	}
+	for _, r := range out.Rows {
+		c.valueBytes += int64(len(r.Value))
 	}
 	return out, nil
 }

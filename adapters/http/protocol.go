@@ -23,6 +23,7 @@ const (
 	pathRoot     = "/v1/root"
 	pathSessions = "/v1/sessions"
 	pathDump     = "/v1/dump"
+	pathLoad     = "/v1/load"
 )
 
 // Headers.

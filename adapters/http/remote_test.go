@@ -650,3 +650,61 @@ func TestDump(t *testing.T) {
 		t.Fatalf("failed dump: %v", err)
 	}
 }
+
+// TestSyncFromRemoteSource pulls from a read-only server: the local target initiates
+// (reconcile.RunFromPeer) and reads the rows it lacks from the server. The differences,
+// the rows written and the target after sync are those of the same sync in process.
+func TestSyncFromRemoteSource(t *testing.T) {
+	ctx := context.Background()
+	for seed := int64(0); seed < 12; seed++ {
+		o := merkle.VersionOrder
+		if seed%3 == 2 {
+			o = merkle.KeyOrder
+		}
+		srcA, dstA := pairIn(seed, o)
+		srcB, dstB := cloneIn(o, srcA), cloneIn(o, dstA)
+		_, _, c := serve(t, srcB, ServerOptions{ReadOnly: true}, ClientOptions{})
+		for _, opts := range []reconcile.Options{{Mode: reconcile.Diff, Now: testNow}, mirror()} {
+			opts.BatchRows = 8
+			local, err := reconcile.Run(ctx, srcA, dstA, opts)
+			if err != nil {
+				t.Fatalf("seed %d %s in process: %v", seed, opts.Mode, err)
+			}
+			pulled, err := reconcile.RunFromPeer(ctx, c, dstB, opts)
+			if err != nil {
+				t.Fatalf("seed %d %s from the server: %v", seed, opts.Mode, err)
+			}
+			if local.OnlySource != pulled.OnlySource || local.OnlyTarget != pulled.OnlyTarget || local.Changed != pulled.Changed ||
+				local.Upserted != pulled.Upserted || local.Deleted != pulled.Deleted || pulled.Raced != 0 || pulled.Quarantined != 0 {
+				t.Fatalf("seed %d %s: in process %+v, from the server %+v", seed, opts.Mode, local, pulled)
+			}
+			if local.RootSource != pulled.RootSource || local.RootTarget != pulled.RootTarget || local.CountSource != pulled.CountSource {
+				t.Fatalf("seed %d %s: roots differ: %s %s vs %s %s", seed, opts.Mode, local.RootSource, local.RootTarget, pulled.RootSource, pulled.RootTarget)
+			}
+			if opts.Mode == reconcile.Mirror && local.Upserted > 0 && (pulled.ValueBytes == 0 || pulled.RootTargetAfter != pulled.RootSource) {
+				t.Fatalf("seed %d: pulled %d value bytes, root after %s, source %s", seed, pulled.ValueBytes, pulled.RootTargetAfter, pulled.RootSource)
+			}
+		}
+		if a, b := liveRows(dstA), liveRows(dstB); strings.Join(a, ",") != strings.Join(b, ",") {
+			t.Fatalf("seed %d: targets differ after sync: %d vs %d live rows", seed, len(a), len(b))
+		}
+		c.Close()
+	}
+}
+
+// TestPullDeleteGuard: a sync from an empty remote source would delete every target row:
+// refused, nothing written.
+func TestPullDeleteGuard(t *testing.T) {
+	src, dst := pair(1) // identical
+	empty := memory.New(merkle.VersionOrder)
+	_, _, c := serve(t, empty, ServerOptions{}, ClientOptions{})
+	before := liveRows(dst)
+	_, err := reconcile.RunFromPeer(context.Background(), c, dst, reconcile.Options{Mode: reconcile.Mirror, Now: testNow})
+	var guard *reconcile.DeleteGuardError
+	if !errors.As(err, &guard) || guard.TargetCount != uint64(len(before)) {
+		t.Fatalf("sync from an empty source: %v", err)
+	}
+	if strings.Join(liveRows(dst), ",") != strings.Join(before, ",") || len(before) == 0 || len(liveRows(src)) != len(before) {
+		t.Fatal("a refused sync changed the target")
+	}
+}

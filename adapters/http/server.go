@@ -40,7 +40,16 @@ type ServerOptions struct {
 	// Dump, when set, serves GET /v1/dump: it writes the endpoint's live rows (the CLI
 	// writes the JSON lines of `reconcile dump`). Nil: 501.
 	Dump func(ctx context.Context, w io.Writer) error
+	// Load, when set, serves POST /v1/load: it writes the rows the body describes,
+	// unconditionally (the CLI takes the JSON lines of `reconcile load`, all checked
+	// before any is written), and returns the answer body. Errors wrapping ErrBadInput
+	// are answered 400, others 500. Nil: 501. Refused with 403 on read-only servers.
+	Load func(ctx context.Context, body []byte) ([]byte, error)
 }
+
+// ErrBadInput is wrapped by a Load hook's errors about the request itself (a malformed
+// line): the server answers 400 rather than 500.
+var ErrBadInput = errors.New("bad input")
 
 // Defaults fills the zero fields.
 func (o ServerOptions) Defaults() ServerOptions {
@@ -112,8 +121,10 @@ func NewServer(ep reconcile.Endpoint, o ServerOptions) *Server {
 	mux.HandleFunc("POST "+pathSessions, s.handleOpen)
 	mux.HandleFunc("POST "+pathSessions+"/{id}/round", s.handleRound)
 	mux.HandleFunc("POST "+pathSessions+"/{id}/apply", s.handleApply)
+	mux.HandleFunc("POST "+pathSessions+"/{id}/rows", s.handleRows)
 	mux.HandleFunc("DELETE "+pathSessions+"/{id}", s.handleClose)
 	mux.HandleFunc("GET "+pathDump, s.handleDump)
+	mux.HandleFunc("POST "+pathLoad, s.handleLoad)
 	s.mux = mux
 	return s
 }
@@ -306,6 +317,37 @@ func (s *Server) handleDump(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		panic(http.ErrAbortHandler)
+	}
+}
+
+// handleLoad hands the body to the Load hook. A load is idempotent (rows with exact
+// versions, deletes), so a client may retry one whose answer it lost.
+func (s *Server) handleLoad(w http.ResponseWriter, r *http.Request) {
+	if s.opts.ReadOnly {
+		httpError(w, http.StatusForbidden, "load: this server is read-only (reconcile serve --read-only): it refuses writes")
+		return
+	}
+	if s.opts.Load == nil {
+		httpError(w, http.StatusNotImplemented, "load: this server does not take raw writes")
+		return
+	}
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	ctx, cancel := s.work(r)
+	defer cancel()
+	out, err := s.opts.Load(ctx, body)
+	switch {
+	case errors.Is(err, ErrBadInput):
+		httpError(w, http.StatusBadRequest, "load: %v", err)
+	case errors.Is(err, reconcile.ErrReadOnly):
+		httpError(w, http.StatusForbidden, "load: %v", err)
+	case err != nil:
+		httpError(w, http.StatusInternalServerError, "load: %v", err)
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(out)
 	}
 }
 
@@ -535,6 +577,26 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 			return fail(http.StatusInternalServerError, "apply: the endpoint answered %d outcomes for %d changes", len(outcomes), len(req.Changes))
 		}
 		return answer{status: http.StatusOK, body: reconcile.EncodeApplyResponse(&reconcile.ApplyResponse{Outcomes: outcomes})}
+	})
+}
+
+// handleRows answers a session's rows request from its snapshot: a read, allowed on
+// read-only servers (a sync whose source this server is reads the rows to write this way).
+func (s *Server) handleRows(w http.ResponseWriter, r *http.Request) {
+	s.sessionCall(w, r, "rows", func(ctx context.Context, ss *session, body []byte) answer {
+		req, err := reconcile.DecodeRowsRequest(body)
+		if err != nil {
+			return fail(http.StatusBadRequest, "rows: %v", err)
+		}
+		rows, err := ss.snap.Rows(ctx, req.Keys)
+		if err != nil {
+			return fail(http.StatusInternalServerError, "rows: %v", err)
+		}
+		if len(rows) != len(req.Keys) {
+			return fail(http.StatusInternalServerError, "rows: the endpoint answered %d rows for %d keys", len(rows), len(req.Keys))
+		}
+		frame, _ := reconcile.EncodeRowsResponse(req, &reconcile.RowsResponse{Rows: rows})
+		return answer{status: http.StatusOK, body: frame}
 	})
 }
 

@@ -70,11 +70,11 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 	if err != nil {
 		return nil, err
 	}
+	if src.server != "" && dst.server != "" {
+		return nil, fmt.Errorf("%s %s %s: both endpoints are http(s) servers; a session runs next to one of its two endpoints: run this command on the machine of one of them, naming that endpoint directly", opts.Mode, source, target)
+	}
 	if sameStore(src, dst) {
 		return nil, fmt.Errorf("source and target are the same store (%s)", src.path)
-	}
-	if src.server != "" {
-		return nil, notYet("using " + src.server + " as a source")
 	}
 	s, err := openEndpoint(source, readOnly)
 	if err != nil {
@@ -90,9 +90,12 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 	progress, done := std.sessionProgress(string(opts.Mode))
 	opts.Progress = progress
 	var rep *reconcile.Report
-	if t.remote != nil {
+	switch {
+	case t.remote != nil:
 		rep, err = runPeerSession(ctx, s, t, opts)
-	} else {
+	case s.remote != nil:
+		rep, err = runPullSession(ctx, s, t, opts)
+	default:
 		rep, err = reconcile.Run(ctx, s, t, opts)
 	}
 	done()

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	remote "github.com/reconcile-dev/reconcile/adapters/http"
 	"github.com/reconcile-dev/reconcile/bench"
 )
 
@@ -76,6 +78,9 @@ func runLoad(ctx context.Context, o loadOptions) error {
 		defer f.Close()
 		in, name = f, o.file
 	}
+	if loc.server != "" {
+		return loadRemote(ctx, o, loc, in, name)
+	}
 	ops, err := readRowLines(ctx, in, name)
 	if err != nil {
 		return err
@@ -91,17 +96,88 @@ func runLoad(ctx context.Context, o loadOptions) error {
 			ep.Close()
 		}
 	}()
-	if ops, err = resolveRows(ep, ops, name); err != nil {
+	show, done := o.meter()
+	res, err := writeOps(ctx, ep, ops, name, show)
+	done()
+	if err != nil {
 		return err
 	}
-	if ep.remote != nil {
-		return notYet("load into " + ep.loc.server)
+	closed = true
+	if err := ep.Close(); err != nil {
+		return fmt.Errorf("load into %s: %w", loc.raw, err)
 	}
-	if ep.write == nil {
-		return fmt.Errorf("load: %s endpoints take no raw writes", loc.scheme)
+	return printLoad(o, loc.raw, res)
+}
+
+func printLoad(o loadOptions, where string, res loadResult) error {
+	if o.json {
+		return writeJSON(o.out, res)
+	}
+	_, err := fmt.Fprintf(o.out, "loaded %d rows into %s: %d upserted, %d deleted\n", res.Upserted+res.Deleted, where, res.Upserted, res.Deleted)
+	return err
+}
+
+// maxRemoteLoad bounds what load sends to a server in one request (the server's
+// --max-body, 64 MiB by default, may refuse less).
+const maxRemoteLoad = 1 << 30
+
+// loadRemote sends the input, as it is, to a server's POST /v1/load: the server checks
+// every line and writes them as `reconcile load` on its machine would.
+func loadRemote(ctx context.Context, o loadOptions, loc location, in io.Reader, name string) error {
+	body, err := io.ReadAll(io.LimitReader(in, maxRemoteLoad+1))
+	if err != nil {
+		return fmt.Errorf("load: read %s: %w; nothing was written", name, err)
+	}
+	if len(body) > maxRemoteLoad {
+		return fmt.Errorf("load: %s is over %d bytes, more than one request to a server takes; split it, or load it on the server's machine; nothing was written", name, maxRemoteLoad)
+	}
+	ep, err := openEndpoint(loc.raw, create)
+	if err != nil {
+		return err
+	}
+	defer ep.Close()
+	out, err := ep.remote.Load(ctx, body)
+	if err != nil {
+		return err
 	}
 	var res loadResult
-	show, done := o.meter()
+	if err := json.Unmarshal(out, &res); err != nil {
+		return fmt.Errorf("load: the server's answer is not a load result: %v", err)
+	}
+	return printLoad(o, loc.server, res)
+}
+
+// serveLoad is the server's POST /v1/load: the request body is the input of load.
+func serveLoad(ep *endpoint) func(ctx context.Context, body []byte) ([]byte, error) {
+	return func(ctx context.Context, body []byte) ([]byte, error) {
+		ops, err := readRowLines(ctx, bytes.NewReader(body), "request body")
+		if err != nil {
+			return nil, inputError{err}
+		}
+		res, err := writeOps(ctx, ep, ops, "request body", func(string) {})
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(res)
+	}
+}
+
+// inputError is an error in load's input: a server answers it 400 (remote.ErrBadInput).
+type inputError struct{ error }
+
+func (e inputError) Unwrap() []error { return []error{e.error, remote.ErrBadInput} }
+
+// writeOps writes parsed lines into ep. Errors in the lines themselves (a columns object
+// that does not fit the table) wrap remote.ErrBadInput and write nothing.
+func writeOps(ctx context.Context, ep *endpoint, ops []rowOp, name string, show func(string)) (loadResult, error) {
+	var res loadResult
+	ops, err := resolveRows(ep, ops, name)
+	if err != nil {
+		return res, inputError{err}
+	}
+	if ep.write == nil {
+		return res, fmt.Errorf("load: %s endpoints take no raw writes", ep.loc.scheme)
+	}
 	err = ep.write(func(s bench.Sink) error {
 		for i, op := range ops {
 			if i%4096 == 0 {
@@ -124,19 +200,10 @@ func runLoad(ctx context.Context, o loadOptions) error {
 		}
 		return nil
 	})
-	done()
 	if err != nil {
-		return fmt.Errorf("load into %s: %w", loc.raw, err)
+		return res, fmt.Errorf("load into %s: %w", ep.loc.raw, err)
 	}
-	closed = true
-	if err := ep.Close(); err != nil {
-		return fmt.Errorf("load into %s: %w", loc.raw, err)
-	}
-	if o.json {
-		return writeJSON(o.out, res)
-	}
-	_, err = fmt.Fprintf(o.out, "loaded %d rows into %s: %d upserted, %d deleted\n", res.Upserted+res.Deleted, loc.raw, res.Upserted, res.Deleted)
-	return err
+	return res, nil
 }
 
 // resolveRows builds the key and value of lines given as SQL columns, and keeps, for a key

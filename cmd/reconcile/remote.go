@@ -78,8 +78,9 @@ func openHTTP(loc location, _ access) (*endpoint, error) {
 }
 
 // remoteEndpoint stands for an http(s) endpoint where the commands expect a
-// reconcile.Endpoint: sessions run against it as a Peer (runPeerSession), and everything
-// that would need its snapshot here is refused.
+// reconcile.Endpoint: sessions run against it as a Peer (runPeerSession when it is the
+// target, runPullSession when it is the source), and everything that would need its
+// snapshot here is refused.
 type remoteEndpoint struct {
 	c   *remote.Client
 	url string
@@ -118,5 +119,13 @@ func runPeerSession(ctx context.Context, source reconcile.Endpoint, t *endpoint,
 		}
 		rep.RootTargetAfter = reconcile.FormatFingerprint(info.Root.Fingerprint())
 	}
+	return rep, err
+}
+
+// runPullSession runs a session from an http(s) source into a local target: the target
+// initiates and reads the rows it lacks from the server (reconcile.RunFromPeer).
+func runPullSession(ctx context.Context, s *endpoint, target reconcile.Endpoint, opts reconcile.Options) (*reconcile.Report, error) {
+	rep, err := reconcile.RunFromPeer(ctx, s.remote, target, opts)
+	s.remote.Close() // ends the session on the server, releasing its snapshot
 	return rep, err
 }

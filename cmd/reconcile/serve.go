@@ -91,6 +91,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if ep.scan != nil {
 		o.server.Dump = func(ctx context.Context, w io.Writer) error { return dumpRows(ctx, ep, w) }
 	}
+	if ep.write != nil {
+		o.server.Load = serveLoad(ep)
+	}
 	srv := remote.NewServer(ep.Endpoint, o.server)
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {

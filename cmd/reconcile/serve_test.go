@@ -90,16 +90,44 @@ func TestServeDiffSync(t *testing.T) {
 		t.Fatalf("roots differ after sync: %s vs %s", a, b)
 	}
 
-	// Not supported yet: one clear line, exit 2.
 	if a, b := mustCLI(t, 0, "", "dump", url), mustCLI(t, 0, "", "dump", src); a != b || a == "" {
 		t.Fatalf("dump over HTTP differs from the source's:\n%s\n%s", a, b)
 	}
-	for _, args := range [][]string{{"diff", url, src}, {"load", url}, {"sync", url, src}} {
-		code, _, errOut := runCLI(t, rowsJSONL(1, 1), args...)
-		if code != exitError || !strings.Contains(errOut, "do not support this yet") || strings.Count(errOut, "\n") != 1 {
-			t.Fatalf("%v: exit %d, %q", args, code, errOut)
-		}
+
+	// The server as a source: a local replica pulls from it.
+	pulled := store(t, "pulled")
+	mustCLI(t, 0, rowsJSONL(30, 100)+`{"key": "extra", "version": 7, "value": "x"}`+"\n", "load", pulled)
+	mustCLI(t, 1, "", "diff", url, pulled)
+	out = mustCLI(t, 0, "", "sync", url, pulled, "--json", "--force")
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out)
 	}
+	if rep["only_source"].(float64) != 30 || rep["only_target"].(float64) != 1 || rep["root_target_after"] != rep["root_source"] {
+		t.Fatalf("pull report: %s", out)
+	}
+	if a, b := mustCLI(t, 0, "", "dump", pulled), mustCLI(t, 0, "", "dump", src); a != b {
+		t.Fatal("the pulled replica does not equal the source")
+	}
+
+	// load into the server: checked first, then written as load on its machine would.
+	code, _, errOut := runCLI(t, `{"key": "new", "version": 1, "value": "n"}`+"\n"+`{"key": 5}`+"\n", "load", url)
+	if code != exitError || !strings.Contains(errOut, "line 2") || strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("malformed load over HTTP: exit %d, %q", code, errOut)
+	}
+	mustCLI(t, 0, "", "diff", src, url) // nothing of it was written
+	out = mustCLI(t, 0, `{"key": "new", "version": 1, "value": "n"}`+"\n"+`{"key": "ka", "deleted": true}`+"\n", "load", url, "--json")
+	var lr loadResult
+	if err := json.Unmarshal([]byte(out), &lr); err != nil || lr != (loadResult{Upserted: 1, Deleted: 1}) {
+		t.Fatalf("load over HTTP: %s (%v)", out, err)
+	}
+	mustCLI(t, 1, "", "diff", src, url)
+
+	// Two servers: one clear line, exit 2.
+	code, _, errOut = runCLI(t, "", "diff", url, url)
+	if code != exitError || !strings.Contains(errOut, "both endpoints are http(s)") || strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("diff of two servers: exit %d, %q", code, errOut)
+	}
+	mustCLI(t, 0, "", "sync", src, url, "--force")
 	if code := stop(); code != 0 {
 		t.Fatalf("serve exited %d", code)
 	}
