@@ -47,7 +47,7 @@ func benchCommand(std stdio) *cli.Command {
 			&cli.BoolFlag{Name: "isolate", Value: true, Usage: "run each method in a process of its own (peak RSS per method)"},
 			&cli.BoolFlag{Name: "warm", Value: true, Usage: "read both stores once before measuring a dataset (and report that time)"},
 			&cli.StringFlag{Name: "save", Usage: "also write the JSON report to this file"},
-			&cli.StringFlag{Name: "from", Usage: "measure nothing: print (and plot) a JSON report saved before"},
+			&cli.StringFlag{Name: "from", Usage: "measure nothing: print (and plot) JSON reports saved before, a comma list (merged)"},
 			&cli.StringFlag{Name: "plot", Usage: "write plots into this directory"},
 			&cli.StringFlag{Name: "plot-format", Value: "svg", Usage: "png or svg"},
 			&cli.BoolFlag{Name: "progress", Usage: "print progress lines on stderr even when it is not a terminal"},
@@ -107,14 +107,23 @@ type benchOptions struct {
 func runBench(ctx context.Context, o benchOptions) error {
 	var rep *bench.Report
 	if o.from != "" {
-		f, err := os.Open(o.from)
-		if err != nil {
-			return fmt.Errorf("bench --from: %w", err)
-		}
-		rep, err = bench.ReadReport(f)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("bench --from %s: %w", o.from, err)
+		// One report, or several merged (their results in order; the first's header).
+		for _, path := range benchList(o.from) {
+			f, err := os.Open(path)
+			if err != nil {
+				return fmt.Errorf("bench --from: %w", err)
+			}
+			r, err := bench.ReadReport(f)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("bench --from %s: %w", path, err)
+			}
+			if rep == nil {
+				rep = r
+			} else {
+				rep.Results = append(rep.Results, r.Results...)
+				rep.Command += "\n" + r.Command
+			}
 		}
 		rep.Targets = bench.CheckTargets(rep.Results)
 	} else {
