@@ -68,7 +68,9 @@ func (s *session) mirror(ctx context.Context) error {
 			}
 			plan = plan[n:]
 			s.log.Debug("apply: batch written", "rows", n, "pending", len(plan))
-			size = min(size*2, s.opts.MaxBatchRows)
+			// Grow from what was sent, not from what was asked: a batch the byte cap cut
+			// short must not keep reading ever more rows only to send a few.
+			size = min(max(n*2, 1), s.opts.MaxBatchRows)
 			s.progress("apply", s.rep.Upserted+s.rep.Deleted, len(plan))
 			continue
 		}

@@ -115,3 +115,53 @@ func TestSchemaMismatch(t *testing.T) {
 		t.Fatal("sessions between different orderings must fail")
 	}
 }
+
+// countingRows counts the rows a session reads from an endpoint's snapshots.
+type countingRows struct {
+	*memory.Store
+	read *int
+}
+
+func (c countingRows) Open(ctx context.Context, now int64) (reconcile.Snapshot, error) {
+	snap, err := c.Store.Open(ctx, now)
+	return countingSnap{snap, c.read}, err
+}
+
+type countingSnap struct {
+	reconcile.Snapshot
+	read *int
+}
+
+func (c countingSnap) Rows(ctx context.Context, keys [][]byte) ([]reconcile.Row, error) {
+	*c.read += len(keys)
+	return c.Snapshot.Rows(ctx, keys)
+}
+
+// TestBatchBytesBoundsReads: rows large against BatchBytes are sent a few a batch, and
+// the batches do not keep growing in rows read (each read is at most twice the last batch
+// sent), in either direction.
+func TestBatchBytesBoundsReads(t *testing.T) {
+	ctx := context.Background()
+	for _, fromPeer := range []bool{false, true} {
+		read := 0
+		src := memory.New(merkle.VersionOrder)
+		fill(src, 0, 300, 1, 1000)
+		dst := memory.New(merkle.VersionOrder)
+		opts := reconcile.Options{Mode: reconcile.Mirror, Now: testNow, BatchBytes: 2500, Force: true}
+		var rep *reconcile.Report
+		var err error
+		if fromPeer {
+			peer := reconcile.NewLocal(countingRows{src, &read})
+			rep, err = reconcile.RunFromPeer(ctx, peer, dst, opts)
+			peer.Close()
+		} else {
+			rep, err = reconcile.Run(ctx, countingRows{src, &read}, dst, opts)
+		}
+		if err != nil || rep.Upserted != 300 {
+			t.Fatalf("from peer %v: %v, %d upserted", fromPeer, err, rep.Upserted)
+		}
+		if read > 2*300+256 {
+			t.Fatalf("from peer %v: read %d rows to send 300 in batches of at most 2500 bytes", fromPeer, read)
+		}
+	}
+}
