@@ -140,3 +140,38 @@ func rss(x Result) string {
 	}
 	return s
 }
+
+// WriteMarkdown writes the results and targets as Markdown tables (for the README).
+func (r *Report) WriteMarkdown(w io.Writer) error {
+	fmt.Fprintln(w, "| scenario | rows | drift | method | differing | correct (missed, lost) | reads | bytes | rounds | wall | CPU | peak RSS (+ above open) |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	for _, x := range r.Results {
+		if strings.HasPrefix(x.Note, "skipped") {
+			continue
+		}
+		ok := "yes"
+		if !x.Correct {
+			ok = fmt.Sprintf("**no** (%d, %d)", x.Missed, x.Lost)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %d | %s | %s | %s | %d | %s | %s | %s |\n",
+			x.Scenario, count(int64(x.Rows)), pct(x.Drift), methodLabel(x), x.Differing, ok,
+			count(x.Reads), Bytes(x.Bytes), x.Rounds, ms(x.WallMS), ms(x.CPUMS), rss(x))
+	}
+	if len(r.Targets) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| target | rows | drift | measured | want | met | figures |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- |")
+	for _, t := range r.Targets {
+		met := "yes"
+		if !t.Met {
+			met = "**no**"
+		}
+		_, err := fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", t.Name, count(int64(t.Rows)), pct(t.Drift), ratioText(t), wantText(t), met, t.Detail)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -49,6 +49,7 @@ func benchCommand(std stdio) *cli.Command {
 			&cli.StringFlag{Name: "save", Usage: "also write the JSON report to this file"},
 			&cli.StringFlag{Name: "from", Usage: "measure nothing: print (and plot) JSON reports saved before, a comma list (merged)"},
 			&cli.StringFlag{Name: "plot", Usage: "write plots into this directory"},
+			&cli.BoolFlag{Name: "markdown", Usage: "print the tables as Markdown"},
 			&cli.StringFlag{Name: "plot-format", Value: "svg", Usage: "png or svg"},
 			&cli.BoolFlag{Name: "progress", Usage: "print progress lines on stderr even when it is not a terminal"},
 			&cli.BoolFlag{Name: "worker", Hidden: true, Usage: "run one job read from stdin (used by --isolate)"},
@@ -75,7 +76,7 @@ func benchCommand(std stdio) *cli.Command {
 			}
 			return runBench(c.Context, benchOptions{
 				stdio: std, json: c.Bool("json"), save: c.String("save"), from: c.String("from"),
-				plot: c.String("plot"), plotFormat: c.String("plot-format"), isolate: c.Bool("isolate"),
+				plot: c.String("plot"), plotFormat: c.String("plot-format"), isolate: c.Bool("isolate"), markdown: c.Bool("markdown"),
 				command: strings.Join(os.Args, " "),
 				config: bench.Config{
 					Dir: c.String("dir"), Rows: rows, Drifts: drifts,
@@ -100,6 +101,7 @@ type benchOptions struct {
 	plot       string
 	plotFormat string
 	isolate    bool
+	markdown   bool
 	command    string
 }
 
@@ -156,8 +158,11 @@ func runBench(ctx context.Context, o benchOptions) error {
 			return err
 		}
 	}
-	if o.json {
+	switch {
+	case o.json:
 		return rep.WriteJSON(o.out)
+	case o.markdown:
+		return rep.WriteMarkdown(o.out)
 	}
 	return rep.WriteTable(o.out)
 }
