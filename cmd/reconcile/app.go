@@ -85,7 +85,7 @@ func newApp(std stdio) *cli.App {
 		},
 		Commands: []*cli.Command{
 			diffCommand(std), syncCommand(std), rootCommand(std),
-			loadCommand(std), dumpCommand(std), genCommand(std), demoCommand(std), indexCommand(std), serveCommand(std), benchCommand(std),
+			loadCommand(std), dumpCommand(std), genCommand(std), demoCommand(std), indexCommand(std), serveCommand(std), benchCommand(std), runCommand(std),
 		},
 	}
 	for _, c := range app.Commands {

@@ -134,14 +134,14 @@ func TestBadConfig(t *testing.T) {
 
 // TestNewChecksURLs checks URLs with the CheckFunc at New, naming job and field.
 func TestNewChecksURLs(t *testing.T) {
-	check := func(u string, role Role) (string, error) {
+	check := func(u string, role Role) (Store, error) {
 		if strings.HasPrefix(u, "bogus:") {
-			return "", errors.New("unknown scheme bogus")
+			return Store{}, errors.New("unknown scheme bogus")
 		}
-		if role == Source && strings.HasPrefix(u, "https:") {
-			return "", errors.New("an http(s) endpoint can only be a target")
+		if role == Source && strings.HasPrefix(u, "ftp:") {
+			return Store{}, errors.New("an ftp endpoint can only be a target")
 		}
-		return strings.TrimSuffix(u, "/"), nil
+		return Store{Name: strings.TrimSuffix(u, "/"), Remote: strings.HasPrefix(u, "https:")}, nil
 	}
 	open := (&opener{}).open
 	for _, tc := range []struct {
@@ -150,7 +150,8 @@ func TestNewChecksURLs(t *testing.T) {
 	}{
 		{"bogus:x", "badger:///b", `job "j": source: unknown scheme bogus`},
 		{"badger:///a", "bogus:y", `job "j": target: unknown scheme bogus`},
-		{"https://r:1", "badger:///b", `job "j": source: an http(s) endpoint can only be a target`},
+		{"ftp://r:1", "badger:///b", `job "j": source: an ftp endpoint can only be a target`},
+		{"https://r:1", "https://r:2", `job "j": target: both endpoints are remote servers`},
 		{"badger:///a", "badger:///a/", `job "j": target: the same store as the source`},
 	} {
 		_, err := New(Config{Jobs: []Job{{Name: "j", Source: EndpointConfig{URL: tc.src}, Target: EndpointConfig{URL: tc.dst}, Mode: reconcile.Diff, Interval: time.Minute}}},

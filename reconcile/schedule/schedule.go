@@ -60,9 +60,10 @@ type OpenRequest struct {
 	Write bool
 }
 
-// Opened is an endpoint opened for one run. A source must set Endpoint; a target sets
-// Endpoint (the session runs in this process) or Peer (it answers over a network, such
-// as a `reconcile serve` server).
+// Opened is an endpoint opened for one run: Endpoint (read and written in this process)
+// or Peer (it answers over a network, such as a `reconcile serve` server). At most one of
+// a job's two endpoints may be a Peer: the session runs next to the other one
+// (reconcile.RunPeer for a remote target, reconcile.RunFromPeer for a remote source).
 type Opened struct {
 	Endpoint reconcile.Endpoint
 	Peer     reconcile.Peer
@@ -75,10 +76,18 @@ type Opened struct {
 // runs. It must honour ctx.
 type OpenFunc func(ctx context.Context, req OpenRequest) (*Opened, error)
 
-// CheckFunc validates an endpoint URL without opening anything, at New, and returns a
-// name of the store it points at: two URLs naming one store (a relative and an absolute
-// path, say) return the same name, which the scheduler uses to keep runs apart.
-type CheckFunc func(url string, role Role) (store string, err error)
+// CheckFunc validates an endpoint URL without opening anything, at New, and says what
+// store it points at.
+type CheckFunc func(url string, role Role) (Store, error)
+
+// Store is what a CheckFunc says of an endpoint URL.
+type Store struct {
+	// Name is equal for two URLs naming one store (a relative and an absolute path, say):
+	// the scheduler keeps runs on one store apart by it.
+	Name string
+	// Remote is set for an endpoint that will open as a Peer; a job may have one.
+	Remote bool
+}
 
 // Options are what a Scheduler needs besides its Config.
 type Options struct {
@@ -231,15 +240,22 @@ func New(cfg Config, opts Options) (*Scheduler, error) {
 		where := jobLabel(i, j.Name)
 		src, tgt := j.Source.URL, j.Target.URL
 		if opts.Check != nil {
-			var err error
-			if src, err = opts.Check(j.Source.URL, Source); err != nil {
-				p.add(where, "source", "%v", err)
+			a, aerr := opts.Check(j.Source.URL, Source)
+			if aerr != nil {
+				p.add(where, "source", "%v", aerr)
 			}
-			if tgt, err = opts.Check(j.Target.URL, Target); err != nil {
-				p.add(where, "target", "%v", err)
+			b, berr := opts.Check(j.Target.URL, Target)
+			if berr != nil {
+				p.add(where, "target", "%v", berr)
 			}
-			if src != "" && src == tgt {
-				p.add(where, "target", "the same store as the source")
+			if aerr == nil && berr == nil {
+				src, tgt = a.Name, b.Name
+				if a.Name == b.Name {
+					p.add(where, "target", "the same store as the source")
+				}
+				if a.Remote && b.Remote {
+					p.add(where, "target", "both endpoints are remote servers: a session runs next to one of its endpoints, so name one of them directly (and run reconcile on its machine)")
+				}
 			}
 		}
 		for _, e := range []struct {
@@ -475,9 +491,6 @@ func (s *Scheduler) session(ctx context.Context, js *jobState, drain <-chan stru
 		return nil, err
 	}
 	defer src.close(s.log, j.Name, Source)
-	if src.Endpoint == nil {
-		return nil, fmt.Errorf("open source %s: it answers only as a remote target, it cannot be a source", j.Source.Redacted())
-	}
 	tgt, err := s.open(ctx, j, Target, j.Target, j.Mode == reconcile.Mirror)
 	if err != nil {
 		return nil, err
@@ -488,13 +501,17 @@ func (s *Scheduler) session(ctx context.Context, js *jobState, drain <-chan stru
 	opts.Mode, opts.Stop, opts.Progress = j.Mode, drain, nil
 	opts.Logger = s.log.With("job", j.Name)
 	opts.Observer = observer{js}
-	if tgt.Peer != nil {
+	switch {
+	case src.Endpoint != nil && tgt.Peer != nil:
 		return reconcile.RunPeer(ctx, src.Endpoint, tgt.Peer, opts)
+	case src.Peer != nil && tgt.Endpoint != nil:
+		return reconcile.RunFromPeer(ctx, src.Peer, tgt.Endpoint, opts)
+	case src.Endpoint != nil && tgt.Endpoint != nil:
+		return reconcile.Run(ctx, src.Endpoint, tgt.Endpoint, opts)
+	case src.Peer != nil && tgt.Peer != nil:
+		return nil, fmt.Errorf("run: both endpoints are remote servers: a session runs next to one of its endpoints")
 	}
-	if tgt.Endpoint == nil {
-		return nil, fmt.Errorf("open target %s: the opener returned neither an endpoint nor a peer", j.Target.Redacted())
-	}
-	return reconcile.Run(ctx, src.Endpoint, tgt.Endpoint, opts)
+	return nil, fmt.Errorf("run: the opener returned neither an endpoint nor a peer")
 }
 
 // open reads an endpoint's secrets and opens it.
@@ -507,8 +524,8 @@ func (s *Scheduler) open(ctx context.Context, j Job, role Role, e EndpointConfig
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", role, err)
 	}
-	if o == nil {
-		return nil, fmt.Errorf("open %s %s: the opener returned nothing", role, e.Redacted())
+	if o == nil || (o.Endpoint == nil) == (o.Peer == nil) {
+		return nil, fmt.Errorf("open %s %s: the opener must return an endpoint or a peer", role, e.Redacted())
 	}
 	return o, nil
 }
