@@ -350,7 +350,7 @@ func (s *Scheduler) supervise(ctx context.Context, work func(hard context.Contex
 	}
 	s.state.Store(stateDraining)
 	close(drain)
-	s.log.Info("shutting down: no new runs; runs in flight finish their current batch", "grace_period", s.cfg.GracePeriod)
+	s.log.Info("shutting down: no new runs; runs in flight finish their current batch", "grace_period", s.cfg.GracePeriod.String())
 	t := time.NewTimer(s.cfg.GracePeriod)
 	defer t.Stop()
 	select {
@@ -379,7 +379,7 @@ func (s *Scheduler) loop(ctx, hard context.Context, drain <-chan struct{}, js *j
 			return
 		}
 		delay = js.nextDelay(res)
-		s.log.Debug("next run", "job", js.job.Name, "in", delay.Round(time.Millisecond))
+		s.log.Debug("next run", "job", js.job.Name, "in_ms", delay.Milliseconds())
 	}
 }
 
@@ -431,7 +431,7 @@ func (s *Scheduler) runJob(ctx, hard context.Context, drain <-chan struct{}, js 
 	}
 	defer s.claims.release(js.claims)
 	if waited {
-		s.log.Info("waited for another run on the same endpoints", "job", j.Name, "waited", time.Since(res.Started).Round(time.Millisecond))
+		s.log.Info("waited for another run on the same endpoints", "job", j.Name, "waited_ms", time.Since(res.Started).Milliseconds())
 	}
 	select {
 	case s.slots <- struct{}{}:
@@ -577,7 +577,7 @@ func (s *Scheduler) record(js *jobState, r Result) {
 
 	s.m.record(&r, failures)
 	s.m.running.WithLabelValues(r.Job).Set(0)
-	attrs := []any{"job", r.Job, "status", string(r.Status), "duration", r.Finished.Sub(r.Started).Round(time.Millisecond)}
+	attrs := []any{"job", r.Job, "status", string(r.Status), "duration_ms", r.Finished.Sub(r.Started).Milliseconds()}
 	if rep := r.Report; rep != nil {
 		attrs = append(attrs, "only_source", rep.OnlySource, "only_target", rep.OnlyTarget, "changed", rep.Changed,
 			"upserted", rep.Upserted, "deleted", rep.Deleted, "quarantined", rep.Quarantined, "raced", rep.Raced, "rounds", rep.Rounds)
