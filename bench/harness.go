@@ -74,6 +74,9 @@ type Config struct {
 	Runner func(context.Context, Job) (Result, error)
 	// Log, when set, receives progress lines.
 	Log func(string)
+	// Partial, when set, is called with the report so far after each dataset (to save
+	// what a long run has measured before it ends).
+	Partial func(*Report)
 }
 
 // Job is one method on one dataset: what a Runner needs, all of it JSON.
@@ -225,6 +228,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				rep.Results = append(rep.Results, res...)
 				if err != nil {
 					return rep, err
+				}
+				if cfg.Partial != nil {
+					rep.Targets = CheckTargets(rep.Results)
+					cfg.Partial(rep)
 				}
 			}
 		}

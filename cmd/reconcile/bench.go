@@ -136,6 +136,12 @@ func runBench(ctx context.Context, o benchOptions) error {
 		if o.isolate {
 			cfg.Runner = isolatedRunner
 		}
+		if o.save != "" {
+			cfg.Partial = func(r *bench.Report) {
+				r.Command = o.command
+				writeReport(o.save, r) // best effort; the final write reports errors
+			}
+		}
 		var err error
 		rep, err = bench.Run(ctx, cfg)
 		if rep != nil {
