@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bytes"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -97,6 +98,23 @@ func FuzzServerFrames(f *testing.F) {
 		for _, kind := range []string{"round", "apply"} {
 			seq++
 			ok(kind, post(pathSessions+"/"+id+"/"+kind, map[string]string{HeaderSeq: strconv.Itoa(seq)}, body))
+		}
+	})
+}
+
+// FuzzRelayAnswer: any bytes a client posts as a relay answer decode or fail, never
+// panic, and an answer's encoding decodes to itself.
+func FuzzRelayAnswer(f *testing.F) {
+	f.Add(encodeRelayAnswer([]byte("frame"), merkle.ReadStats{Entries: 3, Nodes: 9}, nil))
+	f.Add(encodeRelayAnswer(nil, merkle.ReadStats{}, errors.Join(errors.New("x"), reconcile.ErrReadOnly)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := decodeRelayAnswer(b)
+		if err != nil || a.err != nil {
+			return
+		}
+		again, err := decodeRelayAnswer(encodeRelayAnswer(a.frame, a.stats, nil))
+		if err != nil || again.stats != a.stats || string(again.frame) != string(a.frame) {
+			t.Fatalf("relay answer changed in a round trip: %v", err)
 		}
 	})
 }

@@ -81,6 +81,7 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[string]*session
 	byKey    map[string]*session // by open key
+	relays   map[string]*relay
 	closed   bool
 }
 
@@ -115,7 +116,7 @@ type answer struct {
 // closes it after Server.Close.
 func NewServer(ep reconcile.Endpoint, o ServerOptions) *Server {
 	s := &Server{ep: ep, opts: o.Defaults(), protocol: reconcile.ProtocolVersion,
-		sessions: map[string]*session{}, byKey: map[string]*session{}}
+		sessions: map[string]*session{}, byKey: map[string]*session{}, relays: map[string]*relay{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+pathRoot, s.handleRoot)
 	mux.HandleFunc("POST "+pathSessions, s.handleOpen)
@@ -125,6 +126,9 @@ func NewServer(ep reconcile.Endpoint, o ServerOptions) *Server {
 	mux.HandleFunc("DELETE "+pathSessions+"/{id}", s.handleClose)
 	mux.HandleFunc("GET "+pathDump, s.handleDump)
 	mux.HandleFunc("POST "+pathLoad, s.handleLoad)
+	mux.HandleFunc("POST "+pathRelays, s.handleRelayStart)
+	mux.HandleFunc("POST "+pathRelays+"/{id}", s.handleRelayAnswer)
+	mux.HandleFunc("DELETE "+pathRelays+"/{id}", s.handleRelayClose)
 	s.mux = mux
 	return s
 }
@@ -161,7 +165,14 @@ func (s *Server) Close() error {
 	for _, ss := range s.sessions {
 		list = append(list, ss)
 	}
+	relays := make([]*relay, 0, len(s.relays))
+	for _, rl := range s.relays {
+		relays = append(relays, rl)
+	}
 	s.mu.Unlock()
+	for _, rl := range relays {
+		s.dropRelay(rl)
+	}
 	var first error
 	for _, ss := range list {
 		if err := s.drop(ss, false); err != nil && first == nil {

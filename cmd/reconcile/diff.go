@@ -70,11 +70,12 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 	if err != nil {
 		return nil, err
 	}
-	if src.server != "" && dst.server != "" {
-		return nil, fmt.Errorf("%s %s %s: both endpoints are http(s) servers; a session runs next to one of its two endpoints: run this command on the machine of one of them, naming that endpoint directly", opts.Mode, source, target)
-	}
 	if sameStore(src, dst) {
-		return nil, fmt.Errorf("source and target are the same store (%s)", src.path)
+		where := src.path
+		if src.server != "" {
+			where = src.server
+		}
+		return nil, fmt.Errorf("source and target are the same store (%s)", where)
 	}
 	s, err := openEndpoint(source, readOnly)
 	if err != nil {
@@ -91,6 +92,9 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 	opts.Progress = progress
 	var rep *reconcile.Report
 	switch {
+	case s.remote != nil && t.remote != nil:
+		// Two servers: the source's runs the session, this process carries its requests.
+		rep, err = s.remote.Relay(ctx, t.remote, opts)
 	case t.remote != nil:
 		rep, err = runPeerSession(ctx, s, t, opts)
 	case s.remote != nil:

@@ -122,12 +122,21 @@ func TestServeDiffSync(t *testing.T) {
 	}
 	mustCLI(t, 1, "", "diff", src, url)
 
-	// Two servers: one clear line, exit 2.
+	// Two servers: the source's runs the session, the CLI carries its requests.
 	code, _, errOut = runCLI(t, "", "diff", url, url)
-	if code != exitError || !strings.Contains(errOut, "both endpoints are http(s)") || strings.Count(errOut, "\n") != 1 {
-		t.Fatalf("diff of two servers: exit %d, %q", code, errOut)
+	if code != exitError || !strings.Contains(errOut, "same store") || strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("diff of a server with itself: exit %d, %q", code, errOut)
 	}
-	mustCLI(t, 0, "", "sync", src, url, "--force")
+	srcURL, _ := startServe(t, src, "--listen", "127.0.0.1:0", "--read-only")
+	mustCLI(t, 1, "", "diff", srcURL, url)
+	out = mustCLI(t, 0, "", "sync", srcURL, url, "--json", "--force")
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if rep["upserted"].(float64) != 1 || rep["deleted"].(float64) != 1 || rep["root_target_after"] != rep["root_source"] {
+		t.Fatalf("relayed sync report: %s", out)
+	}
+	mustCLI(t, 0, "", "diff", srcURL, url)
 	if code := stop(); code != 0 {
 		t.Fatalf("serve exited %d", code)
 	}

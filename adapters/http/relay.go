@@ -1,0 +1,554 @@
+package remote
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/reconcile-dev/reconcile/merkle"
+	"github.com/reconcile-dev/reconcile/reconcile"
+)
+
+// Relayed sessions: a session between two servers, driven by a client that can reach
+// both. The source's server runs the session (reconcile.RunPeer over its own endpoint);
+// its peer is the client, which hands each of the session's requests to the target's
+// server and the answer back. So the source cuts with its own index as in any session,
+// the frames are the protocol's, a round costs one exchange with each server, and only
+// the client needs to reach both.
+//
+//	POST /v1/relays           body: JSON relayOptions   → the session's first call
+//	POST /v1/relays/{id}      body: the answer to the last call (Reconcile-Seq) → the next call
+//	DELETE /v1/relays/{id}                              → 204; the session stops
+//
+// A call is a byte (its kind: 'O' open, 'R' round, 'A' apply, 'W' rows, 'D' done) then
+// the request frame, or for 'D' the JSON relayResult. An answer is a byte 0 then
+// uvarint(entries read) uvarint(nodes read) and the response frame, or a byte 1, a byte of
+// flags (1: the target refuses writes, 2: the target lost the session) and a message.
+
+const pathRelays = "/v1/relays"
+
+// HeaderRelay carries the id of a relayed session on the answer to its start.
+const HeaderRelay = "Reconcile-Relay"
+
+const (
+	callOpen  = 'O'
+	callRound = 'R'
+	callApply = 'A'
+	callRows  = 'W'
+	callDone  = 'D'
+)
+
+// relayOptions are the session options a client sends to start a relayed session.
+type relayOptions struct {
+	Mode             string `json:"mode"`
+	DryRun           bool   `json:"dry_run,omitempty"`
+	MaxDelete        string `json:"max_delete,omitempty"`
+	Force            bool   `json:"force,omitempty"`
+	Now              int64  `json:"now"`
+	Fanout           int    `json:"fanout,omitempty"`
+	LeafMax          int    `json:"leaf_max,omitempty"`
+	FingerprintBytes int    `json:"fingerprint_bytes,omitempty"`
+	BatchRows        int    `json:"batch_rows,omitempty"`
+	MaxBatchRows     int    `json:"max_batch_rows,omitempty"`
+	BatchBytes       int    `json:"batch_bytes,omitempty"`
+	Attempts         int    `json:"attempts,omitempty"`
+}
+
+func relayOptionsOf(o reconcile.Options) relayOptions {
+	return relayOptions{Mode: string(o.Mode), DryRun: o.DryRun, MaxDelete: o.MaxDelete.String(), Force: o.Force,
+		Now: o.Now, Fanout: o.Fanout, LeafMax: o.LeafMax, FingerprintBytes: o.FingerprintBytes,
+		BatchRows: o.BatchRows, MaxBatchRows: o.MaxBatchRows, BatchBytes: o.BatchBytes, Attempts: o.Attempts}
+}
+
+func (r relayOptions) options() (reconcile.Options, error) {
+	o := reconcile.Options{Mode: reconcile.Mode(r.Mode), DryRun: r.DryRun, Force: r.Force, Now: r.Now,
+		Fanout: r.Fanout, LeafMax: r.LeafMax, FingerprintBytes: r.FingerprintBytes,
+		BatchRows: r.BatchRows, MaxBatchRows: r.MaxBatchRows, BatchBytes: r.BatchBytes, Attempts: r.Attempts}
+	if o.Mode == "" {
+		o.Mode = reconcile.Diff
+	}
+	if o.Mode != reconcile.Diff && o.Mode != reconcile.Mirror {
+		return o, fmt.Errorf("mode %q: want diff or mirror", r.Mode)
+	}
+	if r.Now <= 0 {
+		return o, errors.New("now must be set (unix ns), so that both servers see the same rows as live")
+	}
+	if r.MaxDelete != "" {
+		l, err := reconcile.ParseDeleteLimit(r.MaxDelete)
+		if err != nil {
+			return o, err
+		}
+		o.MaxDelete = l
+	}
+	return o, nil
+}
+
+// relayResult ends a relayed session: its report, and its error if it failed.
+type relayResult struct {
+	Report *reconcile.Report `json:"report"`
+	Error  string            `json:"error,omitempty"`
+	// Kind names an error the client can act on: "delete_guard", "read_only".
+	Kind string `json:"kind,omitempty"`
+}
+
+// relayCall is one request of the relayed session, for the client to carry.
+type relayCall struct {
+	kind  byte
+	frame []byte
+}
+
+// relayAnswer is the target's answer to a call, as the client brought it back.
+type relayAnswer struct {
+	frame []byte
+	stats merkle.ReadStats
+	err   error
+}
+
+// relay is a relayed session on the source's server.
+type relay struct {
+	id      string
+	ctx     context.Context // the session's: done when the relay is dropped
+	cancel  context.CancelFunc
+	calls   chan relayCall
+	answers chan relayAnswer
+
+	mu       sync.Mutex // serializes the client's requests
+	lastSeq  uint64
+	lastHash [32]byte
+	last     []byte // the last call sent, for a retry
+	timer    *time.Timer
+}
+
+// relayPeer is the session's Peer on the source's server: every call goes out through
+// the client to the target's server.
+type relayPeer struct {
+	r       *relay
+	open    *reconcile.OpenRequest
+	traffic reconcile.Traffic
+	stats   merkle.ReadStats
+}
+
+func (p *relayPeer) call(ctx context.Context, kind byte, frame []byte) ([]byte, error) {
+	p.traffic.Sent += int64(len(frame))
+	select {
+	case p.r.calls <- relayCall{kind: kind, frame: frame}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case a := <-p.r.answers:
+		if a.err != nil {
+			return nil, a.err
+		}
+		p.stats = a.stats
+		p.traffic.Received += int64(len(a.frame))
+		return a.frame, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (p *relayPeer) Open(ctx context.Context, req *reconcile.OpenRequest) (*reconcile.OpenResponse, error) {
+	b, err := p.call(ctx, callOpen, reconcile.EncodeOpenRequest(req))
+	if err != nil {
+		return nil, err
+	}
+	p.open = req
+	return reconcile.DecodeOpenResponse(req, b)
+}
+
+func (p *relayPeer) Round(ctx context.Context, req *reconcile.RoundRequest) (*reconcile.RoundResponse, error) {
+	b, err := p.call(ctx, callRound, reconcile.EncodeRoundRequest(p.open, req))
+	if err != nil {
+		return nil, err
+	}
+	return reconcile.DecodeRoundResponse(p.open, req, b)
+}
+
+func (p *relayPeer) Apply(ctx context.Context, req *reconcile.ApplyRequest) (*reconcile.ApplyResponse, error) {
+	frame, values := reconcile.EncodeApplyRequest(p.open, req)
+	p.traffic.ValueBytes += values
+	b, err := p.call(ctx, callApply, frame)
+	if err != nil {
+		return nil, err
+	}
+	return reconcile.DecodeApplyResponse(b, len(req.Changes))
+}
+
+func (p *relayPeer) Rows(ctx context.Context, req *reconcile.RowsRequest) (*reconcile.RowsResponse, error) {
+	b, err := p.call(ctx, callRows, reconcile.EncodeRowsRequest(req))
+	if err != nil {
+		return nil, err
+	}
+	return reconcile.DecodeRowsResponse(req, b)
+}
+
+func (p *relayPeer) Traffic() reconcile.Traffic  { return p.traffic }
+func (p *relayPeer) ReadStats() merkle.ReadStats { return p.stats }
+func (p *relayPeer) Close() error                { return nil }
+
+// expired is the idle timer's action: the client stopped carrying calls.
+func (r *relay) expired(s *Server) func() { return func() { s.dropRelay(r) } }
+
+func relayEnvelope(kind byte, payload []byte) []byte { return append([]byte{kind}, payload...) }
+
+// handleRelayStart starts a relayed session and answers its first call.
+func (s *Server) handleRelayStart(w http.ResponseWriter, r *http.Request) {
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	var ro relayOptions
+	if err := json.Unmarshal(body, &ro); err != nil {
+		httpError(w, http.StatusBadRequest, "relay: options are not JSON: %v", err)
+		return
+	}
+	opts, err := ro.options()
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "relay: %v", err)
+		return
+	}
+	s.mu.Lock()
+	if s.closed || len(s.sessions)+len(s.relays) >= s.opts.MaxSessions {
+		s.mu.Unlock()
+		w.Header().Set("Retry-After", "5")
+		httpError(w, http.StatusServiceUnavailable, "relay: too many open sessions, or the server is shutting down")
+		return
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	rl := &relay{id: newID(), ctx: ctx, cancel: cancel, calls: make(chan relayCall), answers: make(chan relayAnswer)}
+	rl.timer = time.AfterFunc(s.opts.IdleTimeout, rl.expired(s))
+	s.relays[rl.id] = rl
+	s.mu.Unlock()
+
+	go func() {
+		peer := &relayPeer{r: rl}
+		rep, err := reconcile.RunPeer(ctx, s.ep, peer, opts)
+		res := relayResult{Report: rep}
+		if err != nil {
+			res.Error = err.Error()
+			switch {
+			case errors.Is(err, reconcile.ErrDeleteGuard):
+				res.Kind = "delete_guard"
+			case errors.Is(err, reconcile.ErrReadOnly):
+				res.Kind = "read_only"
+			}
+		}
+		b, _ := json.Marshal(res)
+		select {
+		case rl.calls <- relayCall{kind: callDone, frame: b}:
+		case <-ctx.Done():
+		}
+	}()
+
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	next, ok := s.nextCall(w, rl)
+	if !ok {
+		return
+	}
+	w.Header().Set(HeaderRelay, rl.id)
+	writeFrame(w, next)
+}
+
+// nextCall waits for the session's next call; on failure it has answered.
+func (s *Server) nextCall(w http.ResponseWriter, rl *relay) ([]byte, bool) {
+	deadline := time.NewTimer(s.opts.RequestTimeout)
+	defer deadline.Stop()
+	select {
+	case c := <-rl.calls:
+		rl.last = relayEnvelope(c.kind, c.frame)
+		rl.timer.Reset(s.opts.IdleTimeout)
+		return rl.last, true
+	case <-rl.ctx.Done():
+		httpError(w, http.StatusNotFound, "relay: the session ended (it expired after %s without requests, or was stopped)", s.opts.IdleTimeout)
+	case <-deadline.C:
+		s.dropRelay(rl)
+		httpError(w, http.StatusInternalServerError, "relay: the session made no request for %s", s.opts.RequestTimeout)
+	}
+	return nil, false
+}
+
+// handleRelayAnswer hands the target's answer to the session and answers its next call.
+func (s *Server) handleRelayAnswer(w http.ResponseWriter, r *http.Request) {
+	id, err := parseSessionID(r.PathValue("id"))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "relay: %v", err)
+		return
+	}
+	seq, err := parseSeq(r.Header.Get(HeaderSeq))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "relay: %v", err)
+		return
+	}
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	rl := s.relays[id]
+	s.mu.Unlock()
+	if rl == nil {
+		httpError(w, http.StatusNotFound, "relay: session %s is not open on this server: it ended, expired after %s without requests, or the server restarted; run the command again", id, s.opts.IdleTimeout)
+		return
+	}
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	hash := sha256.Sum256(body)
+	switch {
+	case seq == rl.lastSeq && hash == rl.lastHash:
+		writeFrame(w, rl.last) // a retry: the same next call, the answer not delivered twice
+		return
+	case seq <= rl.lastSeq:
+		httpError(w, http.StatusConflict, "relay: answer %d out of order (the last one was %d)", seq, rl.lastSeq)
+		return
+	case len(rl.last) > 0 && rl.last[0] == callDone:
+		httpError(w, http.StatusConflict, "relay: the session has ended; nothing is waiting for an answer")
+		return
+	}
+	a, err := decodeRelayAnswer(body)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "relay: %v", err)
+		return
+	}
+	ctx := rl.ctx
+	select {
+	case rl.answers <- a:
+	case <-ctx.Done():
+		httpError(w, http.StatusNotFound, "relay: the session ended")
+		return
+	}
+	rl.lastSeq, rl.lastHash = seq, hash
+	if next, ok := s.nextCall(w, rl); ok {
+		writeFrame(w, next)
+	}
+}
+
+func (s *Server) handleRelayClose(w http.ResponseWriter, r *http.Request) {
+	id, err := parseSessionID(r.PathValue("id"))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "relay: %v", err)
+		return
+	}
+	s.mu.Lock()
+	rl := s.relays[id]
+	s.mu.Unlock()
+	if rl != nil {
+		s.dropRelay(rl)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// dropRelay stops a relayed session and forgets it.
+func (s *Server) dropRelay(rl *relay) {
+	rl.cancel()
+	rl.timer.Stop()
+	s.mu.Lock()
+	if s.relays[rl.id] == rl {
+		delete(s.relays, rl.id)
+	}
+	s.mu.Unlock()
+}
+
+func encodeRelayAnswer(frame []byte, stats merkle.ReadStats, err error) []byte {
+	if err != nil {
+		var flags byte
+		if errors.Is(err, reconcile.ErrReadOnly) {
+			flags |= 1
+		}
+		if errors.Is(err, reconcile.ErrSessionLost) {
+			flags |= 2
+		}
+		return append([]byte{1, flags}, err.Error()...)
+	}
+	b := []byte{0}
+	b = binary.AppendUvarint(b, uint64(stats.Entries))
+	b = binary.AppendUvarint(b, uint64(stats.Nodes))
+	return append(b, frame...)
+}
+
+// relayTargetError is the target's error as the relay carries it.
+type relayTargetError struct {
+	msg  string
+	kind []error
+}
+
+func (e *relayTargetError) Error() string   { return e.msg }
+func (e *relayTargetError) Unwrap() []error { return e.kind }
+
+func decodeRelayAnswer(b []byte) (relayAnswer, error) {
+	if len(b) == 0 {
+		return relayAnswer{}, errors.New("empty answer")
+	}
+	switch b[0] {
+	case 0:
+		e, n := binary.Uvarint(b[1:])
+		if n <= 0 {
+			return relayAnswer{}, errors.New("answer: bad read count")
+		}
+		nd, m := binary.Uvarint(b[1+n:])
+		if m <= 0 || e > 1<<62 || nd > 1<<62 {
+			return relayAnswer{}, errors.New("answer: bad read count")
+		}
+		return relayAnswer{frame: b[1+n+m:], stats: merkle.ReadStats{Entries: int64(e), Nodes: int64(nd)}}, nil
+	case 1:
+		if len(b) < 2 || b[1]&^3 != 0 {
+			return relayAnswer{}, errors.New("answer: bad error flags")
+		}
+		te := &relayTargetError{msg: "target: " + clip(string(b[2:]))}
+		if b[1]&1 != 0 {
+			te.kind = append(te.kind, reconcile.ErrReadOnly)
+		}
+		if b[1]&2 != 0 {
+			te.kind = append(te.kind, reconcile.ErrSessionLost)
+		}
+		return relayAnswer{err: te}, nil
+	}
+	return relayAnswer{}, fmt.Errorf("answer: unknown kind %d", b[0])
+}
+
+// relayError is a relayed session's error, as the source's server reported it.
+type relayError struct {
+	msg  string
+	kind error
+}
+
+func (e *relayError) Error() string { return e.msg }
+func (e *relayError) Unwrap() error { return e.kind }
+
+// Relay runs a session from this client's server (the source) to target's server: the
+// source's server runs the session, and this client carries each of its requests to the
+// target and the answers back (see the top of relay.go). opts.Progress is not called.
+// The report is the source server's, with the traffic of this client's connections to
+// both servers, and after a sync that wrote, the target's root read again. An error
+// wraps reconcile.ErrDeleteGuard for a refused sync.
+func (c *Client) Relay(ctx context.Context, target *Client, opts reconcile.Options) (*reconcile.Report, error) {
+	if opts.Now == 0 {
+		opts.Now = time.Now().UnixNano()
+	}
+	body, err := json.Marshal(relayOptionsOf(opts))
+	if err != nil {
+		return nil, err
+	}
+	resp, next, err := c.do(ctx, call{what: "relay", method: http.MethodPost, path: pathRelays, body: body})
+	if err != nil {
+		return nil, err
+	}
+	id, err := parseSessionID(resp.Header.Get(HeaderRelay))
+	if err != nil {
+		return nil, fmt.Errorf("relay: the source's server answered no session: %v", err)
+	}
+	s0, t0 := c.Traffic(), target.Traffic()
+	defer target.Close()
+	// Forget the session on the source's server (and stop it, if it has not ended).
+	defer c.once(context.WithoutCancel(ctx), call{what: "close relay", method: http.MethodDelete, path: pathRelays + "/" + id})
+	var open *reconcile.OpenRequest
+	for seq := uint64(1); ; seq++ {
+		if len(next) == 0 {
+			return nil, errors.New("relay: the source's server sent an empty call")
+		}
+		kind, frame := next[0], next[1:]
+		var answer []byte
+		switch kind {
+		case callDone:
+			var res relayResult
+			if err := json.Unmarshal(frame, &res); err != nil || res.Report == nil {
+				return nil, fmt.Errorf("relay: the source's server sent a malformed result: %v", err)
+			}
+			rep := res.Report
+			s1, t1 := c.Traffic(), target.Traffic()
+			rep.BytesSent = (s1.Sent - s0.Sent) + (t1.Sent - t0.Sent)
+			rep.BytesReceived = (s1.Received - s0.Received) + (t1.Received - t0.Received)
+			if res.Error != "" {
+				e := &relayError{msg: res.Error}
+				switch res.Kind {
+				case "delete_guard":
+					e.kind = reconcile.ErrDeleteGuard
+				case "read_only":
+					e.kind = reconcile.ErrReadOnly
+				}
+				return rep, e
+			}
+			if rep.Mode == reconcile.Mirror && !rep.DryRun && rep.Upserted+rep.Deleted > 0 {
+				info, err := target.Root(ctx, opts.Now)
+				if err != nil {
+					return rep, fmt.Errorf("read target root after sync: %w", err)
+				}
+				rep.RootTargetAfter = reconcile.FormatFingerprint(info.Root.Fingerprint())
+			}
+			return rep, nil
+		case callOpen:
+			req, err := reconcile.DecodeOpenRequest(frame)
+			if err != nil {
+				return nil, fmt.Errorf("relay: the source's server sent a malformed open: %w", err)
+			}
+			open = req
+			r, err := target.Open(ctx, req)
+			if err == nil {
+				answer = reconcile.EncodeOpenResponse(req, r)
+			}
+			answer = encodeRelayAnswer(answer, target.ReadStats(), err)
+		case callRound, callApply, callRows:
+			if open == nil {
+				return nil, errors.New("relay: the source's server sent a request before opening")
+			}
+			out, err := relayForward(ctx, target, open, kind, frame)
+			answer = encodeRelayAnswer(out, target.ReadStats(), err)
+		default:
+			return nil, fmt.Errorf("relay: the source's server sent an unknown call %q", kind)
+		}
+		_, next, err = c.do(ctx, call{what: "relay", method: http.MethodPost, path: pathRelays + "/" + id,
+			headers: map[string]string{HeaderSeq: strconv.FormatUint(seq, 10)}, body: answer})
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// relayForward carries one round, apply or rows request to the target.
+func relayForward(ctx context.Context, target *Client, open *reconcile.OpenRequest, kind byte, frame []byte) ([]byte, error) {
+	switch kind {
+	case callRound:
+		req, err := reconcile.DecodeRoundRequest(open, frame)
+		if err != nil {
+			return nil, fmt.Errorf("relay: malformed round from the source's server: %w", err)
+		}
+		r, err := target.Round(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		return reconcile.EncodeRoundResponse(open, req, r), nil
+	case callApply:
+		req, err := reconcile.DecodeApplyRequest(frame)
+		if err != nil {
+			return nil, fmt.Errorf("relay: malformed apply from the source's server: %w", err)
+		}
+		r, err := target.Apply(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		return reconcile.EncodeApplyResponse(r), nil
+	default:
+		req, err := reconcile.DecodeRowsRequest(frame)
+		if err != nil {
+			return nil, fmt.Errorf("relay: malformed rows request from the source's server: %w", err)
+		}
+		r, err := target.Rows(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		out, _ := reconcile.EncodeRowsResponse(req, r)
+		return out, nil
+	}
+}
+
+func callDelete(path string) call {
+	return call{what: "close relay", method: http.MethodDelete, path: path}
+}
