@@ -25,14 +25,11 @@ import (
 // (the CLI's opener lives in package main). wrap, when set, may wrap a target endpoint.
 type opener struct {
 	wrap func(job string, ep reconcile.Endpoint) reconcile.Endpoint
-	// open counts the endpoints open now, by URL, and notes any URL opened twice at once
-	// for writing (which the scheduler's claims must prevent).
+	// openNow counts the endpoints open now, by URL; overlaps notes any URL opened for
+	// writing while already open (which the scheduler's claims must prevent).
 	mu       sync.Mutex
 	openNow  map[string]int
 	overlaps []string
-	pairs    map[string]int // runs going on per unordered pair
-	maxPair  int
-	opened   atomic.Int64
 }
 
 func (o *opener) open(ctx context.Context, req OpenRequest) (*Opened, error) {
@@ -59,7 +56,6 @@ func (o *opener) open(ctx context.Context, req OpenRequest) (*Opened, error) {
 	if req.Role == Target && o.wrap != nil {
 		ep = o.wrap(req.Job, ep)
 	}
-	o.opened.Add(1)
 	o.mu.Lock()
 	if o.openNow == nil {
 		o.openNow = map[string]int{}
@@ -113,7 +109,7 @@ func putRows(t *testing.T, s *badger.Store, from, to int, base uint64, value str
 }
 
 // rootOf returns the full root fingerprint of the endpoint at u.
-func rootOf(t *testing.T, o *opener, u string) string {
+func rootOf(t *testing.T, u string) string {
 	t.Helper()
 	ctx := context.Background()
 	op, err := (&opener{}).open(ctx, OpenRequest{URL: u})

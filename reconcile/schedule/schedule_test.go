@@ -109,7 +109,7 @@ func TestDaemonConverges(t *testing.T) {
 		if r.Job == "sqlite" {
 			src, dst = ltable, ldst
 		}
-		if a, b := rootOf(t, o, src), rootOf(t, o, dst); a != b {
+		if a, b := rootOf(t, src), rootOf(t, dst); a != b {
 			t.Errorf("%s run %d: roots differ after the run: %s vs %s", r.Job, n, a, b)
 		}
 		if n > rounds {
@@ -161,7 +161,7 @@ func TestSQLiteToPostgres(t *testing.T) {
 		if err != nil || res[0].Status != StatusOK {
 			t.Fatalf("round %d: %v %+v", round, err, res)
 		}
-		if a, b := rootOf(t, o, src), rootOf(t, o, dst); a != b {
+		if a, b := rootOf(t, src), rootOf(t, dst); a != b {
 			t.Fatalf("round %d: roots differ: %s vs %s", round, a, b)
 		}
 		driftSQL(t, lite, tableName(src), round)
@@ -403,7 +403,7 @@ func TestShutdownMidRun(t *testing.T) {
 	if err != nil || res[0].Status != StatusOK || res[0].Report.Upserted != 2600 {
 		t.Fatalf("rerun: %v %+v", err, res)
 	}
-	if a, b := rootOf(t, o, src), rootOf(t, o, dst); a != b {
+	if a, b := rootOf(t, src), rootOf(t, dst); a != b {
 		t.Fatalf("roots differ after the rerun: %s vs %s", a, b)
 	}
 }
@@ -531,5 +531,42 @@ func TestBackoff(t *testing.T) {
 	st := s.Jobs()[0]
 	if n != 4 || st.ConsecutiveFailures != 4 || len(st.History) != 4 || st.LastSuccess != nil {
 		t.Fatalf("%d runs, status %+v", n, st)
+	}
+}
+
+// TestPeerEndpoints runs mirrors whose target, then whose source, answers as a Peer (as a
+// `reconcile serve` server does; here in process over real Badger stores).
+func TestPeerEndpoints(t *testing.T) {
+	src, dst1, dst2 := badgerStore(t, "src"), badgerStore(t, "dst1"), badgerStore(t, "dst2")
+	withBadger(t, src, func(s *badger.Store) { putRows(t, s, 0, 120, 1, "v") })
+	withBadger(t, dst2, func(s *badger.Store) { putRows(t, s, 100, 130, 7, "stale") })
+	base := &opener{}
+	peerOf := map[string]bool{"push:" + dst1: true, "pull:" + src: true}
+	open := func(ctx context.Context, req OpenRequest) (*Opened, error) {
+		o, err := base.open(ctx, req)
+		if err != nil || !peerOf[req.Job+":"+req.URL] {
+			return o, err
+		}
+		peer := reconcile.NewLocal(o.Endpoint)
+		return &Opened{Peer: peer, Close: func() error { peer.Close(); return o.Close() }}, nil
+	}
+	s, err := New(Config{Jobs: []Job{
+		{Name: "push", Source: EndpointConfig{URL: src}, Target: EndpointConfig{URL: dst1}, Mode: reconcile.Mirror, Interval: time.Hour, Session: allRows()},
+		{Name: "pull", Source: EndpointConfig{URL: src}, Target: EndpointConfig{URL: dst2}, Mode: reconcile.Mirror, Interval: time.Hour, Session: allRows()},
+	}}, Options{Open: open})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.RunOnce(context.Background())
+	if err != nil || Worst(res) != StatusOK {
+		t.Fatalf("%v %+v", err, res)
+	}
+	if res[0].Report.Upserted != 120 || res[1].Report.Upserted != 120 || res[1].Report.Deleted != 10 {
+		t.Fatalf("push %+v\npull %+v", res[0].Report, res[1].Report)
+	}
+	for _, d := range []string{dst1, dst2} {
+		if a, b := rootOf(t, src), rootOf(t, d); a != b {
+			t.Fatalf("%s: roots differ: %s %s", d, a, b)
+		}
 	}
 }
