@@ -330,12 +330,14 @@ func runSQL(ctx context.Context, cfg *Config, sc Scenario, d float64) ([]Result,
 
 	h := sc.History
 	h.TTLFraction = 0
+	// The source table is named by the history alone, so datasets that differ only in
+	// drift share it; the target by both.
+	srcHash := paramHash(h)
 	hash := paramHash(struct {
 		H History
 		D Drift
 	}{h, sc.Drift})
-	src, dst := "rcb_"+hash+"_src", "rcb_"+hash+"_dst"
-	tag := sqlFixtureTag + " " + hash
+	src, dst := "rcb_"+srcHash+"_src", "rcb_"+hash+"_dst"
 
 	// The rows and the truth, from the generator (replayed in memory).
 	cfg.logf("dataset %s rows=%d drift=%g: MariaDB tables %s, %s", sc.Name, sc.History.Rows, d, src, dst)
@@ -359,12 +361,13 @@ func runSQL(ctx context.Context, cfg *Config, sc Scenario, d float64) ([]Result,
 		}
 		sqlTruth[sqlKey(id)] = c
 	}
-	t0 := time.Now()
 	for _, x := range []struct {
 		table string
 		rows  stateSink
-	}{{src, srcRows}, {dst, dstRows}} {
-		built, err := srv.load(ctx, x.table, tag, x.rows)
+		tag   string
+	}{{src, srcRows, sqlFixtureTag + " " + srcHash}, {dst, dstRows, sqlFixtureTag + " " + hash}} {
+		t0 := time.Now()
+		built, err := srv.load(ctx, x.table, x.tag, x.rows)
 		if err != nil {
 			return nil, fmt.Errorf("bench %s: %w", sc.Name, err)
 		}
