@@ -19,7 +19,7 @@ import (
 // returns their paths:
 //
 //   - bytes-vs-differing: protocol bytes against differing keys, the mixed scenario at
-//     the largest size measured with more than one drift;
+//     the size measured with the most drifts (the largest of those);
 //   - rounds-vs-rows, time-vs-rows, reads-vs-rows, rss-vs-rows: round trips, wall time,
 //     records read and peak RSS against rows, the mixed scenario at its smallest drift.
 //
@@ -59,9 +59,9 @@ func WritePlots(r *Report, dir, format string) ([]string, error) {
 		}
 		drifts[x.Rows][x.Drift] = true
 	}
-	best := 0
+	best := 0 // the size with the most drifts (the largest of those)
 	for rows, ds := range drifts {
-		if len(ds) > 1 && rows > best {
+		if n := len(ds); n > 1 && (n > len(drifts[best]) || n == len(drifts[best]) && rows > best) {
 			best = rows
 		}
 	}
