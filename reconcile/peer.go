@@ -40,6 +40,65 @@ type Local struct {
 	resp    *Responder
 	params  frameParams
 	traffic Traffic
+	pre     *preopened
+	// cancelSnap ends the context a preopened snapshot was opened with (a SQL snapshot's
+	// transaction lives as long as it), once the snapshot is closed.
+	cancelSnap context.CancelFunc
+}
+
+// preopened is a snapshot opened ahead of the open request (Local.preopen).
+type preopened struct {
+	now    int64
+	cancel context.CancelFunc
+	done   chan struct{}
+	snap   Snapshot
+	err    error
+}
+
+// preopen starts opening the endpoint's snapshot at now while the initiator opens its
+// own: where opening reads a whole table (a SQL table in scan mode), the two reads
+// overlap instead of running one after the other. Open takes the snapshot if its request
+// is for the same now.
+func (l *Local) preopen(ctx context.Context, now int64) {
+	if l.pre != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	p := &preopened{now: now, cancel: cancel, done: make(chan struct{})}
+	l.pre = p
+	go func() {
+		defer close(p.done)
+		p.snap, p.err = l.ep.Open(ctx, now)
+	}()
+}
+
+// cancelFunc returns the context's cancel of a preopened snapshot (a no-op without one).
+func (p *preopened) cancelFunc() context.CancelFunc {
+	if p == nil {
+		return func() {}
+	}
+	return p.cancel
+}
+
+// takePreopened returns the snapshot preopen opened for now, if any; a snapshot opened
+// for another now is closed.
+func (l *Local) takePreopened(now int64) (Snapshot, error, bool) {
+	p := l.pre
+	if p == nil {
+		return nil, nil, false
+	}
+	l.pre = nil
+	if p.now != now {
+		p.cancel() // not wanted: stop a long open early
+	}
+	<-p.done
+	if p.now != now {
+		if p.snap != nil {
+			p.snap.Close()
+		}
+		return nil, nil, false
+	}
+	return p.snap, p.err, true
 }
 
 // NewLocal returns a Peer that answers from ep in this process.
@@ -55,19 +114,25 @@ func (l *Local) Open(ctx context.Context, req *OpenRequest) (*OpenResponse, erro
 		return nil, err
 	}
 	if l.snap != nil {
-		l.snap.Close()
-		l.snap = nil
+		l.closeSnap()
 	}
-	snap, err := l.ep.Open(ctx, req.Now)
+	cancel := l.pre.cancelFunc()
+	snap, err, ok := l.takePreopened(req.Now)
+	if !ok {
+		cancel = func() {}
+		snap, err = l.ep.Open(ctx, req.Now)
+	}
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("open target snapshot: %w", err)
 	}
 	resp, openResp, err := NewResponder(ctx, snap, req)
 	if err != nil {
 		snap.Close()
+		cancel()
 		return nil, err
 	}
-	l.snap, l.resp = snap, resp
+	l.snap, l.resp, l.cancelSnap = snap, resp, cancel
 	l.params = resp.params
 	frame = EncodeOpenResponse(req, openResp)
 	l.traffic.Received += int64(len(frame))
@@ -146,10 +211,19 @@ func (l *Local) ReadStats() merkle.ReadStats {
 
 // Close releases the snapshot; the endpoint stays open.
 func (l *Local) Close() error {
+	l.takePreopened(0) // closes a snapshot opened ahead for a session that never asked for it
 	if l.snap == nil {
 		return nil
 	}
+	return l.closeSnap()
+}
+
+// closeSnap closes the session's snapshot.
+func (l *Local) closeSnap() error {
 	err := l.snap.Close()
-	l.snap, l.resp = nil, nil
+	if l.cancelSnap != nil {
+		l.cancelSnap()
+	}
+	l.snap, l.resp, l.cancelSnap = nil, nil, nil
 	return err
 }

@@ -122,6 +122,9 @@ func runSessionAs(ctx context.Context, local Endpoint, peer Peer, opts Options, 
 	if reversed {
 		side = "target"
 	}
+	if l, ok := peer.(*Local); ok {
+		l.preopen(ctx, now)
+	}
 	src, err := local.Open(ctx, now)
 	if err != nil {
 		return rep, fmt.Errorf("open %s snapshot: %w", side, err)
