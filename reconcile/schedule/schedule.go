@@ -295,10 +295,10 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		return errors.New("run scheduler: already started")
 	}
 	s.log.Info("scheduler started", "jobs", len(s.jobs), "concurrency", s.cfg.Concurrency)
-	s.supervise(ctx, func(hard context.Context, drain <-chan struct{}) {
+	s.supervise(ctx, func(hard context.Context) {
 		var wg sync.WaitGroup
 		for _, js := range s.jobs {
-			wg.Go(func() { s.loop(ctx, hard, drain, js) })
+			wg.Go(func() { s.loop(ctx, hard, js) })
 		}
 		wg.Wait()
 	})
@@ -316,14 +316,14 @@ func (s *Scheduler) RunOnce(ctx context.Context) ([]Result, error) {
 		return nil, errors.New("run scheduler once: already started")
 	}
 	results := make([]Result, len(s.jobs))
-	s.supervise(ctx, func(hard context.Context, drain <-chan struct{}) {
+	s.supervise(ctx, func(hard context.Context) {
 		// One goroutine per job (their number is the config's): runJob bounds the runs
 		// with the scheduler's slots. A limit on the goroutines here would let jobs that
 		// wait for another run of their pair hold places that jobs of other pairs could
 		// run in.
 		var wg sync.WaitGroup
 		for i, js := range s.jobs {
-			wg.Go(func() { results[i] = s.runJob(ctx, hard, drain, js) })
+			wg.Go(func() { results[i] = s.runJob(ctx, hard, js) })
 		}
 		wg.Wait()
 	})
@@ -331,17 +331,17 @@ func (s *Scheduler) RunOnce(ctx context.Context) ([]Result, error) {
 	return results, nil
 }
 
-// supervise calls work with a context for the runs' sessions (hard) and a channel that
-// asks them to stop (drain). When ctx is cancelled it closes drain, waits up to the grace
-// period for work to return, then cancels hard and waits for it.
-func (s *Scheduler) supervise(ctx context.Context, work func(hard context.Context, drain <-chan struct{})) {
+// supervise calls work with a context for the runs' sessions (hard), which outlives ctx:
+// the sessions stop at ctx's cancellation through reconcile.Options.Stop, finishing the
+// batch in flight. When ctx is cancelled supervise waits up to the grace period for work
+// to return, then cancels hard and waits for it.
+func (s *Scheduler) supervise(ctx context.Context, work func(hard context.Context)) {
 	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHard()
-	drain := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		work(hard, drain)
+		work(hard)
 	}()
 	select {
 	case <-done:
@@ -349,7 +349,6 @@ func (s *Scheduler) supervise(ctx context.Context, work func(hard context.Contex
 	case <-ctx.Done():
 	}
 	s.state.Store(stateDraining)
-	close(drain)
 	s.log.Info("shutting down: no new runs; runs in flight finish their current batch", "grace_period", s.cfg.GracePeriod.String())
 	t := time.NewTimer(s.cfg.GracePeriod)
 	defer t.Stop()
@@ -363,7 +362,7 @@ func (s *Scheduler) supervise(ctx context.Context, work func(hard context.Contex
 }
 
 // loop runs one job on its schedule until ctx is done.
-func (s *Scheduler) loop(ctx, hard context.Context, drain <-chan struct{}, js *jobState) {
+func (s *Scheduler) loop(ctx, hard context.Context, js *jobState) {
 	delay := jitter(js.job.Jitter)
 	for {
 		js.setNext(time.Now().Add(delay))
@@ -374,7 +373,7 @@ func (s *Scheduler) loop(ctx, hard context.Context, drain <-chan struct{}, js *j
 			return
 		case <-t.C:
 		}
-		res := s.runJob(ctx, hard, drain, js)
+		res := s.runJob(ctx, hard, js)
 		if ctx.Err() != nil {
 			return
 		}
@@ -417,7 +416,7 @@ func (js *jobState) setNext(t time.Time) {
 
 // runJob runs js once: it waits for the job's claims and a slot, opens both endpoints,
 // runs the session and records the result.
-func (s *Scheduler) runJob(ctx, hard context.Context, drain <-chan struct{}, js *jobState) Result {
+func (s *Scheduler) runJob(ctx, hard context.Context, js *jobState) Result {
 	j := js.job
 	res := Result{Job: j.Name, Mode: j.Mode, Started: time.Now()}
 	notStarted := func() Result {
@@ -440,7 +439,7 @@ func (s *Scheduler) runJob(ctx, hard context.Context, drain <-chan struct{}, js 
 	}
 	defer func() { <-s.slots }()
 	select {
-	case <-drain:
+	case <-ctx.Done():
 		return notStarted()
 	default:
 	}
@@ -452,7 +451,7 @@ func (s *Scheduler) runJob(ctx, hard context.Context, drain <-chan struct{}, js 
 	s.m.running.WithLabelValues(j.Name).Set(1)
 
 	runCtx, cancel := context.WithTimeout(hard, j.Timeout)
-	rep, err := s.session(runCtx, js, drain)
+	rep, err := s.session(runCtx, js, ctx.Done())
 	timedOut := errors.Is(runCtx.Err(), context.DeadlineExceeded)
 	cancel()
 	res.Finished, res.Report = time.Now(), rep
@@ -484,7 +483,7 @@ func (s *Scheduler) runJob(ctx, hard context.Context, drain <-chan struct{}, js 
 }
 
 // session opens the job's endpoints and runs one session between them.
-func (s *Scheduler) session(ctx context.Context, js *jobState, drain <-chan struct{}) (*reconcile.Report, error) {
+func (s *Scheduler) session(ctx context.Context, js *jobState, stop <-chan struct{}) (*reconcile.Report, error) {
 	j := js.job
 	src, err := s.open(ctx, j, Source, j.Source, false)
 	if err != nil {
@@ -498,7 +497,7 @@ func (s *Scheduler) session(ctx context.Context, js *jobState, drain <-chan stru
 	defer tgt.close(s.log, j.Name, Target)
 
 	opts := j.Session
-	opts.Mode, opts.Stop, opts.Progress = j.Mode, drain, nil
+	opts.Mode, opts.Stop, opts.Progress = j.Mode, stop, nil
 	opts.Logger = s.log.With("job", j.Name)
 	opts.Observer = observer{js}
 	switch {
