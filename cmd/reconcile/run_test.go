@@ -8,8 +8,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -208,6 +210,57 @@ jobs:
 	}
 	if code := stopServe(); code != 0 {
 		t.Fatalf("serve exited %d", code)
+	}
+	if a, b := mustCLI(t, 0, "", "root", src), mustCLI(t, 0, "", "root", dst); a != b {
+		t.Fatalf("roots differ: %s %s", a, b)
+	}
+}
+
+// TestRunSIGTERM runs `reconcile run` as a process (this test binary re-run as main) and
+// sends it SIGTERM while it schedules a job: it stops and exits 0.
+func TestRunSIGTERM(t *testing.T) {
+	if args := os.Getenv("RECONCILE_TEST_MAIN_ARGS"); args != "" {
+		os.Args = append([]string{"reconcile"}, strings.Split(args, "\x1f")...)
+		main() // exits
+		return
+	}
+	src, dst := store(t, "src"), store(t, "dst")
+	mustCLI(t, 0, rowsJSONL(30, 100), "load", src)
+	cfg := writeConfig(t, "jobs:\n  - name: m\n    source: "+src+"\n    target: "+dst+"\n    mode: mirror\n    interval: 20ms\n")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestRunSIGTERM$")
+	cmd.Env = append(os.Environ(), "RECONCILE_TEST_MAIN_ARGS="+strings.Join([]string{"run", "--config", cfg, "--log-format", "json"}, "\x1f"))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(stderr)
+	var logs []string
+	runs := 0
+	for runs < 2 && sc.Scan() {
+		logs = append(logs, sc.Text())
+		if strings.Contains(sc.Text(), `"msg":"run finished"`) {
+			runs++
+		}
+	}
+	if runs < 2 {
+		t.Fatalf("the daemon did not run twice:\n%s", strings.Join(logs, "\n"))
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for sc.Scan() {
+		logs = append(logs, sc.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("after SIGTERM: %v\n%s", err, strings.Join(logs, "\n"))
+	}
+	all := strings.Join(logs, "\n")
+	if !strings.Contains(all, `"msg":"shutting down`) || !strings.Contains(all, `"msg":"scheduler stopped"`) {
+		t.Fatalf("no shutdown in the logs:\n%s", all)
 	}
 	if a, b := mustCLI(t, 0, "", "root", src), mustCLI(t, 0, "", "root", dst); a != b {
 		t.Fatalf("roots differ: %s %s", a, b)
