@@ -196,7 +196,7 @@ func TestLogger(t *testing.T) {
 	for _, want := range []string{
 		"level=DEBUG msg=\"session open\" job=t",
 		"level=WARN msg=\"apply: row quarantined\" job=t key=poison",
-		"level=INFO msg=\"session done\" job=t mode=mirror",
+		"level=DEBUG msg=\"session done\" job=t mode=mirror",
 		"upserted=100",
 	} {
 		if !strings.Contains(out, want) {

@@ -56,9 +56,9 @@ type Options struct {
 	// Observer, when set, is told of the session's progress and of its result.
 	Observer Observer
 	// Logger, when set, receives the session's structured records: Debug for its start,
-	// rounds and apply batches (written or failed and halved), Info for its result, Warn
-	// for a failed session, a quarantined row and a fingerprint collision. Nil logs
-	// nothing.
+	// rounds, apply batches (written or failed and halved) and result, Info for keys
+	// Resolve left alone, Warn for a failed session, a quarantined row and a fingerprint
+	// collision. Nil logs nothing.
 	Logger *slog.Logger
 	// Stop, when closed, asks the session to stop where stopping loses nothing: before
 	// its next descent round or apply batch. An apply batch in flight completes (cancel

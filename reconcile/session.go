@@ -36,11 +36,11 @@ func Run(ctx context.Context, source, target Endpoint, opts Options) (rep *Repor
 func (o *Options) finished(rep *Report, err error) {
 	log := o.logger()
 	if errors.Is(err, ErrStopped) {
-		log.Info("session stopped", "mode", rep.Mode, "rounds", rep.Rounds, "upserted", rep.Upserted, "deleted", rep.Deleted, "error", err)
+		log.Debug("session stopped", "mode", rep.Mode, "rounds", rep.Rounds, "upserted", rep.Upserted, "deleted", rep.Deleted, "error", err)
 	} else if err != nil {
 		log.Warn("session failed", "mode", rep.Mode, "rounds", rep.Rounds, "upserted", rep.Upserted, "deleted", rep.Deleted, "error", err)
 	} else {
-		log.Info("session done", "mode", rep.Mode, "rounds", rep.Rounds,
+		log.Debug("session done", "mode", rep.Mode, "rounds", rep.Rounds,
 			"only_source", rep.OnlySource, "only_target", rep.OnlyTarget, "changed", rep.Changed,
 			"upserted", rep.Upserted, "deleted", rep.Deleted, "quarantined", rep.Quarantined, "raced", rep.Raced,
 			"bytes_sent", rep.BytesSent, "bytes_received", rep.BytesReceived, "duration_ms", rep.DurationMS)
