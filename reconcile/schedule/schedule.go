@@ -224,10 +224,10 @@ func New(cfg Config, opts Options) (*Scheduler, error) {
 	if opts.Open == nil {
 		return nil, errors.New("new scheduler: Options.Open is required")
 	}
+	cfg.Jobs = append([]Job(nil), cfg.Jobs...) // Validate fills in defaults: not in the caller's slice
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg.Jobs = append([]Job(nil), cfg.Jobs...)
 	s := &Scheduler{cfg: cfg, opts: opts, log: opts.Logger, reg: opts.Registry, claims: newClaims(), slots: make(chan struct{}, cfg.Concurrency)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
