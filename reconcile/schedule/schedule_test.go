@@ -258,10 +258,11 @@ func TestOverlapPrevented(t *testing.T) {
 // TestConcurrencyLimit runs four jobs of separate pairs with a limit of two, each holding
 // its apply until another run is going on: at most two ever run at once.
 func TestConcurrencyLimit(t *testing.T) {
+	const n = 4
 	var mu sync.Mutex
-	active, peak := 0, 0
+	active, peak, entered := 0, 0, 0
 	var jobs []Job
-	for i := 0; i < 4; i++ {
+	for i := 0; i < n; i++ {
 		src := badgerStore(t, fmt.Sprintf("src%d", i))
 		withBadger(t, src, func(s *badger.Store) { putRows(t, s, 0, 10, 1, "x") })
 		jobs = append(jobs, Job{Name: fmt.Sprintf("j%d", i), Source: EndpointConfig{URL: src}, Target: EndpointConfig{URL: badgerStore(t, fmt.Sprintf("dst%d", i))}, Mode: reconcile.Mirror, Interval: time.Hour})
@@ -270,14 +271,16 @@ func TestConcurrencyLimit(t *testing.T) {
 		return &paired{Endpoint: ep, enter: func() func() {
 			mu.Lock()
 			active++
+			entered++
 			peak = max(peak, active)
 			mu.Unlock()
-			// Wait (bounded) for a second run to be going on, so runs overlap when they may.
+			// Wait (bounded) for a second run to be going on, so runs overlap when they may;
+			// the last run to come has no one to wait for.
 			for i := 0; i < 10000; i++ {
 				mu.Lock()
-				n := active
+				go2 := active >= 2 || entered == n
 				mu.Unlock()
-				if n >= 2 {
+				if go2 {
 					break
 				}
 				time.Sleep(time.Millisecond)
