@@ -164,3 +164,37 @@ func TestNewChecksURLs(t *testing.T) {
 		t.Error("New without an opener must fail")
 	}
 }
+
+// TestDocumentedConfigs parses the configuration examples of docs/run.md and README.md,
+// with their secret files and variables provided.
+func TestDocumentedConfigs(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("pw"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DATA_TIER_TOKEN", "tok")
+	for _, doc := range []string{"../../docs/run.md", "../../README.md"} {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := string(b)
+		i := strings.Index(text, "```yaml\n")
+		if i < 0 {
+			t.Fatalf("%s has no yaml example", doc)
+		}
+		block := text[i+len("```yaml\n"):]
+		block = block[:strings.Index(block, "```")]
+		for _, p := range []string{"/run/secrets/pg-password", "/run/secrets/pg"} {
+			block = strings.ReplaceAll(block, p+"\n", secret+"\n")
+			block = strings.ReplaceAll(block, p+"}", secret+"}")
+		}
+		cfg, err := Parse([]byte(block))
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", doc, err, block)
+		}
+		if len(cfg.Jobs) == 0 {
+			t.Fatalf("%s: no jobs", doc)
+		}
+	}
+}
