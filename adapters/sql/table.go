@@ -402,20 +402,13 @@ func (t *Table) openScan(ctx context.Context, now int64) (reconcile.Snapshot, er
 		}
 		return nil
 	})
-	var items []merkle.SortedItem
-	if err == nil {
-		n := 0
-		for _, bs := range parts {
-			for _, b := range bs {
-				n += len(b)
-			}
-		}
-		items = make([]merkle.SortedItem, 0, n)
-		for _, bs := range parts {
-			for i, b := range bs {
-				items = append(items, b...)
-				bs[i] = nil
-			}
+	// The index keeps the blocks as they are: a million rows are not copied again.
+	var blocks [][]merkle.SortedItem
+	n := 0
+	for _, bs := range parts {
+		for _, b := range bs {
+			blocks = append(blocks, b)
+			n += len(b)
 		}
 	}
 	if err == nil && !keep {
@@ -429,14 +422,16 @@ func (t *Table) openScan(ctx context.Context, now int64) (reconcile.Snapshot, er
 		return nil, err
 	}
 	snap.tx = tx
-	snap.scanned = int64(len(items))
+	snap.scanned = int64(n)
 	if !keep {
-		snap.seen = make(map[string]merkle.Entry, len(items))
-		for _, it := range items {
-			snap.seen[string(it.Entry.Key)] = it.Entry
+		snap.seen = make(map[string]merkle.Entry, n)
+		for _, b := range blocks {
+			for _, it := range b {
+				snap.seen[string(it.Entry.Key)] = it.Entry
+			}
 		}
 	}
-	snap.SortedIndex = reconcile.SortedIndex{Sorted: merkle.NewSortedItems(items)}
+	snap.SortedIndex = reconcile.SortedIndex{Sorted: merkle.NewSortedBlocks(blocks)}
 	root, _ := snap.Digest(nil, nil)
 	snap.info = reconcile.Info{Ordering: t.ordering, Schema: t.schema, Root: root}
 	return snap, nil
