@@ -189,7 +189,7 @@ func checkJobEndpoint(raw string, _ schedule.Role) (schedule.Store, error) {
 	}
 	switch {
 	case loc.server != "":
-		return schedule.Store{Name: "http\x00" + loc.server, Remote: true}, nil
+		return schedule.Store{Name: "http\x00" + loc.server}, nil
 	case loc.sql != nil:
 		return schedule.Store{Name: "sql\x00" + loc.sql.Dialect + "\x00" + loc.sql.DSN + "\x00" + loc.sql.Table}, nil
 	}
@@ -226,11 +226,22 @@ func openJobEndpoint(ctx context.Context, req schedule.OpenRequest) (*schedule.O
 		if err != nil {
 			return nil, err
 		}
-		return &schedule.Opened{Peer: c, Close: func() error {
-			err := c.Close() // ends the session on the server, releasing its snapshot
-			c.CloseIdleConnections()
-			return err
-		}}, nil
+		return &schedule.Opened{
+			Peer: c,
+			// Two servers: the source's runs the session, this process carries its requests.
+			Relay: func(ctx context.Context, target reconcile.Peer, opts reconcile.Options) (*reconcile.Report, error) {
+				tc, ok := target.(*remote.Client)
+				if !ok {
+					return nil, fmt.Errorf("relay from %s: the target is not an http(s) server", loc.server)
+				}
+				return c.Relay(ctx, tc, opts)
+			},
+			Close: func() error {
+				err := c.Close() // ends the session on the server, releasing its snapshot
+				c.CloseIdleConnections()
+				return err
+			},
+		}, nil
 	case loc.sql != nil:
 		raw := req.URL
 		if req.Password != "" {

@@ -266,3 +266,28 @@ func TestRunSIGTERM(t *testing.T) {
 		t.Fatalf("roots differ: %s %s", a, b)
 	}
 }
+
+// TestRunRelay runs a job between two `reconcile serve` servers: the source's server runs
+// the session and run carries its requests to the target's.
+func TestRunRelay(t *testing.T) {
+	src, dst := store(t, "src"), store(t, "dst")
+	mustCLI(t, 0, rowsJSONL(40, 100), "load", src)
+	mustCLI(t, 0, rowsJSONL(10, 500), "load", dst)
+	srcURL, stopSrc := startServe(t, src, "--listen", "127.0.0.1:0", "--read-only")
+	dstURL, stopDst := startServe(t, dst, "--listen", "127.0.0.1:0")
+	cfg := writeConfig(t, "jobs:\n  - name: relay\n    source: "+srcURL+"\n    target: "+dstURL+"\n    mode: mirror\n    interval: 1m\n    max-delete: 100%\n")
+	out := mustCLI(t, 0, "", "run", "--config", cfg, "--once", "--json")
+	var results []schedule.Result
+	if err := json.Unmarshal([]byte(out), &results); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if rep := results[0].Report; rep == nil || rep.Upserted != 40 || rep.Changed != 10 {
+		t.Fatalf("relay report %+v", rep)
+	}
+	if stopSrc() != 0 || stopDst() != 0 {
+		t.Fatal("a server did not stop cleanly")
+	}
+	if a, b := mustCLI(t, 0, "", "root", src), mustCLI(t, 0, "", "root", dst); a != b {
+		t.Fatalf("roots differ: %s %s", a, b)
+	}
+}

@@ -141,7 +141,7 @@ func TestNewChecksURLs(t *testing.T) {
 		if role == Source && strings.HasPrefix(u, "ftp:") {
 			return Store{}, errors.New("an ftp endpoint can only be a target")
 		}
-		return Store{Name: strings.TrimSuffix(u, "/"), Remote: strings.HasPrefix(u, "https:")}, nil
+		return Store{Name: strings.TrimSuffix(u, "/")}, nil
 	}
 	open := (&opener{}).open
 	for _, tc := range []struct {
@@ -151,7 +151,6 @@ func TestNewChecksURLs(t *testing.T) {
 		{"bogus:x", "badger:///b", `job "j": source: unknown scheme bogus`},
 		{"badger:///a", "bogus:y", `job "j": target: unknown scheme bogus`},
 		{"ftp://r:1", "badger:///b", `job "j": source: an ftp endpoint can only be a target`},
-		{"https://r:1", "https://r:2", `job "j": target: both endpoints are remote servers`},
 		{"badger:///a", "badger:///a/", `job "j": target: the same store as the source`},
 	} {
 		_, err := New(Config{Jobs: []Job{{Name: "j", Source: EndpointConfig{URL: tc.src}, Target: EndpointConfig{URL: tc.dst}, Mode: reconcile.Diff, Interval: time.Minute}}},

@@ -61,12 +61,18 @@ type OpenRequest struct {
 }
 
 // Opened is an endpoint opened for one run: Endpoint (read and written in this process)
-// or Peer (it answers over a network, such as a `reconcile serve` server). At most one of
-// a job's two endpoints may be a Peer: the session runs next to the other one
-// (reconcile.RunPeer for a remote target, reconcile.RunFromPeer for a remote source).
+// or Peer (it answers over a network, such as a `reconcile serve` server). Where one side
+// is a Peer the session runs next to the other (reconcile.RunPeer for a remote target,
+// reconcile.RunFromPeer for a remote source); where both are, the source's Relay runs it.
 type Opened struct {
 	Endpoint reconcile.Endpoint
 	Peer     reconcile.Peer
+	// Relay, set on a Peer that can run a session itself (a `reconcile serve` server),
+	// runs one from it as the source to target, another Peer, with this process carrying
+	// the requests. Such a session runs on the server: Options.Stop does not reach it, so
+	// a shutdown lets it finish or cancels it at the end of the grace period. Without
+	// Relay a job whose two endpoints are Peers fails.
+	Relay func(ctx context.Context, target reconcile.Peer, opts reconcile.Options) (*reconcile.Report, error)
 	// Close releases what Open took; nil means nothing to release.
 	Close func() error
 }
@@ -85,8 +91,6 @@ type Store struct {
 	// Name is equal for two URLs naming one store (a relative and an absolute path, say):
 	// the scheduler keeps runs on one store apart by it.
 	Name string
-	// Remote is set for an endpoint that will open as a Peer; a job may have one.
-	Remote bool
 }
 
 // Options are what a Scheduler needs besides its Config.
@@ -252,9 +256,6 @@ func New(cfg Config, opts Options) (*Scheduler, error) {
 				src, tgt = a.Name, b.Name
 				if a.Name == b.Name {
 					p.add(where, "target", "the same store as the source")
-				}
-				if a.Remote && b.Remote {
-					p.add(where, "target", "both endpoints are remote servers: a session runs next to one of its endpoints, so name one of them directly (and run reconcile on its machine)")
 				}
 			}
 		}
@@ -507,8 +508,10 @@ func (s *Scheduler) session(ctx context.Context, js *jobState, stop <-chan struc
 		return reconcile.RunFromPeer(ctx, src.Peer, tgt.Endpoint, opts)
 	case src.Endpoint != nil && tgt.Endpoint != nil:
 		return reconcile.Run(ctx, src.Endpoint, tgt.Endpoint, opts)
+	case src.Peer != nil && tgt.Peer != nil && src.Relay != nil:
+		return src.Relay(ctx, tgt.Peer, opts)
 	case src.Peer != nil && tgt.Peer != nil:
-		return nil, fmt.Errorf("run: both endpoints are remote servers: a session runs next to one of its endpoints")
+		return nil, fmt.Errorf("run: both endpoints answer as peers and the source cannot relay a session to the target")
 	}
 	return nil, fmt.Errorf("run: the opener returned neither an endpoint nor a peer")
 }
