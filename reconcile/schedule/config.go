@@ -157,6 +157,7 @@ type ConfigError struct {
 	Problems []string
 }
 
+// Error lists the problems, one a line when there are several.
 func (e *ConfigError) Error() string {
 	if len(e.Problems) == 1 {
 		return "invalid config: " + e.Problems[0]

@@ -40,6 +40,7 @@ const (
 	Target
 )
 
+// String names the role as messages do: "source" or "target".
 func (r Role) String() string {
 	if r == Source {
 		return "source"
@@ -544,12 +545,14 @@ func (o *Opened) close(log *slog.Logger, job string, role Role) {
 // observer keeps a job's live progress for /jobs.
 type observer struct{ js *jobState }
 
+// Progress keeps the session's latest progress.
 func (o observer) Progress(p reconcile.Progress) {
 	o.js.mu.Lock()
 	o.js.progress = p
 	o.js.mu.Unlock()
 }
 
+// Finished does nothing: runJob records the result.
 func (o observer) Finished(*reconcile.Report, error) {}
 
 // record keeps a finished run in the job's state, history and metrics, and logs it.
