@@ -113,7 +113,7 @@ func (s *session) changes(ctx context.Context, plan []plannedChange) ([]Change, 
 	if err != nil {
 		return nil, fmt.Errorf("read source rows: %w", err)
 	}
-	if len(rows) != len(keys) {
+	if len(rows) > len(keys) || len(rows) == 0 && len(keys) > 0 {
 		return nil, fmt.Errorf("read source rows: %d rows for %d keys", len(rows), len(keys))
 	}
 	out := make([]Change, 0, len(plan))
@@ -125,6 +125,9 @@ func (s *session) changes(ctx context.Context, plan []plannedChange) ([]Change, 
 			c.Expect = &e
 		}
 		if p.upsert {
+			if r == len(rows) {
+				break // the source's answer stopped at the batch's byte cap
+			}
 			row := rows[r]
 			r++
 			if row.Key == nil {
@@ -150,7 +153,7 @@ func (s *session) sourceRows(ctx context.Context, keys [][]byte) ([]Row, error) 
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	resp, err := s.peer.Rows(ctx, &RowsRequest{Keys: keys})
+	resp, err := s.peer.Rows(ctx, &RowsRequest{Keys: keys, MaxBytes: int64(s.opts.BatchBytes)})
 	if err != nil {
 		return nil, err
 	}

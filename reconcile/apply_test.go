@@ -163,5 +163,9 @@ func TestBatchBytesBoundsReads(t *testing.T) {
 		if read > 2*300+256 {
 			t.Fatalf("from peer %v: read %d rows to send 300 in batches of at most 2500 bytes", fromPeer, read)
 		}
+		// Pulled from a peer, the rows that cross the wire are those written, each once.
+		if fromPeer && rep.ValueBytes != 300*1000 {
+			t.Fatalf("pulled %d value bytes to write 300 rows of 1000", rep.ValueBytes)
+		}
 	}
 }

@@ -192,7 +192,7 @@ func (l *Local) Rows(ctx context.Context, req *RowsRequest) (*RowsResponse, erro
 	if err != nil {
 		return nil, err
 	}
-	frame, values := EncodeRowsResponse(decoded, &RowsResponse{Rows: rows})
+	frame, values := EncodeRowsResponse(decoded, &RowsResponse{Rows: LimitRows(rows, decoded.MaxBytes)})
 	l.traffic.Received += int64(len(frame))
 	l.traffic.ValueBytes += values
 	return DecodeRowsResponse(req, frame)

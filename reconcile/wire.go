@@ -110,11 +110,35 @@ type ApplyResponse struct{ Outcomes []Outcome }
 
 // RowsRequest asks the responder for its snapshot's rows of Keys: a session whose
 // initiator is the target (RunFromPeer) reads the source's rows this way.
-type RowsRequest struct{ Keys [][]byte }
+type RowsRequest struct {
+	Keys [][]byte
+	// MaxBytes, when positive, bounds the row values of the answer: the responder sends
+	// the rows of the first keys whose values fit (always at least one), and no more.
+	MaxBytes int64
+}
 
-// RowsResponse answers a RowsRequest: one row per key, in order; a key with no live row
-// in the responder's snapshot yields a Row with a nil Key.
+// RowsResponse answers a RowsRequest: one row for each of the first len(Rows) keys, in
+// order (fewer than asked when MaxBytes cut the answer short); a key with no live row in
+// the responder's snapshot yields a Row with a nil Key.
 type RowsResponse struct{ Rows []Row }
+
+// MaxRowsKeys bounds the keys of one RowsRequest.
+const MaxRowsKeys = 1 << 16
+
+// LimitRows returns the first rows whose values fit in maxBytes (at least one; all when
+// maxBytes is not positive): what a responder sends for a RowsRequest.
+func LimitRows(rows []Row, maxBytes int64) []Row {
+	if maxBytes <= 0 {
+		return rows
+	}
+	var n int64
+	for i, r := range rows {
+		if n += int64(len(r.Value)); n > maxBytes && i > 0 {
+			return rows[:i]
+		}
+	}
+	return rows
+}
 
 // ---- encoding ----
 
@@ -158,6 +182,19 @@ type decoder struct {
 	buf  []byte
 	prev []byte
 	err  error
+	// expand is how many more bytes the frame's positions may decode to. A position may
+	// repeat most of the one before it in a few bytes, so without a bound a small frame
+	// could make the decoder allocate without limit.
+	expand int
+	frame  int // the frame's length, for messages
+}
+
+// maxExpansion bounds the bytes a frame's positions decode to: this many times the frame,
+// plus room for two positions of the longest key.
+const maxExpansion = 8
+
+func newDecoder(b []byte) *decoder {
+	return &decoder{buf: b, expand: maxExpansion*len(b) + 2*MaxPosition, frame: len(b)}
 }
 
 func (d *decoder) fail(format string, args ...any) {
@@ -257,6 +294,10 @@ func (d *decoder) pos() []byte {
 		d.fail("position longer than %d bytes (keys are limited to %d bytes)", MaxPosition, MaxKey)
 		return nil
 	}
+	if d.expand -= int(shared) + len(suffix); d.expand < 0 {
+		d.fail("positions decode to more than %d times the frame's %d bytes (keys that share long prefixes: use shorter keys)", maxExpansion, d.frame)
+		return nil
+	}
 	p := make([]byte, 0, int(shared)+len(suffix))
 	p = append(append(p, d.prev[:shared]...), suffix...)
 	d.prev = p
@@ -341,7 +382,7 @@ func (m *OpenRequest) params() frameParams {
 
 // DecodeOpenRequest parses a frame written by EncodeOpenRequest.
 func DecodeOpenRequest(b []byte) (*OpenRequest, error) {
-	d := &decoder{buf: b}
+	d := newDecoder(b)
 	if d.byte1() != tagOpen {
 		d.fail("not an open request")
 	}
@@ -385,7 +426,7 @@ func EncodeOpenResponse(req *OpenRequest, m *OpenResponse) []byte {
 
 // DecodeOpenResponse parses a frame written by EncodeOpenResponse for req.
 func DecodeOpenResponse(req *OpenRequest, b []byte) (*OpenResponse, error) {
-	d := &decoder{buf: b}
+	d := newDecoder(b)
 	if d.byte1() != tagOpenResponse {
 		d.fail("not an open response")
 	}
@@ -442,7 +483,7 @@ func encodeRound(p frameParams, m *RoundRequest) []byte {
 }
 
 func decodeRound(p frameParams, b []byte) (*RoundRequest, error) {
-	d := &decoder{buf: b}
+	d := newDecoder(b)
 	if d.byte1() != tagRound {
 		d.fail("not a round request")
 	}
@@ -529,7 +570,7 @@ func encodeRoundResponse(p frameParams, req *RoundRequest, m *RoundResponse) []b
 }
 
 func decodeRoundResponse(p frameParams, req *RoundRequest, b []byte) (*RoundResponse, error) {
-	d := &decoder{buf: b}
+	d := newDecoder(b)
 	if d.byte1() != tagRoundAnswer {
 		d.fail("not a round answer")
 	}
@@ -612,7 +653,7 @@ func encodeApply(p frameParams, m *ApplyRequest) (frame []byte, valueBytes int64
 }
 
 func decodeApply(b []byte) (*ApplyRequest, error) {
-	d := &decoder{buf: b}
+	d := newDecoder(b)
 	if d.byte1() != tagApply {
 		d.fail("not an apply request")
 	}
@@ -666,7 +707,7 @@ func encodeApplyResponse(m *ApplyResponse) []byte {
 }
 
 func decodeApplyResponse(b []byte, want int) (*ApplyResponse, error) {
-	d := &decoder{buf: b}
+	d := newDecoder(b)
 	if d.byte1() != tagApplyAnswer {
 		d.fail("not an apply answer")
 	}
@@ -709,6 +750,7 @@ func unpackBits(b []byte, n int) []bool {
 func EncodeRowsRequest(m *RowsRequest) []byte {
 	e := &encoder{}
 	e.byte1(tagRows)
+	e.varint(m.MaxBytes)
 	e.uvarint(uint64(len(m.Keys)))
 	for _, k := range m.Keys {
 		e.pos(k)
@@ -718,12 +760,18 @@ func EncodeRowsRequest(m *RowsRequest) []byte {
 
 // DecodeRowsRequest parses a frame written by EncodeRowsRequest.
 func DecodeRowsRequest(b []byte) (*RowsRequest, error) {
-	d := &decoder{buf: b}
+	d := newDecoder(b)
 	if d.byte1() != tagRows {
 		d.fail("not a rows request")
 	}
+	m := &RowsRequest{MaxBytes: d.varint()}
 	n := d.count(1)
-	m := &RowsRequest{Keys: make([][]byte, 0, n)}
+	if n > MaxRowsKeys {
+		d.fail("%d keys in one rows request, more than %d", n, MaxRowsKeys)
+	}
+	if d.err == nil {
+		m.Keys = make([][]byte, 0, n)
+	}
 	for i := 0; i < n && d.err == nil; i++ {
 		k := d.pos()
 		if k == nil && d.err == nil {
@@ -758,21 +806,22 @@ func EncodeRowsResponse(req *RowsRequest, m *RowsResponse) (frame []byte, valueB
 	return e.buf, valueBytes
 }
 
-// DecodeRowsResponse parses a frame written by EncodeRowsResponse for req.
+// DecodeRowsResponse parses a frame written by EncodeRowsResponse for req: at most one
+// row per key, and at least one when req names any.
 func DecodeRowsResponse(req *RowsRequest, b []byte) (*RowsResponse, error) {
-	d := &decoder{buf: b}
+	d := newDecoder(b)
 	if d.byte1() != tagRowsAnswer {
 		d.fail("not a rows answer")
 	}
 	n := d.uvarint()
-	if d.err == nil && n != uint64(len(req.Keys)) {
+	if d.err == nil && (n > uint64(len(req.Keys)) || n == 0 && len(req.Keys) > 0) {
 		d.fail("%d rows for %d keys", n, len(req.Keys))
 	}
 	m := &RowsResponse{}
 	if d.err == nil {
-		m.Rows = make([]Row, len(req.Keys))
+		m.Rows = make([]Row, n)
 	}
-	for i := 0; d.err == nil && i < len(req.Keys); i++ {
+	for i := 0; d.err == nil && i < len(m.Rows); i++ {
 		flags := d.byte1()
 		if flags == 0 {
 			continue

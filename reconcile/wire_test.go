@@ -189,7 +189,7 @@ func TestSeparator(t *testing.T) {
 }
 
 func sampleRows() (*RowsRequest, *RowsResponse) {
-	req := &RowsRequest{Keys: [][]byte{[]byte("user/1"), []byte("user/2"), []byte("user/20")}}
+	req := &RowsRequest{Keys: [][]byte{[]byte("user/1"), []byte("user/2"), []byte("user/20")}, MaxBytes: 1 << 20}
 	resp := &RowsResponse{Rows: []Row{
 		{Key: []byte("user/1"), Version: 300, Value: []byte("alice"), ExpiresAt: 0},
 		{},
@@ -276,5 +276,34 @@ func TestGoldenFrames(t *testing.T) {
 	}
 	if string(want) != b.String() {
 		t.Fatalf("frame bytes changed (a protocol change: bump ProtocolVersion and regenerate):\n got %s\nwant %s", b.String(), want)
+	}
+}
+
+// TestDecodeExpansionBounded: a frame whose positions repeat a long predecessor in a few
+// bytes each is refused instead of decoded into memory far larger than itself.
+func TestDecodeExpansionBounded(t *testing.T) {
+	keys := [][]byte{bytes.Repeat([]byte{'k'}, MaxKey)}
+	for i := 0; i < 300; i++ {
+		keys = append(keys, keys[0]) // shares all of the key before: 2 bytes each
+	}
+	frame := EncodeRowsRequest(&RowsRequest{Keys: keys})
+	if _, err := DecodeRowsRequest(frame); err == nil || !strings.Contains(err.Error(), "times the frame") {
+		t.Fatalf("a %d-byte frame naming %d MiB of keys: %v", len(frame), len(keys), err)
+	}
+	ok := EncodeRowsRequest(&RowsRequest{Keys: keys[:2]}) // two long keys: fine
+	if _, err := DecodeRowsRequest(ok); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLimitRows(t *testing.T) {
+	rows := []Row{{Value: make([]byte, 10)}, {Value: make([]byte, 10)}, {Value: make([]byte, 10)}}
+	for _, tc := range []struct {
+		max  int64
+		want int
+	}{{0, 3}, {5, 1}, {10, 1}, {20, 2}, {25, 2}, {30, 3}, {100, 3}} {
+		if got := len(LimitRows(rows, tc.max)); got != tc.want {
+			t.Errorf("LimitRows(30 bytes, %d) kept %d rows, want %d", tc.max, got, tc.want)
+		}
 	}
 }

@@ -606,7 +606,13 @@ func (s *Server) handleRows(w http.ResponseWriter, r *http.Request) {
 		if len(rows) != len(req.Keys) {
 			return fail(http.StatusInternalServerError, "rows: the endpoint answered %d rows for %d keys", len(rows), len(req.Keys))
 		}
-		frame, _ := reconcile.EncodeRowsResponse(req, &reconcile.RowsResponse{Rows: rows})
+		// The answer is bounded by the client's budget and by this server's body limit,
+		// whatever the client asked: at least one row, then rows while they fit.
+		limit := req.MaxBytes
+		if limit <= 0 || limit > s.opts.MaxBody {
+			limit = s.opts.MaxBody
+		}
+		frame, _ := reconcile.EncodeRowsResponse(req, &reconcile.RowsResponse{Rows: reconcile.LimitRows(rows, limit)})
 		return answer{status: http.StatusOK, body: frame}
 	})
 }
