@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/reconcile-dev/reconcile/adapters/memory"
@@ -110,9 +111,15 @@ func TestRaced(t *testing.T) {
 }
 
 func TestSchemaMismatch(t *testing.T) {
-	_, err := reconcile.Run(context.Background(), memory.New(merkle.VersionOrder), memory.New(merkle.KeyOrder), reconcile.Options{})
-	if err == nil {
-		t.Fatal("sessions between different orderings must fail")
+	v, k := memory.New(merkle.VersionOrder), memory.New(merkle.KeyOrder)
+	_, err := reconcile.Run(context.Background(), v, k, reconcile.Options{})
+	if err == nil || !strings.Contains(err.Error(), "version order") || !strings.Contains(err.Error(), "key order") {
+		t.Fatalf("sessions between different orderings must fail, naming both: %v", err)
+	}
+	peer := reconcile.NewLocal(k)
+	defer peer.Close()
+	if _, err := reconcile.RunFromPeer(context.Background(), peer, v, reconcile.Options{}); err == nil {
+		t.Fatal("pulled sessions between different orderings must fail")
 	}
 }
 

@@ -57,7 +57,7 @@ func NewResponder(ctx context.Context, snap Snapshot, req *OpenRequest) (*Respon
 	if req.Protocol != ProtocolVersion {
 		return nil, resp, fmt.Errorf("open session: peer speaks protocol %d, this side speaks %d: run the same reconcile version on both sides", req.Protocol, ProtocolVersion)
 	}
-	if err := checkCompatible(req.Ordering, req.Schema, info); err != nil {
+	if err := checkCompatible(req.Ordering, req.Schema, info, "initiating side", "answering side"); err != nil {
 		return nil, resp, err
 	}
 	r := &Responder{
@@ -75,12 +75,14 @@ func NewResponder(ctx context.Context, snap Snapshot, req *OpenRequest) (*Respon
 	return r, resp, nil
 }
 
-func checkCompatible(o merkle.Ordering, schema string, info Info) error {
+// checkCompatible checks that the initiator's ordering o and schema go with the
+// responder's info; mine and theirs name the two sides in messages.
+func checkCompatible(o merkle.Ordering, schema string, info Info, mine, theirs string) error {
 	if o != info.Ordering {
-		return fmt.Errorf("open session: the source is in %s order and the target in %s order: both must use the same ordering", o, info.Ordering)
+		return fmt.Errorf("open session: the %s is in %s order and the %s in %s order: both must use the same ordering", mine, o, theirs, info.Ordering)
 	}
 	if schema != info.Schema && schema != SchemaKV && info.Schema != SchemaKV {
-		return fmt.Errorf("open session: schemas differ (source %q, target %q): rows would never compare equal", schema, info.Schema)
+		return fmt.Errorf("open session: schemas differ (%s %q, %s %q): rows would never compare equal", mine, schema, theirs, info.Schema)
 	}
 	return nil
 }

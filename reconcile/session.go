@@ -131,7 +131,11 @@ func runSessionAs(ctx context.Context, local Endpoint, peer Peer, opts Options, 
 	}
 	defer src.Close()
 
-	s := &session{opts: opts, local: local, reversed: reversed, src: src, info: src.Info(), peer: peer, now: now, rep: rep, log: opts.logger()}
+	s := &session{opts: opts, local: local, reversed: reversed, src: src, info: src.Info(), peer: peer, now: now, rep: rep, log: opts.logger(),
+		names: [2]string{"source", "target"}}
+	if reversed {
+		s.names = [2]string{"target", "source"}
+	}
 	defer s.finishStats()
 	s.log.Debug("session open", "mode", opts.Mode, "count_"+side, s.info.Root.Count, "ordering", s.info.Ordering)
 	root, count := s.side(false)
@@ -170,7 +174,8 @@ type session struct {
 	opts     Options
 	local    Endpoint
 	reversed bool
-	src      Snapshot // the initiator's snapshot (the target's when reversed)
+	names    [2]string // the initiator's and the responder's role, for messages
+	src      Snapshot  // the initiator's snapshot (the target's when reversed)
 	info     Info
 	peer     Peer
 	now      int64
@@ -272,9 +277,9 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int) error {
 		return err
 	}
 	if resp.Protocol != ProtocolVersion {
-		return fmt.Errorf("open session: target speaks protocol %d, this side %d: run the same reconcile version on both sides", resp.Protocol, ProtocolVersion)
+		return fmt.Errorf("open session: the %s speaks protocol %d, this side %d: run the same reconcile version on both sides", s.names[1], resp.Protocol, ProtocolVersion)
 	}
-	if err := checkCompatible(s.info.Ordering, s.info.Schema, Info{Ordering: resp.Ordering, Schema: resp.Schema}); err != nil {
+	if err := checkCompatible(s.info.Ordering, s.info.Schema, Info{Ordering: resp.Ordering, Schema: resp.Schema}, s.names[0], s.names[1]); err != nil {
 		return err
 	}
 	s.rootR = resp.Root

@@ -2,8 +2,10 @@ package remote
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -113,11 +115,13 @@ type relayAnswer struct {
 
 // relay is a relayed session on the source's server.
 type relay struct {
-	id      string
-	ctx     context.Context // the session's: done when the relay is dropped
-	cancel  context.CancelFunc
-	calls   chan relayCall
-	answers chan relayAnswer
+	id        string
+	key       string          // the client's open key ("" for none)
+	startHash [32]byte        // of the start request's body
+	ctx       context.Context // the session's: done when the relay is dropped
+	cancel    context.CancelFunc
+	calls     chan relayCall
+	answers   chan relayAnswer
 
 	mu       sync.Mutex // serializes the client's requests
 	lastSeq  uint64
@@ -215,7 +219,17 @@ func (s *Server) handleRelayStart(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "relay: %v", err)
 		return
 	}
+	key, err := parseOpenKey(r.Header.Get(HeaderOpenKey))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "relay: %v", err)
+		return
+	}
 	s.mu.Lock()
+	if prev := s.relayKeys[key]; key != "" && prev != nil {
+		s.mu.Unlock()
+		s.replayRelayStart(w, prev, sha256.Sum256(body))
+		return
+	}
 	if s.closed || len(s.sessions)+len(s.relays) >= s.opts.MaxSessions {
 		s.mu.Unlock()
 		w.Header().Set("Retry-After", "5")
@@ -223,12 +237,20 @@ func (s *Server) handleRelayStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	rl := &relay{id: newID(), ctx: ctx, cancel: cancel, calls: make(chan relayCall), answers: make(chan relayAnswer)}
-	rl.timer = time.AfterFunc(s.opts.IdleTimeout, rl.expired(s))
+	rl := &relay{id: newID(), key: key, startHash: sha256.Sum256(body), ctx: ctx, cancel: cancel,
+		calls: make(chan relayCall), answers: make(chan relayAnswer)}
+	// The idle timer runs only while a call is out with the client (see nextCall).
+	rl.timer = time.AfterFunc(time.Hour, rl.expired(s))
+	rl.timer.Stop()
 	s.relays[rl.id] = rl
+	if key != "" {
+		s.relayKeys[key] = rl
+	}
+	s.relaysRunning.Add(1)
 	s.mu.Unlock()
 
 	go func() {
+		defer s.relaysRunning.Done()
 		peer := &relayPeer{r: rl}
 		rep, err := reconcile.RunPeer(ctx, s.ep, peer, opts)
 		res := relayResult{Report: rep}
@@ -237,6 +259,8 @@ func (s *Server) handleRelayStart(w http.ResponseWriter, r *http.Request) {
 			switch {
 			case errors.Is(err, reconcile.ErrDeleteGuard):
 				res.Kind = "delete_guard"
+			case errors.Is(err, reconcile.ErrStopped):
+				res.Kind = "stopped"
 			case errors.Is(err, reconcile.ErrReadOnly):
 				res.Kind = "read_only"
 			}
@@ -258,6 +282,26 @@ func (s *Server) handleRelayStart(w http.ResponseWriter, r *http.Request) {
 	writeFrame(w, next)
 }
 
+// replayRelayStart answers a retried start (same open key) with the relay's first call,
+// so that a lost answer does not start a second session.
+func (s *Server) replayRelayStart(w http.ResponseWriter, rl *relay, hash [32]byte) {
+	rl.mu.Lock() // held by the first start until its first call is out
+	defer rl.mu.Unlock()
+	switch {
+	case hash != rl.startHash:
+		httpError(w, http.StatusConflict, "relay: open key reused for different options")
+	case rl.lastSeq != 0 || len(rl.last) == 0:
+		httpError(w, http.StatusConflict, "relay: this relay has moved past its start (or failed to start); run the command again")
+	default:
+		w.Header().Set(HeaderRelay, rl.id)
+		writeFrame(w, rl.last)
+	}
+}
+
+// relayIdle is how long a relay waits for its client to come back with a call's answer:
+// the idle timeout, plus what the client may spend on the target (one request's work).
+func (s *Server) relayIdle() time.Duration { return s.opts.IdleTimeout + s.opts.RequestTimeout }
+
 // nextCall waits for the session's next call; on failure it has answered.
 func (s *Server) nextCall(w http.ResponseWriter, rl *relay) ([]byte, bool) {
 	deadline := time.NewTimer(s.opts.RequestTimeout)
@@ -265,10 +309,10 @@ func (s *Server) nextCall(w http.ResponseWriter, rl *relay) ([]byte, bool) {
 	select {
 	case c := <-rl.calls:
 		rl.last = relayEnvelope(c.kind, c.frame)
-		rl.timer.Reset(s.opts.IdleTimeout)
+		rl.timer.Reset(s.relayIdle())
 		return rl.last, true
 	case <-rl.ctx.Done():
-		httpError(w, http.StatusNotFound, "relay: the session ended (it expired after %s without requests, or was stopped)", s.opts.IdleTimeout)
+		httpError(w, http.StatusNotFound, "relay: the session ended (its client did not come back for %s, or it was stopped)", s.relayIdle())
 	case <-deadline.C:
 		s.dropRelay(rl)
 		httpError(w, http.StatusInternalServerError, "relay: the session made no request for %s", s.opts.RequestTimeout)
@@ -296,9 +340,10 @@ func (s *Server) handleRelayAnswer(w http.ResponseWriter, r *http.Request) {
 	rl := s.relays[id]
 	s.mu.Unlock()
 	if rl == nil {
-		httpError(w, http.StatusNotFound, "relay: session %s is not open on this server: it ended, expired after %s without requests, or the server restarted; run the command again", id, s.opts.IdleTimeout)
+		httpError(w, http.StatusNotFound, "relay: session %s is not open on this server: it ended, its client did not come back for %s, or the server restarted; run the command again", id, s.relayIdle())
 		return
 	}
+	rl.timer.Stop() // the client is back: the relay is not idle while it works
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
 	hash := sha256.Sum256(body)
@@ -354,6 +399,9 @@ func (s *Server) dropRelay(rl *relay) {
 	if s.relays[rl.id] == rl {
 		delete(s.relays, rl.id)
 	}
+	if rl.key != "" && s.relayKeys[rl.key] == rl {
+		delete(s.relayKeys, rl.key)
+	}
 	s.mu.Unlock()
 }
 
@@ -365,6 +413,9 @@ func encodeRelayAnswer(frame []byte, stats merkle.ReadStats, err error) []byte {
 		}
 		if errors.Is(err, reconcile.ErrSessionLost) {
 			flags |= 2
+		}
+		if errors.Is(err, reconcile.ErrStopped) {
+			flags |= 4
 		}
 		return append([]byte{1, flags}, err.Error()...)
 	}
@@ -399,10 +450,15 @@ func decodeRelayAnswer(b []byte) (relayAnswer, error) {
 		}
 		return relayAnswer{frame: b[1+n+m:], stats: merkle.ReadStats{Entries: int64(e), Nodes: int64(nd)}}, nil
 	case 1:
-		if len(b) < 2 || b[1]&^3 != 0 {
+		if len(b) < 2 || b[1]&^7 != 0 {
 			return relayAnswer{}, errors.New("answer: bad error flags")
 		}
 		te := &relayTargetError{msg: "target: " + clip(string(b[2:]))}
+		if b[1]&4 != 0 {
+			// The client was told to stop: no request may follow, the session ends.
+			te.msg = "the client stopped the session"
+			te.kind = append(te.kind, reconcile.ErrStopped, reconcile.ErrSessionLost)
+		}
 		if b[1]&1 != 0 {
 			te.kind = append(te.kind, reconcile.ErrReadOnly)
 		}
@@ -430,6 +486,9 @@ func (e *relayError) Unwrap() error { return e.kind }
 // both servers, and after a sync that wrote, the target's root read again. An error
 // wraps reconcile.ErrDeleteGuard for a refused sync.
 func (c *Client) Relay(ctx context.Context, target *Client, opts reconcile.Options) (*reconcile.Report, error) {
+	if opts.Resolve != nil {
+		return nil, errors.New("relay: a session between two servers runs on the source's server, which cannot call Options.Resolve: run it next to one of the endpoints")
+	}
 	if opts.Now == 0 {
 		opts.Now = time.Now().UnixNano()
 	}
@@ -437,7 +496,12 @@ func (c *Client) Relay(ctx context.Context, target *Client, opts reconcile.Optio
 	if err != nil {
 		return nil, err
 	}
-	resp, next, err := c.do(ctx, call{what: "relay", method: http.MethodPost, path: pathRelays, body: body})
+	var key [16]byte
+	if _, err := rand.Read(key[:]); err != nil {
+		return nil, err
+	}
+	resp, next, err := c.do(ctx, call{what: "relay", method: http.MethodPost, path: pathRelays, body: body,
+		headers: map[string]string{HeaderOpenKey: hex.EncodeToString(key[:])}})
 	if err != nil {
 		return nil, err
 	}
@@ -471,6 +535,8 @@ func (c *Client) Relay(ctx context.Context, target *Client, opts reconcile.Optio
 				switch res.Kind {
 				case "delete_guard":
 					e.kind = reconcile.ErrDeleteGuard
+				case "stopped":
+					e.kind = reconcile.ErrStopped
 				case "read_only":
 					e.kind = reconcile.ErrReadOnly
 				}
@@ -484,23 +550,17 @@ func (c *Client) Relay(ctx context.Context, target *Client, opts reconcile.Optio
 				rep.RootTargetAfter = reconcile.FormatFingerprint(info.Root.Fingerprint())
 			}
 			return rep, nil
-		case callOpen:
-			req, err := reconcile.DecodeOpenRequest(frame)
+		case callOpen, callRound, callApply, callRows:
+			if stopped(opts.Stop) {
+				// Between calls: the session on the source's server ends at once, with
+				// what it wrote so far (Options.Stop's contract).
+				answer = encodeRelayAnswer(nil, target.ReadStats(), reconcile.ErrStopped)
+				break
+			}
+			answer, err = c.relayCall(ctx, target, &open, kind, frame)
 			if err != nil {
-				return nil, fmt.Errorf("relay: the source's server sent a malformed open: %w", err)
+				return nil, err
 			}
-			open = req
-			r, err := target.Open(ctx, req)
-			if err == nil {
-				answer = reconcile.EncodeOpenResponse(req, r)
-			}
-			answer = encodeRelayAnswer(answer, target.ReadStats(), err)
-		case callRound, callApply, callRows:
-			if open == nil {
-				return nil, errors.New("relay: the source's server sent a request before opening")
-			}
-			out, err := relayForward(ctx, target, open, kind, frame)
-			answer = encodeRelayAnswer(out, target.ReadStats(), err)
 		default:
 			return nil, fmt.Errorf("relay: the source's server sent an unknown call %q", kind)
 		}
@@ -510,6 +570,41 @@ func (c *Client) Relay(ctx context.Context, target *Client, opts reconcile.Optio
 			return nil, err
 		}
 	}
+}
+
+// stopped reports whether stop is closed (nil: never).
+func stopped(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// relayCall carries one call of the relayed session to the target and returns the
+// answer to post back (the target's frame, or its error). Only a malformed call is an
+// error of the relay itself.
+func (c *Client) relayCall(ctx context.Context, target *Client, open **reconcile.OpenRequest, kind byte, frame []byte) ([]byte, error) {
+	switch kind {
+	case callOpen:
+		req, err := reconcile.DecodeOpenRequest(frame)
+		if err != nil {
+			return nil, fmt.Errorf("relay: the source's server sent a malformed open: %w", err)
+		}
+		*open = req
+		r, err := target.Open(ctx, req)
+		var out []byte
+		if err == nil {
+			out = reconcile.EncodeOpenResponse(req, r)
+		}
+		return encodeRelayAnswer(out, target.ReadStats(), err), nil
+	}
+	if *open == nil {
+		return nil, errors.New("relay: the source's server sent a request before opening")
+	}
+	out, err := relayForward(ctx, target, *open, kind, frame)
+	return encodeRelayAnswer(out, target.ReadStats(), err), nil
 }
 
 // relayForward carries one round, apply or rows request to the target.

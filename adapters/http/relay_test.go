@@ -68,7 +68,7 @@ func TestRelayModel(t *testing.T) {
 func TestRelayErrors(t *testing.T) {
 	ctx := context.Background()
 	src, dst := pair(2)
-	srvS, _, cs := serve(t, src, ServerOptions{IdleTimeout: 100 * time.Millisecond}, ClientOptions{})
+	srvS, _, cs := serve(t, src, ServerOptions{IdleTimeout: 50 * time.Millisecond, RequestTimeout: 50 * time.Millisecond}, ClientOptions{})
 	_, _, ro := serve(t, dst, ServerOptions{ReadOnly: true}, ClientOptions{})
 	_, err := cs.Relay(ctx, ro, mirror())
 	if !errors.Is(err, reconcile.ErrReadOnly) || !strings.Contains(err.Error(), "read-only") {

@@ -31,7 +31,7 @@ type ServerOptions struct {
 	// IdleTimeout closes a session (and its snapshot) this long after its last request.
 	// Default 2 minutes.
 	IdleTimeout time.Duration
-	// MaxSessions bounds the sessions open at once (503 past it). Default 64.
+	// MaxSessions bounds the sessions and relays open at once (503 past it). Default 64.
 	MaxSessions int
 	// RequestTimeout bounds the work of one request on the endpoint. Default 10 minutes.
 	// The work does not stop when the client gives up on a request: a retry waits for it
@@ -82,7 +82,11 @@ type Server struct {
 	sessions map[string]*session
 	byKey    map[string]*session // by open key
 	relays   map[string]*relay
-	closed   bool
+	// relayKeys finds a relay by its start's open key; relaysRunning counts the relays'
+	// session goroutines, which Close waits for.
+	relayKeys     map[string]*relay
+	relaysRunning sync.WaitGroup
+	closed        bool
 }
 
 type session struct {
@@ -116,7 +120,8 @@ type answer struct {
 // closes it after Server.Close.
 func NewServer(ep reconcile.Endpoint, o ServerOptions) *Server {
 	s := &Server{ep: ep, opts: o.Defaults(), protocol: reconcile.ProtocolVersion,
-		sessions: map[string]*session{}, byKey: map[string]*session{}, relays: map[string]*relay{}}
+		sessions: map[string]*session{}, byKey: map[string]*session{}, relays: map[string]*relay{},
+		relayKeys: map[string]*relay{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+pathRoot, s.handleRoot)
 	mux.HandleFunc("POST "+pathSessions, s.handleOpen)
@@ -173,6 +178,7 @@ func (s *Server) Close() error {
 	for _, rl := range relays {
 		s.dropRelay(rl)
 	}
+	s.relaysRunning.Wait() // their sessions use the endpoint, which the caller closes next
 	var first error
 	for _, ss := range list {
 		if err := s.drop(ss, false); err != nil && first == nil {
@@ -201,6 +207,9 @@ func (s *Server) CheckListener(ln net.Listener) error {
 	return fmt.Errorf("refusing to listen on %s without a token: give --token-file, listen on a loopback address (127.0.0.1), or pass --insecure-listen", ln.Addr())
 }
 
+// ShutdownGrace is how long Serve lets requests in flight finish after ctx ends.
+const ShutdownGrace = 30 * time.Second
+
 // Serve serves on ln until ctx ends, with TLS when certFile and keyFile are given. It
 // checks ln with CheckListener first, and closes every session when it returns.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile string) error {
@@ -219,10 +228,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile s
 		MaxHeaderBytes:    64 << 10,
 	}
 	done := make(chan struct{})
+	shutdown := make(chan struct{}) // closed when requests in flight have finished
 	go func() {
+		defer close(shutdown)
 		select {
 		case <-ctx.Done():
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			// Stop accepting, and let requests in flight (a load, an apply) finish.
+			sctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
 			hs.Shutdown(sctx)
 			cancel()
 		case <-done:
@@ -235,6 +247,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile s
 		err = hs.Serve(ln)
 	}
 	close(done)
+	<-shutdown // Serve returns as soon as Shutdown starts; the requests may still run
 	s.Close()
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -407,7 +420,7 @@ func (s *Server) handleOpen(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if len(s.sessions) >= s.opts.MaxSessions {
+	if len(s.sessions)+len(s.relays) >= s.opts.MaxSessions {
 		s.mu.Unlock()
 		w.Header().Set("Retry-After", "5")
 		httpError(w, http.StatusServiceUnavailable, "too many open sessions (%d): try again later", s.opts.MaxSessions)

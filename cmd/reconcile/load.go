@@ -152,6 +152,9 @@ func serveLoad(ep *endpoint) func(ctx context.Context, body []byte) ([]byte, err
 	return func(ctx context.Context, body []byte) ([]byte, error) {
 		ops, err := readRowLines(ctx, bytes.NewReader(body), "request body")
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err // the server gave up, not a bad line
+			}
 			return nil, inputError{err}
 		}
 		res, err := writeOps(ctx, ep, ops, "request body", func(string) {})

@@ -1,0 +1,168 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/reconcile-dev/reconcile/adapters/memory"
+	"github.com/reconcile-dev/reconcile/merkle"
+	"github.com/reconcile-dev/reconcile/reconcile"
+)
+
+// slowEndpoint delays Open, as a scan-mode SQL table reading a large table does, and
+// counts snapshots opened or closed after its owner marked it closed.
+type slowEndpoint struct {
+	reconcile.Endpoint
+	delay            time.Duration
+	closed           atomic.Bool
+	lateOpen, lateGo atomic.Int32
+}
+
+func (e *slowEndpoint) Open(ctx context.Context, now int64) (reconcile.Snapshot, error) {
+	time.Sleep(e.delay)
+	s, err := e.Endpoint.Open(ctx, now)
+	if e.closed.Load() {
+		e.lateOpen.Add(1)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &trackedSnapshot{Snapshot: s, ep: e}, nil
+}
+
+type trackedSnapshot struct {
+	reconcile.Snapshot
+	ep *slowEndpoint
+}
+
+func (s *trackedSnapshot) Close() error {
+	if s.ep.closed.Load() {
+		s.ep.lateGo.Add(1)
+	}
+	return s.Snapshot.Close()
+}
+
+// TestRelaySlowOpens: a relay is not idle while its source opens a snapshot or its
+// client waits on the target, however long those take against the idle timeout.
+func TestRelaySlowOpens(t *testing.T) {
+	for _, slowSource := range []bool{true, false} {
+		src, dst := pair(2)
+		var s, d reconcile.Endpoint = src, dst
+		if slowSource {
+			s = &slowEndpoint{Endpoint: src, delay: 300 * time.Millisecond}
+		} else {
+			d = &slowEndpoint{Endpoint: dst, delay: 300 * time.Millisecond}
+		}
+		_, _, cs := serve(t, s, ServerOptions{IdleTimeout: 100 * time.Millisecond}, ClientOptions{})
+		_, _, ct := serve(t, d, ServerOptions{IdleTimeout: 100 * time.Millisecond}, ClientOptions{})
+		if _, err := cs.Relay(context.Background(), ct, reconcile.Options{Now: testNow}); err != nil {
+			t.Fatalf("slow source %v: a 300 ms open against a 100 ms idle timeout: %v", slowSource, err)
+		}
+	}
+}
+
+// TestRelayStartRetried: a start whose answer is lost (the client times out while the
+// source opens its snapshot) and is retried finds the same relay, not a second one.
+func TestRelayStartRetried(t *testing.T) {
+	src, dst := pair(2)
+	srvS, _, cs := serve(t, &slowEndpoint{Endpoint: src, delay: 300 * time.Millisecond}, ServerOptions{}, ClientOptions{Timeout: 150 * time.Millisecond, Attempts: 6})
+	_, _, ct := serve(t, dst, ServerOptions{}, ClientOptions{})
+	if _, err := cs.Relay(context.Background(), ct, reconcile.Options{Now: testNow}); err != nil {
+		t.Fatal(err)
+	}
+	srvS.mu.Lock()
+	n := len(srvS.relays)
+	srvS.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("a retried start left %d relays on the server", n)
+	}
+}
+
+// TestRelayCloseWaits: Server.Close returns only after the relays' sessions stopped
+// using the endpoint (the caller closes it next).
+func TestRelayCloseWaits(t *testing.T) {
+	src, dst := pair(2)
+	ep := &slowEndpoint{Endpoint: src, delay: 300 * time.Millisecond}
+	srvS, _, cs := serve(t, ep, ServerOptions{}, ClientOptions{Attempts: 1})
+	_, _, ct := serve(t, dst, ServerOptions{}, ClientOptions{})
+	done := make(chan error, 1)
+	go func() { _, err := cs.Relay(context.Background(), ct, reconcile.Options{Now: testNow}); done <- err }()
+	time.Sleep(100 * time.Millisecond) // the relay's session is opening the source's snapshot
+	srvS.Close()
+	ep.closed.Store(true)
+	<-done
+	time.Sleep(400 * time.Millisecond)
+	if ep.lateOpen.Load() > 0 || ep.lateGo.Load() > 0 {
+		t.Fatalf("after Close returned, a relay opened %d and closed %d snapshots", ep.lateOpen.Load(), ep.lateGo.Load())
+	}
+}
+
+// TestRelayHooks: Resolve cannot run on the source's server, so a relay refuses it; a
+// closed Stop ends the relayed session between calls with ErrStopped.
+func TestRelayHooks(t *testing.T) {
+	src, dst := pair(0) // empty target: many apply batches
+	_, _, cs := serve(t, src, ServerOptions{}, ClientOptions{})
+	_, _, ct := serve(t, dst, ServerOptions{}, ClientOptions{})
+	keep := func(context.Context, reconcile.Conflict) (reconcile.Resolution, error) { return reconcile.ResolveTarget, nil }
+	if _, err := cs.Relay(context.Background(), ct, reconcile.Options{Mode: reconcile.Mirror, Now: testNow, Resolve: keep}); err == nil || !strings.Contains(err.Error(), "Resolve") {
+		t.Fatalf("relay with a Resolve hook: %v", err)
+	}
+	if n := len(liveRows(dst)); n != 0 {
+		t.Fatalf("a refused relay wrote %d rows", n)
+	}
+	stop := make(chan struct{})
+	close(stop)
+	_, err := cs.Relay(context.Background(), ct, reconcile.Options{Mode: reconcile.Mirror, Now: testNow, Force: true, BatchRows: 1, MaxBatchRows: 1, Stop: stop})
+	if !errors.Is(err, reconcile.ErrStopped) {
+		t.Fatalf("relay with Stop closed: %v", err)
+	}
+	if n := len(liveRows(dst)); n == len(liveRows(src)) {
+		t.Fatal("a stopped relay wrote everything")
+	}
+}
+
+// TestServeFinishesRequests: on shutdown, Serve lets a request in flight finish before
+// it returns (and before its caller closes the endpoint).
+func TestServeFinishesRequests(t *testing.T) {
+	var finished atomic.Bool
+	srv := NewServer(memory.New(merkle.VersionOrder), ServerOptions{Load: func(ctx context.Context, body []byte) ([]byte, error) {
+		time.Sleep(500 * time.Millisecond)
+		finished.Store(true)
+		return []byte(`{}`), nil
+	}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { srv.Serve(ctx, ln, "", ""); close(served) }()
+	answered := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", "http://"+ln.Addr().String()+pathLoad, strings.NewReader("{}"))
+		req.Header.Set(HeaderProtocol, strconv.Itoa(reconcile.ProtocolVersion))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answered <- 0
+			return
+		}
+		resp.Body.Close()
+		answered <- resp.StatusCode
+	}()
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	<-served
+	if !finished.Load() {
+		t.Fatal("Serve returned while a load was still being written")
+	}
+	if code := <-answered; code != http.StatusOK {
+		t.Fatalf("the load in flight at shutdown got %d", code)
+	}
+}
