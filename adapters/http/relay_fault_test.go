@@ -110,7 +110,9 @@ func TestRelayHooks(t *testing.T) {
 	src, dst := pair(0) // empty target: many apply batches
 	_, _, cs := serve(t, src, ServerOptions{}, ClientOptions{})
 	_, _, ct := serve(t, dst, ServerOptions{}, ClientOptions{})
-	keep := func(context.Context, reconcile.Conflict) (reconcile.Resolution, error) { return reconcile.ResolveTarget, nil }
+	keep := func(context.Context, reconcile.Conflict) (reconcile.Resolution, error) {
+		return reconcile.ResolveTarget, nil
+	}
 	if _, err := cs.Relay(context.Background(), ct, reconcile.Options{Mode: reconcile.Mirror, Now: testNow, Resolve: keep}); err == nil || !strings.Contains(err.Error(), "Resolve") {
 		t.Fatalf("relay with a Resolve hook: %v", err)
 	}
