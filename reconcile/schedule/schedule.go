@@ -70,9 +70,9 @@ type Opened struct {
 	Peer     reconcile.Peer
 	// Relay, set on a Peer that can run a session itself (a `reconcile serve` server),
 	// runs one from it as the source to target, another Peer, with this process carrying
-	// the requests. Such a session runs on the server: Options.Stop does not reach it, so
-	// a shutdown lets it finish or cancels it at the end of the grace period. Without
-	// Relay a job whose two endpoints are Peers fails.
+	// the requests. Such a session runs on the server: Options.Stop ends it between the
+	// requests this process carries, and a request in flight finishes or is cancelled at
+	// the end of the grace period. Without Relay a job whose two endpoints are Peers fails.
 	Relay func(ctx context.Context, target reconcile.Peer, opts reconcile.Options) (*reconcile.Report, error)
 	// Close releases what Open took; nil means nothing to release.
 	Close func() error
