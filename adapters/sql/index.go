@@ -384,6 +384,11 @@ type catchup struct {
 	tx     *dbsql.Tx
 	chunks []*chunkRow         // nil until loaded
 	orig   map[string]chunkRow // the chunks as loaded, to write only what changed
+	// The partial path (index_catchup.go): the root as read from the meta row and kept up
+	// to date, and whether the partial path wrote anything (flush then writes the root).
+	root         merkle.Digest
+	rootLoaded   bool
+	partialDirty bool
 }
 
 const logBatch = 2000
@@ -646,6 +651,11 @@ func (c *catchup) apply(ctx context.Context, removes, adds []indexEntry) error {
 	if len(removes)+len(adds) == 0 {
 		return nil
 	}
+	if partial, err := c.partialWorthIt(ctx, len(removes)+len(adds)); err != nil {
+		return err
+	} else if partial {
+		return c.applyPartial(ctx, removes, adds)
+	}
 	if err := c.loadChunks(ctx); err != nil {
 		return err
 	}
@@ -755,7 +765,11 @@ func (c *catchup) sumRange(ctx context.Context, q string, args []any) (merkle.Di
 // flush writes the chunks and superchunks that changed, and the root.
 func (c *catchup) flush(ctx context.Context) error {
 	if c.chunks == nil {
-		return nil
+		if !c.partialDirty {
+			return nil
+		}
+		_, err := c.tx.ExecContext(ctx, "UPDATE "+c.n.meta+" SET n = "+c.t.p(1)+", s = "+c.t.p(2)+" WHERE id = 1", int64(c.root.Count), c.root.Sum[:])
+		return c.t.d.dbErr(err)
 	}
 	t := c.t
 	var root merkle.Digest

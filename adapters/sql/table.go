@@ -24,6 +24,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
@@ -46,6 +47,9 @@ type Table struct {
 
 	// ReadOnly makes Apply and Write refuse.
 	ReadOnly bool
+
+	// partialSteps counts catch-up steps that took the partial path (tests look).
+	partialSteps atomic.Int64
 }
 
 var _ reconcile.Endpoint = (*Table)(nil)

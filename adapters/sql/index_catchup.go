@@ -1,0 +1,431 @@
+package sql
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/reconcile-dev/reconcile/merkle"
+)
+
+// Partial catch-up. A catch-up of a few writes reads and rewrites only the superchunks
+// their entries fall in (and, where a chunk start goes, the superchunk before), not every
+// chunk of the index: O(d) index rows for d writes, as the session that follows reads
+// O(d log n). A group is a run of consecutive superchunks loaded whole; within it the
+// chunk sums, splits and merges are computed exactly as the full catch-up does, and the
+// superchunks are regrouped from the group's chunks. Larger catch-ups (a change for every
+// 512 entries or more) load every chunk instead (catchup.apply).
+
+// partialBatch is how many subqueries or ranges one statement of the partial catch-up
+// names.
+const partialBatch = 100
+
+// group is a run of consecutive superchunks [supers[0].lo, next) and their chunks.
+type group struct {
+	supers []*chunkRow // as stored, in order
+	next   []byte      // the start of the superchunk after the group (nil: none)
+	chunks []*chunkRow // as stored, in order
+}
+
+func (g *group) lo() []byte { return g.supers[0].lo }
+
+// partialWorthIt reports whether a catch-up step of n entry changes should use the partial
+// path: it must not have loaded every chunk already, and the changes must be few against
+// the index (the meta row's count).
+func (c *catchup) partialWorthIt(ctx context.Context, n int) (bool, error) {
+	if c.chunks != nil {
+		return false, nil
+	}
+	if !c.rootLoaded {
+		var cnt int64
+		var sum []byte
+		if err := c.tx.QueryRowContext(ctx, "SELECT n, s FROM "+c.n.meta+" WHERE id = 1").Scan(&cnt, &sum); err != nil {
+			return false, c.t.d.dbErr(err)
+		}
+		if len(sum) != 32 || cnt < 0 {
+			return false, staleError(c.t.cfg.Table, "its root is malformed")
+		}
+		c.root.Count = uint64(cnt)
+		copy(c.root.Sum[:], sum)
+		c.rootLoaded = true
+	}
+	// A change costs the partial path a superchunk or two (16 to 32 chunks); the full path
+	// reads every chunk (one per 16 entries).
+	return uint64(n)*512 < c.root.Count, nil
+}
+
+// applyPartial is catchup.apply for a few changes: it writes the entries, then reads,
+// recomputes and writes the groups of superchunks they touch, and the root.
+func (c *catchup) applyPartial(ctx context.Context, removes, adds []indexEntry) error {
+	t := c.t
+	keys := make([][]byte, len(removes))
+	for i, ie := range removes {
+		keys[i] = ie.e.Key
+	}
+	if err := t.deleteRows(ctx, c.tx, c.n.ent, "k", keys); err != nil {
+		return err
+	}
+	if err := t.insertEntries(ctx, c.tx, c.n, adds); err != nil {
+		return err
+	}
+	for _, ie := range removes {
+		c.root = c.root.Sub(one(ie.h))
+	}
+	for _, ie := range adds {
+		c.root = c.root.Add(one(ie.h))
+	}
+
+	var ps [][]byte
+	for _, ie := range removes {
+		ps = append(ps, ie.pos)
+	}
+	for _, ie := range adds {
+		ps = append(ps, ie.pos)
+	}
+	los, err := c.bound(ctx, c.n.super, "MAX", "<=", ps)
+	if err != nil {
+		return err
+	}
+	wanted := map[string]bool{}
+	for _, lo := range los {
+		if lo == nil {
+			return staleError(t.cfg.Table, "no superchunk starts at the first position")
+		}
+		wanted[string(lo)] = true
+	}
+	for {
+		groups, err := c.loadGroups(ctx, wanted)
+		if err != nil {
+			return err
+		}
+		var out [][]*chunkRow
+		var grow [][]byte // groups that must take in the superchunk before them
+		for _, g := range groups {
+			cs, backward, err := c.recompute(ctx, g, removes, adds)
+			if err != nil {
+				return err
+			}
+			if backward {
+				grow = append(grow, g.lo())
+			}
+			out = append(out, cs)
+		}
+		if len(grow) > 0 {
+			// A group's first chunk lost its start (or its superchunk start): it merges
+			// into the chunk before, which is loaded next time round.
+			prev, err := c.bound(ctx, c.n.super, "MAX", "<", grow)
+			if err != nil {
+				return err
+			}
+			for _, lo := range prev {
+				if lo == nil {
+					return staleError(t.cfg.Table, "a chunk merges backward past the first superchunk")
+				}
+				wanted[string(lo)] = true
+			}
+			continue
+		}
+		for i, g := range groups {
+			if err := c.writeGroup(ctx, g, out[i]); err != nil {
+				return err
+			}
+		}
+		c.partialDirty = true
+		t.partialSteps.Add(1)
+		return nil
+	}
+}
+
+// recompute applies the changes that fall in g to its chunks, as the full catch-up does.
+// backward reports that the group's first chunk would merge into the chunk before it (its
+// start went, or it no longer starts a superchunk): the caller must load that one too.
+func (c *catchup) recompute(ctx context.Context, g *group, removes, adds []indexEntry) (out []*chunkRow, backward bool, err error) {
+	t := c.t
+	old := g.chunks
+	in := func(p []byte) bool {
+		return bytes.Compare(p, g.lo()) >= 0 && (g.next == nil || bytes.Compare(p, g.next) < 0)
+	}
+	sums := make([]merkle.Digest, len(old))
+	sup := make([]bool, len(old))
+	for i, ch := range old {
+		sums[i], sup[i] = ch.d, ch.sup
+	}
+	endsRemoved := map[int]bool{}
+	for _, ie := range removes {
+		if !in(ie.pos) {
+			continue
+		}
+		i := chunkOf(old, ie.pos)
+		sums[i] = sums[i].Sub(one(ie.h))
+		if len(old[i].lo) > 0 && bytes.Equal(old[i].lo, ie.pos) {
+			endsRemoved[i] = true
+		}
+	}
+	newStarts := map[int][]indexEntry{}
+	for _, ie := range adds {
+		if !in(ie.pos) {
+			continue
+		}
+		i := chunkOf(old, ie.pos)
+		sums[i] = sums[i].Add(one(ie.h))
+		if !chunkStart(ie.h) {
+			continue
+		}
+		if bytes.Equal(old[i].lo, ie.pos) {
+			delete(endsRemoved, i)
+			sup[i] = superStart(ie.h)
+			continue
+		}
+		newStarts[i] = append(newStarts[i], ie)
+	}
+	if len(old[0].lo) > 0 && (endsRemoved[0] || !sup[0]) {
+		return nil, true, nil
+	}
+	for i, ch := range old {
+		starts := newStarts[i]
+		sort.Slice(starts, func(a, b int) bool { return bytes.Compare(starts[a].pos, starts[b].pos) < 0 })
+		first := sums[i]
+		var pieces []*chunkRow
+		for j, st := range starts {
+			q := "SELECT h FROM " + c.n.ent + " WHERE pos >= " + t.p(1)
+			args := []any{st.pos}
+			var hi []byte
+			switch {
+			case j+1 < len(starts):
+				hi = starts[j+1].pos
+			case i+1 < len(old):
+				hi = old[i+1].lo
+			default:
+				hi = g.next
+			}
+			if hi != nil {
+				q += " AND pos < " + t.p(2)
+				args = append(args, hi)
+			}
+			d, err := c.sumRange(ctx, q, args)
+			if err != nil {
+				return nil, false, err
+			}
+			first = first.Sub(d)
+			pieces = append(pieces, &chunkRow{lo: st.pos, d: d, sup: superStart(st.h)})
+		}
+		if endsRemoved[i] {
+			out[len(out)-1].d = out[len(out)-1].d.Add(first) // i > 0: merges into the chunk before
+		} else {
+			out = append(out, &chunkRow{lo: ch.lo, d: first, sup: sup[i]})
+		}
+		out = append(out, pieces...)
+	}
+	return out, false, nil
+}
+
+// writeGroup replaces g's chunk and superchunk rows by those of its new chunks cs, writing
+// only rows that changed, and points the next superchunk's prev at the group's last chunk.
+func (c *catchup) writeGroup(ctx context.Context, g *group, cs []*chunkRow) error {
+	t := c.t
+	was := map[string]*chunkRow{}
+	for _, ch := range g.chunks {
+		was[string(ch.lo)] = ch
+	}
+	var del [][]byte
+	var ins []*chunkRow
+	for _, ch := range cs {
+		o, ok := was[string(ch.lo)]
+		delete(was, string(ch.lo))
+		if ok && o.d == ch.d && o.sup == ch.sup {
+			continue
+		}
+		if ok {
+			del = append(del, ch.lo)
+		}
+		ins = append(ins, ch)
+	}
+	for lo := range was {
+		del = append(del, []byte(lo))
+	}
+	if err := t.deleteRows(ctx, c.tx, c.n.chunk, "lo", del); err != nil {
+		return err
+	}
+	if err := t.insertChunks(ctx, c.tx, c.n, ins); err != nil {
+		return err
+	}
+
+	// The group's superchunks, from its chunks; the first keeps its prev (the chunk before
+	// the group, which did not change).
+	var supers []*chunkRow
+	for i, ch := range cs {
+		if i == 0 || ch.sup {
+			s := &chunkRow{lo: ch.lo}
+			if i == 0 {
+				s.prev = g.supers[0].prev
+			} else {
+				s.prev = cs[i-1].lo
+			}
+			supers = append(supers, s)
+		}
+		supers[len(supers)-1].d = supers[len(supers)-1].d.Add(ch.d)
+	}
+	wasS := map[string]*chunkRow{}
+	for _, s := range g.supers {
+		wasS[string(s.lo)] = s
+	}
+	del, ins = nil, nil
+	for _, s := range supers {
+		o, ok := wasS[string(s.lo)]
+		delete(wasS, string(s.lo))
+		if ok && o.d == s.d && bytes.Equal(o.prev, s.prev) {
+			continue
+		}
+		if ok {
+			del = append(del, s.lo)
+		}
+		ins = append(ins, s)
+	}
+	for lo := range wasS {
+		del = append(del, []byte(lo))
+	}
+	if err := t.deleteRows(ctx, c.tx, c.n.super, "lo", del); err != nil {
+		return err
+	}
+	if err := t.insertSupers(ctx, c.tx, c.n, ins); err != nil {
+		return err
+	}
+	if g.next != nil && !bytes.Equal(cs[len(cs)-1].lo, g.chunks[len(g.chunks)-1].lo) {
+		_, err := c.tx.ExecContext(ctx, "UPDATE "+c.n.super+" SET prev = "+t.p(1)+" WHERE lo = "+t.p(2), cs[len(cs)-1].lo, g.next)
+		if err != nil {
+			return t.d.dbErr(err)
+		}
+	}
+	return nil
+}
+
+// loadGroups reads the superchunks starting at the positions of wanted, grouped into runs
+// of consecutive ones, with their chunks.
+func (c *catchup) loadGroups(ctx context.Context, wanted map[string]bool) ([]*group, error) {
+	t := c.t
+	los := make([][]byte, 0, len(wanted))
+	for lo := range wanted {
+		los = append(los, []byte(lo))
+	}
+	slices.SortFunc(los, bytes.Compare)
+	supers, err := c.rowsIn(ctx, c.n.super, false, los)
+	if err != nil {
+		return nil, err
+	}
+	if len(supers) != len(los) {
+		return nil, staleError(t.cfg.Table, "a superchunk vanished during the catch-up")
+	}
+	nexts, err := c.bound(ctx, c.n.super, "MIN", ">", los)
+	if err != nil {
+		return nil, err
+	}
+	var groups []*group
+	for i, s := range supers {
+		if n := len(groups); n > 0 && bytes.Equal(groups[n-1].next, s.lo) {
+			g := groups[n-1]
+			g.supers, g.next = append(g.supers, s), nexts[i]
+			continue
+		}
+		groups = append(groups, &group{supers: []*chunkRow{s}, next: nexts[i]})
+	}
+	// Every group's chunks: one range scan each, batched.
+	for i := 0; i < len(groups); i += partialBatch {
+		part := groups[i:min(i+partialBatch, len(groups))]
+		var sel []string
+		var args []any
+		for _, g := range part {
+			args = append(args, g.lo())
+			q := "SELECT lo, n, s, sup FROM " + c.n.chunk + " WHERE lo >= " + t.p(len(args))
+			if g.next != nil {
+				args = append(args, g.next)
+				q += " AND lo < " + t.p(len(args))
+			}
+			sel = append(sel, q)
+		}
+		rows, err := t.readRows(ctx, c.tx, true, strings.Join(sel, " UNION ALL ")+" ORDER BY lo", args)
+		if err != nil {
+			return nil, err
+		}
+		k := 0
+		for _, g := range part {
+			for k < len(rows) && (g.next == nil || bytes.Compare(rows[k].lo, g.next) < 0) {
+				g.chunks = append(g.chunks, rows[k])
+				k++
+			}
+			if len(g.chunks) == 0 || !bytes.Equal(g.chunks[0].lo, g.lo()) {
+				return nil, staleError(t.cfg.Table, "a superchunk does not start with a chunk")
+			}
+		}
+	}
+	return groups, nil
+}
+
+// rowsIn reads the rows of a _chunk or _super table whose lo is one of los, in order.
+func (c *catchup) rowsIn(ctx context.Context, table string, isChunk bool, los [][]byte) ([]*chunkRow, error) {
+	var out []*chunkRow
+	for i := 0; i < len(los); i += keyBatch {
+		part := los[i:min(i+keyBatch, len(los))]
+		args := make([]any, len(part))
+		for j, lo := range part {
+			args[j] = lo
+		}
+		rows, err := c.t.readWhere(ctx, c.tx, table, "lo IN ("+c.t.params(0, len(part))+")", args)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rows...)
+	}
+	slices.SortFunc(out, func(a, b *chunkRow) int { return bytes.Compare(a.lo, b.lo) })
+	return out, nil
+}
+
+// bound returns, for each position of ps, agg(lo) (MAX or MIN) over the rows of table with
+// lo op p (nil where there is none), in a few statements of scalar subqueries. (The first
+// chunk and superchunk start at the empty position, so NULL is told from empty apart.)
+func (c *catchup) bound(ctx context.Context, table, agg, op string, ps [][]byte) ([][]byte, error) {
+	t := c.t
+	dir := "DESC" // MAX: the greatest lo below p (an index probe; bytea has no max())
+	if agg == "MIN" {
+		dir = "ASC"
+	}
+	out := make([][]byte, len(ps))
+	for i := 0; i < len(ps); i += partialBatch {
+		part := ps[i:min(i+partialBatch, len(ps))]
+		sel := make([]string, len(part))
+		args := make([]any, len(part))
+		for j, p := range part {
+			args[j] = p
+			sel[j] = fmt.Sprintf("SELECT i, b, CASE WHEN b IS NULL THEN 1 ELSE 0 END AS none FROM (SELECT %d AS i, (SELECT lo FROM %s WHERE lo %s %s ORDER BY lo %s LIMIT 1) AS b) q%d",
+				i+j, table, op, t.p(j+1), dir, j)
+		}
+		rs, err := c.tx.QueryContext(ctx, strings.Join(sel, " UNION ALL "), args...)
+		if err != nil {
+			return nil, t.d.dbErr(err)
+		}
+		for rs.Next() {
+			var idx, none int64
+			var b []byte
+			if err := rs.Scan(&idx, &b, &none); err != nil {
+				rs.Close()
+				return nil, err
+			}
+			if idx < 0 || idx >= int64(len(out)) {
+				rs.Close()
+				return nil, errors.New("catch up: a bound query answered an unknown row")
+			}
+			if none == 0 {
+				out[idx] = append([]byte{}, b...) // non-nil, even when empty
+			}
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
+			return nil, t.d.dbErr(err)
+		}
+	}
+	return out, nil
+}
