@@ -48,8 +48,10 @@ type Table struct {
 	// ReadOnly makes Apply and Write refuse.
 	ReadOnly bool
 
-	// partialSteps counts catch-up steps that took the partial path (tests look).
+	// partialSteps counts catch-up steps that took the partial path (tests look), and
+	// partialEvery, when set, replaces the entries per change below which it is taken.
 	partialSteps atomic.Int64
+	partialEvery int
 }
 
 var _ reconcile.Endpoint = (*Table)(nil)
