@@ -52,10 +52,10 @@ func BenchmarkSession(b *testing.B) {
 			}
 			// A live store purges expired rows as they expire; the fixture's history left
 			// some unpurged, which every snapshot would read and subtract at open.
-			if err := purge(fx.Source, benchNow); err != nil {
+			if err := Purge(fx.Source, benchNow); err != nil {
 				b.Fatal(err)
 			}
-			if err := purge(fx.Target, benchNow); err != nil {
+			if err := Purge(fx.Target, benchNow); err != nil {
 				b.Fatal(err)
 			}
 			src, err := badger.Open(fx.Source, badger.Options{ReadOnly: true})
@@ -120,20 +120,4 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func purge(path string, now int64) error {
-	s, err := badger.Open(path, badger.Options{})
-	if err != nil {
-		return err
-	}
-	n, err := s.PurgeExpired(now)
-	if err == nil && n > 0 {
-		err = s.Compact()
-	}
-	if err != nil {
-		s.Close()
-		return err
-	}
-	return s.Close()
 }
