@@ -230,7 +230,7 @@ func FuzzDecodeRows(f *testing.F) {
 				t.Fatalf("re-encoding a decoded rows request changed it: %v", err)
 			}
 		}
-		if m, err := DecodeRowsResponse(req, b); err == nil && len(m.Rows) != len(req.Keys) {
+		if m, err := DecodeRowsResponse(req, b); err == nil && (len(m.Rows) > len(req.Keys) || len(m.Rows) == 0) {
 			t.Fatalf("%d rows for %d keys", len(m.Rows), len(req.Keys))
 		}
 	})
