@@ -22,14 +22,23 @@ func Run(ctx context.Context, source, target Endpoint, opts Options) (rep *Repor
 	peer := NewLocal(target)
 	defer peer.Close()
 	rep, err = runSession(ctx, source, peer, opts)
-	if err == nil && rep.Mode == Mirror && !rep.DryRun && rep.Upserted+rep.Deleted > 0 {
-		after, aerr := Root(ctx, target, rep.now)
-		if aerr != nil {
-			return rep, fmt.Errorf("read target root after sync: %w", aerr)
-		}
-		rep.RootTargetAfter = FormatFingerprint(after.Root.Fingerprint())
+	if err == nil {
+		err = rootAfter(ctx, rep, target)
 	}
 	return rep, err
+}
+
+// rootAfter reads the (local) target's root into rep after a sync that wrote.
+func rootAfter(ctx context.Context, rep *Report, target Endpoint) error {
+	if rep.Mode != Mirror || rep.DryRun || rep.Upserted+rep.Deleted == 0 {
+		return nil
+	}
+	after, err := Root(ctx, target, rep.now)
+	if err != nil {
+		return fmt.Errorf("read target root after sync: %w", err)
+	}
+	rep.RootTargetAfter = FormatFingerprint(after.Root.Fingerprint())
+	return nil
 }
 
 // finished logs a session's result and tells the Observer.
@@ -85,12 +94,8 @@ func RunPeer(ctx context.Context, source Endpoint, peer Peer, opts Options) (rep
 func RunFromPeer(ctx context.Context, peer Peer, target Endpoint, opts Options) (rep *Report, err error) {
 	defer func() { opts.finished(rep, err) }()
 	rep, err = runSessionAs(ctx, target, peer, opts, true)
-	if err == nil && rep.Mode == Mirror && !rep.DryRun && rep.Upserted+rep.Deleted > 0 {
-		after, aerr := Root(ctx, target, rep.now)
-		if aerr != nil {
-			return rep, fmt.Errorf("read target root after sync: %w", aerr)
-		}
-		rep.RootTargetAfter = FormatFingerprint(after.Root.Fingerprint())
+	if err == nil {
+		err = rootAfter(ctx, rep, target)
 	}
 	return rep, err
 }

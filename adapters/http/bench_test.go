@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -113,7 +112,7 @@ func BenchmarkBadgerOverHTTP(b *testing.B) {
 	// A live store purges rows as they expire; the fixture's history left some unpurged,
 	// which every snapshot would read and subtract (as BenchmarkSession does).
 	for _, p := range []string{fx.Source, fx.Target} {
-		if err := purgeExpired(p, now); err != nil {
+		if err := bench.Purge(p, now); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -142,14 +141,14 @@ func BenchmarkBadgerOverHTTP(b *testing.B) {
 	}
 	b.Run("in-process", func(b *testing.B) {
 		var rep *reconcile.Report
-		c0 := cpuTime()
+		c0 := bench.CPUTime()
 		for b.Loop() {
 			var err error
 			if rep, err = reconcile.Run(ctx, src, dst, opts); err != nil {
 				b.Fatal(err)
 			}
 		}
-		report(b, rep, reconcile.Traffic{Sent: rep.BytesSent, Received: rep.BytesReceived}, reconcile.Traffic{}, cpuTime()-c0)
+		report(b, rep, reconcile.Traffic{Sent: rep.BytesSent, Received: rep.BytesReceived}, reconcile.Traffic{}, bench.CPUTime()-c0)
 	})
 	for _, pull := range []bool{false, true} {
 		name, served := "http-target", reconcile.Endpoint(dst)
@@ -167,7 +166,7 @@ func BenchmarkBadgerOverHTTP(b *testing.B) {
 			}
 			defer c.CloseIdleConnections()
 			var rep *reconcile.Report
-			f0, w0, c0 := c.FrameTraffic(), c.Traffic(), cpuTime()
+			f0, w0, c0 := c.FrameTraffic(), c.Traffic(), bench.CPUTime()
 			for b.Loop() {
 				if pull {
 					rep, err = reconcile.RunFromPeer(ctx, c, dst, opts)
@@ -182,32 +181,7 @@ func BenchmarkBadgerOverHTTP(b *testing.B) {
 			f1, w1 := c.FrameTraffic(), c.Traffic()
 			per := func(a, z int64) int64 { return (z - a) / int64(b.N) }
 			report(b, rep, reconcile.Traffic{Sent: per(f0.Sent, f1.Sent), Received: per(f0.Received, f1.Received)},
-				reconcile.Traffic{Sent: per(w0.Sent, w1.Sent), Received: per(w0.Received, w1.Received)}, cpuTime()-c0)
+				reconcile.Traffic{Sent: per(w0.Sent, w1.Sent), Received: per(w0.Received, w1.Received)}, bench.CPUTime()-c0)
 		})
 	}
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// purgeExpired removes the rows of the store at path expired at now, and compacts it.
-func purgeExpired(path string, now int64) error {
-	s, err := badger.Open(path, badger.Options{})
-	if err != nil {
-		return err
-	}
-	n, err := s.PurgeExpired(now)
-	if err == nil && n > 0 {
-		err = s.Compact()
-	}
-	if err != nil {
-		s.Close()
-		return err
-	}
-	return s.Close()
 }

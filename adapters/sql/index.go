@@ -660,14 +660,7 @@ func (c *catchup) apply(ctx context.Context, removes, adds []indexEntry) error {
 		return err
 	}
 	t := c.t
-	keys := make([][]byte, len(removes))
-	for i, ie := range removes {
-		keys[i] = ie.e.Key
-	}
-	if err := t.deleteRows(ctx, c.tx, c.n.ent, "k", keys); err != nil {
-		return err
-	}
-	if err := t.insertEntries(ctx, c.tx, c.n, adds); err != nil {
+	if err := c.moveEntries(ctx, removes, adds); err != nil {
 		return err
 	}
 
@@ -741,6 +734,18 @@ func (c *catchup) apply(ctx context.Context, removes, adds []indexEntry) error {
 	}
 	c.chunks = out
 	return nil
+}
+
+// moveEntries deletes the _ent rows of removes and inserts those of adds, in bulk.
+func (c *catchup) moveEntries(ctx context.Context, removes, adds []indexEntry) error {
+	keys := make([][]byte, len(removes))
+	for i, ie := range removes {
+		keys[i] = ie.e.Key
+	}
+	if err := c.t.deleteRows(ctx, c.tx, c.n.ent, "k", keys); err != nil {
+		return err
+	}
+	return c.t.insertEntries(ctx, c.tx, c.n, adds)
 }
 
 func (c *catchup) sumRange(ctx context.Context, q string, args []any) (merkle.Digest, error) {

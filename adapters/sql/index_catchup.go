@@ -66,14 +66,7 @@ func (c *catchup) partialWorthIt(ctx context.Context, n int) (bool, error) {
 // recomputes and writes the groups of superchunks they touch, and the root.
 func (c *catchup) applyPartial(ctx context.Context, removes, adds []indexEntry) error {
 	t := c.t
-	keys := make([][]byte, len(removes))
-	for i, ie := range removes {
-		keys[i] = ie.e.Key
-	}
-	if err := t.deleteRows(ctx, c.tx, c.n.ent, "k", keys); err != nil {
-		return err
-	}
-	if err := t.insertEntries(ctx, c.tx, c.n, adds); err != nil {
+	if err := c.moveEntries(ctx, removes, adds); err != nil {
 		return err
 	}
 	for _, ie := range removes {
