@@ -350,3 +350,47 @@ func eachHashed(ctx context.Context, snap Snapshot, x exactRange, fn func(merkle
 	}
 	return eachEntry(ctx, snap, x.lo, x.hi, func(e merkle.Entry) { fn(e, e.Hash()) })
 }
+
+// Prefetcher is implemented by snapshots for which reading many ranges at once costs far
+// less than reading them one by one: a SQL index answers a round's listings in one query
+// rather than one per range. Before a round's listings (its own, or a peer's), a session
+// names the ranges it is about to list with EachHashed or Entries; Prefetch may read them
+// ahead. It is a hint: a snapshot may read less than asked (a range too large to hold,
+// say), and later reads must answer the same whether it read ahead or not.
+type Prefetcher interface {
+	// Prefetch reads ahead the entries of ranges, sorted by Lo (they may overlap).
+	Prefetch(ctx context.Context, ranges []Range) error
+}
+
+// Range is a range of positions [Lo, Hi); a nil Lo or Hi is open.
+type Range struct{ Lo, Hi []byte }
+
+// prefetch hands the non-empty ranges of xs, when there are two or more, to snap's
+// Prefetch, if it has one.
+func prefetch(ctx context.Context, snap Snapshot, xs []exactRange) error {
+	p, ok := snap.(Prefetcher)
+	if !ok {
+		return nil
+	}
+	rs := make([]Range, 0, len(xs))
+	for _, x := range xs {
+		if !x.empty {
+			rs = append(rs, Range{Lo: x.lo, Hi: x.hi})
+		}
+	}
+	if len(rs) < 2 {
+		return nil
+	}
+	slices.SortFunc(rs, func(a, b Range) int {
+		switch {
+		case a.Lo == nil && b.Lo == nil:
+			return 0
+		case a.Lo == nil:
+			return -1
+		case b.Lo == nil:
+			return 1
+		}
+		return bytes.Compare(a.Lo, b.Lo)
+	})
+	return p.Prefetch(ctx, rs)
+}

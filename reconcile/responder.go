@@ -87,36 +87,60 @@ func checkCompatible(o merkle.Ordering, schema string, info Info, mine, theirs s
 	return nil
 }
 
-// Round answers every op of one round.
+// Round answers every op of one round: first what needs no entry (digests, counts, where
+// the parts to list lie), then, after naming them all to a Prefetcher, the listings.
 func (r *Responder) Round(ctx context.Context, req *RoundRequest) (*RoundResponse, error) {
 	resp := &RoundResponse{Answers: make([]Answer, len(req.Ops))}
 	r.prevLeaves, r.leaves, r.leafCount = r.leaves, nil, 0
 	r.prevCounts, r.counts = r.counts, nil
 	defer func() { r.prevLeaves, r.prevCounts = nil, nil }()
+	plans := make([]opPlan, len(req.Ops))
+	var reads []exactRange
 	for i := range req.Ops {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		a, err := r.answer(ctx, &req.Ops[i])
+		p, err := r.plan(ctx, &req.Ops[i], &resp.Answers[i])
 		if err != nil {
 			return nil, err
 		}
-		resp.Answers[i] = a
+		plans[i] = p
+		reads = append(reads, p.parts...)
+	}
+	if err := prefetch(ctx, r.snap, reads); err != nil {
+		return nil, fmt.Errorf("round: %w", err)
+	}
+	for i := range req.Ops {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := r.list(ctx, &req.Ops[i], &resp.Answers[i], plans[i]); err != nil {
+			return nil, err
+		}
 	}
 	return resp, nil
 }
 
-func (r *Responder) answer(ctx context.Context, op *Op) (Answer, error) {
-	var a Answer
+// opPlan is what the first pass over an op leaves for the second: the exact ranges of
+// the entries it lists, and for a Compare the digests and which parts they are.
+type opPlan struct {
+	parts  []exactRange
+	ds     []merkle.Digest
+	listed []int
+}
+
+// plan answers op as far as it can without listing entries.
+func (r *Responder) plan(ctx context.Context, op *Op, a *Answer) (opPlan, error) {
+	var p opPlan
 	switch op.Kind {
 	case OpCompare:
 		ds, snapped, err := cutDigests(ctx, r.snap, op.Lo, op.Hi, op.Bounds, r.prevCounts[leafKey(op.Lo, op.Hi)])
 		if err != nil {
-			return a, fmt.Errorf("compare: %w", err)
+			return p, fmt.Errorf("compare: %w", err)
 		}
+		p.ds = ds
 		fl := r.params.fpLen
 		a.Mismatch = make([]bool, len(ds))
-		var listed []int // mismatching parts small enough to list
 		for j, d := range ds {
 			if bytes.Equal(r.keyed.Fingerprint(d, fl), op.FPs[j*fl:(j+1)*fl]) {
 				continue
@@ -125,7 +149,7 @@ func (r *Responder) answer(ctx context.Context, op *Op) (Answer, error) {
 			a.Counts = append(a.Counts, d.Count)
 			a.Listed = append(a.Listed, nil)
 			if d.Count <= uint64(op.ListMax) {
-				listed = append(listed, j)
+				p.listed = append(p.listed, j)
 			} else if len(r.counts) < leafCacheMax {
 				if r.counts == nil {
 					r.counts = make(map[string]uint64)
@@ -134,19 +158,44 @@ func (r *Responder) answer(ctx context.Context, op *Op) (Answer, error) {
 				r.counts[leafKey(plo, phi)] = d.Count
 			}
 		}
-		if len(listed) == 0 {
+		if len(p.listed) == 0 {
 			break
 		}
 		// Where the listed parts start and end as this side cuts them.
-		var xparts []exactRange
 		if snapped != nil {
-			for _, j := range listed {
-				xparts = append(xparts, snappedPart(op.Lo, snapped, j))
+			for _, j := range p.listed {
+				p.parts = append(p.parts, snappedPart(op.Lo, snapped, j))
 			}
-		} else if xparts, err = snapParts(ctx, r.snap, op.Lo, op.Hi, op.Bounds, listed); err != nil {
-			return a, fmt.Errorf("compare: %w", err)
+		} else if p.parts, err = snapParts(ctx, r.snap, op.Lo, op.Hi, op.Bounds, p.listed); err != nil {
+			return p, fmt.Errorf("compare: %w", err)
 		}
+	case OpList:
+		xr, _, err := snapRange(ctx, r.snap, op.Lo, op.Hi, nil)
+		if err != nil {
+			return p, fmt.Errorf("list: %w", err)
+		}
+		p.parts = []exactRange{xr}
+	case OpFetch:
+		if _, ok := r.prevLeaves[leafKey(op.Lo, op.Hi)]; ok {
+			break
+		}
+		xr, _, err := snapRange(ctx, r.snap, op.Lo, op.Hi, nil)
+		if err != nil {
+			return p, fmt.Errorf("fetch: %w", err)
+		}
+		p.parts = []exactRange{xr}
+	default:
+		return p, fmt.Errorf("round: unknown op %d", op.Kind)
+	}
+	return p, nil
+}
+
+// list completes op's answer with the entries its plan lists.
+func (r *Responder) list(ctx context.Context, op *Op, a *Answer, p opPlan) error {
+	switch op.Kind {
+	case OpCompare:
 		k, l := 0, 0
+		listed := p.listed
 		for j, mm := range a.Mismatch {
 			if !mm {
 				continue
@@ -156,12 +205,12 @@ func (r *Responder) answer(ctx context.Context, op *Op) (Answer, error) {
 				continue
 			}
 			listed = listed[1:]
-			xp := xparts[l]
+			xp := p.parts[l]
 			l++
 			var n uint64
-			prefixes := make([]byte, 0, ds[j].Count*uint64(r.params.prefixLen))
+			prefixes := make([]byte, 0, p.ds[j].Count*uint64(r.params.prefixLen))
 			var kept []hashedEntry
-			keep := r.leafCount+int(ds[j].Count) <= leafCacheMax
+			keep := r.leafCount+int(p.ds[j].Count) <= leafCacheMax
 			err := eachHashed(ctx, r.snap, xp, func(e merkle.Entry, h merkle.Hash) {
 				prefixes = append(prefixes, r.keyed.EntryPrefix(h, r.params.prefixLen)...)
 				n++
@@ -170,7 +219,7 @@ func (r *Responder) answer(ctx context.Context, op *Op) (Answer, error) {
 				}
 			})
 			if err != nil {
-				return a, fmt.Errorf("compare: %w", err)
+				return fmt.Errorf("compare: %w", err)
 			}
 			if keep {
 				if r.leaves == nil {
@@ -184,12 +233,9 @@ func (r *Responder) answer(ctx context.Context, op *Op) (Answer, error) {
 			a.Listed[k-1] = prefixes
 		}
 	case OpList:
-		xr, _, err := snapRange(ctx, r.snap, op.Lo, op.Hi, nil)
-		if err != nil {
-			return a, fmt.Errorf("list: %w", err)
-		}
-		if a.Entries, a.More, err = listEntryPage(ctx, r.snap, xr, int(op.Limit)); err != nil {
-			return a, fmt.Errorf("list: %w", err)
+		var err error
+		if a.Entries, a.More, err = listEntryPage(ctx, r.snap, p.parts[0], int(op.Limit)); err != nil {
+			return fmt.Errorf("list: %w", err)
 		}
 	case OpFetch:
 		want := make(map[string]bool)
@@ -208,17 +254,11 @@ func (r *Responder) answer(ctx context.Context, op *Op) (Answer, error) {
 			}
 			break
 		}
-		xr, _, err := snapRange(ctx, r.snap, op.Lo, op.Hi, nil)
-		if err != nil {
-			return a, fmt.Errorf("fetch: %w", err)
+		if err := eachHashed(ctx, r.snap, p.parts[0], pick); err != nil {
+			return fmt.Errorf("fetch: %w", err)
 		}
-		if err := eachHashed(ctx, r.snap, xr, pick); err != nil {
-			return a, fmt.Errorf("fetch: %w", err)
-		}
-	default:
-		return a, fmt.Errorf("round: unknown op %d", op.Kind)
 	}
-	return a, nil
+	return nil
 }
 
 // listEntryPage lists the entries of an exact range, about limit of them (<= 0: all). A page

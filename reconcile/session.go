@@ -195,6 +195,9 @@ type session struct {
 	onlyI, onlyR map[string]merkle.Entry // by position
 	fetches      []Op
 	next         []rng
+	// The source listings a round's answers call for, run by settle after it named their
+	// ranges to a Prefetcher.
+	listings []listing
 
 	// Settled by classify: per key.
 	srcOnly, tgtOnly, changed []string
@@ -297,7 +300,7 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int) error {
 	s.depth = max(s.depth, s.plannedDepth(s.rootR.Count))
 	ranges := []rng{{cI: s.info.Root.Count, cR: s.rootR.Count}}
 	if resp.First != nil {
-		if err := s.settle(handlers, ops, resp.First); err != nil {
+		if err := s.settle(ctx, handlers, ops, resp.First); err != nil {
 			return err
 		}
 		ranges = s.next
@@ -335,7 +338,7 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int) error {
 		if err != nil {
 			return fmt.Errorf("round %d: %w", s.rep.Rounds, err)
 		}
-		if err := s.settle(handlers, ops, resp); err != nil {
+		if err := s.settle(ctx, handlers, ops, resp); err != nil {
 			return err
 		}
 		ranges = s.next
@@ -358,19 +361,38 @@ func (s *session) cancelPairs() {
 	}
 }
 
-// settle hands each answer of a round to its handler; the ranges still open are left in
-// s.next.
-func (s *session) settle(handlers []func(Answer) error, ops []Op, resp *RoundResponse) error {
+// settle hands each answer of a round to its handler, then runs the source listings they
+// called for; the ranges still open are left in s.next.
+func (s *session) settle(ctx context.Context, handlers []func(Answer) error, ops []Op, resp *RoundResponse) error {
 	if len(resp.Answers) != len(ops) {
 		return fmt.Errorf("round %d: %d answers for %d operations", s.rep.Rounds, len(resp.Answers), len(ops))
 	}
-	s.next = nil
+	s.next, s.listings = nil, nil
 	for i, h := range handlers {
 		if err := h(resp.Answers[i]); err != nil {
 			return fmt.Errorf("round %d: %w", s.rep.Rounds, err)
 		}
 	}
+	reads := make([]exactRange, len(s.listings))
+	for i, l := range s.listings {
+		reads[i] = l.x
+	}
+	if err := prefetch(ctx, s.src, reads); err != nil {
+		return fmt.Errorf("round %d: %w", s.rep.Rounds, err)
+	}
+	for _, l := range s.listings {
+		if err := l.run(); err != nil {
+			return fmt.Errorf("round %d: %w", s.rep.Rounds, err)
+		}
+	}
+	s.listings = nil
 	return nil
+}
+
+// listing is a listing of the source's entries in x that a round's answer calls for.
+type listing struct {
+	x   exactRange
+	run func() error
 }
 
 // plannedDepth is how many split levels take a range of n entries down to leaves of
@@ -494,10 +516,8 @@ func (s *session) compare(ctx context.Context, r rng, bounds, cuts [][]byte, ds 
 			}
 			lo, hi := partBounds(r.lo, r.hi, bounds, j)
 			part := rng{lo: lo, hi: hi, x: exactPart(r.x, cuts, j), cI: ds[j].Count, cR: a.Counts[k], depth: r.depth + 1}
-			if a.Listed[k] != nil {
-				if err := s.settleLeaf(ctx, part, a.Listed[k]); err != nil {
-					return err
-				}
+			if listed := a.Listed[k]; listed != nil {
+				s.listings = append(s.listings, listing{part.x, func() error { return s.settleLeaf(ctx, part, listed) }})
 			} else {
 				if len(bounds) == 0 && part.cI == r.cI && part.cR == r.cR && r.depth > 0 {
 					part.list = true // no progress: list it next round
@@ -511,8 +531,9 @@ func (s *session) compare(ctx context.Context, r rng, bounds, cuts [][]byte, ds 
 	return nil
 }
 
-// settleLeaf compares the target's entry prefixes of a small range with the source's
-// entries there; target entries the source lacks are fetched in full next round.
+// settleLeaf (a listing, run by settle) compares the target's entry prefixes of a small
+// range with the source's entries there; target entries the source lacks are fetched in
+// full next round.
 func (s *session) settleLeaf(ctx context.Context, r rng, listed []byte) error {
 	pl := s.params.prefixLen
 	have := make(map[string]int, len(listed)/pl)
@@ -543,7 +564,8 @@ func (s *session) settleLeaf(ctx context.Context, r rng, listed []byte) error {
 }
 
 // settleList compares a page of the target's full entries with the source's entries over
-// the part of r that page covers; the rest of r is listed next round.
+// the part of r that page covers (a listing, run by settle); the rest of r is listed next
+// round.
 func (s *session) settleList(ctx context.Context, r rng, a Answer) error {
 	o := s.info.Ordering
 	x := r.x
@@ -562,23 +584,26 @@ func (s *session) settleList(ctx context.Context, r rng, a Answer) error {
 		s.next = append(s.next, rest)
 	}
 	// The target's entries not matched by a source entry, by hash (each hashed once).
-	target := make(map[merkle.Hash]merkle.Entry, len(a.Entries))
-	for _, e := range a.Entries {
-		target[e.Hash()] = e
-	}
-	err := eachHashed(ctx, s.src, x, func(e merkle.Entry, h merkle.Hash) {
-		if _, ok := target[h]; ok {
-			delete(target, h)
-			return
+	s.listings = append(s.listings, listing{x, func() error {
+		target := make(map[merkle.Hash]merkle.Entry, len(a.Entries))
+		for _, e := range a.Entries {
+			target[e.Hash()] = e
 		}
-		s.onlyI[string(e.Position(o))] = e
-	})
-	if err != nil {
-		return err
-	}
-	for _, e := range target {
-		s.onlyR[string(e.Position(o))] = e
-	}
+		err := eachHashed(ctx, s.src, x, func(e merkle.Entry, h merkle.Hash) {
+			if _, ok := target[h]; ok {
+				delete(target, h)
+				return
+			}
+			s.onlyI[string(e.Position(o))] = e
+		})
+		if err != nil {
+			return err
+		}
+		for _, e := range target {
+			s.onlyR[string(e.Position(o))] = e
+		}
+		return nil
+	}})
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	dbsql "database/sql"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/reconcile-dev/reconcile/merkle"
@@ -252,51 +253,207 @@ func chunkOfNodes(cs []*chunkNode, p []byte) int {
 // entriesOf returns chunk j of superchunk i's live entries and positions, reading them if
 // needed.
 func (s *indexSnapshot) entriesOf(ctx context.Context, i, j int) (*chunkNode, error) {
-	sn := s.supers[i]
-	c := sn.chunks[j]
-	if c.read {
-		return c, nil
-	}
-	var hi []byte
-	switch {
-	case j+1 < len(sn.chunks):
-		hi = sn.chunks[j+1].lo
-	case i+1 < len(s.supers):
-		hi = s.supers[i+1].lo
-	}
-	t := s.t
-	q := "SELECT k, pos, h, vh, exp FROM " + s.n.ent + " WHERE pos >= " + t.p(1)
-	args := []any{c.lo}
-	if hi != nil {
-		q += " AND pos < " + t.p(2)
-		args = append(args, hi)
-	}
-	rs, err := s.tx.QueryContext(ctx, q+" ORDER BY pos", args...)
-	if err != nil {
-		return nil, fmt.Errorf("read the index of %s: %w", t.cfg.Table, t.d.dbErr(err))
-	}
-	defer rs.Close()
-	for rs.Next() {
-		ie, err := t.scanEntry(rs)
-		if err != nil {
+	c := s.supers[i].chunks[j]
+	if !c.read {
+		if err := s.readChunks(ctx, []chunkRef{{i, j}}); err != nil {
 			return nil, err
 		}
-		s.stats.Entries++
-		if ie.e.Expired(s.now) {
+	}
+	return c, nil
+}
+
+// chunkRef names chunk j of superchunk i (whose chunks are loaded).
+type chunkRef struct{ i, j int }
+
+// hiOf returns where chunk r ends: the next chunk's start (nil: the end of the index).
+func (s *indexSnapshot) hiOf(r chunkRef) []byte {
+	switch {
+	case r.j+1 < len(s.supers[r.i].chunks):
+		return s.supers[r.i].chunks[r.j+1].lo
+	case r.i+1 < len(s.supers):
+		return s.supers[r.i+1].lo
+	}
+	return nil
+}
+
+// run is a run of consecutive chunks [lo, hi) (nil hi: to the end of the index).
+type run struct {
+	lo, hi []byte
+	refs   []chunkRef
+}
+
+// readBatch is how many runs of consecutive chunks one statement of readChunks reads.
+const readBatch = 128
+
+// readChunks reads the entries of chunks refs (unread, in position order): consecutive
+// chunks as one range, up to readBatch ranges a statement (a UNION ALL of index range
+// scans).
+func (s *indexSnapshot) readChunks(ctx context.Context, refs []chunkRef) error {
+	t := s.t
+	var runs []run
+	for k, r := range refs {
+		if k > 0 && bytes.Equal(runs[len(runs)-1].hi, s.supers[r.i].chunks[r.j].lo) {
+			last := &runs[len(runs)-1]
+			last.hi, last.refs = s.hiOf(r), append(last.refs, r)
 			continue
 		}
-		c.entries = append(c.entries, ie.e)
-		c.hashes = append(c.hashes, ie.h)
-		c.pos = append(c.pos, ie.pos)
+		runs = append(runs, run{lo: s.supers[r.i].chunks[r.j].lo, hi: s.hiOf(r), refs: []chunkRef{r}})
 	}
-	if err := rs.Err(); err != nil {
-		return nil, t.d.dbErr(err)
+	for len(runs) > 0 {
+		part := runs[:min(len(runs), readBatch)]
+		runs = runs[len(part):]
+		var sel []string
+		var args []any
+		var nodes []*chunkNode // the chunks read, in position order
+		for _, r := range part {
+			args = append(args, r.lo)
+			q := "SELECT k, pos, h, vh, exp FROM " + s.n.ent + " WHERE pos >= " + t.p(len(args))
+			if r.hi != nil {
+				args = append(args, r.hi)
+				q += " AND pos < " + t.p(len(args))
+			}
+			sel = append(sel, q)
+			for _, ref := range r.refs {
+				nodes = append(nodes, s.supers[ref.i].chunks[ref.j])
+			}
+		}
+		q := strings.Join(sel, " UNION ALL ") + " ORDER BY pos"
+		if t.cfg.Dialect == "postgres" && len(part) > 1 {
+			q, args = s.pgRanges(part)
+		}
+		rs, err := s.tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return fmt.Errorf("read the index of %s: %w", t.cfg.Table, t.d.dbErr(err))
+		}
+		k := 0
+		for rs.Next() {
+			ie, err := t.scanEntry(rs)
+			if err != nil {
+				rs.Close()
+				return err
+			}
+			s.stats.Entries++
+			for k+1 < len(nodes) && bytes.Compare(nodes[k+1].lo, ie.pos) <= 0 {
+				k++
+			}
+			if ie.e.Expired(s.now) {
+				continue
+			}
+			c := nodes[k]
+			c.entries = append(c.entries, ie.e)
+			c.hashes = append(c.hashes, ie.h)
+			c.pos = append(c.pos, ie.pos)
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
+			return t.d.dbErr(err)
+		}
+		for _, c := range nodes {
+			if uint64(len(c.entries)) != c.d.Count {
+				return staleError(t.cfg.Table, fmt.Sprintf("a chunk's sum says %d entries, its entries are %d", c.d.Count, len(c.entries)))
+			}
+			c.read = true
+		}
 	}
-	if uint64(len(c.entries)) != c.d.Count {
-		return nil, staleError(t.cfg.Table, fmt.Sprintf("a chunk's sum says %d entries, its entries are %d", c.d.Count, len(c.entries)))
+	return nil
+}
+
+
+// pgRanges is the PostgreSQL statement that reads many ranges: a lateral join with arrays
+// of their bounds (PostgreSQL plans a UNION ALL of many range scans slowly, milliseconds a
+// branch).
+func (s *indexSnapshot) pgRanges(runs []run) (string, []any) {
+	var los, his [][]byte
+	var open []byte // the range that runs to the end of the index, if any
+	for _, r := range runs {
+		if r.hi == nil {
+			open = r.lo
+			continue
+		}
+		los, his = append(los, r.lo), append(his, r.hi)
 	}
-	c.read = true
-	return c, nil
+	// LATERAL with its own ORDER BY is not flattened into a join, which PostgreSQL would
+	// run as a scan of the whole table: each range is an index scan.
+	q := "SELECT e.k, e.pos, e.h, e.vh, e.exp FROM unnest($1::bytea[], $2::bytea[]) AS r(lo, hi) " +
+		"CROSS JOIN LATERAL (SELECT k, pos, h, vh, exp FROM " + s.n.ent + " WHERE pos >= r.lo AND pos < r.hi ORDER BY pos) e"
+	args := []any{los, his}
+	if open != nil {
+		q += " UNION ALL SELECT k, pos, h, vh, exp FROM " + s.n.ent + " WHERE pos >= $3"
+		args = append(args, open)
+	}
+	return q + " ORDER BY pos", args
+}
+
+// prefetchMax bounds the chunks one Prefetch reads (about ChunkTarget entries each);
+// chunks past it are read when listed.
+const prefetchMax = 8192
+
+// Prefetch reads the unread chunks of ranges in a few statements (reconcile.Prefetcher):
+// a round lists a chunk or two in each of many ranges, which would otherwise cost a
+// statement each.
+func (s *indexSnapshot) Prefetch(ctx context.Context, ranges []reconcile.Range) error {
+	if err := s.loadSupers(ctx); err != nil {
+		return err
+	}
+	var refs []chunkRef
+	seen := map[chunkRef]bool{}
+	for _, r := range ranges {
+		err := s.eachChunk(ctx, r.Lo, r.Hi, func(ref chunkRef, c *chunkNode) bool {
+			if !c.read && !seen[ref] {
+				seen[ref] = true
+				refs = append(refs, ref)
+			}
+			return len(refs) < prefetchMax
+		})
+		if err != nil {
+			return err
+		}
+	}
+	slices.SortFunc(refs, func(a, b chunkRef) int {
+		if a.i != b.i {
+			return a.i - b.i
+		}
+		return a.j - b.j
+	})
+	return s.readChunks(ctx, refs)
+}
+
+// eachChunk calls fn with each chunk holding live entries of [lo, hi), in order, until it
+// returns false.
+func (s *indexSnapshot) eachChunk(ctx context.Context, lo, hi []byte, fn func(chunkRef, *chunkNode) bool) error {
+	i := 0
+	if lo != nil {
+		i = max(0, s.superOf(lo))
+	}
+	for ; i < len(s.supers); i++ {
+		if hi != nil && bytes.Compare(s.supers[i].lo, hi) >= 0 {
+			return nil
+		}
+		if s.supers[i].d.Count == 0 {
+			continue
+		}
+		cs, err := s.chunksOf(ctx, i)
+		if err != nil {
+			return err
+		}
+		j := 0
+		if lo != nil && bytes.Compare(lo, s.supers[i].lo) > 0 {
+			j = max(0, chunkOfNodes(cs, lo))
+		}
+		for ; j < len(cs); j++ {
+			if hi != nil && bytes.Compare(cs[j].lo, hi) >= 0 {
+				return nil
+			}
+			if cs[j].d.Count == 0 {
+				continue
+			}
+			if !fn(chunkRef{i, j}, cs[j]) {
+				return nil
+			}
+		}
+	}
+	return nil
 }
 
 // before returns the digest of the live entries at positions below p (nil: all).
@@ -486,51 +643,65 @@ func (s *indexSnapshot) EachHashed(ctx context.Context, lo, hi []byte, fn func(m
 }
 
 func (s *indexSnapshot) walkHashed(ctx context.Context, lo, hi []byte, fn func(merkle.Entry, merkle.Hash, []byte) bool) error {
-	i := 0
-	if lo != nil {
-		i = max(0, s.superOf(lo))
-	}
-	for ; i < len(s.supers); i++ {
-		if hi != nil && bytes.Compare(s.supers[i].lo, hi) >= 0 {
-			return nil
-		}
-		if s.supers[i].d.Count == 0 {
-			continue
-		}
-		cs, err := s.chunksOf(ctx, i)
-		if err != nil {
-			return err
-		}
-		j := 0
-		if lo != nil && bytes.Compare(lo, s.supers[i].lo) > 0 {
-			j = max(0, chunkOfNodes(cs, lo))
-		}
-		for ; j < len(cs); j++ {
-			if hi != nil && bytes.Compare(cs[j].lo, hi) >= 0 {
-				return nil
-			}
-			if cs[j].d.Count == 0 {
+	var ahead []chunkRef // unread chunks of the range, read together
+	done := false
+	visit := func(c *chunkNode) bool {
+		for k := range c.entries {
+			if lo != nil && bytes.Compare(c.pos[k], lo) < 0 {
 				continue
 			}
-			c, err := s.entriesOf(ctx, i, j)
-			if err != nil {
-				return err
+			if hi != nil && bytes.Compare(c.pos[k], hi) >= 0 {
+				return false
 			}
-			for k := range c.entries {
-				if lo != nil && bytes.Compare(c.pos[k], lo) < 0 {
-					continue
-				}
-				if hi != nil && bytes.Compare(c.pos[k], hi) >= 0 {
-					return nil
-				}
-				if !fn(c.entries[k], c.hashes[k], c.pos[k]) {
-					return nil
-				}
+			if !fn(c.entries[k], c.hashes[k], c.pos[k]) {
+				return false
 			}
 		}
+		return true
 	}
-	return nil
+	flush := func() error {
+		if len(ahead) == 0 {
+			return nil
+		}
+		if err := s.readChunks(ctx, ahead); err != nil {
+			return err
+		}
+		for _, r := range ahead {
+			if !done && !visit(s.supers[r.i].chunks[r.j]) {
+				done = true
+			}
+		}
+		ahead = ahead[:0]
+		return nil
+	}
+	var err error
+	werr := s.eachChunk(ctx, lo, hi, func(ref chunkRef, c *chunkNode) bool {
+		if !c.read {
+			ahead = append(ahead, ref)
+			if len(ahead) < walkAhead {
+				return true
+			}
+			err = flush()
+			return err == nil && !done
+		}
+		// The chunks before c first.
+		if err = flush(); err != nil || done {
+			return false
+		}
+		done = !visit(c)
+		return !done
+	})
+	if werr != nil {
+		return werr
+	}
+	if err != nil || done {
+		return err
+	}
+	return flush()
 }
+
+// walkAhead is how many unread chunks a listing reads in one statement.
+const walkAhead = 256
 
 func (s *indexSnapshot) Entries(ctx context.Context, lo, hi []byte, limit int) ([]merkle.Entry, error) {
 	if err := s.loadSupers(ctx); err != nil {
