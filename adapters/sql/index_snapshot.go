@@ -359,7 +359,6 @@ func (s *indexSnapshot) readChunks(ctx context.Context, refs []chunkRef) error {
 	return nil
 }
 
-
 // pgRanges is the PostgreSQL statement that reads many ranges: a lateral join with arrays
 // of their bounds (PostgreSQL plans a UNION ALL of many range scans slowly, milliseconds a
 // branch).
