@@ -286,8 +286,7 @@ type run struct {
 const readBatch = 128
 
 // readChunks reads the entries of chunks refs (unread, in position order): consecutive
-// chunks as one range, up to readBatch ranges a statement (a UNION ALL of index range
-// scans).
+// chunks as one range, up to readBatch ranges a statement (spansQuery).
 func (s *indexSnapshot) readChunks(ctx context.Context, refs []chunkRef) error {
 	t := s.t
 	var runs []run
@@ -302,25 +301,15 @@ func (s *indexSnapshot) readChunks(ctx context.Context, refs []chunkRef) error {
 	for len(runs) > 0 {
 		part := runs[:min(len(runs), readBatch)]
 		runs = runs[len(part):]
-		var sel []string
-		var args []any
+		spans := make([]span, len(part))
 		var nodes []*chunkNode // the chunks read, in position order
-		for _, r := range part {
-			args = append(args, r.lo)
-			q := "SELECT k, pos, h, vh, exp FROM " + s.n.ent + " WHERE pos >= " + t.p(len(args))
-			if r.hi != nil {
-				args = append(args, r.hi)
-				q += " AND pos < " + t.p(len(args))
-			}
-			sel = append(sel, q)
+		for k, r := range part {
+			spans[k] = span{r.lo, r.hi}
 			for _, ref := range r.refs {
 				nodes = append(nodes, s.supers[ref.i].chunks[ref.j])
 			}
 		}
-		q := strings.Join(sel, " UNION ALL ") + " ORDER BY pos"
-		if t.cfg.Dialect == "postgres" && len(part) > 1 {
-			q, args = s.pgRanges(part)
-		}
+		q, args := t.spansQuery(s.n.ent, "k, pos, h, vh, exp", "pos", spans)
 		rs, err := s.tx.QueryContext(ctx, q, args...)
 		if err != nil {
 			return fmt.Errorf("read the index of %s: %w", t.cfg.Table, t.d.dbErr(err))
@@ -357,31 +346,6 @@ func (s *indexSnapshot) readChunks(ctx context.Context, refs []chunkRef) error {
 		}
 	}
 	return nil
-}
-
-// pgRanges is the PostgreSQL statement that reads many ranges: a lateral join with arrays
-// of their bounds (PostgreSQL plans a UNION ALL of many range scans slowly, milliseconds a
-// branch).
-func (s *indexSnapshot) pgRanges(runs []run) (string, []any) {
-	var los, his [][]byte
-	var open []byte // the range that runs to the end of the index, if any
-	for _, r := range runs {
-		if r.hi == nil {
-			open = r.lo
-			continue
-		}
-		los, his = append(los, r.lo), append(his, r.hi)
-	}
-	// LATERAL with its own ORDER BY is not flattened into a join, which PostgreSQL would
-	// run as a scan of the whole table: each range is an index scan.
-	q := "SELECT e.k, e.pos, e.h, e.vh, e.exp FROM unnest($1::bytea[], $2::bytea[]) AS r(lo, hi) " +
-		"CROSS JOIN LATERAL (SELECT k, pos, h, vh, exp FROM " + s.n.ent + " WHERE pos >= r.lo AND pos < r.hi ORDER BY pos) e"
-	args := []any{los, his}
-	if open != nil {
-		q += " UNION ALL SELECT k, pos, h, vh, exp FROM " + s.n.ent + " WHERE pos >= $3"
-		args = append(args, open)
-	}
-	return q + " ORDER BY pos", args
 }
 
 // prefetchMax bounds the chunks one Prefetch reads (about ChunkTarget entries each);
