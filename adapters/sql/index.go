@@ -590,8 +590,10 @@ type span struct{ lo, hi []byte }
 // spansQuery is one statement that reads cols of the rows of table whose position column
 // col lies in any of spans, in col order. PostgreSQL takes the spans as two arrays in a
 // lateral join, an index scan each: it plans a UNION ALL of many range scans slowly
-// (milliseconds a branch), and a plain join as a scan of the whole table. Elsewhere it is a
-// UNION ALL of range scans.
+// (milliseconds a branch), and a plain join as a scan of the whole table. MySQL and
+// MariaDB take an OR of ranges, which their range optimizer reads as one multi-range index
+// scan (a UNION ALL of 128 branches was slower than 128 statements there). SQLite, in
+// process, takes a UNION ALL of range scans.
 func (t *Table) spansQuery(table, cols, col string, spans []span) (string, []any) {
 	var args []any
 	var sel []string
@@ -620,6 +622,18 @@ func (t *Table) spansQuery(table, cols, col string, spans []span) (string, []any
 		if open != nil {
 			sel = append(sel, scan(open, nil))
 		}
+	} else if t.cfg.Dialect == "mysql" && len(spans) > 1 {
+		var or []string
+		for _, sp := range spans {
+			args = append(args, sp.lo)
+			c := col + " >= " + t.p(len(args))
+			if sp.hi != nil {
+				args = append(args, sp.hi)
+				c = "(" + c + " AND " + col + " < " + t.p(len(args)) + ")"
+			}
+			or = append(or, c)
+		}
+		sel = append(sel, "SELECT "+cols+" FROM "+table+" WHERE "+strings.Join(or, " OR "))
 	} else {
 		for _, sp := range spans {
 			sel = append(sel, scan(sp.lo, sp.hi))
