@@ -667,26 +667,43 @@ func (t *Table) readRows(ctx context.Context, q querier, isChunk bool, query str
 		return nil, t.d.dbErr(err)
 	}
 	defer rs.Close()
+	// Rows come by the ten thousand (a session reads every chunk sum): the bytes are read
+	// raw and copied into shared blocks, and the rows allocated in blocks too.
 	var out []*chunkRow
-	for rs.Next() {
-		var lo, s, prev []byte
-		var cnt, sup int64
-		dest := []any{&lo, &cnt, &s}
-		if isChunk {
-			dest = append(dest, &sup)
-		} else {
-			dest = append(dest, &prev)
+	var rows []chunkRow
+	var arena []byte
+	keep := func(b []byte) []byte {
+		if b == nil {
+			return nil
 		}
+		if len(arena)+len(b) > cap(arena) {
+			arena = make([]byte, 0, max(64<<10, len(b)))
+		}
+		arena = append(arena, b...)
+		return arena[len(arena)-len(b) : len(arena) : len(arena)]
+	}
+	var lo, s, prev dbsql.RawBytes
+	var cnt, sup int64
+	dest := []any{&lo, &cnt, &s, &sup}
+	if !isChunk {
+		dest[3] = &prev
+	}
+	for rs.Next() {
+		prev = nil
 		if err := rs.Scan(dest...); err != nil {
 			return nil, err
 		}
 		if len(s) != 32 || cnt < 0 {
 			return nil, errors.New("malformed index chunk: run `reconcile index install` to rebuild")
 		}
-		if lo == nil {
-			lo = []byte{}
+		if len(rows) == cap(rows) {
+			rows = make([]chunkRow, 0, 1024)
 		}
-		c := &chunkRow{lo: lo, sup: sup != 0 || len(lo) == 0, prev: prev}
+		rows = append(rows, chunkRow{lo: keep(lo), sup: sup != 0 || len(lo) == 0, prev: keep(prev)})
+		c := &rows[len(rows)-1]
+		if c.lo == nil {
+			c.lo = []byte{}
+		}
 		c.d.Count = uint64(cnt)
 		copy(c.d.Sum[:], s)
 		out = append(out, c)

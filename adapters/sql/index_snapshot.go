@@ -180,7 +180,32 @@ func (s *indexSnapshot) chunksOf(ctx context.Context, i int) ([]*chunkNode, erro
 	if err != nil {
 		return nil, fmt.Errorf("read the index of %s: %w", s.t.cfg.Table, err)
 	}
-	return sn.chunks, s.attach(sn, rows)
+	var expired []expiredEntry
+	for pos, h := range s.expired {
+		if s.superOf([]byte(pos)) == i {
+			expired = append(expired, expiredEntry{[]byte(pos), h})
+		}
+	}
+	if err := s.attach(sn, rows, expired); err != nil {
+		return nil, err
+	}
+	return sn.chunks, nil
+}
+
+// expiredBySuper groups the expired entries by the superchunk they fall in.
+func (s *indexSnapshot) expiredBySuper() map[int][]expiredEntry {
+	out := map[int][]expiredEntry{}
+	for pos, h := range s.expired {
+		i := s.superOf([]byte(pos))
+		out[i] = append(out[i], expiredEntry{[]byte(pos), h})
+	}
+	return out
+}
+
+// expiredEntry is an entry expired at the session's now: its position and hash.
+type expiredEntry struct {
+	pos []byte
+	h   merkle.Hash
 }
 
 // loadAllChunks reads every chunk sum in one query and attaches them to their superchunks.
@@ -189,6 +214,7 @@ func (s *indexSnapshot) loadAllChunks(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read the index of %s: %w", s.t.cfg.Table, err)
 	}
+	expired := s.expiredBySuper()
 	j := 0
 	for i, sn := range s.supers {
 		k := j
@@ -196,7 +222,7 @@ func (s *indexSnapshot) loadAllChunks(ctx context.Context) error {
 			k++
 		}
 		if sn.chunks == nil {
-			if err := s.attach(sn, rows[j:k]); err != nil {
+			if err := s.attach(sn, rows[j:k], expired[i]); err != nil {
 				return err
 			}
 		}
@@ -205,27 +231,22 @@ func (s *indexSnapshot) loadAllChunks(ctx context.Context) error {
 	return nil
 }
 
-// attach gives superchunk sn its chunks, less their expired entries, and checks that
-// they add up to its sum.
-func (s *indexSnapshot) attach(sn *superNode, rows []*chunkRow) error {
+// attach gives superchunk sn its chunks, less their expired entries (those of expired
+// that fall in sn), and checks that they add up to its sum.
+func (s *indexSnapshot) attach(sn *superNode, rows []*chunkRow, expired []expiredEntry) error {
 	s.stats.Nodes += int64(len(rows))
 	if len(rows) == 0 || !bytes.Equal(rows[0].lo, sn.lo) {
 		return staleError(s.t.cfg.Table, "a superchunk does not start with a chunk")
 	}
 	sn.chunks = make([]*chunkNode, len(rows))
+	nodes := make([]chunkNode, len(rows))
 	for i, r := range rows {
-		sn.chunks[i] = &chunkNode{chunkRow: *r}
+		nodes[i].chunkRow = *r
+		sn.chunks[i] = &nodes[i]
 	}
-	hi := []byte(nil)
-	if i := s.superOf(sn.lo); i+1 < len(s.supers) {
-		hi = s.supers[i+1].lo
-	}
-	for pos, h := range s.expired {
-		if bytes.Compare([]byte(pos), sn.lo) < 0 || (hi != nil && bytes.Compare([]byte(pos), hi) >= 0) {
-			continue
-		}
-		c := sn.chunks[chunkOfNodes(sn.chunks, []byte(pos))]
-		c.d = c.d.Sub(one(h))
+	for _, x := range expired {
+		c := sn.chunks[chunkOfNodes(sn.chunks, x.pos)]
+		c.d = c.d.Sub(one(x.h))
 	}
 	sn.prefix = make([]merkle.Digest, len(rows)+1)
 	for i, c := range sn.chunks {
