@@ -309,7 +309,6 @@ const readBatch = 128
 // readChunks reads the entries of chunks refs (unread, in position order): consecutive
 // chunks as one range, up to readBatch ranges a statement (spansQuery).
 func (s *indexSnapshot) readChunks(ctx context.Context, refs []chunkRef) error {
-	t := s.t
 	var runs []run
 	for k, r := range refs {
 		if k > 0 && bytes.Equal(runs[len(runs)-1].hi, s.supers[r.i].chunks[r.j].lo) {
@@ -330,41 +329,53 @@ func (s *indexSnapshot) readChunks(ctx context.Context, refs []chunkRef) error {
 				nodes = append(nodes, s.supers[ref.i].chunks[ref.j])
 			}
 		}
-		q, args := t.spansQuery(s.n.ent, "k, pos, h, vh, exp", "pos", spans)
-		rs, err := s.tx.QueryContext(ctx, q, args...)
+		if err := s.readNodes(ctx, nodes, spans); err != nil {
+			for _, c := range nodes { // a later read starts afresh
+				c.entries, c.hashes, c.pos = nil, nil, nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// readNodes reads the entries of spans, which are exactly the chunks nodes (in order).
+func (s *indexSnapshot) readNodes(ctx context.Context, nodes []*chunkNode, spans []span) error {
+	t := s.t
+	q, args := t.spansQuery(s.n.ent, "k, pos, h, vh, exp", "pos", spans)
+	rs, err := s.tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("read the index of %s: %w", t.cfg.Table, t.d.dbErr(err))
+	}
+	defer rs.Close()
+	k := 0
+	for rs.Next() {
+		ie, err := t.scanEntry(rs)
 		if err != nil {
-			return fmt.Errorf("read the index of %s: %w", t.cfg.Table, t.d.dbErr(err))
+			return err
 		}
-		k := 0
-		for rs.Next() {
-			ie, err := t.scanEntry(rs)
-			if err != nil {
-				rs.Close()
-				return err
-			}
-			s.stats.Entries++
-			for k+1 < len(nodes) && bytes.Compare(nodes[k+1].lo, ie.pos) <= 0 {
-				k++
-			}
-			if ie.e.Expired(s.now) {
-				continue
-			}
-			c := nodes[k]
-			c.entries = append(c.entries, ie.e)
-			c.hashes = append(c.hashes, ie.h)
-			c.pos = append(c.pos, ie.pos)
+		s.stats.Entries++
+		for k+1 < len(nodes) && bytes.Compare(nodes[k+1].lo, ie.pos) <= 0 {
+			k++
 		}
-		err = rs.Err()
-		rs.Close()
-		if err != nil {
-			return t.d.dbErr(err)
+		if ie.e.Expired(s.now) {
+			continue
 		}
-		for _, c := range nodes {
-			if uint64(len(c.entries)) != c.d.Count {
-				return staleError(t.cfg.Table, fmt.Sprintf("a chunk's sum says %d entries, its entries are %d", c.d.Count, len(c.entries)))
-			}
-			c.read = true
+		c := nodes[k]
+		c.entries = append(c.entries, ie.e)
+		c.hashes = append(c.hashes, ie.h)
+		c.pos = append(c.pos, ie.pos)
+	}
+	if err := rs.Err(); err != nil {
+		return t.d.dbErr(err)
+	}
+	for _, c := range nodes {
+		if uint64(len(c.entries)) != c.d.Count {
+			return staleError(t.cfg.Table, fmt.Sprintf("a chunk's sum says %d entries, its entries are %d", c.d.Count, len(c.entries)))
 		}
+	}
+	for _, c := range nodes {
+		c.read = true
 	}
 	return nil
 }
