@@ -84,7 +84,9 @@ func (t *Table) createIndexDDL(n indexNames) []string {
 		"CREATE TABLE " + n.meta + " (id integer PRIMARY KEY, schema_fp " + textType(t.cfg.Dialect) + " NOT NULL, ident " + textType(t.cfg.Dialect) +
 			" NOT NULL, stale integer NOT NULL, n bigint NOT NULL, s " + blob + " NOT NULL)",
 		"CREATE TABLE " + n.log + " (seq " + t.serialType() + ", " + strings.Join(logCols, ", ") + ")",
-		"CREATE TABLE " + n.ent + " (k " + blobK + " PRIMARY KEY, pos " + blobK + " NOT NULL UNIQUE, h " + blob + " NOT NULL, vh " + blob + " NOT NULL, exp bigint NOT NULL)",
+		// Keyed by position: sessions read entries by position ranges, which InnoDB then
+		// reads from its clustered index in order, not by one lookup per entry.
+		"CREATE TABLE " + n.ent + " (pos " + blobK + " PRIMARY KEY, k " + blobK + " NOT NULL UNIQUE, h " + blob + " NOT NULL, vh " + blob + " NOT NULL, exp bigint NOT NULL)",
 		"CREATE INDEX " + t.d.quote(n.prefix+"_ent_exp") + " ON " + n.ent + " (exp)",
 		"CREATE TABLE " + n.chunk + " (lo " + blobK + " PRIMARY KEY, n bigint NOT NULL, s " + blob + " NOT NULL, sup integer NOT NULL)",
 		"CREATE TABLE " + n.super + " (lo " + blobK + " PRIMARY KEY, n bigint NOT NULL, s " + blob + " NOT NULL, prev " + t.blobType(true) + ")",
