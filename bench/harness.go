@@ -46,6 +46,8 @@ const DefaultNow = int64(1_750_000_000_000_000_000)
 type Config struct {
 	// Dir caches fixtures (Fixture).
 	Dir string
+	// Bulk builds sources from their histories' final rows (Fixture.Bulk).
+	Bulk bool
 	// Rows, Drifts and Scenarios span the datasets; Methods the methods run on each.
 	Rows      []int
 	Drifts    []float64
@@ -171,6 +173,7 @@ type RunConfig struct {
 	Reps      int       `json:"reps"`
 	ChunkRows int       `json:"chunk_rows"`
 	HashBytes int       `json:"hash_bytes"`
+	Bulk      bool      `json:"bulk,omitempty"` // sources built from final rows (Fixture.Bulk)
 }
 
 // Machine describes where a report was measured.
@@ -215,7 +218,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep := &Report{Started: time.Now().UTC(), Machine: machine(), Config: RunConfig{
 		Rows: cfg.Rows, Drifts: cfg.Drifts, Scenarios: cfg.Scenarios, Methods: cfg.Methods, Base: cfg.Base,
-		Reps: cfg.Reps, ChunkRows: cfg.ChunkRows, HashBytes: cfg.HashBytes,
+		Reps: cfg.Reps, ChunkRows: cfg.ChunkRows, HashBytes: cfg.HashBytes, Bulk: cfg.Bulk,
 	}}
 	for _, rows := range cfg.Rows {
 		for _, name := range cfg.Scenarios {
@@ -253,7 +256,7 @@ func runDataset(ctx context.Context, cfg *Config, runner func(context.Context, J
 	}
 	if len(badgerMethods) > 0 {
 		cfg.logf("dataset %s rows=%d drift=%g: fixture", sc.Name, sc.History.Rows, d)
-		fx, err := Fixture{Dir: cfg.Dir, History: sc.History, Drift: sc.Drift}.Build()
+		fx, err := Fixture{Dir: cfg.Dir, History: sc.History, Drift: sc.Drift, Bulk: cfg.Bulk}.Build()
 		if err != nil {
 			return out, fmt.Errorf("bench %s: %w", sc.Name, err)
 		}

@@ -16,6 +16,7 @@ import (
 
 // benchRows is the size of the benchmark stores: RECONCILE_BENCH_ROWS, default 1,000,000.
 // The figures are at 10,000,000 (see the README for the command).
+// RECONCILE_BENCH_BULK=1 builds the sources from their histories' final rows (Fixture.Bulk).
 func benchRows(b *testing.B) int {
 	if s := os.Getenv("RECONCILE_BENCH_ROWS"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -46,7 +47,7 @@ func BenchmarkSession(b *testing.B) {
 	for _, frac := range []float64{0, 0.001, 0.01} {
 		d := Drift{Updates: frac * 0.4, Deletes: frac * 0.3, Inserts: frac * 0.3, Seed: 2}
 		b.Run(fmt.Sprintf("rows=%d/drift=%g", rows, frac), func(b *testing.B) {
-			fx, err := Fixture{Dir: benchDir(), History: h, Drift: d}.Build()
+			fx, err := Fixture{Dir: benchDir(), History: h, Drift: d, Bulk: os.Getenv("RECONCILE_BENCH_BULK") == "1"}.Build()
 			if err != nil {
 				b.Fatal(err)
 			}
