@@ -221,13 +221,42 @@ type chunkRow struct {
 	prev []byte // superchunks: the start of the last chunk before lo (nil: none)
 }
 
-// supersOf groups chunks (all of them, in order) into superchunks.
+// rowChanges compares the rows of an index level before and after a change, by their
+// first positions: del are the starts of the rows that changed or went, ins the rows that
+// changed or came. Rows that same finds equal are left alone.
+func rowChanges(before, after []*chunkRow, same func(o, n *chunkRow) bool) (del [][]byte, ins []*chunkRow) {
+	was := make(map[string]*chunkRow, len(before))
+	for _, r := range before {
+		was[string(r.lo)] = r
+	}
+	for _, r := range after {
+		o, ok := was[string(r.lo)]
+		delete(was, string(r.lo))
+		if ok && same(o, r) {
+			continue
+		}
+		if ok {
+			del = append(del, r.lo)
+		}
+		ins = append(ins, r)
+	}
+	for lo := range was {
+		del = append(del, []byte(lo))
+	}
+	return del, ins
+}
+
+func sameChunk(o, n *chunkRow) bool { return o.d == n.d && o.sup == n.sup }
+func sameSuper(o, n *chunkRow) bool { return o.d == n.d && bytes.Equal(o.prev, n.prev) }
+
+// supersOf groups chunks (consecutive ones, in order, the first starting a superchunk)
+// into superchunks.
 func supersOf(chunks []*chunkRow) []*chunkRow {
 	var out []*chunkRow
 	for i, c := range chunks {
 		if c.sup || len(out) == 0 {
 			s := &chunkRow{lo: c.lo}
-			if i > 1 { // chunks[0] starts at the empty position, which is no cut entry
+			if i > 0 && len(chunks[i-1].lo) > 0 { // the empty position is no cut entry
 				s.prev = chunks[i-1].lo
 			}
 			out = append(out, s)
@@ -382,8 +411,8 @@ type catchup struct {
 	t      *Table
 	n      indexNames
 	tx     *dbsql.Tx
-	chunks []*chunkRow         // nil until loaded
-	orig   map[string]chunkRow // the chunks as loaded, to write only what changed
+	chunks []*chunkRow // nil until loaded
+	orig   []*chunkRow // copies of the chunks as loaded, to write only what changed
 	// The partial path (index_catchup.go): the root as read from the meta row and kept up
 	// to date, and whether the partial path wrote anything (flush then writes the root).
 	root         merkle.Digest
@@ -552,9 +581,10 @@ func (c *catchup) loadChunks(ctx context.Context) error {
 		return err
 	}
 	c.chunks = cs
-	c.orig = make(map[string]chunkRow, len(cs))
-	for _, ch := range cs {
-		c.orig[string(ch.lo)] = *ch
+	c.orig = make([]*chunkRow, len(cs))
+	for i, ch := range cs {
+		cp := *ch
+		c.orig[i] = &cp
 	}
 	return nil
 }
@@ -720,8 +750,8 @@ func chunkOf(cs []*chunkRow, pos []byte) int {
 }
 
 // apply moves the entries of one batch of changed rows: the old entries go, the new ones
-// come, in two bulk statements each; then the chunk sums follow in memory. Only chunks
-// that a new chunk start cuts need their entries summed again (one range query each).
+// come, in two bulk statements each; then the chunk sums follow in memory (rechunk). Only
+// the pieces a new chunk start cuts off need their entries summed again.
 func (c *catchup) apply(ctx context.Context, removes, adds []indexEntry) error {
 	if len(removes)+len(adds) == 0 {
 		return nil
@@ -734,78 +764,12 @@ func (c *catchup) apply(ctx context.Context, removes, adds []indexEntry) error {
 	if err := c.loadChunks(ctx); err != nil {
 		return err
 	}
-	t := c.t
 	if err := c.moveEntries(ctx, removes, adds); err != nil {
 		return err
 	}
-
-	// Each old chunk's range now sums to its old sum plus what came minus what went.
-	old := c.chunks
-	sums := make([]merkle.Digest, len(old))
-	for i, ch := range old {
-		sums[i] = ch.d
-	}
-	endsRemoved := map[int]bool{} // old chunks whose first entry went
-	for _, ie := range removes {
-		i := chunkOf(old, ie.pos)
-		sums[i] = sums[i].Sub(one(ie.h))
-		if i > 0 && bytes.Equal(old[i].lo, ie.pos) {
-			endsRemoved[i] = true
-		}
-	}
-	newStarts := map[int][]indexEntry{} // new chunk starts inside each old chunk's range
-	sup := make([]bool, len(old))
-	for i, ch := range old {
-		sup[i] = ch.sup
-	}
-	for _, ie := range adds {
-		i := chunkOf(old, ie.pos)
-		sums[i] = sums[i].Add(one(ie.h))
-		if !chunkStart(ie.h) {
-			continue
-		}
-		if bytes.Equal(old[i].lo, ie.pos) {
-			delete(endsRemoved, i) // a start at the same position came back
-			sup[i] = superStart(ie.h)
-			continue
-		}
-		newStarts[i] = append(newStarts[i], ie)
-	}
-	var out []*chunkRow
-	for i, ch := range old {
-		starts := newStarts[i]
-		sort.Slice(starts, func(a, b int) bool { return bytes.Compare(starts[a].pos, starts[b].pos) < 0 })
-		// The pieces after each new start are summed from the entries; the first piece
-		// keeps the rest.
-		first := sums[i]
-		var pieces []*chunkRow
-		for j, st := range starts {
-			lo := st.pos
-			q := "SELECT h FROM " + c.n.ent + " WHERE pos >= " + t.p(1)
-			args := []any{lo}
-			var hi []byte
-			if j+1 < len(starts) {
-				hi = starts[j+1].pos
-			} else if i+1 < len(old) {
-				hi = old[i+1].lo
-			}
-			if hi != nil {
-				q += " AND pos < " + t.p(2)
-				args = append(args, hi)
-			}
-			d, err := c.sumRange(ctx, q, args)
-			if err != nil {
-				return err
-			}
-			first = first.Sub(d)
-			pieces = append(pieces, &chunkRow{lo: lo, d: d, sup: superStart(st.h)})
-		}
-		if endsRemoved[i] && len(out) > 0 {
-			out[len(out)-1].d = out[len(out)-1].d.Add(first) // merges into the previous chunk
-		} else {
-			out = append(out, &chunkRow{lo: ch.lo, d: first, sup: sup[i]})
-		}
-		out = append(out, pieces...)
+	out, _, err := c.rechunk(ctx, c.chunks, nil, nil, removes, adds)
+	if err != nil {
+		return err
 	}
 	c.chunks = out
 	return nil
@@ -823,25 +787,6 @@ func (c *catchup) moveEntries(ctx context.Context, removes, adds []indexEntry) e
 	return c.t.insertEntries(ctx, c.tx, c.n, adds)
 }
 
-func (c *catchup) sumRange(ctx context.Context, q string, args []any) (merkle.Digest, error) {
-	var d merkle.Digest
-	rs, err := c.tx.QueryContext(ctx, q, args...)
-	if err != nil {
-		return d, c.t.d.dbErr(err)
-	}
-	defer rs.Close()
-	for rs.Next() {
-		var h []byte
-		if err := rs.Scan(&h); err != nil {
-			return d, err
-		}
-		var hh merkle.Hash
-		copy(hh[:], h)
-		d = d.Add(one(hh))
-	}
-	return d, c.t.d.dbErr(rs.Err())
-}
-
 // flush writes the chunks and superchunks that changed, and the root.
 func (c *catchup) flush(ctx context.Context) error {
 	if c.chunks == nil {
@@ -853,24 +798,10 @@ func (c *catchup) flush(ctx context.Context) error {
 	}
 	t := c.t
 	var root merkle.Digest
-	var del [][]byte
-	var rows []*chunkRow
-	kept := map[string]bool{}
 	for _, ch := range c.chunks {
 		root = root.Add(ch.d)
-		kept[string(ch.lo)] = true
-		if o, ok := c.orig[string(ch.lo)]; !ok || o.d != ch.d || o.sup != ch.sup {
-			if ok {
-				del = append(del, ch.lo)
-			}
-			rows = append(rows, ch)
-		}
 	}
-	for lo := range c.orig {
-		if !kept[lo] {
-			del = append(del, []byte(lo))
-		}
-	}
+	del, rows := rowChanges(c.orig, c.chunks, sameChunk)
 	if err := t.deleteRows(ctx, c.tx, c.n.chunk, "lo", del); err != nil {
 		return err
 	}
@@ -882,23 +813,7 @@ func (c *catchup) flush(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	was := map[string]*chunkRow{}
-	for _, s := range old {
-		was[string(s.lo)] = s
-	}
-	del, rows = nil, nil
-	for _, s := range supersOf(c.chunks) {
-		if o, ok := was[string(s.lo)]; !ok || o.d != s.d || !bytes.Equal(o.prev, s.prev) {
-			if ok {
-				del = append(del, s.lo)
-			}
-			rows = append(rows, s)
-		}
-		delete(was, string(s.lo))
-	}
-	for lo := range was {
-		del = append(del, []byte(lo))
-	}
+	del, rows = rowChanges(old, supersOf(c.chunks), sameSuper)
 	if err := t.deleteRows(ctx, c.tx, c.n.super, "lo", del); err != nil {
 		return err
 	}

@@ -142,17 +142,26 @@ func (c *catchup) applyPartial(ctx context.Context, removes, adds []indexEntry) 
 // backward reports that the group's first chunk would merge into the chunk before it (its
 // start went, or it no longer starts a superchunk): the caller must load that one too.
 func (c *catchup) recompute(ctx context.Context, g *group, removes, adds []indexEntry) (out []*chunkRow, backward bool, err error) {
-	t := c.t
-	old := g.chunks
+	return c.rechunk(ctx, g.chunks, g.lo(), g.next, removes, adds)
+}
+
+// rechunk applies the changes that fall in [lo, next) (nil: open) to old, the chunks that
+// cover exactly that range, in order, and returns the new chunks: each old chunk's sum
+// plus what came and minus what went, cut where a new chunk start came (the pieces after
+// each new start summed from the entries, in batched statements), merged into the chunk
+// before where its start went. backward reports that old's first chunk would merge into
+// the chunk before lo (its start went, or it no longer starts a superchunk); the first
+// chunk of the index (an empty lo) never does.
+func (c *catchup) rechunk(ctx context.Context, old []*chunkRow, lo, next []byte, removes, adds []indexEntry) (out []*chunkRow, backward bool, err error) {
 	in := func(p []byte) bool {
-		return bytes.Compare(p, g.lo()) >= 0 && (g.next == nil || bytes.Compare(p, g.next) < 0)
+		return (lo == nil || bytes.Compare(p, lo) >= 0) && (next == nil || bytes.Compare(p, next) < 0)
 	}
 	sums := make([]merkle.Digest, len(old))
 	sup := make([]bool, len(old))
 	for i, ch := range old {
 		sums[i], sup[i] = ch.d, ch.sup
 	}
-	endsRemoved := map[int]bool{}
+	endsRemoved := map[int]bool{} // old chunks whose first entry went
 	for _, ie := range removes {
 		if !in(ie.pos) {
 			continue
@@ -163,7 +172,7 @@ func (c *catchup) recompute(ctx context.Context, g *group, removes, adds []index
 			endsRemoved[i] = true
 		}
 	}
-	newStarts := map[int][]indexEntry{}
+	newStarts := map[int][]indexEntry{} // new chunk starts inside each old chunk's range
 	for _, ie := range adds {
 		if !in(ie.pos) {
 			continue
@@ -174,7 +183,7 @@ func (c *catchup) recompute(ctx context.Context, g *group, removes, adds []index
 			continue
 		}
 		if bytes.Equal(old[i].lo, ie.pos) {
-			delete(endsRemoved, i)
+			delete(endsRemoved, i) // a start at the same position came back
 			sup[i] = superStart(ie.h)
 			continue
 		}
@@ -183,42 +192,78 @@ func (c *catchup) recompute(ctx context.Context, g *group, removes, adds []index
 	if len(old[0].lo) > 0 && (endsRemoved[0] || !sup[0]) {
 		return nil, true, nil
 	}
-	for i, ch := range old {
+	// The pieces after the new starts, in position order, and their sums.
+	var pieces []*chunkRow
+	var spans []span
+	for i := range old {
 		starts := newStarts[i]
 		sort.Slice(starts, func(a, b int) bool { return bytes.Compare(starts[a].pos, starts[b].pos) < 0 })
-		first := sums[i]
-		var pieces []*chunkRow
 		for j, st := range starts {
-			q := "SELECT h FROM " + c.n.ent + " WHERE pos >= " + t.p(1)
-			args := []any{st.pos}
-			var hi []byte
+			hi := next
 			switch {
 			case j+1 < len(starts):
 				hi = starts[j+1].pos
 			case i+1 < len(old):
 				hi = old[i+1].lo
-			default:
-				hi = g.next
 			}
-			if hi != nil {
-				q += " AND pos < " + t.p(2)
-				args = append(args, hi)
-			}
-			d, err := c.sumRange(ctx, q, args)
-			if err != nil {
-				return nil, false, err
-			}
-			first = first.Sub(d)
-			pieces = append(pieces, &chunkRow{lo: st.pos, d: d, sup: superStart(st.h)})
+			pieces = append(pieces, &chunkRow{lo: st.pos, sup: superStart(st.h)})
+			spans = append(spans, span{st.pos, hi})
+		}
+	}
+	if err := c.sumSpans(ctx, spans, pieces); err != nil {
+		return nil, false, err
+	}
+	for i, ch := range old {
+		// The first piece keeps what the pieces after the new starts do not hold.
+		first := sums[i]
+		k := len(newStarts[i])
+		for _, p := range pieces[:k] {
+			first = first.Sub(p.d)
 		}
 		if endsRemoved[i] {
 			out[len(out)-1].d = out[len(out)-1].d.Add(first) // i > 0: merges into the chunk before
 		} else {
 			out = append(out, &chunkRow{lo: ch.lo, d: first, sup: sup[i]})
 		}
-		out = append(out, pieces...)
+		out = append(out, pieces[:k]...)
+		pieces = pieces[k:]
 	}
 	return out, false, nil
+}
+
+// sumSpans sets each of pieces' digest to the sum of the entries in the matching span
+// (spans in position order, not overlapping), reading them partialBatch spans a statement.
+func (c *catchup) sumSpans(ctx context.Context, spans []span, pieces []*chunkRow) error {
+	t := c.t
+	for len(spans) > 0 {
+		part, ps := spans[:min(len(spans), partialBatch)], pieces[:min(len(spans), partialBatch)]
+		spans, pieces = spans[len(part):], pieces[len(part):]
+		q, args := t.spansQuery(c.n.ent, "pos, h", "pos", part)
+		rs, err := c.tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return t.d.dbErr(err)
+		}
+		k := 0
+		for rs.Next() {
+			var pos, h []byte
+			if err := rs.Scan(&pos, &h); err != nil {
+				rs.Close()
+				return err
+			}
+			for k+1 < len(part) && bytes.Compare(part[k+1].lo, pos) <= 0 {
+				k++
+			}
+			var hh merkle.Hash
+			copy(hh[:], h)
+			ps[k].d = ps[k].d.Add(one(hh))
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
+			return t.d.dbErr(err)
+		}
+	}
+	return nil
 }
 
 // groupWrites are the row changes of the groups of one step, written together.
@@ -232,58 +277,15 @@ type groupWrites struct {
 // changes (rows that did not change are left alone), and the next superchunk's prev when
 // the group's last chunk moved.
 func (w *groupWrites) add(g *group, cs []*chunkRow) {
-	was := map[string]*chunkRow{}
-	for _, ch := range g.chunks {
-		was[string(ch.lo)] = ch
-	}
-	for _, ch := range cs {
-		o, ok := was[string(ch.lo)]
-		delete(was, string(ch.lo))
-		if ok && o.d == ch.d && o.sup == ch.sup {
-			continue
-		}
-		if ok {
-			w.delChunks = append(w.delChunks, ch.lo)
-		}
-		w.insChunks = append(w.insChunks, ch)
-	}
-	for lo := range was {
-		w.delChunks = append(w.delChunks, []byte(lo))
-	}
+	del, ins := rowChanges(g.chunks, cs, sameChunk)
+	w.delChunks, w.insChunks = append(w.delChunks, del...), append(w.insChunks, ins...)
 
-	// The group's superchunks, from its chunks; the first keeps its prev (the chunk before
-	// the group, which did not change).
-	var supers []*chunkRow
-	for i, ch := range cs {
-		if i == 0 || ch.sup {
-			s := &chunkRow{lo: ch.lo}
-			if i == 0 {
-				s.prev = g.supers[0].prev
-			} else {
-				s.prev = cs[i-1].lo
-			}
-			supers = append(supers, s)
-		}
-		supers[len(supers)-1].d = supers[len(supers)-1].d.Add(ch.d)
-	}
-	wasS := map[string]*chunkRow{}
-	for _, s := range g.supers {
-		wasS[string(s.lo)] = s
-	}
-	for _, s := range supers {
-		o, ok := wasS[string(s.lo)]
-		delete(wasS, string(s.lo))
-		if ok && o.d == s.d && bytes.Equal(o.prev, s.prev) {
-			continue
-		}
-		if ok {
-			w.delSupers = append(w.delSupers, s.lo)
-		}
-		w.insSupers = append(w.insSupers, s)
-	}
-	for lo := range wasS {
-		w.delSupers = append(w.delSupers, []byte(lo))
-	}
+	// The group's superchunks, from its chunks as supersOf makes them from all chunks; the
+	// first keeps its prev (the chunk before the group, which did not change).
+	supers := supersOf(cs)
+	supers[0].prev = g.supers[0].prev
+	del, ins = rowChanges(g.supers, supers, sameSuper)
+	w.delSupers, w.insSupers = append(w.delSupers, del...), append(w.insSupers, ins...)
 	if g.next != nil && !bytes.Equal(cs[len(cs)-1].lo, g.chunks[len(g.chunks)-1].lo) {
 		w.prevs = append(w.prevs, [2][]byte{g.next, cs[len(cs)-1].lo})
 	}
