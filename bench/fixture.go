@@ -118,7 +118,8 @@ func (f Fixture) Build() (FixtureInfo, error) {
 	return info, os.WriteFile(meta, b, 0o644)
 }
 
-// finalRows is a Sink that keeps only each key's last write: a history's final rows.
+// finalRows is a Sink that keeps only each key's last write, in memory: a history's (or a
+// drifted copy's) final rows.
 type finalRows map[string]finalRow
 
 type finalRow struct {

@@ -126,20 +126,6 @@ func sqlKey(id int64) string {
 	return string(sqlep.AppendKey(nil, []sqlep.Datum{{Class: sqlep.Int, Int: id}}))
 }
 
-// stateSink keeps a store's final rows in memory.
-type stateSink map[string]sqlRow
-
-type sqlRow struct {
-	ver uint64
-	val []byte
-}
-
-func (s stateSink) Put(key, value []byte, version uint64, _ int64) error {
-	s[string(key)] = sqlRow{version, value}
-	return nil
-}
-
-func (s stateSink) Delete(key []byte) error { delete(s, string(key)); return nil }
 
 // sqlServer is the MariaDB the comparison runs on.
 type sqlServer struct {
@@ -224,7 +210,7 @@ func (a userStats) sub(b userStats) userStats {
 
 // load fills table with rows (in one transaction, batched inserts) unless it already
 // holds them (its comment is tag).
-func (s *sqlServer) load(ctx context.Context, table, tag string, rows stateSink) (bool, error) {
+func (s *sqlServer) load(ctx context.Context, table, tag string, rows finalRows) (bool, error) {
 	var comment dbsql.NullString
 	err := s.root.QueryRowContext(ctx, `SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`, s.db, table).Scan(&comment)
 	if err == nil && comment.String == tag {
@@ -265,7 +251,7 @@ func (s *sqlServer) load(ctx context.Context, table, tag string, rows stateSink)
 		if err != nil {
 			return false, err
 		}
-		args = append(args, id, r.ver, r.val)
+		args = append(args, id, r.version, r.value)
 		if len(args) == 3*batch {
 			if err := flush(); err != nil {
 				return false, fmt.Errorf("load %s: %w", table, err)
@@ -341,11 +327,11 @@ func runSQL(ctx context.Context, cfg *Config, sc Scenario, d float64) ([]Result,
 
 	// The rows and the truth, from the generator (replayed in memory).
 	cfg.logf("dataset %s rows=%d drift=%g: MariaDB tables %s, %s", sc.Name, sc.History.Rows, d, src, dst)
-	srcRows := stateSink{}
+	srcRows := finalRows{}
 	if _, err := h.Generate(srcRows); err != nil {
 		return nil, err
 	}
-	dstRows := make(stateSink, len(srcRows))
+	dstRows := make(finalRows, len(srcRows))
 	for k, v := range srcRows {
 		dstRows[k] = v
 	}
@@ -363,7 +349,7 @@ func runSQL(ctx context.Context, cfg *Config, sc Scenario, d float64) ([]Result,
 	}
 	for _, x := range []struct {
 		table string
-		rows  stateSink
+		rows  finalRows
 		tag   string
 	}{{src, srcRows, sqlFixtureTag + " " + srcHash}, {dst, dstRows, sqlFixtureTag + " " + hash}} {
 		t0 := time.Now()

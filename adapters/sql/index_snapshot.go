@@ -297,10 +297,10 @@ func (s *indexSnapshot) hiOf(r chunkRef) []byte {
 	return nil
 }
 
-// run is a run of consecutive chunks [lo, hi) (nil hi: to the end of the index).
+// run is a run of consecutive chunks, and the span they cover.
 type run struct {
-	lo, hi []byte
-	refs   []chunkRef
+	span
+	refs []chunkRef
 }
 
 // readBatch is how many runs of consecutive chunks one statement of readChunks reads.
@@ -316,7 +316,7 @@ func (s *indexSnapshot) readChunks(ctx context.Context, refs []chunkRef) error {
 			last.hi, last.refs = s.hiOf(r), append(last.refs, r)
 			continue
 		}
-		runs = append(runs, run{lo: s.supers[r.i].chunks[r.j].lo, hi: s.hiOf(r), refs: []chunkRef{r}})
+		runs = append(runs, run{span{s.supers[r.i].chunks[r.j].lo, s.hiOf(r)}, []chunkRef{r}})
 	}
 	for len(runs) > 0 {
 		part := runs[:min(len(runs), readBatch)]
@@ -324,7 +324,7 @@ func (s *indexSnapshot) readChunks(ctx context.Context, refs []chunkRef) error {
 		spans := make([]span, len(part))
 		var nodes []*chunkNode // the chunks read, in position order
 		for k, r := range part {
-			spans[k] = span{r.lo, r.hi}
+			spans[k] = r.span
 			for _, ref := range r.refs {
 				nodes = append(nodes, s.supers[ref.i].chunks[ref.j])
 			}
