@@ -381,16 +381,7 @@ func prefetch(ctx context.Context, snap Snapshot, xs []exactRange) error {
 	if len(rs) < 2 {
 		return nil
 	}
-	slices.SortFunc(rs, func(a, b Range) int {
-		switch {
-		case a.Lo == nil && b.Lo == nil:
-			return 0
-		case a.Lo == nil:
-			return -1
-		case b.Lo == nil:
-			return 1
-		}
-		return bytes.Compare(a.Lo, b.Lo)
-	})
+	// An open Lo (nil) compares as the empty position, the smallest there is.
+	slices.SortFunc(rs, func(a, b Range) int { return bytes.Compare(a.Lo, b.Lo) })
 	return p.Prefetch(ctx, rs)
 }
