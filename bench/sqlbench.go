@@ -126,7 +126,6 @@ func sqlKey(id int64) string {
 	return string(sqlep.AppendKey(nil, []sqlep.Datum{{Class: sqlep.Int, Int: id}}))
 }
 
-
 // sqlServer is the MariaDB the comparison runs on.
 type sqlServer struct {
 	u    *url.URL
