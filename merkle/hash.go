@@ -35,20 +35,22 @@ func ValueHash(value []byte) Hash { return blake3.Sum256(value) }
 // EntryHash is BLAKE3-256("reconcile/entry/v1" || uvarint(len(key)) || key ||
 // be64(version) || be64(expiresAt) || flags || valueHash), exactly as DESIGN §2 fixes it.
 func EntryHash(key []byte, version uint64, expiresAt int64, flags byte, valueHash Hash) Hash {
-	h := blake3.New()
-	var buf [binary.MaxVarintLen64 + 17]byte
-	h.Write([]byte(entryDomain))
-	n := binary.PutUvarint(buf[:], uint64(len(key)))
-	h.Write(buf[:n])
-	h.Write(key)
-	binary.BigEndian.PutUint64(buf[0:8], version)
-	binary.BigEndian.PutUint64(buf[8:16], uint64(expiresAt))
-	buf[16] = flags
-	h.Write(buf[:17])
-	h.Write(valueHash[:])
-	var out Hash
-	h.Sum(out[:0])
-	return out
+	// The message is assembled in one buffer and hashed in one call: a streaming hasher
+	// costs a third more for the short messages of most rows (BenchmarkEntryHash).
+	var stack [160]byte
+	n := len(entryDomain) + binary.MaxVarintLen64 + len(key) + 17 + len(valueHash)
+	msg := stack[:0]
+	if n > len(stack) {
+		msg = make([]byte, 0, n)
+	}
+	msg = append(msg, entryDomain...)
+	msg = binary.AppendUvarint(msg, uint64(len(key)))
+	msg = append(msg, key...)
+	msg = binary.BigEndian.AppendUint64(msg, version)
+	msg = binary.BigEndian.AppendUint64(msg, uint64(expiresAt))
+	msg = append(msg, flags)
+	msg = append(msg, valueHash[:]...)
+	return blake3.Sum256(msg)
 }
 
 // Hash returns the entry's EntryHash.
