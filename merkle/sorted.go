@@ -11,102 +11,326 @@ import (
 
 // Sorted is a static index over a fixed set of entries: the entries in position order,
 // with prefix digests. It is what an endpoint without a maintained index builds from one
-// scan per session (DESIGN §3): O(n log n) to build, O(log n) per query. It keeps the
-// caller's items where they are (in the blocks the caller collected them in) and sorts
-// only an index of them: a scan of millions of rows is neither copied nor moved.
+// scan per session (DESIGN §3): O(n log n) to build, O(log n) per query. Entries are kept
+// where the builders collected them and only an index of them is sorted: a scan of
+// millions of rows is neither copied nor moved. Nothing in it holds a pointer per entry,
+// so that a million entries cost the garbage collector nothing to scan (the collector's
+// marking of pointerful items took a third of a PostgreSQL scan's time).
 type Sorted struct {
-	blocks [][]SortedItem
-	order  []uint64 // block<<32 | index within the block, in position order
-	prefix []Digest // prefix[i] = digest of the first i entries in order
+	o      Ordering
+	blocks [][]sortedRec
+	arenas [][][]byte // per block, its builder's arenas
+	order  []uint32   // places (block<<blockBits | index) in position order
+	sums   []Digest   // sums[c] = digest of the first c*sumEvery entries in order
 	stats  ReadStats
 }
+
+// blockBits is log2 of builderBlock: a place is block<<blockBits | index, in 32 bits (an
+// index holds fewer than 2^32 entries).
+const blockBits = 13
+
+// sumEvery is how many entries apart the stored prefix sums are: a digest adds at most
+// 2*(sumEvery-1) EntryHashes to two stored sums, and the sums take 2.5 bytes an entry
+// rather than 40.
+const sumEvery = 16
+
+// sortedRec is one entry of a SortedBuilder: its position is n bytes at off in arena.
+type sortedRec struct {
+	arena, off, n uint32
+	flags         byte
+	version       uint64
+	expiresAt     int64
+	valueHash     Hash
+	hash          Hash
+}
+
+// SortedBuilder collects the entries of a Sorted index. It is not safe for concurrent
+// use: scanning goroutines each fill their own and BuildSorted joins them.
+type SortedBuilder struct {
+	o      Ordering
+	blocks [][]sortedRec
+	arenas [][]byte
+	n      int
+}
+
+// NewSortedBuilder returns an empty builder of entries in ordering o.
+func NewSortedBuilder(o Ordering) *SortedBuilder { return &SortedBuilder{o: o} }
+
+// builderBlock and builderArena are the sizes of the blocks a builder grows by (no
+// regrowing copies).
+const (
+	builderBlock = 1 << blockBits
+	builderArena = 1 << 20
+)
+
+// Add adds e (its key is copied) and computes its EntryHash.
+func (b *SortedBuilder) Add(e Entry) {
+	b.AddHashed(e, e.Hash())
+}
+
+// AddHashed adds e with its EntryHash h, which the caller has computed.
+func (b *SortedBuilder) AddHashed(e Entry, h Hash) {
+	if len(b.blocks) == 0 || len(b.blocks[len(b.blocks)-1]) == builderBlock {
+		b.blocks = append(b.blocks, make([]sortedRec, 0, builderBlock))
+	}
+	n := len(e.Key)
+	if b.o != KeyOrder {
+		n += 8
+	}
+	if len(b.arenas) == 0 || len(b.arenas[len(b.arenas)-1])+n > cap(b.arenas[len(b.arenas)-1]) {
+		b.arenas = append(b.arenas, make([]byte, 0, max(builderArena, n)))
+	}
+	ar := &b.arenas[len(b.arenas)-1]
+	off := len(*ar)
+	if b.o != KeyOrder {
+		*ar = binary.BigEndian.AppendUint64(*ar, e.Version)
+	}
+	*ar = append(*ar, e.Key...)
+	blk := &b.blocks[len(b.blocks)-1]
+	*blk = append(*blk, sortedRec{arena: uint32(len(b.arenas) - 1), off: uint32(off), n: uint32(n),
+		flags: e.Flags, version: e.Version, expiresAt: e.ExpiresAt, valueHash: e.ValueHash, hash: h})
+	b.n++
+}
+
+// Len returns the number of entries added.
+func (b *SortedBuilder) Len() int { return b.n }
 
 // NewSorted builds a Sorted index over entries in ordering o. Entries at the same position
 // are not allowed; one of them is kept.
 func NewSorted(o Ordering, entries []Entry) *Sorted {
-	items := make([]SortedItem, len(entries))
-	workers := min(runtime.GOMAXPROCS(0), 1+len(entries)/65536)
-	per := (len(entries) + workers - 1) / max(1, workers)
-	var wg sync.WaitGroup
-	for w := range workers { // positions and hashes on every core
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w * per; i < min(len(entries), (w+1)*per); i++ {
-				e := entries[i]
-				items[i] = SortedItem{Pos: e.Position(o), Entry: e, Hash: e.Hash()}
+	workers := min(runtime.GOMAXPROCS(0), 1+len(entries)/parallelMin)
+	bs := make([]*SortedBuilder, workers)
+	per := (len(entries) + workers - 1) / workers
+	parallel(workers, len(entries), func(from, to int) { // positions and hashes on every core
+		for w := from; w < to; w++ {
+			bs[w] = NewSortedBuilder(o)
+			for _, e := range entries[min(len(entries), w*per):min(len(entries), (w+1)*per)] {
+				bs[w].Add(e)
 			}
-		}()
-	}
-	wg.Wait()
-	return NewSortedItems(items)
+		}
+	})
+	return BuildSorted(o, bs...)
 }
 
-// SortedItem is an entry with its position and EntryHash, computed by the caller (an
-// endpoint that hashes rows as it reads them).
-type SortedItem struct {
-	Pos   []byte
-	Entry Entry
-	Hash  Hash
-}
-
-// NewSortedItems builds a Sorted index over items, which it keeps (the caller must not
-// change them). Of items at the same position, the last one is kept.
-func NewSortedItems(items []SortedItem) *Sorted {
-	return NewSortedBlocks([][]SortedItem{items})
-}
-
-// NewSortedBlocks is NewSortedItems over items collected in blocks (each at most 2^32
-// items), which it keeps where they are.
-func NewSortedBlocks(blocks [][]SortedItem) *Sorted {
-	// Sort small pointer-free keys (the position's first 16 bytes as two numbers, and the
-	// item's place) rather than the items: few bytes move, the garbage collector has
-	// nothing to scan or barrier in them, and most comparisons are of numbers; only
-	// positions that agree on 16 bytes are compared in full.
-	type key struct{ h1, h2, at uint64 }
-	n := 0
-	for _, b := range blocks {
-		n += len(b)
-	}
-	keys := make([]key, 0, n)
-	for bi, b := range blocks {
-		for i := range b {
-			var h [16]byte
-			copy(h[:], b[i].Pos)
-			keys = append(keys, key{binary.BigEndian.Uint64(h[:8]), binary.BigEndian.Uint64(h[8:]), uint64(bi)<<32 | uint64(i)})
+// BuildSorted builds a Sorted index in ordering o over the entries of the builders (all
+// of ordering o), which it keeps: they must not be added to afterwards. Of entries at the
+// same position, the one added last (builders taken in the order given) is kept.
+func BuildSorted(o Ordering, builders ...*SortedBuilder) *Sorted {
+	s := &Sorted{o: o}
+	for _, b := range builders {
+		if b.o != o {
+			panic("merkle: BuildSorted over builders of another ordering")
+		}
+		for _, blk := range b.blocks {
+			s.blocks = append(s.blocks, blk)
+			s.arenas = append(s.arenas, b.arenas)
 		}
 	}
-	pos := func(at uint64) []byte { return blocks[at>>32][uint32(at)].Pos }
-	cmpPos := func(a, b key) int {
+	if len(s.blocks) >= 1<<(32-blockBits) {
+		panic("merkle: a Sorted index holds fewer than 2^32 entries")
+	}
+	// Sort small keys (the position's first 16 bytes as two numbers, and the entry's
+	// place) rather than the records: few bytes move and most comparisons are of
+	// numbers; only positions that agree on 16 bytes are compared in full.
+	n := 0
+	starts := make([]int, len(s.blocks)) // where each block's keys begin
+	for bi, blk := range s.blocks {
+		starts[bi] = n
+		n += len(blk)
+	}
+	keys := make([]sortKey, n)
+	parallel(len(s.blocks), n, func(from, to int) {
+		for bi := from; bi < to; bi++ {
+			for i := range s.blocks[bi] {
+				at := uint32(bi)<<blockBits | uint32(i)
+				var h [16]byte
+				copy(h[:], s.pos(at))
+				keys[starts[bi]+i] = sortKey{binary.BigEndian.Uint64(h[:8]), binary.BigEndian.Uint64(h[8:]), at}
+			}
+		}
+	})
+	cmpPos := func(a, b sortKey) int {
 		switch {
 		case a.h1 != b.h1:
 			return cmpUint(a.h1, b.h1)
 		case a.h2 != b.h2:
 			return cmpUint(a.h2, b.h2)
 		}
-		return bytes.Compare(pos(a.at), pos(b.at))
+		return bytes.Compare(s.pos(a.at), s.pos(b.at))
 	}
-	cmp := func(a, b key) int { // items at one position in the order given
+	cmp := func(a, b sortKey) int { // entries at one position in the order added
 		if c := cmpPos(a, b); c != 0 {
 			return c
 		}
-		return cmpUint(a.at, b.at)
+		return cmpUint(uint64(a.at), uint64(b.at))
 	}
-	if !slices.IsSortedFunc(keys, cmp) {
-		slices.SortFunc(keys, cmp)
-	}
-	s := &Sorted{blocks: blocks, order: make([]uint64, 0, n), prefix: make([]Digest, 1, n+1)}
-	for j, k := range keys {
-		d := Digest{Count: 1, Sum: blocks[k.at>>32][uint32(k.at)].Hash}
-		if m := len(s.order); m > 0 && cmpPos(keys[j-1], k) == 0 {
-			s.order[m-1] = k.at // the same position again: keep the later item
-			s.prefix[m] = s.prefix[m-1].Add(d)
-			continue
+	keys, bounds := sortRuns(keys, cmp)
+	// The last merge writes the order itself (the places alone, deduplicated) and the
+	// prefix sums: no second array of keys.
+	s.order, s.sums = make([]uint32, 0, n), make([]Digest, 0, n/sumEvery+1)
+	var sum Digest
+	var last sortKey
+	emit := func(k sortKey) {
+		d := Digest{Count: 1, Sum: s.rec(k.at).hash}
+		if m := len(s.order); m > 0 && cmpPos(last, k) == 0 {
+			// The same position again: keep the later entry. No stored sum covers the
+			// last entry yet (a sum is stored before the entry at its count is added).
+			sum = sum.Sub(Digest{Count: 1, Sum: s.rec(s.order[m-1]).hash}).Add(d)
+			s.order[m-1], last = k.at, k
+			return
+		}
+		if len(s.order)%sumEvery == 0 {
+			s.sums = append(s.sums, sum)
 		}
 		s.order = append(s.order, k.at)
-		s.prefix = append(s.prefix, s.prefix[len(s.prefix)-1].Add(d))
+		sum, last = sum.Add(d), k
+	}
+	a, b := keys[:bounds[1]], keys[bounds[1]:]
+	for len(a) > 0 && len(b) > 0 {
+		if cmp(b[0], a[0]) < 0 {
+			emit(b[0])
+			b = b[1:]
+		} else {
+			emit(a[0])
+			a = a[1:]
+		}
+	}
+	for _, k := range a {
+		emit(k)
+	}
+	for _, k := range b {
+		emit(k)
 	}
 	return s
+}
+
+// rec returns the record at place at.
+func (s *Sorted) rec(at uint32) *sortedRec { return &s.blocks[at>>blockBits][at&(builderBlock-1)] }
+
+// pos returns the position of the entry at place at.
+func (s *Sorted) pos(at uint32) []byte {
+	r := s.rec(at)
+	return s.arenas[at>>blockBits][r.arena][r.off : r.off+r.n : r.off+r.n]
+}
+
+// entry returns the entry at place at; its key is the index's own bytes.
+func (s *Sorted) entry(at uint32) Entry {
+	r := s.rec(at)
+	key := s.pos(at)
+	if s.o != KeyOrder {
+		key = key[8:]
+	}
+	return Entry{Key: key, Version: r.version, ExpiresAt: r.expiresAt, Flags: r.flags, ValueHash: r.valueHash}
+}
+
+// sortKey is an entry's place in a Sorted's blocks with its position's first 16 bytes.
+type sortKey struct {
+	h1, h2 uint64
+	at     uint32
+}
+
+// parallelMin is the fewest items worth a second goroutine (a variable for tests).
+var parallelMin = 1 << 16
+
+// parallel calls fn on consecutive ranges [from, to) of [0, parts), on every core when
+// there are at least parallelMin items in all.
+func parallel(parts, items int, fn func(from, to int)) {
+	workers := min(runtime.GOMAXPROCS(0), parts, 1+items/parallelMin)
+	if workers <= 1 {
+		fn(0, parts)
+		return
+	}
+	var wg sync.WaitGroup
+	per := (parts + workers - 1) / workers
+	for lo := 0; lo < parts; lo += per {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(lo, min(parts, lo+per))
+		}()
+	}
+	wg.Wait()
+}
+
+// sortRuns sorts keys (a total order) into at most two ascending runs, which the caller
+// merges: keys[:bounds[1]] and keys[bounds[1]:] (bounds[1] may be len(keys)). Keys that
+// come in a few ascending runs (a scan of a table stored in position order, collected by a
+// few workers) are merged as they are; others are sorted in parts, one per core. Runs are
+// merged pairwise, each pass's pairs in parallel.
+func sortRuns(keys []sortKey, cmp func(a, b sortKey) int) ([]sortKey, []int) {
+	bounds := []int{0}
+	for i := 1; i < len(keys) && len(bounds) <= maxNaturalRuns; i++ {
+		if cmp(keys[i-1], keys[i]) > 0 {
+			bounds = append(bounds, i)
+		}
+	}
+	if len(bounds) > maxNaturalRuns {
+		runs := min(runtime.GOMAXPROCS(0), 1+len(keys)/parallelMin)
+		bounds = make([]int, runs)
+		for r := range bounds {
+			bounds[r] = r * len(keys) / runs
+		}
+		parallel(runs, len(keys), func(from, to int) {
+			for r := from; r < to; r++ {
+				end := len(keys)
+				if r+1 < runs {
+					end = bounds[r+1]
+				}
+				slices.SortFunc(keys[bounds[r]:end], cmp)
+			}
+		})
+	}
+	bounds = append(bounds, len(keys))
+	var buf []sortKey
+	if len(bounds) > 3 {
+		buf = make([]sortKey, len(keys))
+	}
+	for len(bounds) > 3 {
+		pairs := (len(bounds) - 1) / 2
+		parallel(pairs, len(keys), func(from, to int) {
+			for p := from; p < to; p++ {
+				lo, mid, hi := bounds[2*p], bounds[2*p+1], bounds[2*p+2]
+				mergeKeys(buf[lo:hi], keys[lo:mid], keys[mid:hi], cmp)
+			}
+		})
+		if (len(bounds)-1)%2 == 1 { // an odd run out: copied as it is
+			lo := bounds[len(bounds)-2]
+			copy(buf[lo:], keys[lo:])
+		}
+		var next []int
+		for i := 0; i < len(bounds); i += 2 {
+			next = append(next, bounds[i])
+		}
+		if next[len(next)-1] != len(keys) {
+			next = append(next, len(keys))
+		}
+		bounds = next
+		keys, buf = buf, keys
+	}
+	if len(bounds) == 2 {
+		bounds = append(bounds, len(keys))
+	}
+	return keys, bounds
+}
+
+// maxNaturalRuns is the most ascending runs sortKeys merges as they come.
+const maxNaturalRuns = 64
+
+// mergeKeys merges the sorted a and b into dst (len(a)+len(b)).
+func mergeKeys(dst, a, b []sortKey, cmp func(a, b sortKey) int) {
+	i, j, k := 0, 0, 0
+	for i < len(a) && j < len(b) {
+		if cmp(b[j], a[i]) < 0 {
+			dst[k] = b[j]
+			j++
+		} else {
+			dst[k] = a[i]
+			i++
+		}
+		k++
+	}
+	k += copy(dst[k:], a[i:])
+	copy(dst[k:], b[j:])
 }
 
 func cmpUint(a, b uint64) int {
@@ -119,10 +343,10 @@ func cmpUint(a, b uint64) int {
 	return 0
 }
 
-// item returns the i-th item in position order.
-func (s *Sorted) item(i int) *SortedItem {
+// item returns the i-th entry in position order, with its EntryHash.
+func (s *Sorted) item(i int) (Entry, Hash) {
 	at := s.order[i]
-	return &s.blocks[at>>32][uint32(at)]
+	return s.entry(at), s.rec(at).hash
 }
 
 // Len returns the number of entries.
@@ -140,7 +364,7 @@ func (s *Sorted) index(p []byte, isHi bool) int {
 		return 0
 	}
 	s.stats.Nodes++
-	return sort.Search(len(s.order), func(i int) bool { return bytes.Compare(s.item(i).Pos, p) >= 0 })
+	return sort.Search(len(s.order), func(i int) bool { return bytes.Compare(s.pos(s.order[i]), p) >= 0 })
 }
 
 // Digest returns the digest of the entries in [lo, hi).
@@ -149,7 +373,24 @@ func (s *Sorted) Digest(lo, hi []byte) (Digest, error) {
 	if j <= i {
 		return Digest{}, nil
 	}
-	return s.prefix[j].Sub(s.prefix[i]), nil
+	return s.prefixAt(j).Sub(s.prefixAt(i)), nil
+}
+
+// prefixAt returns the digest of the first i entries in order: a stored sum and the
+// EntryHashes after it.
+func (s *Sorted) prefixAt(i int) Digest {
+	c := i / sumEvery
+	if c >= len(s.sums) { // i = Len() at a multiple of sumEvery
+		c = len(s.sums) - 1
+	}
+	if c < 0 {
+		return Digest{}
+	}
+	d := s.sums[c]
+	for k := c * sumEvery; k < i; k++ {
+		d = d.Add(Digest{Count: 1, Sum: s.rec(s.order[k]).hash})
+	}
+	return d
 }
 
 // Digests returns the digests of [lo,b0), [b0,b1), ..., [bn,hi).
@@ -178,7 +419,7 @@ func (s *Sorted) Split(lo, hi []byte, k int) ([][]byte, error) {
 	out := make([][]byte, 0, k-1)
 	for q := 1; q < k; q++ {
 		idx := i + q*n/k
-		p := s.item(idx).Pos
+		p := s.pos(s.order[idx])
 		if idx <= i || (len(out) > 0 && bytes.Equal(out[len(out)-1], p)) {
 			continue
 		}
@@ -192,7 +433,29 @@ func (s *Sorted) Entries(lo, hi []byte, fn func(Entry) bool) error {
 	i, j := s.index(lo, false), s.index(hi, true)
 	for ; i < j; i++ {
 		s.stats.Entries++
-		if !fn(s.item(i).Entry) {
+		if !fn(s.entry(s.order[i])) {
+			break
+		}
+	}
+	return nil
+}
+
+// Each calls fn for every entry in position order until fn returns false. It is not
+// counted in Stats: it serves the index's owner, not a session's queries.
+func (s *Sorted) Each(fn func(Entry) bool) {
+	for _, at := range s.order {
+		if !fn(s.entry(at)) {
+			return
+		}
+	}
+}
+
+// EachHashed calls fn for each entry in [lo, hi) and its EntryHash until fn returns false.
+func (s *Sorted) EachHashed(lo, hi []byte, fn func(Entry, Hash) bool) error {
+	i, j := s.index(lo, false), s.index(hi, true)
+	for ; i < j; i++ {
+		s.stats.Entries++
+		if !fn(s.item(i)) {
 			break
 		}
 	}

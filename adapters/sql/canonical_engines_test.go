@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reconcile-dev/reconcile/merkle"
 	"github.com/reconcile-dev/reconcile/reconcile"
 )
 
@@ -118,6 +119,40 @@ func TestCanonicalAcrossEngines(t *testing.T) {
 			if seen != len(rows) {
 				t.Fatalf("scanned %d rows, want %d", seen, len(rows))
 			}
+			// A scan snapshot (PostgreSQL: its own wire decoding) holds the same entries.
+			sameScanEntries(t, tb)
 		})
+	}
+}
+
+// sameScanEntries checks that a scan-mode snapshot of tb (Open, which reads through the
+// dialect's rawReader where it has one) holds exactly the entries of tb.Scan (database/sql).
+func sameScanEntries(t *testing.T, tb *Table) {
+	t.Helper()
+	ctx := context.Background()
+	want := map[string]merkle.Entry{}
+	if err := tb.Scan(ctx, 0, func(r reconcile.Row) bool { want[string(r.Key)] = r.Entry(); return true }); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := tb.openScan(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	got, err := snap.Entries(ctx, nil, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("scan snapshot holds %d entries, the driver scan %d", len(got), len(want))
+	}
+	for _, e := range got {
+		w, ok := want[string(e.Key)]
+		if !ok || !merkle.SameEntry(&e, &w) {
+			t.Fatalf("key %x: scan snapshot entry %+v, driver scan %+v", e.Key, e, w)
+		}
+	}
+	if c := snap.Info().Root.Count; c != uint64(len(want)) {
+		t.Fatalf("root count %d, want %d", c, len(want))
 	}
 }

@@ -106,3 +106,15 @@ func genericArg(d Datum) any {
 func timestampText(ns int64) string {
 	return time.Unix(0, ns).UTC().Format("2006-01-02 15:04:05.999999999")
 }
+
+// rawReader is a dialect that reads a whole table faster through its own driver than
+// through database/sql (postgres: wire bytes decoded straight into datums, no driver
+// values). A scan snapshot's transaction then runs on a connection of its own.
+type rawReader interface {
+	// beginReadConn is beginRead (keep is true) on a connection the caller closes after
+	// the transaction ends.
+	beginReadConn(ctx context.Context, db *dbsql.DB) (*dbsql.Conn, *dbsql.Tx, error)
+	// readRaw runs query, whose columns are cols, on conn (inside its transaction) and
+	// sends its rows in batches until send returns false.
+	readRaw(ctx context.Context, conn *dbsql.Conn, query string, cols []*Column, send func(rowBatch) bool) error
+}

@@ -271,6 +271,11 @@ type scanner struct {
 	vals []any
 	ptrs []any
 	ds   []Datum
+	// borrow makes a row's Key and Value the scanner's own buffers, valid until its next
+	// row (whole-table scans, whose consumer keeps only what it copies); else each row
+	// gets its own.
+	borrow       bool
+	keyB, valueB []byte
 }
 
 func (t *Table) newScanner() *scanner {
@@ -293,13 +298,18 @@ func (s *scanner) row(rs *dbsql.Rows) (reconcile.Row, error) {
 
 // convert builds a row from the driver's values of one select-list row.
 func (s *scanner) convert(vals []any) (reconcile.Row, error) {
-	s.vals = vals
+	return s.assemble(func(i int) (Datum, error) { return s.cols[i].canon(vals[i]) })
+}
+
+// assemble builds a row from the datums of one select-list row, which datum(i) returns
+// for the i-th column (the Datum need not outlive the call: its bytes are copied).
+func (s *scanner) assemble(datum func(i int) (Datum, error)) (reconcile.Row, error) {
 	t := s.t
 	var r reconcile.Row
 	s.ds = s.ds[:0]
 	i := 0
 	for ; i < len(t.keyCols); i++ {
-		d, err := s.cols[i].canon(s.vals[i])
+		d, err := datum(i)
 		if err != nil {
 			return r, fmt.Errorf("key column %s: %v", s.cols[i].Name, err)
 		}
@@ -308,12 +318,20 @@ func (s *scanner) convert(vals []any) (reconcile.Row, error) {
 		}
 		s.ds = append(s.ds, d)
 	}
-	r.Key = AppendKey([]byte{}, s.ds) // non-nil even when empty: nil means no row
+	if s.borrow {
+		s.keyB = AppendKey(s.keyB[:0], s.ds)
+		r.Key = s.keyB
+		if r.Key == nil {
+			r.Key = []byte{}
+		}
+	} else {
+		r.Key = AppendKey([]byte{}, s.ds) // non-nil even when empty: nil means no row
+	}
 	fail := func(c *Column, err error) (reconcile.Row, error) {
 		return r, fmt.Errorf("row %s: column %s (%s): %v", reconcile.PrintableKey(r.Key), c.Name, c.Type, err)
 	}
 	if t.verCol != nil {
-		d, err := s.cols[i].canon(s.vals[i])
+		d, err := datum(i)
 		if err != nil {
 			return fail(s.cols[i], err)
 		}
@@ -324,7 +342,7 @@ func (s *scanner) convert(vals []any) (reconcile.Row, error) {
 		i++
 	}
 	if t.expCol != nil {
-		d, err := s.cols[i].canon(s.vals[i])
+		d, err := datum(i)
 		if err != nil {
 			return fail(s.cols[i], err)
 		}
@@ -333,13 +351,18 @@ func (s *scanner) convert(vals []any) (reconcile.Row, error) {
 	}
 	s.ds = s.ds[:0]
 	for ; i < len(s.cols); i++ {
-		d, err := s.cols[i].canon(s.vals[i])
+		d, err := datum(i)
 		if err != nil {
 			return fail(s.cols[i], err)
 		}
 		s.ds = append(s.ds, d)
 	}
-	r.Value = AppendValue(nil, s.ds)
+	if s.borrow {
+		s.valueB = AppendValue(s.valueB[:0], s.ds)
+		r.Value = s.valueB
+	} else {
+		r.Value = AppendValue(nil, s.ds)
+	}
 	return r, nil
 }
 
@@ -390,33 +413,32 @@ func (t *Table) useIndex(ctx context.Context) (bool, error) {
 
 // openScan reads the whole table in one snapshot and indexes it in memory.
 func (t *Table) openScan(ctx context.Context, now int64) (reconcile.Snapshot, error) {
-	tx, keep, err := t.d.beginRead(ctx, t.db)
+	var (
+		tx   *dbsql.Tx
+		conn *dbsql.Conn
+		keep = true
+		err  error
+	)
+	if rr, ok := t.d.(rawReader); ok {
+		conn, tx, err = rr.beginReadConn(ctx, t.db)
+	} else {
+		tx, keep, err = t.d.beginRead(ctx, t.db)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open a read snapshot of %s: %w", t.cfg.Table, err)
 	}
 	snap := &snapshot{t: t, now: now}
 	workers := runtime.GOMAXPROCS(0)
-	parts := make([][][]merkle.SortedItem, workers) // per worker, blocks of itemBlock
-	err = t.scanParallel(ctx, tx, workers, func(w int, r reconcile.Row) error {
+	parts := make([]*merkle.SortedBuilder, workers)
+	for w := range parts {
+		parts[w] = merkle.NewSortedBuilder(t.ordering)
+	}
+	err = t.scanParallel(ctx, tx, conn, workers, func(w int, r reconcile.Row) error {
 		if e := r.Entry(); !e.Expired(now) {
-			bs := parts[w]
-			if len(bs) == 0 || len(bs[len(bs)-1]) == itemBlock {
-				bs = append(bs, make([]merkle.SortedItem, 0, itemBlock))
-				parts[w] = bs
-			}
-			bs[len(bs)-1] = append(bs[len(bs)-1], merkle.SortedItem{Pos: e.Position(t.ordering), Entry: e, Hash: e.Hash()})
+			parts[w].Add(e) // copies the borrowed key
 		}
 		return nil
 	})
-	// The index keeps the blocks as they are: a million rows are not copied again.
-	var blocks [][]merkle.SortedItem
-	n := 0
-	for _, bs := range parts {
-		for _, b := range bs {
-			blocks = append(blocks, b)
-			n += len(b)
-		}
-	}
 	if err == nil && !keep {
 		err = tx.Commit()
 		tx = nil
@@ -425,19 +447,21 @@ func (t *Table) openScan(ctx context.Context, now int64) (reconcile.Snapshot, er
 		if tx != nil {
 			tx.Rollback()
 		}
+		if conn != nil {
+			conn.Close()
+		}
 		return nil, err
 	}
-	snap.tx = tx
-	snap.scanned = int64(n)
+	snap.tx, snap.conn = tx, conn
+	snap.SortedIndex = reconcile.SortedIndex{Sorted: merkle.BuildSorted(t.ordering, parts...)}
+	snap.scanned = int64(snap.Len())
 	if !keep {
-		snap.seen = make(map[string]merkle.Entry, n)
-		for _, b := range blocks {
-			for _, it := range b {
-				snap.seen[string(it.Entry.Key)] = it.Entry
-			}
-		}
+		snap.seen = make(map[string]merkle.Entry, snap.Len())
+		snap.Each(func(e merkle.Entry) bool {
+			snap.seen[string(e.Key)] = e
+			return true
+		})
 	}
-	snap.SortedIndex = reconcile.SortedIndex{Sorted: merkle.NewSortedBlocks(blocks)}
 	root, _ := snap.Digest(nil, nil)
 	snap.info = reconcile.Info{Ordering: t.ordering, Schema: t.schema, Root: root}
 	return snap, nil
@@ -469,83 +493,118 @@ func (t *Table) scanTx(ctx context.Context, q querier, fn func(reconcile.Row) er
 	return nil
 }
 
-// itemBlock is the size of the blocks a scan collects entries in (no regrowing copies).
-const itemBlock = 8192
-
 // scanBatch is how many rows the reader hands a worker at a time.
 const scanBatch = 512
 
 // scanParallel streams every row of the table like scanTx, but converts and hands on rows
 // in workers goroutines while the driver reads: fn(w, row) is called from worker w, in no
-// particular order.
-func (t *Table) scanParallel(ctx context.Context, q querier, workers int, fn func(w int, r reconcile.Row) error) error {
-	rs, err := q.QueryContext(ctx, "SELECT "+t.selectList()+" FROM "+t.name)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", t.cfg.Table, t.d.dbErr(err))
-	}
-	defer rs.Close()
+// particular order, with a row whose Key and Value are valid only during the call. The
+// read runs in tx, or, where conn is set (a rawReader dialect's beginReadConn), through
+// the dialect's own driver on conn, inside tx.
+func (t *Table) scanParallel(ctx context.Context, tx *dbsql.Tx, conn *dbsql.Conn, workers int, fn func(w int, r reconcile.Row) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	batches := make(chan [][]any, 2*workers)
+	batches := make(chan rowBatch, 2*workers)
 	g, gctx := errgroup.WithContext(ctx)
 	for w := range workers {
 		g.Go(func() error {
 			sc := t.newScanner()
+			sc.borrow = true
 			for b := range batches {
-				for _, vals := range b {
-					r, err := sc.convert(vals)
-					if err != nil {
-						return fmt.Errorf("read %s: %w", t.cfg.Table, err)
-					}
+				err := b.each(sc, func(r reconcile.Row) error {
 					if t.ordering == merkle.KeyOrder {
 						r.Version = 0
 					}
-					if err := fn(w, r); err != nil {
-						return err
-					}
+					return fn(w, r)
+				})
+				if err != nil {
+					return err
 				}
+				b.release()
 			}
 			return nil
 		})
 	}
-	ncols := len(t.allCols())
-	readErr := func() error {
-		defer close(batches)
-		batch := make([][]any, 0, scanBatch)
-		for rs.Next() {
-			vals := make([]any, ncols)
-			ptrs := make([]any, ncols)
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			if err := rs.Scan(ptrs...); err != nil {
-				return err
-			}
-			batch = append(batch, vals)
-			if len(batch) == scanBatch {
-				select {
-				case batches <- batch:
-				case <-gctx.Done():
-					return nil
-				}
-				batch = make([][]any, 0, scanBatch)
-			}
+	send := func(b rowBatch) bool {
+		select {
+		case batches <- b:
+			return true
+		case <-gctx.Done():
+			return false
 		}
-		if len(batch) > 0 {
-			select {
-			case batches <- batch:
-			case <-gctx.Done():
-			}
-		}
-		return rs.Err()
-	}()
+	}
+	query := "SELECT " + t.selectList() + " FROM " + t.name
+	var readErr error
+	if rr, ok := t.d.(rawReader); ok && conn != nil {
+		readErr = rr.readRaw(gctx, conn, query, t.allCols(), send)
+	} else {
+		readErr = readDriver(gctx, tx, query, len(t.allCols()), send)
+	}
+	close(batches)
 	if err := g.Wait(); err != nil {
-		return err
+		return fmt.Errorf("read %s: %w", t.cfg.Table, err)
 	}
 	if readErr != nil {
 		return fmt.Errorf("read %s: %w", t.cfg.Table, t.d.dbErr(readErr))
 	}
 	return nil
+}
+
+// rowBatch is rows a reader hands a scan worker, converted with the worker's scanner.
+type rowBatch interface {
+	each(sc *scanner, fn func(reconcile.Row) error) error
+	// release tells the batch its rows are done with (the reader may reuse it).
+	release()
+}
+
+// driverBatch is rows as database/sql returns them.
+type driverBatch [][]any
+
+func (driverBatch) release() {}
+
+func (b driverBatch) each(sc *scanner, fn func(reconcile.Row) error) error {
+	for _, vals := range b {
+		r, err := sc.convert(vals)
+		if err == nil {
+			err = fn(r)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readDriver runs query in q and sends its rows in batches of scanBatch until send
+// returns false.
+func readDriver(ctx context.Context, q querier, query string, ncols int, send func(rowBatch) bool) error {
+	rs, err := q.QueryContext(ctx, query)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	batch := make(driverBatch, 0, scanBatch)
+	for rs.Next() {
+		vals := make([]any, ncols)
+		ptrs := make([]any, ncols)
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rs.Scan(ptrs...); err != nil {
+			return err
+		}
+		batch = append(batch, vals)
+		if len(batch) == scanBatch {
+			if !send(batch) {
+				return nil
+			}
+			batch = make(driverBatch, 0, scanBatch)
+		}
+	}
+	if len(batch) > 0 && !send(batch) {
+		return nil
+	}
+	return rs.Err()
 }
 
 // Scan calls fn for each row live at now in key order, until fn returns false. It reads
@@ -647,6 +706,8 @@ type snapshot struct {
 	t   *Table
 	now int64
 	tx  *dbsql.Tx // nil once released (SQLite without WAL)
+	// conn is the connection tx runs on, where the dialect is a rawReader; closed after tx.
+	conn *dbsql.Conn
 	reconcile.SortedIndex
 	info    reconcile.Info
 	scanned int64
@@ -694,11 +755,17 @@ func (s *snapshot) ReadStats() merkle.ReadStats {
 }
 
 func (s *snapshot) Close() error {
-	if s.tx == nil {
-		return nil
+	var err error
+	if s.tx != nil {
+		err = s.tx.Rollback()
+		s.tx = nil
 	}
-	err := s.tx.Rollback()
-	s.tx = nil
+	if s.conn != nil {
+		if cerr := s.conn.Close(); err == nil {
+			err = cerr
+		}
+		s.conn = nil
+	}
 	return err
 }
 
