@@ -70,15 +70,21 @@ func (b *SortedBuilder) Add(e Entry) {
 
 // AddHashed adds e with its EntryHash h, which the caller has computed.
 func (b *SortedBuilder) AddHashed(e Entry, h Hash) {
+	// A small index stays small: the first block starts small and grows by append, the
+	// arenas double from 4 KB.
 	if len(b.blocks) == 0 || len(b.blocks[len(b.blocks)-1]) == builderBlock {
-		b.blocks = append(b.blocks, make([]sortedRec, 0, builderBlock))
+		c := builderBlock
+		if len(b.blocks) == 0 {
+			c = 64
+		}
+		b.blocks = append(b.blocks, make([]sortedRec, 0, c))
 	}
 	n := len(e.Key)
 	if b.o != KeyOrder {
 		n += 8
 	}
 	if len(b.arenas) == 0 || len(b.arenas[len(b.arenas)-1])+n > cap(b.arenas[len(b.arenas)-1]) {
-		b.arenas = append(b.arenas, make([]byte, 0, max(builderArena, n)))
+		b.arenas = append(b.arenas, make([]byte, 0, max(min(builderArena, 4096<<len(b.arenas)), n)))
 	}
 	ar := &b.arenas[len(b.arenas)-1]
 	off := len(*ar)
