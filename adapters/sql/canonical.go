@@ -542,22 +542,28 @@ func writeJSONString(buf *bytes.Buffer, s string) {
 // Text, Bytes and JSON are a uvarint length and the bytes.
 func AppendValue(dst []byte, ds []Datum) []byte {
 	for _, d := range ds {
-		dst = append(dst, byte(d.Class))
-		switch d.Class {
-		case Null:
-		case Int, Timestamp, Date, Time:
-			dst = binary.BigEndian.AppendUint64(dst, uint64(d.Int))
-		case Bool:
-			dst = append(dst, byte(d.Int))
-		case Float:
-			dst = binary.BigEndian.AppendUint64(dst, math.Float64bits(d.Float))
-		case Decimal, Text, JSON:
-			dst = binary.AppendUvarint(dst, uint64(len(d.Str)))
-			dst = append(dst, d.Str...)
-		case Bytes:
-			dst = binary.AppendUvarint(dst, uint64(len(d.Bytes)))
-			dst = append(dst, d.Bytes...)
-		}
+		dst = appendDatum(dst, d)
+	}
+	return dst
+}
+
+// appendDatum appends the canonical encoding of one value column (see AppendValue).
+func appendDatum(dst []byte, d Datum) []byte {
+	dst = append(dst, byte(d.Class))
+	switch d.Class {
+	case Null:
+	case Int, Timestamp, Date, Time:
+		dst = binary.BigEndian.AppendUint64(dst, uint64(d.Int))
+	case Bool:
+		dst = append(dst, byte(d.Int))
+	case Float:
+		dst = binary.BigEndian.AppendUint64(dst, math.Float64bits(d.Float))
+	case Decimal, Text, JSON:
+		dst = binary.AppendUvarint(dst, uint64(len(d.Str)))
+		dst = append(dst, d.Str...)
+	case Bytes:
+		dst = binary.AppendUvarint(dst, uint64(len(d.Bytes)))
+		dst = append(dst, d.Bytes...)
 	}
 	return dst
 }

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 	"unsafe"
 
@@ -158,7 +157,13 @@ func (b *pgBatch) each(sc *scanner, fn func(reconcile.Row) error) error {
 			if raw == nil {
 				return Datum{}, nil
 			}
-			return b.decs[i](raw)
+			return b.decs[i].datum(raw)
+		}, func(dst []byte, i int) ([]byte, error) {
+			raw := b.value(row*n + i)
+			if raw == nil {
+				return append(dst, byte(Null)), nil
+			}
+			return b.decs[i].appendValue(dst, raw)
 		})
 		if err == nil {
 			err = fn(r)
@@ -170,9 +175,84 @@ func (b *pgBatch) each(sc *scanner, fn func(reconcile.Row) error) error {
 	return nil
 }
 
-// pgDecoder turns one non-NULL wire value into a datum. A Text, Decimal or JSON datum may
-// point into raw: it is valid only until the batch is reused, as scanner.assemble needs.
-type pgDecoder func(raw []byte) (Datum, error)
+// pgDecoder turns one non-NULL wire value into a datum (a Text, Decimal or JSON datum may
+// point into raw: it is valid only until the batch is reused, as scanner.assemble needs),
+// or appends its canonical value encoding straight from the wire bytes, which is what
+// AppendValue makes of the datum (TestPostgresRawScanMatchesDriver compares the rows).
+type pgDecoder struct {
+	datum       func(raw []byte) (Datum, error)
+	appendValue func(dst, raw []byte) ([]byte, error)
+}
+
+// viaDatum is a pgDecoder whose value encoding goes through its datum.
+func viaDatum(f func(raw []byte) (Datum, error)) pgDecoder {
+	return pgDecoder{datum: f, appendValue: func(dst, raw []byte) ([]byte, error) {
+		d, err := f(raw)
+		if err != nil {
+			return dst, err
+		}
+		return appendDatum(dst, d), nil
+	}}
+}
+
+// fixed64 is a pgDecoder of 8-byte (or, for n < 8, shorter) big-endian wire values that
+// encode as the class's tag and 8 big-endian bytes: toInt maps the wire value to the
+// datum's Int.
+func fixed64(class Class, n int, toInt func(raw []byte) (int64, error)) pgDecoder {
+	check := func(raw []byte) error {
+		if len(raw) != n {
+			return fmt.Errorf("a binary value of %d bytes, want %d", len(raw), n)
+		}
+		return nil
+	}
+	return pgDecoder{
+		datum: func(raw []byte) (Datum, error) {
+			if err := check(raw); err != nil {
+				return Datum{}, err
+			}
+			v, err := toInt(raw)
+			return Datum{Class: class, Int: v}, err
+		},
+		appendValue: func(dst, raw []byte) ([]byte, error) {
+			if err := check(raw); err != nil {
+				return dst, err
+			}
+			v, err := toInt(raw)
+			if err != nil {
+				return dst, err
+			}
+			return binary.BigEndian.AppendUint64(append(dst, byte(class)), uint64(v)), nil
+		},
+	}
+}
+
+// bytesLike is a pgDecoder of values whose canonical encoding is the class's tag, a
+// uvarint length and the bytes of the wire value, trimmed of trailing spaces for
+// blank-padded text.
+func bytesLike(class Class, trim bool) pgDecoder {
+	cut := func(raw []byte) []byte {
+		if trim {
+			for len(raw) > 0 && raw[len(raw)-1] == ' ' {
+				raw = raw[:len(raw)-1]
+			}
+		}
+		return raw
+	}
+	return pgDecoder{
+		datum: func(raw []byte) (Datum, error) {
+			raw = cut(raw)
+			if class == Bytes {
+				return Datum{Class: Bytes, Bytes: raw}, nil
+			}
+			return Datum{Class: class, Str: borrowString(raw)}, nil
+		},
+		appendValue: func(dst, raw []byte) ([]byte, error) {
+			raw = cut(raw)
+			dst = binary.AppendUvarint(append(dst, byte(class)), uint64(len(raw)))
+			return append(dst, raw...), nil
+		},
+	}
+}
 
 // PostgreSQL's type OIDs for the types read in binary (pg_type.dat).
 const (
@@ -219,86 +299,85 @@ func pgDecoderFor(c *Column, oid uint32, format int16) (pgDecoder, error) {
 	if format == pgx.TextFormatCode {
 		switch class {
 		case Text:
-			fixed := c.Fixed
-			return func(raw []byte) (Datum, error) {
-				s := borrowString(raw)
-				if fixed {
-					s = strings.TrimRight(s, " ")
-				}
-				return Datum{Class: Text, Str: s}, nil
-			}, nil
+			return bytesLike(Text, c.Fixed), nil
 		case Decimal:
-			return func(raw []byte) (Datum, error) {
+			return viaDatum(func(raw []byte) (Datum, error) {
 				s, err := NormalizeDecimal(borrowString(raw))
 				return Datum{Class: Decimal, Str: s}, err
-			}, nil
+			}), nil
 		case JSON:
-			return func(raw []byte) (Datum, error) {
+			return viaDatum(func(raw []byte) (Datum, error) {
 				s, err := CanonicalJSON(raw)
 				return Datum{Class: JSON, Str: s}, err
-			}, nil
+			}), nil
 		}
-		return nil, fmt.Errorf("internal: no text decoder for class %s", class)
-	}
-	fixed := func(n int, f func(raw []byte) (Datum, error)) pgDecoder {
-		return func(raw []byte) (Datum, error) {
-			if len(raw) != n {
-				return Datum{}, fmt.Errorf("a binary value of %d bytes, want %d", len(raw), n)
-			}
-			return f(raw)
-		}
+		return pgDecoder{}, fmt.Errorf("internal: no text decoder for class %s", class)
 	}
 	be := binary.BigEndian
 	switch {
 	case class == Int && oid == oidInt2:
-		return fixed(2, func(raw []byte) (Datum, error) { return Datum{Class: Int, Int: int64(int16(be.Uint16(raw)))}, nil }), nil
+		return fixed64(Int, 2, func(raw []byte) (int64, error) { return int64(int16(be.Uint16(raw))), nil }), nil
 	case class == Int && oid == oidInt4:
-		return fixed(4, func(raw []byte) (Datum, error) { return Datum{Class: Int, Int: int64(int32(be.Uint32(raw)))}, nil }), nil
+		return fixed64(Int, 4, func(raw []byte) (int64, error) { return int64(int32(be.Uint32(raw))), nil }), nil
 	case class == Int && oid == oidOID:
-		return fixed(4, func(raw []byte) (Datum, error) { return Datum{Class: Int, Int: int64(be.Uint32(raw))}, nil }), nil
+		return fixed64(Int, 4, func(raw []byte) (int64, error) { return int64(be.Uint32(raw)), nil }), nil
 	case class == Int && oid == oidInt8:
-		return fixed(8, func(raw []byte) (Datum, error) { return Datum{Class: Int, Int: int64(be.Uint64(raw))}, nil }), nil
+		return fixed64(Int, 8, func(raw []byte) (int64, error) { return int64(be.Uint64(raw)), nil }), nil
 	case class == Float && oid == oidFloat4:
-		return fixed(4, func(raw []byte) (Datum, error) {
-			return Datum{Class: Float, Float: normFloat(float64(math.Float32frombits(be.Uint32(raw))))}, nil
-		}), nil
+		return fixed64(Float, 4, func(raw []byte) (int64, error) {
+			return int64(math.Float64bits(normFloat(float64(math.Float32frombits(be.Uint32(raw)))))), nil
+		}).asFloat(), nil
 	case class == Float && oid == oidFloat8:
-		return fixed(8, func(raw []byte) (Datum, error) {
-			return Datum{Class: Float, Float: normFloat(math.Float64frombits(be.Uint64(raw)))}, nil
-		}), nil
+		return fixed64(Float, 8, func(raw []byte) (int64, error) {
+			return int64(math.Float64bits(normFloat(math.Float64frombits(be.Uint64(raw))))), nil
+		}).asFloat(), nil
 	case class == Bool && oid == oidBool:
-		return fixed(1, func(raw []byte) (Datum, error) {
-			if raw[0] > 1 {
-				return Datum{}, fmt.Errorf("boolean byte %d", raw[0])
+		return viaDatum(func(raw []byte) (Datum, error) {
+			if len(raw) != 1 || raw[0] > 1 {
+				return Datum{}, fmt.Errorf("a binary boolean of %d bytes (%x)", len(raw), raw)
 			}
 			return Datum{Class: Bool, Int: int64(raw[0])}, nil
 		}), nil
 	case class == Bytes && oid == oidBytea:
-		return func(raw []byte) (Datum, error) { return Datum{Class: Bytes, Bytes: raw}, nil }, nil
+		return bytesLike(Bytes, false), nil
 	case class == Timestamp && (oid == oidTimestamp || oid == oidTimestamptz):
-		return fixed(8, func(raw []byte) (Datum, error) {
+		return fixed64(Timestamp, 8, func(raw []byte) (int64, error) {
 			us := int64(be.Uint64(raw))
 			if us == math.MaxInt64 || us == math.MinInt64 {
-				return Datum{}, errors.New("timestamp is infinity, which nanoseconds in 64 bits cannot hold")
+				return 0, errors.New("timestamp is infinity, which nanoseconds in 64 bits cannot hold")
 			}
 			// Nanoseconds since 1970 must fit 64 bits: 1677-09-21..2262-04-11.
 			const lo, hi = math.MinInt64/1000 - pgEpoch*1_000_000, math.MaxInt64/1000 - pgEpoch*1_000_000
 			if us < lo || us > hi {
 				t := time.Unix(pgEpoch, 0).UTC().Add(time.Duration(us/1_000_000) * time.Second)
-				return Datum{}, fmt.Errorf("timestamp %v is outside 1677-09-21..2262-04-11, which nanoseconds in 64 bits cover", t)
+				return 0, fmt.Errorf("timestamp %v is outside 1677-09-21..2262-04-11, which nanoseconds in 64 bits cover", t)
 			}
-			return Datum{Class: Timestamp, Int: (us + pgEpoch*1_000_000) * 1000}, nil
+			return (us + pgEpoch*1_000_000) * 1000, nil
 		}), nil
 	case class == Date && oid == oidDate:
-		return fixed(4, func(raw []byte) (Datum, error) {
+		return fixed64(Date, 4, func(raw []byte) (int64, error) {
 			d := int32(be.Uint32(raw))
 			if d == math.MaxInt32 || d == math.MinInt32 {
-				return Datum{}, errors.New("date is infinity, which has no day number")
+				return 0, errors.New("date is infinity, which has no day number")
 			}
-			return Datum{Class: Date, Int: int64(d) + pgEpoch/86400}, nil
+			return int64(d) + pgEpoch/86400, nil
 		}), nil
 	case class == Time && oid == oidTime:
-		return fixed(8, func(raw []byte) (Datum, error) { return Datum{Class: Time, Int: int64(be.Uint64(raw)) * 1000}, nil }), nil
+		return fixed64(Time, 8, func(raw []byte) (int64, error) { return int64(be.Uint64(raw)) * 1000, nil }), nil
 	}
-	return nil, fmt.Errorf("internal: no binary decoder for class %s and type OID %d", class, oid)
+	return pgDecoder{}, fmt.Errorf("internal: no binary decoder for class %s and type OID %d", class, oid)
+}
+
+// asFloat makes a fixed64 decoder of float bits (its toInt returns them) give Float
+// datums; the value encoding, 8 big-endian bytes of the bits, is the same.
+func (d pgDecoder) asFloat() pgDecoder {
+	datum := d.datum
+	d.datum = func(raw []byte) (Datum, error) {
+		x, err := datum(raw)
+		if err != nil {
+			return Datum{}, err
+		}
+		return Datum{Class: Float, Float: math.Float64frombits(uint64(x.Int))}, nil
+	}
+	return d
 }

@@ -298,12 +298,14 @@ func (s *scanner) row(rs *dbsql.Rows) (reconcile.Row, error) {
 
 // convert builds a row from the driver's values of one select-list row.
 func (s *scanner) convert(vals []any) (reconcile.Row, error) {
-	return s.assemble(func(i int) (Datum, error) { return s.cols[i].canon(vals[i]) })
+	return s.assemble(func(i int) (Datum, error) { return s.cols[i].canon(vals[i]) }, nil)
 }
 
 // assemble builds a row from the datums of one select-list row, which datum(i) returns
-// for the i-th column (the Datum need not outlive the call: its bytes are copied).
-func (s *scanner) assemble(datum func(i int) (Datum, error)) (reconcile.Row, error) {
+// for the i-th column (the Datum need not outlive the call: its bytes are copied). Where
+// appendValue is set, it appends the canonical encoding of value column i (what
+// AppendValue makes of its datum) instead.
+func (s *scanner) assemble(datum func(i int) (Datum, error), appendValue func(dst []byte, i int) ([]byte, error)) (reconcile.Row, error) {
 	t := s.t
 	var r reconcile.Row
 	s.ds = s.ds[:0]
@@ -348,6 +350,21 @@ func (s *scanner) assemble(datum func(i int) (Datum, error)) (reconcile.Row, err
 		}
 		r.ExpiresAt = d.Int // NULL: 0, never
 		i++
+	}
+	if appendValue != nil {
+		v := s.valueB[:0]
+		for ; i < len(s.cols); i++ {
+			var err error
+			if v, err = appendValue(v, i); err != nil {
+				return fail(s.cols[i], err)
+			}
+		}
+		s.valueB = v
+		if !s.borrow {
+			v = append([]byte(nil), v...)
+		}
+		r.Value = v
+		return r, nil
 	}
 	s.ds = s.ds[:0]
 	for ; i < len(s.cols); i++ {
