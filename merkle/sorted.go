@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"unsafe"
 )
 
 // Sorted is a static index over a fixed set of entries: the entries in position order,
@@ -27,7 +28,7 @@ type Sorted struct {
 
 // blockBits is log2 of builderBlock: a place is block<<blockBits | index, in 32 bits (an
 // index holds fewer than 2^32 entries).
-const blockBits = 13
+const blockBits = 16
 
 // sumEvery is how many entries apart the stored prefix sums are: a digest adds at most
 // 2*(sumEvery-1) EntryHashes to two stored sums, and the sums take 2.5 bytes an entry
@@ -60,7 +61,7 @@ func NewSortedBuilder(o Ordering) *SortedBuilder { return &SortedBuilder{o: o} }
 // regrowing copies).
 const (
 	builderBlock = 1 << blockBits
-	builderArena = 1 << 20
+	builderArena = 4 << 20
 )
 
 // Add adds e (its key is copied) and computes its EntryHash.
@@ -73,18 +74,20 @@ func (b *SortedBuilder) AddHashed(e Entry, h Hash) {
 	// A small index stays small: the first block starts small and grows by append, the
 	// arenas double from 4 KB.
 	if len(b.blocks) == 0 || len(b.blocks[len(b.blocks)-1]) == builderBlock {
-		c := builderBlock
+		var blk []sortedRec
 		if len(b.blocks) == 0 {
-			c = 64
+			blk = make([]sortedRec, 0, 64)
+		} else {
+			blk = hugeSlice[sortedRec](builderBlock)[:0]
 		}
-		b.blocks = append(b.blocks, make([]sortedRec, 0, c))
+		b.blocks = append(b.blocks, blk)
 	}
 	n := len(e.Key)
 	if b.o != KeyOrder {
 		n += 8
 	}
 	if len(b.arenas) == 0 || len(b.arenas[len(b.arenas)-1])+n > cap(b.arenas[len(b.arenas)-1]) {
-		b.arenas = append(b.arenas, make([]byte, 0, max(min(builderArena, 4096<<len(b.arenas)), n)))
+		b.arenas = append(b.arenas, hugeSlice[byte](max(min(builderArena, 4096<<len(b.arenas)), n))[:0])
 	}
 	ar := &b.arenas[len(b.arenas)-1]
 	off := len(*ar)
@@ -144,7 +147,7 @@ func BuildSorted(o Ordering, builders ...*SortedBuilder) *Sorted {
 		starts[bi] = n
 		n += len(blk)
 	}
-	keys := make([]sortKey, n)
+	keys := hugeSlice[sortKey](n)
 	parallel(len(s.blocks), n, func(from, to int) {
 		for bi := from; bi < to; bi++ {
 			for i := range s.blocks[bi] {
@@ -173,7 +176,7 @@ func BuildSorted(o Ordering, builders ...*SortedBuilder) *Sorted {
 	keys, bounds := sortRuns(keys, cmp)
 	// The last merge writes the order itself (the places alone, deduplicated) and the
 	// prefix sums: no second array of keys.
-	s.order, s.sums = make([]uint32, 0, n), make([]Digest, 0, n/sumEvery+1)
+	s.order, s.sums = hugeSlice[uint32](n)[:0], hugeSlice[Digest](n/sumEvery+1)[:0]
 	var sum Digest
 	var last sortKey
 	emit := func(k sortKey) {
@@ -289,7 +292,7 @@ func sortRuns(keys []sortKey, cmp func(a, b sortKey) int) ([]sortKey, []int) {
 	bounds = append(bounds, len(keys))
 	var buf []sortKey
 	if len(bounds) > 3 {
-		buf = make([]sortKey, len(keys))
+		buf = hugeSlice[sortKey](len(keys))
 	}
 	for len(bounds) > 3 {
 		pairs := (len(bounds) - 1) / 2
@@ -317,6 +320,16 @@ func sortRuns(keys []sortKey, cmp func(a, b sortKey) int) ([]sortKey, []int) {
 		bounds = append(bounds, len(keys))
 	}
 	return keys, bounds
+}
+
+// hugeSlice makes a slice of n zero values whose memory is advised into huge pages where
+// it is large enough to hold some (adviseHuge).
+func hugeSlice[T any](n int) []T {
+	s := make([]T, n)
+	if n > 0 {
+		adviseHuge(unsafe.Pointer(unsafe.SliceData(s)), uintptr(n)*unsafe.Sizeof(s[0]))
+	}
+	return s
 }
 
 // maxNaturalRuns is the most ascending runs sortKeys merges as they come.
