@@ -176,7 +176,7 @@ func BuildSorted(o Ordering, builders ...*SortedBuilder) *Sorted {
 	keys, bounds := sortRuns(keys, cmp)
 	// The last merge writes the order itself (the places alone, deduplicated) and the
 	// prefix sums: no second array of keys.
-	s.order, s.sums = hugeSlice[uint32](n)[:0], hugeSlice[Digest](n/sumEvery+1)[:0]
+	s.order, s.sums = hugeSlice[uint32](n)[:0], hugeSlice[Digest](n/sumEvery + 1)[:0]
 	var sum Digest
 	var last sortKey
 	emit := func(k sortKey) {
