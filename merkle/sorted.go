@@ -71,16 +71,14 @@ func (b *SortedBuilder) Add(e Entry) {
 
 // AddHashed adds e with its EntryHash h, which the caller has computed.
 func (b *SortedBuilder) AddHashed(e Entry, h Hash) {
-	// A small index stays small: the first block starts small and grows by append, the
-	// arenas double from 4 KB.
-	if len(b.blocks) == 0 || len(b.blocks[len(b.blocks)-1]) == builderBlock {
-		var blk []sortedRec
-		if len(b.blocks) == 0 {
-			blk = make([]sortedRec, 0, 64)
-		} else {
-			blk = hugeSlice[sortedRec](builderBlock)[:0]
+	// A small index stays small: blocks start at 64 records and grow fourfold to
+	// builderBlock (a new one when the last is full, never a copy), arenas double from 4 KB.
+	if len(b.blocks) == 0 || len(b.blocks[len(b.blocks)-1]) == cap(b.blocks[len(b.blocks)-1]) {
+		c := builderBlock
+		if k := len(b.blocks); k < 5 {
+			c = 64 << (2 * k) // 64, 256, 1,024, 4,096, 16,384
 		}
-		b.blocks = append(b.blocks, blk)
+		b.blocks = append(b.blocks, hugeSlice[sortedRec](c)[:0])
 	}
 	n := len(e.Key)
 	if b.o != KeyOrder {
