@@ -201,3 +201,14 @@ func BenchmarkBuildSortedRandom(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFingerprint: the keyed fingerprint a session computes for every part it compares.
+func BenchmarkFingerprint(b *testing.B) {
+	k := NewKeyed([]byte("nonce"))
+	var d Digest
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		d.Count = uint64(i)
+		_ = k.Fingerprint(d, 4)
+	}
+}

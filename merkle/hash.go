@@ -165,23 +165,32 @@ func NewKeyed(nonce []byte) *Keyed {
 }
 
 // Fingerprint returns the first n bytes of keyed-BLAKE3(Sum || le64(Count)).
-func (k *Keyed) Fingerprint(d Digest, n int) []byte {
+func (k *Keyed) Fingerprint(d Digest, n int) []byte { return k.AppendFingerprint(nil, d, n) }
+
+// AppendFingerprint appends Fingerprint(d, n) to dst.
+func (k *Keyed) AppendFingerprint(dst []byte, d Digest, n int) []byte {
 	var buf [40]byte
 	copy(buf[:32], d.Sum[:])
 	binary.LittleEndian.PutUint64(buf[32:], d.Count)
-	return k.sum(buf[:], n)
+	out := k.sum(buf[:])
+	return append(dst, out[:n]...)
 }
 
 // EntryPrefix returns the first n bytes of keyed-BLAKE3(EntryHash): a short name for an
 // entry inside one leaf range of one session.
-func (k *Keyed) EntryPrefix(h Hash, n int) []byte { return k.sum(h[:], n) }
+func (k *Keyed) EntryPrefix(h Hash, n int) []byte { return k.AppendEntryPrefix(nil, h, n) }
 
-func (k *Keyed) sum(b []byte, n int) []byte {
+// AppendEntryPrefix appends EntryPrefix(h, n) to dst.
+func (k *Keyed) AppendEntryPrefix(dst []byte, h Hash, n int) []byte {
+	out := k.sum(h[:])
+	return append(dst, out[:n]...)
+}
+
+func (k *Keyed) sum(b []byte) (out [32]byte) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.h.Reset()
 	k.h.Write(b)
-	var out [32]byte
 	k.h.Sum(out[:0])
-	return out[:n]
+	return out
 }

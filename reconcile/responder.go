@@ -141,8 +141,9 @@ func (r *Responder) plan(ctx context.Context, op *Op, a *Answer) (opPlan, error)
 		p.ds = ds
 		fl := r.params.fpLen
 		a.Mismatch = make([]bool, len(ds))
+		var fp [32]byte
 		for j, d := range ds {
-			if bytes.Equal(r.keyed.Fingerprint(d, fl), op.FPs[j*fl:(j+1)*fl]) {
+			if bytes.Equal(r.keyed.AppendFingerprint(fp[:0], d, fl), op.FPs[j*fl:(j+1)*fl]) {
 				continue
 			}
 			a.Mismatch[j] = true
@@ -212,7 +213,7 @@ func (r *Responder) list(ctx context.Context, op *Op, a *Answer, p opPlan) error
 			var kept []hashedEntry
 			keep := r.leafCount+int(p.ds[j].Count) <= leafCacheMax
 			err := eachHashed(ctx, r.snap, xp, func(e merkle.Entry, h merkle.Hash) {
-				prefixes = append(prefixes, r.keyed.EntryPrefix(h, r.params.prefixLen)...)
+				prefixes = r.keyed.AppendEntryPrefix(prefixes, h, r.params.prefixLen)
 				n++
 				if keep {
 					kept = append(kept, hashedEntry{e, h})
@@ -243,8 +244,9 @@ func (r *Responder) list(ctx context.Context, op *Op, a *Answer, p opPlan) error
 		for j := 0; j+pl <= len(op.Prefixes); j += pl {
 			want[string(op.Prefixes[j:j+pl])] = true
 		}
+		var pb [32]byte
 		pick := func(e merkle.Entry, h merkle.Hash) {
-			if want[string(r.keyed.EntryPrefix(h, pl))] {
+			if want[string(r.keyed.AppendEntryPrefix(pb[:0], h, pl))] {
 				a.Entries = append(a.Entries, e)
 			}
 		}

@@ -493,7 +493,7 @@ func (s *session) compare(ctx context.Context, r rng, bounds, cuts [][]byte, ds 
 	}
 	fps := make([]byte, 0, len(ds)*s.params.fpLen)
 	for _, d := range ds {
-		fps = append(fps, s.keyed.Fingerprint(d, s.params.fpLen)...)
+		fps = s.keyed.AppendFingerprint(fps, d, s.params.fpLen)
 	}
 	listMax := s.opts.LeafMax
 	if r.depth+1 >= s.depth {
@@ -540,8 +540,9 @@ func (s *session) settleLeaf(ctx context.Context, r rng, listed []byte) error {
 	for j := 0; j+pl <= len(listed); j += pl {
 		have[string(listed[j:j+pl])]++
 	}
+	var pb [32]byte
 	err := eachHashed(ctx, s.src, r.x, func(e merkle.Entry, h merkle.Hash) {
-		p := string(s.keyed.EntryPrefix(h, pl))
+		p := string(s.keyed.AppendEntryPrefix(pb[:0], h, pl))
 		if have[p] > 0 {
 			have[p]--
 			return
