@@ -2,8 +2,14 @@ package sql
 
 import (
 	"context"
+	dbsql "database/sql"
+	"errors"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/reconcile-dev/reconcile/reconcile"
 )
 
 // TestPostgresRawScanMatchesDriver fills a table with every PostgreSQL type the endpoint
@@ -79,5 +85,52 @@ func TestPostgresRawScanErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "column v") {
 			t.Errorf("%s %s: got error %v, want one naming column v and %q", c.typ, c.val, err, c.want)
 		}
+	}
+}
+
+// TestScanCanceled: a scan whose context ends part way is an error on every engine, never
+// a snapshot of the rows read so far (the reader stops sending quietly; the scan must
+// notice).
+func TestScanCanceled(t *testing.T) {
+	for _, e := range engines(t) {
+		t.Run(e.name, func(t *testing.T) {
+			name := e.table(t)
+			e.exec(t, "CREATE TABLE "+name+" (id bigint PRIMARY KEY, v text)")
+			var vals []string
+			for i := 0; i < 5000; i++ {
+				vals = append(vals, fmt.Sprintf("(%d, 'v%d')", i, i))
+			}
+			e.exec(t, "INSERT INTO "+name+" VALUES "+strings.Join(vals, ", "))
+			tb := openTable(t, e.url(name, "mode=scan"))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var conn *dbsql.Conn
+			var tx *dbsql.Tx
+			var err error
+			if rr, ok := tb.d.(rawReader); ok {
+				conn, tx, err = rr.beginReadConn(ctx, tb.db)
+			} else {
+				tx, _, err = tb.d.beginRead(ctx, tb.db)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				tx.Rollback()
+				if conn != nil {
+					conn.Close()
+				}
+			}()
+			var seen atomic.Int64
+			err = tb.scanParallel(ctx, tx, conn, 2, func(w int, r reconcile.Row) error {
+				if seen.Add(1) == 10 {
+					cancel()
+				}
+				return nil
+			})
+			if err == nil || !errors.Is(err, context.Canceled) {
+				t.Fatalf("scan canceled after 10 of 5,000 rows returned %v (saw %d rows), want context.Canceled", err, seen.Load())
+			}
+		})
 	}
 }

@@ -519,6 +519,7 @@ const scanBatch = 512
 // read runs in tx, or, where conn is set (a rawReader dialect's beginReadConn), through
 // the dialect's own driver on conn, inside tx.
 func (t *Table) scanParallel(ctx context.Context, tx *dbsql.Tx, conn *dbsql.Conn, workers int, fn func(w int, r reconcile.Row) error) error {
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan rowBatch, 2*workers)
@@ -563,6 +564,11 @@ func (t *Table) scanParallel(ctx context.Context, tx *dbsql.Tx, conn *dbsql.Conn
 	}
 	if readErr != nil {
 		return fmt.Errorf("read %s: %w", t.cfg.Table, t.d.dbErr(readErr))
+	}
+	if err := parent.Err(); err != nil {
+		// The reader stops sending when the context ends, which is no error of its own:
+		// the rows read are not the table.
+		return fmt.Errorf("read %s: %w", t.cfg.Table, err)
 	}
 	return nil
 }
