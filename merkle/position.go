@@ -39,13 +39,23 @@ func ParseOrdering(s string) (Ordering, error) {
 
 // Position returns the entry's position in ordering o.
 func (o Ordering) Position(key []byte, version uint64) []byte {
+	return o.AppendPosition(make([]byte, 0, o.PositionLen(key)), key, version)
+}
+
+// PositionLen is len(o.Position(key, v)).
+func (o Ordering) PositionLen(key []byte) int {
 	if o == KeyOrder {
-		return append(make([]byte, 0, len(key)), key...)
+		return len(key)
 	}
-	p := make([]byte, 8+len(key))
-	binary.BigEndian.PutUint64(p, version)
-	copy(p[8:], key)
-	return p
+	return 8 + len(key)
+}
+
+// AppendPosition appends the position of (key, version) in ordering o to dst.
+func (o Ordering) AppendPosition(dst, key []byte, version uint64) []byte {
+	if o != KeyOrder {
+		dst = binary.BigEndian.AppendUint64(dst, version)
+	}
+	return append(dst, key...)
 }
 
 // Split undoes Position: the key and version an entry position stands for.

@@ -51,7 +51,6 @@ type SortedBuilder struct {
 	o      Ordering
 	blocks [][]sortedRec
 	arenas [][]byte
-	n      int
 }
 
 // NewSortedBuilder returns an empty builder of entries in ordering o.
@@ -66,11 +65,6 @@ const (
 
 // Add adds e (its key is copied) and computes its EntryHash.
 func (b *SortedBuilder) Add(e Entry) {
-	b.AddHashed(e, e.Hash())
-}
-
-// AddHashed adds e with its EntryHash h, which the caller has computed.
-func (b *SortedBuilder) AddHashed(e Entry, h Hash) {
 	// A small index stays small: blocks start at 64 records and grow fourfold to
 	// builderBlock (a new one when the last is full, never a copy), arenas double from 4 KB.
 	if len(b.blocks) == 0 || len(b.blocks[len(b.blocks)-1]) == cap(b.blocks[len(b.blocks)-1]) {
@@ -80,27 +74,17 @@ func (b *SortedBuilder) AddHashed(e Entry, h Hash) {
 		}
 		b.blocks = append(b.blocks, hugeSlice[sortedRec](c)[:0])
 	}
-	n := len(e.Key)
-	if b.o != KeyOrder {
-		n += 8
-	}
+	n := b.o.PositionLen(e.Key)
 	if len(b.arenas) == 0 || len(b.arenas[len(b.arenas)-1])+n > cap(b.arenas[len(b.arenas)-1]) {
 		b.arenas = append(b.arenas, hugeSlice[byte](max(min(builderArena, 4096<<len(b.arenas)), n))[:0])
 	}
 	ar := &b.arenas[len(b.arenas)-1]
 	off := len(*ar)
-	if b.o != KeyOrder {
-		*ar = binary.BigEndian.AppendUint64(*ar, e.Version)
-	}
-	*ar = append(*ar, e.Key...)
+	*ar = b.o.AppendPosition(*ar, e.Key, e.Version)
 	blk := &b.blocks[len(b.blocks)-1]
 	*blk = append(*blk, sortedRec{arena: uint32(len(b.arenas) - 1), off: uint32(off), n: uint32(n),
-		flags: e.Flags, version: e.Version, expiresAt: e.ExpiresAt, valueHash: e.ValueHash, hash: h})
-	b.n++
+		flags: e.Flags, version: e.Version, expiresAt: e.ExpiresAt, valueHash: e.ValueHash, hash: e.Hash()})
 }
-
-// Len returns the number of entries added.
-func (b *SortedBuilder) Len() int { return b.n }
 
 // NewSorted builds a Sorted index over entries in ordering o. Entries at the same position
 // are not allowed; one of them is kept.
@@ -192,22 +176,7 @@ func BuildSorted(o Ordering, builders ...*SortedBuilder) *Sorted {
 		s.order = append(s.order, k.at)
 		sum, last = sum.Add(d), k
 	}
-	a, b := keys[:bounds[1]], keys[bounds[1]:]
-	for len(a) > 0 && len(b) > 0 {
-		if cmp(b[0], a[0]) < 0 {
-			emit(b[0])
-			b = b[1:]
-		} else {
-			emit(a[0])
-			a = a[1:]
-		}
-	}
-	for _, k := range a {
-		emit(k)
-	}
-	for _, k := range b {
-		emit(k)
-	}
+	mergeRuns(keys[:bounds[1]], keys[bounds[1]:], cmp, emit)
 	return s
 }
 
@@ -297,7 +266,8 @@ func sortRuns(keys []sortKey, cmp func(a, b sortKey) int) ([]sortKey, []int) {
 		parallel(pairs, len(keys), func(from, to int) {
 			for p := from; p < to; p++ {
 				lo, mid, hi := bounds[2*p], bounds[2*p+1], bounds[2*p+2]
-				mergeKeys(buf[lo:hi], keys[lo:mid], keys[mid:hi], cmp)
+				out := buf[lo:lo]
+				mergeRuns(keys[lo:mid], keys[mid:hi], cmp, func(k sortKey) { out = append(out, k) })
 			}
 		})
 		if (len(bounds)-1)%2 == 1 { // an odd run out: copied as it is
@@ -330,24 +300,26 @@ func hugeSlice[T any](n int) []T {
 	return s
 }
 
-// maxNaturalRuns is the most ascending runs sortKeys merges as they come.
+// maxNaturalRuns is the most ascending runs sortRuns merges as they come.
 const maxNaturalRuns = 64
 
-// mergeKeys merges the sorted a and b into dst (len(a)+len(b)).
-func mergeKeys(dst, a, b []sortKey, cmp func(a, b sortKey) int) {
-	i, j, k := 0, 0, 0
-	for i < len(a) && j < len(b) {
-		if cmp(b[j], a[i]) < 0 {
-			dst[k] = b[j]
-			j++
+// mergeRuns calls emit with the keys of the sorted a and b in merged order.
+func mergeRuns(a, b []sortKey, cmp func(a, b sortKey) int, emit func(sortKey)) {
+	for len(a) > 0 && len(b) > 0 {
+		if cmp(b[0], a[0]) < 0 {
+			emit(b[0])
+			b = b[1:]
 		} else {
-			dst[k] = a[i]
-			i++
+			emit(a[0])
+			a = a[1:]
 		}
-		k++
 	}
-	k += copy(dst[k:], a[i:])
-	copy(dst[k:], b[j:])
+	for _, k := range a {
+		emit(k)
+	}
+	for _, k := range b {
+		emit(k)
+	}
 }
 
 func cmpUint(a, b uint64) int {
@@ -358,12 +330,6 @@ func cmpUint(a, b uint64) int {
 		return 1
 	}
 	return 0
-}
-
-// item returns the i-th entry in position order, with its EntryHash.
-func (s *Sorted) item(i int) (Entry, Hash) {
-	at := s.order[i]
-	return s.entry(at), s.rec(at).hash
 }
 
 // Len returns the number of entries.
@@ -465,16 +431,4 @@ func (s *Sorted) Each(fn func(Entry) bool) {
 			return
 		}
 	}
-}
-
-// EachHashed calls fn for each entry in [lo, hi) and its EntryHash until fn returns false.
-func (s *Sorted) EachHashed(lo, hi []byte, fn func(Entry, Hash) bool) error {
-	i, j := s.index(lo, false), s.index(hi, true)
-	for ; i < j; i++ {
-		s.stats.Entries++
-		if !fn(s.item(i)) {
-			break
-		}
-	}
-	return nil
 }

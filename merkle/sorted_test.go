@@ -76,8 +76,9 @@ func testSortedBlocks(t *testing.T, o Ordering) {
 		}
 		var sum Digest
 		for i, it := range want {
-			if e, h := s.item(i); !bytes.Equal(e.Position(o), it.Pos) || h != it.Hash || !SameEntry(&e, &it.Entry) {
-				t.Fatalf("ordering %v round %d: entry %d is %x, want %x", o, round, i, e.Position(o), it.Pos)
+			at := s.order[i]
+			if e := s.entry(at); !bytes.Equal(e.Position(o), it.Pos) || s.rec(at).hash != it.Hash || !SameEntry(&e, &it.Entry) {
+				t.Fatalf("ordering %v round %d: entry %d is %x, want %x", o, round, i, s.pos(at), it.Pos)
 			}
 			sum = sum.Add(Digest{Count: 1, Sum: it.Hash})
 		}

@@ -417,9 +417,14 @@ func toTimestamp(v any) (int64, error) {
 		return 0, err
 	}
 	if t.Before(minTime) || t.After(maxTime) {
-		return 0, fmt.Errorf("timestamp %v is outside 1677-09-21..2262-04-11, which nanoseconds in 64 bits cover", t)
+		return 0, errTimestampRange(t)
 	}
 	return t.UnixNano(), nil
+}
+
+// errTimestampRange is the error for an instant that unix nanoseconds cannot hold.
+func errTimestampRange(t time.Time) error {
+	return fmt.Errorf("timestamp %v is outside 1677-09-21..2262-04-11, which nanoseconds in 64 bits cover", t)
 }
 
 func toDate(v any) (int64, error) {

@@ -195,29 +195,26 @@ func viaDatum(f func(raw []byte) (Datum, error)) pgDecoder {
 	}}
 }
 
-// fixed64 is a pgDecoder of 8-byte (or, for n < 8, shorter) big-endian wire values that
-// encode as the class's tag and 8 big-endian bytes: toInt maps the wire value to the
-// datum's Int.
+// fixed64 is a pgDecoder of n-byte big-endian wire values whose canonical encoding is the
+// class's tag and 8 big-endian bytes: toInt maps the wire value to the datum's Int (for a
+// Float, to its IEEE-754 bits).
 func fixed64(class Class, n int, toInt func(raw []byte) (int64, error)) pgDecoder {
-	check := func(raw []byte) error {
+	read := func(raw []byte) (int64, error) {
 		if len(raw) != n {
-			return fmt.Errorf("a binary value of %d bytes, want %d", len(raw), n)
+			return 0, fmt.Errorf("a binary value of %d bytes, want %d", len(raw), n)
 		}
-		return nil
+		return toInt(raw)
 	}
 	return pgDecoder{
 		datum: func(raw []byte) (Datum, error) {
-			if err := check(raw); err != nil {
-				return Datum{}, err
+			v, err := read(raw)
+			if class == Float {
+				return Datum{Class: Float, Float: math.Float64frombits(uint64(v))}, err
 			}
-			v, err := toInt(raw)
 			return Datum{Class: class, Int: v}, err
 		},
 		appendValue: func(dst, raw []byte) ([]byte, error) {
-			if err := check(raw); err != nil {
-				return dst, err
-			}
-			v, err := toInt(raw)
+			v, err := read(raw)
 			if err != nil {
 				return dst, err
 			}
@@ -326,11 +323,11 @@ func pgDecoderFor(c *Column, oid uint32, format int16) (pgDecoder, error) {
 	case class == Float && oid == oidFloat4:
 		return fixed64(Float, 4, func(raw []byte) (int64, error) {
 			return int64(math.Float64bits(normFloat(float64(math.Float32frombits(be.Uint32(raw)))))), nil
-		}).asFloat(), nil
+		}), nil
 	case class == Float && oid == oidFloat8:
 		return fixed64(Float, 8, func(raw []byte) (int64, error) {
 			return int64(math.Float64bits(normFloat(math.Float64frombits(be.Uint64(raw))))), nil
-		}).asFloat(), nil
+		}), nil
 	case class == Bool && oid == oidBool:
 		return viaDatum(func(raw []byte) (Datum, error) {
 			if len(raw) != 1 || raw[0] > 1 {
@@ -349,8 +346,7 @@ func pgDecoderFor(c *Column, oid uint32, format int16) (pgDecoder, error) {
 			// Nanoseconds since 1970 must fit 64 bits: 1677-09-21..2262-04-11.
 			const lo, hi = math.MinInt64/1000 - pgEpoch*1_000_000, math.MaxInt64/1000 - pgEpoch*1_000_000
 			if us < lo || us > hi {
-				t := time.Unix(pgEpoch, 0).UTC().Add(time.Duration(us/1_000_000) * time.Second)
-				return 0, fmt.Errorf("timestamp %v is outside 1677-09-21..2262-04-11, which nanoseconds in 64 bits cover", t)
+				return 0, errTimestampRange(time.Unix(pgEpoch, 0).UTC().Add(time.Duration(us/1_000_000) * time.Second))
 			}
 			return (us + pgEpoch*1_000_000) * 1000, nil
 		}), nil
@@ -366,18 +362,4 @@ func pgDecoderFor(c *Column, oid uint32, format int16) (pgDecoder, error) {
 		return fixed64(Time, 8, func(raw []byte) (int64, error) { return int64(be.Uint64(raw)) * 1000, nil }), nil
 	}
 	return pgDecoder{}, fmt.Errorf("internal: no binary decoder for class %s and type OID %d", class, oid)
-}
-
-// asFloat makes a fixed64 decoder of float bits (its toInt returns them) give Float
-// datums; the value encoding, 8 big-endian bytes of the bits, is the same.
-func (d pgDecoder) asFloat() pgDecoder {
-	datum := d.datum
-	d.datum = func(raw []byte) (Datum, error) {
-		x, err := datum(raw)
-		if err != nil {
-			return Datum{}, err
-		}
-		return Datum{Class: Float, Float: math.Float64frombits(uint64(x.Int))}, nil
-	}
-	return d
 }

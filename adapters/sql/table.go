@@ -302,9 +302,9 @@ func (s *scanner) convert(vals []any) (reconcile.Row, error) {
 }
 
 // assemble builds a row from the datums of one select-list row, which datum(i) returns
-// for the i-th column (the Datum need not outlive the call: its bytes are copied). Where
-// appendValue is set, it appends the canonical encoding of value column i (what
-// AppendValue makes of its datum) instead.
+// for the i-th column (the Datum need not outlive the call: its bytes are copied). Value
+// columns are encoded by appendValue where it is set (it appends what appendDatum makes
+// of the column's datum, straight from the driver's bytes), else from their datums.
 func (s *scanner) assemble(datum func(i int) (Datum, error), appendValue func(dst []byte, i int) ([]byte, error)) (reconcile.Row, error) {
 	t := s.t
 	var r reconcile.Row
@@ -351,35 +351,26 @@ func (s *scanner) assemble(datum func(i int) (Datum, error), appendValue func(ds
 		r.ExpiresAt = d.Int // NULL: 0, never
 		i++
 	}
-	if appendValue != nil {
-		v := s.valueB[:0]
-		for ; i < len(s.cols); i++ {
-			var err error
-			if v, err = appendValue(v, i); err != nil {
-				return fail(s.cols[i], err)
-			}
+	if appendValue == nil {
+		appendValue = func(dst []byte, i int) ([]byte, error) {
+			d, err := datum(i)
+			return appendDatum(dst, d), err
 		}
-		s.valueB = v
-		if !s.borrow {
-			v = append([]byte(nil), v...)
-		}
-		r.Value = v
-		return r, nil
 	}
-	s.ds = s.ds[:0]
+	var v []byte // a row of its own unless borrowed
+	if s.borrow {
+		v = s.valueB[:0]
+	}
 	for ; i < len(s.cols); i++ {
-		d, err := datum(i)
-		if err != nil {
+		var err error
+		if v, err = appendValue(v, i); err != nil {
 			return fail(s.cols[i], err)
 		}
-		s.ds = append(s.ds, d)
 	}
 	if s.borrow {
-		s.valueB = AppendValue(s.valueB[:0], s.ds)
-		r.Value = s.valueB
-	} else {
-		r.Value = AppendValue(nil, s.ds)
+		s.valueB = v
 	}
+	r.Value = v
 	return r, nil
 }
 
