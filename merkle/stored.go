@@ -285,6 +285,19 @@ func (s *Stored) scan(level int, start, end []byte, reverse, count bool,
 	return ierr
 }
 
+// posArena copies positions into shared chunks, so that reading many nodes costs a few
+// allocations rather than one a node. Copies stay valid for the arena's life and after.
+type posArena []byte
+
+func (a *posArena) copy(p []byte) []byte {
+	if len(*a)+len(p) > cap(*a) {
+		*a = make([]byte, 0, max(len(p), min(max(2*cap(*a), 16*len(p)), 64<<10)))
+	}
+	off := len(*a)
+	*a = append(*a, p...)
+	return (*a)[off:len(*a):len(*a)]
+}
+
 // storedNode is a node read from a level: its position (nil and head set for the head)
 // and digest.
 type storedNode struct {
@@ -690,8 +703,9 @@ func (s *Stored) Digests(lo, hi []byte, bounds [][]byte) ([]Digest, error) {
 		end = s.nodeKey(t, hi)
 	}
 	var nodes []storedNode
+	var arena posArena
 	err = s.scan(t, s.headKey(t), end, false, true, func(head bool, p []byte, d Digest) bool {
-		nodes = append(nodes, storedNode{pos: append([]byte{}, p...), head: head, d: d})
+		nodes = append(nodes, storedNode{pos: arena.copy(p), head: head, d: d})
 		return true
 	})
 	if err != nil {
@@ -824,7 +838,8 @@ func (w *storedWalker) descendRun(level int, run []storedNode, end []byte, endIn
 	if !endInf {
 		stop = s.nodeKey(c, end)
 	}
-	var children []storedNode
+	children := make([]storedNode, 0, 2<<s.nbits)
+	var arena posArena
 	var acc Digest
 	var stopPos []byte
 	stopped := false
@@ -833,7 +848,7 @@ func (w *storedWalker) descendRun(level int, run []storedNode, end []byte, endIn
 			stopped, stopPos = true, append([]byte{}, p...)
 			return false
 		}
-		children = append(children, storedNode{pos: append([]byte{}, p...), head: head, d: d})
+		children = append(children, storedNode{pos: arena.copy(p), head: head, d: d})
 		if last.head || (!head && bytes.Compare(p, last.pos) >= 0) {
 			acc = acc.Add(d)
 		}
@@ -1000,15 +1015,20 @@ func (s *Stored) splitLevel(l int, lo, hi []byte, c, parts uint64, whole1 bool) 
 		end = s.nodeKey(l, hi)
 	}
 	var nodes []storedNode
+	var arena posArena
 	err := s.scan(l, start, end, false, true, func(head bool, p []byte, d Digest) bool {
-		nodes = append(nodes, storedNode{pos: append([]byte{}, p...), head: head, d: d})
+		nodes = append(nodes, storedNode{pos: arena.copy(p), head: head, d: d})
 		return true
 	})
 	if err != nil {
 		return nil, err
 	}
-	if uint64(len(nodes)) < parts && (l > 1 || uint64(len(nodes)) <= parts/2) {
-		return nil, nil // at most parts-1 candidates: try a lower level
+	// Too few candidates: try a lower level. Under cut semantics (whole1) a level with at
+	// least half as many boundaries as cuts asked for is cut at all of them, as level 1
+	// always is: parts of about one node are as fine as a descent needs.
+	few := uint64(len(nodes)) <= parts/2 || (l > 1 && !whole1)
+	if uint64(len(nodes)) < parts && few {
+		return nil, nil
 	}
 	// rank[i] = entries of the range before nodes[i+1].
 	ranks := make([]uint64, len(nodes)-1)
@@ -1034,12 +1054,12 @@ func (s *Stored) splitLevel(l int, lo, hi []byte, c, parts uint64, whole1 bool) 
 	}
 	need := int(parts - 1)
 	if len(cands) < need {
-		if l > 1 || len(cands) == 0 || len(cands) < need/2 {
+		if (l > 1 && !whole1) || len(cands) == 0 || len(cands) < need/2 {
 			return nil, nil
 		}
-		// Level 1 has fewer boundaries than cuts asked for, but at least half as many: cut
-		// at all of them rather than read every entry of the range. Parts are then about one
-		// level-1 node (16 entries on average), as fine as a descent needs.
+		// Fewer boundaries than cuts asked for, but at least half as many: cut at all of
+		// them rather than read a lower level of the range (level 1: every entry). Parts are
+		// then about one node.
 		out := make([][]byte, len(cands))
 		for i, n := range cands {
 			out[i] = n.pos

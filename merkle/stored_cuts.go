@@ -76,14 +76,10 @@ func (s *Stored) cutNodes(lo, hi []byte, limit int) (nodes []storedNode, ok bool
 	if hi != nil {
 		end = s.nodeKey(1, hi)
 	}
-	var arena []byte // one allocation for the positions of many nodes
+	var arena posArena
+	nodes = make([]storedNode, 0, min(limit+1, 32))
 	err = s.scan(1, start, end, false, true, func(head bool, p []byte, d Digest) bool {
-		if len(arena)+len(p) > cap(arena) {
-			arena = make([]byte, 0, max(4096, 2*len(p)))
-		}
-		off := len(arena)
-		arena = append(arena, p...)
-		nodes = append(nodes, storedNode{pos: arena[off:len(arena):len(arena)], head: head, d: d})
+		nodes = append(nodes, storedNode{pos: arena.copy(p), head: head, d: d})
 		return len(nodes) <= limit
 	})
 	if err != nil {
@@ -105,7 +101,7 @@ func cutScanNodes(parts int) int { return smallRangeNodes + 16*parts }
 func (s *Stored) cutScanDigests(lo, hi []byte, bounds [][]byte, out []Digest, count uint64) (snapped [][]byte, ok bool, err error) {
 	limit := cutScanNodes(len(bounds) + 1)
 	if count > 0 {
-		if count>>s.nbits > uint64(limit) {
+		if count>>s.nbits > uint64(limit) || s.partsSpanLevel2(count, len(bounds)+1) {
 			return nil, false, nil
 		}
 	} else if few, err := s.fewLevel1(lo, hi, limit); err != nil || !few {
@@ -153,6 +149,14 @@ func (s *Stored) cutScanDigests(lo, hi []byte, bounds [][]byte, out []Digest, co
 	}
 	clear(out)
 	return nil, false, nil
+}
+
+// partsSpanLevel2 reports whether count entries cut into parts make parts as large as a
+// level-2 node (256 entries). Such a split is taken from level-2 nodes (SplitCuts), and a
+// top-down walk finds its parts' digests reading no level-1 node, where a scan of the
+// range's level-1 nodes would read 16 a part.
+func (s *Stored) partsSpanLevel2(count uint64, parts int) bool {
+	return count/uint64(max(parts, 1)) >= 1<<(2*s.nbits)
 }
 
 // fewLevel1 reports whether [lo, hi) may span at most about limit level-1 nodes, judging
@@ -230,8 +234,9 @@ func (s *Stored) cutDigestsWalk(t int, lo, hi []byte, bounds [][]byte, out []Dig
 		end = s.nodeKey(t, hi)
 	}
 	var nodes []storedNode
+	var arena posArena
 	err := s.scan(t, s.headKey(t), end, false, true, func(head bool, p []byte, d Digest) bool {
-		nodes = append(nodes, storedNode{pos: append([]byte{}, p...), head: head, d: d})
+		nodes = append(nodes, storedNode{pos: arena.copy(p), head: head, d: d})
 		return true
 	})
 	if err != nil {
@@ -287,10 +292,11 @@ func (s *Stored) SplitCuts(lo, hi []byte, k int, count uint64) (bounds, prevs []
 		return nil, nil, nil, err
 	}
 	// A range of few level-1 nodes is read whole: one scan gives the cuts, their
-	// predecessors and the parts' digests.
+	// predecessors and the parts' digests. Not when the parts asked for are as large as a
+	// level-2 node: cutting at level-2 nodes then reads 16 times fewer nodes.
 	var small bool
 	if count > 0 {
-		small = count>>s.nbits <= uint64(cutScanNodes(k))
+		small = count>>s.nbits <= uint64(cutScanNodes(k)) && !s.partsSpanLevel2(count, k)
 	} else if small, err = s.fewLevel1(lo, hi, cutScanNodes(k)); err != nil {
 		return nil, nil, nil, err
 	}
@@ -313,9 +319,9 @@ func (s *Stored) SplitCuts(lo, hi []byte, k int, count uint64) (bounds, prevs []
 	}
 	parts := min(uint64(k), c)
 	fan := uint64(1) << s.nbits
-	// Nodes of about half a part: coarser than Split's quarter, as balance matters less
-	// than reading few nodes here (the next split adapts to each part's count).
-	l, size, q := 0, uint64(1), c/(2*parts)
+	// Nodes of about a part: coarser than Split's quarter, as balance matters less than
+	// reading few nodes here (the next split adapts to each part's count).
+	l, size, q := 0, uint64(1), c/parts
 	for l < t && size <= q/fan {
 		size *= fan
 		l++

@@ -24,6 +24,7 @@ func (s *Stored) level1Nodes(lo, hi []byte, max int) (nodes []storedNode, ok boo
 			start = s.boundStart(1)
 		}
 	}
+	var arena posArena
 	end := s.levelEnd(1)
 	if hi != nil {
 		end = s.nodeKey(1, hi)
@@ -32,7 +33,7 @@ func (s *Stored) level1Nodes(lo, hi []byte, max int) (nodes []storedNode, ok boo
 		if head && len(nodes) > 0 && nodes[0].head {
 			return true // already have it
 		}
-		nodes = append(nodes, storedNode{pos: append([]byte{}, p...), head: head, d: d})
+		nodes = append(nodes, storedNode{pos: arena.copy(p), head: head, d: d})
 		return len(nodes) <= max
 	})
 	if err != nil {

@@ -212,6 +212,9 @@ func (r *Responder) list(ctx context.Context, op *Op, a *Answer, p opPlan) error
 			prefixes := make([]byte, 0, p.ds[j].Count*uint64(r.params.prefixLen))
 			var kept []hashedEntry
 			keep := r.leafCount+int(p.ds[j].Count) <= leafCacheMax
+			if keep {
+				kept = make([]hashedEntry, 0, p.ds[j].Count)
+			}
 			err := eachHashed(ctx, r.snap, xp, func(e merkle.Entry, h merkle.Hash) {
 				prefixes = r.keyed.AppendEntryPrefix(prefixes, h, r.params.prefixLen)
 				n++

@@ -342,7 +342,8 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int) error {
 			return err
 		}
 		ranges = s.next
-		s.log.Debug("descend: round", "round", s.rep.Rounds, "ops", len(ops), "open_ranges", len(ranges), "found", len(s.onlyI)+len(s.onlyR))
+		s.log.Debug("descend: round", "round", s.rep.Rounds, "ops", len(ops), "open_ranges", len(ranges), "found", len(s.onlyI)+len(s.onlyR),
+			"reads_"+s.names[0], s.src.ReadStats(), "reads_"+s.names[1], s.peer.ReadStats(), "traffic", s.peer.Traffic())
 		s.progress("descend", 0, 0)
 	}
 	s.cancelPairs()
@@ -417,6 +418,13 @@ func (s *session) fanout(c uint64, depth int) int {
 	// mismatching part just over LeafMax, which would cost one more round.
 	target := max(float64(s.opts.LeafMax)/2, 1)
 	f := int(math.Ceil(math.Pow(float64(c)/target, 1/float64(left))))
+	if left == 2 {
+		// The split before the last cuts into parts of about 16 leaves, the span of a
+		// level-2 node of a stored index (merkle.Stored): its bounds cost that split no read
+		// below level 2 (they go on the wire whole), and the last split, which is paid per
+		// differing key, cuts a part into only about 16 leaves.
+		f = max(f, int(float64(c)/(target*16)))
+	}
 	f = max(f, s.opts.Fanout)
 	f = min(f, 4096)
 	if uint64(f) > c {
