@@ -1002,11 +1002,18 @@ func (s *Stored) splitEntries(lo, hi []byte, c, parts uint64) ([][]byte, error) 
 // splitLevel picks parts-1 level-l nodes inside (lo, hi) nearest to the count quantiles of
 // the range (c entries), or returns nil when the range has too few level-l nodes.
 func (s *Stored) splitLevel(l int, lo, hi []byte, c, parts uint64, whole1 bool) ([][]byte, error) {
+	out, _, err := s.splitLevelPrevs(l, lo, hi, c, parts, whole1)
+	return out, err
+}
+
+// splitLevelPrevs is splitLevel that also returns, for each cut, the level-l node before
+// it (nil when there is none: it is the level's first node).
+func (s *Stored) splitLevelPrevs(l int, lo, hi []byte, c, parts uint64, whole1 bool) (out, prevs [][]byte, err error) {
 	start := s.headKey(l)
 	if lo != nil {
 		ns, err := s.lastNodes(l, lo, 1, true)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		start = s.key(l, ns[0])
 	}
@@ -1016,19 +1023,19 @@ func (s *Stored) splitLevel(l int, lo, hi []byte, c, parts uint64, whole1 bool) 
 	}
 	var nodes []storedNode
 	var arena posArena
-	err := s.scan(l, start, end, false, true, func(head bool, p []byte, d Digest) bool {
+	err = s.scan(l, start, end, false, true, func(head bool, p []byte, d Digest) bool {
 		nodes = append(nodes, storedNode{pos: arena.copy(p), head: head, d: d})
 		return true
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Too few candidates: try a lower level. Under cut semantics (whole1) a level with at
 	// least half as many boundaries as cuts asked for is cut at all of them, as level 1
 	// always is: parts of about one node are as fine as a descent needs.
 	few := uint64(len(nodes)) <= parts/2 || (l > 1 && !whole1)
 	if uint64(len(nodes)) < parts && few {
-		return nil, nil
+		return nil, nil, nil
 	}
 	// rank[i] = entries of the range before nodes[i+1].
 	ranks := make([]uint64, len(nodes)-1)
@@ -1040,7 +1047,7 @@ func (s *Stored) splitLevel(l int, lo, hi []byte, c, parts uint64, whole1 bool) 
 		w := newStoredWalker(s, lo, nil, nil, part)
 		w.whole1 = whole1
 		if err := w.distribute(l, nodes[:1], nodes[1].pos, false); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		r = part[0].Count
 	}
@@ -1048,25 +1055,31 @@ func (s *Stored) splitLevel(l int, lo, hi []byte, c, parts uint64, whole1 bool) 
 		ranks[i-1] = r
 		r += nodes[i].d.Count
 	}
-	cands := nodes[1:]
-	for len(ranks) > 0 && ranks[0] == 0 { // the range's first entry: would empty part 0
-		ranks, cands = ranks[1:], cands[1:]
+	cands, before := nodes[1:], nodes[:len(nodes)-1] // before[j] precedes cands[j]
+	for len(ranks) > 0 && ranks[0] == 0 {            // the range's first entry: would empty part 0
+		ranks, cands, before = ranks[1:], cands[1:], before[1:]
+	}
+	prevOf := func(j int) []byte {
+		if before[j].head {
+			return nil
+		}
+		return before[j].pos
 	}
 	need := int(parts - 1)
 	if len(cands) < need {
 		if (l > 1 && !whole1) || len(cands) == 0 || len(cands) < need/2 {
-			return nil, nil
+			return nil, nil, nil
 		}
 		// Fewer boundaries than cuts asked for, but at least half as many: cut at all of
 		// them rather than read a lower level of the range (level 1: every entry). Parts are
 		// then about one node.
-		out := make([][]byte, len(cands))
+		out, prevs = make([][]byte, len(cands)), make([][]byte, len(cands))
 		for i, n := range cands {
-			out[i] = n.pos
+			out[i], prevs[i] = n.pos, prevOf(i)
 		}
-		return out, nil
+		return out, prevs, nil
 	}
-	out := make([][]byte, 0, need)
+	out, prevs = make([][]byte, 0, need), make([][]byte, 0, need)
 	j := 0
 	for i := 1; i <= need; i++ {
 		target := quantile(uint64(i), c, parts)
@@ -1074,10 +1087,10 @@ func (s *Stored) splitLevel(l int, lo, hi []byte, c, parts uint64, whole1 bool) 
 		for j < maxJ && absDiff(ranks[j+1], target) <= absDiff(ranks[j], target) {
 			j++
 		}
-		out = append(out, cands[j].pos)
+		out, prevs = append(out, cands[j].pos), append(prevs, prevOf(j))
 		j++
 	}
-	return out, nil
+	return out, prevs, nil
 }
 
 func absDiff(a, b uint64) uint64 {

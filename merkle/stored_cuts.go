@@ -1,6 +1,9 @@
 package merkle
 
-import "bytes"
+import (
+	"bytes"
+	"fmt"
+)
 
 // Cut entries. Sessions cut ranges only at cut entries: entries whose EntryHash starts with
 // a zero 4-bit nibble (one entry in 16, chosen by content alone, so two copies of a set of
@@ -21,21 +24,29 @@ const cutGap = 8
 // default 4 bits a level, level-1 nodes are exactly the cut entries (IsCut). Positions that
 // lie close together share one forward scan of level 1; a gap of more than a few nodes
 // costs a new seek.
-func (s *Stored) SnapCuts(ps [][]byte) ([][]byte, error) {
+func (s *Stored) SnapCuts(ps [][]byte) ([][]byte, error) { return s.SnapCutsAt(1, ps) }
+
+// SnapCutsAt is SnapCuts at a level: for each position of ps, the first level-l node at
+// or after it (with the default 4 bits a level, the first entry whose EntryHash starts
+// with l zero nibbles), or nil when there is none.
+func (s *Stored) SnapCutsAt(l int, ps [][]byte) ([][]byte, error) {
 	out := make([][]byte, len(ps))
 	if len(ps) == 0 {
 		return out, nil
 	}
+	if l < 1 || l > storedMaxLevel {
+		return nil, fmt.Errorf("merkle: snap at level %d, outside 1..%d", l, storedMaxLevel)
+	}
 	t, err := s.loadTop()
-	if err != nil || t == 0 {
-		return out, err
+	if err != nil || t == 0 || l > t {
+		return out, err // no level-l node: nothing at or after any point
 	}
 	i := 0
 	for i < len(ps) {
 		start := i
 		gap := 0
 		var last []byte
-		err := s.scan(1, s.nodeKey(1, ps[i]), s.levelEnd(1), false, true,
+		err := s.scan(l, s.nodeKey(l, ps[i]), s.levelEnd(l), false, true,
 			func(head bool, p []byte, _ Digest) bool {
 				if head {
 					return true
@@ -284,6 +295,28 @@ func (s *Stored) CutDigestsSnapped(lo, hi []byte, bounds [][]byte, count uint64)
 // entries the caller expects in the range (a hint that spares probing its size). Cost: as
 // Split, plus a reverse seek per bound for the split of the whole index.
 func (s *Stored) SplitCuts(lo, hi []byte, k int, count uint64) (bounds, prevs [][]byte, ds []Digest, err error) {
+	bounds, prevs, _, ds, err = s.splitCuts(lo, hi, k, count, false)
+	return bounds, prevs, ds, err
+}
+
+// SplitCutsAt is SplitCuts for a caller whose bounds may stand for nodes of a higher level
+// (see reconcile's cut levels): where SplitCuts takes its cuts from level l > 1 and would
+// return prevs nil, SplitCutsAt returns level l and, for each bound, the level-l node
+// before it (nil when it is the first), read in the same scan. Otherwise level is 1 and
+// it returns what SplitCuts does.
+func (s *Stored) SplitCutsAt(lo, hi []byte, k int, count uint64) (bounds, prevs [][]byte, level int, ds []Digest, err error) {
+	return s.splitCuts(lo, hi, k, count, true)
+}
+
+func (s *Stored) splitCuts(lo, hi []byte, k int, count uint64, levels bool) (bounds, prevs [][]byte, level int, ds []Digest, err error) {
+	bounds, prevs, ds, err = s.splitCuts1(lo, hi, k, count, levels, &level)
+	if level == 0 {
+		level = 1
+	}
+	return bounds, prevs, level, ds, err
+}
+
+func (s *Stored) splitCuts1(lo, hi []byte, k int, count uint64, levels bool, level *int) (bounds, prevs [][]byte, ds []Digest, err error) {
 	if k < 2 || rangeIsEmpty(lo, hi) {
 		return nil, nil, nil, nil
 	}
@@ -327,12 +360,16 @@ func (s *Stored) SplitCuts(lo, hi []byte, k int, count uint64) (bounds, prevs []
 		l++
 	}
 	for ; l > 1; l-- {
-		out, err := s.splitLevel(l, lo, hi, c, parts, true)
+		out, lprevs, err := s.splitLevelPrevs(l, lo, hi, c, parts, true)
 		if err != nil {
 			return nil, nil, nil, err
 		}
 		if out == nil {
 			continue
+		}
+		if levels && (lo != nil || hi != nil) {
+			*level = l
+			return out, lprevs, nil, nil
 		}
 		if lo != nil || hi != nil {
 			// The level-1 nodes before these cuts are not at hand: prevs stays nil, and a

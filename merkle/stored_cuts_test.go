@@ -65,12 +65,30 @@ func TestStoredCuts(t *testing.T) {
 	st := NewStored(kv, nil, VersionOrder)
 	pos, es := model.sorted()
 	var cuts [][]byte
+	cutsAt := map[int][][]byte{} // level -> positions of entries with that many zero nibbles
 	for i := range pos {
-		if IsCut(es[i].Hash()) {
+		h := es[i].Hash()
+		if IsCut(h) {
 			cuts = append(cuts, pos[i])
 		}
+		for l := 1; l <= 3 && h[(l-1)/2]>>(4*(1-(l-1)%2))&0xf == 0; l++ {
+			cutsAt[l] = append(cutsAt[l], pos[i])
+			if l == 2 && h[0] != 0 {
+				t.Fatalf("level arithmetic")
+			}
+		}
+	}
+	// snapAt is the first position of cutsAt[l] at or after p.
+	snapAt := func(l int, p []byte) []byte {
+		xs := cutsAt[l]
+		j, _ := slices.BinarySearchFunc(xs, p, bytes.Compare)
+		if j == len(xs) {
+			return nil
+		}
+		return xs[j]
 	}
 	rnd := func() []byte { return g.pos(pos) }
+	sawLevel := map[int]int{}
 	for range 300 {
 		// SnapCuts over sorted random positions.
 		var ps [][]byte
@@ -87,6 +105,19 @@ func TestStoredCuts(t *testing.T) {
 		for i, p := range ps {
 			if want := naiveSnap(pos, es, p); !bytes.Equal(got[i], want) || (got[i] == nil) != (want == nil) {
 				t.Fatalf("SnapCuts(%x) = %x, want %x", p, got[i], want)
+			}
+		}
+
+		// SnapCutsAt at levels 2 and 3.
+		for l := 2; l <= 3; l++ {
+			got, err := st.SnapCutsAt(l, ps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, p := range ps {
+				if want := snapAt(l, p); !bytes.Equal(got[i], want) || (got[i] == nil) != (want == nil) {
+					t.Fatalf("SnapCutsAt(%d, %x) = %x, want %x", l, p, got[i], want)
+				}
 			}
 		}
 
@@ -191,8 +222,47 @@ func TestStoredCuts(t *testing.T) {
 		if b-a > 4*k && len(sb) < (k-1)/2 {
 			t.Fatalf("SplitCuts gave %d bounds for k=%d over %d cut entries", len(sb), k, b-a)
 		}
+		// SplitCutsAt: the same cuts, or cuts of a higher level with their predecessors
+		// at that level.
+		lb, lprevs, level, lds, err := st.SplitCutsAt(slo, shi, k, shint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sawLevel[level]++
+		if !slices.EqualFunc(lb, sb, bytes.Equal) {
+			t.Fatalf("SplitCutsAt bounds differ from SplitCuts")
+		}
+		switch {
+		case level == 1:
+			if !slices.EqualFunc(lprevs, prevs, bytes.Equal) || !slices.Equal(lds, sds) {
+				t.Fatalf("SplitCutsAt at level 1 differs from SplitCuts")
+			}
+		case level > 1 && level <= 3:
+			if prevs != nil || len(lprevs) != len(lb) || lds != nil {
+				t.Fatalf("SplitCutsAt level %d with %d prevs for %d bounds (SplitCuts gave prevs %v)", level, len(lprevs), len(lb), prevs != nil)
+			}
+			xs := cutsAt[level]
+			for i, x := range lb {
+				j, ok := slices.BinarySearchFunc(xs, x, bytes.Compare)
+				if !ok {
+					t.Fatalf("SplitCutsAt bound %x is not a level-%d entry", x, level)
+				}
+				var want []byte
+				if j > 0 {
+					want = xs[j-1]
+				}
+				if !bytes.Equal(lprevs[i], want) {
+					t.Fatalf("SplitCutsAt level-%d prev of %x = %x, want %x", level, x, lprevs[i], want)
+				}
+			}
+		default:
+			t.Fatalf("SplitCutsAt level %d", level)
+		}
 		if n := st.Stats().Entries - before; n != 0 {
 			t.Fatalf("cut queries read %d entries", n)
 		}
+	}
+	if sawLevel[1] == 0 || sawLevel[2] == 0 {
+		t.Fatalf("SplitCutsAt levels seen %v: want splits at levels 1 and 2", sawLevel)
 	}
 }

@@ -45,6 +45,21 @@ type CutSnapshot interface {
 	CutDigests(ctx context.Context, lo, hi []byte, bounds [][]byte, count uint64) (ds []merkle.Digest, snapped [][]byte, err error)
 }
 
+// LevelCutSnapshot is implemented by snapshots whose index also finds cut entries of
+// higher levels (Levels): the Badger store's, whose level-l nodes are exactly them. A
+// responder over one reads points of any level up to MaxCutLevel, and an initiator over
+// one sends cuts taken from level l > 1 as short separators of level l instead of whole.
+type LevelCutSnapshot interface {
+	CutSnapshot
+	// SnapCutsAt is SnapCuts at level l (1..MaxCutLevel): for each of ps (sorted, none
+	// nil), the first cut entry of level l at or after it, or nil when there is none.
+	SnapCutsAt(ctx context.Context, l int, ps [][]byte) ([][]byte, error)
+	// SplitCutsAt is SplitCuts, except that where its cuts are cut entries of a level l >
+	// 1 and SplitCuts would return prevs nil, it returns l and, for each bound, the
+	// level-l cut entry before it (nil: none). level is 1 otherwise.
+	SplitCutsAt(ctx context.Context, lo, hi []byte, k int, count uint64) (bounds, prevs [][]byte, level int, ds []merkle.Digest, err error)
+}
+
 // snapPage is how many entries snapCuts lists at a time on a snapshot without an index.
 const snapPage = 64
 
@@ -114,7 +129,19 @@ func snapCuts(ctx context.Context, snap Snapshot, ps [][]byte) ([][]byte, error)
 // its count quantiles. prevs[i], when known, is the cut entry before bounds[i] (nil: none);
 // known is false where they are not known (snapshots without CutSnapshot, or a CutSnapshot
 // that returned no prevs): those bounds go on the wire whole.
-func splitCuts(ctx context.Context, snap Snapshot, lo, hi []byte, k int, count uint64) (bounds, prevs [][]byte, ds []merkle.Digest, known bool, err error) {
+func splitCuts(ctx context.Context, snap Snapshot, lo, hi []byte, k int, count uint64, maxLevel int) (bounds, prevs [][]byte, level int, ds []merkle.Digest, known bool, err error) {
+	if ls, ok := snap.(LevelCutSnapshot); ok && maxLevel > 1 {
+		bounds, prevs, level, ds, err = ls.SplitCutsAt(ctx, lo, hi, k, count)
+		if err != nil || (prevs != nil && level <= maxLevel) {
+			return bounds, prevs, level, ds, true, err
+		}
+		return bounds, make([][]byte, len(bounds)), 1, ds, false, nil
+	}
+	bounds, prevs, ds, known, err = splitCuts1(ctx, snap, lo, hi, k, count)
+	return bounds, prevs, 1, ds, known, err
+}
+
+func splitCuts1(ctx context.Context, snap Snapshot, lo, hi []byte, k int, count uint64) (bounds, prevs [][]byte, ds []merkle.Digest, known bool, err error) {
 	if cs, ok := snap.(CutSnapshot); ok {
 		bounds, prevs, ds, err = cs.SplitCuts(ctx, lo, hi, k, count)
 		if prevs == nil {

@@ -424,3 +424,110 @@ func badgerRows(t *testing.T, s *badger.Store) map[string]reconcile.Row {
 	}
 	return out
 }
+
+// TestModelBadgerLevels runs sessions between Badger stores large enough that splits
+// are taken from level-2 and level-3 nodes and go on the wire as points of those levels
+// (Levels), and drifts them where that is delicate: cut entries of level 2 and 3 that
+// only one side holds (so the sides read some points as different entries, or as none
+// near the end), entries sharing one version (bulk writes), expired rows not yet purged.
+// Results must match the naive comparison, against a memory endpoint (which reads only
+// level 1) too.
+func TestModelBadgerLevels(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two 100k-row Badger stores")
+	}
+	ctx := context.Background()
+	for _, o := range []merkle.Ordering{merkle.VersionOrder, merkle.KeyOrder} {
+		t.Run(o.String(), func(t *testing.T) {
+			rng := rand.New(rand.NewSource(7))
+			src := memory.New(o)
+			v := uint64(1000)
+			for i := 0; i < 100_000; i++ {
+				if i%5000 == 0 {
+					v++ // a bulk write: 5% of the rows share one version
+				} else if i%5000 >= 100 {
+					v += 1 + uint64(rng.Intn(3))
+				}
+				var exp int64
+				if rng.Intn(200) == 0 {
+					exp = testNow - 1 // expired, and never purged
+				}
+				src.Put(reconcile.Row{Key: []byte(fmt.Sprintf("k%07d", rng.Intn(1_000_000_000))), Version: v, Value: []byte(fmt.Sprint(i)), ExpiresAt: exp})
+			}
+			dst := clone(o, src)
+			level := func(r reconcile.Row) int {
+				h := r.Entry().Hash()
+				n := 0
+				for _, b := range h[:2] {
+					if b>>4 != 0 {
+						break
+					}
+					n++
+					if b&0xf != 0 {
+						break
+					}
+					n++
+				}
+				return n
+			}
+			rows := src.Rows()
+			rng.Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
+			high, drift := 0, 0
+			for _, r := range rows {
+				switch l := level(r); {
+				case l >= 2 && high < 40: // a level-2+ cut entry on one side only
+					if high%2 == 0 {
+						dst.Delete(r.Key)
+					} else {
+						src.Delete(r.Key)
+					}
+					high++
+				case drift < 300:
+					switch drift % 3 {
+					case 0:
+						dst.Put(reconcile.Row{Key: r.Key, Version: r.Version + 7, Value: []byte("new"), ExpiresAt: r.ExpiresAt})
+					case 1:
+						dst.Delete(r.Key)
+					case 2:
+						src.Delete(r.Key)
+					}
+					drift++
+				}
+			}
+			for i := 0; i < 200; i++ { // inserts at the top: points past the other's last entries
+				dst.Put(reconcile.Row{Key: []byte(fmt.Sprintf("z%05d", i)), Version: v + 1 + uint64(i), Value: []byte("top")})
+			}
+			bsrc, bdst := toBadger(t, o, src), toBadger(t, o, dst)
+			wantS, wantD, wantC := naiveDiff(src, dst, testNow)
+			opts := reconcile.Options{Now: testNow}
+			pairs := []struct {
+				name string
+				a, b reconcile.Endpoint
+			}{{"badger-badger", bsrc, bdst}, {"badger-badger reversed", bdst, bsrc}, {"badger-memory", bsrc, dst}, {"memory-badger", src, bdst}}
+			for _, p := range pairs {
+				rep, err := reconcile.Run(ctx, p.a, p.b, opts)
+				if err != nil {
+					t.Fatalf("%s diff: %v", p.name, err)
+				}
+				s, d := wantS, wantD
+				if p.name == "badger-badger reversed" {
+					s, d = d, s
+				}
+				if rep.OnlySource != s || rep.OnlyTarget != d || rep.Changed != wantC {
+					t.Fatalf("%s diff found %d/%d/%d, naive comparison %d/%d/%d", p.name, rep.OnlySource, rep.OnlyTarget, rep.Changed, s, d, wantC)
+				}
+				t.Logf("%s: %d rounds, %d bytes, reads %d+%d / %d+%d", p.name, rep.Rounds, rep.BytesSent+rep.BytesReceived,
+					rep.EntriesReadSource, rep.NodesReadSource, rep.EntriesReadTarget, rep.NodesReadTarget)
+			}
+			opts.Mode, opts.Force = reconcile.Mirror, true
+			if _, err := reconcile.Run(ctx, bsrc, bdst, opts); err != nil {
+				t.Fatalf("sync: %v", err)
+			}
+			ri, _ := reconcile.Root(ctx, bsrc, testNow)
+			rt, _ := reconcile.Root(ctx, bdst, testNow)
+			if ri.Root != rt.Root {
+				t.Fatal("after sync: roots differ")
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/reconcile-dev/reconcile/merkle"
 )
@@ -24,6 +25,13 @@ type Responder struct {
 	// The counts this side answered for mismatching parts it did not list, by their wire
 	// bounds: the next round's Compare of such a part knows its size without probing.
 	counts, prevCounts map[string]uint64
+
+	// cutLevels is the highest cut level this side reads (OpenResponse.CutLevels), and
+	// readAs the points of this round and the last that it read as other positions, by
+	// level and wire bytes (see resolveLevels).
+	cutLevels          uint8
+	readAs, prevReadAs map[string][]byte
+	kbuf               []byte
 }
 
 type hashedEntry struct {
@@ -61,10 +69,15 @@ func NewResponder(ctx context.Context, snap Snapshot, req *OpenRequest) (*Respon
 		return nil, resp, err
 	}
 	r := &Responder{
-		snap:   snap,
-		params: frameParams{ordering: info.Ordering, fpLen: int(req.FPLen), prefixLen: int(req.PrefixLen)},
-		keyed:  merkle.NewKeyed(req.Nonce[:]),
+		snap:      snap,
+		params:    frameParams{ordering: info.Ordering, fpLen: int(req.FPLen), prefixLen: int(req.PrefixLen)},
+		keyed:     merkle.NewKeyed(req.Nonce[:]),
+		cutLevels: 1,
 	}
+	if _, ok := snap.(LevelCutSnapshot); ok {
+		r.cutLevels = MaxCutLevel
+	}
+	resp.CutLevels = r.cutLevels
 	if req.First != nil && req.Root != info.Root {
 		first, err := r.Round(ctx, req.First)
 		if err != nil {
@@ -94,6 +107,9 @@ func (r *Responder) Round(ctx context.Context, req *RoundRequest) (*RoundRespons
 	r.prevLeaves, r.leaves, r.leafCount = r.leaves, nil, 0
 	r.prevCounts, r.counts = r.counts, nil
 	defer func() { r.prevLeaves, r.prevCounts = nil, nil }()
+	if err := r.resolveLevels(ctx, req.Ops); err != nil {
+		return nil, fmt.Errorf("round: %w", err)
+	}
 	plans := make([]opPlan, len(req.Ops))
 	var reads []exactRange
 	for i := range req.Ops {
@@ -119,6 +135,142 @@ func (r *Responder) Round(ctx context.Context, req *RoundRequest) (*RoundRespons
 		}
 	}
 	return resp, nil
+}
+
+// past is a position after every position (longer than any, all 0xFF): a point that
+// stands for no cut entry on this side (+inf) is read as past, which no entry reaches.
+var past = bytes.Repeat([]byte{0xFF}, MaxPosition+1)
+
+// resolveLevels rewrites the points of ops as this side reads them, so that the rest of
+// the round reads every point at level 1 (a cut entry of any level is a level-1 cut entry,
+// its own first one at or after it):
+//
+//   - a point above level 1 becomes the cut entry it stands for here, or past (Hi: nil)
+//     when there is none;
+//   - each op's bounds are then clamped into its range, in order. A point of one level
+//     can read past a later point of another (next to a cut entry only one side holds):
+//     the parts between are then empty here, which is what the clamped parts are;
+//   - every point so rewritten is remembered for the next round, whose ranges are this
+//     round's parts: a range reads its ends as its parent op read them, so that each
+//     round's ranges still partition this side's entries.
+func (r *Responder) resolveLevels(ctx context.Context, ops []Op) error {
+	r.prevReadAs, r.readAs = r.readAs, nil
+	high := false
+	for i := range ops {
+		lv := ops[i].Levels
+		if top := max(lv.Lo, lv.Hi, lv.Bounds); top > r.cutLevels {
+			return fmt.Errorf("an op cuts at level %d; this side reads levels up to %d", top, r.cutLevels)
+		}
+		high = high || lv.high()
+	}
+	if !high && r.prevReadAs == nil {
+		return nil
+	}
+	r.readAs = make(map[string][]byte)
+	lookup := func(l uint8, p []byte) ([]byte, bool) {
+		r.kbuf = append(append(r.kbuf[:0], level(l)), p...)
+		if x, ok := r.readAs[string(r.kbuf)]; ok {
+			return x, true
+		}
+		if x, ok := r.prevReadAs[string(r.kbuf)]; ok {
+			r.readAs[string(r.kbuf)] = x // a range may keep an end for several rounds
+			return x, true
+		}
+		return nil, false
+	}
+	remember := func(l uint8, p, x []byte) { r.readAs[string(append([]byte{level(l)}, p...))] = x }
+	or := func(x, ifNone []byte) []byte {
+		if x == nil {
+			return ifNone
+		}
+		return x
+	}
+
+	// The points above level 1 that are not remembered, read in one batch per level.
+	type point struct {
+		p      []byte
+		l      uint8
+		dst    *[]byte
+		ifNone []byte // what it reads as where this side has no such cut entry
+	}
+	var pts []point
+	wire := make([][][]byte, len(ops)) // each op's bounds as sent
+	for i := range ops {
+		op := &ops[i]
+		lv := op.Levels
+		for _, end := range []struct {
+			l      uint8
+			p      *[]byte
+			ifNone []byte
+		}{{lv.Lo, &op.Lo, past}, {lv.Hi, &op.Hi, nil}} {
+			if *end.p == nil {
+				continue
+			}
+			if x, ok := lookup(end.l, *end.p); ok {
+				*end.p = or(x, end.ifNone)
+			} else if end.l > 1 {
+				pts = append(pts, point{p: *end.p, l: end.l, dst: end.p, ifNone: end.ifNone})
+			}
+		}
+		wire[i] = op.Bounds
+		op.Bounds = slices.Clone(op.Bounds)
+		if lv.Bounds > 1 {
+			for j, b := range wire[i] {
+				pts = append(pts, point{p: b, l: lv.Bounds, dst: &op.Bounds[j], ifNone: past})
+			}
+		}
+	}
+	slices.SortFunc(pts, func(a, b point) int {
+		if a.l != b.l {
+			return int(a.l) - int(b.l)
+		}
+		return bytes.Compare(a.p, b.p)
+	})
+	for i := 0; i < len(pts); {
+		j := i
+		for j < len(pts) && pts[j].l == pts[i].l {
+			j++
+		}
+		ps := make([][]byte, j-i)
+		for k := range ps {
+			ps[k] = pts[i+k].p
+		}
+		xs, err := r.snap.(LevelCutSnapshot).SnapCutsAt(ctx, int(pts[i].l), ps)
+		if err != nil {
+			return err
+		}
+		for k, x := range xs {
+			*pts[i+k].dst = or(x, pts[i+k].ifNone)
+		}
+		i = j
+	}
+
+	for i := range ops {
+		op := &ops[i]
+		if op.Hi != nil && op.Lo != nil && bytes.Compare(op.Hi, op.Lo) < 0 {
+			op.Hi = op.Lo
+		}
+		if bytes.Equal(op.Hi, past) {
+			op.Hi = nil // +inf
+		}
+		for j, b := range op.Bounds {
+			if op.Lo != nil && bytes.Compare(b, op.Lo) < 0 {
+				b = op.Lo
+			}
+			if j > 0 && bytes.Compare(b, op.Bounds[j-1]) < 0 {
+				b = op.Bounds[j-1]
+			}
+			if op.Hi != nil && bytes.Compare(b, op.Hi) > 0 {
+				b = op.Hi
+			}
+			op.Bounds[j] = b
+			if op.Levels.Bounds > 1 || !bytes.Equal(b, wire[i][j]) {
+				remember(op.Levels.Bounds, wire[i][j], b)
+			}
+		}
+		op.Levels = Levels{}
+	}
+	return nil
 }
 
 // opPlan is what the first pass over an op leaves for the second: the exact ranges of

@@ -191,6 +191,9 @@ type session struct {
 	keyed  *merkle.Keyed
 	rootR  merkle.Digest
 	depth  int // planned split levels from the root
+	// cutLevels is the highest cut level the responder reads (OpenResponse.CutLevels):
+	// cuts taken from a level up to it go on the wire short, as points of that level.
+	cutLevels int
 
 	onlyI, onlyR map[string]merkle.Entry // by position
 	fetches      []Op
@@ -204,14 +207,16 @@ type session struct {
 	entryI, entryR            map[string]merkle.Entry // by key
 }
 
-// rng is a range still open: its digests differ. lo and hi are its bounds on the wire;
-// x is the same range as the source cuts it (its cut entries the bounds snap to).
+// rng is a range still open: its digests differ. lo and hi are its bounds on the wire, of
+// cut levels loL and hiL (Levels); x is the same range as the source cuts it (its cut
+// entries the bounds snap to).
 type rng struct {
-	lo, hi []byte
-	x      exactRange
-	cI, cR uint64
-	depth  int
-	list   bool // split made no progress here: list it
+	lo, hi   []byte
+	loL, hiL uint8
+	x        exactRange
+	cI, cR   uint64
+	depth    int
+	list     bool // split made no progress here: list it
 }
 
 func (s *session) finishStats() {
@@ -263,6 +268,7 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int) error {
 		return fmt.Errorf("session nonce: %w", err)
 	}
 	s.params = frameParams{ordering: s.info.Ordering, fpLen: fpLen, prefixLen: prefixLen}
+	s.cutLevels = 1 // the first split rides on the open request, before the responder says
 	s.keyed = merkle.NewKeyed(req.Nonce[:])
 	s.onlyI, s.onlyR, s.fetches, s.next = map[string]merkle.Entry{}, map[string]merkle.Entry{}, nil, nil
 
@@ -291,6 +297,7 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int) error {
 		return err
 	}
 	s.rootR = resp.Root
+	s.cutLevels = int(resp.CutLevels)
 	rootF, countF := s.side(true)
 	*rootF, *countF = FormatFingerprint(resp.Root.Fingerprint()), resp.Root.Count
 	if s.info.Root == s.rootR {
@@ -445,18 +452,18 @@ func (s *session) plan(ctx context.Context, r rng, ops *[]Op, handlers *[]func(A
 	case r.cI == 0 || r.list || r.depth >= s.depth:
 		// Past the planned levels only oversized leaves are left: list them in full now
 		// rather than cut them once more and fetch what their listing lacks a round later.
-		*ops = append(*ops, Op{Kind: OpList, Lo: r.lo, Hi: r.hi, Limit: listPage})
+		*ops = append(*ops, Op{Kind: OpList, Lo: r.lo, Hi: r.hi, Levels: r.levels(1), Limit: listPage})
 		*handlers = append(*handlers, func(a Answer) error { return s.settleList(ctx, r, a) })
 		return nil
 	case r.cR <= leaf:
-		return s.compare(ctx, r, nil, nil, nil, ops, handlers)
+		return s.compare(ctx, r, nil, 1, nil, nil, ops, handlers)
 	case r.cI < 2 || 2*min(r.cI, r.cR) < max(r.cI, r.cR):
 		// The counts show that most of the range differs: list it rather than split it.
-		*ops = append(*ops, Op{Kind: OpList, Lo: r.lo, Hi: r.hi, Limit: listPage})
+		*ops = append(*ops, Op{Kind: OpList, Lo: r.lo, Hi: r.hi, Levels: r.levels(1), Limit: listPage})
 		*handlers = append(*handlers, func(a Answer) error { return s.settleList(ctx, r, a) })
 		return nil
 	default:
-		cuts, prevs, ds, known, err := splitCuts(ctx, s.src, r.x.lo, r.x.hi, s.fanout(r.cI, r.depth), r.cI)
+		cuts, prevs, level, ds, known, err := splitCuts(ctx, s.src, r.x.lo, r.x.hi, s.fanout(r.cI, r.depth), r.cI, s.cutLevels)
 		if err != nil {
 			return fmt.Errorf("split source range: %w", err)
 		}
@@ -465,7 +472,7 @@ func (s *session) plan(ctx context.Context, r rng, ops *[]Op, handlers *[]func(A
 			return s.plan(ctx, r, ops, handlers)
 		}
 		// Each cut goes on the wire as a short separator that snaps back to it: a prefix
-		// above the cut entry before it (and above the previous bound).
+		// above the cut entry of its level before it (and above the previous bound).
 		seps := make([][]byte, len(cuts))
 		last := r.lo
 		for i, b := range cuts {
@@ -476,9 +483,12 @@ func (s *session) plan(ctx context.Context, r rng, ops *[]Op, handlers *[]func(A
 			seps[i] = separator(b, p, known)
 			last = seps[i]
 		}
-		return s.compare(ctx, r, seps, cuts, ds, ops, handlers)
+		return s.compare(ctx, r, seps, uint8(level), cuts, ds, ops, handlers)
 	}
 }
+
+// levels are the cut levels of r's bounds, with its parts' bounds at level bl.
+func (r rng) levels(bl uint8) Levels { return Levels{Lo: r.loL, Hi: r.hiL, Bounds: bl} }
 
 // eachSource calls fn for each source entry of the exact range x.
 func (s *session) eachSource(ctx context.Context, x exactRange, fn func(merkle.Entry)) error {
@@ -488,9 +498,10 @@ func (s *session) eachSource(ctx context.Context, x exactRange, fn func(merkle.E
 	return eachEntry(ctx, s.src, x.lo, x.hi, fn)
 }
 
-// compare sends the source's fingerprints of r's parts, cut at the wire bounds, which
-// snap to the source's cut entries cuts; ds, when not nil, are the parts' digests.
-func (s *session) compare(ctx context.Context, r rng, bounds, cuts [][]byte, ds []merkle.Digest, ops *[]Op, handlers *[]func(Answer) error) error {
+// compare sends the source's fingerprints of r's parts, cut at the wire bounds (of cut
+// level bl), which snap to the source's cut entries cuts; ds, when not nil, are the parts'
+// digests.
+func (s *session) compare(ctx context.Context, r rng, bounds [][]byte, bl uint8, cuts [][]byte, ds []merkle.Digest, ops *[]Op, handlers *[]func(Answer) error) error {
 	if r.x.empty {
 		ds = make([]merkle.Digest, len(bounds)+1)
 	} else if ds == nil {
@@ -509,26 +520,58 @@ func (s *session) compare(ctx context.Context, r rng, bounds, cuts [][]byte, ds 
 		// rather than pay a round trip to split it once more.
 		listMax *= 4
 	}
-	*ops = append(*ops, Op{Kind: OpCompare, Lo: r.lo, Hi: r.hi, Bounds: bounds, FPs: fps, ListMax: uint32(listMax)})
+	*ops = append(*ops, Op{Kind: OpCompare, Lo: r.lo, Hi: r.hi, Levels: r.levels(bl), Bounds: bounds, FPs: fps, ListMax: uint32(listMax)})
 	*handlers = append(*handlers, func(a Answer) error {
 		if len(a.Mismatch) != len(ds) {
 			return fmt.Errorf("compare answer with %d parts for %d", len(a.Mismatch), len(ds))
 		}
 		k := 0
+		merge := -1 // index in s.next of the part just before this one, when it may grow
 		for j, mm := range a.Mismatch {
 			if !mm {
+				merge = -1
 				continue
 			}
 			if k >= len(a.Counts) {
 				return fmt.Errorf("compare answer short of counts")
 			}
+			if merge >= 0 && misaligned(s.next[merge].cI, s.next[merge].cR, ds[j].Count, a.Counts[k]) {
+				// Two neighbouring parts cut at a point above level 1 both mismatch, the
+				// target holding many more entries than the source in one and many fewer
+				// in the other: the responder read that point as another cut entry (one
+				// only it holds, or one it lacks, up to a level-2 node away: often the next
+				// bound, leaving one part empty there and the other doubled), so the
+				// entries between lie in different parts on the two sides. Go on with the
+				// two as one range (a listing of the second is dropped), where they line up
+				// again, instead of listing them in full on both sides.
+				m := &s.next[merge]
+				_, m.hi = partBounds(r.lo, r.hi, bounds, j)
+				nx := exactPart(r.x, cuts, j)
+				m.x.hi, m.x.empty = nx.hi, m.x.empty && nx.empty
+				m.cI, m.cR = m.cI+ds[j].Count, m.cR+a.Counts[k]
+				if j == len(bounds) {
+					m.hiL = r.hiL
+				}
+				k++
+				continue
+			}
+			merge = -1
 			lo, hi := partBounds(r.lo, r.hi, bounds, j)
-			part := rng{lo: lo, hi: hi, x: exactPart(r.x, cuts, j), cI: ds[j].Count, cR: a.Counts[k], depth: r.depth + 1}
+			part := rng{lo: lo, hi: hi, loL: bl, hiL: bl, x: exactPart(r.x, cuts, j), cI: ds[j].Count, cR: a.Counts[k], depth: r.depth + 1}
+			if j == 0 {
+				part.loL = r.loL
+			}
+			if j == len(bounds) {
+				part.hiL = r.hiL
+			}
 			if listed := a.Listed[k]; listed != nil {
 				s.listings = append(s.listings, listing{part.x, func() error { return s.settleLeaf(ctx, part, listed) }})
 			} else {
 				if len(bounds) == 0 && part.cI == r.cI && part.cR == r.cR && r.depth > 0 {
 					part.list = true // no progress: list it next round
+				}
+				if bl > 1 {
+					merge = len(s.next)
 				}
 				s.next = append(s.next, part)
 			}
@@ -537,6 +580,22 @@ func (s *session) compare(ctx context.Context, r rng, bounds, cuts [][]byte, ds 
 		return nil
 	})
 	return nil
+}
+
+// misaligned reports whether two neighbouring parts' counts (source, target) look like
+// the sides cut between them at different entries: the target's surplus in one is a
+// deficit in the other, of at least a level-1 node and of a sixteenth of the parts.
+func misaligned(cI1, cR1, cI2, cR2 uint64) bool {
+	d1, d2 := int64(cR1)-int64(cI1), int64(cR2)-int64(cI2)
+	least := max(16, int64(cI1+cI2)/16)
+	return (d1 > 0) != (d2 > 0) && min(abs(d1), abs(d2)) >= least
+}
+
+func abs(x int64) int64 {
+	if x < 0 {
+		return -x
+	}
+	return x
 }
 
 // settleLeaf (a listing, run by settle) compares the target's entry prefixes of a small
@@ -567,7 +626,7 @@ func (s *session) settleLeaf(ctx context.Context, r rng, listed []byte) error {
 		}
 	}
 	if len(want) > 0 {
-		s.fetches = append(s.fetches, Op{Kind: OpFetch, Lo: r.lo, Hi: r.hi, Prefixes: want})
+		s.fetches = append(s.fetches, Op{Kind: OpFetch, Lo: r.lo, Hi: r.hi, Levels: r.levels(1), Prefixes: want})
 	}
 	return nil
 }
@@ -586,7 +645,7 @@ func (s *session) settleList(ctx context.Context, r rng, a Answer) error {
 		if err != nil {
 			return err
 		}
-		rest := rng{lo: hi, hi: r.hi, x: exactRange{lo: cut[0], hi: r.x.hi, empty: r.x.empty || cut[0] == nil}, cI: 1, cR: 1, depth: r.depth, list: true}
+		rest := rng{lo: hi, hi: r.hi, hiL: r.hiL, x: exactRange{lo: cut[0], hi: r.x.hi, empty: r.x.empty || cut[0] == nil}, cI: 1, cR: 1, depth: r.depth, list: true}
 		if cut[0] != nil {
 			x.hi = cut[0]
 		}

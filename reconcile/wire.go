@@ -13,7 +13,7 @@ import (
 // and of what their bounds mean; any change to one of them is a new version.
 // docs/protocol.md describes the encoding. Version 2: a bound stands for the first cut
 // entry at or after it (version 1: for the first entry).
-const ProtocolVersion = 2
+const ProtocolVersion = 3
 
 // Limits every decoder checks before it allocates.
 const (
@@ -51,6 +51,9 @@ type OpenResponse struct {
 	Ordering merkle.Ordering
 	Schema   string
 	Root     merkle.Digest
+	// CutLevels is the highest cut level (see Levels) the responder reads; 1 when it
+	// only reads bounds as its first level-1 cut entry at or after them.
+	CutLevels uint8
 	// First answers OpenRequest.First; nil when the roots are equal or none was asked.
 	First *RoundResponse
 }
@@ -70,10 +73,25 @@ const (
 	OpFetch OpKind = 4
 )
 
+// MaxCutLevel is the highest cut level a point on the wire may have.
+const MaxCutLevel = 4
+
+// Levels are the cut levels of an op's points: a point of level l stands for the first
+// cut entry of level l at or after it, an entry whose EntryHash starts with l zero
+// nibbles (level 1: merkle.IsCut). 0 means 1. A splitter that cuts at level-l entries
+// sends each bound as the shortest separator above the level-l entry before it.
+type Levels struct{ Lo, Hi, Bounds uint8 }
+
+func level(l uint8) uint8 { return max(l, 1) }
+
+// high reports whether any point is above level 1.
+func (l Levels) high() bool { return l.Lo > 1 || l.Hi > 1 || l.Bounds > 1 }
+
 // Op is one operation of a round.
 type Op struct {
 	Kind     OpKind
 	Lo, Hi   []byte
+	Levels   Levels   // of Lo, Hi and Bounds
 	Bounds   [][]byte // OpCompare
 	FPs      []byte   // OpCompare: (len(Bounds)+1) * FPLen bytes
 	ListMax  uint32   // OpCompare
@@ -416,6 +434,7 @@ func EncodeOpenResponse(req *OpenRequest, m *OpenResponse) []byte {
 	e.byte1(byte(m.Ordering))
 	e.bytes([]byte(m.Schema))
 	e.digest(m.Root)
+	e.byte1(level(m.CutLevels))
 	if m.First == nil || req.First == nil {
 		e.uvarint(0)
 	} else {
@@ -435,6 +454,10 @@ func DecodeOpenResponse(req *OpenRequest, b []byte) (*OpenResponse, error) {
 	m.Ordering = merkle.Ordering(d.byte1())
 	m.Schema = string(d.bytes(MaxSchema))
 	m.Root = d.digest()
+	m.CutLevels = d.byte1()
+	if d.err == nil && (m.CutLevels < 1 || m.CutLevels > MaxCutLevel) {
+		d.fail("cut levels %d outside 1..%d", m.CutLevels, MaxCutLevel)
+	}
 	if first := d.bytes(len(d.buf)); d.err == nil && len(first) > 0 {
 		if req.First == nil {
 			return m, fmt.Errorf("decode open response: %w: an answer to a first round that was not asked", ErrMalformed)
@@ -461,7 +484,12 @@ func encodeRound(p frameParams, m *RoundRequest) []byte {
 	e.uvarint(uint64(len(m.Ops)))
 	for i := range m.Ops {
 		op := &m.Ops[i]
-		e.byte1(byte(op.Kind))
+		if op.Levels.high() {
+			e.byte1(byte(op.Kind) | opLevelsFlag)
+			e.byte1(level(op.Levels.Lo) - 1 | (level(op.Levels.Hi)-1)<<2 | (level(op.Levels.Bounds)-1)<<4)
+		} else {
+			e.byte1(byte(op.Kind))
+		}
 		e.pos(op.Lo)
 		e.pos(op.Hi)
 		switch op.Kind {
@@ -492,6 +520,14 @@ func decodeRound(p frameParams, b []byte) (*RoundRequest, error) {
 	m.Ops = make([]Op, 0, n)
 	for i := 0; i < n && d.err == nil; i++ {
 		op := Op{Kind: OpKind(d.byte1())}
+		if op.Kind&opLevelsFlag != 0 {
+			op.Kind &^= opLevelsFlag
+			lv := d.byte1()
+			if lv>>6 != 0 {
+				d.fail("reserved bits set in op levels %#x", lv)
+			}
+			op.Levels = Levels{Lo: lv&3 + 1, Hi: lv>>2&3 + 1, Bounds: lv>>4&3 + 1}
+		}
 		op.Lo = d.pos()
 		op.Hi = d.pos()
 		switch op.Kind {
@@ -525,16 +561,23 @@ func decodeRound(p frameParams, b []byte) (*RoundRequest, error) {
 	return m, d.done("round request")
 }
 
-// checkRange rejects ranges and bounds that are not strictly increasing.
+// opLevelsFlag in an op's kind byte says a levels byte follows: bits 0-1, 2-3 and 4-5
+// hold the levels of Lo, Hi and Bounds, less one; bits 6-7 are zero.
+const opLevelsFlag = 0x80
+
+// checkRange rejects ranges and bounds that are not strictly increasing. Points of
+// different cut levels are not compared: a short point of a higher level may sort below a
+// lower-level point it stands after (the responder orders them once it has read them).
 func checkRange(op Op) error {
-	prev := op.Lo
+	lv := op.Levels
+	prev, prevL := op.Lo, level(lv.Lo)
 	for _, b := range op.Bounds {
-		if prev != nil && bytes.Compare(b, prev) <= 0 {
+		if prev != nil && prevL == level(lv.Bounds) && bytes.Compare(b, prev) <= 0 {
 			return errors.New("bounds not strictly increasing")
 		}
-		prev = b
+		prev, prevL = b, level(lv.Bounds)
 	}
-	if op.Hi != nil && prev != nil && bytes.Compare(op.Hi, prev) <= 0 {
+	if op.Hi != nil && prev != nil && prevL == level(lv.Hi) && bytes.Compare(op.Hi, prev) <= 0 {
 		return errors.New("range end not after its start")
 	}
 	return nil

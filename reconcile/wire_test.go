@@ -18,8 +18,8 @@ func sampleRound() *RoundRequest {
 	pos := func(v uint64, k string) []byte { return merkle.VersionOrder.Position([]byte(k), v) }
 	return &RoundRequest{Ops: []Op{
 		{Kind: OpCompare, Lo: nil, Hi: pos(90, "z"), Bounds: [][]byte{pos(10, "a"), pos(20, "b")}, FPs: bytes.Repeat([]byte{7}, 12), ListMax: 16},
-		{Kind: OpList, Lo: pos(1, ""), Hi: pos(2, ""), Limit: 100},
-		{Kind: OpFetch, Lo: pos(3, "q"), Hi: pos(4, "q"), Prefixes: []byte{1, 2, 3, 4, 5, 6, 7, 8}},
+		{Kind: OpList, Lo: pos(1, ""), Hi: pos(2, ""), Levels: Levels{Lo: 2, Hi: 2, Bounds: 1}, Limit: 100},
+		{Kind: OpFetch, Lo: pos(3, "q"), Hi: pos(4, "q"), Levels: Levels{Lo: 1, Hi: 4, Bounds: 1}, Prefixes: []byte{1, 2, 3, 4, 5, 6, 7, 8}},
 	}}
 }
 
@@ -131,7 +131,7 @@ func TestOpenRoundTrip(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(got, req) {
 		t.Fatalf("open request changed in transit (%v):\n got %+v\nwant %+v", err, got, req)
 	}
-	resp := &OpenResponse{Protocol: 1, Ordering: merkle.VersionOrder, Schema: "kv", Root: merkle.Digest{Count: 9}, First: sampleAnswer()}
+	resp := &OpenResponse{Protocol: 1, Ordering: merkle.VersionOrder, Schema: "kv", Root: merkle.Digest{Count: 9}, CutLevels: 4, First: sampleAnswer()}
 	gotR, err := DecodeOpenResponse(req, EncodeOpenResponse(req, resp))
 	if err != nil || !reflect.DeepEqual(gotR, resp) {
 		t.Fatalf("open response changed in transit (%v):\n got %+v\nwant %+v", err, gotR, resp)
@@ -252,7 +252,7 @@ func TestGoldenFrames(t *testing.T) {
 		frame []byte
 	}{
 		{"OpenRequest", EncodeOpenRequest(&OpenRequest{Protocol: ProtocolVersion, Ordering: merkle.VersionOrder, Schema: "kv", FPLen: 4, PrefixLen: 4, Now: 1_700_000_000_000_000_000, Root: merkle.Digest{Count: 3}})},
-		{"OpenResponse", EncodeOpenResponse(open, &OpenResponse{Protocol: ProtocolVersion, Ordering: merkle.VersionOrder, Schema: "kv", Root: merkle.Digest{Count: 9}})},
+		{"OpenResponse", EncodeOpenResponse(open, &OpenResponse{Protocol: ProtocolVersion, Ordering: merkle.VersionOrder, Schema: "kv", Root: merkle.Digest{Count: 9}, CutLevels: MaxCutLevel})},
 		{"RoundRequest", encodeRound(testParams, sampleRound())},
 		{"RoundResponse", encodeRoundResponse(testParams, sampleRound(), sampleAnswer())},
 		{"ApplyRequest", apply},

@@ -213,7 +213,52 @@ func absDiff(a, b uint64) uint64 {
 	return b - a
 }
 
-var _ reconcile.CutSnapshot = (*snapshot)(nil)
+var _ reconcile.LevelCutSnapshot = (*snapshot)(nil)
+
+// SnapCutsAt finds cut entries of level l as the stored index's level-l nodes, expired
+// ones included, as SnapCuts does at level 1.
+func (sn *snapshot) SnapCutsAt(ctx context.Context, l int, ps [][]byte) ([][]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("snap cuts: %w", err)
+	}
+	out, err := sn.idx.SnapCutsAt(l, ps)
+	if err != nil {
+		return nil, fmt.Errorf("snap cuts: %w", err)
+	}
+	return out, nil
+}
+
+// SplitCutsAt is SplitCuts that returns the level of cuts taken from above level 1 with
+// their predecessors at that level (merkle.Stored.SplitCutsAt).
+func (sn *snapshot) SplitCutsAt(ctx context.Context, lo, hi []byte, k int, count uint64) ([][]byte, [][]byte, int, []merkle.Digest, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, 0, nil, fmt.Errorf("split: %w", err)
+	}
+	bounds, prevs, level, ds, err := sn.idx.SplitCutsAt(lo, hi, k, count)
+	if err != nil {
+		return nil, nil, 0, nil, fmt.Errorf("split: %w", err)
+	}
+	if ds, err = sn.lessExpired(lo, hi, bounds, ds); err != nil {
+		return nil, nil, 0, nil, fmt.Errorf("split: %w", err)
+	}
+	return bounds, prevs, level, ds, nil
+}
+
+// lessExpired takes the expired entries the snapshot still holds off the digests ds of
+// the parts of [lo, hi) cut at bounds, level-1 node positions all (ds nil: nothing to do).
+func (sn *snapshot) lessExpired(lo, hi []byte, bounds [][]byte, ds []merkle.Digest) ([]merkle.Digest, error) {
+	if ds == nil || sn.expired == nil {
+		return ds, nil
+	}
+	xs, err := sn.expired.Digests(lo, hi, bounds)
+	if err != nil {
+		return nil, err
+	}
+	for i := range ds {
+		ds[i] = ds[i].Sub(xs[i])
+	}
+	return ds, nil
+}
 
 // SnapCuts finds cut entries as the stored index's level-1 nodes, expired ones included
 // (a snapshot may cut at entries it does not show; see reconcile.CutSnapshot).
@@ -240,14 +285,8 @@ func (sn *snapshot) SplitCuts(ctx context.Context, lo, hi []byte, k int, count u
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("split: %w", err)
 	}
-	if ds != nil && sn.expired != nil {
-		xs, err := sn.expired.Digests(lo, hi, bounds)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("split: %w", err)
-		}
-		for i := range ds {
-			ds[i] = ds[i].Sub(xs[i])
-		}
+	if ds, err = sn.lessExpired(lo, hi, bounds, ds); err != nil {
+		return nil, nil, nil, fmt.Errorf("split: %w", err)
 	}
 	return bounds, prevs, ds, nil
 }
