@@ -1002,24 +1002,29 @@ func (s *Stored) splitEntries(lo, hi []byte, c, parts uint64) ([][]byte, error) 
 // splitLevel picks parts-1 level-l nodes inside (lo, hi) nearest to the count quantiles of
 // the range (c entries), or returns nil when the range has too few level-l nodes.
 func (s *Stored) splitLevel(l int, lo, hi []byte, c, parts uint64, whole1 bool) ([][]byte, error) {
-	out, _, err := s.splitLevelPrevs(l, lo, hi, c, parts, whole1)
+	out, _, _, err := s.splitLevelPrevs(l, lo, hi, c, parts, whole1)
 	return out, err
 }
 
 // splitLevelPrevs is splitLevel that also returns, for each cut, the level-l node before
-// it (nil when there is none: it is the level's first node).
-func (s *Stored) splitLevelPrevs(l int, lo, hi []byte, c, parts uint64, whole1 bool) (out, prevs [][]byte, err error) {
+// it (nil when there is none: it is the level's first node), and under cut semantics
+// (whole1), when lo and hi are level-l nodes (or open), the parts' digests, sums of the
+// level-l nodes read.
+func (s *Stored) splitLevelPrevs(l int, lo, hi []byte, c, parts uint64, whole1 bool) (out, prevs [][]byte, ds []Digest, err error) {
 	start := s.headKey(l)
 	if lo != nil {
 		ns, err := s.lastNodes(l, lo, 1, true)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		start = s.key(l, ns[0])
 	}
 	end := s.levelEnd(l)
 	if hi != nil {
 		end = s.nodeKey(l, hi)
+		if whole1 {
+			end = keyAfter(end) // and hi's own node, if it is one: it says hi is aligned
+		}
 	}
 	var nodes []storedNode
 	var arena posArena
@@ -1028,14 +1033,25 @@ func (s *Stored) splitLevelPrevs(l int, lo, hi []byte, c, parts uint64, whole1 b
 		return true
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	aligned := lo == nil || (len(nodes) > 0 && !nodes[0].head && bytes.Equal(nodes[0].pos, lo))
+	if hi != nil && whole1 {
+		if n := len(nodes); n > 0 && !nodes[n-1].head && bytes.Equal(nodes[n-1].pos, hi) {
+			nodes = nodes[:n-1]
+		} else {
+			aligned = false
+		}
+	}
+	if len(nodes) == 0 {
+		return nil, nil, nil, nil
 	}
 	// Too few candidates: try a lower level. Under cut semantics (whole1) a level with at
 	// least half as many boundaries as cuts asked for is cut at all of them, as level 1
 	// always is: parts of about one node are as fine as a descent needs.
 	few := uint64(len(nodes)) <= parts/2 || (l > 1 && !whole1)
 	if uint64(len(nodes)) < parts && few {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
 	// rank[i] = entries of the range before nodes[i+1].
 	ranks := make([]uint64, len(nodes)-1)
@@ -1047,7 +1063,7 @@ func (s *Stored) splitLevelPrevs(l int, lo, hi []byte, c, parts uint64, whole1 b
 		w := newStoredWalker(s, lo, nil, nil, part)
 		w.whole1 = whole1
 		if err := w.distribute(l, nodes[:1], nodes[1].pos, false); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		r = part[0].Count
 	}
@@ -1068,7 +1084,7 @@ func (s *Stored) splitLevelPrevs(l int, lo, hi []byte, c, parts uint64, whole1 b
 	need := int(parts - 1)
 	if len(cands) < need {
 		if (l > 1 && !whole1) || len(cands) == 0 || len(cands) < need/2 {
-			return nil, nil, nil
+			return nil, nil, nil, nil
 		}
 		// Fewer boundaries than cuts asked for, but at least half as many: cut at all of
 		// them rather than read a lower level of the range (level 1: every entry). Parts are
@@ -1077,7 +1093,7 @@ func (s *Stored) splitLevelPrevs(l int, lo, hi []byte, c, parts uint64, whole1 b
 		for i, n := range cands {
 			out[i], prevs[i] = n.pos, prevOf(i)
 		}
-		return out, prevs, nil
+		return out, prevs, s.levelParts(nodes, out, whole1 && aligned), nil
 	}
 	out, prevs = make([][]byte, 0, need), make([][]byte, 0, need)
 	j := 0
@@ -1090,7 +1106,18 @@ func (s *Stored) splitLevelPrevs(l int, lo, hi []byte, c, parts uint64, whole1 b
 		out, prevs = append(out, cands[j].pos), append(prevs, prevOf(j))
 		j++
 	}
-	return out, prevs, nil
+	return out, prevs, s.levelParts(nodes, out, whole1 && aligned), nil
+}
+
+// levelParts sums the level's nodes of a range cut at bounds (positions among theirs)
+// into the parts' digests, when ok; nil otherwise.
+func (s *Stored) levelParts(nodes []storedNode, bounds [][]byte, ok bool) []Digest {
+	if !ok {
+		return nil
+	}
+	ds := make([]Digest, len(bounds)+1)
+	creditNodes(nodes, bounds, ds)
+	return ds
 }
 
 func absDiff(a, b uint64) uint64 {

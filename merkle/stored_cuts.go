@@ -360,7 +360,7 @@ func (s *Stored) splitCuts1(lo, hi []byte, k int, count uint64, levels bool, lev
 		l++
 	}
 	for ; l > 1; l-- {
-		out, lprevs, err := s.splitLevelPrevs(l, lo, hi, c, parts, true)
+		out, lprevs, lds, err := s.splitLevelPrevs(l, lo, hi, c, parts, true)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -369,7 +369,7 @@ func (s *Stored) splitCuts1(lo, hi []byte, k int, count uint64, levels bool, lev
 		}
 		if levels && (lo != nil || hi != nil) {
 			*level = l
-			return out, lprevs, nil, nil
+			return out, lprevs, lds, nil
 		}
 		if lo != nil || hi != nil {
 			// The level-1 nodes before these cuts are not at hand: prevs stays nil, and a

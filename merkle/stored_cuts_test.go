@@ -171,12 +171,17 @@ func TestStoredCuts(t *testing.T) {
 			}
 		}
 
-		// SplitCuts of a range between two cut entries.
-		a, b := g.rng.IntN(len(cuts)), g.rng.IntN(len(cuts))
+		// SplitCuts of a range between two cut entries (of level 2, a third of the time:
+		// the ends of ranges cut at level 2).
+		cs := cuts
+		if g.rng.IntN(3) == 0 {
+			cs = cutsAt[2]
+		}
+		a, b := g.rng.IntN(len(cs)), g.rng.IntN(len(cs))
 		if a > b {
 			a, b = b, a
 		}
-		slo, shi := cuts[a], cuts[b]
+		slo, shi := cs[a], cs[b]
 		if g.rng.IntN(8) == 0 {
 			slo = nil
 		}
@@ -238,8 +243,14 @@ func TestStoredCuts(t *testing.T) {
 				t.Fatalf("SplitCutsAt at level 1 differs from SplitCuts")
 			}
 		case level > 1 && level <= 3:
-			if prevs != nil || len(lprevs) != len(lb) || lds != nil {
+			if prevs != nil || len(lprevs) != len(lb) {
 				t.Fatalf("SplitCutsAt level %d with %d prevs for %d bounds (SplitCuts gave prevs %v)", level, len(lprevs), len(lb), prevs != nil)
+			}
+			if lds != nil {
+				sawLevel[-1]++
+				if want := naiveCutDigests(pos, es, slo, shi, lb); !slices.Equal(lds, want) {
+					t.Fatalf("SplitCutsAt level-%d digests = %v, want %v", level, lds, want)
+				}
 			}
 			xs := cutsAt[level]
 			for i, x := range lb {
@@ -262,7 +273,7 @@ func TestStoredCuts(t *testing.T) {
 			t.Fatalf("cut queries read %d entries", n)
 		}
 	}
-	if sawLevel[1] == 0 || sawLevel[2] == 0 {
-		t.Fatalf("SplitCutsAt levels seen %v: want splits at levels 1 and 2", sawLevel)
+	if sawLevel[1] == 0 || sawLevel[2] == 0 || sawLevel[-1] == 0 {
+		t.Fatalf("SplitCutsAt levels seen %v: want splits at levels 1 and 2, and digests from a higher level (-1)", sawLevel)
 	}
 }
