@@ -427,8 +427,9 @@ func (s *session) fanout(c uint64, depth int) int {
 	f := int(math.Ceil(math.Pow(float64(c)/target, 1/float64(left))))
 	if left == 2 {
 		// The split before the last cuts into parts of about 16 leaves, the span of a
-		// level-2 node of a stored index (merkle.Stored): its bounds cost that split no read
-		// below level 2 (they go on the wire whole), and the last split, which is paid per
+		// level-2 node of a stored index (merkle.Stored): that split then costs neither
+		// side a read below level 2 (its bounds go on the wire as level-2 points, or whole
+		// to a responder that reads only level 1), and the last split, which is paid per
 		// differing key, cuts a part into only about 16 leaves.
 		f = max(f, int(float64(c)/(target*16)))
 	}
