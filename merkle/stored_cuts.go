@@ -308,21 +308,14 @@ func (s *Stored) SplitCutsAt(lo, hi []byte, k int, count uint64) (bounds, prevs 
 	return s.splitCuts(lo, hi, k, count, true)
 }
 
+// splitCuts is SplitCuts, and with levels SplitCutsAt.
 func (s *Stored) splitCuts(lo, hi []byte, k int, count uint64, levels bool) (bounds, prevs [][]byte, level int, ds []Digest, err error) {
-	bounds, prevs, ds, err = s.splitCuts1(lo, hi, k, count, levels, &level)
-	if level == 0 {
-		level = 1
-	}
-	return bounds, prevs, level, ds, err
-}
-
-func (s *Stored) splitCuts1(lo, hi []byte, k int, count uint64, levels bool, level *int) (bounds, prevs [][]byte, ds []Digest, err error) {
 	if k < 2 || rangeIsEmpty(lo, hi) {
-		return nil, nil, nil, nil
+		return nil, nil, 1, nil, nil
 	}
 	t, err := s.loadTop()
 	if err != nil || t == 0 {
-		return nil, nil, nil, err
+		return nil, nil, 1, nil, err
 	}
 	// A range of few level-1 nodes is read whole: one scan gives the cuts, their
 	// predecessors and the parts' digests. Not when the parts asked for are as large as a
@@ -331,24 +324,24 @@ func (s *Stored) splitCuts1(lo, hi []byte, k int, count uint64, levels bool, lev
 	if count > 0 {
 		small = count>>s.nbits <= uint64(cutScanNodes(k)) && !s.partsSpanLevel2(count, k)
 	} else if small, err = s.fewLevel1(lo, hi, cutScanNodes(k)); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, 1, nil, err
 	}
 	if small {
 		// A probe or hint that was off only costs the scan: go on as for a large range.
 		if bounds, prevs, ds, err = s.splitCutsScan(lo, hi, k, cutScanNodes(k)); err != nil || prevs != nil {
-			return bounds, prevs, ds, err
+			return bounds, prevs, 1, ds, err
 		}
 	}
 	c := count
 	if c == 0 {
 		all, err := s.CutDigests(lo, hi, nil)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, 1, nil, err
 		}
 		c = all[0].Count
 	}
 	if c <= 1 {
-		return nil, nil, nil, nil
+		return nil, nil, 1, nil, nil
 	}
 	parts := min(uint64(k), c)
 	fan := uint64(1) << s.nbits
@@ -362,20 +355,19 @@ func (s *Stored) splitCuts1(lo, hi []byte, k int, count uint64, levels bool, lev
 	for ; l > 1; l-- {
 		out, lprevs, lds, err := s.splitLevelPrevs(l, lo, hi, c, parts, true)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, 1, nil, err
 		}
 		if out == nil {
 			continue
 		}
 		if levels && (lo != nil || hi != nil) {
-			*level = l
-			return out, lprevs, lds, nil
+			return out, lprevs, l, lds, nil
 		}
 		if lo != nil || hi != nil {
 			// The level-1 nodes before these cuts are not at hand: prevs stays nil, and a
 			// session sends these bounds whole, which also lets the other side cut at them
 			// without reading below the level they were taken from.
-			return out, nil, nil, nil
+			return out, nil, 1, nil, nil
 		}
 		// The split of everything opens every session, identical stores included: its
 		// bounds stay short, for a reverse seek each.
@@ -383,28 +375,28 @@ func (s *Stored) splitCuts1(lo, hi []byte, k int, count uint64, levels bool, lev
 		for i, b := range out {
 			ns, err := s.lastNodes(1, b, 2, true)
 			if err != nil {
-				return nil, nil, nil, err
+				return nil, nil, 1, nil, err
 			}
 			if len(ns) < 2 || ns[0].head || !bytes.Equal(ns[0].pos, b) {
-				return nil, nil, nil, errStoredCorrupt("split bound is not a level-1 node")
+				return nil, nil, 1, nil, errStoredCorrupt("split bound is not a level-1 node")
 			}
 			if !ns[1].head {
 				prevs[i] = ns[1].pos
 			}
 		}
-		return out, prevs, nil, nil
+		return out, prevs, 1, nil, nil
 	}
 	// Cutting at level 1 reads every level-1 node of the range anyway: read them once and
 	// take the digests and predecessors from the same scan. Its parts hold at most about
 	// 2·16 nodes (the level choice above), so the range holds at most about 32k of them.
 	if bounds, prevs, ds, err = s.splitCutsScan(lo, hi, k, 64*k+smallRangeNodes); err != nil || prevs != nil {
-		return bounds, prevs, ds, err
+		return bounds, prevs, 1, ds, err
 	}
 	out, err := s.splitLevel(1, lo, hi, c, parts, true)
 	if err != nil || out == nil {
-		return nil, nil, nil, err
+		return nil, nil, 1, nil, err
 	}
-	return out, nil, nil, nil
+	return out, nil, 1, nil, nil
 }
 
 // splitCutsScan is SplitCuts by one scan of the range's level-1 nodes, when there are at

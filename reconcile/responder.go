@@ -168,7 +168,7 @@ func (r *Responder) resolveLevels(ctx context.Context, ops []Op) error {
 	}
 	r.readAs = make(map[string][]byte)
 	lookup := func(l uint8, p []byte) ([]byte, bool) {
-		r.kbuf = append(append(r.kbuf[:0], level(l)), p...)
+		r.kbuf = append(append(r.kbuf[:0], cutLevel(l)), p...)
 		if x, ok := r.readAs[string(r.kbuf)]; ok {
 			return x, true
 		}
@@ -178,7 +178,7 @@ func (r *Responder) resolveLevels(ctx context.Context, ops []Op) error {
 		}
 		return nil, false
 	}
-	remember := func(l uint8, p, x []byte) { r.readAs[string(append([]byte{level(l)}, p...))] = x }
+	remember := func(l uint8, p, x []byte) { r.readAs[string(append([]byte{cutLevel(l)}, p...))] = x }
 	or := func(x, ifNone []byte) []byte {
 		if x == nil {
 			return ifNone

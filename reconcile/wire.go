@@ -82,7 +82,7 @@ const MaxCutLevel = 4
 // sends each bound as the shortest separator above the level-l entry before it.
 type Levels struct{ Lo, Hi, Bounds uint8 }
 
-func level(l uint8) uint8 { return max(l, 1) }
+func cutLevel(l uint8) uint8 { return max(l, 1) }
 
 // high reports whether any point is above level 1.
 func (l Levels) high() bool { return l.Lo > 1 || l.Hi > 1 || l.Bounds > 1 }
@@ -434,7 +434,7 @@ func EncodeOpenResponse(req *OpenRequest, m *OpenResponse) []byte {
 	e.byte1(byte(m.Ordering))
 	e.bytes([]byte(m.Schema))
 	e.digest(m.Root)
-	e.byte1(level(m.CutLevels))
+	e.byte1(cutLevel(m.CutLevels))
 	if m.First == nil || req.First == nil {
 		e.uvarint(0)
 	} else {
@@ -486,7 +486,7 @@ func encodeRound(p frameParams, m *RoundRequest) []byte {
 		op := &m.Ops[i]
 		if op.Levels.high() {
 			e.byte1(byte(op.Kind) | opLevelsFlag)
-			e.byte1(level(op.Levels.Lo) - 1 | (level(op.Levels.Hi)-1)<<2 | (level(op.Levels.Bounds)-1)<<4)
+			e.byte1(cutLevel(op.Levels.Lo) - 1 | (cutLevel(op.Levels.Hi)-1)<<2 | (cutLevel(op.Levels.Bounds)-1)<<4)
 		} else {
 			e.byte1(byte(op.Kind))
 		}
@@ -570,14 +570,14 @@ const opLevelsFlag = 0x80
 // lower-level point it stands after (the responder orders them once it has read them).
 func checkRange(op Op) error {
 	lv := op.Levels
-	prev, prevL := op.Lo, level(lv.Lo)
+	prev, prevL := op.Lo, cutLevel(lv.Lo)
 	for _, b := range op.Bounds {
-		if prev != nil && prevL == level(lv.Bounds) && bytes.Compare(b, prev) <= 0 {
+		if prev != nil && prevL == cutLevel(lv.Bounds) && bytes.Compare(b, prev) <= 0 {
 			return errors.New("bounds not strictly increasing")
 		}
-		prev, prevL = b, level(lv.Bounds)
+		prev, prevL = b, cutLevel(lv.Bounds)
 	}
-	if op.Hi != nil && prev != nil && prevL == level(lv.Hi) && bytes.Compare(op.Hi, prev) <= 0 {
+	if op.Hi != nil && prev != nil && prevL == cutLevel(lv.Hi) && bytes.Compare(op.Hi, prev) <= 0 {
 		return errors.New("range end not after its start")
 	}
 	return nil
