@@ -523,8 +523,8 @@ func decodeRound(p frameParams, b []byte) (*RoundRequest, error) {
 		if op.Kind&opLevelsFlag != 0 {
 			op.Kind &^= opLevelsFlag
 			lv := d.byte1()
-			if lv>>6 != 0 {
-				d.fail("reserved bits set in op levels %#x", lv)
+			if lv>>6 != 0 || lv == 0 {
+				d.fail("op levels %#x: reserved bits set, or all levels 1 (then the byte is left out)", lv)
 			}
 			op.Levels = Levels{Lo: lv&3 + 1, Hi: lv>>2&3 + 1, Bounds: lv>>4&3 + 1}
 		}
@@ -562,7 +562,8 @@ func decodeRound(p frameParams, b []byte) (*RoundRequest, error) {
 }
 
 // opLevelsFlag in an op's kind byte says a levels byte follows: bits 0-1, 2-3 and 4-5
-// hold the levels of Lo, Hi and Bounds, less one; bits 6-7 are zero.
+// hold the levels of Lo, Hi and Bounds, less one; bits 6-7 are zero, and so is not the
+// whole byte (an op with every point at level 1 leaves it out: one encoding per frame).
 const opLevelsFlag = 0x80
 
 // checkRange rejects ranges and bounds that are not strictly increasing. Points of
