@@ -84,7 +84,7 @@ func newApp(std stdio) *cli.App {
 			return cli.ShowAppHelp(c)
 		},
 		Commands: []*cli.Command{
-			diffCommand(std), syncCommand(std), rootCommand(std),
+			diffCommand(std), syncCommand(std), rootCommand(std), purgeCommand(std),
 			loadCommand(std), dumpCommand(std), genCommand(std), demoCommand(std), indexCommand(std), serveCommand(std), benchCommand(std), runCommand(std),
 		},
 	}

@@ -342,3 +342,35 @@ func TestSyncPartialExit3(t *testing.T) {
 		t.Fatalf("quarantined %d %+v, upserted %d", rep.Quarantined, rep.QuarantinedRows, rep.Upserted)
 	}
 }
+
+// TestPurge: expired rows are invisible before and after a purge, which deletes them and
+// says how many; the root does not move, and a second purge finds nothing.
+func TestPurge(t *testing.T) {
+	ep := store(t, "s")
+	past := time.Now().Add(-time.Hour).UnixNano()
+	rows := `{"key": "live", "version": 1, "value": "a"}` + "\n" +
+		`{"key": "ttl", "version": 2, "value": "b", "expires_at": ` + itoa64(future) + `}` + "\n" +
+		`{"key": "gone1", "version": 3, "value": "c", "expires_at": ` + itoa64(past) + `}` + "\n" +
+		`{"key": "gone2", "version": 4, "value": "d", "expires_at": ` + itoa64(past) + `}` + "\n"
+	mustCLI(t, 0, rows, "load", ep)
+	before := mustCLI(t, 0, "", "root", ep)
+	if !strings.HasSuffix(before, " 2\n") {
+		t.Fatalf("root before purge: %q, want 2 live rows", before)
+	}
+	if out := mustCLI(t, 0, "", "purge", ep); out != "purged 2 expired rows\n" {
+		t.Fatalf("purge printed %q", out)
+	}
+	if after := mustCLI(t, 0, "", "root", ep); after != before {
+		t.Fatalf("root moved: %q -> %q", before, after)
+	}
+	var second map[string]int
+	if out := mustCLI(t, 0, "", "purge", ep, "--json"); json.Unmarshal([]byte(out), &second) != nil || len(second) != 1 || second["purged"] != 0 {
+		t.Fatalf("second purge printed %q", out)
+	}
+	if dump := mustCLI(t, 0, "", "dump", ep); strings.Count(dump, "\n") != 2 || strings.Contains(dump, "gone") {
+		t.Fatalf("dump after purge:\n%s", dump)
+	}
+	if code, _, errOut := runCLI(t, "", "purge", store(t, "missing")); code != exitError || !strings.Contains(errOut, "no store there") {
+		t.Fatalf("purge of a missing store: exit %d, %q", code, errOut)
+	}
+}

@@ -76,6 +76,9 @@ type endpoint struct {
 	table *sqlep.Table
 	// remote is set for http(s) endpoints: a session runs against it as a Peer.
 	remote *remote.Client
+	// purge deletes the rows expired at now and says how many. Nil where the scheme keeps
+	// no expired rows to purge.
+	purge func(now int64) (int, error)
 }
 
 // toColumns renders a row as load and dump write it for this endpoint.
@@ -224,6 +227,7 @@ func openBadger(loc location, a access) (*endpoint, error) {
 			// over until Badger compacts; compact now so the next session is fast.
 			return s.Compact()
 		},
+		purge: s.PurgeExpired,
 	}, nil
 }
 

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+)
+
+func purgeCommand(std stdio) *cli.Command {
+	return &cli.Command{
+		Name:  "purge",
+		Usage: "delete the rows of a Badger ENDPOINT whose expiry has passed",
+		Description: "Expired rows are invisible to every command, but a Badger store keeps them (and their\n" +
+			"index entries) until they are purged, and each session's snapshot reads every expired,\n" +
+			"unpurged row when it opens: a store holding many pays for them at every session.\n" +
+			"Applications embedding the store call Store.PurgeExpired; purge does it from the shell.\n" +
+			"The roots of the store do not change: expired rows are not counted in them.",
+		ArgsUsage: "ENDPOINT",
+		Flags:     []cli.Flag{jsonFlag()},
+		Action: func(c *cli.Context) error {
+			a, err := args(c, 1, 1, "ENDPOINT")
+			if err != nil {
+				return err
+			}
+			ep, err := openEndpoint(a[0], readWrite)
+			if err != nil {
+				return err
+			}
+			defer ep.Close()
+			if ep.purge == nil {
+				return fmt.Errorf("purge applies to badger:// stores; %s keeps no expired rows of its own to purge", a[0])
+			}
+			n, err := ep.purge(time.Now().UnixNano())
+			if err != nil {
+				return fmt.Errorf("purge %s: %w (%d expired rows deleted before the error)", a[0], err, n)
+			}
+			if c.Bool("json") {
+				return writeJSON(std.out, map[string]int{"purged": n})
+			}
+			_, err = fmt.Fprintf(std.out, "purged %d expired rows\n", n)
+			return err
+		},
+	}
+}
