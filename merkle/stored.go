@@ -1093,7 +1093,7 @@ func (s *Stored) splitLevelPrevs(l int, lo, hi []byte, c, parts uint64, whole1 b
 		for i, n := range cands {
 			out[i], prevs[i] = n.pos, prevOf(i)
 		}
-		return out, prevs, s.levelParts(nodes, out, whole1 && aligned), nil
+		return out, prevs, levelParts(nodes, out, whole1 && aligned), nil
 	}
 	out, prevs = make([][]byte, 0, need), make([][]byte, 0, need)
 	j := 0
@@ -1106,12 +1106,12 @@ func (s *Stored) splitLevelPrevs(l int, lo, hi []byte, c, parts uint64, whole1 b
 		out, prevs = append(out, cands[j].pos), append(prevs, prevOf(j))
 		j++
 	}
-	return out, prevs, s.levelParts(nodes, out, whole1 && aligned), nil
+	return out, prevs, levelParts(nodes, out, whole1 && aligned), nil
 }
 
 // levelParts sums the level's nodes of a range cut at bounds (positions among theirs)
 // into the parts' digests, when ok; nil otherwise.
-func (s *Stored) levelParts(nodes []storedNode, bounds [][]byte, ok bool) []Digest {
+func levelParts(nodes []storedNode, bounds [][]byte, ok bool) []Digest {
 	if !ok {
 		return nil
 	}

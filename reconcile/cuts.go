@@ -126,9 +126,11 @@ func snapCuts(ctx context.Context, snap Snapshot, ps [][]byte) ([][]byte, error)
 }
 
 // splitCuts cuts [lo, hi) (source-exact: cut entries or nil) at cut entries of snap near
-// its count quantiles. prevs[i], when known, is the cut entry before bounds[i] (nil: none);
-// known is false where they are not known (snapshots without CutSnapshot, or a CutSnapshot
-// that returned no prevs): those bounds go on the wire whole.
+// its count quantiles. The bounds go on the wire as points of cut level level: above 1
+// only for a LevelCutSnapshot whose cuts come from that level, when the responder reads
+// up to maxLevel >= it. prevs[i], when known, is the cut entry of that level before
+// bounds[i] (nil: none); known is false where they are not known (snapshots without
+// CutSnapshot, or a CutSnapshot that returned no prevs): those bounds go on the wire whole.
 func splitCuts(ctx context.Context, snap Snapshot, lo, hi []byte, k int, count uint64, maxLevel int) (bounds, prevs [][]byte, level int, ds []merkle.Digest, known bool, err error) {
 	if ls, ok := snap.(LevelCutSnapshot); ok && maxLevel > 1 {
 		bounds, prevs, level, ds, err = ls.SplitCutsAt(ctx, lo, hi, k, count)
@@ -137,11 +139,12 @@ func splitCuts(ctx context.Context, snap Snapshot, lo, hi []byte, k int, count u
 		}
 		return bounds, make([][]byte, len(bounds)), 1, ds, false, nil
 	}
-	bounds, prevs, ds, known, err = splitCuts1(ctx, snap, lo, hi, k, count)
+	bounds, prevs, ds, known, err = splitCutsLevel1(ctx, snap, lo, hi, k, count)
 	return bounds, prevs, 1, ds, known, err
 }
 
-func splitCuts1(ctx context.Context, snap Snapshot, lo, hi []byte, k int, count uint64) (bounds, prevs [][]byte, ds []merkle.Digest, known bool, err error) {
+// splitCutsLevel1 is splitCuts with every bound at level 1.
+func splitCutsLevel1(ctx context.Context, snap Snapshot, lo, hi []byte, k int, count uint64) (bounds, prevs [][]byte, ds []merkle.Digest, known bool, err error) {
 	if cs, ok := snap.(CutSnapshot); ok {
 		bounds, prevs, ds, err = cs.SplitCuts(ctx, lo, hi, k, count)
 		if prevs == nil {

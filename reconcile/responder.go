@@ -194,10 +194,14 @@ func (r *Responder) resolveLevels(ctx context.Context, ops []Op) error {
 		ifNone []byte // what it reads as where this side has no such cut entry
 	}
 	var pts []point
-	wire := make([][][]byte, len(ops)) // each op's bounds as sent
+	// The ops read here are those with a point above level 1 or an end read as another
+	// position (the others are read as sent); wire holds their bounds as sent.
+	read := make([]bool, len(ops))
+	wire := make([][][]byte, len(ops))
 	for i := range ops {
 		op := &ops[i]
 		lv := op.Levels
+		touched := lv.high()
 		for _, end := range []struct {
 			l      uint8
 			p      *[]byte
@@ -207,10 +211,13 @@ func (r *Responder) resolveLevels(ctx context.Context, ops []Op) error {
 				continue
 			}
 			if x, ok := lookup(end.l, *end.p); ok {
-				*end.p = or(x, end.ifNone)
+				*end.p, touched = or(x, end.ifNone), true
 			} else if end.l > 1 {
 				pts = append(pts, point{p: *end.p, l: end.l, dst: end.p, ifNone: end.ifNone})
 			}
+		}
+		if read[i] = touched; !touched {
+			continue
 		}
 		wire[i] = op.Bounds
 		op.Bounds = slices.Clone(op.Bounds)
@@ -247,6 +254,9 @@ func (r *Responder) resolveLevels(ctx context.Context, ops []Op) error {
 
 	for i := range ops {
 		op := &ops[i]
+		if !read[i] {
+			continue // as sent: its bounds lie inside its range (checkRange)
+		}
 		if op.Hi != nil && op.Lo != nil && bytes.Compare(op.Hi, op.Lo) < 0 {
 			op.Hi = op.Lo
 		}

@@ -104,6 +104,16 @@ func args(c *cli.Context, least, most int, names string) ([]string, error) {
 	return c.Args().Slice(), nil
 }
 
+// oneEndpoint opens a command's single ENDPOINT argument with access a; the caller closes
+// it.
+func oneEndpoint(c *cli.Context, a access) (*endpoint, error) {
+	arg, err := args(c, 1, 1, "ENDPOINT")
+	if err != nil {
+		return nil, err
+	}
+	return openEndpoint(arg[0], a)
+}
+
 // reorderArgs moves a command's flags in front of its positional arguments: urfave/cli v2
 // stops parsing flags at the first positional argument, so `diff SRC DST --json` would
 // otherwise take --json as an argument. Positional arguments follow a "--" so that one

@@ -373,4 +373,8 @@ func TestPurge(t *testing.T) {
 	if code, _, errOut := runCLI(t, "", "purge", store(t, "missing")); code != exitError || !strings.Contains(errOut, "no store there") {
 		t.Fatalf("purge of a missing store: exit %d, %q", code, errOut)
 	}
+	table, _ := sqliteTable(t, "")
+	if code, _, errOut := runCLI(t, "", "purge", table); code != exitError || !strings.Contains(errOut, "purge applies to badger:// stores; sqlite endpoints") {
+		t.Fatalf("purge of a SQL table: exit %d, %q", code, errOut)
+	}
 }

@@ -17,11 +17,7 @@ func indexCommand(std stdio) *cli.Command {
 			ArgsUsage: "ENDPOINT",
 			Flags:     []cli.Flag{jsonFlag()},
 			Action: func(c *cli.Context) error {
-				a, err := args(c, 1, 1, "ENDPOINT")
-				if err != nil {
-					return err
-				}
-				ep, err := openEndpoint(a[0], readWrite)
+				ep, err := oneEndpoint(c, readWrite)
 				if err != nil {
 					return err
 				}
@@ -29,7 +25,7 @@ func indexCommand(std stdio) *cli.Command {
 				if ep.table == nil {
 					return fmt.Errorf("index %s: %s endpoints keep their index themselves; only SQL tables take an installed one", name, ep.loc.scheme)
 				}
-				return run(c.Context, ep.table, indexOptions{stdio: std, json: c.Bool("json"), endpoint: redact(a[0])})
+				return run(c.Context, ep.table, indexOptions{stdio: std, json: c.Bool("json"), endpoint: redact(ep.loc.raw)})
 			},
 		}
 	}

@@ -19,21 +19,17 @@ func purgeCommand(std stdio) *cli.Command {
 		ArgsUsage: "ENDPOINT",
 		Flags:     []cli.Flag{jsonFlag()},
 		Action: func(c *cli.Context) error {
-			a, err := args(c, 1, 1, "ENDPOINT")
-			if err != nil {
-				return err
-			}
-			ep, err := openEndpoint(a[0], readWrite)
+			ep, err := oneEndpoint(c, readWrite)
 			if err != nil {
 				return err
 			}
 			defer ep.Close()
 			if ep.purge == nil {
-				return fmt.Errorf("purge applies to badger:// stores; %s keeps no expired rows of its own to purge", a[0])
+				return fmt.Errorf("purge applies to badger:// stores; %s endpoints keep no expired rows of their own to purge", ep.loc.scheme)
 			}
 			n, err := ep.purge(time.Now().UnixNano())
 			if err != nil {
-				return fmt.Errorf("purge %s: %w (%d expired rows deleted before the error)", a[0], err, n)
+				return fmt.Errorf("purge %s: %w (%d expired rows deleted before the error)", redact(ep.loc.raw), err, n)
 			}
 			if c.Bool("json") {
 				return writeJSON(std.out, map[string]int{"purged": n})
