@@ -199,12 +199,22 @@ func snappedPart(lo []byte, snapped [][]byte, j int) exactRange {
 }
 
 // separator returns a short bound for the wire that snaps back to the cut entry b on the
-// side that cut there: a prefix of b above p, where p is the greatest of the cut entry
-// before b and the previous wire bound (nil: none). Without a known predecessor b goes
-// whole.
-func separator(b, p []byte, known bool) []byte {
+// side that cut there: a point above p, the greatest of the cut entry before b and the
+// previous wire bound (nil: none), and at most b. In version order it is b's version alone
+// (8 bytes, which a round sends as a difference from the point before: a byte or two)
+// when p's version is lower, else that version and the shortest prefix of b's key above
+// p's. In key order it is the shortest prefix of b above p. Without a known predecessor b
+// goes whole.
+func separator(o merkle.Ordering, b, p []byte, known bool) []byte {
 	if !known {
 		return b
+	}
+	if o == merkle.VersionOrder && len(b) >= 8 {
+		v := b[:8:8]
+		if p == nil || bytes.Compare(v, p) > 0 {
+			return v
+		}
+		return append(v, shortestAbove(b[8:], p[min(8, len(p)):])...)
 	}
 	if p == nil {
 		return b[:min(1, len(b)):min(1, len(b))]

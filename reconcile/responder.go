@@ -70,7 +70,7 @@ func NewResponder(ctx context.Context, snap Snapshot, req *OpenRequest) (*Respon
 	}
 	r := &Responder{
 		snap:      snap,
-		params:    frameParams{ordering: info.Ordering, fpLen: int(req.FPLen), prefixLen: int(req.PrefixLen)},
+		params:    frameParams{ordering: info.Ordering, prefixLen: int(req.PrefixLen)},
 		keyed:     merkle.NewKeyed(req.Nonce[:]),
 		cutLevels: 1,
 	}
@@ -107,6 +107,9 @@ func (r *Responder) Round(ctx context.Context, req *RoundRequest) (*RoundRespons
 	r.prevLeaves, r.leaves, r.leafCount = r.leaves, nil, 0
 	r.prevCounts, r.counts = r.counts, nil
 	defer func() { r.prevLeaves, r.prevCounts = nil, nil }()
+	if req.FPLen < 1 || req.FPLen > 32 {
+		return nil, fmt.Errorf("round: fingerprint length %d outside 1..32", req.FPLen)
+	}
 	if err := r.resolveLevels(ctx, req.Ops); err != nil {
 		return nil, fmt.Errorf("round: %w", err)
 	}
@@ -116,7 +119,7 @@ func (r *Responder) Round(ctx context.Context, req *RoundRequest) (*RoundRespons
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		p, err := r.plan(ctx, &req.Ops[i], &resp.Answers[i])
+		p, err := r.plan(ctx, &req.Ops[i], &resp.Answers[i], int(req.FPLen))
 		if err != nil {
 			return nil, err
 		}
@@ -291,8 +294,9 @@ type opPlan struct {
 	listed []int
 }
 
-// plan answers op as far as it can without listing entries.
-func (r *Responder) plan(ctx context.Context, op *Op, a *Answer) (opPlan, error) {
+// plan answers op, whose fingerprints are fl bytes long, as far as it can without
+// listing entries.
+func (r *Responder) plan(ctx context.Context, op *Op, a *Answer, fl int) (opPlan, error) {
 	var p opPlan
 	switch op.Kind {
 	case OpCompare:
@@ -301,7 +305,6 @@ func (r *Responder) plan(ctx context.Context, op *Op, a *Answer) (opPlan, error)
 			return p, fmt.Errorf("compare: %w", err)
 		}
 		p.ds = ds
-		fl := r.params.fpLen
 		a.Mismatch = make([]bool, len(ds))
 		var fp [32]byte
 		for j, d := range ds {

@@ -146,9 +146,9 @@ func runSessionAs(ctx context.Context, local Endpoint, peer Peer, opts Options, 
 	root, count := s.side(false)
 	*root, *count = FormatFingerprint(s.info.Root.Fingerprint()), s.info.Root.Count
 
-	fpLen, prefixLen := opts.FingerprintBytes, 4
+	fpLen, prefixLen, adaptive := opts.FingerprintBytes, 4, true
 	for attempt := 0; ; attempt++ {
-		err := s.descend(ctx, fpLen, prefixLen)
+		err := s.descend(ctx, fpLen, prefixLen, adaptive)
 		if err != nil {
 			return rep, err
 		}
@@ -162,7 +162,7 @@ func runSessionAs(ctx context.Context, local Endpoint, peer Peer, opts Options, 
 			return rep, fmt.Errorf("descend: the differences found do not account for the root digests after %d attempts (are the endpoints changing under their snapshots?)", attempt+1)
 		}
 		s.log.Warn("descend: a short fingerprint collided; running the descent again with 8-byte fingerprints", "attempt", attempt+1)
-		fpLen, prefixLen = 8, 8
+		fpLen, prefixLen, adaptive = 8, 8, false
 	}
 	s.classify()
 	if opts.Mode == Diff {
@@ -188,9 +188,13 @@ type session struct {
 	log      *slog.Logger
 
 	params frameParams
-	keyed  *merkle.Keyed
-	rootR  merkle.Digest
-	depth  int // planned split levels from the root
+	// fpLen is the fingerprint length of the round being planned: maxFP, or fewer bytes
+	// where few parts can mismatch (roundFPLen) when adaptive.
+	fpLen, maxFP int
+	adaptive     bool
+	keyed        *merkle.Keyed
+	rootR        merkle.Digest
+	depth        int // planned split levels from the root
 	// cutLevels is the highest cut level the responder reads (OpenResponse.CutLevels):
 	// cuts taken from a level up to it go on the wire short, as points of that level.
 	cutLevels int
@@ -261,13 +265,14 @@ func (s *session) progress(phase string, applied, pending int) {
 }
 
 // descend runs the open round and the descent rounds, filling onlyI and onlyR.
-func (s *session) descend(ctx context.Context, fpLen, prefixLen int) error {
+func (s *session) descend(ctx context.Context, fpLen, prefixLen int, adaptive bool) error {
 	req := &OpenRequest{Protocol: ProtocolVersion, Ordering: s.info.Ordering, Schema: s.info.Schema,
-		Now: s.now, FPLen: uint8(fpLen), PrefixLen: uint8(prefixLen), Root: s.info.Root}
+		Now: s.now, PrefixLen: uint8(prefixLen), Root: s.info.Root}
 	if _, err := rand.Read(req.Nonce[:]); err != nil {
 		return fmt.Errorf("session nonce: %w", err)
 	}
-	s.params = frameParams{ordering: s.info.Ordering, fpLen: fpLen, prefixLen: prefixLen}
+	s.params = frameParams{ordering: s.info.Ordering, prefixLen: prefixLen}
+	s.fpLen, s.maxFP, s.adaptive = fpLen, fpLen, adaptive
 	s.cutLevels = 1 // the first split rides on the open request, before the responder says
 	s.keyed = merkle.NewKeyed(req.Nonce[:])
 	s.onlyI, s.onlyR, s.fetches, s.next = map[string]merkle.Entry{}, map[string]merkle.Entry{}, nil, nil
@@ -283,7 +288,7 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int) error {
 		if err := s.plan(ctx, root, &ops, &handlers); err != nil {
 			return err
 		}
-		req.First = &RoundRequest{Ops: ops}
+		req.First = &RoundRequest{FPLen: uint8(s.fpLen), Ops: ops}
 	}
 	resp, err := s.peer.Open(ctx, req)
 	s.rep.Rounds++
@@ -321,6 +326,7 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int) error {
 		}
 		var ops []Op
 		var handlers []func(Answer) error
+		s.fpLen = s.roundFPLen(ranges)
 		for _, r := range ranges {
 			if err := s.plan(ctx, r, &ops, &handlers); err != nil {
 				return err
@@ -340,7 +346,7 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int) error {
 		if len(ops) == 0 {
 			break
 		}
-		resp, err := s.peer.Round(ctx, &RoundRequest{Ops: ops})
+		resp, err := s.peer.Round(ctx, &RoundRequest{FPLen: uint8(s.fpLen), Ops: ops})
 		s.rep.Rounds++
 		if err != nil {
 			return fmt.Errorf("round %d: %w", s.rep.Rounds, err)
@@ -402,6 +408,27 @@ type listing struct {
 	x   exactRange
 	run func() error
 }
+
+// roundFPLen is the fingerprint length for a round over ranges: long enough that a
+// collision (a mismatching part whose fingerprints happen to match, which costs the
+// session a second pass) is expected about once in 1,000 rounds, from 2 bytes up to
+// maxFP. Only mismatching parts can collide; the round expects about one per range, or
+// the counts' difference where it is larger, up to the parts a range is cut into.
+func (s *session) roundFPLen(ranges []rng) int {
+	if !s.adaptive {
+		return s.maxFP
+	}
+	var m float64
+	for _, r := range ranges {
+		d := max(r.cI, r.cR) - min(r.cI, r.cR)
+		m += float64(min(max(d, 1), uint64(s.fanout(r.cI, r.depth))))
+	}
+	bits := math.Log2(max(m, 1)) + fpMarginBits
+	return min(max(int(math.Ceil(bits/8)), 2), s.maxFP)
+}
+
+// fpMarginBits is how unlikely a round's collision is: 2^-10.
+const fpMarginBits = 10
 
 // plannedDepth is how many split levels take a range of n entries down to leaves of
 // about half LeafMax, with fanouts near 48: more levels cost round trips, fewer cost bytes.
@@ -481,7 +508,7 @@ func (s *session) plan(ctx context.Context, r rng, ops *[]Op, handlers *[]func(A
 			if last != nil && (p == nil || bytes.Compare(last, p) > 0) {
 				p = last
 			}
-			seps[i] = separator(b, p, known)
+			seps[i] = separator(s.info.Ordering, b, p, known)
 			last = seps[i]
 		}
 		return s.compare(ctx, r, seps, uint8(level), cuts, ds, ops, handlers)
@@ -511,15 +538,16 @@ func (s *session) compare(ctx context.Context, r rng, bounds [][]byte, bl uint8,
 			return fmt.Errorf("source digests: %w", err)
 		}
 	}
-	fps := make([]byte, 0, len(ds)*s.params.fpLen)
+	fps := make([]byte, 0, len(ds)*s.fpLen)
 	for _, d := range ds {
-		fps = s.keyed.AppendFingerprint(fps, d, s.params.fpLen)
+		fps = s.keyed.AppendFingerprint(fps, d, s.fpLen)
 	}
 	listMax := s.opts.LeafMax
 	if r.depth+1 >= s.depth {
-		// Parts of the last planned level: list a part a few times larger than a leaf
-		// rather than pay a round trip to split it once more.
-		listMax *= 4
+		// Parts of the last planned level: list the prefixes of a part several times
+		// larger than a leaf (a long level-1 node, which no cut can split) rather than
+		// its full entries a round later.
+		listMax *= 16
 	}
 	*ops = append(*ops, Op{Kind: OpCompare, Lo: r.lo, Hi: r.hi, Levels: r.levels(bl), Bounds: bounds, FPs: fps, ListMax: uint32(listMax)})
 	*handlers = append(*handlers, func(a Answer) error {

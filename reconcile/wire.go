@@ -12,8 +12,10 @@ import (
 // ProtocolVersion is the version of the session messages below, of the bytes they hash
 // and of what their bounds mean; any change to one of them is a new version.
 // docs/protocol.md describes the encoding. Version 2: a bound stands for the first cut
-// entry at or after it (version 1: for the first entry).
-const ProtocolVersion = 3
+// entry at or after it (version 1: for the first entry). Version 3: cut levels. Version 4:
+// each round says its fingerprint length, and a version-ordered round's points are sent
+// as version deltas (vpos).
+const ProtocolVersion = 4
 
 // Limits every decoder checks before it allocates.
 const (
@@ -37,7 +39,6 @@ type OpenRequest struct {
 	Schema    string
 	Nonce     [16]byte
 	Now       int64
-	FPLen     uint8 // bytes of each short fingerprint
 	PrefixLen uint8 // bytes of each entry prefix in leaf listings
 	// Root is the initiator's root digest. When it differs from the responder's, the
 	// responder answers First, the session's first round, in the same round trip.
@@ -93,7 +94,7 @@ type Op struct {
 	Lo, Hi   []byte
 	Levels   Levels   // of Lo, Hi and Bounds
 	Bounds   [][]byte // OpCompare
-	FPs      []byte   // OpCompare: (len(Bounds)+1) * FPLen bytes
+	FPs      []byte   // OpCompare: (len(Bounds)+1) * RoundRequest.FPLen bytes
 	ListMax  uint32   // OpCompare
 	Limit    uint32   // OpList
 	Prefixes []byte   // OpFetch: n * PrefixLen bytes
@@ -111,8 +112,13 @@ type Answer struct {
 	More    bool
 }
 
-// RoundRequest is every operation of one round: one round trip.
-type RoundRequest struct{ Ops []Op }
+// RoundRequest is every operation of one round: one round trip. FPLen (1..32) is the
+// length of each short fingerprint of its Compare ops: the initiator chooses it per round
+// from the number of mismatching parts it expects (see docs/protocol.md).
+type RoundRequest struct {
+	FPLen uint8
+	Ops   []Op
+}
 
 // RoundResponse answers each Op in order.
 type RoundResponse struct{ Answers []Answer }
@@ -163,6 +169,8 @@ func LimitRows(rows []Row, maxBytes int64) []Row {
 type encoder struct {
 	buf  []byte
 	prev []byte // last position written, for prefix compression
+	// prevKey is the key of the last keyed vpos point, for the next one's shared prefix.
+	prevKey []byte
 }
 
 func (e *encoder) uvarint(v uint64) { e.buf = binary.AppendUvarint(e.buf, v) }
@@ -187,19 +195,101 @@ func (e *encoder) pos(p []byte) {
 	e.prev = p
 }
 
+// vpos writes a point of a version-ordered frame: be64(version) ‖ key, the version as a
+// difference d from the previous point's (zig-zag encoded unless ascending: a Compare's
+// bounds after its first, which only increase), the key (when not empty) as a suffix of
+// the last keyed point's key, less drop bytes. A first uvarint x says how:
+//
+//	0: an open bound (nil)
+//	1, 2: an absolute be64 version follows (then, for 2, the key's kc): differences
+//	   too large for the forms below
+//	x-3 = d<<1: no key
+//	x-3 = kc<<2 | 1: the previous point's version, a key
+//	x-3 = d<<2 | 3: another version, a key; uvarint(kc) follows
+//
+// where kc = drop<<3 | n and n suffix bytes follow, or n = 7 and uvarint(len) and len
+// bytes follow. A bound of a split inside one version (a bulk load) so costs a byte and
+// its key's last byte. A point shorter than 8 bytes is sent padded with zero bytes to 8:
+// as a bound it stands for the same entries, since every position is at least 8 bytes.
+func (e *encoder) vpos(p []byte) { e.vpoint(p, false) }
+
+// vposUp is vpos for a point at or above the previous one.
+func (e *encoder) vposUp(p []byte) { e.vpoint(p, true) }
+
+func (e *encoder) vpoint(p []byte, ascending bool) {
+	if p == nil {
+		e.uvarint(0)
+		return
+	}
+	if len(p) < 8 {
+		p = append(append(make([]byte, 0, 8), p...), make([]byte, 8-len(p))...)
+	}
+	v, key := binary.BigEndian.Uint64(p), p[8:]
+	var pv uint64
+	if e.prev != nil {
+		pv = binary.BigEndian.Uint64(e.prev)
+	}
+	d := v - pv
+	if !ascending {
+		d = zigzag(int64(d))
+	}
+	e.prev = p
+	if len(key) == 0 {
+		if d < 1<<62 {
+			e.uvarint(3 + d<<1)
+		} else {
+			e.uvarint(1)
+			e.buf = binary.BigEndian.AppendUint64(e.buf, v)
+		}
+		return
+	}
+	shared := 0
+	for shared < len(key) && shared < len(e.prevKey) && key[shared] == e.prevKey[shared] {
+		shared++
+	}
+	suffix := key[shared:]
+	kc := uint64(len(e.prevKey)-shared)<<3 | uint64(min(len(suffix), 7))
+	switch {
+	case v == pv && e.prev != nil && kc < 1<<61:
+		e.uvarint(3 + (kc<<2 | 1))
+	case d < 1<<61:
+		e.uvarint(3 + (d<<2 | 3))
+		e.uvarint(kc)
+	default:
+		e.uvarint(2)
+		e.buf = binary.BigEndian.AppendUint64(e.buf, v)
+		e.uvarint(kc)
+	}
+	if len(suffix) < 7 {
+		e.raw(suffix)
+	} else {
+		e.bytes(suffix)
+	}
+	e.prevKey = key
+}
+
+func zigzag(x int64) uint64   { return uint64(x<<1) ^ uint64(x>>63) }
+func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
+
 func (e *encoder) digest(d merkle.Digest) { e.raw(d.MarshalBinary()) }
 
+// entry writes a listed entry; its position as a vpos point in version order.
 func (e *encoder) entry(o merkle.Ordering, en merkle.Entry) {
-	e.pos(en.Position(o))
+	if o == merkle.VersionOrder {
+		e.vpos(en.Position(o))
+	} else {
+		e.pos(en.Position(o))
+	}
 	e.varint(en.ExpiresAt)
 	e.byte1(en.Flags)
 	e.raw(en.ValueHash[:])
 }
 
 type decoder struct {
-	buf  []byte
-	prev []byte
-	err  error
+	buf     []byte
+	prev    []byte
+	prevKey []byte
+	err     error
 	// expand is how many more bytes the frame's positions may decode to. A position may
 	// repeat most of the one before it in a few bytes, so without a bound a small frame
 	// could make the decoder allocate without limit.
@@ -322,6 +412,91 @@ func (d *decoder) pos() []byte {
 	return p
 }
 
+// vpos reads a point written by encoder.vpos: nil or at least 8 bytes.
+func (d *decoder) vpos() []byte { return d.vpoint(false) }
+
+// vposUp reads a point written by encoder.vposUp.
+func (d *decoder) vposUp() []byte { return d.vpoint(true) }
+
+func (d *decoder) vpoint(ascending bool) []byte {
+	x := d.uvarint()
+	if d.err != nil || x == 0 {
+		return nil
+	}
+	var pv uint64
+	if d.prev != nil {
+		pv = binary.BigEndian.Uint64(d.prev)
+	}
+	diff := func(code uint64) uint64 {
+		if ascending {
+			return pv + code
+		}
+		return pv + uint64(unzigzag(code))
+	}
+	var v, kc uint64
+	keyed := true
+	switch y := x - 3; {
+	case x == 1 || x == 2:
+		b := d.raw(8)
+		if b == nil {
+			return nil
+		}
+		v, keyed = binary.BigEndian.Uint64(b), x == 2
+		if keyed {
+			kc = d.uvarint()
+		}
+	case y&1 == 0:
+		v, keyed = diff(y>>1), false
+	case y&3 == 1:
+		if d.prev == nil {
+			d.fail("point at the previous point's version, with none before it")
+			return nil
+		}
+		v, kc = pv, y>>2
+	default:
+		v = diff(y >> 2)
+		kc = d.uvarint()
+	}
+	var shared uint64
+	var suffix []byte
+	if keyed && d.err == nil {
+		drop := kc >> 3
+		if drop > uint64(len(d.prevKey)) {
+			d.fail("point drops %d key bytes of a %d-byte predecessor", drop, len(d.prevKey))
+			return nil
+		}
+		shared = uint64(len(d.prevKey)) - drop
+		if kc&7 < 7 {
+			suffix = d.raw(int(kc & 7))
+		} else {
+			suffix = d.bytes(MaxPosition)
+		}
+		if d.err == nil && shared+uint64(len(suffix)) == 0 {
+			d.fail("point with an empty key marked as keyed")
+			return nil
+		}
+	}
+	if d.err != nil {
+		return nil
+	}
+	n := 8 + int(shared) + len(suffix)
+	if n > MaxPosition {
+		d.fail("position longer than %d bytes (keys are limited to %d bytes)", MaxPosition, MaxKey)
+		return nil
+	}
+	if d.expand -= n; d.expand < 0 {
+		d.fail("positions decode to more than %d times the frame's %d bytes (keys that share long prefixes: use shorter keys)", maxExpansion, d.frame)
+		return nil
+	}
+	p := binary.BigEndian.AppendUint64(make([]byte, 0, n), v)
+	p = append(append(p, d.prevKey[:shared]...), suffix...)
+	if keyed {
+		d.prevKey = p[8:]
+	}
+	d.prev = p
+	return p
+}
+
 func (d *decoder) digest() merkle.Digest {
 	b := d.raw(40)
 	if b == nil {
@@ -332,7 +507,12 @@ func (d *decoder) digest() merkle.Digest {
 }
 
 func (d *decoder) entry(o merkle.Ordering) merkle.Entry {
-	p := d.pos()
+	var p []byte
+	if o == merkle.VersionOrder {
+		p = d.vpos()
+	} else {
+		p = d.pos()
+	}
 	var en merkle.Entry
 	en.ExpiresAt = d.varint()
 	en.Flags = d.byte1()
@@ -383,7 +563,6 @@ func EncodeOpenRequest(m *OpenRequest) []byte {
 	e.bytes([]byte(m.Schema))
 	e.raw(m.Nonce[:])
 	e.varint(m.Now)
-	e.byte1(m.FPLen)
 	e.byte1(m.PrefixLen)
 	e.digest(m.Root)
 	if m.First == nil {
@@ -395,7 +574,7 @@ func EncodeOpenRequest(m *OpenRequest) []byte {
 }
 
 func (m *OpenRequest) params() frameParams {
-	return frameParams{ordering: m.Ordering, fpLen: int(m.FPLen), prefixLen: int(m.PrefixLen)}
+	return frameParams{ordering: m.Ordering, prefixLen: int(m.PrefixLen)}
 }
 
 // DecodeOpenRequest parses a frame written by EncodeOpenRequest.
@@ -410,10 +589,9 @@ func DecodeOpenRequest(b []byte) (*OpenRequest, error) {
 	m.Schema = string(d.bytes(MaxSchema))
 	copy(m.Nonce[:], d.raw(16))
 	m.Now = d.varint()
-	m.FPLen = d.byte1()
 	m.PrefixLen = d.byte1()
-	if d.err == nil && (m.FPLen < 1 || m.FPLen > 32 || m.PrefixLen < 1 || m.PrefixLen > 32) {
-		d.fail("fingerprint length %d or prefix length %d outside 1..32", m.FPLen, m.PrefixLen)
+	if d.err == nil && (m.PrefixLen < 1 || m.PrefixLen > 32) {
+		d.fail("prefix length %d outside 1..32", m.PrefixLen)
 	}
 	m.Root = d.digest()
 	if first := d.bytes(len(d.buf)); d.err == nil && len(first) > 0 {
@@ -474,30 +652,34 @@ func DecodeOpenResponse(req *OpenRequest, b []byte) (*OpenResponse, error) {
 // Frame parameters both sides fixed at Open; decoders need them to size fields.
 type frameParams struct {
 	ordering  merkle.Ordering
-	fpLen     int
 	prefixLen int
 }
 
 func encodeRound(p frameParams, m *RoundRequest) []byte {
 	e := &encoder{}
 	e.byte1(tagRound)
+	e.byte1(m.FPLen)
 	e.uvarint(uint64(len(m.Ops)))
+	point, pointUp := e.pos, e.pos
+	if p.ordering == merkle.VersionOrder {
+		point, pointUp = e.vpos, e.vposUp
+	}
 	for i := range m.Ops {
 		op := &m.Ops[i]
-		if op.Levels.high() {
-			e.byte1(byte(op.Kind) | opLevelsFlag)
-			e.byte1(cutLevel(op.Levels.Lo) - 1 | (cutLevel(op.Levels.Hi)-1)<<2 | (cutLevel(op.Levels.Bounds)-1)<<4)
-		} else {
-			e.byte1(byte(op.Kind))
-		}
-		e.pos(op.Lo)
-		e.pos(op.Hi)
+		lv := cutLevel(op.Levels.Lo) - 1 | (cutLevel(op.Levels.Hi)-1)<<2 | (cutLevel(op.Levels.Bounds)-1)<<4
+		e.byte1(opCode(op.Kind) | lv<<2)
+		point(op.Lo)
+		point(op.Hi)
 		switch op.Kind {
 		case OpCompare:
 			e.uvarint(uint64(op.ListMax))
 			e.uvarint(uint64(len(op.Bounds)))
-			for _, b := range op.Bounds {
-				e.pos(b)
+			for j, b := range op.Bounds {
+				if j == 0 {
+					point(b)
+				} else {
+					pointUp(b)
+				}
 			}
 			e.raw(op.FPs)
 		case OpList:
@@ -515,34 +697,41 @@ func decodeRound(p frameParams, b []byte) (*RoundRequest, error) {
 	if d.byte1() != tagRound {
 		d.fail("not a round request")
 	}
-	m := &RoundRequest{}
+	m := &RoundRequest{FPLen: d.byte1()}
+	if d.err == nil && (m.FPLen < 1 || m.FPLen > 32) {
+		d.fail("fingerprint length %d outside 1..32", m.FPLen)
+	}
+	point, pointUp := d.pos, d.pos
+	if p.ordering == merkle.VersionOrder {
+		point, pointUp = d.vpos, d.vposUp
+	}
 	n := d.count(3)
 	m.Ops = make([]Op, 0, n)
 	for i := 0; i < n && d.err == nil; i++ {
-		op := Op{Kind: OpKind(d.byte1())}
-		if op.Kind&opLevelsFlag != 0 {
-			op.Kind &^= opLevelsFlag
-			lv := d.byte1()
-			if lv>>6 != 0 || lv == 0 {
-				d.fail("op levels %#x: reserved bits set, or all levels 1 (then the byte is left out)", lv)
-			}
+		b := d.byte1()
+		op := Op{Kind: opKinds[b&3]}
+		if lv := b >> 2; lv != 0 {
 			op.Levels = Levels{Lo: lv&3 + 1, Hi: lv>>2&3 + 1, Bounds: lv>>4&3 + 1}
 		}
-		op.Lo = d.pos()
-		op.Hi = d.pos()
+		op.Lo = point()
+		op.Hi = point()
 		switch op.Kind {
 		case OpCompare:
 			op.ListMax = uint32(d.uvarint())
 			nb := d.count(1)
 			op.Bounds = make([][]byte, 0, nb)
 			for j := 0; j < nb && d.err == nil; j++ {
-				bd := d.pos()
+				next := point
+				if j > 0 {
+					next = pointUp
+				}
+				bd := next()
 				if bd == nil {
 					d.fail("open bound inside a range")
 				}
 				op.Bounds = append(op.Bounds, bd)
 			}
-			op.FPs = d.raw((nb + 1) * p.fpLen)
+			op.FPs = d.raw((nb + 1) * int(m.FPLen))
 		case OpList:
 			op.Limit = uint32(d.uvarint())
 		case OpFetch:
@@ -561,10 +750,20 @@ func decodeRound(p frameParams, b []byte) (*RoundRequest, error) {
 	return m, d.done("round request")
 }
 
-// opLevelsFlag in an op's kind byte says a levels byte follows: bits 0-1, 2-3 and 4-5
-// hold the levels of Lo, Hi and Bounds, less one; bits 6-7 are zero, and so is not the
-// whole byte (an op with every point at level 1 leaves it out: one encoding per frame).
-const opLevelsFlag = 0x80
+// An op's first byte holds its kind in bits 0-1 (0 Compare, 1 List, 2 Fetch; 3 is
+// refused) and the cut levels of Lo, Hi and Bounds, less one, in bits 2-3, 4-5 and 6-7.
+// An op decodes with every level 1 as the zero Levels.
+var opKinds = [4]OpKind{OpCompare, OpList, OpFetch, 0}
+
+func opCode(k OpKind) byte {
+	switch k {
+	case OpList:
+		return 1
+	case OpFetch:
+		return 2
+	}
+	return 0
+}
 
 // checkRange rejects ranges and bounds that are not strictly increasing. Points of
 // different cut levels are not compared: a short point of a higher level may sort below a

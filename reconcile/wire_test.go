@@ -12,11 +12,11 @@ import (
 	"github.com/reconcile-dev/reconcile/merkle"
 )
 
-var testParams = frameParams{ordering: merkle.VersionOrder, fpLen: 4, prefixLen: 4}
+var testParams = frameParams{ordering: merkle.VersionOrder, prefixLen: 4}
 
 func sampleRound() *RoundRequest {
 	pos := func(v uint64, k string) []byte { return merkle.VersionOrder.Position([]byte(k), v) }
-	return &RoundRequest{Ops: []Op{
+	return &RoundRequest{FPLen: 4, Ops: []Op{
 		{Kind: OpCompare, Lo: nil, Hi: pos(90, "z"), Bounds: [][]byte{pos(10, "a"), pos(20, "b")}, FPs: bytes.Repeat([]byte{7}, 12), ListMax: 16},
 		{Kind: OpList, Lo: pos(1, ""), Hi: pos(2, ""), Levels: Levels{Lo: 2, Hi: 2, Bounds: 1}, Limit: 100},
 		{Kind: OpFetch, Lo: pos(3, "q"), Hi: pos(4, "q"), Levels: Levels{Lo: 1, Hi: 4, Bounds: 1}, Prefixes: []byte{1, 2, 3, 4, 5, 6, 7, 8}},
@@ -121,7 +121,7 @@ func FuzzDecodeApply(f *testing.F) {
 }
 
 func sampleOpen() *OpenRequest {
-	return &OpenRequest{Protocol: 1, Ordering: merkle.VersionOrder, Schema: "kv", FPLen: 4, PrefixLen: 4,
+	return &OpenRequest{Protocol: 1, Ordering: merkle.VersionOrder, Schema: "kv", PrefixLen: 4,
 		Root: merkle.Digest{Count: 3}, First: sampleRound()}
 }
 
@@ -182,9 +182,83 @@ func TestSeparator(t *testing.T) {
 		if !tc.nilP {
 			p = []byte(tc.p)
 		}
-		if got := separator([]byte(tc.b), p, tc.known); string(got) != tc.want {
+		if got := separator(merkle.KeyOrder, []byte(tc.b), p, tc.known); string(got) != tc.want {
 			t.Errorf("separator(%q, %q, %v) = %q, want %q", tc.b, tc.p, tc.known, got, tc.want)
 		}
+	}
+}
+
+// In version order a separator is the cut entry's version alone where the entry before
+// has a lower version, and otherwise adds the shortest prefix of its key above that
+// entry's key.
+func TestSeparatorVersionOrder(t *testing.T) {
+	pos := func(v uint64, k string) []byte { return merkle.VersionOrder.Position([]byte(k), v) }
+	for _, tc := range []struct {
+		b, p []byte
+		want []byte
+	}{
+		{b: pos(70, "key/9"), p: nil, want: pos(70, "")},
+		{b: pos(70, "key/9"), p: pos(52, "zzz"), want: pos(70, "")},
+		{b: pos(70, "key/9"), p: pos(70, "key/1"), want: pos(70, "key/9")},
+		{b: pos(70, "key/9x"), p: pos(70, "key/1"), want: pos(70, "key/9")},
+		{b: pos(70, "b"), p: pos(70, "a"), want: pos(70, "b")},
+		{b: pos(70, "bcd"), p: pos(70, ""), want: pos(70, "b")},           // p is a bare version
+		{b: pos(1<<40, "k"), p: pos(1<<40-1, "k"), want: pos(1<<40, "")},  // a version above p's
+		{b: pos(70, "key/9"), p: pos(70, "key/1")[:5], want: pos(70, "")}, // a short p below the version
+	} {
+		got := separator(merkle.VersionOrder, tc.b, tc.p, true)
+		if !bytes.Equal(got, tc.want) {
+			t.Errorf("separator(%x, %x) = %x, want %x", tc.b, tc.p, got, tc.want)
+		}
+		if bytes.Compare(got, tc.b) > 0 || (tc.p != nil && bytes.Compare(got, tc.p) <= 0) {
+			t.Errorf("separator(%x, %x) = %x: not in (p, b]", tc.b, tc.p, got)
+		}
+	}
+}
+
+// Points of a version-ordered round go as version differences: a round trip gives back
+// every point, padded to 8 bytes where shorter, and the bounds of a typical split cost a
+// byte or two each.
+func TestVersionPoints(t *testing.T) {
+	pos := func(v uint64, k string) []byte { return merkle.VersionOrder.Position([]byte(k), v) }
+	bounds := [][]byte{pos(1000, ""), pos(1040, ""), pos(1099, ""), pos(1099, "key/12"), pos(1099, "key/19"), pos(5000, "x"), pos(1<<63, ""), pos(1<<63+1, "y"), pos(^uint64(0), "")}
+	req := &RoundRequest{FPLen: 3, Ops: []Op{
+		{Kind: OpCompare, Lo: pos(999, ""), Hi: nil, Bounds: bounds, FPs: make([]byte, 3*(len(bounds)+1)), ListMax: 32},
+		{Kind: OpFetch, Lo: []byte{0, 0, 0, 0, 0, 0, 3}, Hi: pos(1<<40, "q"), Prefixes: []byte{1, 2, 3, 4}},
+		{Kind: OpList, Lo: pos(3, ""), Hi: pos(2, "")[:8], Levels: Levels{Lo: 2, Hi: 1, Bounds: 1}, Limit: 7},
+	}}
+	frame := encodeRound(testParams, req)
+	got, err := decodeRound(testParams, frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Ops[1].Lo = pos(3<<8, "") // sent padded: the same bound
+	if !reflect.DeepEqual(got, req) {
+		t.Fatalf("round changed in transit:\n got %+v\nwant %+v", got, req)
+	}
+	// The bounds' bytes: the frame less the same op without bounds (an open hi, one byte).
+	split := func(bounds [][]byte) int {
+		op := Op{Kind: OpCompare, Lo: pos(1000, ""), FPs: make([]byte, 3*(len(bounds)+1)), ListMax: 32, Bounds: bounds}
+		r := &RoundRequest{FPLen: 3, Ops: []Op{op}}
+		got, err := decodeRound(testParams, encodeRound(testParams, r))
+		if err != nil || !reflect.DeepEqual(got, r) {
+			t.Fatalf("bounds changed in transit: %v", err)
+		}
+		op.Bounds, op.FPs = nil, make([]byte, 3)
+		return len(encodeRound(testParams, r)) - len(encodeRound(testParams, &RoundRequest{FPLen: 3, Ops: []Op{op}})) - 3*len(bounds)
+	}
+	var small, bulk [][]byte
+	for i := 0; i < 8; i++ {
+		small = append(small, pos(uint64(1030+45*i), ""))
+		bulk = append(bulk, pos(1200, fmt.Sprintf("user/3%d", i+1)))
+	}
+	if n := split(small); n != 8 {
+		t.Errorf("8 bounds 45 versions apart took %d bytes, want 8", n)
+	}
+	// Inside one version (a bulk load) a bound that changes its key's last byte costs two
+	// (the first one: version, key length and the key).
+	if n := split(bulk); n != 11+7*2 {
+		t.Errorf("8 bounds inside one version took %d bytes, want %d", n, 11+7*2)
 	}
 }
 
@@ -251,7 +325,7 @@ func TestGoldenFrames(t *testing.T) {
 		name  string
 		frame []byte
 	}{
-		{"OpenRequest", EncodeOpenRequest(&OpenRequest{Protocol: ProtocolVersion, Ordering: merkle.VersionOrder, Schema: "kv", FPLen: 4, PrefixLen: 4, Now: 1_700_000_000_000_000_000, Root: merkle.Digest{Count: 3}})},
+		{"OpenRequest", EncodeOpenRequest(&OpenRequest{Protocol: ProtocolVersion, Ordering: merkle.VersionOrder, Schema: "kv", PrefixLen: 4, Now: 1_700_000_000_000_000_000, Root: merkle.Digest{Count: 3}})},
 		{"OpenResponse", EncodeOpenResponse(open, &OpenResponse{Protocol: ProtocolVersion, Ordering: merkle.VersionOrder, Schema: "kv", Root: merkle.Digest{Count: 9}, CutLevels: MaxCutLevel})},
 		{"RoundRequest", encodeRound(testParams, sampleRound())},
 		{"RoundResponse", encodeRoundResponse(testParams, sampleRound(), sampleAnswer())},
