@@ -226,7 +226,8 @@ func (e *encoder) vpoint(p []byte, ascending bool) {
 	}
 	v, key := binary.BigEndian.Uint64(p), p[8:]
 	var pv uint64
-	if e.prev != nil {
+	hadPrev := e.prev != nil
+	if hadPrev {
 		pv = binary.BigEndian.Uint64(e.prev)
 	}
 	d := v - pv
@@ -250,7 +251,7 @@ func (e *encoder) vpoint(p []byte, ascending bool) {
 	suffix := key[shared:]
 	kc := uint64(len(e.prevKey)-shared)<<3 | uint64(min(len(suffix), 7))
 	switch {
-	case v == pv && e.prev != nil && kc < 1<<61:
+	case v == pv && hadPrev && kc < 1<<61:
 		e.uvarint(3 + (kc<<2 | 1))
 	case d < 1<<61:
 		e.uvarint(3 + (d<<2 | 3))

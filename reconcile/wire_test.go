@@ -3,6 +3,7 @@ package reconcile
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -223,6 +224,7 @@ func TestVersionPoints(t *testing.T) {
 	pos := func(v uint64, k string) []byte { return merkle.VersionOrder.Position([]byte(k), v) }
 	bounds := [][]byte{pos(1000, ""), pos(1040, ""), pos(1099, ""), pos(1099, "key/12"), pos(1099, "key/19"), pos(5000, "x"), pos(1<<63, ""), pos(1<<63+1, "y"), pos(^uint64(0), "")}
 	req := &RoundRequest{FPLen: 3, Ops: []Op{
+		{Kind: OpFetch, Lo: pos(0, "first"), Hi: pos(0, "then"), Prefixes: []byte{9, 9, 9, 9}}, // version 0 first, with a key
 		{Kind: OpCompare, Lo: pos(999, ""), Hi: nil, Bounds: bounds, FPs: make([]byte, 3*(len(bounds)+1)), ListMax: 32},
 		{Kind: OpFetch, Lo: []byte{0, 0, 0, 0, 0, 0, 3}, Hi: pos(1<<40, "q"), Prefixes: []byte{1, 2, 3, 4}},
 		{Kind: OpList, Lo: pos(3, ""), Hi: pos(2, "")[:8], Levels: Levels{Lo: 2, Hi: 1, Bounds: 1}, Limit: 7},
@@ -232,7 +234,7 @@ func TestVersionPoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Ops[1].Lo = pos(3<<8, "") // sent padded: the same bound
+	req.Ops[2].Lo = pos(3<<8, "") // sent padded: the same bound
 	if !reflect.DeepEqual(got, req) {
 		t.Fatalf("round changed in transit:\n got %+v\nwant %+v", got, req)
 	}
@@ -259,6 +261,94 @@ func TestVersionPoints(t *testing.T) {
 	// (the first one: version, key length and the key).
 	if n := split(bulk); n != 11+7*2 {
 		t.Errorf("8 bounds inside one version took %d bytes, want %d", n, 11+7*2)
+	}
+}
+
+// Random points of every shape (versions at 0, near each other, far apart and at the top;
+// keys empty, sharing prefixes, longer than 7 bytes) survive a version-ordered round and
+// an answer's listed entries, in both orderings.
+func TestPointsRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	versions := []uint64{0, 1, 2, 1000, 1 << 40, 1<<62 - 1, 1 << 62, 1<<63 + 5, ^uint64(0)}
+	keys := []string{"", "a", "ab", "abc", "user/1", "user/12", "user/123456789", "user/2", "\x00", "\xff\xff"}
+	point := func() []byte {
+		v := versions[rng.IntN(len(versions))]
+		if rng.IntN(2) == 0 {
+			v += uint64(rng.IntN(100))
+		}
+		return merkle.VersionOrder.Position([]byte(keys[rng.IntN(len(keys))]), v)
+	}
+	for _, o := range []merkle.Ordering{merkle.VersionOrder, merkle.KeyOrder} {
+		params := frameParams{ordering: o, prefixLen: 4}
+		for i := 0; i < 2000; i++ {
+			req := &RoundRequest{FPLen: uint8(1 + rng.IntN(8))}
+			var ans RoundResponse
+			for j := rng.IntN(4); j >= 0; j-- {
+				// Points of one level only increase: lo, the bounds and hi from a sorted
+				// set of distinct points.
+				ps := [][]byte{point(), point(), point(), point(), point()}
+				slicesSort(ps)
+				uniq := ps[:1]
+				for _, p := range ps[1:] {
+					if !bytes.Equal(p, uniq[len(uniq)-1]) {
+						uniq = append(uniq, p)
+					}
+				}
+				if len(uniq) < 2 {
+					continue
+				}
+				op := Op{Kind: OpList, Lo: uniq[0], Hi: uniq[len(uniq)-1], Limit: 5}
+				if rng.IntN(3) == 0 {
+					op.Lo = nil
+				}
+				if rng.IntN(2) == 0 {
+					op.Kind, op.ListMax, op.Limit = OpCompare, 32, 0
+					if rng.IntN(2) == 0 {
+						op.Levels = Levels{Lo: 2, Hi: 2, Bounds: 3}
+					}
+					op.Bounds = uniq[1 : len(uniq)-1]
+					op.FPs = make([]byte, (len(op.Bounds)+1)*int(req.FPLen))
+				}
+				req.Ops = append(req.Ops, op)
+				a := Answer{}
+				if op.Kind == OpList {
+					for k := rng.IntN(3); k > 0; k-- {
+						key, v, _ := merkle.VersionOrder.Split(point())
+						if o == merkle.KeyOrder {
+							v = 0 // key order: Version is 0 in every entry
+						}
+						a.Entries = append(a.Entries, merkle.Entry{Key: key, Version: v, ValueHash: merkle.ValueHash(key)})
+					}
+					if a.Entries == nil {
+						a.Entries = []merkle.Entry{}
+					}
+				} else {
+					a.Mismatch = make([]bool, len(op.Bounds)+1)
+				}
+				ans.Answers = append(ans.Answers, a)
+			}
+			got, err := decodeRound(params, encodeRound(params, req))
+			if err != nil || !reflect.DeepEqual(got, req) {
+				t.Fatalf("%v: round changed in transit (%v):\n got %+v\nwant %+v", o, err, got, req)
+			}
+			gotA, err := decodeRoundResponse(params, req, encodeRoundResponse(params, req, &ans))
+			if err != nil {
+				t.Fatalf("%v: answer: %v", o, err)
+			}
+			for k := range ans.Answers {
+				if !reflect.DeepEqual(gotA.Answers[k].Entries, ans.Answers[k].Entries) {
+					t.Fatalf("%v: entries changed in transit:\n got %+v\nwant %+v", o, gotA.Answers[k].Entries, ans.Answers[k].Entries)
+				}
+			}
+		}
+	}
+}
+
+func slicesSort(bs [][]byte) {
+	for i := 1; i < len(bs); i++ {
+		for j := i; j > 0 && bytes.Compare(bs[j], bs[j-1]) < 0; j-- {
+			bs[j], bs[j-1] = bs[j-1], bs[j]
+		}
 	}
 }
 
