@@ -471,3 +471,47 @@ func TestLimitRows(t *testing.T) {
 		}
 	}
 }
+
+// A round's fingerprints are as short as keep a collision about 2^-10 likely, given the
+// parts it can find mismatching: 2 bytes for tens, 3 for thousands, 4 (the default
+// maximum) for hundreds of thousands; never more than the maximum, and the maximum
+// itself after a collision (not adaptive).
+func TestRoundFPLen(t *testing.T) {
+	s := &session{opts: Options{}.Defaults(), depth: 4, maxFP: 4, adaptive: true}
+	ranges := func(n int, cI, cR uint64) []rng {
+		rs := make([]rng, n)
+		for i := range rs {
+			rs[i] = rng{cI: cI, cR: cR, depth: 3}
+		}
+		return rs
+	}
+	for _, tc := range []struct {
+		ranges []rng
+		want   int
+	}{
+		{nil, 2},
+		{ranges(10, 256, 256), 2},
+		{ranges(60, 256, 257), 2},
+		{ranges(100, 256, 257), 3},
+		{ranges(10_000, 256, 255), 3},
+		{ranges(10, 1000, 5000), 3}, // counts far apart: up to a range's parts mismatch
+		{ranges(100_000, 256, 256), 4},
+	} {
+		if got := s.roundFPLen(tc.ranges); got != tc.want {
+			t.Errorf("%d ranges: %d-byte fingerprints, want %d", len(tc.ranges), got, tc.want)
+		}
+	}
+	s.maxFP = 3
+	if got := s.roundFPLen(ranges(100_000, 256, 256)); got != 3 {
+		t.Errorf("with a 3-byte maximum: %d bytes, want 3", got)
+	}
+	s.maxFP = 4
+	s.adaptive = false
+	if got := s.roundFPLen(ranges(10, 256, 256)); got != 4 {
+		t.Errorf("after a collision: %d-byte fingerprints, want the maximum 4", got)
+	}
+	s.adaptive, s.maxFP = true, 1
+	if got := s.roundFPLen(ranges(10, 256, 256)); got != 1 {
+		t.Errorf("with a 1-byte maximum: %d bytes, want 1", got)
+	}
+}
