@@ -298,6 +298,17 @@ func (a *posArena) copy(p []byte) []byte {
 	return (*a)[off:len(*a):len(*a)]
 }
 
+// nodesIn reads the level-l nodes whose keys lie in [start, end), positions copied.
+func (s *Stored) nodesIn(l int, start, end []byte) ([]storedNode, error) {
+	var nodes []storedNode
+	var arena posArena
+	err := s.scan(l, start, end, false, true, func(head bool, p []byte, d Digest) bool {
+		nodes = append(nodes, storedNode{pos: arena.copy(p), head: head, d: d})
+		return true
+	})
+	return nodes, err
+}
+
 // storedNode is a node read from a level: its position (nil and head set for the head)
 // and digest.
 type storedNode struct {
@@ -702,12 +713,7 @@ func (s *Stored) Digests(lo, hi []byte, bounds [][]byte) ([]Digest, error) {
 	if hi != nil {
 		end = s.nodeKey(t, hi)
 	}
-	var nodes []storedNode
-	var arena posArena
-	err = s.scan(t, s.headKey(t), end, false, true, func(head bool, p []byte, d Digest) bool {
-		nodes = append(nodes, storedNode{pos: arena.copy(p), head: head, d: d})
-		return true
-	})
+	nodes, err := s.nodesIn(t, s.headKey(t), end)
 	if err != nil {
 		return nil, err
 	}
@@ -1026,12 +1032,7 @@ func (s *Stored) splitLevelPrevs(l int, lo, hi []byte, c, parts uint64, whole1 b
 			end = keyAfter(end) // and hi's own node, if it is one: it says hi is aligned
 		}
 	}
-	var nodes []storedNode
-	var arena posArena
-	err = s.scan(l, start, end, false, true, func(head bool, p []byte, d Digest) bool {
-		nodes = append(nodes, storedNode{pos: arena.copy(p), head: head, d: d})
-		return true
-	})
+	nodes, err := s.nodesIn(l, start, end)
 	if err != nil {
 		return nil, nil, nil, err
 	}

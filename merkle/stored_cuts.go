@@ -244,12 +244,7 @@ func (s *Stored) cutDigestsWalk(t int, lo, hi []byte, bounds [][]byte, out []Dig
 	if hi != nil {
 		end = s.nodeKey(t, hi)
 	}
-	var nodes []storedNode
-	var arena posArena
-	err := s.scan(t, s.headKey(t), end, false, true, func(head bool, p []byte, d Digest) bool {
-		nodes = append(nodes, storedNode{pos: arena.copy(p), head: head, d: d})
-		return true
-	})
+	nodes, err := s.nodesIn(t, s.headKey(t), end)
 	if err != nil {
 		return err
 	}

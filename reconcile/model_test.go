@@ -319,7 +319,6 @@ func TestRollback(t *testing.T) {
 // TestModelBadger runs the model scenarios through two Badger stores: the same checks as
 // checkSession, against the embedded default endpoint.
 func TestModelBadger(t *testing.T) {
-	ctx := context.Background()
 	for seed := int64(1); seed <= 8; seed++ {
 		o := merkle.VersionOrder
 		if seed%3 == 0 {
@@ -342,38 +341,84 @@ func TestModelBadger(t *testing.T) {
 			// Badger against memory both ways: one side finds cut entries from its index
 			// (expired, unpurged entries included), the other by listing its entries, so
 			// they may cut ranges at different entries; the result must not change.
-			pairs := []struct {
-				name string
-				a, b reconcile.Endpoint
-			}{{"badger-badger", src, dst}, {"badger-memory", src, mdst}, {"memory-badger", msrc, dst}}
-			for _, p := range pairs {
-				rep, err := reconcile.Run(ctx, p.a, p.b, opts)
-				if err != nil {
-					t.Fatalf("%s diff: %v", p.name, err)
-				}
-				if rep.OnlySource != wantS || rep.OnlyTarget != wantD || rep.Changed != wantC {
-					t.Fatalf("%s diff found %d/%d/%d, naive comparison %d/%d/%d", p.name, rep.OnlySource, rep.OnlyTarget, rep.Changed, wantS, wantD, wantC)
-				}
-			}
-			opts.Mode, opts.Force = reconcile.Mirror, true
-			if _, err := reconcile.Run(ctx, src, dst, opts); err != nil {
-				t.Fatalf("sync: %v", err)
-			}
-			a, b := badgerRows(t, src), badgerRows(t, dst)
-			if len(a) != len(b) {
-				t.Fatalf("after sync: %d live rows on the source, %d on the target", len(a), len(b))
-			}
-			for k, r := range a {
-				if got, ok := b[k]; !ok || got.Version != r.Version || got.ExpiresAt != r.ExpiresAt || !bytes.Equal(got.Value, r.Value) {
-					t.Fatalf("after sync: key %q differs", k)
-				}
-			}
-			ri, _ := reconcile.Root(ctx, src, testNow)
-			rt, _ := reconcile.Root(ctx, dst, testNow)
-			if ri.Root != rt.Root {
-				t.Fatal("after sync: roots differ")
-			}
+			diffPairs(t, []endpointPair{{"badger-badger", src, dst, false}, {"badger-memory", src, mdst, false}, {"memory-badger", msrc, dst, false}},
+				wantS, wantD, wantC, opts)
+			mirrorEqual(t, src, dst, opts)
 		})
+	}
+}
+
+// endpointPair is a session's source a and target b; reversed when they are the naive
+// comparison's target and source.
+type endpointPair struct {
+	name     string
+	a, b     reconcile.Endpoint
+	reversed bool
+}
+
+// diffPairs runs a diff session over each pair and checks its counts against the naive
+// comparison's (source-only and target-only exchanged for a reversed pair). It returns,
+// for each pair, how many ops went with points above level 1.
+func diffPairs(t *testing.T, pairs []endpointPair, wantS, wantD, wantC int, opts reconcile.Options) []int {
+	t.Helper()
+	high := make([]int, len(pairs))
+	for i, p := range pairs {
+		peer := &levelCounter{Local: reconcile.NewLocal(p.b)}
+		rep, err := reconcile.RunPeer(context.Background(), p.a, peer, opts)
+		peer.Close()
+		if err != nil {
+			t.Fatalf("%s diff: %v", p.name, err)
+		}
+		s, d := wantS, wantD
+		if p.reversed {
+			s, d = d, s
+		}
+		if rep.OnlySource != s || rep.OnlyTarget != d || rep.Changed != wantC {
+			t.Fatalf("%s diff found %d/%d/%d, naive comparison %d/%d/%d", p.name, rep.OnlySource, rep.OnlyTarget, rep.Changed, s, d, wantC)
+		}
+		t.Logf("%s: %d rounds, %d bytes, reads %d+%d / %d+%d, %d ops with level points", p.name, rep.Rounds, rep.BytesSent+rep.BytesReceived,
+			rep.EntriesReadSource, rep.NodesReadSource, rep.EntriesReadTarget, rep.NodesReadTarget, peer.high)
+		high[i] = peer.high
+	}
+	return high
+}
+
+// levelCounter is an in-process peer that counts the ops sent with a point above level 1.
+type levelCounter struct {
+	*reconcile.Local
+	high int
+}
+
+func (l *levelCounter) Round(ctx context.Context, req *reconcile.RoundRequest) (*reconcile.RoundResponse, error) {
+	for _, op := range req.Ops {
+		if max(op.Levels.Lo, op.Levels.Hi, op.Levels.Bounds) > 1 {
+			l.high++
+		}
+	}
+	return l.Local.Round(ctx, req)
+}
+
+// mirrorEqual syncs src to dst and checks that their live rows and roots are then equal.
+func mirrorEqual(t *testing.T, src, dst *badger.Store, opts reconcile.Options) {
+	t.Helper()
+	ctx := context.Background()
+	opts.Mode, opts.Force = reconcile.Mirror, true
+	if _, err := reconcile.Run(ctx, src, dst, opts); err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	a, b := badgerRows(t, src), badgerRows(t, dst)
+	if len(a) != len(b) {
+		t.Fatalf("after sync: %d live rows on the source, %d on the target", len(a), len(b))
+	}
+	for k, r := range a {
+		if got, ok := b[k]; !ok || got.Version != r.Version || got.ExpiresAt != r.ExpiresAt || !bytes.Equal(got.Value, r.Value) {
+			t.Fatalf("after sync: key %q differs", k)
+		}
+	}
+	ri, _ := reconcile.Root(ctx, src, testNow)
+	rt, _ := reconcile.Root(ctx, dst, testNow)
+	if ri.Root != rt.Root {
+		t.Fatal("after sync: roots differ")
 	}
 }
 
@@ -436,7 +481,6 @@ func TestModelBadgerLevels(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds two 100k-row Badger stores")
 	}
-	ctx := context.Background()
 	for _, o := range []merkle.Ordering{merkle.VersionOrder, merkle.KeyOrder} {
 		t.Run(o.String(), func(t *testing.T) {
 			rng := rand.New(rand.NewSource(7))
@@ -472,16 +516,16 @@ func TestModelBadgerLevels(t *testing.T) {
 			}
 			rows := src.Rows()
 			rng.Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
-			high, drift := 0, 0
+			oneSided, drift := 0, 0
 			for _, r := range rows {
 				switch l := level(r); {
-				case l >= 2 && high < 40: // a level-2+ cut entry on one side only
-					if high%2 == 0 {
+				case l >= 2 && oneSided < 40: // a level-2+ cut entry on one side only
+					if oneSided%2 == 0 {
 						dst.Delete(r.Key)
 					} else {
 						src.Delete(r.Key)
 					}
-					high++
+					oneSided++
 				case drift < 300:
 					switch drift % 3 {
 					case 0:
@@ -500,34 +544,17 @@ func TestModelBadgerLevels(t *testing.T) {
 			bsrc, bdst := toBadger(t, o, src), toBadger(t, o, dst)
 			wantS, wantD, wantC := naiveDiff(src, dst, testNow)
 			opts := reconcile.Options{Now: testNow}
-			pairs := []struct {
-				name string
-				a, b reconcile.Endpoint
-			}{{"badger-badger", bsrc, bdst}, {"badger-badger reversed", bdst, bsrc}, {"badger-memory", bsrc, dst}, {"memory-badger", src, bdst}}
-			for _, p := range pairs {
-				rep, err := reconcile.Run(ctx, p.a, p.b, opts)
-				if err != nil {
-					t.Fatalf("%s diff: %v", p.name, err)
+			pairs := []endpointPair{{"badger-badger", bsrc, bdst, false}, {"badger-badger reversed", bdst, bsrc, true},
+				{"badger-memory", bsrc, dst, false}, {"memory-badger", src, bdst, false}}
+			high := diffPairs(t, pairs, wantS, wantD, wantC, opts)
+			// Level points go between Badger stores (a source splitting at its level-2
+			// nodes, a target reading them), never to or from a memory endpoint.
+			for i, p := range pairs {
+				if badgerBoth := i < 2; badgerBoth != (high[i] > 0) {
+					t.Fatalf("%s: %d ops with points above level 1", p.name, high[i])
 				}
-				s, d := wantS, wantD
-				if p.name == "badger-badger reversed" {
-					s, d = d, s
-				}
-				if rep.OnlySource != s || rep.OnlyTarget != d || rep.Changed != wantC {
-					t.Fatalf("%s diff found %d/%d/%d, naive comparison %d/%d/%d", p.name, rep.OnlySource, rep.OnlyTarget, rep.Changed, s, d, wantC)
-				}
-				t.Logf("%s: %d rounds, %d bytes, reads %d+%d / %d+%d", p.name, rep.Rounds, rep.BytesSent+rep.BytesReceived,
-					rep.EntriesReadSource, rep.NodesReadSource, rep.EntriesReadTarget, rep.NodesReadTarget)
 			}
-			opts.Mode, opts.Force = reconcile.Mirror, true
-			if _, err := reconcile.Run(ctx, bsrc, bdst, opts); err != nil {
-				t.Fatalf("sync: %v", err)
-			}
-			ri, _ := reconcile.Root(ctx, bsrc, testNow)
-			rt, _ := reconcile.Root(ctx, bdst, testNow)
-			if ri.Root != rt.Root {
-				t.Fatal("after sync: roots differ")
-			}
+			mirrorEqual(t, bsrc, bdst, opts)
 		})
 	}
 }

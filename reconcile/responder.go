@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/reconcile-dev/reconcile/merkle"
 )
@@ -140,9 +141,10 @@ func (r *Responder) Round(ctx context.Context, req *RoundRequest) (*RoundRespons
 	return resp, nil
 }
 
-// past is a position after every position (longer than any, all 0xFF): a point that
+// past returns a position after every position (longer than any, all 0xFF): a point that
 // stands for no cut entry on this side (+inf) is read as past, which no entry reaches.
-var past = bytes.Repeat([]byte{0xFF}, MaxPosition+1)
+// It is a megabyte, made once, when a session first needs it.
+var past = sync.OnceValue(func() []byte { return bytes.Repeat([]byte{0xFF}, MaxPosition+1) })
 
 // resolveLevels rewrites the points of ops as this side reads them, so that the rest of
 // the round reads every point at level 1 (a cut entry of any level is a level-1 cut entry,
@@ -209,7 +211,7 @@ func (r *Responder) resolveLevels(ctx context.Context, ops []Op) error {
 			l      uint8
 			p      *[]byte
 			ifNone []byte
-		}{{lv.Lo, &op.Lo, past}, {lv.Hi, &op.Hi, nil}} {
+		}{{lv.Lo, &op.Lo, past()}, {lv.Hi, &op.Hi, nil}} {
 			if *end.p == nil {
 				continue
 			}
@@ -226,7 +228,7 @@ func (r *Responder) resolveLevels(ctx context.Context, ops []Op) error {
 		op.Bounds = slices.Clone(op.Bounds)
 		if lv.Bounds > 1 {
 			for j, b := range wire[i] {
-				pts = append(pts, point{p: b, l: lv.Bounds, dst: &op.Bounds[j], ifNone: past})
+				pts = append(pts, point{p: b, l: lv.Bounds, dst: &op.Bounds[j], ifNone: past()})
 			}
 		}
 	}
@@ -263,7 +265,7 @@ func (r *Responder) resolveLevels(ctx context.Context, ops []Op) error {
 		if op.Hi != nil && op.Lo != nil && bytes.Compare(op.Hi, op.Lo) < 0 {
 			op.Hi = op.Lo
 		}
-		if bytes.Equal(op.Hi, past) {
+		if bytes.Equal(op.Hi, past()) {
 			op.Hi = nil // +inf
 		}
 		for j, b := range op.Bounds {

@@ -168,7 +168,8 @@ func LimitRows(rows []Row, maxBytes int64) []Row {
 
 type encoder struct {
 	buf  []byte
-	prev []byte // last position written, for prefix compression
+	o    merkle.Ordering // of the frame's points (0 where it has none)
+	prev []byte          // last position written, for prefix compression
 	// prevKey is the key of the last keyed vpos point, for the next one's shared prefix.
 	prevKey []byte
 }
@@ -195,6 +196,17 @@ func (e *encoder) pos(p []byte) {
 	e.prev = p
 }
 
+// point writes a position of a round or of its answer's entries: vpos in version order,
+// pos in key order. up says it is at or above the point before (a Compare's bounds after
+// its first).
+func (e *encoder) point(p []byte, up bool) {
+	if e.o == merkle.VersionOrder {
+		e.vpos(p, up)
+	} else {
+		e.pos(p)
+	}
+}
+
 // vpos writes a point of a version-ordered frame: be64(version) ‖ key, the version as a
 // difference d from the previous point's (zig-zag encoded unless ascending: a Compare's
 // bounds after its first, which only increase), the key (when not empty) as a suffix of
@@ -211,12 +223,7 @@ func (e *encoder) pos(p []byte) {
 // bytes follow. A bound of a split inside one version (a bulk load) so costs a byte and
 // its key's last byte. A point shorter than 8 bytes is sent padded with zero bytes to 8:
 // as a bound it stands for the same entries, since every position is at least 8 bytes.
-func (e *encoder) vpos(p []byte) { e.vpoint(p, false) }
-
-// vposUp is vpos for a point at or above the previous one.
-func (e *encoder) vposUp(p []byte) { e.vpoint(p, true) }
-
-func (e *encoder) vpoint(p []byte, ascending bool) {
+func (e *encoder) vpos(p []byte, ascending bool) {
 	if p == nil {
 		e.uvarint(0)
 		return
@@ -274,13 +281,9 @@ func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
 
 func (e *encoder) digest(d merkle.Digest) { e.raw(d.MarshalBinary()) }
 
-// entry writes a listed entry; its position as a vpos point in version order.
-func (e *encoder) entry(o merkle.Ordering, en merkle.Entry) {
-	if o == merkle.VersionOrder {
-		e.vpos(en.Position(o))
-	} else {
-		e.pos(en.Position(o))
-	}
+// entry writes a listed entry, its position a point.
+func (e *encoder) entry(en merkle.Entry) {
+	e.point(en.Position(e.o), false)
 	e.varint(en.ExpiresAt)
 	e.byte1(en.Flags)
 	e.raw(en.ValueHash[:])
@@ -288,6 +291,7 @@ func (e *encoder) entry(o merkle.Ordering, en merkle.Entry) {
 
 type decoder struct {
 	buf     []byte
+	o       merkle.Ordering // of the frame's points (0 where it has none)
 	prev    []byte
 	prevKey []byte
 	err     error
@@ -413,13 +417,16 @@ func (d *decoder) pos() []byte {
 	return p
 }
 
+// point reads a position written by encoder.point.
+func (d *decoder) point(up bool) []byte {
+	if d.o == merkle.VersionOrder {
+		return d.vpos(up)
+	}
+	return d.pos()
+}
+
 // vpos reads a point written by encoder.vpos: nil or at least 8 bytes.
-func (d *decoder) vpos() []byte { return d.vpoint(false) }
-
-// vposUp reads a point written by encoder.vposUp.
-func (d *decoder) vposUp() []byte { return d.vpoint(true) }
-
-func (d *decoder) vpoint(ascending bool) []byte {
+func (d *decoder) vpos(ascending bool) []byte {
 	x := d.uvarint()
 	if d.err != nil || x == 0 {
 		return nil
@@ -507,13 +514,8 @@ func (d *decoder) digest() merkle.Digest {
 	return dg
 }
 
-func (d *decoder) entry(o merkle.Ordering) merkle.Entry {
-	var p []byte
-	if o == merkle.VersionOrder {
-		p = d.vpos()
-	} else {
-		p = d.pos()
-	}
+func (d *decoder) entry() merkle.Entry {
+	p := d.point(false)
 	var en merkle.Entry
 	en.ExpiresAt = d.varint()
 	en.Flags = d.byte1()
@@ -525,7 +527,7 @@ func (d *decoder) entry(o merkle.Ordering) merkle.Entry {
 		d.fail("entry without a position")
 		return en
 	}
-	k, v, err := o.Split(p)
+	k, v, err := d.o.Split(p)
 	if err != nil {
 		d.fail("%v", err)
 		return en
@@ -657,30 +659,22 @@ type frameParams struct {
 }
 
 func encodeRound(p frameParams, m *RoundRequest) []byte {
-	e := &encoder{}
+	e := &encoder{o: p.ordering}
 	e.byte1(tagRound)
 	e.byte1(m.FPLen)
 	e.uvarint(uint64(len(m.Ops)))
-	point, pointUp := e.pos, e.pos
-	if p.ordering == merkle.VersionOrder {
-		point, pointUp = e.vpos, e.vposUp
-	}
 	for i := range m.Ops {
 		op := &m.Ops[i]
 		lv := cutLevel(op.Levels.Lo) - 1 | (cutLevel(op.Levels.Hi)-1)<<2 | (cutLevel(op.Levels.Bounds)-1)<<4
 		e.byte1(opCode(op.Kind) | lv<<2)
-		point(op.Lo)
-		point(op.Hi)
+		e.point(op.Lo, false)
+		e.point(op.Hi, false)
 		switch op.Kind {
 		case OpCompare:
 			e.uvarint(uint64(op.ListMax))
 			e.uvarint(uint64(len(op.Bounds)))
 			for j, b := range op.Bounds {
-				if j == 0 {
-					point(b)
-				} else {
-					pointUp(b)
-				}
+				e.point(b, j > 0)
 			}
 			e.raw(op.FPs)
 		case OpList:
@@ -702,10 +696,7 @@ func decodeRound(p frameParams, b []byte) (*RoundRequest, error) {
 	if d.err == nil && (m.FPLen < 1 || m.FPLen > 32) {
 		d.fail("fingerprint length %d outside 1..32", m.FPLen)
 	}
-	point, pointUp := d.pos, d.pos
-	if p.ordering == merkle.VersionOrder {
-		point, pointUp = d.vpos, d.vposUp
-	}
+	d.o = p.ordering
 	n := d.count(3)
 	m.Ops = make([]Op, 0, n)
 	for i := 0; i < n && d.err == nil; i++ {
@@ -714,19 +705,15 @@ func decodeRound(p frameParams, b []byte) (*RoundRequest, error) {
 		if lv := b >> 2; lv != 0 {
 			op.Levels = Levels{Lo: lv&3 + 1, Hi: lv>>2&3 + 1, Bounds: lv>>4&3 + 1}
 		}
-		op.Lo = point()
-		op.Hi = point()
+		op.Lo = d.point(false)
+		op.Hi = d.point(false)
 		switch op.Kind {
 		case OpCompare:
 			op.ListMax = uint32(d.uvarint())
 			nb := d.count(1)
 			op.Bounds = make([][]byte, 0, nb)
 			for j := 0; j < nb && d.err == nil; j++ {
-				next := point
-				if j > 0 {
-					next = pointUp
-				}
-				bd := next()
+				bd := d.point(j > 0)
 				if bd == nil {
 					d.fail("open bound inside a range")
 				}
@@ -785,7 +772,7 @@ func checkRange(op Op) error {
 }
 
 func encodeRoundResponse(p frameParams, req *RoundRequest, m *RoundResponse) []byte {
-	e := &encoder{}
+	e := &encoder{o: p.ordering}
 	e.byte1(tagRoundAnswer)
 	for i := range m.Answers {
 		a := &m.Answers[i]
@@ -801,7 +788,7 @@ func encodeRoundResponse(p frameParams, req *RoundRequest, m *RoundResponse) []b
 		case OpList, OpFetch:
 			e.uvarint(uint64(len(a.Entries)))
 			for _, en := range a.Entries {
-				e.entry(p.ordering, en)
+				e.entry(en)
 			}
 			if a.More {
 				e.byte1(1)
@@ -815,6 +802,7 @@ func encodeRoundResponse(p frameParams, req *RoundRequest, m *RoundResponse) []b
 
 func decodeRoundResponse(p frameParams, req *RoundRequest, b []byte) (*RoundResponse, error) {
 	d := newDecoder(b)
+	d.o = p.ordering
 	if d.byte1() != tagRoundAnswer {
 		d.fail("not a round answer")
 	}
@@ -852,7 +840,7 @@ func decodeRoundResponse(p frameParams, req *RoundRequest, b []byte) (*RoundResp
 			n := d.count(35)
 			a.Entries = make([]merkle.Entry, 0, n)
 			for j := 0; j < n && d.err == nil; j++ {
-				a.Entries = append(a.Entries, d.entry(p.ordering))
+				a.Entries = append(a.Entries, d.entry())
 			}
 			a.More = d.byte1() == 1
 		}
