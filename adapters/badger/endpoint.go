@@ -520,7 +520,8 @@ func inPlace(o *op, cur *record, now int64) bool {
 	if o.kind == opDelete {
 		return !live
 	}
-	return live && expectMatches(&o.entry, cur)
+	e := o.putEntry()
+	return live && expectMatches(&e, cur)
 }
 
 // expectMatches reports whether r's entry is exactly e, hashing r's value only when
