@@ -225,7 +225,9 @@ func (s *Store) Ordering() merkle.Ordering { return s.ord }
 // rewrites left behind. The index rewrites its aggregate nodes on every write, so after a
 // bulk load a read has to step over many stale versions until Badger's background
 // compaction catches up; call Compact after a large load (reconcile load and gen do) to
-// make the first sessions fast. It blocks until done.
+// make the first sessions fast. It blocks until done. The newest writes, still in the
+// memtable, are not included: closing the store writes them as a level-0 table, which
+// a Compact after opening the store again merges too.
 func (s *Store) Compact() error {
 	if s.opts.ReadOnly {
 		return reconcile.ErrReadOnly
