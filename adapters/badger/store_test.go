@@ -146,7 +146,7 @@ func TestExpiryAndPurge(t *testing.T) {
 			exp := int64(0)
 			switch i % 3 {
 			case 0:
-				exp = now - int64(time.Hour) + int64(i)
+				exp = now - int64(time.Hour) - int64(i) // expiry order is reverse key order
 			case 1:
 				exp = now + int64(time.Hour)
 			}
@@ -156,6 +156,7 @@ func TestExpiryAndPurge(t *testing.T) {
 		}
 		return nil
 	}))
+	checkRoot(t, s, now)
 	before, err := s.Root(now)
 	must(t, err)
 	if before.Count != 5000-1667 {
