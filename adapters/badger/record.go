@@ -113,6 +113,35 @@ func expiryBound(now int64) []byte {
 	return k
 }
 
+// expiryValueSize is the length of an expiry key's value in a format-2 store: the row's
+// entry less what the key holds (its key and expiry), so that a snapshot learns the
+// entries of expired rows from the expiry index alone, without reading their rows.
+const expiryValueSize = 8 + 1 + 32
+
+// expiryValue is be64(version) || flags || ValueHash of e.
+func expiryValue(e merkle.Entry) []byte {
+	v := make([]byte, expiryValueSize)
+	binary.BigEndian.PutUint64(v, e.Version)
+	v[8] = e.Flags
+	copy(v[9:], e.ValueHash[:])
+	return v
+}
+
+// expiredEntry decodes the entry of the row key expiring at at from its expiry value. It
+// reports false for an empty value (written by format 1, which kept no entry there) and
+// an error for any other length.
+func expiredEntry(at int64, key, value []byte) (merkle.Entry, bool, error) {
+	switch len(value) {
+	case 0:
+		return merkle.Entry{}, false, nil
+	case expiryValueSize:
+		e := merkle.Entry{Key: key, Version: binary.BigEndian.Uint64(value), ExpiresAt: at, Flags: value[8]}
+		copy(e.ValueHash[:], value[9:])
+		return e, true, nil
+	}
+	return merkle.Entry{}, false, fmt.Errorf("expiry index value for key %s is %d bytes, want 0 or %d", printable(key), len(value), expiryValueSize)
+}
+
 func decodeExpiryKey(k []byte) (expiresAt int64, key []byte, err error) {
 	if len(k) < 9 || k[0] != prefixExpiry {
 		return 0, nil, fmt.Errorf("malformed expiry index key %s", printable(k))

@@ -8,14 +8,17 @@
 //
 //	"r" || key                          -> be64(version) || be64(expiresAt) || flags || value
 //	"i" || ...                          -> the merkle.Stored index over every row's entry
-//	"x" || be64(expiresAt^1<<63) || key -> empty; one per row with an expiry
-//	"m" || name                         -> store metadata ("m"+"ordering": 1 byte)
+//	"x" || be64(expiresAt^1<<63) || key -> be64(version) || flags || ValueHash; one per
+//	                                       row with an expiry (empty if written by format 1)
+//	"m" || name                         -> store metadata ("m"+"ordering": the ordering
+//	                                       byte, then the format byte, 2; see storeFormat)
 //
 // The row record does not repeat the value hash the index entry holds: replacing or
 // deleting a row needs only its key and version, and the few reads that need the old
 // entry (a conditional Apply, a snapshot's expired rows) hash the value. The expiry index
 // is ordered by time (the sign bit is flipped so negative times sort first),
-// so the rows expired at some now, but not yet purged, are one prefix scan away. Rows stay
+// so the rows expired at some now, but not yet purged, are one prefix scan away, and each
+// expiry key's value holds its row's entry, rewritten whenever the row is. Rows stay
 // in the index until PurgeExpired deletes them; snapshots subtract them (see Store.Open).
 //
 // Every write (Put, Delete, Write, Apply, PurgeExpired) updates the row, its index entry
@@ -109,6 +112,14 @@ var _ reconcile.Endpoint = (*Store)(nil)
 
 var metaOrdering = []byte{prefixMeta, 'o', 'r', 'd', 'e', 'r', 'i', 'n', 'g'}
 
+// storeFormat is the storage format this package writes, kept after the ordering byte in
+// the ordering metadata. Format 2 keeps each expiry key's row entry in its value (see the
+// package doc); format 1 left it empty and held the ordering byte alone. A writable Open
+// upgrades a format-1 store (its empty expiry values stay readable: their rows are read);
+// programs that know only format 1 refuse a store holding two bytes there, so none of
+// them can write a row without its expiry value after the upgrade.
+const storeFormat = 2
+
 // maxTxnRawBytes caps the value bytes one write transaction holds in memory: Badger's own
 // limit counts a value-log value as a 12-byte pointer, so many large values would
 // otherwise pile up in one transaction.
@@ -189,8 +200,15 @@ func (s *Store) initMeta() error {
 	}
 	switch {
 	case stored != nil:
-		if len(stored) != 1 {
-			return fmt.Errorf("metadata: ordering of %d bytes, want 1", len(stored))
+		format := 1 // the ordering byte alone
+		if len(stored) == 2 {
+			format = int(stored[1])
+		}
+		if len(stored) < 1 || len(stored) > 2 || format < 1 {
+			return fmt.Errorf("metadata: ordering of %d bytes, want 1 or 2", len(stored))
+		}
+		if format > storeFormat {
+			return fmt.Errorf("store format %d is newer than this program's %d: open it with a newer reconcile", format, storeFormat)
 		}
 		o := merkle.Ordering(stored[0])
 		if o != merkle.VersionOrder && o != merkle.KeyOrder {
@@ -200,18 +218,22 @@ func (s *Store) initMeta() error {
 			return fmt.Errorf("store was created with %s ordering, not %s: open it without an ordering or with %s", o, s.opts.Ordering, o)
 		}
 		s.ord = o
-		return nil
+		if format == storeFormat || s.opts.ReadOnly {
+			return nil // a format-1 store opened read-only is read as it is
+		}
 	case !empty:
 		return errors.New("not a reconcile store: Badger keys but no reconcile metadata")
+	default:
+		s.ord = s.opts.Ordering
+		if s.ord == 0 {
+			s.ord = merkle.VersionOrder
+		}
+		if s.opts.ReadOnly {
+			return nil
+		}
 	}
-	s.ord = s.opts.Ordering
-	if s.ord == 0 {
-		s.ord = merkle.VersionOrder
-	}
-	if s.opts.ReadOnly {
-		return nil
-	}
-	err = s.db.Update(func(txn *bdg.Txn) error { return txn.Set(metaOrdering, []byte{byte(s.ord)}) })
+	// A new store, or a format-1 store upgraded before its first write.
+	err = s.db.Update(func(txn *bdg.Txn) error { return txn.Set(metaOrdering, []byte{byte(s.ord), storeFormat}) })
 	if err != nil {
 		return fmt.Errorf("write metadata: %w", err)
 	}
@@ -337,17 +359,18 @@ func (s *Store) Delete(key []byte) error {
 	return nil
 }
 
-// scanExpired calls fn with the expiry time and key (a copy) of every row the expiry index
-// says is expired at now, oldest first, until fn returns false or an error.
-func scanExpired(txn *bdg.Txn, now int64, fn func(at int64, key []byte) (bool, error)) error {
+// scanExpired calls fn with the expiry time, key (a copy) and expiry value (a copy) of
+// every row the expiry index says is expired at now, oldest first, until fn returns false
+// or an error.
+func scanExpired(txn *bdg.Txn, now int64, fn func(at int64, key, value []byte) (bool, error)) error {
 	var ferr error
-	err := txnIterate(txn, []byte{prefixExpiry}, expiryBound(now), false, func(k, _ []byte) bool {
+	err := txnIterate(txn, []byte{prefixExpiry}, expiryBound(now), false, func(k, v []byte) bool {
 		at, key, err := decodeExpiryKey(k)
 		if err != nil {
 			ferr = err
 			return false
 		}
-		more, err := fn(at, clone(key))
+		more, err := fn(at, clone(key), clone(v))
 		if err != nil {
 			ferr = err
 			return false
@@ -370,7 +393,7 @@ func (s *Store) PurgeExpired(now int64) (int, error) {
 		var keys [][]byte
 		var times []int64
 		err := s.db.View(func(txn *bdg.Txn) error {
-			return scanExpired(txn, now, func(at int64, key []byte) (bool, error) {
+			return scanExpired(txn, now, func(at int64, key, _ []byte) (bool, error) {
 				keys = append(keys, key)
 				times = append(times, at)
 				return len(keys) < batch, nil

@@ -424,8 +424,9 @@ func (s *Store) upsert(t *view, rk []byte, old *record, rec []byte, e merkle.Ent
 	}
 	t.rows.Set(rk, rec)
 	t.queueIndex(e, false)
-	if e.ExpiresAt != 0 && (old == nil || old.expiresAt != e.ExpiresAt) {
-		t.rows.Set(expiryKey(e.ExpiresAt, e.Key), nil)
+	if e.ExpiresAt != 0 {
+		// Rewritten whenever the row is, also at the same expiry: its value is the entry.
+		t.rows.Set(expiryKey(e.ExpiresAt, e.Key), expiryValue(e))
 	}
 	return nil
 }

@@ -12,8 +12,10 @@ func purgeCommand(std stdio) *cli.Command {
 		Name:  "purge",
 		Usage: "delete the rows of a Badger ENDPOINT whose expiry has passed",
 		Description: "Expired rows are invisible to every command, but a Badger store keeps them (and their\n" +
-			"index entries) until they are purged, and each session's snapshot reads every expired,\n" +
-			"unpurged row when it opens: a store holding many pays for them at every session.\n" +
+			"index entries) until they are purged, and each session's snapshot takes every expired,\n" +
+			"unpurged row's entry off its digests when it opens: a store holding many pays for them\n" +
+			"at every session (a scan of the expiry index; for rows written before the store's\n" +
+			"format 2, a read of the row too).\n" +
 			"Applications embedding the store call Store.PurgeExpired; purge does it from the shell.\n" +
 			"The roots of the store do not change: expired rows are not counted in them.",
 		ArgsUsage: "ENDPOINT",
