@@ -48,10 +48,13 @@ type FixtureInfo struct {
 }
 
 // Build returns the fixture's store paths, building what is not cached. The source is
-// cached by the history's parameters alone, so fixtures that differ only in drift share
-// it; each target is a copy of the source with its drift applied.
+// cached by the history's parameters (and the store format) alone, so fixtures that
+// differ only in drift share it; each target is a copy of the source with its drift
+// applied.
 func (f Fixture) Build() (FixtureInfo, error) {
-	srcDir := filepath.Join(f.Dir, "h-"+paramHash(f.History))
+	// Stores of an older format are read, not rebuilt, by Badger endpoints; fixtures are
+	// rebuilt so that the benchmarks measure what a store written now holds.
+	srcDir := filepath.Join(f.Dir, fmt.Sprintf("h-%s-f%d", paramHash(f.History), badger.StoreFormat))
 	if f.Bulk {
 		srcDir += "-bulk"
 	}

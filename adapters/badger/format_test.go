@@ -48,8 +48,8 @@ func TestFormat1Upgrade(t *testing.T) {
 	now := time.Now().UnixNano()
 	s := openT(t, dir, Options{})
 	writeExpiring(t, s, 400, now, "a")
-	if m := metaBytes(t, s); len(m) != 2 || m[1] != storeFormat {
-		t.Fatalf("new store's ordering metadata = %x, want the ordering and format %d", m, storeFormat)
+	if m := metaBytes(t, s); len(m) != 2 || m[1] != StoreFormat {
+		t.Fatalf("new store's ordering metadata = %x, want the ordering and format %d", m, StoreFormat)
 	}
 	// Make it format 1.
 	must(t, s.db.Update(func(txn *bdg.Txn) error {
@@ -83,8 +83,8 @@ func TestFormat1Upgrade(t *testing.T) {
 	must(t, ro.Close())
 
 	s = openT(t, dir, Options{})
-	if m := metaBytes(t, s); len(m) != 2 || m[1] != storeFormat {
-		t.Fatalf("after a writable open the ordering metadata is %x, want format %d", m, storeFormat)
+	if m := metaBytes(t, s); len(m) != 2 || m[1] != StoreFormat {
+		t.Fatalf("after a writable open the ordering metadata is %x, want format %d", m, StoreFormat)
 	}
 	checkRoot(t, s, now)
 	writeExpiring(t, s, 200, now, "b") // the first half again, same expiries
@@ -132,12 +132,12 @@ func TestNewerFormatRefused(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, dir, Options{})
 	must(t, s.db.Update(func(txn *bdg.Txn) error {
-		return txn.Set(metaOrdering, []byte{metaBytes(t, s)[0], storeFormat + 1})
+		return txn.Set(metaOrdering, []byte{metaBytes(t, s)[0], StoreFormat + 1})
 	}))
 	must(t, s.Close())
 	_, err := Open(dir, Options{})
 	if err == nil || !strings.Contains(err.Error(), "open it with a newer reconcile") {
-		t.Fatalf("open of a format-%d store: %v", storeFormat+1, err)
+		t.Fatalf("open of a format-%d store: %v", StoreFormat+1, err)
 	}
 }
 

@@ -11,7 +11,7 @@
 //	"x" || be64(expiresAt^1<<63) || key -> be64(version) || flags || ValueHash; one per
 //	                                       row with an expiry (empty if written by format 1)
 //	"m" || name                         -> store metadata ("m"+"ordering": the ordering
-//	                                       byte, then the format byte, 2; see storeFormat)
+//	                                       byte, then the format byte, 2; see StoreFormat)
 //
 // The row record does not repeat the value hash the index entry holds: replacing or
 // deleting a row needs only its key and version, and the few reads that need the old
@@ -112,13 +112,13 @@ var _ reconcile.Endpoint = (*Store)(nil)
 
 var metaOrdering = []byte{prefixMeta, 'o', 'r', 'd', 'e', 'r', 'i', 'n', 'g'}
 
-// storeFormat is the storage format this package writes, kept after the ordering byte in
+// StoreFormat is the storage format this package writes, kept after the ordering byte in
 // the ordering metadata. Format 2 keeps each expiry key's row entry in its value (see the
 // package doc); format 1 left it empty and held the ordering byte alone. A writable Open
 // upgrades a format-1 store (its empty expiry values stay readable: their rows are read);
 // programs that know only format 1 refuse a store holding two bytes there, so none of
 // them can write a row without its expiry value after the upgrade.
-const storeFormat = 2
+const StoreFormat = 2
 
 // maxTxnRawBytes caps the value bytes one write transaction holds in memory: Badger's own
 // limit counts a value-log value as a 12-byte pointer, so many large values would
@@ -207,8 +207,8 @@ func (s *Store) initMeta() error {
 		if len(stored) < 1 || len(stored) > 2 || format < 1 {
 			return fmt.Errorf("metadata: ordering of %d bytes, want 1 or 2", len(stored))
 		}
-		if format > storeFormat {
-			return fmt.Errorf("store format %d is newer than this program's %d: open it with a newer reconcile", format, storeFormat)
+		if format > StoreFormat {
+			return fmt.Errorf("store format %d is newer than this program's %d: open it with a newer reconcile", format, StoreFormat)
 		}
 		o := merkle.Ordering(stored[0])
 		if o != merkle.VersionOrder && o != merkle.KeyOrder {
@@ -218,7 +218,7 @@ func (s *Store) initMeta() error {
 			return fmt.Errorf("store was created with %s ordering, not %s: open it without an ordering or with %s", o, s.opts.Ordering, o)
 		}
 		s.ord = o
-		if format == storeFormat || s.opts.ReadOnly {
+		if format == StoreFormat || s.opts.ReadOnly {
 			return nil // a format-1 store opened read-only is read as it is
 		}
 	case !empty:
@@ -233,7 +233,7 @@ func (s *Store) initMeta() error {
 		}
 	}
 	// A new store, or a format-1 store upgraded before its first write.
-	err = s.db.Update(func(txn *bdg.Txn) error { return txn.Set(metaOrdering, []byte{byte(s.ord), storeFormat}) })
+	err = s.db.Update(func(txn *bdg.Txn) error { return txn.Set(metaOrdering, []byte{byte(s.ord), StoreFormat}) })
 	if err != nil {
 		return fmt.Errorf("write metadata: %w", err)
 	}
