@@ -34,7 +34,8 @@
 // merkle.Stored.Batch, which sorts them and rewrites each covering aggregate node once per
 // transaction rather than once per row. Index keys go through an in-memory cache (see
 // cache) that answers the node reads and sends each written key to Badger once per
-// transaction. BenchmarkWriteIndexed, BenchmarkWriteIndexedAppend and
+// transaction. A full transaction is sent with CommitWith and the next one is built while
+// Badger writes it (see Writer.commit), so the index's CPU and Badger's overlap. BenchmarkWriteIndexed, BenchmarkWriteIndexedAppend and
 // BenchmarkWriteIndexedUpdate measure the cost against plain Badger writes of the same
 // rows (BenchmarkWritePlain, BenchmarkWritePlainTxn, BenchmarkWritePlainUpdate). Badger's
 // cost is mostly per entry (a memtable skiplist insert and a write-ahead log record), so

@@ -73,6 +73,15 @@ type Writer struct {
 	err error
 	// single is set for one-row writes (Store.Put, Store.Delete), which skip priming.
 	single bool
+	// inflight is the transaction Badger is writing while the next one is built (nil:
+	// none); it must have committed before the next one is sent.
+	inflight *inflightTxn
+}
+
+// inflightTxn is a transaction sent with CommitWith: done receives its outcome.
+type inflightTxn struct {
+	done       chan error
+	ops, wrote int
 }
 
 // view is what the transactions of a Write read and write through: the rows (and expiry
@@ -149,8 +158,8 @@ func (v *view) flushIndex() error {
 	return nil
 }
 
-// commit flushes v's writes and commits its transaction.
-func (v *view) commit() error {
+// flush sends v's writes into its transaction.
+func (v *view) flush() error {
 	err := v.flushIndex()
 	if err == nil {
 		err = v.rows.flush()
@@ -158,6 +167,12 @@ func (v *view) commit() error {
 	if err == nil {
 		err = v.c.flush()
 	}
+	return err
+}
+
+// commit flushes v's writes and commits its transaction.
+func (v *view) commit() error {
+	err := v.flush()
 	if err == nil {
 		err = v.txn.Commit()
 	}
@@ -183,8 +198,9 @@ func (v *view) prime() error {
 }
 
 // Write calls fn with a Writer and commits its writes in as few Badger transactions as
-// fit: a transaction is committed when it nears Badger's size limit, and one that still
-// turns out too big (bdg.ErrTxnTooBig) is redone as two halves. Each row's write (row,
+// fit: a transaction is committed when it nears Badger's size limit (Badger writes it
+// while the next one is built), and one that still turns out too big (bdg.ErrTxnTooBig)
+// is redone as two halves. Each row's write (row,
 // index entry, expiry key) is always in one transaction, and writes commit in call order.
 //
 // Write is not atomic: if fn or a commit fails, the transactions committed before stay
@@ -213,7 +229,10 @@ func (s *Store) write(single bool, fn func(w *Writer) error) (committed, wrote i
 		err = w.err
 	}
 	if err == nil {
-		err = w.commit()
+		err = w.commit(false)
+	}
+	if err != nil {
+		w.settle() // a transaction sent before the failure still counts if it committed
 	}
 	return w.committed, w.wrote, err
 }
@@ -294,34 +313,80 @@ func (w *Writer) doOnce(o op) error {
 		w.wroteTxn++
 	}
 	if w.s.full(w.v) {
-		return w.commit()
+		return w.commit(true)
 	}
 	return nil
 }
 
 // commit commits the open transaction; when Badger finds it too big, its writes are
-// redone in smaller transactions.
-func (w *Writer) commit() error {
+// redone in smaller transactions. With background set (a full transaction in the middle
+// of a Write) it sends the transaction with CommitWith and returns while Badger writes
+// it, the next transaction being built meanwhile: that one is begun before the commit is
+// sent (Badger would make a transaction begun after wait for it), so it reads the state
+// before it, and every key the sent transaction wrote is answered by the view's caches,
+// which hold them. So a view that is to be dropped is committed in the foreground. The
+// next commit waits for the one sent (settle), so transactions commit in call order and
+// a failure stops the Write with the writes before it committed.
+func (w *Writer) commit(background bool) error {
 	if w.v == nil || w.v.txn == nil {
-		return nil
+		return w.settle()
 	}
 	ops, wrote := w.ops, w.wroteTxn
 	w.ops, w.wroteTxn = nil, 0
-	err := w.v.commit()
+	err := w.v.flush()
+	if err == nil {
+		err = w.settle()
+	}
 	if err != nil {
+		w.v.discard()
 		w.v = nil // its cache holds writes that did not commit
 		if errors.Is(err, bdg.ErrTxnTooBig) {
+			if err := w.settle(); err != nil {
+				return err
+			}
 			return w.replay(ops)
 		}
 		return err
 	}
-	w.committed += len(ops)
-	w.wrote += wrote
+	v := w.v
+	v.p.count, v.p.bytes, v.p.raw = 0, 0, 0
+	if background && !v.big() {
+		next := w.s.db.NewTransaction(true)
+		f := &inflightTxn{done: make(chan error, 1), ops: len(ops), wrote: wrote}
+		v.txn.CommitWith(func(err error) { f.done <- err })
+		w.inflight = f
+		v.txn, v.rows.txn, v.c.txn = next, next, next
+	} else {
+		err = v.txn.Commit()
+		v.discard()
+		if err != nil {
+			w.v = nil
+			return err
+		}
+		w.committed += len(ops)
+		w.wrote += wrote
+		if v.big() {
+			w.v = nil
+		}
+	}
 	clear(ops)
 	w.ops = ops[:0] // the next transaction reuses the memory
-	if w.v.big() {
-		w.v = nil
+	return nil
+}
+
+// settle waits for the transaction sent in the background, if any, and counts its writes
+// once it has committed.
+func (w *Writer) settle() error {
+	f := w.inflight
+	if f == nil {
+		return nil
 	}
+	w.inflight = nil
+	if err := <-f.done; err != nil {
+		return err
+	}
+	w.committed += f.ops
+	w.wrote += f.wrote
 	return nil
 }
 
