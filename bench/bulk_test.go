@@ -2,6 +2,9 @@ package bench
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/reconcile-dev/reconcile/adapters/badger"
@@ -64,5 +67,32 @@ func TestBulkFixtureMatchesReplay(t *testing.T) {
 	}
 	if a.OnlySource+a.OnlyTarget+a.Changed == 0 {
 		t.Fatal("no differences: the test would prove nothing")
+	}
+}
+
+// TestFixtureCacheMoved: a fixture cache moved to another directory is still a cache
+// there: Build finds it and names the stores where they are now.
+func TestFixtureCacheMoved(t *testing.T) {
+	h := History{Rows: 500, DeleteRatio: 1, ValueSize: 8, Seed: 4, Now: testNow}
+	d := Drift{Updates: 0.02, Seed: 5}
+	dir := filepath.Join(t.TempDir(), "a")
+	if _, err := (Fixture{Dir: dir, History: h, Drift: d}).Build(); err != nil {
+		t.Fatal(err)
+	}
+	moved := filepath.Join(filepath.Dir(dir), "b")
+	if err := os.Rename(dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	fx, err := Fixture{Dir: moved, History: h, Drift: d}.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fx.Cached {
+		t.Fatal("the moved fixture was built again")
+	}
+	for _, p := range []string{fx.Source, fx.Target, fx.Truth} {
+		if !strings.HasPrefix(p, moved+string(filepath.Separator)) {
+			t.Fatalf("fixture path %s is not under the cache's new place %s", p, moved)
+		}
 	}
 }

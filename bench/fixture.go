@@ -59,9 +59,12 @@ func (f Fixture) Build() (FixtureInfo, error) {
 		srcDir += "-bulk"
 	}
 	dir := filepath.Join(srcDir, "d-"+paramHash(f.Drift))
-	info := FixtureInfo{Source: filepath.Join(srcDir, "source"), Target: filepath.Join(dir, "target"), Truth: filepath.Join(dir, "truth.bin")}
+	paths := FixtureInfo{Source: filepath.Join(srcDir, "source"), Target: filepath.Join(dir, "target"), Truth: filepath.Join(dir, "truth.bin")}
+	info := paths
 	meta := filepath.Join(dir, "fixture.json")
 	if b, err := os.ReadFile(meta); err == nil && json.Unmarshal(b, &info) == nil {
+		// The stores are where the cache is now, wherever they were built (a moved cache).
+		info.Source, info.Target, info.Truth = paths.Source, paths.Target, paths.Truth
 		// Targets built before truth files existed are rebuilt (the source is kept).
 		if _, err := os.Stat(info.Truth); err == nil {
 			info.Cached = true
