@@ -28,6 +28,21 @@ func writeExpiring(t *testing.T, s *Store, n int, now int64, value string) {
 	}))
 }
 
+// clearExpiryValues empties every expiry key's value, as format 1 wrote them.
+func clearExpiryValues(txn *bdg.Txn) error {
+	var keys [][]byte
+	err := txnIterate(txn, []byte{prefixExpiry}, []byte{prefixExpiry + 1}, false, func(k, _ []byte) bool {
+		keys = append(keys, clone(k))
+		return true
+	})
+	for _, k := range keys {
+		if err == nil {
+			err = txn.Set(k, nil)
+		}
+	}
+	return err
+}
+
 func metaBytes(t *testing.T, s *Store) []byte {
 	t.Helper()
 	var v []byte
@@ -53,16 +68,7 @@ func TestFormat1Upgrade(t *testing.T) {
 	}
 	// Make it format 1.
 	must(t, s.db.Update(func(txn *bdg.Txn) error {
-		var keys [][]byte
-		err := txnIterate(txn, []byte{prefixExpiry}, []byte{prefixExpiry + 1}, false, func(k, _ []byte) bool {
-			keys = append(keys, clone(k))
-			return true
-		})
-		for _, k := range keys {
-			if err == nil {
-				err = txn.Set(k, nil)
-			}
-		}
+		err := clearExpiryValues(txn)
 		if err == nil {
 			err = txn.Set(metaOrdering, metaBytes(t, s)[:1])
 		}
@@ -184,20 +190,7 @@ func BenchmarkOpenExpired(b *testing.B) {
 		}
 	}
 	b.Run("format=2", open)
-	err = s.db.Update(func(txn *bdg.Txn) error {
-		var keys [][]byte
-		err := txnIterate(txn, []byte{prefixExpiry}, []byte{prefixExpiry + 1}, false, func(k, _ []byte) bool {
-			keys = append(keys, clone(k))
-			return true
-		})
-		for _, k := range keys {
-			if err == nil {
-				err = txn.Set(k, nil)
-			}
-		}
-		return err
-	})
-	if err != nil {
+	if err := s.db.Update(clearExpiryValues); err != nil {
 		b.Fatal(err)
 	}
 	b.Run("format=1", open)
