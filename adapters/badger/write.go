@@ -200,8 +200,8 @@ func (v *view) prime() error {
 // Write calls fn with a Writer and commits its writes in as few Badger transactions as
 // fit: a transaction is committed when it nears Badger's size limit (Badger writes it
 // while the next one is built), and one that still turns out too big (bdg.ErrTxnTooBig)
-// is redone as two halves. Each row's write (row,
-// index entry, expiry key) is always in one transaction, and writes commit in call order.
+// is redone as two halves. Each row's write (row, index entry, expiry key) is always in
+// one transaction, and writes commit in call order.
 //
 // Write is not atomic: if fn or a commit fails, the transactions committed before stay
 // committed and the error is a *WriteError whose Committed says how many writes they
