@@ -300,31 +300,22 @@ func runDataset(ctx context.Context, cfg *Config, runner func(context.Context, J
 }
 
 // Purge removes the rows of the store at path that expired at now, as a live store does
-// as they expire, and leaves the store compacted into one level. The purge's last writes
-// are still in the memtable when it ends, and closing the store writes them as a level-0
-// table spanning the whole key space, which every read would then merge; so the store is
-// closed and opened again to compact that table away too (cheap when there is none).
+// as they expire, and compacts it into one level (also when it removed none: a store
+// purged before may hold a level-0 table from before Compact flushed the memtables).
 func Purge(path string, now int64) error {
 	s, err := badger.Open(path, badger.Options{})
 	if err != nil {
 		return err
 	}
 	_, err = s.PurgeExpired(now)
-	if cerr := s.Close(); err == nil {
-		err = cerr
-	}
 	if err == nil {
-		if s, err = badger.Open(path, badger.Options{}); err == nil {
-			err = s.Compact()
-			if cerr := s.Close(); err == nil {
-				err = cerr
-			}
-		}
+		err = s.Compact()
 	}
 	if err != nil {
+		s.Close()
 		return fmt.Errorf("purge %s: %w", path, err)
 	}
-	return nil
+	return s.Close()
 }
 
 func scanBoth(ctx context.Context, fx FixtureInfo, now int64) (float64, error) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -287,7 +288,7 @@ func TestPointsRandom(t *testing.T) {
 				// Points of one level only increase: lo, the bounds and hi from a sorted
 				// set of distinct points.
 				ps := [][]byte{point(), point(), point(), point(), point()}
-				slicesSort(ps)
+				slices.SortFunc(ps, bytes.Compare)
 				uniq := ps[:1]
 				for _, p := range ps[1:] {
 					if !bytes.Equal(p, uniq[len(uniq)-1]) {
@@ -340,14 +341,6 @@ func TestPointsRandom(t *testing.T) {
 					t.Fatalf("%v: entries changed in transit:\n got %+v\nwant %+v", o, gotA.Answers[k].Entries, ans.Answers[k].Entries)
 				}
 			}
-		}
-	}
-}
-
-func slicesSort(bs [][]byte) {
-	for i := 1; i < len(bs); i++ {
-		for j := i; j > 0 && bytes.Compare(bs[j], bs[j-1]) < 0; j-- {
-			bs[j], bs[j-1] = bs[j-1], bs[j]
 		}
 	}
 }

@@ -433,3 +433,36 @@ func TestConcurrentWrites(t *testing.T) {
 	}
 	checkRoot(t, s, 0)
 }
+
+// TestCompactFlushesMemtables: after Compact every row is in one level of tables, none
+// left in a memtable to become a level-0 table at close, and the store reads the same.
+func TestCompactFlushesMemtables(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{})
+	for i := range 2000 {
+		must(t, s.Put(fmt.Appendf(nil, "k%05d", i), []byte("v"), uint64(i), 0))
+	}
+	before, err := s.Root(0)
+	must(t, err)
+	must(t, s.Compact())
+	tables := s.db.Tables()
+	if len(tables) == 0 {
+		t.Fatal("no tables after Compact: the rows are still in a memtable")
+	}
+	for _, ti := range tables {
+		if ti.Level != tables[0].Level {
+			t.Fatalf("tables on levels %d and %d after Compact", tables[0].Level, ti.Level)
+		}
+	}
+	txn := s.db.NewTransaction(false)
+	_, ok, err := txnGet(txn, metaFlush)
+	txn.Discard()
+	if err != nil || ok {
+		t.Fatalf("Compact's flush key is still there (%v)", err)
+	}
+	after, err := s.Root(0)
+	must(t, err)
+	if after != before {
+		t.Fatal("Compact changed the root")
+	}
+	checkRoot(t, s, 0)
+}
