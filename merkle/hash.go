@@ -149,8 +149,8 @@ func UnmarshalDigest(b []byte) (Digest, bool) {
 // random nonce keys the hash, so a collision in one session does not repeat in the next.
 // A Keyed is safe for concurrent use.
 type Keyed struct {
-	mu sync.Mutex
-	h  *blake3.Hasher // keyed, reset before each use: keying a new hasher costs more than hashing
+	h    *blake3.Hasher // keyed, never written: the hashers in pool are its clones
+	pool sync.Pool      // of *blake3.Hasher, reset before each use: keying a new hasher costs more than hashing
 }
 
 // NewKeyed derives the session key from a nonce.
@@ -187,10 +187,13 @@ func (k *Keyed) AppendEntryPrefix(dst []byte, h Hash, n int) []byte {
 }
 
 func (k *Keyed) sum(b []byte) (out [32]byte) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.h.Reset()
-	k.h.Write(b)
-	k.h.Sum(out[:0])
+	h, _ := k.pool.Get().(*blake3.Hasher)
+	if h == nil {
+		h = k.h.Clone()
+	}
+	h.Reset()
+	h.Write(b)
+	h.Sum(out[:0])
+	k.pool.Put(h)
 	return out
 }

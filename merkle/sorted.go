@@ -338,6 +338,14 @@ func (s *Sorted) Len() int { return len(s.order) }
 // Stats reports what queries have read.
 func (s *Sorted) Stats() ReadStats { return s.stats }
 
+// View returns a Sorted over the same entries with its own Stats, for another goroutine:
+// queries only read the entries, so views may be queried concurrently.
+func (s *Sorted) View() *Sorted {
+	v := *s
+	v.stats = ReadStats{}
+	return &v
+}
+
 // index returns the index of the first entry at or after p (nil p: 0).
 func (s *Sorted) index(p []byte, isHi bool) int {
 	if p == nil {

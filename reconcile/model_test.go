@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
+	"reflect"
 	"testing"
 
 	"github.com/reconcile-dev/reconcile/adapters/badger"
@@ -343,9 +344,34 @@ func TestModelBadger(t *testing.T) {
 			// they may cut ranges at different entries; the result must not change.
 			diffPairs(t, []endpointPair{{"badger-badger", src, dst, false}, {"badger-memory", src, mdst, false}, {"memory-badger", msrc, dst, false}},
 				wantS, wantD, wantC, opts)
+			// Every round read on two goroutines a side (these stores are too small for
+			// it otherwise): the same session, message for message.
+			serial := diffReport(t, src, dst, opts)
+			restore := reconcile.SetParallelMin(1)
+			parallel := diffReport(t, src, dst, opts)
+			restore()
+			if !reflect.DeepEqual(parallel, serial) {
+				t.Fatalf("read on several goroutines, the session reported\n%+v\nagainst, on one,\n%+v", parallel, serial)
+			}
+			restore = reconcile.SetParallelMin(1)
 			mirrorEqual(t, src, dst, opts)
+			restore()
 		})
 	}
+}
+
+// diffReport runs a diff session with a fixed nonce and returns its report without the
+// timings and samples.
+func diffReport(t *testing.T, src, dst reconcile.Endpoint, opts reconcile.Options) reconcile.Report {
+	t.Helper()
+	defer reconcile.FixNonce()()
+	rep, err := reconcile.Run(context.Background(), src, dst, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := *rep
+	r.DurationMS, r.Differences = 0, nil
+	return r
 }
 
 // endpointPair is a session's source a and target b; reversed when they are the naive

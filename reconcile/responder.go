@@ -33,6 +33,8 @@ type Responder struct {
 	cutLevels          uint8
 	readAs, prevReadAs map[string][]byte
 	kbuf               []byte
+	// ahead holds the entries of the round's leaves, read on several cores (readAhead).
+	ahead *listedRanges
 }
 
 type hashedEntry struct {
@@ -114,22 +116,48 @@ func (r *Responder) Round(ctx context.Context, req *RoundRequest) (*RoundRespons
 	if err := r.resolveLevels(ctx, req.Ops); err != nil {
 		return nil, fmt.Errorf("round: %w", err)
 	}
+	// The digests of the compared parts first (on several cores where the snapshot
+	// forks), then each op's plan in order.
+	var compares []int
+	for i := range req.Ops {
+		if req.Ops[i].Kind == OpCompare {
+			compares = append(compares, i)
+		}
+	}
+	cuts := make([]cutAnswer, len(req.Ops))
+	err := forEach(ctx, r.snap, len(compares), func(view Snapshot, k int) error {
+		op, c := &req.Ops[compares[k]], &cuts[compares[k]]
+		c.ds, c.snapped, c.err = cutDigests(ctx, view, op.Lo, op.Hi, op.Bounds, r.prevCounts[leafKey(op.Lo, op.Hi)])
+		c.fps = r.fingerprints(c.ds, int(req.FPLen))
+		c.done = true
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("round: %w", err)
+	}
 	plans := make([]opPlan, len(req.Ops))
-	var reads []exactRange
+	var reads, ahead []exactRange
 	for i := range req.Ops {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		p, err := r.plan(ctx, &req.Ops[i], &resp.Answers[i], int(req.FPLen))
+		p, err := r.plan(ctx, &req.Ops[i], &resp.Answers[i], int(req.FPLen), cuts[i])
 		if err != nil {
 			return nil, err
 		}
 		plans[i] = p
 		reads = append(reads, p.parts...)
+		if req.Ops[i].Kind != OpList { // leaves; a listing may be any size
+			ahead = append(ahead, p.parts...)
+		}
 	}
 	if err := prefetch(ctx, r.snap, reads); err != nil {
 		return nil, fmt.Errorf("round: %w", err)
 	}
+	if r.ahead, err = readAhead(ctx, r.snap, ahead); err != nil {
+		return nil, fmt.Errorf("round: %w", err)
+	}
+	defer func() { r.ahead = nil }()
 	for i := range req.Ops {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -139,6 +167,24 @@ func (r *Responder) Round(ctx context.Context, req *RoundRequest) (*RoundRespons
 		}
 	}
 	return resp, nil
+}
+
+// cutAnswer is an op's cutDigests, read before its plan, with the digests' fingerprints.
+type cutAnswer struct {
+	ds      []merkle.Digest
+	fps     []byte
+	snapped [][]byte
+	err     error
+	done    bool
+}
+
+// fingerprints returns the fl-byte fingerprints of ds, one after the other.
+func (r *Responder) fingerprints(ds []merkle.Digest, fl int) []byte {
+	fps := make([]byte, 0, len(ds)*fl)
+	for _, d := range ds {
+		fps = r.keyed.AppendFingerprint(fps, d, fl)
+	}
+	return fps
 }
 
 // past returns a position after every position (longer than any, all 0xFF): a point that
@@ -297,20 +343,23 @@ type opPlan struct {
 }
 
 // plan answers op, whose fingerprints are fl bytes long, as far as it can without
-// listing entries.
-func (r *Responder) plan(ctx context.Context, op *Op, a *Answer, fl int) (opPlan, error) {
+// listing entries; cut is its cutDigests when already read.
+func (r *Responder) plan(ctx context.Context, op *Op, a *Answer, fl int, cut cutAnswer) (opPlan, error) {
 	var p opPlan
 	switch op.Kind {
 	case OpCompare:
-		ds, snapped, err := cutDigests(ctx, r.snap, op.Lo, op.Hi, op.Bounds, r.prevCounts[leafKey(op.Lo, op.Hi)])
+		ds, snapped, fps, err := cut.ds, cut.snapped, cut.fps, cut.err
+		if !cut.done {
+			ds, snapped, err = cutDigests(ctx, r.snap, op.Lo, op.Hi, op.Bounds, r.prevCounts[leafKey(op.Lo, op.Hi)])
+			fps = r.fingerprints(ds, fl)
+		}
 		if err != nil {
 			return p, fmt.Errorf("compare: %w", err)
 		}
 		p.ds = ds
 		a.Mismatch = make([]bool, len(ds))
-		var fp [32]byte
 		for j, d := range ds {
-			if bytes.Equal(r.keyed.AppendFingerprint(fp[:0], d, fl), op.FPs[j*fl:(j+1)*fl]) {
+			if bytes.Equal(fps[j*fl:(j+1)*fl], op.FPs[j*fl:(j+1)*fl]) {
 				continue
 			}
 			a.Mismatch[j] = true
@@ -382,7 +431,7 @@ func (r *Responder) list(ctx context.Context, op *Op, a *Answer, p opPlan) error
 			if keep {
 				kept = make([]hashedEntry, 0, p.ds[j].Count)
 			}
-			err := eachHashed(ctx, r.snap, xp, func(e merkle.Entry, h merkle.Hash) {
+			err := r.ahead.each(ctx, r.snap, xp, func(e merkle.Entry, h merkle.Hash) {
 				prefixes = r.keyed.AppendEntryPrefix(prefixes, h, r.params.prefixLen)
 				n++
 				if keep {
@@ -426,7 +475,7 @@ func (r *Responder) list(ctx context.Context, op *Op, a *Answer, p opPlan) error
 			}
 			break
 		}
-		if err := eachHashed(ctx, r.snap, p.parts[0], pick); err != nil {
+		if err := r.ahead.each(ctx, r.snap, p.parts[0], pick); err != nil {
 			return fmt.Errorf("fetch: %w", err)
 		}
 	}

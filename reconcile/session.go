@@ -205,6 +205,8 @@ type session struct {
 	// The source listings a round's answers call for, run by settle after it named their
 	// ranges to a Prefetcher.
 	listings []listing
+	// ahead holds the entries of those listings, read on several cores (readAhead).
+	ahead *listedRanges
 
 	// Settled by classify: per key.
 	srcOnly, tgtOnly, changed []string
@@ -268,7 +270,7 @@ func (s *session) progress(phase string, applied, pending int) {
 func (s *session) descend(ctx context.Context, fpLen, prefixLen int, adaptive bool) error {
 	req := &OpenRequest{Protocol: ProtocolVersion, Ordering: s.info.Ordering, Schema: s.info.Schema,
 		Now: s.now, PrefixLen: uint8(prefixLen), Root: s.info.Root}
-	if _, err := rand.Read(req.Nonce[:]); err != nil {
+	if _, err := readNonce(req.Nonce[:]); err != nil {
 		return fmt.Errorf("session nonce: %w", err)
 	}
 	s.params = frameParams{ordering: s.info.Ordering, prefixLen: prefixLen}
@@ -285,7 +287,7 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int, adaptive bo
 	s.depth = s.plannedDepth(s.info.Root.Count)
 	root := rng{cI: s.info.Root.Count, cR: s.info.Root.Count}
 	if root.cI >= 2 {
-		if err := s.plan(ctx, root, &ops, &handlers); err != nil {
+		if err := s.plan(ctx, root, planRead{}, &ops, &handlers); err != nil {
 			return err
 		}
 		req.First = &RoundRequest{FPLen: uint8(s.fpLen), Ops: ops}
@@ -327,8 +329,12 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int, adaptive bo
 		var ops []Op
 		var handlers []func(Answer) error
 		s.fpLen = s.roundFPLen(ranges)
-		for _, r := range ranges {
-			if err := s.plan(ctx, r, &ops, &handlers); err != nil {
+		pre, err := s.readPlans(ctx, ranges)
+		if err != nil {
+			return err
+		}
+		for i, r := range ranges {
+			if err := s.plan(ctx, r, pre[i], &ops, &handlers); err != nil {
 				return err
 			}
 		}
@@ -394,6 +400,11 @@ func (s *session) settle(ctx context.Context, handlers []func(Answer) error, ops
 	if err := prefetch(ctx, s.src, reads); err != nil {
 		return fmt.Errorf("round %d: %w", s.rep.Rounds, err)
 	}
+	var err error
+	if s.ahead, err = readAhead(ctx, s.src, reads); err != nil {
+		return fmt.Errorf("round %d: %w", s.rep.Rounds, err)
+	}
+	defer func() { s.ahead = nil }()
 	for _, l := range s.listings {
 		if err := l.run(); err != nil {
 			return fmt.Errorf("round %d: %w", s.rep.Rounds, err)
@@ -470,34 +481,115 @@ func (s *session) fanout(c uint64, depth int) int {
 
 const listPage = 65536
 
-// plan adds the operation that advances r, or settles r locally.
-func (s *session) plan(ctx context.Context, r rng, ops *[]Op, handlers *[]func(Answer) error) error {
-	leaf := uint64(s.opts.LeafMax)
+// readNonce fills a session's nonce (tests fix it).
+var readNonce = rand.Read
+
+// How a range is planned (planKind).
+const (
+	planSourceOnly = iota // nothing on the target: every source entry here is source-only
+	planList              // list the target's entries
+	planLeaf              // compare the whole range
+	planSplit             // cut it and compare the parts
+)
+
+// planKind says how r is planned.
+func (s *session) planKind(r rng) int {
 	switch {
 	case r.cR == 0:
-		// Nothing on the target: every source entry here is source-only.
-		return s.eachSource(ctx, r.x, func(e merkle.Entry) { s.onlyI[string(e.Position(s.info.Ordering))] = e })
+		return planSourceOnly
 	case r.cI == 0 || r.list || r.depth >= s.depth:
 		// Past the planned levels only oversized leaves are left: list them in full now
 		// rather than cut them once more and fetch what their listing lacks a round later.
-		*ops = append(*ops, Op{Kind: OpList, Lo: r.lo, Hi: r.hi, Levels: r.levels(1), Limit: listPage})
-		*handlers = append(*handlers, func(a Answer) error { return s.settleList(ctx, r, a) })
-		return nil
-	case r.cR <= leaf:
-		return s.compare(ctx, r, nil, 1, nil, nil, ops, handlers)
+		return planList
+	case r.cR <= uint64(s.opts.LeafMax):
+		return planLeaf
 	case r.cI < 2 || 2*min(r.cI, r.cR) < max(r.cI, r.cR):
 		// The counts show that most of the range differs: list it rather than split it.
+		return planList
+	}
+	return planSplit
+}
+
+// planRead is what planning a range reads from the source: its cuts (planSplit) or its
+// digest (planLeaf). A round reads them all before it plans (readPlans), so that a
+// Forker source reads them on several cores.
+type planRead struct {
+	done        bool
+	cuts, prevs [][]byte
+	level       int
+	ds          []merkle.Digest
+	fps         []byte // the fingerprints of ds
+	known       bool
+	err         error
+}
+
+// readPlans reads what planning each of ranges reads, with forEach.
+func (s *session) readPlans(ctx context.Context, ranges []rng) ([]planRead, error) {
+	out := make([]planRead, len(ranges))
+	err := forEach(ctx, s.src, len(ranges), func(view Snapshot, i int) error {
+		out[i] = s.readPlan(ctx, view, ranges[i])
+		return nil
+	})
+	return out, err
+}
+
+// readPlan reads from view what planning r reads, and the fingerprints of the digests.
+func (s *session) readPlan(ctx context.Context, view Snapshot, r rng) planRead {
+	p := planRead{done: true}
+	switch s.planKind(r) {
+	case planSplit:
+		p.cuts, p.prevs, p.level, p.ds, p.known, p.err = splitCuts(ctx, view, r.x.lo, r.x.hi, s.fanout(r.cI, r.depth), r.cI, s.cutLevels)
+		if p.err != nil {
+			p.err = fmt.Errorf("split source range: %w", p.err)
+			return p
+		}
+		if len(p.cuts) == 0 {
+			return p // listed instead
+		}
+	case planLeaf:
+	default:
+		return p
+	}
+	switch {
+	case r.x.empty:
+		p.ds = make([]merkle.Digest, len(p.cuts)+1)
+	case p.ds == nil:
+		if p.ds, _, p.err = cutDigests(ctx, view, r.x.lo, r.x.hi, p.cuts, r.cI); p.err != nil {
+			p.err = fmt.Errorf("source digests: %w", p.err)
+			return p
+		}
+	}
+	p.fps = make([]byte, 0, len(p.ds)*s.fpLen)
+	for _, d := range p.ds {
+		p.fps = s.keyed.AppendFingerprint(p.fps, d, s.fpLen)
+	}
+	return p
+}
+
+// plan adds the operation that advances r, or settles r locally; pre is what readPlan
+// read for it, if it ran.
+func (s *session) plan(ctx context.Context, r rng, pre planRead, ops *[]Op, handlers *[]func(Answer) error) error {
+	kind := s.planKind(r)
+	if !pre.done && (kind == planSplit || kind == planLeaf) {
+		pre = s.readPlan(ctx, s.src, r)
+	}
+	if pre.err != nil {
+		return pre.err
+	}
+	switch kind {
+	case planSourceOnly:
+		return s.eachSource(ctx, r.x, func(e merkle.Entry) { s.onlyI[string(e.Position(s.info.Ordering))] = e })
+	case planList:
 		*ops = append(*ops, Op{Kind: OpList, Lo: r.lo, Hi: r.hi, Levels: r.levels(1), Limit: listPage})
 		*handlers = append(*handlers, func(a Answer) error { return s.settleList(ctx, r, a) })
 		return nil
+	case planLeaf:
+		return s.compare(ctx, r, nil, 1, nil, pre.ds, pre.fps, ops, handlers)
 	default:
-		cuts, prevs, level, ds, known, err := splitCuts(ctx, s.src, r.x.lo, r.x.hi, s.fanout(r.cI, r.depth), r.cI, s.cutLevels)
-		if err != nil {
-			return fmt.Errorf("split source range: %w", err)
-		}
+		cuts, prevs, level, ds, known := pre.cuts, pre.prevs, pre.level, pre.ds, pre.known
 		if len(cuts) == 0 {
 			r.list = true
-			return s.plan(ctx, r, ops, handlers)
+			return s.plan(ctx, r, planRead{}, ops, handlers)
 		}
 		// Each cut goes on the wire as a short separator that snaps back to it: a prefix
 		// above the cut entry of its level before it (and above the previous bound).
@@ -511,7 +603,7 @@ func (s *session) plan(ctx context.Context, r rng, ops *[]Op, handlers *[]func(A
 			seps[i] = separator(s.info.Ordering, b, p, known)
 			last = seps[i]
 		}
-		return s.compare(ctx, r, seps, uint8(level), cuts, ds, ops, handlers)
+		return s.compare(ctx, r, seps, uint8(level), cuts, ds, pre.fps, ops, handlers)
 	}
 }
 
@@ -526,22 +618,10 @@ func (s *session) eachSource(ctx context.Context, x exactRange, fn func(merkle.E
 	return eachEntry(ctx, s.src, x.lo, x.hi, fn)
 }
 
-// compare sends the source's fingerprints of r's parts, cut at the wire bounds (of cut
-// level bl), which snap to the source's cut entries cuts; ds, when not nil, are the parts'
-// digests.
-func (s *session) compare(ctx context.Context, r rng, bounds [][]byte, bl uint8, cuts [][]byte, ds []merkle.Digest, ops *[]Op, handlers *[]func(Answer) error) error {
-	if r.x.empty {
-		ds = make([]merkle.Digest, len(bounds)+1)
-	} else if ds == nil {
-		var err error
-		if ds, _, err = cutDigests(ctx, s.src, r.x.lo, r.x.hi, cuts, r.cI); err != nil {
-			return fmt.Errorf("source digests: %w", err)
-		}
-	}
-	fps := make([]byte, 0, len(ds)*s.fpLen)
-	for _, d := range ds {
-		fps = s.keyed.AppendFingerprint(fps, d, s.fpLen)
-	}
+// compare sends the source's fingerprints fps of r's parts, cut at the wire bounds (of
+// cut level bl), which snap to the source's cut entries cuts; ds are the parts' digests
+// (readPlan reads both).
+func (s *session) compare(ctx context.Context, r rng, bounds [][]byte, bl uint8, cuts [][]byte, ds []merkle.Digest, fps []byte, ops *[]Op, handlers *[]func(Answer) error) error {
 	listMax := s.opts.LeafMax
 	if r.depth+1 >= s.depth {
 		// Parts of the last planned level: list the prefixes of a part several times
@@ -637,7 +717,7 @@ func (s *session) settleLeaf(ctx context.Context, r rng, listed []byte) error {
 		have[string(listed[j:j+pl])]++
 	}
 	var pb [32]byte
-	err := eachHashed(ctx, s.src, r.x, func(e merkle.Entry, h merkle.Hash) {
+	err := s.ahead.each(ctx, s.src, r.x, func(e merkle.Entry, h merkle.Hash) {
 		p := string(s.keyed.AppendEntryPrefix(pb[:0], h, pl))
 		if have[p] > 0 {
 			have[p]--
@@ -686,7 +766,7 @@ func (s *session) settleList(ctx context.Context, r rng, a Answer) error {
 		for _, e := range a.Entries {
 			target[e.Hash()] = e
 		}
-		err := eachHashed(ctx, s.src, x, func(e merkle.Entry, h merkle.Hash) {
+		err := s.ahead.each(ctx, s.src, x, func(e merkle.Entry, h merkle.Hash) {
 			if _, ok := target[h]; ok {
 				delete(target, h)
 				return

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	bdg "github.com/dgraph-io/badger/v4"
 
@@ -21,7 +22,8 @@ const Schema = reconcile.SchemaKV
 // Rows expired at now stay in the stored index until PurgeExpired, so Open reads them from
 // the expiry index (one scan of the expired-but-not-purged rows) into a sorted in-memory
 // overlay with prefix digests: every digest subtracts the overlay, and Entries and Split
-// skip its entries. The snapshot is not safe for concurrent use.
+// skip its entries. The snapshot is not safe for concurrent use; Fork gives other
+// goroutines their own views of it.
 func (s *Store) Open(ctx context.Context, now int64) (reconcile.Snapshot, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("open snapshot: %w", err)
@@ -44,6 +46,10 @@ type snapshot struct {
 	expired *merkle.Sorted      // entries expired at now, still in idx
 	gone    map[string]struct{} // their positions
 	root    merkle.Digest
+
+	parent *snapshot // of a fork: the snapshot it reads (and reports its reads to)
+	mu     sync.Mutex
+	forked merkle.ReadStats // what closed forks read
 }
 
 func (s *Store) openSnapshot(now int64) (*snapshot, error) {
@@ -451,18 +457,55 @@ func (sn *snapshot) Rows(ctx context.Context, keys [][]byte) ([]reconcile.Row, e
 	return out, nil
 }
 
-// ReadStats is what the stored index read, plus the expired entries read at Open.
+// ReadStats is what the stored index read (through this snapshot and its closed forks),
+// plus the expired entries read at Open.
 func (sn *snapshot) ReadStats() merkle.ReadStats {
 	st := sn.idx.Stats()
+	if sn.parent != nil {
+		return st
+	}
+	sn.mu.Lock()
+	st.Entries += sn.forked.Entries
+	st.Nodes += sn.forked.Nodes
+	sn.mu.Unlock()
 	if sn.expired != nil {
 		st.Entries += int64(sn.expired.Len()) // read from the expiry index at Open
 	}
 	return st
 }
 
-// Close discards the read transaction.
+var _ reconcile.Forker = (*snapshot)(nil)
+
+// Fork returns a view of the snapshot for another goroutine: the same Badger read
+// transaction (a read-only transaction allows concurrent iterators) read through its own
+// iterators and index reader, the expired overlay shared. Its reads count in the
+// snapshot's ReadStats once it is closed. Close every fork before the snapshot.
+func (sn *snapshot) Fork() (reconcile.Snapshot, error) {
+	root := sn
+	if sn.parent != nil {
+		root = sn.parent
+	}
+	kv := &readKV{txn: root.txn}
+	f := &snapshot{s: root.s, txn: root.txn, kv: kv, idx: merkle.NewStored(kv, []byte{prefixIndex}, root.s.ord),
+		now: root.now, gone: root.gone, root: root.root, parent: root}
+	if root.expired != nil {
+		f.expired = root.expired.View()
+	}
+	return f, nil
+}
+
+// Close discards the read transaction; a fork's Close only closes its iterators and hands
+// its reads to its snapshot.
 func (sn *snapshot) Close() error {
 	sn.kv.close()
+	if p := sn.parent; p != nil {
+		st := sn.idx.Stats()
+		p.mu.Lock()
+		p.forked.Entries += st.Entries
+		p.forked.Nodes += st.Nodes
+		p.mu.Unlock()
+		return nil
+	}
 	sn.txn.Discard()
 	return nil
 }

@@ -1,0 +1,168 @@
+package reconcile
+
+import (
+	"context"
+	"runtime"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/reconcile-dev/reconcile/merkle"
+)
+
+// Forker is implemented by snapshots that other goroutines can read at the same time,
+// each through a fork. A round's reads are many independent queries (the digests of
+// hundreds of ranges, the entries of thousands of leaves); with a Forker a side spreads
+// them over the machine's cores, and then uses the answers in order as before, so a
+// session's messages and results do not depend on it.
+type Forker interface {
+	// Fork returns a view of the snapshot (the same entries, the same moment) that one
+	// other goroutine may read while the snapshot and its other forks are read. Its reads
+	// count in the snapshot's ReadStats once it is closed; it is closed before the
+	// snapshot.
+	Fork() (Snapshot, error)
+}
+
+// parallelMin is the number of queries below which a side does not spread them: a fork
+// and a goroutine cost more than a few reads. Tests lower it.
+var parallelMin = 64
+
+// parallelMax caps the goroutines one side reads with.
+const parallelMax = 4
+
+// forEach calls fn(view, i) for every i in [0, n), where view is snap or a fork of it
+// that only that call's goroutine reads at that moment. Where snap is a Forker and n is
+// large enough, the calls run on up to GOMAXPROCS goroutines (at most parallelMax), each
+// taking the next chunk of consecutive i (queries come sorted by position, so a chunk
+// reads neighbouring data); otherwise they run in order on this goroutine. fn must only
+// write what belongs to its i. The first error stops the rest and is returned.
+func forEach(ctx context.Context, snap Snapshot, n int, fn func(view Snapshot, i int) error) error {
+	workers := min(runtime.GOMAXPROCS(0), parallelMax, n/max(parallelMin/parallelMax, 1))
+	forker, ok := snap.(Forker)
+	if !ok || workers < 2 || n < parallelMin {
+		for i := range n {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := fn(snap, i); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	views := make([]Snapshot, workers)
+	views[0] = snap
+	defer func() {
+		for _, v := range views[1:] {
+			if v != nil {
+				v.Close()
+			}
+		}
+	}()
+	for w := 1; w < workers; w++ {
+		f, err := forker.Fork()
+		if err != nil {
+			return err
+		}
+		views[w] = f
+	}
+	chunk := max(1, n/(workers*8))
+	var next atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	for _, view := range views {
+		g.Go(func() error {
+			for {
+				lo := int(next.Add(int64(chunk))) - chunk
+				if lo >= n {
+					return nil
+				}
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				for i := lo; i < min(lo+chunk, n); i++ {
+					if err := fn(view, i); err != nil {
+						return err
+					}
+				}
+			}
+		})
+	}
+	return g.Wait()
+}
+
+// rangeKey is an exactRange as a map key.
+type rangeKey struct {
+	lo, hi string
+	loNil  bool
+	hiNil  bool
+}
+
+// readAhead reads the entries of the ranges xs with forEach, for each to answer (those of
+// up to aheadMax entries). It reads nothing (and returns nil) unless snap is a Forker:
+// the point is to read on several cores.
+func readAhead(ctx context.Context, snap Snapshot, xs []exactRange) (*listedRanges, error) {
+	if _, ok := snap.(Forker); !ok || len(xs) < parallelMin {
+		return nil, nil
+	}
+	got := make([][]hashedEntry, len(xs))
+	whole := make([]bool, len(xs))
+	err := forEach(ctx, snap, len(xs), func(view Snapshot, i int) error {
+		if xs[i].empty {
+			return nil
+		}
+		hs, ok := view.(HashedEntries)
+		if !ok {
+			return nil
+		}
+		whole[i] = true
+		got[i] = make([]hashedEntry, 0, 32) // a leaf's worth: fewer growths
+		return hs.EachHashed(ctx, xs[i].lo, xs[i].hi, func(e merkle.Entry, h merkle.Hash) bool {
+			if len(got[i]) == aheadMax {
+				got[i], whole[i] = nil, false
+				return false
+			}
+			got[i] = append(got[i], hashedEntry{e, h})
+			return true
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	l := &listedRanges{m: make(map[rangeKey][]hashedEntry, len(xs))}
+	for i, x := range xs {
+		if whole[i] {
+			l.m[keyOf(x)] = got[i]
+		}
+	}
+	return l, nil
+}
+
+// aheadMax is the most entries readAhead holds for one range: a leaf holds far fewer, and
+// a larger range (a listing of most of a range, or a peer's odd request) is read when it
+// is listed, as it streams.
+const aheadMax = 1 << 12
+
+// listedRanges is what readAhead read: the entries of each range, by range.
+type listedRanges struct {
+	m map[rangeKey][]hashedEntry
+}
+
+func keyOf(x exactRange) rangeKey {
+	return rangeKey{lo: string(x.lo), hi: string(x.hi), loNil: x.lo == nil, hiNil: x.hi == nil}
+}
+
+// each calls fn with each entry of the exact range x and its EntryHash: from what was
+// read ahead when it holds x (which it then forgets), otherwise from snap.
+func (l *listedRanges) each(ctx context.Context, snap Snapshot, x exactRange, fn func(merkle.Entry, merkle.Hash)) error {
+	if l != nil && !x.empty {
+		k := keyOf(x)
+		if es, ok := l.m[k]; ok {
+			delete(l.m, k)
+			for _, he := range es {
+				fn(he.e, he.h)
+			}
+			return nil
+		}
+	}
+	return eachHashed(ctx, snap, x, fn)
+}
