@@ -186,6 +186,9 @@ func (k *Keyed) AppendEntryPrefix(dst []byte, h Hash, n int) []byte {
 	return append(dst, out[:n]...)
 }
 
+// EntryHashSum returns keyed-BLAKE3(h), whose first n bytes are EntryPrefix(h, n).
+func (k *Keyed) EntryHashSum(h Hash) [32]byte { return k.sum(h[:]) }
+
 func (k *Keyed) sum(b []byte) (out [32]byte) {
 	h, _ := k.pool.Get().(*blake3.Hasher)
 	if h == nil {

@@ -25,7 +25,7 @@ type Forker interface {
 
 // parallelMin is the number of queries below which a side does not spread them: a fork
 // and a goroutine cost more than a few reads. Tests lower it.
-var parallelMin = 64
+var parallelMin = 8
 
 // parallelMax caps the goroutines one side reads with.
 const parallelMax = 4
@@ -90,51 +90,30 @@ func forEach(ctx context.Context, snap Snapshot, n int, fn func(view Snapshot, i
 	return g.Wait()
 }
 
-// rangeKey is an exactRange as a map key.
-type rangeKey struct {
-	lo, hi string
-	loNil  bool
-	hiNil  bool
+// leafReader lists the entries of a round's leaves, each with its EntryHash and its
+// keyed entry prefix (the prefixLen first bytes of Keyed.EntryPrefix). Where the snapshot
+// forks, readAhead first reads them all on several cores, hashing included; each then
+// answers from what it read.
+type leafReader struct {
+	keyed     *merkle.Keyed
+	prefixLen int
+	ahead     map[rangeKey][]prefixedEntry
 }
 
-// readAhead reads the entries of the ranges xs with forEach, for each to answer (those of
-// up to aheadMax entries). It reads nothing (and returns nil) unless snap is a Forker:
-// the point is to read on several cores.
-func readAhead(ctx context.Context, snap Snapshot, xs []exactRange) (*listedRanges, error) {
-	if _, ok := snap.(Forker); !ok || len(xs) < parallelMin {
-		return nil, nil
-	}
-	got := make([][]hashedEntry, len(xs))
-	whole := make([]bool, len(xs))
-	err := forEach(ctx, snap, len(xs), func(view Snapshot, i int) error {
-		if xs[i].empty {
-			return nil
-		}
-		hs, ok := view.(HashedEntries)
-		if !ok {
-			return nil
-		}
-		whole[i] = true
-		got[i] = make([]hashedEntry, 0, 32) // a leaf's worth: fewer growths
-		return hs.EachHashed(ctx, xs[i].lo, xs[i].hi, func(e merkle.Entry, h merkle.Hash) bool {
-			if len(got[i]) == aheadMax {
-				got[i], whole[i] = nil, false
-				return false
-			}
-			got[i] = append(got[i], hashedEntry{e, h})
-			return true
-		})
-	})
-	if err != nil {
-		return nil, err
-	}
-	l := &listedRanges{m: make(map[rangeKey][]hashedEntry, len(xs))}
-	for i, x := range xs {
-		if whole[i] {
-			l.m[keyOf(x)] = got[i]
-		}
-	}
-	return l, nil
+type prefixedEntry struct {
+	e merkle.Entry
+	h merkle.Hash
+	p [32]byte // keyed hash of h: the entry prefix is its first prefixLen bytes
+}
+
+// rangeKey is an exactRange as a map key.
+type rangeKey struct {
+	lo, hi       string
+	loNil, hiNil bool
+}
+
+func keyOf(x exactRange) rangeKey {
+	return rangeKey{lo: string(x.lo), hi: string(x.hi), loNil: x.lo == nil, hiNil: x.hi == nil}
 }
 
 // aheadMax is the most entries readAhead holds for one range: a leaf holds far fewer, and
@@ -142,27 +121,61 @@ func readAhead(ctx context.Context, snap Snapshot, xs []exactRange) (*listedRang
 // is listed, as it streams.
 const aheadMax = 1 << 12
 
-// listedRanges is what readAhead read: the entries of each range, by range.
-type listedRanges struct {
-	m map[rangeKey][]hashedEntry
-}
-
-func keyOf(x exactRange) rangeKey {
-	return rangeKey{lo: string(x.lo), hi: string(x.hi), loNil: x.lo == nil, hiNil: x.hi == nil}
-}
-
-// each calls fn with each entry of the exact range x and its EntryHash: from what was
-// read ahead when it holds x (which it then forgets), otherwise from snap.
-func (l *listedRanges) each(ctx context.Context, snap Snapshot, x exactRange, fn func(merkle.Entry, merkle.Hash)) error {
-	if l != nil && !x.empty {
-		k := keyOf(x)
-		if es, ok := l.m[k]; ok {
-			delete(l.m, k)
-			for _, he := range es {
-				fn(he.e, he.h)
-			}
+// readAhead forgets what it read before and, when snap is a Forker (the point is to read
+// on several cores), reads the entries of the ranges xs of up to aheadMax entries with
+// forEach, for each to answer.
+func (l *leafReader) readAhead(ctx context.Context, snap Snapshot, xs []exactRange) error {
+	l.ahead = nil
+	if _, ok := snap.(Forker); !ok || len(xs) < parallelMin {
+		return nil
+	}
+	got := make([][]prefixedEntry, len(xs))
+	whole := make([]bool, len(xs))
+	err := forEach(ctx, snap, len(xs), func(view Snapshot, i int) error {
+		hs, ok := view.(HashedEntries)
+		if xs[i].empty || !ok {
 			return nil
 		}
+		whole[i] = true
+		got[i] = make([]prefixedEntry, 0, 32) // a leaf's worth: fewer growths
+		return hs.EachHashed(ctx, xs[i].lo, xs[i].hi, func(e merkle.Entry, h merkle.Hash) bool {
+			if len(got[i]) == aheadMax {
+				got[i], whole[i] = nil, false
+				return false
+			}
+			got[i] = append(got[i], prefixedEntry{e: e, h: h, p: l.keyed.EntryHashSum(h)})
+			return true
+		})
+	})
+	if err != nil {
+		return err
 	}
-	return eachHashed(ctx, snap, x, fn)
+	l.ahead = make(map[rangeKey][]prefixedEntry, len(xs))
+	for i, x := range xs {
+		if whole[i] {
+			l.ahead[keyOf(x)] = got[i]
+		}
+	}
+	return nil
+}
+
+// each calls fn with each entry of the exact range x, its EntryHash and its entry
+// prefix (valid only during the call): from what readAhead read when that holds x (which
+// it then forgets), otherwise read from snap.
+func (l *leafReader) each(ctx context.Context, snap Snapshot, x exactRange, fn func(e merkle.Entry, h merkle.Hash, prefix []byte)) error {
+	if x.empty {
+		return nil
+	}
+	k := keyOf(x)
+	if es, ok := l.ahead[k]; ok {
+		delete(l.ahead, k)
+		for i := range es {
+			fn(es[i].e, es[i].h, es[i].p[:l.prefixLen])
+		}
+		return nil
+	}
+	return eachHashed(ctx, snap, x, func(e merkle.Entry, h merkle.Hash) {
+		p := l.keyed.EntryHashSum(h)
+		fn(e, h, p[:l.prefixLen])
+	})
 }

@@ -33,8 +33,9 @@ type Responder struct {
 	cutLevels          uint8
 	readAs, prevReadAs map[string][]byte
 	kbuf               []byte
-	// ahead holds the entries of the round's leaves, read on several cores (readAhead).
-	ahead *listedRanges
+	// leafReader lists the round's leaves, read ahead on several cores where the
+	// snapshot forks.
+	leafReader *leafReader
 }
 
 type hashedEntry struct {
@@ -77,6 +78,7 @@ func NewResponder(ctx context.Context, snap Snapshot, req *OpenRequest) (*Respon
 		keyed:     merkle.NewKeyed(req.Nonce[:]),
 		cutLevels: 1,
 	}
+	r.leafReader = &leafReader{keyed: r.keyed, prefixLen: int(req.PrefixLen)}
 	if _, ok := snap.(LevelCutSnapshot); ok {
 		r.cutLevels = MaxCutLevel
 	}
@@ -154,10 +156,10 @@ func (r *Responder) Round(ctx context.Context, req *RoundRequest) (*RoundRespons
 	if err := prefetch(ctx, r.snap, reads); err != nil {
 		return nil, fmt.Errorf("round: %w", err)
 	}
-	if r.ahead, err = readAhead(ctx, r.snap, ahead); err != nil {
+	if err := r.leafReader.readAhead(ctx, r.snap, ahead); err != nil {
 		return nil, fmt.Errorf("round: %w", err)
 	}
-	defer func() { r.ahead = nil }()
+	defer func() { r.leafReader.ahead = nil }()
 	for i := range req.Ops {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -431,8 +433,8 @@ func (r *Responder) list(ctx context.Context, op *Op, a *Answer, p opPlan) error
 			if keep {
 				kept = make([]hashedEntry, 0, p.ds[j].Count)
 			}
-			err := r.ahead.each(ctx, r.snap, xp, func(e merkle.Entry, h merkle.Hash) {
-				prefixes = r.keyed.AppendEntryPrefix(prefixes, h, r.params.prefixLen)
+			err := r.leafReader.each(ctx, r.snap, xp, func(e merkle.Entry, h merkle.Hash, prefix []byte) {
+				prefixes = append(prefixes, prefix...)
 				n++
 				if keep {
 					kept = append(kept, hashedEntry{e, h})
@@ -475,7 +477,12 @@ func (r *Responder) list(ctx context.Context, op *Op, a *Answer, p opPlan) error
 			}
 			break
 		}
-		if err := r.ahead.each(ctx, r.snap, p.parts[0], pick); err != nil {
+		err := r.leafReader.each(ctx, r.snap, p.parts[0], func(e merkle.Entry, _ merkle.Hash, prefix []byte) {
+			if want[string(prefix)] {
+				a.Entries = append(a.Entries, e)
+			}
+		})
+		if err != nil {
 			return fmt.Errorf("fetch: %w", err)
 		}
 	}

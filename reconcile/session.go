@@ -205,8 +205,8 @@ type session struct {
 	// The source listings a round's answers call for, run by settle after it named their
 	// ranges to a Prefetcher.
 	listings []listing
-	// ahead holds the entries of those listings, read on several cores (readAhead).
-	ahead *listedRanges
+	// leaves lists them, read ahead on several cores where the snapshot forks.
+	leaves *leafReader
 
 	// Settled by classify: per key.
 	srcOnly, tgtOnly, changed []string
@@ -277,6 +277,7 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int, adaptive bo
 	s.fpLen, s.maxFP, s.adaptive = fpLen, fpLen, adaptive
 	s.cutLevels = 1 // the first split rides on the open request, before the responder says
 	s.keyed = merkle.NewKeyed(req.Nonce[:])
+	s.leaves = &leafReader{keyed: s.keyed, prefixLen: prefixLen}
 	s.onlyI, s.onlyR, s.fetches, s.next = map[string]merkle.Entry{}, map[string]merkle.Entry{}, nil, nil
 
 	// The first split of the root rides on the open request (the responder answers it only
@@ -400,11 +401,10 @@ func (s *session) settle(ctx context.Context, handlers []func(Answer) error, ops
 	if err := prefetch(ctx, s.src, reads); err != nil {
 		return fmt.Errorf("round %d: %w", s.rep.Rounds, err)
 	}
-	var err error
-	if s.ahead, err = readAhead(ctx, s.src, reads); err != nil {
+	if err := s.leaves.readAhead(ctx, s.src, reads); err != nil {
 		return fmt.Errorf("round %d: %w", s.rep.Rounds, err)
 	}
-	defer func() { s.ahead = nil }()
+	defer func() { s.leaves.ahead = nil }()
 	for _, l := range s.listings {
 		if err := l.run(); err != nil {
 			return fmt.Errorf("round %d: %w", s.rep.Rounds, err)
@@ -716,11 +716,9 @@ func (s *session) settleLeaf(ctx context.Context, r rng, listed []byte) error {
 	for j := 0; j+pl <= len(listed); j += pl {
 		have[string(listed[j:j+pl])]++
 	}
-	var pb [32]byte
-	err := s.ahead.each(ctx, s.src, r.x, func(e merkle.Entry, h merkle.Hash) {
-		p := string(s.keyed.AppendEntryPrefix(pb[:0], h, pl))
-		if have[p] > 0 {
-			have[p]--
+	err := s.leaves.each(ctx, s.src, r.x, func(e merkle.Entry, _ merkle.Hash, prefix []byte) {
+		if have[string(prefix)] > 0 {
+			have[string(prefix)]--
 			return
 		}
 		s.onlyI[string(e.Position(s.info.Ordering))] = e
@@ -766,7 +764,7 @@ func (s *session) settleList(ctx context.Context, r rng, a Answer) error {
 		for _, e := range a.Entries {
 			target[e.Hash()] = e
 		}
-		err := s.ahead.each(ctx, s.src, x, func(e merkle.Entry, h merkle.Hash) {
+		err := s.leaves.each(ctx, s.src, x, func(e merkle.Entry, h merkle.Hash, _ []byte) {
 			if _, ok := target[h]; ok {
 				delete(target, h)
 				return
