@@ -66,6 +66,8 @@ type Endpoint interface {
 
 // Snapshot is a consistent read view of one endpoint. Ranges are over positions: lo
 // inclusive, hi exclusive, nil lo is the first position and nil hi is past the last.
+// A session reads a snapshot from one goroutine at a time; one that can be read from
+// several at once implements Forker, and the session then spreads a round's reads.
 type Snapshot interface {
 	Info() Info
 	// Digests returns the digests of the consecutive parts of [lo, hi) cut at bounds

@@ -92,12 +92,18 @@ func forEach(ctx context.Context, snap Snapshot, n int, fn func(view Snapshot, i
 
 // leafReader lists the entries of a round's leaves, each with its EntryHash and its
 // keyed entry prefix (the prefixLen first bytes of Keyed.EntryPrefix). Where the snapshot
-// forks, readAhead first reads them all on several cores, hashing included; each then
-// answers from what it read.
+// forks, the round names its leaves first (readAhead), in the order it lists them; each
+// then reads them a window at a time on several cores, hashing included, and answers
+// from the window, so memory holds one window of entries, not a round's.
 type leafReader struct {
 	keyed     *merkle.Keyed
 	prefixLen int
-	ahead     map[rangeKey][]prefixedEntry
+
+	snap  Snapshot         // the Forker the named ranges are read from
+	named []exactRange     // the ranges readAhead named, in listing order
+	index map[rangeKey]int // their places in named
+	next  int              // named[next:] are not read yet
+	ahead map[rangeKey][]prefixedEntry
 }
 
 type prefixedEntry struct {
@@ -116,22 +122,40 @@ func keyOf(x exactRange) rangeKey {
 	return rangeKey{lo: string(x.lo), hi: string(x.hi), loNil: x.lo == nil, hiNil: x.hi == nil}
 }
 
-// aheadMax is the most entries readAhead holds for one range: a leaf holds far fewer, and
-// a larger range (a listing of most of a range, or a peer's odd request) is read when it
-// is listed, as it streams.
-const aheadMax = 1 << 12
+const (
+	// aheadWindow is how many named ranges one read ahead covers: about 10,000 entries
+	// of leaves, enough to keep several cores busy.
+	aheadWindow = 512
+	// aheadMax is the most entries read ahead for one range: a leaf holds far fewer, and
+	// a larger range (a listing of most of a range, or a peer's odd request) is read
+	// when it is listed, as it streams.
+	aheadMax = 1 << 12
+)
 
-// readAhead forgets what it read before and, when snap is a Forker (the point is to read
-// on several cores), reads the entries of the ranges xs of up to aheadMax entries with
-// forEach, for each to answer.
-func (l *leafReader) readAhead(ctx context.Context, snap Snapshot, xs []exactRange) error {
-	l.ahead = nil
+// readAhead names the ranges xs that the round is about to list, in that order, and
+// forgets what it read for the previous round. It reads nothing unless snap is a Forker
+// (the point is to read on several cores): each reads them.
+func (l *leafReader) readAhead(snap Snapshot, xs []exactRange) {
+	l.snap, l.named, l.index, l.next, l.ahead = nil, nil, nil, 0, nil
 	if _, ok := snap.(Forker); !ok || len(xs) < parallelMin {
-		return nil
+		return
 	}
+	l.snap, l.named, l.index = snap, xs, make(map[rangeKey]int, len(xs))
+	for i, x := range xs {
+		if !x.empty {
+			l.index[keyOf(x)] = i
+		}
+	}
+}
+
+// readWindow reads the named ranges from i on, aheadWindow of them, with forEach, in
+// place of the window read before.
+func (l *leafReader) readWindow(ctx context.Context, i int) error {
+	xs := l.named[i:min(i+aheadWindow, len(l.named))]
+	l.next = i + len(xs)
 	got := make([][]prefixedEntry, len(xs))
 	whole := make([]bool, len(xs))
-	err := forEach(ctx, snap, len(xs), func(view Snapshot, i int) error {
+	err := forEach(ctx, l.snap, len(xs), func(view Snapshot, i int) error {
 		hs, ok := view.(HashedEntries)
 		if xs[i].empty || !ok {
 			return nil
@@ -160,13 +184,19 @@ func (l *leafReader) readAhead(ctx context.Context, snap Snapshot, xs []exactRan
 }
 
 // each calls fn with each entry of the exact range x, its EntryHash and its entry
-// prefix (valid only during the call): from what readAhead read when that holds x (which
-// it then forgets), otherwise read from snap.
+// prefix (valid only during the call). A range readAhead named and not yet read is read
+// with the window that starts at it; a range read ahead is answered from what was read
+// (once); any other range is read from snap.
 func (l *leafReader) each(ctx context.Context, snap Snapshot, x exactRange, fn func(e merkle.Entry, h merkle.Hash, prefix []byte)) error {
 	if x.empty {
 		return nil
 	}
 	k := keyOf(x)
+	if i, ok := l.index[k]; ok && i >= l.next {
+		if err := l.readWindow(ctx, i); err != nil {
+			return err
+		}
+	}
 	if es, ok := l.ahead[k]; ok {
 		delete(l.ahead, k)
 		for i := range es {

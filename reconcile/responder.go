@@ -156,10 +156,8 @@ func (r *Responder) Round(ctx context.Context, req *RoundRequest) (*RoundRespons
 	if err := prefetch(ctx, r.snap, reads); err != nil {
 		return nil, fmt.Errorf("round: %w", err)
 	}
-	if err := r.leafReader.readAhead(ctx, r.snap, ahead); err != nil {
-		return nil, fmt.Errorf("round: %w", err)
-	}
-	defer func() { r.leafReader.ahead = nil }()
+	r.leafReader.readAhead(r.snap, ahead)
+	defer r.leafReader.readAhead(nil, nil)
 	for i := range req.Ops {
 		if err := ctx.Err(); err != nil {
 			return nil, err

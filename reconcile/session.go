@@ -401,10 +401,8 @@ func (s *session) settle(ctx context.Context, handlers []func(Answer) error, ops
 	if err := prefetch(ctx, s.src, reads); err != nil {
 		return fmt.Errorf("round %d: %w", s.rep.Rounds, err)
 	}
-	if err := s.leaves.readAhead(ctx, s.src, reads); err != nil {
-		return fmt.Errorf("round %d: %w", s.rep.Rounds, err)
-	}
-	defer func() { s.leaves.ahead = nil }()
+	s.leaves.readAhead(s.src, reads)
+	defer s.leaves.readAhead(nil, nil)
 	for _, l := range s.listings {
 		if err := l.run(); err != nil {
 			return fmt.Errorf("round %d: %w", s.rep.Rounds, err)

@@ -59,6 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) Harness) {
 		{"Model", testModel},
 		{"Expiry", testExpiry},
 		{"Isolation", testIsolation},
+		{"Fork", testFork},
 		{"Apply", testApply},
 		{"ApplyAllOrNothing", testApplyAllOrNothing},
 		{"Bulk", testBulk},
@@ -539,6 +540,60 @@ func testIsolation(t *testing.T, h *harness) {
 		}
 	}
 	checkSnapshot(t, h, h.open(base), base, rng)
+}
+
+// testFork checks a Forker snapshot's forks (skipped for a snapshot that does not fork):
+// forks taken after the endpoint changed still see the snapshot's moment, they and the
+// snapshot answer the same while read at once from several goroutines, and their reads
+// count in the snapshot's ReadStats once closed.
+func testFork(t *testing.T, h *harness) {
+	rng := rand.New(rand.NewPCG(8, 9))
+	rows := randomRows(rng, 2000, "fork")
+	h.put(rows...)
+	snap := h.open(base - int64(time.Hour)) // some rows expire between then and base
+	f, ok := snap.(reconcile.Forker)
+	if !ok {
+		t.Skip("the snapshot does not fork")
+	}
+	before := map[string]reconcile.Row{}
+	for k, r := range h.rows {
+		before[k] = r
+	}
+	h.put(randomRows(rng, 100, "later")...)
+	for _, r := range rows[:100] {
+		h.del(r.Key)
+	}
+	after := h.rows
+	h.rows = before
+	defer func() { h.rows = after }()
+	views := []reconcile.Snapshot{snap}
+	for range 3 {
+		v, err := f.Fork()
+		if err != nil {
+			t.Fatalf("Fork: %v", err)
+		}
+		views = append(views, v)
+	}
+	start := snap.ReadStats()
+	t.Run("concurrent", func(t *testing.T) {
+		for i, v := range views {
+			t.Run(fmt.Sprint("view", i), func(t *testing.T) {
+				t.Parallel()
+				checkSnapshot(t, h, v, base-int64(time.Hour), rand.New(rand.NewPCG(uint64(i), 10)))
+			})
+		}
+	})
+	mid := snap.ReadStats()
+	for _, v := range views[1:] {
+		if err := v.Close(); err != nil {
+			t.Fatalf("closing a fork: %v", err)
+		}
+	}
+	end := snap.ReadStats()
+	if end.Entries+end.Nodes <= mid.Entries+mid.Nodes && mid.Entries+mid.Nodes > start.Entries+start.Nodes {
+		t.Fatalf("ReadStats did not count the forks' reads: %+v before, %+v with the snapshot's own, %+v after the forks closed", start, mid, end)
+	}
+	checkSnapshot(t, h, snap, base-int64(time.Hour), rng) // the snapshot outlives its forks
 }
 
 func testApply(t *testing.T, h *harness) {
