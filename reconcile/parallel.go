@@ -2,7 +2,9 @@ package reconcile
 
 import (
 	"context"
+	"fmt"
 	"runtime"
+	"runtime/debug"
 	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
@@ -35,7 +37,8 @@ const parallelMax = 4
 // large enough, the calls run on up to GOMAXPROCS goroutines (at most parallelMax), each
 // taking the next chunk of consecutive i (queries come sorted by position, so a chunk
 // reads neighbouring data); otherwise they run in order on this goroutine. fn must only
-// write what belongs to its i. The first error stops the rest and is returned.
+// write what belongs to its i. The first error stops the rest and is returned; so is a
+// panic in fn on another goroutine, as an error.
 func forEach(ctx context.Context, snap Snapshot, n int, fn func(view Snapshot, i int) error) error {
 	workers := min(runtime.GOMAXPROCS(0), parallelMax, n/max(parallelMin/parallelMax, 1))
 	forker, ok := snap.(Forker)
@@ -70,7 +73,14 @@ func forEach(ctx context.Context, snap Snapshot, n int, fn func(view Snapshot, i
 	var next atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	for _, view := range views {
-		g.Go(func() error {
+		g.Go(func() (err error) {
+			// A panic here would end the process; on the caller's goroutine it reached
+			// the caller's recover (an HTTP server's, for one). Keep it an error.
+			defer func() {
+				if p := recover(); p != nil {
+					err = fmt.Errorf("reading on %d goroutines: panic: %v\n%s", workers, p, debug.Stack())
+				}
+			}()
 			for {
 				lo := int(next.Add(int64(chunk))) - chunk
 				if lo >= n {
