@@ -116,11 +116,16 @@ type leafReader struct {
 	ahead map[rangeKey][]prefixedEntry
 }
 
+// prefixedEntry is an entry with its EntryHash and the keyed hash of that, whose first
+// prefixLen bytes are its entry prefix.
 type prefixedEntry struct {
 	e merkle.Entry
 	h merkle.Hash
-	p [32]byte // keyed hash of h: the entry prefix is its first prefixLen bytes
+	p [32]byte
 }
+
+// prefix returns pe's entry prefix.
+func (l *leafReader) prefix(pe *prefixedEntry) []byte { return pe.p[:l.prefixLen] }
 
 // rangeKey is an exactRange as a map key.
 type rangeKey struct {
@@ -193,11 +198,11 @@ func (l *leafReader) readWindow(ctx context.Context, i int) error {
 	return nil
 }
 
-// each calls fn with each entry of the exact range x, its EntryHash and its entry
-// prefix (valid only during the call). A range readAhead named and not yet read is read
-// with the window that starts at it; a range read ahead is answered from what was read
-// (once); any other range is read from snap.
-func (l *leafReader) each(ctx context.Context, snap Snapshot, x exactRange, fn func(e merkle.Entry, h merkle.Hash, prefix []byte)) error {
+// each calls fn with each entry of the exact range x, with its hashes (pe is valid only
+// during the call). A range readAhead named and not yet read is read with the window that
+// starts at it; a range read ahead is answered from what was read (once); any other range
+// is read from snap.
+func (l *leafReader) each(ctx context.Context, snap Snapshot, x exactRange, fn func(pe *prefixedEntry)) error {
 	if x.empty {
 		return nil
 	}
@@ -210,12 +215,11 @@ func (l *leafReader) each(ctx context.Context, snap Snapshot, x exactRange, fn f
 	if es, ok := l.ahead[k]; ok {
 		delete(l.ahead, k)
 		for i := range es {
-			fn(es[i].e, es[i].h, es[i].p[:l.prefixLen])
+			fn(&es[i])
 		}
 		return nil
 	}
 	return eachHashed(ctx, snap, x, func(e merkle.Entry, h merkle.Hash) {
-		p := l.keyed.EntryHashSum(h)
-		fn(e, h, p[:l.prefixLen])
+		fn(&prefixedEntry{e: e, h: h, p: l.keyed.EntryHashSum(h)})
 	})
 }

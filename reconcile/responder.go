@@ -21,7 +21,7 @@ type Responder struct {
 	// The entries of the parts listed in the previous round's Compare answers, by their
 	// wire bounds: the next round's Fetch for a part is answered from here, not read
 	// again. At most leafCacheMax entries are kept.
-	leaves, prevLeaves map[string][]hashedEntry
+	leaves, prevLeaves map[string][]prefixedEntry
 	leafCount          int
 	// The counts this side answered for mismatching parts it did not list, by their wire
 	// bounds: the next round's Compare of such a part knows its size without probing.
@@ -36,11 +36,6 @@ type Responder struct {
 	// leafReader lists the round's leaves, read ahead on several cores where the
 	// snapshot forks.
 	leafReader *leafReader
-}
-
-type hashedEntry struct {
-	e merkle.Entry
-	h merkle.Hash
 }
 
 // leafCacheMax bounds the entries a Responder keeps from one round to the next.
@@ -131,7 +126,6 @@ func (r *Responder) Round(ctx context.Context, req *RoundRequest) (*RoundRespons
 		op, c := &req.Ops[compares[k]], &cuts[compares[k]]
 		c.ds, c.snapped, c.err = cutDigests(ctx, view, op.Lo, op.Hi, op.Bounds, r.prevCounts[leafKey(op.Lo, op.Hi)])
 		c.fps = r.fingerprints(c.ds, int(req.FPLen))
-		c.done = true
 		return nil
 	})
 	if err != nil {
@@ -169,13 +163,13 @@ func (r *Responder) Round(ctx context.Context, req *RoundRequest) (*RoundRespons
 	return resp, nil
 }
 
-// cutAnswer is an op's cutDigests, read before its plan, with the digests' fingerprints.
+// cutAnswer is a compare op's cutDigests, which Round reads before the plans, with the
+// digests' fingerprints.
 type cutAnswer struct {
 	ds      []merkle.Digest
 	fps     []byte
 	snapped [][]byte
 	err     error
-	done    bool
 }
 
 // fingerprints returns the fl-byte fingerprints of ds, one after the other.
@@ -343,16 +337,12 @@ type opPlan struct {
 }
 
 // plan answers op, whose fingerprints are fl bytes long, as far as it can without
-// listing entries; cut is its cutDigests when already read.
+// listing entries; cut is its cutDigests (a compare op's).
 func (r *Responder) plan(ctx context.Context, op *Op, a *Answer, fl int, cut cutAnswer) (opPlan, error) {
 	var p opPlan
 	switch op.Kind {
 	case OpCompare:
 		ds, snapped, fps, err := cut.ds, cut.snapped, cut.fps, cut.err
-		if !cut.done {
-			ds, snapped, err = cutDigests(ctx, r.snap, op.Lo, op.Hi, op.Bounds, r.prevCounts[leafKey(op.Lo, op.Hi)])
-			fps = r.fingerprints(ds, fl)
-		}
 		if err != nil {
 			return p, fmt.Errorf("compare: %w", err)
 		}
@@ -426,16 +416,16 @@ func (r *Responder) list(ctx context.Context, op *Op, a *Answer, p opPlan) error
 			l++
 			var n uint64
 			prefixes := make([]byte, 0, p.ds[j].Count*uint64(r.params.prefixLen))
-			var kept []hashedEntry
+			var kept []prefixedEntry
 			keep := r.leafCount+int(p.ds[j].Count) <= leafCacheMax
 			if keep {
-				kept = make([]hashedEntry, 0, p.ds[j].Count)
+				kept = make([]prefixedEntry, 0, p.ds[j].Count)
 			}
-			err := r.leafReader.each(ctx, r.snap, xp, func(e merkle.Entry, h merkle.Hash, prefix []byte) {
-				prefixes = append(prefixes, prefix...)
+			err := r.leafReader.each(ctx, r.snap, xp, func(pe *prefixedEntry) {
+				prefixes = append(prefixes, r.leafReader.prefix(pe)...)
 				n++
 				if keep {
-					kept = append(kept, hashedEntry{e, h})
+					kept = append(kept, *pe)
 				}
 			})
 			if err != nil {
@@ -443,7 +433,7 @@ func (r *Responder) list(ctx context.Context, op *Op, a *Answer, p opPlan) error
 			}
 			if keep {
 				if r.leaves == nil {
-					r.leaves = make(map[string][]hashedEntry)
+					r.leaves = make(map[string][]prefixedEntry)
 				}
 				plo, phi := partBounds(op.Lo, op.Hi, op.Bounds, j)
 				r.leaves[leafKey(plo, phi)] = kept
@@ -463,24 +453,18 @@ func (r *Responder) list(ctx context.Context, op *Op, a *Answer, p opPlan) error
 		for j := 0; j+pl <= len(op.Prefixes); j += pl {
 			want[string(op.Prefixes[j:j+pl])] = true
 		}
-		var pb [32]byte
-		pick := func(e merkle.Entry, h merkle.Hash) {
-			if want[string(r.keyed.AppendEntryPrefix(pb[:0], h, pl))] {
-				a.Entries = append(a.Entries, e)
+		pick := func(pe *prefixedEntry) {
+			if want[string(r.leafReader.prefix(pe))] {
+				a.Entries = append(a.Entries, pe.e)
 			}
 		}
 		if kept, ok := r.prevLeaves[leafKey(op.Lo, op.Hi)]; ok {
-			for _, he := range kept {
-				pick(he.e, he.h)
+			for i := range kept {
+				pick(&kept[i]) // listed last round, prefixes and all
 			}
 			break
 		}
-		err := r.leafReader.each(ctx, r.snap, p.parts[0], func(e merkle.Entry, _ merkle.Hash, prefix []byte) {
-			if want[string(prefix)] {
-				a.Entries = append(a.Entries, e)
-			}
-		})
-		if err != nil {
+		if err := r.leafReader.each(ctx, r.snap, p.parts[0], pick); err != nil {
 			return fmt.Errorf("fetch: %w", err)
 		}
 	}

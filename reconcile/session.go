@@ -288,7 +288,7 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int, adaptive bo
 	s.depth = s.plannedDepth(s.info.Root.Count)
 	root := rng{cI: s.info.Root.Count, cR: s.info.Root.Count}
 	if root.cI >= 2 {
-		if err := s.plan(ctx, root, planRead{}, &ops, &handlers); err != nil {
+		if err := s.plan(ctx, root, s.readPlan(ctx, s.src, root), &ops, &handlers); err != nil {
 			return err
 		}
 		req.First = &RoundRequest{FPLen: uint8(s.fpLen), Ops: ops}
@@ -395,13 +395,17 @@ func (s *session) settle(ctx context.Context, handlers []func(Answer) error, ops
 		}
 	}
 	reads := make([]exactRange, len(s.listings))
+	var leaves []exactRange
 	for i, l := range s.listings {
 		reads[i] = l.x
+		if l.leaf {
+			leaves = append(leaves, l.x)
+		}
 	}
 	if err := prefetch(ctx, s.src, reads); err != nil {
 		return fmt.Errorf("round %d: %w", s.rep.Rounds, err)
 	}
-	s.leaves.readAhead(s.src, reads)
+	s.leaves.readAhead(s.src, leaves)
 	defer s.leaves.readAhead(nil, nil)
 	for _, l := range s.listings {
 		if err := l.run(); err != nil {
@@ -412,10 +416,13 @@ func (s *session) settle(ctx context.Context, handlers []func(Answer) error, ops
 	return nil
 }
 
-// listing is a listing of the source's entries in x that a round's answer calls for.
+// listing is a listing of the source's entries in x that a round's answer calls for: a
+// leaf's (settleLeaf, read through s.leaves) or a page's (settleList, which may be large
+// and needs no entry prefixes).
 type listing struct {
-	x   exactRange
-	run func() error
+	x    exactRange
+	leaf bool
+	run  func() error
 }
 
 // roundFPLen is the fingerprint length for a round over ranges: long enough that a
@@ -512,7 +519,6 @@ func (s *session) planKind(r rng) int {
 // digest (planLeaf). A round reads them all before it plans (readPlans), so that a
 // Forker source reads them on several cores.
 type planRead struct {
-	done        bool
 	cuts, prevs [][]byte
 	level       int
 	ds          []merkle.Digest
@@ -533,7 +539,7 @@ func (s *session) readPlans(ctx context.Context, ranges []rng) ([]planRead, erro
 
 // readPlan reads from view what planning r reads, and the fingerprints of the digests.
 func (s *session) readPlan(ctx context.Context, view Snapshot, r rng) planRead {
-	p := planRead{done: true}
+	var p planRead
 	switch s.planKind(r) {
 	case planSplit:
 		p.cuts, p.prevs, p.level, p.ds, p.known, p.err = splitCuts(ctx, view, r.x.lo, r.x.hi, s.fanout(r.cI, r.depth), r.cI, s.cutLevels)
@@ -565,12 +571,9 @@ func (s *session) readPlan(ctx context.Context, view Snapshot, r rng) planRead {
 }
 
 // plan adds the operation that advances r, or settles r locally; pre is what readPlan
-// read for it, if it ran.
+// read for it.
 func (s *session) plan(ctx context.Context, r rng, pre planRead, ops *[]Op, handlers *[]func(Answer) error) error {
 	kind := s.planKind(r)
-	if !pre.done && (kind == planSplit || kind == planLeaf) {
-		pre = s.readPlan(ctx, s.src, r)
-	}
 	if pre.err != nil {
 		return pre.err
 	}
@@ -672,7 +675,7 @@ func (s *session) compare(ctx context.Context, r rng, bounds [][]byte, bl uint8,
 				part.hiL = r.hiL
 			}
 			if listed := a.Listed[k]; listed != nil {
-				s.listings = append(s.listings, listing{part.x, func() error { return s.settleLeaf(ctx, part, listed) }})
+				s.listings = append(s.listings, listing{part.x, true, func() error { return s.settleLeaf(ctx, part, listed) }})
 			} else {
 				if len(bounds) == 0 && part.cI == r.cI && part.cR == r.cR && r.depth > 0 {
 					part.list = true // no progress: list it next round
@@ -714,12 +717,12 @@ func (s *session) settleLeaf(ctx context.Context, r rng, listed []byte) error {
 	for j := 0; j+pl <= len(listed); j += pl {
 		have[string(listed[j:j+pl])]++
 	}
-	err := s.leaves.each(ctx, s.src, r.x, func(e merkle.Entry, _ merkle.Hash, prefix []byte) {
-		if have[string(prefix)] > 0 {
-			have[string(prefix)]--
+	err := s.leaves.each(ctx, s.src, r.x, func(pe *prefixedEntry) {
+		if p := string(s.leaves.prefix(pe)); have[p] > 0 {
+			have[p]--
 			return
 		}
-		s.onlyI[string(e.Position(s.info.Ordering))] = e
+		s.onlyI[string(pe.e.Position(s.info.Ordering))] = pe.e
 	})
 	if err != nil {
 		return err
@@ -757,12 +760,12 @@ func (s *session) settleList(ctx context.Context, r rng, a Answer) error {
 		s.next = append(s.next, rest)
 	}
 	// The target's entries not matched by a source entry, by hash (each hashed once).
-	s.listings = append(s.listings, listing{x, func() error {
+	s.listings = append(s.listings, listing{x, false, func() error {
 		target := make(map[merkle.Hash]merkle.Entry, len(a.Entries))
 		for _, e := range a.Entries {
 			target[e.Hash()] = e
 		}
-		err := s.leaves.each(ctx, s.src, x, func(e merkle.Entry, h merkle.Hash, _ []byte) {
+		err := eachHashed(ctx, s.src, x, func(e merkle.Entry, h merkle.Hash) {
 			if _, ok := target[h]; ok {
 				delete(target, h)
 				return

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -499,10 +500,7 @@ func testIsolation(t *testing.T, h *harness) {
 	rows := randomRows(rng, 500, "iso")
 	h.put(rows...)
 	snap := h.open(base)
-	before := map[string]reconcile.Row{}
-	for k, r := range h.rows {
-		before[k] = r
-	}
+	before := maps.Clone(h.rows)
 	// Change the endpoint: new rows, deletes, updates; and through Apply too.
 	h.put(randomRows(rng, 100, "new")...)
 	for _, r := range rows[:50] {
@@ -555,10 +553,7 @@ func testFork(t *testing.T, h *harness) {
 	if !ok {
 		t.Skip("the snapshot does not fork")
 	}
-	before := map[string]reconcile.Row{}
-	for k, r := range h.rows {
-		before[k] = r
-	}
+	before := maps.Clone(h.rows)
 	h.put(randomRows(rng, 100, "later")...)
 	for _, r := range rows[:100] {
 		h.del(r.Key)
