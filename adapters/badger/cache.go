@@ -72,12 +72,13 @@ func (p *pending) change(key, old, value []byte, fresh bool) {
 	p.raw += int64(len(value))
 }
 
-const (
-	cacheMaxLevel = 20
-	// maxCacheNodes and maxCacheBytes bound the memory a Write's cache keeps from one
-	// transaction to the next.
-	maxCacheNodes = 1 << 19
-	maxCacheBytes = 64 << 20
+const cacheMaxLevel = 20
+
+// maxCacheNodes and maxCacheBytes bound the memory a cache keeps from one transaction to
+// the next, and from one write to the next (variables so that tests can make them small).
+var (
+	maxCacheNodes       = 1 << 19
+	maxCacheBytes int64 = 64 << 20
 )
 
 type cnode struct {
@@ -451,6 +452,28 @@ func (c *cache) pinStart(start []byte) {
 	m.gap = true
 }
 
+// suffix returns a new cache knowing what c knows about the keys at and after from, and
+// nothing before. c must have no pending writes.
+func (c *cache) suffix(from []byte) *cache {
+	d := newCache(c.p)
+	n := c.floor(from, nil)
+	if n == c.head || bytes.Compare(n.key, from) < 0 {
+		n = n.next[0]
+	}
+	var preds [cacheMaxLevel]*cnode
+	for l := range preds {
+		preds[l] = d.head
+	}
+	for ; n != nil; n = n.next[0] {
+		m := d.insertAfter(&preds, n.key, n.value, n.ok)
+		m.gap = n.gap
+		for l := range m.next {
+			preds[l] = m
+		}
+	}
+	return d
+}
+
 // keyAfter is the smallest key greater than k.
 func keyAfter(k []byte) []byte { return append(append(make([]byte, 0, len(k)+1), k...), 0) }
 
@@ -470,7 +493,7 @@ type fval struct {
 	ok, dirty bool
 }
 
-func newFlat(p *pending) *flat { return &flat{m: make(map[string]*fval, 1024), p: p} }
+func newFlat(p *pending) *flat { return &flat{m: make(map[string]*fval), p: p} }
 
 func (f *flat) Get(key []byte) ([]byte, bool, error) {
 	if v, found := f.m[string(key)]; found {

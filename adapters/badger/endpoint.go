@@ -582,6 +582,9 @@ func (s *Store) Apply(ctx context.Context, now int64, changes []reconcile.Change
 		out[i] = reconcile.Applied
 	}
 	err := t.commit()
+	if err == nil {
+		s.keep(t)
+	}
 	if errors.Is(err, bdg.ErrTxnTooBig) {
 		return nil, fmt.Errorf("apply: %d changes do not fit in one badger transaction: %w", len(changes), err)
 	}

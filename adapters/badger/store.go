@@ -109,6 +109,9 @@ type Store struct {
 
 	// wmu serialises every read-write transaction (see the package doc).
 	wmu sync.Mutex
+	// kept is the index cache the last successful write left (nil: none), with the index
+	// reading through it; guarded by wmu. See Store.keep.
+	kept *keptIndex
 }
 
 var _ reconcile.Endpoint = (*Store)(nil)
@@ -360,7 +363,7 @@ func (s *Store) Root(now int64) (merkle.Digest, error) {
 // over MaxKeyBytes, is refused with an error wrapping ErrRowTooLarge. For many rows use
 // Write: each Put is a transaction of its own.
 func (s *Store) Put(key, value []byte, version uint64, expiresAt int64) error {
-	_, _, err := s.write(true, func(w *Writer) error { return w.Put(key, value, version, expiresAt) })
+	_, _, err := s.write(func(w *Writer) error { return w.Put(key, value, version, expiresAt) })
 	if err != nil && !errors.Is(err, ErrRowTooLarge) {
 		err = fmt.Errorf("put %s: %w", printable(key), err)
 	}
@@ -370,7 +373,7 @@ func (s *Store) Put(key, value []byte, version uint64, expiresAt int64) error {
 // Delete removes the row under key and its index entry in one transaction. Deleting an
 // absent key is not an error.
 func (s *Store) Delete(key []byte) error {
-	_, _, err := s.write(true, func(w *Writer) error { return w.Delete(key) })
+	_, _, err := s.write(func(w *Writer) error { return w.Delete(key) })
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", printable(key), err)
 	}
@@ -423,7 +426,7 @@ func (s *Store) PurgeExpired(now int64) (int, error) {
 		if len(keys) == 0 {
 			return purged, nil
 		}
-		_, n, err := s.write(false, func(w *Writer) error {
+		_, n, err := s.write(func(w *Writer) error {
 			for i, k := range keys {
 				if err := w.do(op{kind: opPurge, key: k, expiresAt: times[i], purgeAt: now}); err != nil {
 					return err
