@@ -1,10 +1,13 @@
 package badger
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -344,4 +347,33 @@ func BenchmarkWriteService(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkWritePlainPackedLayout is BenchmarkWritePlainLayout for a layout this package
+// does not have yet: the row records, plus one Badger entry per 16 index entries (in
+// position order) holding a level-1 node's digest and its entries' positions and stored
+// values, as if level 0 were packed into level-1 nodes (the levels above, a 256th of the
+// entries, are left out). It is the floor such a layout would put under an indexed load:
+// compare with BenchmarkWritePlainTxn and BenchmarkWritePlainLayout in one run.
+func BenchmarkWritePlainPackedLayout(b *testing.B) {
+	keys, values := benchData()
+	var ks, vs [][]byte
+	pos := make([][]byte, len(keys))
+	for i := range keys {
+		ks = append(ks, append([]byte{prefixRow}, keys[i]...))
+		vs = append(vs, encodeRecord(42, 0, 0, values[i]))
+		pos[i] = append(binary.BigEndian.AppendUint64(nil, 42), keys[i]...)
+	}
+	slices.SortFunc(pos, bytes.Compare)
+	const perNode, entry = 16, 1 + 73 // a length byte and the stored entry, besides the position
+	for i := 0; i < len(pos); i += perNode {
+		n := min(perNode, len(pos)-i)
+		ks = append(ks, append([]byte{prefixIndex, 1, 1}, pos[i]...))
+		vs = append(vs, make([]byte, 40+n*(entry+len(pos[i]))))
+	}
+	b.ReportMetric(float64(len(ks))/benchRows, "entries/row")
+	benchWrite(b, func(dir string) (func() error, func()) {
+		db := openPlain(b, dir)
+		return func() error { return writePlainTxn(db, ks, vs) }, func() { db.Close() }
+	})
 }
