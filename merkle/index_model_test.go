@@ -2,6 +2,7 @@ package merkle
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
@@ -398,6 +399,9 @@ func runIndexModel(t *testing.T, o Ordering, nbits, ops int, seed uint64) {
 			t.Fatalf("Mem.Len = %d, want %d", mem.Len(), len(model.m))
 		}
 		st = newStoredBits(kv, prefix, o, nbits)
+		if c, err := st.Check(context.Background()); err != nil || !c.OK() || c.Sum != model.digest(nil, nil) {
+			t.Fatalf("op %d: Check = %+v, %v", i, c, err)
+		}
 		checkIndex(t, "Stored", st, model, g, false)
 		if nbits == 4 {
 			checkIndex(t, "Mem", mem, model, g, true)

@@ -1,6 +1,7 @@
 package merkle
 
 import (
+	"context"
 	"math/rand/v2"
 	"testing"
 )
@@ -61,6 +62,9 @@ func runStoredBatch(t *testing.T, o Ordering, nbits int, seed uint64) {
 		}
 		if d := diffDumps(kv.dump(), canonicalStored(prefix, o, nbits, model)); d != "" {
 			t.Fatalf("batch %d: stored layout differs from canonical:\n%s", b, d)
+		}
+		if c, err := newStoredBits(kv, prefix, o, nbits).Check(context.Background()); err != nil || !c.OK() {
+			t.Fatalf("batch %d: Check = %+v, %v", b, c, err)
 		}
 		if b%20 == 0 {
 			checkIndex(t, "Stored", newStoredBits(kv, prefix, o, nbits), model, g, false)

@@ -18,6 +18,9 @@ const (
 	prefixMeta   = 'm'
 )
 
+// indexPrefix is the key prefix the index lives under.
+var indexPrefix = []byte{prefixIndex}
+
 // headerSize is be64(version) || be64(expiresAt) || flags.
 const headerSize = 8 + 8 + 1
 

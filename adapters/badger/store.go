@@ -57,6 +57,7 @@
 package badger
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -187,7 +188,27 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open badger store %s: %w", path, err)
 	}
+	if err := s.finishRebuild(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open badger store %s: %w", path, err)
+	}
 	return s, nil
+}
+
+// finishRebuild redoes an index rebuild that was cut short, or refuses a read-only store
+// whose rebuild was.
+func (s *Store) finishRebuild() error {
+	stopped, err := s.rebuilding()
+	if err != nil || !stopped {
+		return err
+	}
+	if s.opts.ReadOnly {
+		return errRebuilding
+	}
+	if _, err := s.rebuildIndex(context.Background()); err != nil {
+		return fmt.Errorf("finish the index rebuild that was interrupted: %w", err)
+	}
+	return nil
 }
 
 // storeExists reports whether path holds a Badger database (its MANIFEST file).

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	bdg "github.com/dgraph-io/badger/v4"
+
 	"github.com/reconcile-dev/reconcile/adapters/badger"
 	"github.com/reconcile-dev/reconcile/reconcile"
 )
@@ -377,4 +379,38 @@ func TestPurge(t *testing.T) {
 	if code, _, errOut := runCLI(t, "", "purge", table); code != exitError || !strings.Contains(errOut, "purge applies to badger:// stores; sqlite endpoints") {
 		t.Fatalf("purge of a SQL table: exit %d, %q", code, errOut)
 	}
+}
+
+// TestBadgerIndexVerifyInstall: index verify passes a store, fails (exit 1) once an index
+// record is deleted behind the store's back, and passes again after index install.
+func TestBadgerIndexVerifyInstall(t *testing.T) {
+	ep := store(t, "v")
+	mustCLI(t, 0, rowsJSONL(500, 1), "load", ep)
+	if out := mustCLI(t, 0, "", "index", "verify", ep); !strings.Contains(out, "matches its rows: 500 rows") {
+		t.Fatalf("verify: %q", out)
+	}
+	db, err := bdg.Open(bdg.DefaultOptions(strings.TrimPrefix(ep, "badger://")).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(txn *bdg.Txn) error {
+		it := txn.NewIterator(bdg.IteratorOptions{Prefix: []byte{'i', 0}})
+		it.Rewind()
+		k := it.Item().KeyCopy(nil)
+		it.Close()
+		return txn.Delete(k)
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := mustCLI(t, 1, "", "index", "verify", ep); !strings.Contains(out, "rebuild it with `reconcile index install`") {
+		t.Fatalf("verify of a damaged index: %q", out)
+	}
+	if out := mustCLI(t, 0, "", "index", "install", ep); !strings.Contains(out, "500 rows") {
+		t.Fatalf("install: %q", out)
+	}
+	mustCLI(t, 0, "", "index", "verify", ep)
 }

@@ -6,11 +6,14 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/reconcile-dev/reconcile/adapters/badger"
 	sqlep "github.com/reconcile-dev/reconcile/adapters/sql"
 )
 
 func indexCommand(std stdio) *cli.Command {
-	sub := func(name, usage string, run func(ctx context.Context, t *sqlep.Table, o indexOptions) error) *cli.Command {
+	// sub runs runSQL on a SQL table, or runBadger (nil: not for Badger) on a Badger store.
+	sub := func(name, usage string, runSQL func(ctx context.Context, t *sqlep.Table, o indexOptions) error,
+		runBadger func(ctx context.Context, s *badger.Store, o indexOptions) error) *cli.Command {
 		return &cli.Command{
 			Name:      name,
 			Usage:     usage,
@@ -22,27 +25,70 @@ func indexCommand(std stdio) *cli.Command {
 					return err
 				}
 				defer ep.Close()
-				if ep.table == nil {
-					return fmt.Errorf("index %s: %s endpoints keep their index themselves; only SQL tables take an installed one", name, ep.loc.scheme)
+				o := indexOptions{stdio: std, json: c.Bool("json"), endpoint: redact(ep.loc.raw)}
+				if s, ok := ep.Endpoint.(*badger.Store); ok && runBadger != nil {
+					return runBadger(c.Context, s, o)
 				}
-				return run(c.Context, ep.table, indexOptions{stdio: std, json: c.Bool("json"), endpoint: redact(ep.loc.raw)})
+				if ep.table == nil {
+					return fmt.Errorf("index %s: %s endpoints keep their index themselves; only SQL tables take an installed one, and Badger stores take install and verify", name, ep.loc.scheme)
+				}
+				return runSQL(c.Context, ep.table, o)
 			},
 		}
 	}
 	return &cli.Command{
 		Name:  "index",
-		Usage: "install, verify or remove the maintained index of a SQL table",
+		Usage: "install, verify or remove the maintained index of a SQL table; verify or rebuild a Badger store's",
 		Description: "install creates, in the table's own database, the index tables and the triggers that\n" +
 			"keep them current (rebuilding them if present); sessions then catch up on what changed\n" +
 			"and answer from the index instead of reading the whole table. verify rebuilds the index\n" +
 			"in memory from one read of the table and compares (exit 1 when it differs). uninstall\n" +
-			"removes everything install created. See docs/sql.md.",
+			"removes everything install created. See docs/sql.md.\n\n" +
+			"On a Badger store, verify reads every row and index record once and checks the index\n" +
+			"and the expiry index against the rows (exit 1 when they differ), and install rebuilds\n" +
+			"both from the rows; a rebuild that is cut short is finished by the next writable open.",
 		Subcommands: []*cli.Command{
-			sub("install", "create (or rebuild) the maintained index", runIndexInstall),
-			sub("verify", "compare the index with a fresh read of the table", runIndexVerify),
-			sub("uninstall", "remove the index's tables and triggers", runIndexUninstall),
+			sub("install", "create (or rebuild) the maintained index", runIndexInstall, runBadgerRebuild),
+			sub("verify", "compare the index with a fresh read of the table", runIndexVerify, runBadgerVerify),
+			sub("uninstall", "remove the index's tables and triggers", runIndexUninstall, nil),
 		},
 	}
+}
+
+func runBadgerRebuild(ctx context.Context, s *badger.Store, o indexOptions) error {
+	n, err := s.RebuildIndex(ctx)
+	if err == nil {
+		err = s.Compact() // as after any bulk write: the next session need not step over stale versions
+	}
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return writeJSON(o.out, map[string]any{"installed": true, "entries": n})
+	}
+	_, err = fmt.Fprintf(o.out, "rebuilt the index of %s: %d rows\n", o.endpoint, n)
+	return err
+}
+
+func runBadgerVerify(ctx context.Context, s *badger.Store, o indexOptions) error {
+	c, err := s.VerifyIndex(ctx)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		err = writeJSON(o.out, map[string]any{"ok": c.OK(), "rows": c.Rows, "entries": c.Index.Entries,
+			"nodes": c.Index.Nodes, "bad_entries": c.Index.BadEntries, "bad_nodes": c.Index.BadNodes,
+			"rows_match": c.RowsMatch, "expiring": c.Expiring, "expiry_match": c.ExpiryMatch})
+	} else if c.OK() {
+		_, err = fmt.Fprintf(o.out, "the index of %s matches its rows: %d rows (%d with an expiry), %d index nodes\n", o.endpoint, c.Rows, c.Expiring, c.Index.Nodes)
+	} else {
+		_, err = fmt.Fprintf(o.out, "the index of %s differs from its rows: %d bad entries, %d bad nodes, entries match the rows %v, expiry index matches %v; rebuild it with `reconcile index install`\n",
+			o.endpoint, c.Index.BadEntries, c.Index.BadNodes, c.RowsMatch, c.ExpiryMatch)
+	}
+	if err == nil && !c.OK() {
+		return &exitErr{code: exitDiffer}
+	}
+	return err
 }
 
 type indexOptions struct {

@@ -159,8 +159,8 @@ func TestSQLIndexCLI(t *testing.T) {
 	}
 	b := store(t, "b")
 	mustCLI(t, 0, rowsJSONL(1, 1), "load", b)
-	code, _, errOut = runCLI(t, "", "index", "install", b)
+	code, _, errOut = runCLI(t, "", "index", "uninstall", b)
 	if code != 2 || !strings.Contains(errOut, "only SQL tables") {
-		t.Fatalf("index install on badger: exit %d, %q", code, errOut)
+		t.Fatalf("index uninstall on badger: exit %d, %q", code, errOut)
 	}
 }

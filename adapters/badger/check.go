@@ -1,0 +1,223 @@
+package badger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	bdg "github.com/dgraph-io/badger/v4"
+
+	"github.com/reconcile-dev/reconcile/merkle"
+)
+
+// IndexCheck is what Store.VerifyIndex found.
+type IndexCheck struct {
+	// Index is the index's check of its own structure (merkle.Stored.Check).
+	Index merkle.StoredCheck
+	// Rows counts the row records read; RowsMatch says the index holds exactly their
+	// entries (equal counts and 256-bit sums of EntryHashes).
+	Rows      int64
+	RowsMatch bool
+	// Expiring counts the rows with an expiry; ExpiryMatch says the expiry index holds
+	// exactly those rows, each at its expiry and, where the value holds the row's entry
+	// (format 2 on), with that entry.
+	Expiring    int64
+	ExpiryMatch bool
+}
+
+// OK reports whether the check found nothing wrong.
+func (c IndexCheck) OK() bool { return c.Index.OK() && c.RowsMatch && c.ExpiryMatch }
+
+// VerifyIndex reads the whole store in one snapshot and checks that its index and expiry
+// index are what its rows define: the index's structure (every node the sum of its
+// children, nodes exactly where the entries put them), and the sums of the rows' entries
+// against the index's and the expiry index's. It hashes every value, so it costs a read
+// of the whole store; memory stays small (about 1/16 of the entries' positions). It
+// changes nothing. RebuildIndex repairs what it finds.
+func (s *Store) VerifyIndex(ctx context.Context) (IndexCheck, error) {
+	var c IndexCheck
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	kv := &readKV{txn: txn}
+	defer kv.close()
+	var err error
+	if c.Index, err = merkle.NewStored(kv, indexPrefix, s.ord).Check(ctx); err != nil {
+		return c, fmt.Errorf("verify index: %w", err)
+	}
+	var rows, expiring merkle.Digest
+	var ierr error
+	err = txnIterate(txn, []byte{prefixRow}, []byte{prefixRow + 1}, false, func(k, v []byte) bool {
+		r, err := decodeRecord(k[1:], v)
+		if err != nil {
+			ierr = err
+			return false
+		}
+		e := r.entry()
+		if s.ord == merkle.KeyOrder {
+			e.Version = 0
+		}
+		c.Rows++
+		rows = rows.Add(e.Digest())
+		if e.ExpiresAt != 0 {
+			c.Expiring++
+			expiring = expiring.Add(e.Digest())
+		}
+		if c.Rows%4096 == 0 {
+			ierr = ctx.Err()
+		}
+		return ierr == nil
+	})
+	if err == nil {
+		err = ierr
+	}
+	if err != nil {
+		return c, fmt.Errorf("verify index: read rows: %w", err)
+	}
+	c.RowsMatch = rows == c.Index.Sum
+	inExpiry, err := s.expiryDigest(ctx, txn)
+	if err != nil {
+		return c, fmt.Errorf("verify index: read the expiry index: %w", err)
+	}
+	c.ExpiryMatch = inExpiry == expiring
+	return c, nil
+}
+
+// expiryDigest sums the entries the expiry index names: from its values, or for a value
+// written by format 1 (empty) from the row, which must expire at the key's time (else it
+// counts as a stray key and the sums differ).
+func (s *Store) expiryDigest(ctx context.Context, txn *bdg.Txn) (merkle.Digest, error) {
+	var sum merkle.Digest
+	n := 0
+	err := scanExpired(txn, 1<<63-1, func(at int64, key, value []byte) (bool, error) {
+		e, ok, err := expiredEntry(at, key, value)
+		if err != nil {
+			return false, err
+		}
+		if !ok {
+			b, found, err := txnGet(txn, rowKey(key))
+			if err != nil {
+				return false, err
+			}
+			r, derr := decodeRecord(key, b)
+			if !found || derr != nil || r.expiresAt != at {
+				sum = sum.Add(merkle.Digest{Count: 1}) // a stray key: never equal to the rows' sum
+				return true, nil
+			}
+			e = r.entry()
+		}
+		if s.ord == merkle.KeyOrder {
+			e.Version = 0
+		}
+		sum = sum.Add(e.Digest())
+		n++
+		if n%4096 == 0 {
+			return true, ctx.Err()
+		}
+		return true, nil
+	})
+	return sum, err
+}
+
+// metaRebuild marks a store whose index is being rebuilt: until RebuildIndex finishes,
+// the index is incomplete, and a store holding this key is not read (see Open).
+var metaRebuild = []byte{prefixMeta, 'r', 'e', 'b', 'u', 'i', 'l', 'd'}
+
+// errRebuilding is Open's refusal of a store whose index rebuild stopped.
+var errRebuilding = errors.New("the store's index rebuild was interrupted, so its index is incomplete: open it writable (for example with `reconcile index install`) to finish the rebuild")
+
+// RebuildIndex throws away the index and the expiry index and builds them again from the
+// rows, and returns how many rows it indexed. Writers wait for it. It marks the store
+// first, so that a rebuild cut short (a crash) is finished by the next writable Open and
+// refused by read-only ones rather than read half-built.
+func (s *Store) RebuildIndex(ctx context.Context) (int, error) {
+	if s.opts.ReadOnly {
+		return 0, fmt.Errorf("rebuild index: the store is open read-only")
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	n, err := s.rebuildIndex(ctx)
+	if err != nil {
+		return n, fmt.Errorf("rebuild index: %w", err)
+	}
+	return n, nil
+}
+
+func (s *Store) rebuildIndex(ctx context.Context) (int, error) {
+	s.kept = nil
+	err := s.db.Update(func(txn *bdg.Txn) error { return txn.Set(metaRebuild, nil) })
+	if err == nil {
+		err = s.db.DropPrefix(indexPrefix, []byte{prefixExpiry})
+	}
+	if err != nil {
+		return 0, err
+	}
+	read := s.db.NewTransaction(false)
+	defer read.Discard()
+	v := s.newView()
+	defer func() { v.discard() }()
+	begin := func() error {
+		s.begin(v)
+		if v.primed {
+			return nil
+		}
+		return v.prime() // the index starts empty: the cache need not ask Badger about new keys
+	}
+	if err := begin(); err != nil {
+		return 0, err
+	}
+	n := 0
+	var ierr error
+	err = txnIterate(read, []byte{prefixRow}, []byte{prefixRow + 1}, false, func(k, b []byte) bool {
+		r, err := decodeRecord(clone(k[1:]), b)
+		if err != nil {
+			ierr = err
+			return false
+		}
+		e := r.entry()
+		if s.ord == merkle.KeyOrder {
+			e.Version = 0 // key order replicates no version (as Store.putOp)
+		}
+		v.queueIndex(e, false)
+		if e.ExpiresAt != 0 {
+			v.rows.Set(expiryKey(e.ExpiresAt, e.Key), expiryValue(e))
+		}
+		n++
+		if s.full(v) {
+			if ierr = v.commit(); ierr == nil {
+				ierr = ctx.Err()
+			}
+			if ierr == nil && v.big() {
+				v = s.newView()
+			}
+			if ierr == nil {
+				ierr = begin()
+			}
+		}
+		return ierr == nil
+	})
+	if err == nil {
+		err = ierr
+	}
+	if err == nil {
+		err = v.commit()
+	}
+	if err == nil {
+		err = s.db.Update(func(txn *bdg.Txn) error { return txn.Delete(metaRebuild) })
+	}
+	if err != nil {
+		return n, err
+	}
+	s.keep(v)
+	return n, nil
+}
+
+// rebuilding reports whether a rebuild of the index was cut short.
+func (s *Store) rebuilding() (bool, error) {
+	var found bool
+	err := s.db.View(func(txn *bdg.Txn) error {
+		_, ok, err := txnGet(txn, metaRebuild)
+		found = ok
+		return err
+	})
+	return found, err
+}

@@ -1,0 +1,161 @@
+package badger
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	bdg "github.com/dgraph-io/badger/v4"
+
+	"github.com/reconcile-dev/reconcile/merkle"
+)
+
+// TestVerifyAndRebuildIndex: VerifyIndex passes a store written through the API (both
+// orderings, with expiring rows and deletes) and reports each kind of damage done behind
+// the API's back; RebuildIndex repairs every one of them, leaving the index a new store of
+// the same rows would hold.
+func TestVerifyAndRebuildIndex(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now().UnixNano()
+	for _, o := range []merkle.Ordering{merkle.VersionOrder, merkle.KeyOrder} {
+		fill := func(s *Store) {
+			writeExpiring(t, s, 600, now, "a")
+			writeExpiring(t, s, 200, now, "b")
+			must(t, s.Delete([]byte("k0007")))
+			must(t, s.Delete([]byte("k0010")))
+		}
+		fresh := openT(t, t.TempDir(), Options{Ordering: o})
+		fill(fresh)
+		want := indexDump(t, fresh)
+		damage := map[string]func(txn *bdg.Txn) error{
+			"none": nil,
+			"index entry deleted": func(txn *bdg.Txn) error {
+				return deleteNth(txn, []byte{prefixIndex, 0}, 5)
+			},
+			"index node deleted": func(txn *bdg.Txn) error {
+				return deleteNth(txn, []byte{prefixIndex, 1, 1}, 2)
+			},
+			"row changed behind the index": func(txn *bdg.Txn) error {
+				version := uint64(3)
+				if o == merkle.KeyOrder {
+					version = 0 // as key-ordered stores keep every row
+				}
+				return txn.Set(rowKey([]byte("k0003")), encodeRecord(version, 0, 0, []byte("changed")))
+			},
+			"row deleted behind the index": func(txn *bdg.Txn) error { return txn.Delete(rowKey([]byte("k0005"))) },
+			"expiry key deleted": func(txn *bdg.Txn) error {
+				return deleteNth(txn, []byte{prefixExpiry}, 3)
+			},
+			"stray expiry key": func(txn *bdg.Txn) error {
+				return txn.Set(expiryKey(now, []byte("nobody")), nil)
+			},
+		}
+		for name, f := range damage {
+			t.Run(fmt.Sprintf("%s/%s", o, name), func(t *testing.T) {
+				s := openT(t, t.TempDir(), Options{Ordering: o})
+				fill(s)
+				if f != nil {
+					must(t, s.db.Update(f))
+				}
+				c, err := s.VerifyIndex(ctx)
+				must(t, err)
+				if c.OK() != (f == nil) {
+					t.Fatalf("VerifyIndex = %+v, OK %v", c, c.OK())
+				}
+				if f == nil {
+					if c.Rows != 598 || c.Expiring != 598 || c.Index.Entries != 598 {
+						t.Fatalf("VerifyIndex counted %d rows, %d expiring, %d entries; want 598 each", c.Rows, c.Expiring, c.Index.Entries)
+					}
+					return
+				}
+				n, err := s.RebuildIndex(ctx)
+				must(t, err)
+				if c, err := s.VerifyIndex(ctx); err != nil || !c.OK() {
+					t.Fatalf("after RebuildIndex (%d rows): %+v, %v", n, c, err)
+				}
+				checkRoot(t, s, now)
+				if name == "index entry deleted" || name == "index node deleted" || name == "expiry key deleted" {
+					if got := indexDump(t, s); strings.Join(got, "\n") != strings.Join(want, "\n") {
+						t.Fatalf("rebuilt index differs from a new store's")
+					}
+				}
+				writeExpiring(t, s, 50, now, "c") // writes go on from the rebuilt index
+				checkRoot(t, s, now)
+			})
+		}
+	}
+}
+
+// deleteNth deletes the n-th key under prefix.
+func deleteNth(txn *bdg.Txn, prefix []byte, n int) error {
+	var key []byte
+	err := txnIterate(txn, prefix, append(clone(prefix), 0xFF), false, func(k, _ []byte) bool {
+		if n == 0 {
+			key = clone(k)
+			return false
+		}
+		n--
+		return true
+	})
+	if err == nil && key == nil {
+		err = fmt.Errorf("no key %d under %x", n, prefix)
+	}
+	if err != nil {
+		return err
+	}
+	return txn.Delete(key)
+}
+
+// TestRebuildInterrupted: a store marked as being rebuilt (as a crash mid-rebuild leaves
+// it, its index half gone) is refused read-only with what to do, and a writable open
+// finishes the rebuild.
+func TestRebuildInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now().UnixNano()
+	s := openT(t, dir, Options{})
+	writeExpiring(t, s, 300, now, "a")
+	want, err := s.Root(now)
+	must(t, err)
+	must(t, s.db.Update(func(txn *bdg.Txn) error { return txn.Set(metaRebuild, nil) }))
+	must(t, s.db.DropPrefix([]byte{prefixIndex, 0}))
+	must(t, s.Close())
+
+	if _, err := Open(dir, Options{ReadOnly: true}); err == nil || !strings.Contains(err.Error(), "open it writable") {
+		t.Fatalf("read-only open of a store whose rebuild stopped: %v", err)
+	}
+	s = openT(t, dir, Options{})
+	if got, err := s.Root(now); err != nil || got != want {
+		t.Fatalf("after the writable open finished the rebuild: root %v, %v; want %v", got, err, want)
+	}
+	c, err := s.VerifyIndex(context.Background())
+	if err != nil || !c.OK() {
+		t.Fatalf("VerifyIndex after the rebuild: %+v, %v", c, err)
+	}
+	if stopped, err := s.rebuilding(); err != nil || stopped {
+		t.Fatalf("the rebuild mark is still there: %v, %v", stopped, err)
+	}
+}
+
+// TestRebuildManyTransactions: a rebuild too big for one transaction, and for one cache,
+// builds the same index as a load of the same rows.
+func TestRebuildManyTransactions(t *testing.T) {
+	n := maxCacheNodes
+	maxCacheNodes = 2000
+	t.Cleanup(func() { maxCacheNodes = n })
+	now := time.Now().UnixNano()
+	s := openT(t, t.TempDir(), Options{memTableSize: 1 << 20})
+	writeExpiring(t, s, 5000, now, "a")
+	want := indexDump(t, s)
+	must(t, s.db.Update(func(txn *bdg.Txn) error { return deleteNth(txn, []byte{prefixIndex, 0}, 100) }))
+	rows, err := s.RebuildIndex(context.Background())
+	must(t, err)
+	if rows != 5000 {
+		t.Fatalf("rebuilt %d rows, want 5000", rows)
+	}
+	if got := indexDump(t, s); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("rebuilt index differs from the one the writes built")
+	}
+	checkRoot(t, s, now)
+}
