@@ -1,9 +1,12 @@
 package merkle
 
 import (
+	"context"
+	"fmt"
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
+	"sort"
 	"testing"
 )
 
@@ -88,5 +91,72 @@ func fuzzStoredOps(t *testing.T, data []byte) {
 		h.Write(data)
 		g := ixGen{rng: rand.New(rand.NewPCG(h.Sum64(), 1)), o: o}
 		checkIndex(t, "Stored", newStoredBits(kv, prefix, o, nbits), model, g, false)
+		if c, err := newStoredBits(kv, prefix, o, nbits).Check(context.Background()); err != nil || !c.OK() || c.Sum != model.digest(nil, nil) {
+			t.Fatalf("Check = %+v, %v", c, err)
+		}
 	}
+}
+
+// FuzzStoredCheck damages a small index with the input (each 3 bytes: which record, which
+// byte, what to xor into it, or with a zero xor, delete the record) and runs Check, which
+// must not panic and must not call a changed index intact unless its digest is unchanged.
+func FuzzStoredCheck(f *testing.F) {
+	f.Add([]byte{0, 0, 1})
+	f.Add([]byte{5, 40, 0x80, 9, 0, 0})
+	f.Add([]byte{200, 3, 7, 1, 1, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		kv := newOrderedKV(false)
+		prefix := []byte{0xAB}
+		g := ixGen{rng: rand.New(rand.NewPCG(1, 2)), o: VersionOrder}
+		var ops []BatchOp
+		for range 60 {
+			ops = append(ops, BatchOp{Entry: g.entry(g.key(), g.version())})
+		}
+		st := newStoredBits(kv, prefix, VersionOrder, 1)
+		if err := st.Batch(ops); err != nil {
+			t.Fatal(err)
+		}
+		intact, err := st.Check(context.Background())
+		if err != nil || !intact.OK() {
+			t.Fatalf("intact index: %+v, %v", intact, err)
+		}
+		for ; len(data) >= 3; data = data[3:] {
+			var keys []string
+			for k := range kv.dump() {
+				keys = append(keys, k)
+			}
+			if len(keys) == 0 {
+				break
+			}
+			sort.Strings(keys)
+			k := []byte(keys[int(data[0])%len(keys)])
+			if data[2] == 0 {
+				kv.Delete(k)
+				continue
+			}
+			v, _, _ := kv.Get(k)
+			if len(v) == 0 {
+				continue
+			}
+			v[int(data[1])%len(v)] ^= data[2]
+			kv.Set(k, v)
+		}
+		c, err := newStoredBits(kv, prefix, VersionOrder, 1).Check(context.Background())
+		if err != nil {
+			return
+		}
+		changed := fmt.Sprint(kv.dump()) != fmt.Sprint(canonicalFromIntact(t, ops))
+		if changed && c.OK() && c.Sum == intact.Sum && c.Entries == intact.Entries {
+			t.Fatalf("a damaged index passed Check: %+v", c)
+		}
+	})
+}
+
+// canonicalFromIntact is the KV dump of an index built from ops.
+func canonicalFromIntact(t *testing.T, ops []BatchOp) map[string]string {
+	kv := newOrderedKV(false)
+	if err := newStoredBits(kv, []byte{0xAB}, VersionOrder, 1).Batch(ops); err != nil {
+		t.Fatal(err)
+	}
+	return kv.dump()
 }
