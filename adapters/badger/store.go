@@ -26,6 +26,15 @@
 // lets only one process open the directory, so the lock serialises every writer and
 // transactions never conflict on the index's shared upper nodes.
 //
+// # Checking and rebuilding the index
+//
+// VerifyIndex reads the whole store in one snapshot and checks the index against its own
+// definition (merkle.Stored.Check) and against the rows, and the expiry index against the
+// rows; it changes nothing. RebuildIndex rebuilds both from the rows, under a metadata
+// mark ("m"+"rebuild") that makes Open refuse a read-only store, and finish the rebuild
+// in a writable one, when a rebuild was cut short. `reconcile index verify|install` run
+// them.
+//
 // # Write cost
 //
 // Each row costs Badger about two entries (its record and its index entry) plus a share
