@@ -36,6 +36,8 @@ func (c IndexCheck) OK() bool { return c.Index.OK() && c.RowsMatch && c.ExpiryMa
 // changes nothing. RebuildIndex repairs what it finds.
 func (s *Store) VerifyIndex(ctx context.Context) (IndexCheck, error) {
 	var c IndexCheck
+	s.snapMu.RLock() // not while a rebuild runs
+	defer s.snapMu.RUnlock()
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
 	kv := &readKV{txn: txn}
@@ -126,15 +128,18 @@ var metaRebuild = []byte{prefixMeta, 'r', 'e', 'b', 'u', 'i', 'l', 'd'}
 var errRebuilding = errors.New("the store's index rebuild was interrupted, so its index is incomplete: open it writable (for example with `reconcile index install`) to finish the rebuild")
 
 // RebuildIndex throws away the index and the expiry index and builds them again from the
-// rows, and returns how many rows it indexed. Writers wait for it. It marks the store
-// first, so that a rebuild cut short (a crash) is finished by the next writable Open and
-// refused by read-only ones rather than read half-built.
+// rows, and returns how many rows it indexed. It waits for every open snapshot to close
+// (so a goroutine must not call it while holding one), and writers and new snapshots wait
+// for it. It marks the store first, so that a rebuild cut short (a crash) is finished by
+// the next writable Open and refused by read-only ones rather than read half-built.
 func (s *Store) RebuildIndex(ctx context.Context) (int, error) {
 	if s.opts.ReadOnly {
 		return 0, fmt.Errorf("rebuild index: the store is open read-only")
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
 	n, err := s.rebuildIndex(ctx)
 	if err != nil {
 		return n, fmt.Errorf("rebuild index: %w", err)

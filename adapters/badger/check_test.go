@@ -159,3 +159,30 @@ func TestRebuildManyTransactions(t *testing.T) {
 	}
 	checkRoot(t, s, now)
 }
+
+// TestRebuildWaitsForSnapshots: a rebuild waits for the open snapshot, which reads the
+// whole index meanwhile, and the snapshot's root is what it was.
+func TestRebuildWaitsForSnapshots(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now().UnixNano()
+	s := openT(t, t.TempDir(), Options{})
+	writeExpiring(t, s, 400, now, "a")
+	sn, err := s.Open(ctx, now)
+	must(t, err)
+	done := make(chan error, 1)
+	go func() { _, err := s.RebuildIndex(ctx); done <- err }()
+	select {
+	case err := <-done:
+		t.Fatalf("the rebuild did not wait for the snapshot: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	ds, err := sn.Digests(ctx, nil, nil, nil)
+	must(t, err)
+	if ds[0] != sn.Info().Root {
+		t.Fatalf("the snapshot read %v during the wait, want its root %v", ds[0], sn.Info().Root)
+	}
+	must(t, sn.Close())
+	must(t, sn.Close()) // a second Close is harmless
+	must(t, <-done)
+	checkRoot(t, s, now)
+}

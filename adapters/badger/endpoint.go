@@ -50,9 +50,11 @@ type snapshot struct {
 	parent *snapshot // of a fork: the snapshot it reads (and reports its reads to)
 	mu     sync.Mutex
 	forked merkle.ReadStats // what closed forks read
+	closed bool
 }
 
 func (s *Store) openSnapshot(now int64) (*snapshot, error) {
+	s.snapMu.RLock() // released by Close; see RebuildIndex
 	txn := s.db.NewTransaction(false)
 	kv := &readKV{txn: txn}
 	snap := &snapshot{s: s, txn: txn, kv: kv, idx: merkle.NewStored(kv, []byte{prefixIndex}, s.ord), now: now}
@@ -62,6 +64,7 @@ func (s *Store) openSnapshot(now int64) (*snapshot, error) {
 	}
 	if err != nil {
 		txn.Discard()
+		s.snapMu.RUnlock()
 		return nil, err
 	}
 	if len(entries) > 0 {
@@ -506,7 +509,11 @@ func (sn *snapshot) Close() error {
 		p.mu.Unlock()
 		return nil
 	}
-	sn.txn.Discard()
+	if !sn.closed {
+		sn.closed = true
+		sn.txn.Discard()
+		sn.s.snapMu.RUnlock()
+	}
 	return nil
 }
 

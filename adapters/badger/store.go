@@ -133,6 +133,9 @@ type Store struct {
 	// kept is the index cache the last successful write left (nil: none), with the index
 	// reading through it; guarded by wmu. See Store.keep.
 	kept *keptIndex
+	// snapMu is held shared by every open snapshot (and VerifyIndex) and exclusively by
+	// RebuildIndex, which drops the index under them.
+	snapMu sync.RWMutex
 }
 
 var _ reconcile.Endpoint = (*Store)(nil)
