@@ -62,7 +62,8 @@
 // The cache outlives a write: the Store keeps the last one (see Store.keep), so a
 // service's small writes find the upper index nodes, which nearly every write rewrites,
 // in memory rather than behind the versions Badger's memtables hold of them
-// (BenchmarkWriteService). It holds at most about maxCacheBytes.
+// (BenchmarkWriteService). It holds at most about maxCacheBytes as the cache counts bytes,
+// which is about 1.3 times that in heap (58 MB measured for 44 MB counted).
 package badger
 
 import (
