@@ -240,10 +240,10 @@ func (v *view) prime() error {
 	return v.c.Iterate([]byte{prefixIndex}, []byte{prefixIndex + 1}, false, func(_, _ []byte) bool { return false })
 }
 
-// Write calls fn with a Writer and commits its writes in Badger transactions of up to a
-// third of Badger's size limit (Badger writes each while the next one is built; see
-// full), and one that still turns out too big (bdg.ErrTxnTooBig) is redone as two
-// halves. Each row's write (row, index entry, expiry key) is always in
+// Write calls fn with a Writer and commits its writes in as few Badger transactions as
+// fit: a transaction is committed when it nears Badger's size limit (Badger writes it
+// while the next one is built), and one that still turns out too big (bdg.ErrTxnTooBig)
+// is redone as two halves. Each row's write (row, index entry, expiry key) is always in
 // one transaction, and writes commit in call order.
 //
 // Write is not atomic: if fn or a commit fails, the transactions committed before stay
@@ -319,17 +319,15 @@ func (s *Store) putOp(key, value []byte, version uint64, expiresAt int64, flags 
 }
 
 // full reports whether the transaction of v should commit before taking another write:
-// at a third of Badger's limits. Badger writes a full transaction while the next one is
-// built, so smaller transactions keep both cores busy for more of a large Write; a
-// transaction rewrites the upper index nodes its writes touch, so much smaller ones cost
-// more CPU. Measured against 9/10 of the limits (BenchmarkWrite*, alternating three
-// times): insert 12.7-12.9 -> 10.8-11.1 us/row, append 7.7-8.2 -> 6.4-6.8, update
-// 18.8-20.0 -> 17.9-18.2 with 7% more CPU; an eighth gave inserts no more and updates 20%
-// more CPU. A long mixed Write pays for it: `reconcile gen --rows 300000` (one Write of
-// about a million inserts, updates and deletes) took 22.6-25.7 s against 22.5-23.1 s, for
-// 8% more CPU (five runs each, alternating).
+// near Badger's limits. Smaller transactions were tried on 2026-12-02: at a third of the
+// limits a 50,000-row load overlapped more of its work with Badger's (insert 12.7-12.9 ->
+// 10.8-11.1 us/row, append 7.7-8.2 -> 6.4-6.8, BenchmarkWrite*), but a long Write paid
+// more, each transaction rewriting the upper nodes its writes touch: `reconcile gen
+// --rows 300000` (a million inserts, updates and deletes in one Write) took 21.6-25.7 s
+// against 20.0-23.1 s, with 10-20% more CPU (eight runs each, alternating). Long loads
+// are the ones whose time matters, so the limit stayed.
 func (s *Store) full(v *view) bool {
-	return v.p.count >= s.maxTxnCount/3 || v.p.bytes >= s.maxTxnBytes/3 || v.p.raw >= maxTxnRawBytes
+	return v.p.count >= s.maxTxnCount*9/10 || v.p.bytes >= s.maxTxnBytes*9/10 || v.p.raw >= maxTxnRawBytes
 }
 
 // do applies o in the open transaction, committing it when it is full.
