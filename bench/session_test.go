@@ -37,28 +37,36 @@ func benchDir() string {
 
 const benchNow = int64(1_750_000_000_000_000_000)
 
+// sessionFixture builds (or finds in the cache) the stores BenchmarkSession and
+// BenchmarkSync run on: a delete-heavy history of rows live rows, and a copy with frac of
+// its keys drifted (40% updated, 30% deleted, 30% inserted), with the expired rows the
+// history left purged, as a live store purges them (every snapshot would otherwise read
+// and subtract them at open).
+func sessionFixture(b *testing.B, rows int, frac float64) FixtureInfo {
+	h := History{Rows: rows, DeleteRatio: 1, UpdateRatio: 0.5, TTLFraction: 0.02, ValueSize: 64, Seed: 1, Now: benchNow}
+	d := Drift{Updates: frac * 0.4, Deletes: frac * 0.3, Inserts: frac * 0.3, Seed: 2}
+	fx, err := Fixture{Dir: benchDir(), History: h, Drift: d, Bulk: os.Getenv("RECONCILE_BENCH_BULK") == "1"}.Build()
+	if err == nil {
+		err = Purge(fx.Source, benchNow)
+	}
+	if err == nil {
+		err = Purge(fx.Target, benchNow)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	return fx
+}
+
 // BenchmarkSession diffs two Badger stores with a delete-heavy history (as many rows
 // deleted as are live) in one process, identical and with 0.1% and 1% of keys differing,
 // and reports the protocol's cost per differing key next to the time a full read of both
 // stores takes.
 func BenchmarkSession(b *testing.B) {
 	rows := benchRows(b)
-	h := History{Rows: rows, DeleteRatio: 1, UpdateRatio: 0.5, TTLFraction: 0.02, ValueSize: 64, Seed: 1, Now: benchNow}
 	for _, frac := range []float64{0, 0.001, 0.01} {
-		d := Drift{Updates: frac * 0.4, Deletes: frac * 0.3, Inserts: frac * 0.3, Seed: 2}
 		b.Run(fmt.Sprintf("rows=%d/drift=%g", rows, frac), func(b *testing.B) {
-			fx, err := Fixture{Dir: benchDir(), History: h, Drift: d, Bulk: os.Getenv("RECONCILE_BENCH_BULK") == "1"}.Build()
-			if err != nil {
-				b.Fatal(err)
-			}
-			// A live store purges expired rows as they expire; the fixture's history left
-			// some unpurged, which every snapshot would read and subtract at open.
-			if err := Purge(fx.Source, benchNow); err != nil {
-				b.Fatal(err)
-			}
-			if err := Purge(fx.Target, benchNow); err != nil {
-				b.Fatal(err)
-			}
+			fx := sessionFixture(b, rows, frac)
 			src, err := badger.Open(fx.Source, badger.Options{ReadOnly: true})
 			if err != nil {
 				b.Fatal(err)

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -21,20 +20,9 @@ import (
 //	RECONCILE_BENCH_BULK=1 go test ./bench -run XXX -bench BenchmarkSync -benchtime 3x
 func BenchmarkSync(b *testing.B) {
 	rows := benchRows(b)
-	h := History{Rows: rows, DeleteRatio: 1, UpdateRatio: 0.5, TTLFraction: 0.02, ValueSize: 64, Seed: 1, Now: benchNow}
 	for _, frac := range []float64{0.001, 0.01} {
-		d := Drift{Updates: frac * 0.4, Deletes: frac * 0.3, Inserts: frac * 0.3, Seed: 2}
 		b.Run(fmt.Sprintf("rows=%d/drift=%g", rows, frac), func(b *testing.B) {
-			fx, err := Fixture{Dir: benchDir(), History: h, Drift: d, Bulk: os.Getenv("RECONCILE_BENCH_BULK") == "1"}.Build()
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := Purge(fx.Source, benchNow); err != nil {
-				b.Fatal(err)
-			}
-			if err := Purge(fx.Target, benchNow); err != nil {
-				b.Fatal(err)
-			}
+			fx := sessionFixture(b, rows, frac)
 			src, err := badger.Open(fx.Source, badger.Options{ReadOnly: true})
 			if err != nil {
 				b.Fatal(err)

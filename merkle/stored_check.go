@@ -3,6 +3,7 @@ package merkle
 import (
 	"bytes"
 	"context"
+	"sort"
 )
 
 // StoredCheck is what Stored.Check found.
@@ -44,12 +45,7 @@ func (s *Stored) Check(ctx context.Context) (StoredCheck, error) {
 	if err != nil {
 		return c, err
 	}
-	// tall holds the entries of level >= 1, in position order: where the nodes must be.
-	type tallEntry struct {
-		pos   []byte
-		level int
-	}
-	var tall []tallEntry
+	var tall []tallEntry // where the nodes must be
 	var arena posArena
 	maxLevel := 0
 	if t == 0 {
@@ -74,59 +70,21 @@ func (s *Stored) Check(ctx context.Context) (StoredCheck, error) {
 		}
 		add := func(p []byte, d Digest) {
 			// The owner is the last node at or before p: the head (nodes[0]) if none.
-			lo, hi := 1, len(nodes)
-			for lo < hi {
-				m := (lo + hi) / 2
-				if bytes.Compare(nodes[m].pos, p) <= 0 {
-					lo = m + 1
-				} else {
-					hi = m
-				}
-			}
-			nodes[lo-1].sum = nodes[lo-1].sum.Add(d)
+			i := sort.Search(len(nodes)-1, func(i int) bool { return bytes.Compare(nodes[i+1].pos, p) > 0 })
+			nodes[i].sum = nodes[i].sum.Add(d)
 		}
 		if k == 1 {
-			var ierr error
-			err := s.kv.Iterate(s.levelStart(0), s.levelEnd(0), false, func(key, v []byte) bool {
-				c.Entries++
-				_, pos, err := s.parseNode(0, key)
-				if err != nil {
-					c.BadEntries++
-					return true
-				}
-				stored, herr := storedEntryHash(v)
-				e, derr := s.decodeEntry(pos, v)
-				if herr != nil || derr != nil {
-					c.BadEntries++
-					return true
-				}
-				if e.Hash() != stored {
-					c.BadEntries++
-				}
-				d := Digest{Count: 1, Sum: stored}
-				c.Sum = c.Sum.Add(d)
-				if lvl := s.level(stored); lvl > 0 {
-					tall = append(tall, tallEntry{pos: arena.copy(pos), level: lvl})
-					maxLevel = max(maxLevel, lvl)
-				}
-				add(pos, d)
-				if c.Entries%4096 == 0 && ctx.Err() != nil {
-					ierr = ctx.Err()
-					return false
-				}
-				return true
-			})
-			if err == nil {
-				err = ierr
-			}
-			if err != nil {
+			if tall, err = s.checkEntries(ctx, &c, &arena, add); err != nil {
 				return c, err
+			}
+			for _, e := range tall {
+				maxLevel = max(maxLevel, e.level)
 			}
 		} else {
 			for _, n := range below {
 				if !n.head {
 					add(n.pos, n.d)
-				} else if !n.d.IsZero() {
+				} else {
 					nodes[0].sum = nodes[0].sum.Add(n.d) // the head below lies in the head above
 				}
 			}
@@ -168,6 +126,53 @@ func (s *Stored) Check(ctx context.Context) (StoredCheck, error) {
 		return true
 	})
 	return c, err
+}
+
+// tallEntry is an entry of level >= 1: nodes stand at its position up to its level.
+type tallEntry struct {
+	pos   []byte
+	level int
+}
+
+// checkEntries reads level 0 for Check: it counts the entries, sums them, checks each
+// stored EntryHash against its fields, hands each entry's digest to add, and returns the
+// entries of level >= 1 in position order (positions copied into arena).
+func (s *Stored) checkEntries(ctx context.Context, c *StoredCheck, arena *posArena, add func(pos []byte, d Digest)) ([]tallEntry, error) {
+	var tall []tallEntry
+	var cerr error
+	err := s.kv.Iterate(s.levelStart(0), s.levelEnd(0), false, func(key, v []byte) bool {
+		c.Entries++
+		if c.Entries%4096 == 0 {
+			if cerr = ctx.Err(); cerr != nil {
+				return false
+			}
+		}
+		_, pos, err := s.parseNode(0, key)
+		if err != nil {
+			c.BadEntries++
+			return true
+		}
+		stored, herr := storedEntryHash(v)
+		e, derr := s.decodeEntry(pos, v)
+		if herr != nil || derr != nil {
+			c.BadEntries++
+			return true
+		}
+		if e.Hash() != stored {
+			c.BadEntries++
+		}
+		d := Digest{Count: 1, Sum: stored}
+		c.Sum = c.Sum.Add(d)
+		if lvl := s.level(stored); lvl > 0 {
+			tall = append(tall, tallEntry{pos: arena.copy(pos), level: lvl})
+		}
+		add(pos, d)
+		return true
+	})
+	if err == nil {
+		err = cerr
+	}
+	return tall, err
 }
 
 // checkLevel reads every node of level k, the head first (with a zero digest when none

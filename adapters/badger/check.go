@@ -43,35 +43,20 @@ func (s *Store) VerifyIndex(ctx context.Context) (IndexCheck, error) {
 	kv := &readKV{txn: txn}
 	defer kv.close()
 	var err error
-	if c.Index, err = merkle.NewStored(kv, indexPrefix, s.ord).Check(ctx); err != nil {
+	if c.Index, err = s.newIndex(kv).Check(ctx); err != nil {
 		return c, fmt.Errorf("verify index: %w", err)
 	}
 	var rows, expiring merkle.Digest
-	var ierr error
-	err = txnIterate(txn, []byte{prefixRow}, []byte{prefixRow + 1}, false, func(k, v []byte) bool {
-		r, err := decodeRecord(k[1:], v)
-		if err != nil {
-			ierr = err
-			return false
-		}
-		e := r.entry()
-		if s.ord == merkle.KeyOrder {
-			e.Version = 0
-		}
+	err = s.eachRecord(ctx, txn, func(r *record) error {
+		e := s.recordEntry(r)
 		c.Rows++
 		rows = rows.Add(e.Digest())
 		if e.ExpiresAt != 0 {
 			c.Expiring++
 			expiring = expiring.Add(e.Digest())
 		}
-		if c.Rows%4096 == 0 {
-			ierr = ctx.Err()
-		}
-		return ierr == nil
+		return nil
 	})
-	if err == nil {
-		err = ierr
-	}
 	if err != nil {
 		return c, fmt.Errorf("verify index: read rows: %w", err)
 	}
@@ -82,6 +67,38 @@ func (s *Store) VerifyIndex(ctx context.Context) (IndexCheck, error) {
 	}
 	c.ExpiryMatch = inExpiry == expiring
 	return c, nil
+}
+
+// eachRecord calls fn with every row record txn sees, in key order (the record's key and
+// value are valid only during the call), until fn or a record fails or ctx is done.
+func (s *Store) eachRecord(ctx context.Context, txn *bdg.Txn, fn func(r *record) error) error {
+	var ferr error
+	n := 0
+	err := txnIterate(txn, []byte{prefixRow}, []byte{prefixRow + 1}, false, func(k, v []byte) bool {
+		r, err := decodeRecord(k[1:], v)
+		if err == nil {
+			err = fn(&r)
+		}
+		if n++; err == nil && n%4096 == 0 {
+			err = ctx.Err()
+		}
+		ferr = err
+		return err == nil
+	})
+	if err != nil {
+		return err
+	}
+	return ferr
+}
+
+// recordEntry is the index entry of r as a write would have made it: in a key-ordered
+// store at version 0 (see Store.putOp).
+func (s *Store) recordEntry(r *record) merkle.Entry {
+	e := r.entry()
+	if s.ord == merkle.KeyOrder {
+		e.Version = 0
+	}
+	return e
 }
 
 // expiryDigest sums the entries the expiry index names: from its values, or for a value
@@ -100,14 +117,16 @@ func (s *Store) expiryDigest(ctx context.Context, txn *bdg.Txn) (merkle.Digest, 
 			if err != nil {
 				return false, err
 			}
-			r, derr := decodeRecord(key, b)
-			if !found || derr != nil || r.expiresAt != at {
+			var r record
+			if found {
+				r, err = decodeRecord(key, b)
+			}
+			if !found || err != nil || r.expiresAt != at {
 				sum = sum.Add(merkle.Digest{Count: 1}) // a stray key: never equal to the rows' sum
 				return true, nil
 			}
-			e = r.entry()
-		}
-		if s.ord == merkle.KeyOrder {
+			e = s.recordEntry(&r)
+		} else if s.ord == merkle.KeyOrder {
 			e.Version = 0
 		}
 		sum = sum.Add(e.Digest())
@@ -171,38 +190,25 @@ func (s *Store) rebuildIndex(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	n := 0
-	var ierr error
-	err = txnIterate(read, []byte{prefixRow}, []byte{prefixRow + 1}, false, func(k, b []byte) bool {
-		r, err := decodeRecord(clone(k[1:]), b)
-		if err != nil {
-			ierr = err
-			return false
-		}
-		e := r.entry()
-		if s.ord == merkle.KeyOrder {
-			e.Version = 0 // key order replicates no version (as Store.putOp)
-		}
+	err = s.eachRecord(ctx, read, func(r *record) error {
+		r.key = clone(r.key) // the index keeps it past the call
+		e := s.recordEntry(r)
 		v.queueIndex(e, false)
 		if e.ExpiresAt != 0 {
 			v.rows.Set(expiryKey(e.ExpiresAt, e.Key), expiryValue(e))
 		}
 		n++
-		if s.full(v) {
-			if ierr = v.commit(); ierr == nil {
-				ierr = ctx.Err()
-			}
-			if ierr == nil && v.big() {
-				v = s.newView()
-			}
-			if ierr == nil {
-				ierr = begin()
-			}
+		if !s.full(v) {
+			return nil
 		}
-		return ierr == nil
+		if err := v.commit(); err != nil {
+			return err
+		}
+		if v.big() {
+			v = s.newView()
+		}
+		return begin()
 	})
-	if err == nil {
-		err = ierr
-	}
 	if err == nil {
 		err = v.commit()
 	}

@@ -57,7 +57,7 @@ func (s *Store) openSnapshot(now int64) (*snapshot, error) {
 	s.snapMu.RLock() // released by Close; see RebuildIndex
 	txn := s.db.NewTransaction(false)
 	kv := &readKV{txn: txn}
-	snap := &snapshot{s: s, txn: txn, kv: kv, idx: merkle.NewStored(kv, []byte{prefixIndex}, s.ord), now: now}
+	snap := &snapshot{s: s, txn: txn, kv: kv, idx: s.newIndex(kv), now: now}
 	entries, err := expiredEntries(txn, now)
 	if err == nil {
 		snap.root, err = snap.idx.Root()
@@ -489,7 +489,7 @@ func (sn *snapshot) Fork() (reconcile.Snapshot, error) {
 		root = sn.parent
 	}
 	kv := &readKV{txn: root.txn}
-	f := &snapshot{s: root.s, txn: root.txn, kv: kv, idx: merkle.NewStored(kv, []byte{prefixIndex}, root.s.ord),
+	f := &snapshot{s: root.s, txn: root.txn, kv: kv, idx: root.s.newIndex(kv),
 		now: root.now, gone: root.gone, root: root.root, parent: root}
 	if root.expired != nil {
 		f.expired = root.expired.View()

@@ -21,6 +21,11 @@ const (
 // indexPrefix is the key prefix the index lives under.
 var indexPrefix = []byte{prefixIndex}
 
+// newIndex returns the store's index read and written through kv.
+func (s *Store) newIndex(kv merkle.KV) *merkle.Stored {
+	return merkle.NewStored(kv, indexPrefix, s.ord)
+}
+
 // headerSize is be64(version) || be64(expiresAt) || flags.
 const headerSize = 8 + 8 + 1
 
