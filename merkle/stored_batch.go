@@ -11,6 +11,12 @@ import (
 type BatchOp struct {
 	Entry  Entry
 	Remove bool
+	// Known says the caller knows what the index holds at Entry's position before this op,
+	// so Batch need not read it: for an insert, nothing; for a Remove, Entry itself, every
+	// field of it. A store that keeps each row's entry in the row, written in the same
+	// transaction as the index, knows this for nearly every write. A wrong Known op
+	// corrupts the index's sums (Check finds it).
+	Known bool
 }
 
 // Batch applies ops as if they were applied one by one in order (Insert or Remove), with
@@ -20,22 +26,24 @@ type BatchOp struct {
 // difference to the nodes covering it, so those are read and written once per covering
 // node rather than once per op. The rest (entries of level >= 1) go one by one first.
 //
-// Cost: O(T) seeks per level-0 op for the entry slot (a Get), plus about two seeks per
-// distinct covering node, plus the one-by-one cost of the structural ops.
+// Cost: O(T) seeks per level-0 op for the entry slot (a Get; none for a Known op), plus
+// about two seeks per distinct covering node, plus the one-by-one cost of the structural
+// ops.
 func (s *Stored) Batch(ops []BatchOp) error {
 	if len(ops) == 0 {
 		return nil
 	}
 	type item struct {
-		pos []byte
-		i   int
+		pos   []byte
+		i     int
+		first int // the first op at pos: what the slot held before the batch
 	}
 	items := make([]item, len(ops))
 	for i := range ops {
 		if !ops[i].Remove && s.o == KeyOrder && ops[i].Entry.Version != 0 {
 			return errKeyOrderVersion
 		}
-		items[i] = item{ops[i].Entry.Position(s.o), i}
+		items[i] = item{ops[i].Entry.Position(s.o), i, i}
 	}
 	slices.SortFunc(items, func(a, b item) int {
 		if c := bytes.Compare(a.pos, b.pos); c != 0 {
@@ -43,10 +51,12 @@ func (s *Stored) Batch(ops []BatchOp) error {
 		}
 		return a.i - b.i
 	})
-	// The last op for a position wins: Insert replaces, Remove removes.
+	// The last op for a position wins: Insert replaces, Remove removes. The first one says
+	// what the slot held before.
 	w := 0
 	for i := range items {
 		if i+1 < len(items) && bytes.Equal(items[i].pos, items[i+1].pos) {
+			items[i+1].first = items[i].first
 			continue
 		}
 		items[w] = items[i]
@@ -65,14 +75,22 @@ func (s *Stored) Batch(ops []BatchOp) error {
 		op := &ops[it.i]
 		pos := it.pos
 		k0 := s.nodeKey(0, pos)
-		old, ok, err := s.kv.Get(k0)
-		if err != nil {
-			return err
-		}
+		var old []byte
+		var ok bool
 		var oh Hash
-		if ok {
-			if oh, err = storedEntryHash(old); err != nil {
+		if before := &ops[it.first]; before.Known {
+			if ok = before.Remove; ok {
+				oh = before.Entry.Hash()
+			}
+		} else {
+			var err error
+			if old, ok, err = s.kv.Get(k0); err != nil {
 				return err
+			}
+			if ok {
+				if oh, err = storedEntryHash(old); err != nil {
+					return err
+				}
 			}
 		}
 		if op.Remove {
@@ -92,6 +110,9 @@ func (s *Stored) Batch(ops []BatchOp) error {
 		}
 		h := op.Entry.Hash()
 		val := encodeStoredEntry(op.Entry, h)
+		if ok && old == nil { // Known: the entry removed first
+			old = encodeStoredEntry(ops[it.first].Entry, oh)
+		}
 		if ok && bytes.Equal(old, val) {
 			continue
 		}

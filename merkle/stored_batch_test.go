@@ -9,7 +9,9 @@ import (
 // TestStoredBatch applies random batches (inserts, replacements, removes, repeated
 // positions) through Stored.Batch and checks the stored bytes against the canonical
 // layout after every batch, queries against the model, and that removing everything in
-// one batch empties the KV.
+// one batch empties the KV. Where the model knows what a slot holds before an op, the op
+// says so (BatchOp.Known) half the time, so Batch mixes ops it reads and ops it trusts,
+// also at one position.
 func TestStoredBatch(t *testing.T) {
 	for _, o := range []Ordering{VersionOrder, KeyOrder} {
 		for _, nbits := range []int{1, 2, 4} {
@@ -49,6 +51,15 @@ func runStoredBatch(t *testing.T, o Ordering, nbits int, seed uint64) {
 				live = live[:len(live)-1]
 			default:
 				op = BatchOp{Entry: g.entry(g.key(), g.version()), Remove: true}
+			}
+			cur, held := model.m[string(op.Entry.Position(o))]
+			if g.rng.IntN(2) == 0 {
+				switch {
+				case !op.Remove && !held:
+					op.Known = true
+				case op.Remove && held:
+					op.Entry, op.Known = cur, true
+				}
 			}
 			if op.Remove {
 				model.remove(op.Entry)

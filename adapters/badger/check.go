@@ -193,7 +193,7 @@ func (s *Store) rebuildIndex(ctx context.Context) (int, error) {
 	err = s.eachRecord(ctx, read, func(r *record) error {
 		r.key = clone(r.key) // the index keeps it past the call
 		e := s.recordEntry(r)
-		v.queueIndex(e, false)
+		v.queueIndex(e, false, true) // the index was dropped: every position is empty
 		if e.ExpiresAt != 0 {
 			v.rows.Set(expiryKey(e.ExpiresAt, e.Key), expiryValue(e))
 		}

@@ -166,8 +166,11 @@ func (v *view) discard() {
 // will write: its entry, and a level-1 node of its own (an overestimate when many changes
 // share their nodes, as in a bulk load; about right for scattered writes to a large
 // index). The upper levels' nodes are few.
-func (v *view) queueIndex(e merkle.Entry, remove bool) {
-	v.ixops = appendDoubling(v.ixops, merkle.BatchOp{Entry: e, Remove: remove})
+//
+// known says the index holds, before this change, nothing at e's position (an insert) or
+// e itself (a remove): see merkle.BatchOp.Known.
+func (v *view) queueIndex(e merkle.Entry, remove, known bool) {
+	v.ixops = appendDoubling(v.ixops, merkle.BatchOp{Entry: e, Remove: remove, Known: known})
 	k := int64(2 + len(e.Key) + 8) // prefix, level, position
 	val := int64(73)
 	if remove {
@@ -537,17 +540,17 @@ func (s *Store) upsert(t *view, rk []byte, old *record, rec []byte, e merkle.Ent
 		if old.same(e.Version, e.ExpiresAt, e.Flags, rec[headerSize:]) {
 			return nil // the row is already there
 		}
-		oe := old.position()
-		// At the same position Insert replaces the entry; elsewhere the old one goes.
-		if !bytes.Equal(oe.Position(s.ord), e.Position(s.ord)) {
-			t.queueIndex(oe, true)
-		}
+		// The old entry goes; at the same position the insert after it replaces it (the
+		// batch reads the remove as what the slot held).
+		queueRemove(t, old)
 		if old.expiresAt != 0 && old.expiresAt != e.ExpiresAt {
 			t.rows.Delete(expiryKey(old.expiresAt, old.key))
 		}
 	}
 	t.rows.Set(rk, rec)
-	t.queueIndex(e, false)
+	// Known: the new position is empty, or holds the entry just removed, since only this
+	// key's row can hold an entry there.
+	t.queueIndex(e, false, true)
 	if e.ExpiresAt != 0 {
 		// Rewritten whenever the row is, also at the same expiry: its value is the entry.
 		t.rows.Set(expiryKey(e.ExpiresAt, e.Key), expiryValue(e))
@@ -557,12 +560,29 @@ func (s *Store) upsert(t *view, rk []byte, old *record, rec []byte, e merkle.Ent
 
 // remove deletes old, stored at rk, with its index entry and expiry key.
 func (s *Store) remove(t *view, rk []byte, old *record) error {
-	t.queueIndex(old.position(), true)
+	queueRemove(t, old)
 	if old.expiresAt != 0 {
 		t.rows.Delete(expiryKey(old.expiresAt, old.key))
 	}
 	t.rows.Delete(rk)
 	return nil
+}
+
+// knownRemoveMax is the largest value whose entry a remove computes from the row rather
+// than reading it from the index: hashing a value costs about as much as that read (a
+// Badger Get, 2-5 us in a large store) at a few KiB.
+const knownRemoveMax = 4 << 10
+
+// queueRemove queues the removal of old's index entry. The row is the index's record of
+// what it holds (they are written in one transaction), so for a small value the entry is
+// computed from it and the index need not be read.
+func queueRemove(t *view, old *record) {
+	e := old.position()
+	known := len(old.value) <= knownRemoveMax
+	if known {
+		e.ValueHash = merkle.ValueHash(old.value)
+	}
+	t.queueIndex(e, true, known)
 }
 
 // appendDoubling is append that doubles a full slice's capacity. append grows large slices
