@@ -33,16 +33,19 @@ func (c IndexCheck) OK() bool { return c.Index.OK() && c.RowsMatch && c.ExpiryMa
 // children, nodes exactly where the entries put them), and the sums of the rows' entries
 // against the index's and the expiry index's. It hashes every value, so it costs a read
 // of the whole store; memory stays small (about 1/16 of the entries' positions). It
-// changes nothing. RebuildIndex repairs what it finds.
+// changes nothing but the index log, which it folds into the index first (see log.go).
+// RebuildIndex repairs what it finds.
 func (s *Store) VerifyIndex(ctx context.Context) (IndexCheck, error) {
 	var c IndexCheck
 	s.snapMu.RLock() // not while a rebuild runs
 	defer s.snapMu.RUnlock()
-	txn := s.db.NewTransaction(false)
+	txn, err := s.readTxn()
+	if err != nil {
+		return c, fmt.Errorf("verify index: %w", err)
+	}
 	defer txn.Discard()
 	kv := &readKV{txn: txn}
 	defer kv.close()
-	var err error
 	if c.Index, err = s.newIndex(kv).Check(ctx); err != nil {
 		return c, fmt.Errorf("verify index: %w", err)
 	}
@@ -170,11 +173,14 @@ func (s *Store) rebuildIndex(ctx context.Context) (int, error) {
 	s.kept = nil
 	err := s.db.Update(func(txn *bdg.Txn) error { return txn.Set(metaRebuild, nil) })
 	if err == nil {
-		err = s.db.DropPrefix(indexPrefix, []byte{prefixExpiry})
+		// The log's changes are in the rows the index is rebuilt from.
+		err = s.db.DropPrefix(indexPrefix, []byte{prefixExpiry}, []byte{prefixLog})
 	}
 	if err != nil {
 		return 0, err
 	}
+	s.log.ops, s.log.bytes = 0, 0
+	s.logPending.Store(0)
 	read := s.db.NewTransaction(false)
 	defer read.Discard()
 	v := s.newView()
@@ -201,7 +207,7 @@ func (s *Store) rebuildIndex(ctx context.Context) (int, error) {
 		if !s.full(v) {
 			return nil
 		}
-		if err := v.commit(); err != nil {
+		if err := v.commit(false); err != nil {
 			return err
 		}
 		if v.big() {
@@ -210,7 +216,7 @@ func (s *Store) rebuildIndex(ctx context.Context) (int, error) {
 		return begin()
 	})
 	if err == nil {
-		err = v.commit()
+		err = v.commit(false)
 	}
 	if err == nil {
 		err = s.db.Update(func(txn *bdg.Txn) error { return txn.Delete(metaRebuild) })

@@ -56,6 +56,7 @@ func TestVerifyAndRebuildIndex(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/%s", o, name), func(t *testing.T) {
 				s := openT(t, t.TempDir(), Options{Ordering: o})
 				fill(s)
+				foldT(t, s) // the damage goes to the index itself
 				if f != nil {
 					must(t, s.db.Update(f))
 				}

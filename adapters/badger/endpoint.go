@@ -55,7 +55,11 @@ type snapshot struct {
 
 func (s *Store) openSnapshot(now int64) (*snapshot, error) {
 	s.snapMu.RLock() // released by Close; see RebuildIndex
-	txn := s.db.NewTransaction(false)
+	txn, err := s.readTxn()
+	if err != nil {
+		s.snapMu.RUnlock()
+		return nil, err
+	}
 	kv := &readKV{txn: txn}
 	snap := &snapshot{s: s, txn: txn, kv: kv, idx: s.newIndex(kv), now: now}
 	entries, err := expiredEntries(txn, now)
@@ -588,7 +592,7 @@ func (s *Store) Apply(ctx context.Context, now int64, changes []reconcile.Change
 		}
 		out[i] = reconcile.Applied
 	}
-	err := t.commit()
+	err := t.commit(true)
 	if err == nil {
 		s.keep(t)
 	}

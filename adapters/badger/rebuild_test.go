@@ -15,8 +15,18 @@ import (
 )
 
 // indexDump is every index key and value of s, in order.
+// foldT folds the store's index log into its index, for tests that read or damage the
+// stored index directly.
+func foldT(t *testing.T, s *Store) {
+	t.Helper()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	must(t, s.foldNow())
+}
+
 func indexDump(t *testing.T, s *Store) []string {
 	t.Helper()
+	foldT(t, s)
 	var out []string
 	err := s.db.View(func(txn *bdg.Txn) error {
 		it := txn.NewIterator(bdg.IteratorOptions{Prefix: []byte{prefixIndex}, PrefetchValues: true})

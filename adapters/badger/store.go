@@ -4,14 +4,16 @@
 //
 // # Storage layout
 //
-// One Badger DB holds four key spaces, told apart by their first byte:
+// One Badger DB holds five key spaces, told apart by their first byte:
 //
 //	"r" || key                          -> be64(version) || be64(expiresAt) || flags || value
 //	"i" || ...                          -> the merkle.Stored index over every row's entry
 //	"x" || be64(expiresAt^1<<63) || key -> be64(version) || flags || ValueHash; one per
 //	                                       row with an expiry (empty if written by format 1)
+//	"l" || be64(seq)                    -> one small write's index changes, not yet folded
+//	                                       into "i" (the index log: see log.go)
 //	"m" || name                         -> store metadata ("m"+"ordering": the ordering
-//	                                       byte, then the format byte, 2; see StoreFormat)
+//	                                       byte, then the format byte, 3; see StoreFormat)
 //
 // The row record does not repeat the value hash the index entry holds: replacing or
 // deleting a row needs only its key and version, and the few reads that need the old
@@ -22,9 +24,11 @@
 // in the index until PurgeExpired deletes them; snapshots subtract them (see Store.Open).
 //
 // Every write (Put, Delete, Write, Apply, PurgeExpired) updates the row, its index entry
-// and its expiry key in one Badger transaction, under one in-process writer lock: Badger
-// lets only one process open the directory, so the lock serialises every writer and
-// transactions never conflict on the index's shared upper nodes.
+// (or, for a small write, its index log record) and its expiry key in one Badger
+// transaction, under one in-process writer lock: Badger lets only one process open the
+// directory, so the lock serialises every writer and transactions never conflict on the
+// index's shared upper nodes. Anything that reads the index (a snapshot, VerifyIndex,
+// Close) folds the log into it first, so every reader sees an index equal to its rows.
 //
 // # Checking and rebuilding the index
 //
@@ -59,8 +63,17 @@
 // a whole block, which cost inserts at random positions twice the flat layout's time and
 // updates five times (README, "Writing through the index"); it is not used.
 //
+// A Write of one transaction with at most logTxnOps index changes (a service's writes, a
+// sync's apply batches) writes its index changes as one index log record instead, and the
+// log is folded into the index, thousands of changes in one Batch, before the index is
+// read or when it outgrows its bounds (log.go): such a write costs Badger its rows and one
+// record rather than every index node above its entries. Measured with
+// BenchmarkWriteService (the final fold timed too): 23.3 against 39–42 µs for one-row
+// writes, 13.4–13.6 against 17.2–17.3 µs a row for 100-row writes (plain Badger: 7.2–7.4
+// and 2.4–2.5), two runs each, alternating, on 2026-12-02.
+//
 // The cache outlives a write: the Store keeps the last one (see Store.keep), so a
-// service's small writes find the upper index nodes, which nearly every write rewrites,
+// service's writes and folds find the upper index nodes, which nearly every fold rewrites,
 // in memory rather than behind the versions Badger's memtables hold of them
 // (BenchmarkWriteService). It holds at most about maxCacheBytes as the cache counts bytes,
 // which is about 1.3 times that in heap (58 MB measured for 44 MB counted).
@@ -75,6 +88,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bdg "github.com/dgraph-io/badger/v4"
@@ -137,6 +151,10 @@ type Store struct {
 	// snapMu is held shared by every open snapshot (and VerifyIndex) and exclusively by
 	// RebuildIndex, which drops the index under them.
 	snapMu sync.RWMutex
+	// log is what the index log holds (see log.go), guarded by wmu; logPending mirrors
+	// log.ops for readers that do not hold wmu.
+	log        indexLog
+	logPending atomic.Int64
 }
 
 var _ reconcile.Endpoint = (*Store)(nil)
@@ -147,12 +165,15 @@ var metaOrdering = []byte{prefixMeta, 'o', 'r', 'd', 'e', 'r', 'i', 'n', 'g'}
 var metaFlush = []byte{prefixMeta, 'f', 'l', 'u', 's', 'h'}
 
 // StoreFormat is the storage format this package writes, kept after the ordering byte in
-// the ordering metadata. Format 2 keeps each expiry key's row entry in its value (see the
-// package doc); format 1 left it empty and held the ordering byte alone. A writable Open
-// upgrades a format-1 store (its empty expiry values stay readable: their rows are read);
-// programs that know only format 1 refuse a store holding two bytes there, so none of
-// them can write a row without its expiry value after the upgrade.
-const StoreFormat = 2
+// the ordering metadata. Format 3 may hold an index log (see log.go): index changes of
+// small writes not yet folded into the index, which programs that know only format 2
+// would not read, so they refuse a format-3 store. Format 2 keeps each expiry key's row
+// entry in its value (see the package doc); format 1 left it empty and held the ordering
+// byte alone. A writable Open upgrades a format-1 or format-2 store (empty expiry values
+// stay readable: their rows are read); programs that know only format 1 refuse a store
+// holding two bytes there, so none of them can write a row without its expiry value after
+// the upgrade.
+const StoreFormat = 3
 
 // maxTxnRawBytes caps the value bytes one write transaction holds in memory: Badger's own
 // limit counts a value-log value as a 12-byte pointer, so many large values would
@@ -202,6 +223,10 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open badger store %s: %w", path, err)
 	}
 	if err := s.finishRebuild(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open badger store %s: %w", path, err)
+	}
+	if err := s.loadLog(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open badger store %s: %w", path, err)
 	}
@@ -326,10 +351,24 @@ func (s *Store) Compact() error {
 	return nil
 }
 
-// Close closes the database. Snapshots must be closed first.
+// Close folds the index log into the index (see log.go) and closes the database.
+// Snapshots must be closed first.
 func (s *Store) Close() error {
+	var ferr error
+	if !s.opts.ReadOnly {
+		s.wmu.Lock()
+		if s.log.bytes > 0 {
+			ferr = s.foldNow()
+		}
+		s.kept = nil
+		s.wmu.Unlock()
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close badger store %s: %w", s.path, err)
+	}
+	if ferr != nil {
+		// The log stays, and the next writable Open folds it.
+		return fmt.Errorf("close badger store %s: %w", s.path, ferr)
 	}
 	return nil
 }

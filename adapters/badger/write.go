@@ -88,6 +88,7 @@ type inflightTxn struct {
 // view is what the transactions of a Write read and write through: the rows (and expiry
 // keys) by key, the index through its ordered cache. See cache.
 type view struct {
+	s      *Store
 	txn    *bdg.Txn
 	p      pending
 	rows   *flat
@@ -98,12 +99,18 @@ type view struct {
 	// merkle.Stored.Batch when it commits; ixEst is what they add to p meanwhile.
 	ixops []merkle.BatchOp
 	ixEst pending
+	// logged is what the open transaction adds to the index log (see log.go), counted
+	// into the Store's once it commits.
+	logged struct {
+		ops   int
+		bytes int64
+	}
 }
 
 // newView returns a view for the next write, over the index cache the last write kept,
 // if any (the view then owns it until keep).
 func (s *Store) newView() *view {
-	v := &view{p: pending{threshold: s.valueThreshold}}
+	v := &view{s: s, p: pending{threshold: s.valueThreshold}}
 	v.rows = newFlat(&v.p)
 	if k := s.kept; k != nil {
 		s.kept = nil
@@ -185,8 +192,10 @@ func (v *view) queueIndex(e merkle.Entry, remove, known bool) {
 	v.p.raw += est.raw
 }
 
-// flushIndex applies the queued index changes through the cache.
-func (v *view) flushIndex() error {
+// flushIndex applies the queued index changes: with logOK, into one index log record when
+// the transaction is small and the log has room (see log.go); otherwise through the cache,
+// after folding the log into the index.
+func (v *view) flushIndex(logOK bool) error {
 	if len(v.ixops) == 0 {
 		return nil
 	}
@@ -194,18 +203,45 @@ func (v *view) flushIndex() error {
 	v.p.bytes -= v.ixEst.bytes
 	v.p.raw -= v.ixEst.raw
 	v.ixEst = pending{}
-	err := v.idx.Batch(v.ixops)
-	clear(v.ixops)
-	v.ixops = v.ixops[:0]
-	if err != nil {
+	defer func() {
+		clear(v.ixops)
+		v.ixops = v.ixops[:0]
+	}()
+	s := v.s
+	if logOK && s.logFits(v) {
+		rec := encodeLogRecord(v.ixops)
+		v.rows.Set(logKey(s.log.next), rec)
+		v.logged.ops, v.logged.bytes = len(v.ixops), int64(len(rec))
+		return nil
+	}
+	if s.log.bytes > 0 {
+		if err := s.fold(v); err != nil {
+			return err
+		}
+	}
+	if err := v.idx.Batch(v.ixops); err != nil {
 		return fmt.Errorf("index: %w", err)
 	}
 	return nil
 }
 
-// flush sends v's writes into its transaction.
-func (v *view) flush() error {
-	err := v.flushIndex()
+// committed counts what v's transaction, now committed, added to the index log.
+func (v *view) committed() {
+	if v.logged.ops == 0 {
+		return
+	}
+	l := &v.s.log
+	l.ops += v.logged.ops
+	l.bytes += v.logged.bytes
+	l.next++
+	v.s.logPending.Store(int64(l.ops))
+	v.logged.ops, v.logged.bytes = 0, 0
+}
+
+// flush sends v's writes into its transaction; with logOK its index changes may go to the
+// index log.
+func (v *view) flush(logOK bool) error {
+	err := v.flushIndex(logOK)
 	if err == nil {
 		err = v.rows.flush()
 	}
@@ -215,12 +251,16 @@ func (v *view) flush() error {
 	return err
 }
 
-// commit flushes v's writes and commits its transaction.
-func (v *view) commit() error {
-	err := v.flush()
+// commit flushes v's writes and commits its transaction (see flush for logOK).
+func (v *view) commit(logOK bool) error {
+	err := v.flush(logOK)
 	if err == nil {
 		err = v.txn.Commit()
 	}
+	if err == nil {
+		v.committed()
+	}
+	v.logged.ops, v.logged.bytes = 0, 0
 	v.discard()
 	v.p.count, v.p.bytes, v.p.raw = 0, 0, 0
 	return err
@@ -393,7 +433,9 @@ func (w *Writer) commit(background bool) error {
 	}
 	ops, wrote := w.ops, w.wroteTxn
 	w.ops, w.wroteTxn = nil, 0
-	err := w.v.flush()
+	// Only a Write of one transaction logs its index changes: a longer one is a load, which
+	// keeps the index current as it goes.
+	err := w.v.flush(!background && w.inflight == nil && w.committed == 0)
 	if err == nil {
 		err = w.settle()
 	}
@@ -423,6 +465,7 @@ func (w *Writer) commit(background bool) error {
 			w.v = nil
 			return err
 		}
+		v.committed()
 		w.committed += len(ops)
 		w.wrote += wrote
 		if v.big() {
@@ -479,7 +522,7 @@ func (w *Writer) replayOne(ops []op) error {
 				wrote++
 			}
 		}
-		return v.commit()
+		return v.commit(true)
 	}()
 	if errors.Is(err, bdg.ErrTxnTooBig) {
 		if len(ops) == 1 {

@@ -1,0 +1,312 @@
+package badger
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	bdg "github.com/dgraph-io/badger/v4"
+
+	"github.com/reconcile-dev/reconcile/merkle"
+)
+
+// The index log. A small write (a transaction of at most logTxnOps index changes, as a
+// service's writes and a sync's apply batches are) does not update the index: it records
+// its index changes in one log record, written in the transaction that writes its rows,
+//
+//	"l" || be64(seq) -> uvarint(n) || n × (opFlags || uvarint(len key) || key ||
+//	                    be64(version) || be64(expiresAt) || flags || ValueHash)
+//
+// and the log is folded into the index, in order, in one merkle.Stored.Batch per chunk,
+// before anything reads the index (a snapshot, VerifyIndex, Close) and when it would
+// outgrow logMaxOps or logMaxBytes. A one-row write then costs Badger its row and one log
+// record rather than the row, its index entry and every index node above it; the fold
+// writes each node once for thousands of changes. Every fold chunk deletes the records it
+// applied in the transaction that applies them, so rows, index and log are consistent at
+// every commit, and a writable Open folds what a crash left. Read-only opens refuse a
+// store whose log is not empty (they cannot fold it), saying how to fix it.
+const (
+	prefixLog = 'l'
+
+	// logTxnOps is the most index changes a transaction logs; larger ones update the index
+	// directly (after folding the log), which costs less per change for them.
+	logTxnOps = 1024
+	// logMaxOps and logMaxBytes bound the log: a write that would pass them folds it.
+	logMaxOps         = 8192
+	logMaxBytes int64 = 2 << 20
+	// foldChunkOps and foldChunkBytes bound one fold transaction.
+	foldChunkOps         = 4096
+	foldChunkBytes int64 = 1 << 20
+)
+
+// indexLog is what a Store knows of its log; guarded by wmu (pending mirrors ops for
+// snapshots, which read it without the lock).
+type indexLog struct {
+	ops   int
+	bytes int64
+	next  uint64 // the sequence number of the next record
+}
+
+// errUnfoldedLog is returned by a read-only Open of a store whose log holds changes.
+var errUnfoldedLog = errors.New("the store's index log holds writes not yet folded into its index (the writer stopped without closing the store): open it writable once to fold them, for example with `reconcile index verify`, which changes no row")
+
+func logKey(seq uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefixLog
+	binary.BigEndian.PutUint64(k[1:], seq)
+	return k
+}
+
+// hashSize is the length of a merkle.Hash.
+const hashSize = len(merkle.Hash{})
+
+// logOpFlags of one logged op.
+const (
+	logOpRemove = 1 << iota
+	logOpKnown
+)
+
+// encodeLogRecord encodes ops as one log record.
+func encodeLogRecord(ops []merkle.BatchOp) []byte {
+	n := binary.MaxVarintLen64
+	for i := range ops {
+		n += 1 + binary.MaxVarintLen64 + len(ops[i].Entry.Key) + 8 + 8 + 1 + hashSize
+	}
+	b := make([]byte, 0, n)
+	b = binary.AppendUvarint(b, uint64(len(ops)))
+	for i := range ops {
+		o := &ops[i]
+		var f byte
+		if o.Remove {
+			f |= logOpRemove
+		}
+		if o.Known {
+			f |= logOpKnown
+		}
+		b = append(b, f)
+		b = binary.AppendUvarint(b, uint64(len(o.Entry.Key)))
+		b = append(b, o.Entry.Key...)
+		b = binary.BigEndian.AppendUint64(b, o.Entry.Version)
+		b = binary.BigEndian.AppendUint64(b, uint64(o.Entry.ExpiresAt))
+		b = append(b, o.Entry.Flags)
+		b = append(b, o.Entry.ValueHash[:]...)
+	}
+	return b
+}
+
+// decodeLogRecord appends the ops of record b to ops. The keys are copies.
+func decodeLogRecord(ops []merkle.BatchOp, b []byte) ([]merkle.BatchOp, error) {
+	n, w := binary.Uvarint(b)
+	if w <= 0 {
+		return ops, errLogCorrupt("op count")
+	}
+	b = b[w:]
+	const fixed = 8 + 8 + 1 + hashSize
+	if n > uint64(len(b)/(1+1+fixed)) {
+		return ops, errLogCorrupt("op count past the record's end")
+	}
+	for range n {
+		if len(b) < 1 {
+			return ops, errLogCorrupt("truncated op")
+		}
+		f := b[0]
+		if f&^(logOpRemove|logOpKnown) != 0 {
+			return ops, errLogCorrupt("unknown op flags")
+		}
+		kl, w := binary.Uvarint(b[1:])
+		if w <= 0 || kl > MaxKeyBytes || uint64(len(b)-1-w) < kl+uint64(fixed) {
+			return ops, errLogCorrupt("truncated op")
+		}
+		b = b[1+w:]
+		var o merkle.BatchOp
+		o.Remove, o.Known = f&logOpRemove != 0, f&logOpKnown != 0
+		o.Entry.Key = clone(b[:kl])
+		b = b[kl:]
+		o.Entry.Version = binary.BigEndian.Uint64(b)
+		o.Entry.ExpiresAt = int64(binary.BigEndian.Uint64(b[8:]))
+		o.Entry.Flags = b[16]
+		copy(o.Entry.ValueHash[:], b[17:fixed])
+		b = b[fixed:]
+		ops = append(ops, o)
+	}
+	if len(b) != 0 {
+		return ops, errLogCorrupt("bytes after the last op")
+	}
+	return ops, nil
+}
+
+func errLogCorrupt(what string) error {
+	return fmt.Errorf("index log record corrupt (%s): run `reconcile index install` to rebuild the index from the rows", what)
+}
+
+// loadLog reads the size of the log and the next sequence number; a writable store then
+// folds what it holds.
+func (s *Store) loadLog() error {
+	var l indexLog
+	err := s.db.View(func(txn *bdg.Txn) error {
+		var ops []merkle.BatchOp
+		var derr error
+		err := txnIterate(txn, []byte{prefixLog}, []byte{prefixLog + 1}, false, func(k, v []byte) bool {
+			if len(k) != 9 {
+				derr = errLogCorrupt("key length")
+				return false
+			}
+			ops, derr = decodeLogRecord(ops[:0], v)
+			l.ops += len(ops)
+			l.bytes += int64(len(v))
+			l.next = binary.BigEndian.Uint64(k[1:]) + 1
+			return derr == nil
+		})
+		if err == nil {
+			err = derr
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("read the index log: %w", err)
+	}
+	s.log = l
+	s.logPending.Store(int64(l.ops))
+	if l.bytes == 0 {
+		return nil
+	}
+	if s.opts.ReadOnly {
+		return errUnfoldedLog
+	}
+	return s.foldNow()
+}
+
+// logFits reports whether the index changes of v's open transaction may go to the log.
+func (s *Store) logFits(v *view) bool {
+	if len(v.ixops) > logTxnOps {
+		return false
+	}
+	var b int64
+	for i := range v.ixops {
+		b += int64(len(v.ixops[i].Entry.Key)) + 60
+	}
+	return s.log.ops+len(v.ixops) <= logMaxOps && s.log.bytes+b <= logMaxBytes
+}
+
+// fold applies the log to the index through v's cache, in transactions of its own that each
+// apply a prefix of the log and delete it. Called with wmu held, before v's transaction
+// writes anything to the index: v's transaction, if begun before, reads the index keys the
+// fold wrote from the cache, which holds them (as after a background commit, Writer.commit).
+// After an error v's cache holds writes that may not have committed: drop v.
+func (s *Store) fold(v *view) error {
+	if len(v.c.dirty) > 0 {
+		return errors.New("index log: fold with index writes pending") // a bug, not a store problem
+	}
+	savedTxn, savedP := v.c.txn, v.c.p
+	defer func() { v.c.txn, v.c.p = savedTxn, savedP }()
+	var p pending
+	v.c.p = &p
+	for {
+		more, err := s.foldChunk(v)
+		if err != nil {
+			return fmt.Errorf("fold the index log: %w", err)
+		}
+		if !more {
+			break
+		}
+	}
+	s.log.ops, s.log.bytes = 0, 0
+	s.logPending.Store(0)
+	return nil
+}
+
+// foldChunk folds the oldest log records, up to foldChunkOps changes or foldChunkBytes,
+// and reports whether it found any.
+func (s *Store) foldChunk(v *view) (bool, error) {
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	v.c.txn = txn
+	var ops []merkle.BatchOp
+	var keys [][]byte
+	var size int64
+	var derr error
+	err := txnIterate(txn, []byte{prefixLog}, []byte{prefixLog + 1}, false, func(k, val []byte) bool {
+		if len(keys) > 0 && (len(ops) >= foldChunkOps || size >= foldChunkBytes) {
+			return false
+		}
+		if len(k) != 9 {
+			derr = errLogCorrupt("key length")
+			return false
+		}
+		ops, derr = decodeLogRecord(ops, val)
+		keys = append(keys, clone(k))
+		size += int64(len(val))
+		return derr == nil
+	})
+	if err == nil {
+		err = derr
+	}
+	if err != nil || len(keys) == 0 {
+		return false, err
+	}
+	if err := v.idx.Batch(ops); err != nil {
+		return false, err
+	}
+	if err := v.c.flush(); err != nil {
+		return false, err
+	}
+	for _, k := range keys {
+		if err := txn.Delete(k); err != nil {
+			return false, err
+		}
+	}
+	if err := txn.Commit(); err != nil {
+		return false, err
+	}
+	s.log.ops = max(0, s.log.ops-len(ops))
+	s.log.bytes = max(0, s.log.bytes-size)
+	s.logPending.Store(int64(s.log.ops))
+	return true, nil
+}
+
+// foldNow folds the log through the kept cache. Called with wmu held.
+func (s *Store) foldNow() error {
+	v := s.newView()
+	if err := s.fold(v); err != nil {
+		return err
+	}
+	s.keep(v)
+	return nil
+}
+
+// readTxn opens a read transaction in which the index holds every committed write: when
+// the log may hold changes it folds them first, holding wmu while it opens the
+// transaction (so it waits for a Write in progress).
+func (s *Store) readTxn() (*bdg.Txn, error) {
+	if s.logPending.Load() == 0 {
+		txn := s.db.NewTransaction(false)
+		empty, err := logEmpty(txn)
+		if err != nil {
+			txn.Discard()
+			return nil, err
+		}
+		if empty {
+			return txn, nil
+		}
+		txn.Discard() // a small write committed since the check: fold it
+	}
+	if s.opts.ReadOnly {
+		return nil, errUnfoldedLog
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.foldNow(); err != nil {
+		return nil, err
+	}
+	return s.db.NewTransaction(false), nil
+}
+
+// logEmpty reports whether txn sees no log record.
+func logEmpty(txn *bdg.Txn) (bool, error) {
+	empty := true
+	err := txnIterate(txn, []byte{prefixLog}, []byte{prefixLog + 1}, false, func(_, _ []byte) bool {
+		empty = false
+		return false
+	})
+	return empty, err
+}
