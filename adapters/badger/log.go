@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	bdg "github.com/dgraph-io/badger/v4"
 
@@ -274,31 +275,56 @@ func (s *Store) foldNow() error {
 	return nil
 }
 
-// readTxn opens a read transaction in which the index holds every committed write: when
-// the log may hold changes it folds them first, holding wmu while it opens the
-// transaction (so it waits for a Write in progress).
+// readTxn opens a read transaction in which the index holds every committed write. When
+// the log holds changes it folds them first, holding wmu while it opens the transaction.
+// While it waits for wmu it keeps looking at the log: a Write that updates the index
+// directly folds the log at its first commit, so a snapshot waits for a long load's first
+// transaction, not for the whole load.
 func (s *Store) readTxn() (*bdg.Txn, error) {
-	if s.logPending.Load() == 0 {
-		txn := s.db.NewTransaction(false)
-		empty, err := logEmpty(txn)
-		if err != nil {
-			txn.Discard()
-			return nil, err
-		}
-		if empty {
-			return txn, nil
-		}
-		txn.Discard() // a small write committed since the check: fold it
+	if txn, err := s.readTxnIfFolded(); txn != nil || err != nil {
+		return txn, err
 	}
 	if s.opts.ReadOnly {
 		return nil, errUnfoldedLog
 	}
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	if err := s.foldNow(); err != nil {
+	locked := make(chan struct{})
+	go func() {
+		s.wmu.Lock()
+		close(locked)
+	}()
+	for wait := 100 * time.Microsecond; ; wait = min(2*wait, 10*time.Millisecond) {
+		select {
+		case <-locked:
+			defer s.wmu.Unlock()
+			if err := s.foldNow(); err != nil {
+				return nil, err
+			}
+			return s.db.NewTransaction(false), nil
+		case <-time.After(wait):
+		}
+		if txn, err := s.readTxnIfFolded(); txn != nil || err != nil {
+			go func() { // the lock is not needed after all
+				<-locked
+				s.wmu.Unlock()
+			}()
+			return txn, err
+		}
+	}
+}
+
+// readTxnIfFolded opens a read transaction if the log is empty in it, and returns nil
+// otherwise.
+func (s *Store) readTxnIfFolded() (*bdg.Txn, error) {
+	if s.logPending.Load() != 0 {
+		return nil, nil
+	}
+	txn := s.db.NewTransaction(false)
+	empty, err := logEmpty(txn)
+	if err != nil || !empty { // not empty: a small write committed since the check
+		txn.Discard()
 		return nil, err
 	}
-	return s.db.NewTransaction(false), nil
+	return txn, nil
 }
 
 // logEmpty reports whether txn sees no log record.

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/reconcile-dev/reconcile/merkle"
 )
@@ -215,4 +216,58 @@ func FuzzLogRecord(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSnapshotDuringLongWrite: a snapshot asked for while the log holds changes and a long
+// Write holds the writer lock opens once that Write's first commit has folded the log,
+// not when the Write ends.
+func TestSnapshotDuringLongWrite(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{})
+	must(t, s.Put([]byte("small"), []byte("v"), 1, 0))
+	if s.logPending.Load() == 0 {
+		t.Fatalf("the small write did not go to the log")
+	}
+	s.maxTxnCount = 300
+	started, proceed, release := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	wrote := make(chan error, 1)
+	go func() {
+		wrote <- s.Write(func(w *Writer) error {
+			close(started)
+			<-proceed
+			for i := range 1000 {
+				if err := w.Put(fmt.Appendf(nil, "k%04d", i), []byte("v"), 2, 0); err != nil {
+					return err
+				}
+			}
+			<-release // the Write holds the lock until released
+			return nil
+		})
+	}()
+	<-started
+	opened := make(chan error, 1)
+	go func() {
+		snap, err := s.Open(context.Background(), 0)
+		if err == nil {
+			// The logged row is in the index, and the index lists what it counts.
+			var es []merkle.Entry
+			es, err = snap.Entries(context.Background(), nil, nil, 0)
+			if n := snap.Info().Root.Count; err == nil && (n < 1 || uint64(len(es)) != n) {
+				err = fmt.Errorf("snapshot counts %d rows and lists %d", n, len(es))
+			}
+			snap.Close()
+		}
+		opened <- err
+	}()
+	close(proceed)
+	select {
+	case err := <-opened:
+		must(t, err)
+	case err := <-wrote:
+		t.Fatalf("the Write ended (%v) before the snapshot opened", err)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the snapshot waited for the whole Write")
+	}
+	close(release)
+	must(t, <-wrote)
+	checkRoot(t, s, 0)
 }
