@@ -339,62 +339,61 @@ func (sn *snapshot) SplitCuts(ctx context.Context, lo, hi []byte, k int, count u
 	return bounds, prevs, ds, nil
 }
 
-// CutDigests answers from the stored index's level-1 nodes (merkle.Stored.CutDigests),
-// less the expired entries it still holds, placed by snapping the cut points.
+// CutDigests answers from the stored index's level-1 nodes (merkle.Stored.CutDigestsSnapped),
+// less the expired entries it still holds, placed by the positions the cut points snap to:
+// those the scan of a small range found on the way, or for a large range those of
+// SnapCuts.
 func (sn *snapshot) CutDigests(ctx context.Context, lo, hi []byte, bounds [][]byte, count uint64) ([]merkle.Digest, [][]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, fmt.Errorf("digests: %w", err)
 	}
+	ds, snapped, err := sn.idx.CutDigestsSnapped(lo, hi, bounds, count)
+	if err != nil {
+		return nil, nil, fmt.Errorf("digests: %w", err)
+	}
 	if sn.expired == nil {
-		ds, snapped, err := sn.idx.CutDigestsSnapped(lo, hi, bounds, count)
+		return ds, snapped, nil
+	}
+	// The cut entries lo, each bound and hi stand for (nil: an open lo or hi, or none).
+	xs := snapped
+	if xs == nil {
+		ps := make([][]byte, 0, len(bounds)+2)
+		if lo != nil {
+			ps = append(ps, lo)
+		}
+		ps = append(ps, bounds...)
+		if hi != nil {
+			ps = append(ps, hi)
+		}
+		found, err := sn.idx.SnapCuts(ps)
 		if err != nil {
 			return nil, nil, fmt.Errorf("digests: %w", err)
 		}
-		return ds, snapped, nil
-	}
-	ds, err := sn.idx.CutDigests(lo, hi, bounds)
-	if err != nil {
-		return nil, nil, fmt.Errorf("digests: %w", err)
-	}
-	// The expired entries of each part: the part runs from its cut points' snapped
-	// positions (nil past the last level-1 node).
-	ps := make([][]byte, 0, len(bounds)+2)
-	if lo != nil {
-		ps = append(ps, lo)
-	}
-	ps = append(ps, bounds...)
-	if hi != nil {
-		ps = append(ps, hi)
-	}
-	xs, err := sn.idx.SnapCuts(ps)
-	if err != nil {
-		return nil, nil, fmt.Errorf("digests: %w", err)
-	}
-	var xlo []byte
-	if lo != nil {
-		xlo, xs = xs[0], xs[1:]
-		if xlo == nil {
-			return ds, nil, nil // the range starts past the last level-1 node: empty
+		xs = make([][]byte, 0, len(bounds)+2)
+		if lo == nil {
+			xs = append(xs, nil)
+		}
+		xs = append(xs, found...)
+		if hi == nil {
+			xs = append(xs, nil)
 		}
 	}
-	var xhi []byte
-	if hi != nil {
-		xhi, xs = xs[len(xs)-1], xs[:len(xs)-1]
+	// Part j runs from xs[j] to xs[j+1]: the expired entries in it come off its digest.
+	if lo != nil && xs[0] == nil {
+		return ds, snapped, nil // the range starts past the last level-1 node: empty
 	}
 	for j := range ds {
-		plo, phi := xlo, xhi
-		if j > 0 {
-			if plo = xs[j-1]; plo == nil {
-				break // this part and the rest are empty
-			}
+		plo, phi := xs[j], xs[len(xs)-1]
+		if j > 0 && plo == nil {
+			break // this part and the rest are empty
 		}
-		if j < len(xs) && xs[j] != nil {
-			phi = xs[j]
+		if j+1 < len(xs)-1 && xs[j+1] != nil {
+			phi = xs[j+1]
 		}
 		d, _ := sn.expired.Digest(plo, phi)
 		ds[j] = ds[j].Sub(d)
 	}
-	return ds, nil, nil
+	return ds, snapped, nil
 }
 
 // Entries lists the live entries of [lo, hi), skipping expired ones.
