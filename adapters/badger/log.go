@@ -48,8 +48,11 @@ type indexLog struct {
 	next  uint64 // the sequence number of the next record
 }
 
-// errUnfoldedLog is returned by a read-only Open of a store whose log holds changes.
-var errUnfoldedLog = errors.New("the store's index log holds writes not yet folded into its index (the writer stopped without closing the store): open it writable once to fold them, for example with `reconcile index verify`, which changes no row")
+// ErrNotClosedCleanly is wrapped by the error of a read-only Open of a store whose writer
+// stopped without closing it, leaving Badger's write-ahead log to replay or index changes
+// in the index log to fold (see above): a read-only Open can do neither, and any writable
+// Open does both.
+var ErrNotClosedCleanly = errors.New("the store was not closed cleanly (its writer stopped without closing it): open it writable once to recover it, for example with `reconcile index verify`, which changes no row")
 
 func logKey(seq uint64) []byte {
 	k := make([]byte, 9)
@@ -172,7 +175,7 @@ func (s *Store) loadLog() error {
 		return nil
 	}
 	if s.opts.ReadOnly {
-		return errUnfoldedLog
+		return ErrNotClosedCleanly
 	}
 	return s.foldNow()
 }
@@ -285,7 +288,7 @@ func (s *Store) readTxn() (*bdg.Txn, error) {
 		return txn, err
 	}
 	if s.opts.ReadOnly {
-		return nil, errUnfoldedLog
+		return nil, ErrNotClosedCleanly
 	}
 	locked := make(chan struct{})
 	go func() {

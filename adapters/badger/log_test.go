@@ -96,7 +96,7 @@ func TestIndexLogAfterCrash(t *testing.T) {
 	}
 	must(t, s.db.Close()) // no fold: what a crash leaves
 
-	if _, err := Open(dir, Options{ReadOnly: true}); !errors.Is(err, errUnfoldedLog) {
+	if _, err := Open(dir, Options{ReadOnly: true}); !errors.Is(err, ErrNotClosedCleanly) {
 		t.Fatalf("read-only open of a store with an unfolded log: %v", err)
 	}
 	s, err = Open(dir, Options{})

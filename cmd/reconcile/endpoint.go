@@ -207,11 +207,11 @@ func parseBadger(u *url.URL, loc *location) error {
 }
 
 func openBadger(loc location, a access) (*endpoint, error) {
-	s, err := badger.Open(loc.path, badger.Options{
-		Ordering: loc.ordering,
-		Create:   a == create,
-		ReadOnly: a == readOnly,
-	})
+	opts := badger.Options{Ordering: loc.ordering, Create: a == create, ReadOnly: a == readOnly}
+	s, err := badger.Open(loc.path, opts)
+	if errors.Is(err, badger.ErrNotClosedCleanly) && recoverStore(loc, opts) {
+		s, err = badger.Open(loc.path, opts)
+	}
 	if err != nil {
 		return nil, err // the adapter's message names the path and what to do
 	}
@@ -229,6 +229,19 @@ func openBadger(loc location, a access) (*endpoint, error) {
 		},
 		purge: s.PurgeExpired,
 	}, nil
+}
+
+// recoverStore opens a Badger store whose writer stopped without closing it writable, which
+// replays Badger's write-ahead log and folds the index log (badger.ErrNotClosedCleanly),
+// and closes it, so that a read-only open can follow; it reports whether that worked (not
+// when another process has the store open).
+func recoverStore(loc location, opts badger.Options) bool {
+	opts.ReadOnly, opts.Create = false, false
+	s, err := badger.Open(loc.path, opts)
+	if err != nil {
+		return false
+	}
+	return s.Close() == nil
 }
 
 func parseSQL(u *url.URL, loc *location) error {
