@@ -29,8 +29,11 @@ type cache struct {
 	level int
 	rnd   uint64
 	nodes int
-	size  int64  // bytes held, roughly
-	mod   uint64 // counts inserts: a finger is valid while it is unchanged
+	// entries counts the nodes of index entries (level 0), which writes rarely read again:
+	// a row records its own entry (see merkle.BatchOp.Known).
+	entries int
+	size    int64  // bytes held, roughly
+	mod     uint64 // counts inserts: a finger is valid while it is unchanged
 
 	// finger remembers where the last Get found its key absent: the index and the rows
 	// read a key and then write it, and the write can insert without searching again.
@@ -162,6 +165,9 @@ func (c *cache) insertAfter(preds *[cacheMaxLevel]*cnode, k, v []byte, ok bool) 
 	c.byKey[string(k)] = n
 	c.mod++
 	c.nodes++
+	if len(k) > 1 && k[0] == prefixIndex && k[1] == 0 {
+		c.entries++
+	}
 	c.size += int64(len(k)+len(v)) + 120
 	return n
 }
