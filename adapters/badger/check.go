@@ -37,12 +37,11 @@ func (c IndexCheck) OK() bool { return c.Index.OK() && c.RowsMatch && c.ExpiryMa
 // RebuildIndex repairs what it finds.
 func (s *Store) VerifyIndex(ctx context.Context) (IndexCheck, error) {
 	var c IndexCheck
-	s.snapMu.RLock() // not while a rebuild runs
-	defer s.snapMu.RUnlock()
-	txn, err := s.readTxn()
+	txn, err := s.readTxn() // holds snapMu shared: not while a rebuild runs
 	if err != nil {
 		return c, fmt.Errorf("verify index: %w", err)
 	}
+	defer s.snapMu.RUnlock()
 	defer txn.Discard()
 	kv := &readKV{txn: txn}
 	defer kv.close()

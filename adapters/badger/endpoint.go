@@ -54,10 +54,8 @@ type snapshot struct {
 }
 
 func (s *Store) openSnapshot(now int64) (*snapshot, error) {
-	s.snapMu.RLock() // released by Close; see RebuildIndex
-	txn, err := s.readTxn()
+	txn, err := s.readTxn() // holds snapMu shared until Close; see RebuildIndex
 	if err != nil {
-		s.snapMu.RUnlock()
 		return nil, err
 	}
 	kv := &readKV{txn: txn}

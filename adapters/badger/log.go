@@ -278,11 +278,13 @@ func (s *Store) foldNow() error {
 	return nil
 }
 
-// readTxn opens a read transaction in which the index holds every committed write. When
-// the log holds changes it folds them first, holding wmu while it opens the transaction.
-// While it waits for wmu it keeps looking at the log: a Write that updates the index
-// directly folds the log at its first commit, so a snapshot waits for a long load's first
-// transaction, not for the whole load.
+// readTxn opens a read transaction in which the index holds every committed write, and
+// returns holding snapMu shared (the caller releases it with the transaction; see
+// RebuildIndex). When the log holds changes it folds them first, holding wmu while it
+// opens the transaction. While it waits for wmu it keeps looking at the log: a Write that
+// updates the index directly folds the log at its first commit, so a snapshot waits for
+// a long load's first transaction, not for the whole load. Lock order: wmu, then snapMu,
+// as RebuildIndex takes them; snapMu is never held while waiting for wmu.
 func (s *Store) readTxn() (*bdg.Txn, error) {
 	if txn, err := s.readTxnIfFolded(); txn != nil || err != nil {
 		return txn, err
@@ -302,6 +304,7 @@ func (s *Store) readTxn() (*bdg.Txn, error) {
 			if err := s.foldNow(); err != nil {
 				return nil, err
 			}
+			s.snapMu.RLock()
 			return s.db.NewTransaction(false), nil
 		case <-time.After(wait):
 		}
@@ -315,16 +318,18 @@ func (s *Store) readTxn() (*bdg.Txn, error) {
 	}
 }
 
-// readTxnIfFolded opens a read transaction if the log is empty in it, and returns nil
-// otherwise.
+// readTxnIfFolded opens a read transaction, holding snapMu shared, if the log is empty in
+// it, and returns nil, holding nothing, otherwise.
 func (s *Store) readTxnIfFolded() (*bdg.Txn, error) {
 	if s.logPending.Load() != 0 {
 		return nil, nil
 	}
+	s.snapMu.RLock()
 	txn := s.db.NewTransaction(false)
 	empty, err := logEmpty(txn)
 	if err != nil || !empty { // not empty: a small write committed since the check
 		txn.Discard()
+		s.snapMu.RUnlock()
 		return nil, err
 	}
 	return txn, nil
