@@ -330,3 +330,28 @@ func TestFoldingSnapshotsAndRebuild(t *testing.T) {
 	}
 	checkRoot(t, s, 0)
 }
+
+// TestLoggedWriteTooBig: a Write small enough to log its index changes whose transaction,
+// log record included, is too big for Badger is redone in halves, each logging its own
+// changes, and the index ends equal to the rows.
+func TestLoggedWriteTooBig(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{memTableSize: 2 << 20})
+	s.maxTxnBytes, s.maxTxnCount = 8*s.maxTxnBytes, 8*s.maxTxnCount // Badger refuses first
+	value := bytes.Repeat([]byte{'v'}, 600)
+	must(t, s.Write(func(w *Writer) error {
+		for i := range 900 {
+			if err := w.Put(fmt.Appendf(nil, "k%04d", i), value, uint64(i), 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	if s.log.ops == 0 {
+		t.Fatalf("the halves did not log their index changes")
+	}
+	c, err := s.VerifyIndex(context.Background())
+	if err != nil || !c.OK() || c.Rows != 900 {
+		t.Fatalf("VerifyIndex = %+v, %v", c, err)
+	}
+	checkRoot(t, s, 0)
+}
