@@ -11,9 +11,10 @@ import (
 	"github.com/reconcile-dev/reconcile/merkle"
 )
 
-// The index log. A small write (a transaction of at most logTxnOps index changes, as a
-// service's writes and a sync's apply batches are) does not update the index: it records
-// its index changes in one log record, written in the transaction that writes its rows,
+// The index log. A small write (a Write of one transaction, or an Apply, with at most
+// logTxnOps index changes, as a service's writes and a sync's apply batches are) does not
+// update the index: it records its index changes in one log record, written in the
+// transaction that writes its rows,
 //
 //	"l" || be64(seq) -> uvarint(n) || n × (opFlags || uvarint(len key) || key ||
 //	                    be64(version) || be64(expiresAt) || flags || ValueHash)
@@ -25,7 +26,8 @@ import (
 // writes each node once for thousands of changes. Every fold chunk deletes the records it
 // applied in the transaction that applies them, so rows, index and log are consistent at
 // every commit, and a writable Open folds what a crash left. Read-only opens refuse a
-// store whose log is not empty (they cannot fold it), saying how to fix it.
+// store whose log is not empty (they cannot fold it), saying how to fix it. Folds run
+// under wmu, on the writer's goroutine or the reader's that needs the index (readTxn).
 const (
 	prefixLog = 'l'
 
