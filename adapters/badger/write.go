@@ -124,7 +124,7 @@ func (s *Store) newView() *view {
 }
 
 // keptEntriesMax is how many index entries (level 0) a kept cache may hold before keep
-// drops them all.
+// drops them all (once they are half of it).
 const keptEntriesMax = 4096
 
 // keptIndex is an index cache kept from one write to the next, with the index over it.
@@ -155,7 +155,9 @@ func (s *Store) keep(v *view) {
 		return
 	}
 	k := &keptIndex{c: v.c, idx: v.idx}
-	if k.c.entries > keptEntriesMax {
+	// Dropping the entries copies the rest of the cache, so only once they are at least
+	// half of it: each copy then costs no more than the entries added since the last.
+	if k.c.entries > keptEntriesMax && 2*k.c.entries >= k.c.nodes {
 		k.c = k.c.suffix([]byte{prefixIndex, 1}) // the nodes, level 1 up, and the meta key
 		k.idx = s.newIndex(k.c)
 	}
