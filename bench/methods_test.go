@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"testing"
-
-	"github.com/reconcile-dev/reconcile/adapters/badger"
 )
 
 // BenchmarkMethods runs this tool and the three baselines on the mixed scenario (the
@@ -36,16 +34,8 @@ func BenchmarkMethods(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				src, err := badger.Open(fx.Source, badger.Options{ReadOnly: true})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer src.Close()
-				dst, err := badger.Open(fx.Target, badger.Options{ReadOnly: true})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer dst.Close()
+				src := openReadOnly(b, fx.Source)
+				dst := openReadOnly(b, fx.Target)
 				job := Job{Scenario: sc, Drift: d, Fixture: fx, Method: m, Reps: 1}
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {

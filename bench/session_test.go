@@ -58,6 +58,17 @@ func sessionFixture(b *testing.B, rows int, frac float64) FixtureInfo {
 	return fx
 }
 
+// openReadOnly opens the Badger store at path read-only until the test or benchmark run
+// ends.
+func openReadOnly(tb testing.TB, path string) *badger.Store {
+	s, err := badger.Open(path, badger.Options{ReadOnly: true})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
 // BenchmarkSession diffs two Badger stores with a delete-heavy history (as many rows
 // deleted as are live) in one process, identical and with 0.1% and 1% of keys differing,
 // and reports the protocol's cost per differing key next to the time a full read of both
@@ -67,16 +78,8 @@ func BenchmarkSession(b *testing.B) {
 	for _, frac := range []float64{0, 0.001, 0.01} {
 		b.Run(fmt.Sprintf("rows=%d/drift=%g", rows, frac), func(b *testing.B) {
 			fx := sessionFixture(b, rows, frac)
-			src, err := badger.Open(fx.Source, badger.Options{ReadOnly: true})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer src.Close()
-			dst, err := badger.Open(fx.Target, badger.Options{ReadOnly: true})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer dst.Close()
+			src := openReadOnly(b, fx.Source)
+			dst := openReadOnly(b, fx.Target)
 			ctx := context.Background()
 
 			t0, c0 := time.Now(), cpuTime()
@@ -89,6 +92,7 @@ func BenchmarkSession(b *testing.B) {
 			scan, scanCPU := time.Since(t0), cpuTime()-c0
 
 			var rep *reconcile.Report
+			var err error
 			b.ResetTimer()
 			c0 = cpuTime()
 			for i := 0; i < b.N; i++ {

@@ -23,11 +23,7 @@ func BenchmarkSync(b *testing.B) {
 	for _, frac := range []float64{0.001, 0.01} {
 		b.Run(fmt.Sprintf("rows=%d/drift=%g", rows, frac), func(b *testing.B) {
 			fx := sessionFixture(b, rows, frac)
-			src, err := badger.Open(fx.Source, badger.Options{ReadOnly: true})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer src.Close()
+			src := openReadOnly(b, fx.Source)
 			var written int
 			var took time.Duration
 			for b.Loop() {

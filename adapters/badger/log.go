@@ -182,16 +182,10 @@ func (s *Store) loadLog() error {
 	return s.foldNow()
 }
 
-// logFits reports whether the index changes of v's open transaction may go to the log.
-func (s *Store) logFits(v *view) bool {
-	if len(v.ixops) > logTxnOps {
-		return false
-	}
-	var b int64
-	for i := range v.ixops {
-		b += int64(len(v.ixops[i].Entry.Key)) + 60
-	}
-	return s.log.ops+len(v.ixops) <= logMaxOps && s.log.bytes+b <= logMaxBytes
+// logFits reports whether a log record of ops changes and size bytes keeps the log within
+// its bounds.
+func (s *Store) logFits(ops int, size int64) bool {
+	return s.log.ops+ops <= logMaxOps && s.log.bytes+size <= logMaxBytes
 }
 
 // fold applies the log to the index through v's cache, in transactions of its own that each

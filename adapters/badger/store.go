@@ -211,7 +211,8 @@ func Open(path string, opts Options) (*Store, error) {
 		if strings.Contains(err.Error(), "Another process is using this Badger database") {
 			return nil, fmt.Errorf("badger store %s is in use by another process (close it and retry)", path)
 		}
-		if opts.ReadOnly && (errors.Is(err, bdg.ErrTruncateNeeded) || strings.Contains(err.Error(), bdg.ErrTruncateNeeded.Error())) {
+		// Badger formats its write-ahead log's replay error with %+v too.
+		if opts.ReadOnly && strings.Contains(err.Error(), bdg.ErrTruncateNeeded.Error()) {
 			return nil, fmt.Errorf("open badger store %s: %w", path, ErrNotClosedCleanly)
 		}
 		return nil, fmt.Errorf("open badger store %s: %w", path, err)

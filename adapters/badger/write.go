@@ -222,11 +222,12 @@ func (v *view) flushIndex(logOK bool) error {
 		v.ixops = v.ixops[:0]
 	}()
 	s := v.s
-	if logOK && s.logFits(v) {
-		rec := encodeLogRecord(v.ixops)
-		v.rows.Set(logKey(s.log.next), rec)
-		v.logged.ops, v.logged.bytes = len(v.ixops), int64(len(rec))
-		return nil
+	if logOK && len(v.ixops) <= logTxnOps {
+		if rec := encodeLogRecord(v.ixops); s.logFits(len(v.ixops), int64(len(rec))) {
+			v.rows.Set(logKey(s.log.next), rec)
+			v.logged.ops, v.logged.bytes = len(v.ixops), int64(len(rec))
+			return nil
+		}
 	}
 	if s.log.bytes > 0 {
 		if err := s.fold(v); err != nil {
@@ -634,12 +635,11 @@ const knownRemoveMax = 4 << 10
 // what it holds (they are written in one transaction), so for a small value the entry is
 // computed from it and the index need not be read.
 func queueRemove(t *view, old *record) {
-	e := old.position()
-	known := len(old.value) <= knownRemoveMax
-	if known {
-		e.ValueHash = merkle.ValueHash(old.value)
+	if len(old.value) <= knownRemoveMax {
+		t.queueIndex(old.entry(), true, true)
+		return
 	}
-	t.queueIndex(e, true, known)
+	t.queueIndex(old.position(), true, false)
 }
 
 // appendDoubling is append that doubles a full slice's capacity. append grows large slices
