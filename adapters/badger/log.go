@@ -104,24 +104,24 @@ func encodeLogRecord(ops []merkle.BatchOp) []byte {
 func decodeLogRecord(ops []merkle.BatchOp, b []byte) ([]merkle.BatchOp, error) {
 	n, w := binary.Uvarint(b)
 	if w <= 0 {
-		return ops, errLogCorrupt("op count")
+		return ops, logCorrupt("op count")
 	}
 	b = b[w:]
 	const fixed = 8 + 8 + 1 + hashSize
 	if n > uint64(len(b)/(1+1+fixed)) {
-		return ops, errLogCorrupt("op count past the record's end")
+		return ops, logCorrupt("op count past the record's end")
 	}
 	for range n {
 		if len(b) < 1 {
-			return ops, errLogCorrupt("truncated op")
+			return ops, logCorrupt("truncated op")
 		}
 		f := b[0]
 		if f&^(logOpRemove|logOpKnown) != 0 {
-			return ops, errLogCorrupt("unknown op flags")
+			return ops, logCorrupt("unknown op flags")
 		}
 		kl, w := binary.Uvarint(b[1:])
 		if w <= 0 || kl > MaxKeyBytes || uint64(len(b)-1-w) < kl+uint64(fixed) {
-			return ops, errLogCorrupt("truncated op")
+			return ops, logCorrupt("truncated op")
 		}
 		b = b[1+w:]
 		var o merkle.BatchOp
@@ -136,50 +136,49 @@ func decodeLogRecord(ops []merkle.BatchOp, b []byte) ([]merkle.BatchOp, error) {
 		ops = append(ops, o)
 	}
 	if len(b) != 0 {
-		return ops, errLogCorrupt("bytes after the last op")
+		return ops, logCorrupt("bytes after the last op")
 	}
 	return ops, nil
 }
 
-func errLogCorrupt(what string) error {
-	return fmt.Errorf("index log record corrupt (%s): run `reconcile index install` to rebuild the index from the rows", what)
+// errLogCorrupt is wrapped by the error of a fold that found a log record it cannot decode.
+var errLogCorrupt = errors.New("index log record corrupt")
+
+func logCorrupt(what string) error {
+	return fmt.Errorf("%w (%s): run `reconcile index install` to rebuild the index from the rows", errLogCorrupt, what)
 }
 
-// loadLog reads the size of the log and the next sequence number; a writable store then
-// folds what it holds.
+// loadLog finds the log's next sequence number, and folds what a writer that stopped left
+// in the log (a read-only store refuses such a log). A log that does not decode is left
+// for RebuildIndex, which drops it: Open succeeds so that it can run, and every read of
+// the index reports the damage and how to repair it.
 func (s *Store) loadLog() error {
-	var l indexLog
+	var last []byte
 	err := s.db.View(func(txn *bdg.Txn) error {
-		var ops []merkle.BatchOp
-		var derr error
-		err := txnIterate(txn, []byte{prefixLog}, []byte{prefixLog + 1}, false, func(k, v []byte) bool {
-			if len(k) != 9 {
-				derr = errLogCorrupt("key length")
-				return false
-			}
-			ops, derr = decodeLogRecord(ops[:0], v)
-			l.ops += len(ops)
-			l.bytes += int64(len(v))
-			l.next = binary.BigEndian.Uint64(k[1:]) + 1
-			return derr == nil
+		return txnIterate(txn, []byte{prefixLog}, []byte{prefixLog + 1}, true, func(k, _ []byte) bool {
+			last = clone(k)
+			return false
 		})
-		if err == nil {
-			err = derr
-		}
-		return err
 	})
 	if err != nil {
 		return fmt.Errorf("read the index log: %w", err)
 	}
-	s.log = l
-	s.logPending.Store(int64(l.ops))
-	if l.bytes == 0 {
+	if last == nil {
 		return nil
 	}
 	if s.opts.ReadOnly {
 		return ErrNotClosedCleanly
 	}
-	return s.foldNow()
+	if len(last) == 9 {
+		s.log.next = binary.BigEndian.Uint64(last[1:]) + 1
+	}
+	// How much the log holds is not known: as full, so that writes fold it before anything.
+	s.log.ops, s.log.bytes = logMaxOps, logMaxBytes
+	s.logPending.Store(int64(s.log.ops))
+	if err := s.foldNow(); err != nil && !errors.Is(err, errLogCorrupt) {
+		return err
+	}
+	return nil
 }
 
 // logFits reports whether a log record of ops changes and size bytes keeps the log within
@@ -230,7 +229,7 @@ func (s *Store) foldChunk(v *view) (bool, error) {
 			return false
 		}
 		if len(k) != 9 {
-			derr = errLogCorrupt("key length")
+			derr = logCorrupt("key length")
 			return false
 		}
 		ops, derr = decodeLogRecord(ops, val)

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	bdg "github.com/dgraph-io/badger/v4"
 
 	"github.com/reconcile-dev/reconcile/merkle"
 )
@@ -353,5 +356,37 @@ func TestLoggedWriteTooBig(t *testing.T) {
 	if err != nil || !c.OK() || c.Rows != 900 {
 		t.Fatalf("VerifyIndex = %+v, %v", c, err)
 	}
+	checkRoot(t, s, 0)
+}
+
+// TestCorruptIndexLog: a store whose index log holds a record that does not decode still
+// opens writable, every read of its index says how to repair it, and RebuildIndex (what
+// `reconcile index install` runs) repairs it.
+func TestCorruptIndexLog(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{Create: true})
+	must(t, err)
+	for i := range 20 {
+		must(t, s.Put(fmt.Appendf(nil, "k%02d", i), []byte("v"), uint64(i), 0))
+	}
+	must(t, s.db.Update(func(txn *bdg.Txn) error { return txn.Set(logKey(s.log.next), []byte{5}) }))
+	must(t, s.db.Close()) // no fold, as a crash leaves it
+
+	s, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatalf("a writable open of a store with a corrupt index log: %v", err)
+	}
+	defer s.Close()
+	if _, err := s.VerifyIndex(context.Background()); err == nil || !strings.Contains(err.Error(), "reconcile index install") {
+		t.Fatalf("VerifyIndex over a corrupt index log: %v", err)
+	}
+	if _, err := s.RebuildIndex(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.VerifyIndex(context.Background())
+	if err != nil || !c.OK() || c.Rows != 20 {
+		t.Fatalf("after RebuildIndex: %+v, %v", c, err)
+	}
+	must(t, s.Put([]byte("after"), []byte("v"), 100, 0))
 	checkRoot(t, s, 0)
 }
