@@ -359,8 +359,8 @@ func BenchmarkWriteService(b *testing.B) {
 // if level 0 were packed into level-1 nodes (the levels above, a 256th of the entries, are
 // left out). It is the floor such a layout would put under a load that writes each block
 // once (compare with BenchmarkWritePlainTxn and BenchmarkWritePlainLayout in one run):
-// 1.3–1.5× plain in three runs on 2026-12-02, against 2.2–2.3× for the flat layout's
-// entries. A load that writes each block once is the exception, though: the
+// 1.3–1.5× plain in three runs on 2026-12-02 and 1.1–1.2× in three later that day, on
+// another machine, against 2.2–2.3× for the flat layout's entries in both. A load that writes each block once is the exception, though: the
 // packed layout, built and measured on 2026-12-02 (see the README), rewrites a whole
 // block for every scattered write in a transaction, and lost to this package's flat
 // layout everywhere but in appends.

@@ -58,7 +58,7 @@
 // moves a row's index entry writes three (record, old entry deleted, new entry).
 // BenchmarkWritePlainPackedLayout measures the floor of a layout that would pack each
 // level-1 node's entries into the node's value (one Badger entry per 16 index entries):
-// 1.3–1.5× plain in three runs on 2026-12-02, when each block is written once.
+// 1.1–1.5× plain in the runs of 2026-12-02 (two machines), when each block is written once.
 // Built and measured, that layout made appends faster but every scattered write rewrite
 // a whole block, which cost inserts at random positions twice the flat layout's time and
 // updates five times (README, "Writing through the index"); it is not used.
