@@ -301,6 +301,8 @@ func BenchmarkWriteService(b *testing.B) {
 	}
 	for _, per := range []int{1, 100} {
 		b.Run(fmt.Sprintf("rows=%d/indexed", per), func(b *testing.B) {
+			var lat latencies
+			defer func() { lat.report(b) }()
 			benchWriteN(b, writes, func(dir string) (func() error, func()) {
 				s := openStore(b, dir)
 				if err := writeRows(s, keys, values, func(int) uint64 { return 42 }); err != nil {
@@ -308,6 +310,7 @@ func BenchmarkWriteService(b *testing.B) {
 				}
 				return func() error {
 					for i := 0; i < writes; i += per {
+						t0 := time.Now()
 						err := s.Write(func(w *Writer) error {
 							for j := i; j < i+per; j++ {
 								if err := w.Put(wkeys[j], wvalues[j], uint64(100+i), 0); err != nil {
@@ -316,17 +319,22 @@ func BenchmarkWriteService(b *testing.B) {
 							}
 							return nil
 						})
+						lat.add(time.Since(t0))
 						if err != nil {
 							return err
 						}
 					}
 					s.wmu.Lock()
 					defer s.wmu.Unlock()
-					return s.foldNow()
+					s.imu.Lock()
+					defer s.imu.Unlock()
+					return s.foldNow(true)
 				}, func() { s.Close() }
 			})
 		})
 		b.Run(fmt.Sprintf("rows=%d/plain", per), func(b *testing.B) {
+			var lat latencies
+			defer func() { lat.report(b) }()
 			benchWriteN(b, writes, func(dir string) (func() error, func()) {
 				db := openPlain(b, dir)
 				if err := writePlainBatch(db, keys, values); err != nil {
@@ -334,6 +342,7 @@ func BenchmarkWriteService(b *testing.B) {
 				}
 				return func() error {
 					for i := 0; i < writes; i += per {
+						t0 := time.Now()
 						err := db.Update(func(txn *bdg.Txn) error {
 							for j := i; j < i+per; j++ {
 								if err := txn.Set(append([]byte{prefixRow}, wkeys[j]...), wvalues[j]); err != nil {
@@ -342,6 +351,7 @@ func BenchmarkWriteService(b *testing.B) {
 							}
 							return nil
 						})
+						lat.add(time.Since(t0))
 						if err != nil {
 							return err
 						}
@@ -385,4 +395,22 @@ func BenchmarkWritePlainPackedLayout(b *testing.B) {
 		db := openPlain(b, dir)
 		return func() error { return writePlainTxn(db, ks, vs) }, func() { db.Close() }
 	})
+}
+
+// latencies collects the time of each write of a benchmark, to report its tail.
+type latencies []time.Duration
+
+func (l *latencies) add(d time.Duration) { *l = append(*l, d) }
+
+// report adds the 50th, 99th and 99.9th percentiles and the maximum, in microseconds.
+func (l latencies) report(b *testing.B) {
+	if len(l) == 0 {
+		return
+	}
+	slices.Sort(l)
+	at := func(q float64) float64 { return float64(l[min(len(l)-1, int(q*float64(len(l))))].Nanoseconds()) / 1e3 }
+	b.ReportMetric(at(0.5), "p50-us")
+	b.ReportMetric(at(0.99), "p99-us")
+	b.ReportMetric(at(0.999), "p99.9-us")
+	b.ReportMetric(at(1), "max-us")
 }

@@ -159,6 +159,8 @@ func (s *Store) RebuildIndex(ctx context.Context) (int, error) {
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	s.imu.Lock()
+	defer s.imu.Unlock()
 	s.snapMu.Lock()
 	defer s.snapMu.Unlock()
 	n, err := s.rebuildIndex(ctx)
@@ -178,11 +180,10 @@ func (s *Store) rebuildIndex(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	s.log.ops, s.log.bytes = 0, 0
-	s.logPending.Store(0)
+	s.logReset()
 	read := s.db.NewTransaction(false)
 	defer read.Discard()
-	v := s.newView()
+	v := s.newView(true)
 	defer func() { v.discard() }()
 	begin := func() error {
 		s.begin(v)
@@ -210,7 +211,7 @@ func (s *Store) rebuildIndex(ctx context.Context) (int, error) {
 			return err
 		}
 		if v.big() {
-			v = s.newView()
+			v = s.newView(true)
 		}
 		return begin()
 	})

@@ -552,9 +552,53 @@ func (s *Store) Apply(ctx context.Context, now int64, changes []reconcile.Change
 
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	t := s.newView()
-	s.begin(t)
-	defer t.discard()
+	// A batch that may change more than a log record holds updates the index: it takes
+	// imu first. A smaller one takes it only if its changes do not fit in the log, and
+	// then redoes its transaction if a fold committed since it began (see Writer.lockIndex).
+	index := 2*len(changes) > logTxnOps
+	if index {
+		s.imu.Lock()
+	}
+	defer func() {
+		if index {
+			s.imu.Unlock()
+		}
+	}()
+	for {
+		gen := s.indexGen.Load()
+		t := s.newView(index)
+		s.begin(t)
+		out, err := s.applyChanges(ctx, t, now, changes, ops)
+		if err == nil {
+			err = t.commit(true)
+			if errors.Is(err, errNeedIndex) {
+				s.imu.Lock()
+				index = true
+				if s.indexGen.Load() != gen {
+					t.discard()
+					continue
+				}
+				t.takeIndex()
+				err = t.commit(true)
+			}
+		}
+		t.discard()
+		if err == nil && index {
+			s.keep(t)
+		}
+		if errors.Is(err, bdg.ErrTxnTooBig) {
+			return nil, fmt.Errorf("apply: %d changes do not fit in one badger transaction: %w", len(changes), err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("apply: commit: %w", err)
+		}
+		return out, nil
+	}
+}
+
+// applyChanges applies the changes whose expectation holds in t's transaction, and
+// returns their outcomes (see Apply).
+func (s *Store) applyChanges(ctx context.Context, t *view, now int64, changes []reconcile.Change, ops []op) ([]reconcile.Outcome, error) {
 	out := make([]reconcile.Outcome, len(changes))
 	for i, c := range changes {
 		if err := ctx.Err(); err != nil {
@@ -588,16 +632,6 @@ func (s *Store) Apply(ctx context.Context, now int64, changes []reconcile.Change
 			return nil, fmt.Errorf("apply: write %s: %w", printable(c.Key), err)
 		}
 		out[i] = reconcile.Applied
-	}
-	err := t.commit(true)
-	if err == nil {
-		s.keep(t)
-	}
-	if errors.Is(err, bdg.ErrTxnTooBig) {
-		return nil, fmt.Errorf("apply: %d changes do not fit in one badger transaction: %w", len(changes), err)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("apply: commit: %w", err)
 	}
 	return out, nil
 }

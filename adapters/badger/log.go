@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	bdg "github.com/dgraph-io/badger/v4"
@@ -26,8 +27,16 @@ import (
 // writes each node once for thousands of changes. Every fold chunk deletes the records it
 // applied in the transaction that applies them, so rows, index and log are consistent at
 // every commit, and a writable Open folds what a crash left. Read-only opens refuse a
-// store whose log is not empty (they cannot fold it), saying how to fix it. Folds run
-// under wmu, on the writer's goroutine or the reader's that needs the index (readTxn).
+// store whose log is not empty (they cannot fold it), saying how to fix it.
+//
+// Folds run under imu, the index's lock, not wmu, the writers': a writable Store runs a
+// background folder that folds the log once it holds foldStartOps changes, while small
+// writes go on adding to it (they write rows and log records, never index keys, so the
+// two need no common lock). A write that must update the index itself (a large one, or
+// one whose log record does not fit) takes imu, folding the rest of the log first, and a
+// reader that needs the index folded takes wmu, so that no write logs more, then imu.
+// So on a machine with a core to spare a service's small writes do not wait for folds,
+// and no single write pays for folding thousands of others' changes.
 const (
 	prefixLog = 'l'
 
@@ -40,10 +49,14 @@ const (
 	// foldChunkOps and foldChunkBytes bound one fold transaction.
 	foldChunkOps         = 4096
 	foldChunkBytes int64 = 1 << 20
+	// foldStartOps is how many changes the log holds when a write wakes the background
+	// folder.
+	foldStartOps = 2048
 )
 
-// indexLog is what a Store knows of its log; guarded by wmu (pending mirrors ops for
-// snapshots, which read it without the lock).
+// indexLog is what a Store knows of its log (see Store.log for its locks). The counts may
+// run ahead of the log or behind it for a moment: a write counts its record after it has
+// committed, and the background folder may fold it before that.
 type indexLog struct {
 	ops   int
 	bytes int64
@@ -173,9 +186,8 @@ func (s *Store) loadLog() error {
 		s.log.next = binary.BigEndian.Uint64(last[1:]) + 1
 	}
 	// How much the log holds is not known: as full, so that writes fold it before anything.
-	s.log.ops, s.log.bytes = logMaxOps, logMaxBytes
-	s.logPending.Store(int64(s.log.ops))
-	if err := s.foldNow(); err != nil && !errors.Is(err, errLogCorrupt) {
+	s.logCount(logMaxOps, logMaxBytes)
+	if err := s.foldNow(true); err != nil && !errors.Is(err, errLogCorrupt) {
 		return err
 	}
 	return nil
@@ -184,15 +196,38 @@ func (s *Store) loadLog() error {
 // logFits reports whether a log record of ops changes and size bytes keeps the log within
 // its bounds.
 func (s *Store) logFits(ops int, size int64) bool {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
 	return s.log.ops+ops <= logMaxOps && s.log.bytes+size <= logMaxBytes
 }
 
+// logCount adds ops changes and size bytes to the log's counts (negative: folded), and
+// reports how many changes it then holds.
+func (s *Store) logCount(ops int, size int64) int {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	s.log.ops += ops
+	s.log.bytes += size
+	s.logPending.Store(int64(s.log.ops))
+	return s.log.ops
+}
+
+// logReset sets the log's counts to empty: called by a fold that found the log empty
+// with wmu held, so that no write could add to it.
+func (s *Store) logReset() {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	s.log.ops, s.log.bytes = 0, 0
+	s.logPending.Store(0)
+}
+
 // fold applies the log to the index through v's cache, in transactions of its own that each
-// apply a prefix of the log and delete it. Called with wmu held, before v's transaction
+// apply a prefix of the log and delete it, until it finds the log empty (or stop is
+// closed). Called with imu held, and with wmu too when exclusive, before v's transaction
 // writes anything to the index: v's transaction, if begun before, reads the index keys the
 // fold wrote from the cache, which holds them (as after a background commit, Writer.commit).
 // After an error v's cache holds writes that may not have committed: drop v.
-func (s *Store) fold(v *view) error {
+func (s *Store) fold(v *view, exclusive bool, stop <-chan struct{}) error {
 	if len(v.c.dirty) > 0 {
 		return errors.New("index log: fold with index writes pending") // a bug, not a store problem
 	}
@@ -208,9 +243,15 @@ func (s *Store) fold(v *view) error {
 		if !more {
 			break
 		}
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
 	}
-	s.log.ops, s.log.bytes = 0, 0
-	s.logPending.Store(0)
+	if exclusive {
+		s.logReset()
+	}
 	return nil
 }
 
@@ -257,29 +298,80 @@ func (s *Store) foldChunk(v *view) (bool, error) {
 	if err := txn.Commit(); err != nil {
 		return false, err
 	}
-	s.log.ops = max(0, s.log.ops-len(ops))
-	s.log.bytes = max(0, s.log.bytes-size)
-	s.logPending.Store(int64(s.log.ops))
+	s.indexGen.Add(1)
+	s.logCount(-len(ops), -size)
 	return true, nil
 }
 
-// foldNow folds the log through the kept cache. Called with wmu held.
-func (s *Store) foldNow() error {
-	v := s.newView()
-	if err := s.fold(v); err != nil {
+// foldNow folds the log through the kept cache. Called with imu held, and with wmu too
+// when exclusive.
+func (s *Store) foldNow(exclusive bool) error {
+	v := s.newView(true)
+	if err := s.fold(v, exclusive, nil); err != nil {
 		return err
 	}
 	s.keep(v)
 	return nil
 }
 
+// folder is the background folder: a goroutine that folds the log when kicked, until
+// stop is closed.
+type folder struct {
+	kick, stop, done chan struct{}
+	once             sync.Once
+}
+
+func (s *Store) startFolder() {
+	f := &folder{kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	s.folder = f
+	go func() {
+		defer close(f.done)
+		for {
+			select {
+			case <-f.stop:
+				return
+			case <-f.kick:
+			}
+			s.imu.Lock()
+			v := s.newView(true)
+			// An error leaves the log to the next fold in the foreground, which reports it.
+			if err := s.fold(v, false, f.stop); err == nil {
+				s.keep(v)
+			}
+			s.imu.Unlock()
+		}
+	}()
+}
+
+// kickFolder wakes the background folder, if it runs, when the log holds ops changes,
+// foldStartOps or more.
+func (s *Store) kickFolder(ops int) {
+	if s.folder == nil || ops < foldStartOps {
+		return
+	}
+	select {
+	case s.folder.kick <- struct{}{}:
+	default: // already kicked
+	}
+}
+
+// stopFolder stops the background folder, if it runs, and waits for it. Kicks after that
+// do nothing.
+func (s *Store) stopFolder() {
+	if f := s.folder; f != nil {
+		f.once.Do(func() { close(f.stop) })
+		<-f.done
+	}
+}
+
 // readTxn opens a read transaction in which the index holds every committed write, and
 // returns holding snapMu shared (the caller releases it with the transaction; see
 // RebuildIndex). When the log holds changes it folds them first, holding wmu while it
 // opens the transaction. While it waits for wmu it keeps looking at the log: a Write that
-// updates the index directly folds the log at its first commit, so a snapshot waits for
-// a long load's first transaction, not for the whole load. Lock order: wmu, then snapMu,
-// as RebuildIndex takes them; snapMu is never held while waiting for wmu.
+// updates the index directly folds the log at its first commit, and the background folder
+// may empty it, so a snapshot waits for a long load's first transaction, not for the whole
+// load. Lock order: wmu, imu, then snapMu, as RebuildIndex takes them; snapMu is never
+// held while waiting for wmu.
 func (s *Store) readTxn() (*bdg.Txn, error) {
 	if txn, err := s.readTxnIfFolded(); txn != nil || err != nil {
 		return txn, err
@@ -287,6 +379,7 @@ func (s *Store) readTxn() (*bdg.Txn, error) {
 	if s.opts.ReadOnly {
 		return nil, ErrNotClosedCleanly
 	}
+	s.kickFolder(foldStartOps) // it may empty the log before wmu is free
 	locked := make(chan struct{})
 	go func() {
 		s.wmu.Lock()
@@ -296,7 +389,10 @@ func (s *Store) readTxn() (*bdg.Txn, error) {
 		select {
 		case <-locked:
 			defer s.wmu.Unlock()
-			if err := s.foldNow(); err != nil {
+			s.imu.Lock()
+			err := s.foldNow(true)
+			s.imu.Unlock()
+			if err != nil {
 				return nil, err
 			}
 			s.snapMu.RLock()

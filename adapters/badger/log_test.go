@@ -21,7 +21,7 @@ import (
 // folding the log; every step ends with the index equal to the rows.
 func TestIndexLog(t *testing.T) {
 	ctx := context.Background()
-	s := openT(t, t.TempDir(), Options{})
+	s := openT(t, t.TempDir(), Options{foregroundFolds: true})
 	must(t, s.Put([]byte("a"), []byte("1"), 1, 0))
 	must(t, s.Put([]byte("a"), []byte("2"), 2, 0))
 	must(t, s.Delete([]byte("a")))
@@ -88,7 +88,7 @@ func logEmptyT(t *testing.T, s *Store) bool {
 // refused read-only, with a message that says what to do, and a writable open folds it.
 func TestIndexLogAfterCrash(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(dir, Options{Create: true})
+	s, err := Open(dir, Options{Create: true, foregroundFolds: true})
 	must(t, err)
 	for i := range 50 {
 		must(t, s.Put(fmt.Appendf(nil, "k%02d", i), []byte("v"), uint64(i), 0))
@@ -338,7 +338,7 @@ func TestFoldingSnapshotsAndRebuild(t *testing.T) {
 // log record included, is too big for Badger is redone in halves, each logging its own
 // changes, and the index ends equal to the rows.
 func TestLoggedWriteTooBig(t *testing.T) {
-	s := openT(t, t.TempDir(), Options{memTableSize: 2 << 20})
+	s := openT(t, t.TempDir(), Options{memTableSize: 2 << 20, foregroundFolds: true})
 	s.maxTxnBytes, s.maxTxnCount = 8*s.maxTxnBytes, 8*s.maxTxnCount // Badger refuses first
 	value := bytes.Repeat([]byte{'v'}, 600)
 	must(t, s.Write(func(w *Writer) error {
@@ -364,7 +364,7 @@ func TestLoggedWriteTooBig(t *testing.T) {
 // `reconcile index install` runs) repairs it.
 func TestCorruptIndexLog(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(dir, Options{Create: true})
+	s, err := Open(dir, Options{Create: true, foregroundFolds: true})
 	must(t, err)
 	for i := range 20 {
 		must(t, s.Put(fmt.Appendf(nil, "k%02d", i), []byte("v"), uint64(i), 0))

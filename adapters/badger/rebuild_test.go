@@ -21,7 +21,9 @@ func foldT(t *testing.T, s *Store) {
 	t.Helper()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	must(t, s.foldNow())
+	s.imu.Lock()
+	defer s.imu.Unlock()
+	must(t, s.foldNow(true))
 }
 
 func indexDump(t *testing.T, s *Store) []string {

@@ -77,6 +77,10 @@ type Writer struct {
 	// inflight is the transaction Badger is writing while the next one is built (nil:
 	// none); it must have committed before the next one is sent.
 	inflight *inflightTxn
+	// index says the Write holds imu (see lockIndex); until it does, its views have no
+	// index and gen is the Store's indexGen from before the open transaction began.
+	index bool
+	gen   uint64
 }
 
 // inflightTxn is a transaction sent with CommitWith: done receives its outcome.
@@ -86,7 +90,9 @@ type inflightTxn struct {
 }
 
 // view is what the transactions of a Write read and write through: the rows (and expiry
-// keys) by key, the index through its ordered cache. See cache.
+// keys) by key, the index through its ordered cache. See cache. A view of a write that
+// does not hold imu has no index (c and idx are nil): its index changes can only go to
+// the index log.
 type view struct {
 	s      *Store
 	txn    *bdg.Txn
@@ -95,6 +101,8 @@ type view struct {
 	c      *cache
 	idx    *merkle.Stored
 	primed bool
+	// indexPrimed says prime has primed c too.
+	indexPrimed bool
 	// ixops are the index changes of the open transaction, applied in one
 	// merkle.Stored.Batch when it commits; ixEst is what they add to p meanwhile.
 	ixops []merkle.BatchOp
@@ -107,20 +115,30 @@ type view struct {
 	}
 }
 
-// newView returns a view for the next write, over the index cache the last write kept,
-// if any (the view then owns it until keep).
-func (s *Store) newView() *view {
+// newView returns a view for the next write; with index (imu held), over the index cache
+// the last index write kept, if any (the view then owns it until keep).
+func (s *Store) newView(index bool) *view {
 	v := &view{s: s, p: pending{threshold: s.valueThreshold}}
 	v.rows = newFlat(&v.p)
+	if index {
+		v.takeIndex()
+	}
+	return v
+}
+
+// takeIndex gives v the index, through the cache the last index write kept, if any.
+// Called with imu held.
+func (v *view) takeIndex() {
+	s := v.s
 	if k := s.kept; k != nil {
 		s.kept = nil
 		v.c, v.idx = k.c, k.idx
 		v.c.p = &v.p
-		return v
+	} else {
+		v.c = newCache(&v.p)
+		v.idx = s.newIndex(v.c)
 	}
-	v.c = newCache(&v.p)
-	v.idx = s.newIndex(v.c)
-	return v
+	v.c.txn = v.txn
 }
 
 // keptEntriesMax is how many index entries (level 0) a kept cache may hold before keep
@@ -134,8 +152,8 @@ type keptIndex struct {
 }
 
 // keep holds on to the index cache of v, whose writes have all committed, for the next
-// write: what it knows stays true because every index write goes through a view while
-// wmu is held. Without it each write would read the index's upper nodes from Badger
+// index write (called with imu held; a view without the index keeps nothing): what it
+// knows stays true because every index write goes through a view while imu is held. Without it each write would read the index's upper nodes from Badger
 // again, and those are rewritten by nearly every write: Badger keeps every version of a
 // key in its memtables until they are flushed and compacted, and a reverse seek onto a key
 // walks all of them, so a service making many small writes paid a growing cost per write
@@ -171,15 +189,22 @@ func (s *Store) keep(v *view) {
 
 // begin starts a read-write transaction under v.
 func (s *Store) begin(v *view) {
-	v.txn = s.db.NewTransaction(true)
-	v.rows.txn, v.c.txn = v.txn, v.txn
+	v.setTxn(s.db.NewTransaction(true))
+}
+
+// setTxn makes txn v's transaction.
+func (v *view) setTxn(txn *bdg.Txn) {
+	v.txn, v.rows.txn = txn, txn
+	if v.c != nil {
+		v.c.txn = txn
+	}
 }
 
 // discard drops v's transaction, if any.
 func (v *view) discard() {
 	if v != nil && v.txn != nil {
 		v.txn.Discard()
-		v.txn, v.rows.txn, v.c.txn = nil, nil, nil
+		v.setTxn(nil)
 	}
 }
 
@@ -206,12 +231,27 @@ func (v *view) queueIndex(e merkle.Entry, remove, known bool) {
 	v.p.raw += est.raw
 }
 
+// errNeedIndex is returned by flushIndex, having changed nothing, when v's index changes
+// must go to the index but v has none: the caller takes imu and the index (or redoes the
+// transaction, if the index moved since it began) and flushes again.
+var errNeedIndex = errors.New("badger: the write must update the index") // never leaves the package
+
 // flushIndex applies the queued index changes: with logOK, into one index log record when
 // the transaction is small and the log has room (see log.go); otherwise through the cache,
 // after folding the log into the index.
 func (v *view) flushIndex(logOK bool) error {
 	if len(v.ixops) == 0 {
 		return nil
+	}
+	s := v.s
+	var rec []byte
+	if logOK && len(v.ixops) <= logTxnOps {
+		if rec = encodeLogRecord(v.ixops); !s.logFits(len(v.ixops), int64(len(rec))) {
+			rec = nil
+		}
+	}
+	if rec == nil && v.c == nil {
+		return errNeedIndex
 	}
 	v.p.count -= v.ixEst.count
 	v.p.bytes -= v.ixEst.bytes
@@ -221,16 +261,15 @@ func (v *view) flushIndex(logOK bool) error {
 		clear(v.ixops)
 		v.ixops = v.ixops[:0]
 	}()
-	s := v.s
-	if logOK && len(v.ixops) <= logTxnOps {
-		if rec := encodeLogRecord(v.ixops); s.logFits(len(v.ixops), int64(len(rec))) {
-			v.rows.Set(logKey(s.log.next), rec)
-			v.logged.ops, v.logged.bytes = len(v.ixops), int64(len(rec))
-			return nil
-		}
+	if rec != nil {
+		v.rows.Set(logKey(s.log.next), rec)
+		v.logged.ops, v.logged.bytes = len(v.ixops), int64(len(rec))
+		return nil
 	}
-	if s.log.bytes > 0 {
-		if err := s.fold(v); err != nil {
+	// With wmu and imu held the log's counts are exact: every logged write has counted its
+	// record, and every fold has counted what it folded.
+	if s.logPending.Load() != 0 {
+		if err := s.fold(v, true, nil); err != nil {
 			return err
 		}
 	}
@@ -240,17 +279,17 @@ func (v *view) flushIndex(logOK bool) error {
 	return nil
 }
 
-// committed counts what v's transaction, now committed, added to the index log.
+// committed counts what v's transaction, now committed, added to the index log, and wakes
+// the background folder when the log has grown enough.
 func (v *view) committed() {
 	if v.logged.ops == 0 {
 		return
 	}
-	l := &v.s.log
-	l.ops += v.logged.ops
-	l.bytes += v.logged.bytes
-	l.next++
-	v.s.logPending.Store(int64(l.ops))
+	s := v.s
+	s.log.next++
+	n := s.logCount(v.logged.ops, v.logged.bytes)
 	v.logged.ops, v.logged.bytes = 0, 0
+	s.kickFolder(n)
 }
 
 // flush sends v's writes into its transaction; with logOK its index changes may go to the
@@ -260,15 +299,19 @@ func (v *view) flush(logOK bool) error {
 	if err == nil {
 		err = v.rows.flush()
 	}
-	if err == nil {
+	if err == nil && v.c != nil {
 		err = v.c.flush()
 	}
 	return err
 }
 
-// commit flushes v's writes and commits its transaction (see flush for logOK).
+// commit flushes v's writes and commits its transaction (see flush for logOK). After
+// errNeedIndex v is as it was.
 func (v *view) commit(logOK bool) error {
 	err := v.flush(logOK)
+	if errors.Is(err, errNeedIndex) {
+		return err
+	}
 	if err == nil {
 		err = v.txn.Commit()
 	}
@@ -283,7 +326,12 @@ func (v *view) commit(logOK bool) error {
 
 // big reports whether v holds more than a Write should keep between transactions.
 func (v *view) big() bool {
-	return v.c.nodes+len(v.rows.m) > maxCacheNodes || v.c.size+v.rows.size > maxCacheBytes
+	nodes, size := len(v.rows.m), v.rows.size
+	if v.c != nil {
+		nodes += v.c.nodes
+		size += v.c.size
+	}
+	return nodes > maxCacheNodes || size > maxCacheBytes
 }
 
 // primeAfter is how many writes a Write applies before it primes its view: priming costs
@@ -293,12 +341,19 @@ const primeAfter = 32
 // prime learns, with a seek or two per key space, which row keys and index keys cannot
 // exist: in an empty store, or past the last key of a growing one, that answers the reads
 // of new keys without asking Badger for each. What it learns stays true for the rest of
-// the Write: the rows already written are in the view's map, which is read first.
+// the Write: the rows already written are in the view's map, which is read first. A view
+// without the index primes its rows only; it is called again once the view has the index.
 func (v *view) prime() error {
-	v.primed = true
-	if err := v.rows.prime([]byte{prefixRow}, []byte{prefixRow + 1}); err != nil {
-		return err
+	if !v.primed {
+		v.primed = true
+		if err := v.rows.prime([]byte{prefixRow}, []byte{prefixRow + 1}); err != nil {
+			return err
+		}
 	}
+	if v.c == nil || v.indexPrimed {
+		return nil
+	}
+	v.indexPrimed = true
 	return v.c.Iterate([]byte{prefixIndex}, []byte{prefixIndex + 1}, false, func(_, _ []byte) bool { return false })
 }
 
@@ -328,7 +383,12 @@ func (s *Store) write(fn func(w *Writer) error) (committed, wrote int, err error
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	w := &Writer{s: s}
-	defer func() { w.v.discard() }()
+	defer func() {
+		w.v.discard()
+		if w.index {
+			s.imu.Unlock()
+		}
+	}()
 	err = fn(w)
 	if err == nil {
 		err = w.err
@@ -338,10 +398,61 @@ func (s *Store) write(fn func(w *Writer) error) (committed, wrote int, err error
 	}
 	if err != nil {
 		w.settle() // a transaction sent before the failure still counts if it committed
-	} else {
+	} else if w.index {
 		s.keep(w.v)
 	}
 	return w.committed, w.wrote, err
+}
+
+// begin starts a transaction under v, noting the index's generation if the Write does
+// not hold the index.
+func (w *Writer) begin(v *view) {
+	if !w.index {
+		w.gen = w.s.indexGen.Load()
+	}
+	w.s.begin(v)
+}
+
+// lockIndex takes imu for the rest of the Write and gives its view the index. If a fold
+// committed since the open transaction began, that transaction would read index keys as
+// they were before the fold, so its writes are redone in a new one.
+func (w *Writer) lockIndex() error {
+	s := w.s
+	s.imu.Lock()
+	w.index = true
+	if w.v == nil {
+		return nil
+	}
+	if w.v.txn != nil && s.indexGen.Load() != w.gen {
+		return w.redo()
+	}
+	w.v.takeIndex()
+	return nil
+}
+
+// redo drops the open transaction and applies its writes again in a new one, once the
+// transaction sent before it, if any, has committed (the new view does not hold its
+// writes).
+func (w *Writer) redo() error {
+	if err := w.settle(); err != nil {
+		return err
+	}
+	ops := w.ops
+	w.ops, w.wroteTxn = nil, 0
+	w.v.discard()
+	w.v = w.s.newView(w.index)
+	w.begin(w.v)
+	for i := range ops {
+		wrote, err := w.s.apply(w.v, &ops[i])
+		if err != nil {
+			return err
+		}
+		w.ops = appendDoubling(w.ops, ops[i])
+		if wrote {
+			w.wroteTxn++
+		}
+	}
+	return nil
 }
 
 // Put queues an upsert of one row (see Store.Put). It fails at once for a row over
@@ -408,12 +519,19 @@ func (w *Writer) do(o op) error {
 
 func (w *Writer) doOnce(o op) error {
 	if w.v == nil {
-		w.v = w.s.newView()
+		w.v = w.s.newView(w.index)
 	}
 	if w.v.txn == nil {
-		w.s.begin(w.v)
+		w.begin(w.v)
 	}
-	if !w.v.primed && w.applied >= primeAfter {
+	if !w.index && len(w.v.ixops) >= logTxnOps {
+		// Too many changes to log: take the index before the transaction grows, as
+		// lockIndex may have to redo it.
+		if err := w.lockIndex(); err != nil {
+			return err
+		}
+	}
+	if (!w.v.primed || (w.v.c != nil && !w.v.indexPrimed)) && w.applied >= primeAfter {
 		if err := w.v.prime(); err != nil {
 			return err
 		}
@@ -446,11 +564,17 @@ func (w *Writer) commit(background bool) error {
 	if w.v == nil || w.v.txn == nil {
 		return w.settle()
 	}
-	ops, wrote := w.ops, w.wroteTxn
-	w.ops, w.wroteTxn = nil, 0
 	// Only a Write of one transaction logs its index changes: a longer one is a load, which
 	// keeps the index current as it goes.
-	err := w.v.flush(!background && w.inflight == nil && w.committed == 0)
+	logOK := !background && w.inflight == nil && w.committed == 0
+	err := w.v.flush(logOK)
+	if errors.Is(err, errNeedIndex) {
+		if err = w.lockIndex(); err == nil {
+			err = w.v.flush(logOK)
+		}
+	}
+	ops, wrote := w.ops, w.wroteTxn
+	w.ops, w.wroteTxn = nil, 0
 	if err == nil {
 		err = w.settle()
 	}
@@ -468,11 +592,14 @@ func (w *Writer) commit(background bool) error {
 	v := w.v
 	v.p.count, v.p.bytes, v.p.raw = 0, 0, 0
 	if background && !v.big() {
+		if !w.index {
+			w.gen = w.s.indexGen.Load()
+		}
 		next := w.s.db.NewTransaction(true)
 		f := &inflightTxn{done: make(chan error, 1), ops: len(ops), wrote: wrote}
 		v.txn.CommitWith(func(err error) { f.done <- err })
 		w.inflight = f
-		v.txn, v.rows.txn, v.c.txn = next, next, next
+		v.setTxn(next)
 	} else {
 		err = v.txn.Commit()
 		v.discard()
@@ -523,7 +650,11 @@ func (w *Writer) replay(ops []op) error {
 
 // replayOne redoes ops in one transaction, splitting further when it is too big.
 func (w *Writer) replayOne(ops []op) error {
-	v := w.s.newView()
+	if !w.index { // replays are rare: take the index rather than redo a transaction
+		w.s.imu.Lock()
+		w.index = true
+	}
+	v := w.s.newView(true)
 	w.s.begin(v)
 	defer v.discard()
 	wrote := 0
