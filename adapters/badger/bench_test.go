@@ -281,8 +281,10 @@ func BenchmarkWritePlainLayout(b *testing.B) {
 // inserts a new one (half each), at a new version per transaction. indexed goes through
 // Store.Write; plain writes the same rows as Badger key/values, one db.Update per
 // transaction, into a DB loaded the same way. ns/row is per row written. The indexed writes
-// go to the index log; the timed part ends with folding what the log still holds, so every
-// write's index cost is in it.
+// go to the index log, which the background folder folds meanwhile; the timed part ends
+// with folding what the log still holds, so every write's index cost is in it. Besides
+// the mean (ns/row) it reports the latency of one Write (one db.Update for plain): its
+// 50th, 99th and 99.9th percentiles and the slowest, in microseconds.
 func BenchmarkWriteService(b *testing.B) {
 	keys, values := benchData()
 	const writes = 10000
