@@ -265,7 +265,7 @@ func (s *Store) foldChunk(v *view) (bool, error) {
 	var keys [][]byte
 	var size int64
 	var derr error
-	err := txnIterate(txn, []byte{prefixLog}, []byte{prefixLog + 1}, false, func(k, val []byte) bool {
+	err := txnIterate(txn, logKey(s.foldFrom.Load()), []byte{prefixLog + 1}, false, func(k, val []byte) bool {
 		if len(keys) > 0 && (len(ops) >= foldChunkOps || size >= foldChunkBytes) {
 			return false
 		}
@@ -298,6 +298,7 @@ func (s *Store) foldChunk(v *view) (bool, error) {
 	if err := txn.Commit(); err != nil {
 		return false, err
 	}
+	s.foldFrom.Store(binary.BigEndian.Uint64(keys[len(keys)-1][1:]) + 1)
 	s.indexGen.Add(1)
 	s.logCount(-len(ops), -size)
 	return true, nil
@@ -416,8 +417,9 @@ func (s *Store) readTxnIfFolded() (*bdg.Txn, error) {
 		return nil, nil
 	}
 	s.snapMu.RLock()
+	from := s.foldFrom.Load()
 	txn := s.db.NewTransaction(false)
-	empty, err := logEmpty(txn)
+	empty, err := logEmpty(txn, from)
 	if err != nil || !empty { // not empty: a small write committed since the check
 		txn.Discard()
 		s.snapMu.RUnlock()
@@ -426,10 +428,11 @@ func (s *Store) readTxnIfFolded() (*bdg.Txn, error) {
 	return txn, nil
 }
 
-// logEmpty reports whether txn sees no log record.
-func logEmpty(txn *bdg.Txn) (bool, error) {
+// logEmpty reports whether txn sees no log record from sequence number from on: from
+// must be a value of Store.foldFrom read before txn began.
+func logEmpty(txn *bdg.Txn, from uint64) (bool, error) {
 	empty := true
-	err := txnIterate(txn, []byte{prefixLog}, []byte{prefixLog + 1}, false, func(_, _ []byte) bool {
+	err := txnIterate(txn, logKey(from), []byte{prefixLog + 1}, false, func(_, _ []byte) bool {
 		empty = false
 		return false
 	})

@@ -79,7 +79,7 @@ func logEmptyT(t *testing.T, s *Store) bool {
 	t.Helper()
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
-	empty, err := logEmpty(txn)
+	empty, err := logEmpty(txn, 0)
 	must(t, err)
 	return empty
 }

@@ -170,6 +170,11 @@ type Store struct {
 	log        indexLog
 	logMu      sync.Mutex
 	logPending atomic.Int64
+	// foldFrom is a sequence number below which the log holds no record: every record
+	// before it has been folded, and the fold that deleted it had committed before
+	// foldFrom passed it. Reads of the log start there rather than walk the deleted
+	// records, which Badger keeps as tombstones until compaction.
+	foldFrom atomic.Uint64
 	// folder is the background folder's (see log.go); nil when it does not run.
 	folder *folder
 }
