@@ -153,8 +153,9 @@ type keptIndex struct {
 
 // keep holds on to the index cache of v, whose writes have all committed, for the next
 // index write (called with imu held; a view without the index keeps nothing): what it
-// knows stays true because every index write goes through a view while imu is held. Without it each write would read the index's upper nodes from Badger
-// again, and those are rewritten by nearly every write: Badger keeps every version of a
+// knows stays true because every index write goes through a view while imu is held.
+// Without it each write would read the index's upper nodes from Badger again, and those
+// are rewritten by nearly every write: Badger keeps every version of a
 // key in its memtables until they are flushed and compacted, and a reverse seek onto a key
 // walks all of them, so a service making many small writes paid a growing cost per write
 // (2.4–2.6 ms a write, averaged over 10,000 one-row writes into a 50,000-row store; see
