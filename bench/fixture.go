@@ -86,13 +86,13 @@ func (f Fixture) Build() (FixtureInfo, error) {
 			return err
 		}
 		if f.Bulk {
-			final := finalRows{}
+			final := FinalRows{}
 			st, err := f.History.Generate(final)
 			if err != nil {
 				return info, err
 			}
 			info.History = st
-			write = final.writeTo
+			write = func(w *badger.Writer) error { return final.WriteTo(w) }
 		}
 		if err := writeStore(info.Source, write); err != nil {
 			return info, err
@@ -124,9 +124,11 @@ func (f Fixture) Build() (FixtureInfo, error) {
 	return info, os.WriteFile(meta, b, 0o644)
 }
 
-// finalRows is a Sink that keeps only each key's last write, in memory: a history's (or a
-// drifted copy's) final rows.
-type finalRows map[string]finalRow
+// FinalRows is a Sink that keeps only each key's last write, in memory: a history's (or a
+// drifted copy's) final rows. WriteTo writes them to a store: the rows, and so the index,
+// that replaying the history would leave, without the writes of the rows it deleted
+// (reconcile gen --bulk, reconcile demo, Fixture.Bulk).
+type FinalRows map[string]finalRow
 
 type finalRow struct {
 	version   uint64
@@ -134,15 +136,16 @@ type finalRow struct {
 	value     []byte
 }
 
-func (f finalRows) Put(key, value []byte, version uint64, expiresAt int64) error {
+func (f FinalRows) Put(key, value []byte, version uint64, expiresAt int64) error {
 	f[string(key)] = finalRow{version, expiresAt, value}
 	return nil
 }
 
-func (f finalRows) Delete(key []byte) error { delete(f, string(key)); return nil }
+func (f FinalRows) Delete(key []byte) error { delete(f, string(key)); return nil }
 
-// writeTo writes the rows through w in version order (then key order).
-func (f finalRows) writeTo(w *badger.Writer) error {
+// WriteTo writes the rows to w in version order (then key order), as their history wrote
+// them: a store's positions then ascend, which is the cheapest way to load its index.
+func (f FinalRows) WriteTo(w Sink) error {
 	type kr struct {
 		key string
 		finalRow

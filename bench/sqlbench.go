@@ -209,7 +209,7 @@ func (a userStats) sub(b userStats) userStats {
 
 // load fills table with rows (in one transaction, batched inserts) unless it already
 // holds them (its comment is tag).
-func (s *sqlServer) load(ctx context.Context, table, tag string, rows finalRows) (bool, error) {
+func (s *sqlServer) load(ctx context.Context, table, tag string, rows FinalRows) (bool, error) {
 	var comment dbsql.NullString
 	err := s.root.QueryRowContext(ctx, `SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`, s.db, table).Scan(&comment)
 	if err == nil && comment.String == tag {
@@ -326,11 +326,11 @@ func runSQL(ctx context.Context, cfg *Config, sc Scenario, d float64) ([]Result,
 
 	// The rows and the truth, from the generator (replayed in memory).
 	cfg.logf("dataset %s rows=%d drift=%g: MariaDB tables %s, %s", sc.Name, sc.History.Rows, d, src, dst)
-	srcRows := finalRows{}
+	srcRows := FinalRows{}
 	if _, err := h.Generate(srcRows); err != nil {
 		return nil, err
 	}
-	dstRows := make(finalRows, len(srcRows))
+	dstRows := make(FinalRows, len(srcRows))
 	for k, v := range srcRows {
 		dstRows[k] = v
 	}
@@ -348,7 +348,7 @@ func runSQL(ctx context.Context, cfg *Config, sc Scenario, d float64) ([]Result,
 	}
 	for _, x := range []struct {
 		table string
-		rows  finalRows
+		rows  FinalRows
 		tag   string
 	}{{src, srcRows, sqlFixtureTag + " " + srcHash}, {dst, dstRows, sqlFixtureTag + " " + hash}} {
 		t0 := time.Now()

@@ -299,13 +299,43 @@ func TestGenDriftOnly(t *testing.T) {
 	}
 }
 
+// TestGenBulk: gen --bulk writes the same rows as gen (with and without drift), and
+// refuses --drift-only.
+func TestGenBulk(t *testing.T) {
+	flags := []string{"--rows", "3000", "--seed", "4", "--now", "1700000000000000000"}
+	drift := []string{"--drift-updates", "0.01", "--drift-deletes", "0.01", "--drift-inserts", "0.01", "--drift-rollback", "0.001", "--drift-swaps", "4"}
+	for _, d := range [][]string{nil, drift} {
+		replay, bulk := store(t, "replay"), store(t, "bulk")
+		mustCLI(t, 0, "", append(append([]string{"gen", replay}, flags...), d...)...)
+		out := mustCLI(t, 0, "", append(append([]string{"gen", bulk, "--bulk", "--json"}, flags...), d...)...)
+		var res genResult
+		if err := json.Unmarshal([]byte(out), &res); err != nil || res.History == nil || res.History.Deletes == 0 || (d != nil) != (res.Drift != nil) {
+			t.Fatalf("gen --bulk printed %s (%v)", out, err)
+		}
+		if a, b := mustCLI(t, 0, "", "dump", replay), mustCLI(t, 0, "", "dump", bulk); a != b {
+			t.Fatalf("gen --bulk (drift %v) wrote other rows than gen", d)
+		}
+		if a, b := mustCLI(t, 0, "", "root", replay), mustCLI(t, 0, "", "root", bulk); a != b {
+			t.Fatalf("roots differ: %q, %q", a, b)
+		}
+		mustCLI(t, 0, "", "index", "verify", bulk)
+	}
+	code, _, errOut := runCLI(t, "", append(append([]string{"gen", store(t, "x"), "--bulk", "--drift-only"}, flags...), drift...)...)
+	if code != exitError || !strings.Contains(errOut, "--drift-only") {
+		t.Fatalf("gen --bulk --drift-only: exit %d, %q", code, errOut)
+	}
+}
+
 func TestDemoSmall(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "demo")
 	for i, want := range []string{"the roots are equal", "removing the previous demo"} {
 		out := mustCLI(t, exitOK, "", "demo", "--dir", dir, "--rows", "2000")
-		if !strings.Contains(out, want) || !strings.Contains(out, "diff found exactly") {
+		if !strings.Contains(out, want) || !strings.Contains(out, "diff found exactly") || !strings.Contains(out, "the final 2000 rows") {
 			t.Fatalf("run %d: demo printed:\n%s", i, out)
 		}
+	}
+	if out := mustCLI(t, exitOK, "", "demo", "--dir", dir, "--rows", "2000", "--replay"); !strings.Contains(out, "the roots are equal") || !strings.Contains(out, "every step") {
+		t.Fatalf("demo --replay printed:\n%s", out)
 	}
 	other := t.TempDir()
 	os.WriteFile(filepath.Join(other, "precious"), []byte("x"), 0o644)

@@ -22,7 +22,9 @@ func genCommand(std stdio) *cli.Command {
 			"With --drift-* flags it then applies drift, making the store a diverged replica of\n" +
 			"what gen writes without them. With --drift-only it applies only the drift, to a\n" +
 			"store that already holds the history (a copy of one gen made): pass the same history\n" +
-			"flags, including the --now that gen printed.",
+			"flags, including the --now that gen printed. With --bulk it replays the history in\n" +
+			"memory and writes only its final rows, in version order: the same rows and index,\n" +
+			"without the writes of the rows the history deleted, several times faster.",
 		ArgsUsage: "ENDPOINT",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "rows", Value: 100_000, Usage: "live rows at the end of the history"},
@@ -39,6 +41,7 @@ func genCommand(std stdio) *cli.Command {
 			&cli.IntFlag{Name: "drift-swaps", Usage: "count-preserving swaps: delete a row, insert another at its version"},
 			&cli.Int64Flag{Name: "drift-seed", Value: 1, Usage: "selects which rows drift"},
 			&cli.BoolFlag{Name: "drift-only", Usage: "apply only the drift, to a store that holds this history"},
+			&cli.BoolFlag{Name: "bulk", Usage: "write only the history's final rows (replayed in memory), not every write"},
 			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
@@ -47,7 +50,7 @@ func genCommand(std stdio) *cli.Command {
 				return err
 			}
 			return runGen(c.Context, genOptions{
-				stdio: std, endpoint: a[0], json: c.Bool("json"), driftOnly: c.Bool("drift-only"),
+				stdio: std, endpoint: a[0], json: c.Bool("json"), driftOnly: c.Bool("drift-only"), bulk: c.Bool("bulk"),
 				history: bench.History{
 					Rows: c.Int("rows"), DeleteRatio: c.Float64("delete-ratio"), UpdateRatio: c.Float64("update-ratio"),
 					TTLFraction: c.Float64("ttl-fraction"), ValueSize: c.Int("value-size"), Seed: c.Int64("seed"), Now: c.Int64("now"),
@@ -68,7 +71,9 @@ type genOptions struct {
 	history   bench.History
 	drift     bench.Drift
 	driftOnly bool
-	json      bool
+	// bulk writes the final rows of the history (and drift) rather than every write.
+	bulk bool
+	json bool
 }
 
 // genResult is what gen prints.
@@ -95,6 +100,9 @@ func runGen(ctx context.Context, o genOptions) error {
 		}
 		if !hasDrift(o.drift) {
 			return errors.New("gen --drift-only needs some --drift-* flags")
+		}
+		if o.bulk {
+			return errors.New("gen --bulk writes a new history's final rows; a drift alone (--drift-only) is written as it is")
 		}
 	}
 	if h.Now == 0 {
@@ -133,20 +141,23 @@ func runGen(ctx context.Context, o genOptions) error {
 
 	var res genResult
 	err = writeMetered(ctx, o.stdio, ep, "gen", func(s bench.Sink) error {
-		switch {
-		case o.driftOnly:
+		if o.driftOnly {
 			ds, err := h.ApplyDrift(s, o.drift)
 			res.Drift = &ds
 			return err
-		case hasDrift(o.drift):
-			st, ds, err := h.GenerateDrifted(s, o.drift)
-			res.History, res.Drift = &st, &ds
-			return err
-		default:
-			st, err := h.Generate(s)
-			res.History = &st
+		}
+		to := s
+		var final bench.FinalRows
+		if o.bulk {
+			final = bench.FinalRows{}
+			to = final
+		}
+		st, ds, err := generate(h, o.drift, to)
+		res.History, res.Drift = &st, ds
+		if err != nil || !o.bulk {
 			return err
 		}
+		return final.WriteTo(s)
 	})
 	if err != nil {
 		return fmt.Errorf("gen into %s: %w", loc.raw, err)
@@ -166,6 +177,16 @@ func runGen(ctx context.Context, o genOptions) error {
 		printDrift(tw, *res.Drift, "target")
 	}
 	return tw.Flush()
+}
+
+// generate writes history h, with drift d if it has any, to s.
+func generate(h bench.History, d bench.Drift, s bench.Sink) (bench.Stats, *bench.DriftStats, error) {
+	if !hasDrift(d) {
+		st, err := h.Generate(s)
+		return st, nil, err
+	}
+	st, ds, err := h.GenerateDrifted(s, d)
+	return st, &ds, err
 }
 
 func isEmpty(ep *endpoint) (bool, error) {
