@@ -3,6 +3,7 @@ package badger
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -139,12 +140,12 @@ func TestRebuildInterrupted(t *testing.T) {
 	}
 }
 
-// TestRebuildManyTransactions: a rebuild too big for one transaction, and for one cache,
-// builds the same index as a load of the same rows.
+// TestRebuildManyTransactions: a rebuild too big for one transaction, for one cache and
+// for one sorted run of entries builds the same index as a load of the same rows.
 func TestRebuildManyTransactions(t *testing.T) {
-	n := maxCacheNodes
-	maxCacheNodes = 2000
-	t.Cleanup(func() { maxCacheNodes = n })
+	n, r := maxCacheNodes, rebuildRun
+	maxCacheNodes, rebuildRun = 2000, 700
+	t.Cleanup(func() { maxCacheNodes, rebuildRun = n, r })
 	now := time.Now().UnixNano()
 	s := openT(t, t.TempDir(), Options{memTableSize: 1 << 20})
 	writeExpiring(t, s, 5000, now, "a")
@@ -186,4 +187,33 @@ func TestRebuildWaitsForSnapshots(t *testing.T) {
 	must(t, sn.Close()) // a second Close is harmless
 	must(t, <-done)
 	checkRoot(t, s, now)
+}
+
+// TestRebuildSortsRuns: rows whose versions do not follow their keys, rebuilt in sorted
+// runs of a few hundred entries (whose positions interleave), give the index the writes
+// built, in both orderings.
+func TestRebuildSortsRuns(t *testing.T) {
+	r := rebuildRun
+	rebuildRun = 300
+	t.Cleanup(func() { rebuildRun = r })
+	for _, o := range []merkle.Ordering{merkle.VersionOrder, merkle.KeyOrder} {
+		s := openT(t, t.TempDir(), Options{Ordering: o, memTableSize: 1 << 20})
+		rng := rand.New(rand.NewPCG(9, uint64(o)))
+		must(t, s.Write(func(w *Writer) error {
+			for i := range 3000 {
+				v := uint64(rng.IntN(400)) // many rows share a version
+				if err := w.Put(fmt.Appendf(nil, "k%05d", rng.IntN(1<<16)), fmt.Appendf(nil, "v%d", i), v, 0); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+		want := indexDump(t, s)
+		_, err := s.RebuildIndex(context.Background())
+		must(t, err)
+		if got := indexDump(t, s); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("%s: the rebuilt index differs from the one the writes built", o)
+		}
+		checkRoot(t, s, 0)
+	}
 }
