@@ -139,7 +139,9 @@ type Options struct {
 }
 
 // Store is a Badger database holding rows and their index. It implements
-// reconcile.Endpoint and is safe for concurrent use; writes are serialised.
+// reconcile.Endpoint and is safe for concurrent use; writes are serialised. A writable
+// Store runs one goroutine of its own, besides Badger's, the index log's background
+// folder (see log.go), which Close stops.
 type Store struct {
 	db   *bdg.DB
 	path string
@@ -382,8 +384,9 @@ func (s *Store) Compact() error {
 	return nil
 }
 
-// Close folds the index log into the index (see log.go) and closes the database.
-// Snapshots must be closed first.
+// Close stops the background folder, folds what the index log still holds into the
+// index (see log.go) and closes the database. Snapshots must be closed first, and no
+// write may run or follow.
 func (s *Store) Close() error {
 	var ferr error
 	if !s.opts.ReadOnly {
