@@ -33,10 +33,13 @@ import (
 // background folder that folds the log once it holds foldStartOps changes, while small
 // writes go on adding to it (they write rows and log records, never index keys, so the
 // two need no common lock). A write that must update the index itself (a large one, or
-// one whose log record does not fit) takes imu, folding the rest of the log first, and a
-// reader that needs the index folded takes wmu, so that no write logs more, then imu.
-// So on a machine with a core to spare a service's small writes do not wait for folds,
-// and no single write pays for folding thousands of others' changes.
+// one whose log record does not fit) takes imu, folding the rest of the log first; if a
+// fold committed since its transaction began (Store.indexGen moved), that transaction
+// would read index keys as they were before the fold, so it is redone (Writer.lockIndex).
+// A reader that needs the index folded takes wmu, so that no write logs more, then imu.
+// So no single write pays for folding thousands of others' changes, and on a machine
+// with a core to spare the folds run beside the writes. Reads of the log start at
+// Store.foldFrom, past the records folds deleted.
 const (
 	prefixLog = 'l'
 
