@@ -735,6 +735,30 @@ type storedWalker struct {
 	// whole1 credits every level-1 node whole to the part its position falls in: the cut
 	// semantics of CutDigests, where a cut stands for the first level-1 node at or after it.
 	whole1 bool
+	// snaps, when not nil (len(cuts)), records for cuts what they snap to, the first
+	// level-1 node at or after them, where the walk passes it (see snap); has says which.
+	snaps [][]byte
+	has   []bool
+}
+
+// snap records that cut k snaps to the level-1 node at p, unless it is recorded already.
+// The caller guarantees that p is a level-1 node at or after cut k and that no level-1
+// node lies between them.
+func (w *storedWalker) snap(k int, p []byte) {
+	if w.snaps != nil && !w.has[k] {
+		w.snaps[k], w.has[k] = append([]byte{}, p...), true
+	}
+}
+
+// snapAt records the cut equal to p, if any, as snapping to p: a node of any level at p
+// is a level-1 node there.
+func (w *storedWalker) snapAt(p []byte) {
+	if w.snaps == nil {
+		return
+	}
+	if k := w.upTo(p, false) - 1; k >= 0 && bytes.Equal(w.cuts[k], p) {
+		w.snap(k, p)
+	}
 }
 
 func newStoredWalker(s *Stored, lo, hi []byte, bounds [][]byte, out []Digest) *storedWalker {
@@ -802,6 +826,9 @@ func (w *storedWalker) distribute(level int, nodes []storedNode, end []byte, end
 	for i := 0; i < len(nodes); {
 		if !cut(i) {
 			w.add(w.upTo(nodes[i].pos, nodes[i].head), nodes[i].d)
+			if level >= 1 && !nodes[i].head {
+				w.snapAt(nodes[i].pos)
+			}
 			i++
 			continue
 		}
@@ -895,14 +922,21 @@ func (w *storedWalker) descendTails(run []storedNode, end []byte, endInf bool) e
 			continue
 		}
 		var acc Digest
+		k := from // the cuts of [from, to) snap to the first node at or after them
 		err := s.scan(1, s.nodeKey(1, w.cuts[from]), s.nodeKey(1, nend), false, true,
 			func(_ bool, p []byte, d Digest) bool {
 				acc = acc.Add(d)
 				w.add(w.upTo(p, false), d)
+				for ; k < to && bytes.Compare(w.cuts[k], p) <= 0; k++ {
+					w.snap(k, p)
+				}
 				return true
 			})
 		if err != nil {
 			return err
+		}
+		for ; k < to; k++ { // none of the level-1 nodes before nend is at or after them
+			w.snap(k, nend)
 		}
 		w.add(from, n.d.Sub(acc))
 	}

@@ -233,30 +233,64 @@ func (s *Stored) CutDigests(lo, hi []byte, bounds [][]byte) ([]Digest, error) {
 	if _, small, err := s.cutScanDigests(lo, hi, bounds, out, 0); err != nil || small {
 		return out, err
 	}
-	return out, s.cutDigestsWalk(t, lo, hi, bounds, out)
+	_, err = s.cutDigestsWalk(t, lo, hi, bounds, out, false)
+	return out, err
 }
 
-// cutDigestsWalk is CutDigests' top-down walk (T = t) for large ranges.
-func (s *Stored) cutDigestsWalk(t int, lo, hi []byte, bounds [][]byte, out []Digest) error {
+// cutDigestsWalk is CutDigests' top-down walk (T = t) for large ranges. With snaps it also
+// returns what lo, each bound and hi snap to, as CutDigestsSnapped: those the walk passes
+// are recorded on the way (storedWalker.snap), and SnapCuts finds the rest.
+func (s *Stored) cutDigestsWalk(t int, lo, hi []byte, bounds [][]byte, out []Digest, snaps bool) ([][]byte, error) {
 	w := newStoredWalker(s, lo, hi, bounds, out)
 	w.whole1 = true
+	if snaps {
+		w.snaps, w.has = make([][]byte, len(w.cuts)), make([]bool, len(w.cuts))
+	}
 	end := s.levelEnd(t)
 	if hi != nil {
 		end = s.nodeKey(t, hi)
 	}
 	nodes, err := s.nodesIn(t, s.headKey(t), end)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return w.distribute(t, nodes, nil, true)
+	if err := w.distribute(t, nodes, nil, true); err != nil || !snaps {
+		return nil, err
+	}
+	var rest [][]byte
+	for k, ok := range w.has {
+		if !ok {
+			rest = append(rest, w.cuts[k])
+		}
+	}
+	found, err := s.SnapCuts(rest)
+	if err != nil {
+		return nil, err
+	}
+	for k, ok := range w.has {
+		if !ok {
+			w.snaps[k], found = found[0], found[1:]
+		}
+	}
+	snapped := make([][]byte, 0, len(bounds)+2)
+	if lo == nil {
+		snapped = append(snapped, nil)
+	}
+	snapped = append(snapped, w.snaps...)
+	if hi == nil {
+		snapped = append(snapped, nil)
+	}
+	return snapped, nil
 }
 
-// CutDigestsSnapped is CutDigests that, where the range was small enough to be answered
-// by one scan of its level-1 nodes, also returns what lo, each bound and hi snap to (len
-// bounds+2 positions: the first level-1 node at or after each, nil for none or for an open
-// lo or hi); snapped is nil otherwise. count, when not 0, is how many entries the caller
-// expects in the range: a hint that spares probing its size.
-func (s *Stored) CutDigestsSnapped(lo, hi []byte, bounds [][]byte, count uint64) (ds []Digest, snapped [][]byte, err error) {
+// CutDigestsSnapped is CutDigests that also returns what lo, each bound and hi snap to
+// (len bounds+2 positions: the first level-1 node at or after each, nil for none or for an
+// open lo or hi): always when snaps is set, and otherwise only where the range was small
+// enough to be answered by one scan of its level-1 nodes (snapped is nil otherwise). For a
+// large range with snaps the walk records the snaps it passes, and SnapCuts finds the
+// rest. count, when not 0, is how many entries the caller expects in the range: a hint
+// that spares probing its size.
+func (s *Stored) CutDigestsSnapped(lo, hi []byte, bounds [][]byte, count uint64, snaps bool) (ds []Digest, snapped [][]byte, err error) {
 	if len(bounds) == 0 && rangeIsEmpty(lo, hi) || (lo == nil && hi == nil && len(bounds) == 0) {
 		ds, err = s.CutDigests(lo, hi, bounds)
 		return ds, nil, err
@@ -274,7 +308,8 @@ func (s *Stored) CutDigestsSnapped(lo, hi []byte, bounds [][]byte, count uint64)
 	if err != nil || small {
 		return out, snapped, err
 	}
-	return out, nil, s.cutDigestsWalk(t, lo, hi, bounds, out)
+	snapped, err = s.cutDigestsWalk(t, lo, hi, bounds, out, snaps)
+	return out, snapped, err
 }
 
 // SplitCuts is Split restricted to level-1 nodes (cut entries), under cut semantics (see

@@ -151,7 +151,8 @@ func TestStoredCuts(t *testing.T) {
 				hint += d.Count
 			}
 		}
-		ds2, snapped, err := st.CutDigestsSnapped(lo, hi, bounds, hint)
+		wantSnaps := g.rng.IntN(2) == 0
+		ds2, snapped, err := st.CutDigestsSnapped(lo, hi, bounds, hint, wantSnaps)
 		if err != nil {
 			t.Fatal(err)
 		}

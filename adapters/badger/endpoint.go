@@ -338,14 +338,13 @@ func (sn *snapshot) SplitCuts(ctx context.Context, lo, hi []byte, k int, count u
 }
 
 // CutDigests answers from the stored index's level-1 nodes (merkle.Stored.CutDigestsSnapped),
-// less the expired entries it still holds, placed by the positions the cut points snap to:
-// those the scan of a small range found on the way, or for a large range those of
-// SnapCuts.
+// less the expired entries it still holds, placed by the positions the cut points snap to,
+// which it finds on the way (merkle's walk records those it passes).
 func (sn *snapshot) CutDigests(ctx context.Context, lo, hi []byte, bounds [][]byte, count uint64) ([]merkle.Digest, [][]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, fmt.Errorf("digests: %w", err)
 	}
-	ds, snapped, err := sn.idx.CutDigestsSnapped(lo, hi, bounds, count)
+	ds, snapped, err := sn.idx.CutDigestsSnapped(lo, hi, bounds, count, sn.expired != nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("digests: %w", err)
 	}
