@@ -285,8 +285,9 @@ func (s *Stored) cutDigestsWalk(t int, lo, hi []byte, bounds [][]byte, out []Dig
 
 // CutDigestsSnapped is CutDigests that also returns what lo, each bound and hi snap to
 // (len bounds+2 positions: the first level-1 node at or after each, nil for none or for an
-// open lo or hi): always when snaps is set, and otherwise only where the range was small
-// enough to be answered by one scan of its level-1 nodes (snapped is nil otherwise). For a
+// open lo or hi): when snaps is set, for every range but an empty one, the whole index
+// or an empty index; otherwise only where the range was small enough to be answered by
+// one scan of its level-1 nodes. snapped is nil where it is not returned. For a
 // large range with snaps the walk records the snaps it passes, and SnapCuts finds the
 // rest. count, when not 0, is how many entries the caller expects in the range: a hint
 // that spares probing its size.
