@@ -1,6 +1,8 @@
 package merkle
 
 import (
+	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 )
@@ -67,6 +69,17 @@ func (o Ordering) Split(pos []byte) (key []byte, version uint64, err error) {
 		return nil, 0, fmt.Errorf("position of %d bytes is shorter than its version", len(pos))
 	}
 	return pos[8:], binary.BigEndian.Uint64(pos), nil
+}
+
+// Compare orders a and b by their positions in ordering o, as bytes.Compare of the
+// positions would, without building them.
+func (o Ordering) Compare(a, b Entry) int {
+	if o != KeyOrder {
+		if c := cmp.Compare(a.Version, b.Version); c != 0 {
+			return c
+		}
+	}
+	return bytes.Compare(a.Key, b.Key)
 }
 
 // Position returns e's position in ordering o.

@@ -1,8 +1,6 @@
 package badger
 
 import (
-	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -208,14 +206,7 @@ func (s *Store) rebuildIndex(ctx context.Context) (int, error) {
 	n := 0
 	var run []merkle.Entry
 	index := func() error {
-		if s.ord == merkle.VersionOrder { // key order is position order
-			slices.SortFunc(run, func(a, b merkle.Entry) int {
-				if c := cmp.Compare(a.Version, b.Version); c != 0 {
-					return c
-				}
-				return bytes.Compare(a.Key, b.Key)
-			})
-		}
+		slices.SortFunc(run, s.ord.Compare) // in key order already, if that is the ordering
 		for _, e := range run {
 			v.queueIndex(e, false, true) // the index was dropped: every position is empty
 			if e.ExpiresAt != 0 {
