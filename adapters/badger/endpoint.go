@@ -571,13 +571,11 @@ func (s *Store) Apply(ctx context.Context, now int64, changes []reconcile.Change
 		if err == nil {
 			err = t.commit(true)
 			if errors.Is(err, errNeedIndex) {
-				s.imu.Lock()
 				index = true
-				if s.indexGen.Load() != gen {
+				if s.lockIndexFor(t, gen) {
 					t.discard()
 					continue
 				}
-				t.takeIndex()
 				err = t.commit(true)
 			}
 		}

@@ -414,21 +414,35 @@ func (w *Writer) begin(v *view) {
 	w.s.begin(v)
 }
 
-// lockIndex takes imu for the rest of the Write and gives its view the index. If a fold
-// committed since the open transaction began, that transaction would read index keys as
-// they were before the fold, so its writes are redone in a new one.
+// lockIndex takes imu for the rest of the Write, if it does not hold it yet, and gives its
+// view the index. If a fold committed since the open transaction began, that transaction
+// would read index keys as they were before the fold, so its writes are redone in a new
+// one.
 func (w *Writer) lockIndex() error {
-	s := w.s
-	s.imu.Lock()
-	w.index = true
-	if w.v == nil {
+	if w.index {
 		return nil
 	}
-	if w.v.txn != nil && s.indexGen.Load() != w.gen {
+	w.index = true
+	if w.s.lockIndexFor(w.v, w.gen) {
 		return w.redo()
 	}
-	w.v.takeIndex()
 	return nil
+}
+
+// lockIndexFor takes imu and gives v (nil: none) the index, unless v's transaction began
+// when indexGen was not gen: a fold has committed since, and the transaction would read
+// index keys as they were before it; lockIndexFor then reports stale, and the caller
+// redoes the transaction in a new view.
+func (s *Store) lockIndexFor(v *view, gen uint64) (stale bool) {
+	s.imu.Lock()
+	if v == nil {
+		return false
+	}
+	if v.txn != nil && s.indexGen.Load() != gen {
+		return true
+	}
+	v.takeIndex()
+	return false
 }
 
 // redo drops the open transaction and applies its writes again in a new one, once the
@@ -651,9 +665,8 @@ func (w *Writer) replay(ops []op) error {
 
 // replayOne redoes ops in one transaction, splitting further when it is too big.
 func (w *Writer) replayOne(ops []op) error {
-	if !w.index { // replays are rare: take the index rather than redo a transaction
-		w.s.imu.Lock()
-		w.index = true
+	if err := w.lockIndex(); err != nil { // replays are rare: take the index for them
+		return err
 	}
 	v := w.s.newView(true)
 	w.s.begin(v)
