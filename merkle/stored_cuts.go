@@ -272,29 +272,60 @@ func (s *Stored) cutDigestsWalk(t int, lo, hi []byte, bounds [][]byte, out []Dig
 			w.snaps[k], found = found[0], found[1:]
 		}
 	}
-	snapped := make([][]byte, 0, len(bounds)+2)
+	return padSnaps(lo, hi, w.snaps), nil // w.cuts are cutPoints(lo, hi, bounds)
+}
+
+// cutPoints returns lo (unless open), the bounds and hi (unless open), in order.
+func cutPoints(lo, hi []byte, bounds [][]byte) [][]byte {
+	ps := make([][]byte, 0, len(bounds)+2)
+	if lo != nil {
+		ps = append(ps, lo)
+	}
+	ps = append(ps, bounds...)
+	if hi != nil {
+		ps = append(ps, hi)
+	}
+	return ps
+}
+
+// padSnaps turns what cutPoints(lo, hi, bounds) snap to into CutDigestsSnapped's snapped:
+// nil in the places of an open lo or hi.
+func padSnaps(lo, hi []byte, found [][]byte) [][]byte {
+	snapped := make([][]byte, 0, len(found)+2)
 	if lo == nil {
 		snapped = append(snapped, nil)
 	}
-	snapped = append(snapped, w.snaps...)
+	snapped = append(snapped, found...)
 	if hi == nil {
 		snapped = append(snapped, nil)
 	}
-	return snapped, nil
+	return snapped
+}
+
+// withSnaps returns ds and, when snaps is set, what lo, each bound and hi snap to, found
+// with SnapCuts: CutDigestsSnapped's answer for ranges it answers without a scan or walk.
+func (s *Stored) withSnaps(snaps bool, lo, hi []byte, bounds [][]byte, ds []Digest, err error) ([]Digest, [][]byte, error) {
+	if err != nil || !snaps {
+		return ds, nil, err
+	}
+	found, err := s.SnapCuts(cutPoints(lo, hi, bounds))
+	if err != nil {
+		return nil, nil, err
+	}
+	return ds, padSnaps(lo, hi, found), nil
 }
 
 // CutDigestsSnapped is CutDigests that also returns what lo, each bound and hi snap to
 // (len bounds+2 positions: the first level-1 node at or after each, nil for none or for an
-// open lo or hi): when snaps is set, for every range but an empty one, the whole index
-// or an empty index; otherwise only where the range was small enough to be answered by
-// one scan of its level-1 nodes. snapped is nil where it is not returned. For a
-// large range with snaps the walk records the snaps it passes, and SnapCuts finds the
+// open lo or hi): always when snaps is set, and otherwise only where the range was small
+// enough to be answered by one scan of its level-1 nodes (snapped is nil otherwise). For
+// a large range with snaps the walk records the snaps it passes, and SnapCuts finds the
 // rest. count, when not 0, is how many entries the caller expects in the range: a hint
 // that spares probing its size.
 func (s *Stored) CutDigestsSnapped(lo, hi []byte, bounds [][]byte, count uint64, snaps bool) (ds []Digest, snapped [][]byte, err error) {
 	if len(bounds) == 0 && rangeIsEmpty(lo, hi) || (lo == nil && hi == nil && len(bounds) == 0) {
 		ds, err = s.CutDigests(lo, hi, bounds)
-		return ds, nil, err
+		return s.withSnaps(snaps, lo, hi, bounds, ds, err)
 	}
 	if err := checkPartBounds(lo, hi, bounds); err != nil {
 		return nil, nil, err
@@ -302,7 +333,7 @@ func (s *Stored) CutDigestsSnapped(lo, hi []byte, bounds [][]byte, count uint64,
 	t, err := s.loadTop()
 	if err != nil || t == 0 {
 		ds, err = s.CutDigests(lo, hi, bounds)
-		return ds, nil, err
+		return s.withSnaps(snaps, lo, hi, bounds, ds, err)
 	}
 	out := make([]Digest, len(bounds)+1)
 	snapped, small, err := s.cutScanDigests(lo, hi, bounds, out, count)

@@ -159,6 +159,9 @@ func TestStoredCuts(t *testing.T) {
 		if !slices.Equal(ds2, want) {
 			t.Fatalf("CutDigestsSnapped digests differ from CutDigests")
 		}
+		if wantSnaps && snapped == nil {
+			t.Fatalf("CutDigestsSnapped(snaps) returned no snaps")
+		}
 		if snapped != nil {
 			points := append(append([][]byte{lo}, bounds...), hi)
 			for i, p := range points {

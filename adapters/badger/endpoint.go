@@ -353,28 +353,6 @@ func (sn *snapshot) CutDigests(ctx context.Context, lo, hi []byte, bounds [][]by
 	}
 	// The cut entries lo, each bound and hi stand for (nil: an open lo or hi, or none).
 	xs := snapped
-	if xs == nil {
-		ps := make([][]byte, 0, len(bounds)+2)
-		if lo != nil {
-			ps = append(ps, lo)
-		}
-		ps = append(ps, bounds...)
-		if hi != nil {
-			ps = append(ps, hi)
-		}
-		found, err := sn.idx.SnapCuts(ps)
-		if err != nil {
-			return nil, nil, fmt.Errorf("digests: %w", err)
-		}
-		xs = make([][]byte, 0, len(bounds)+2)
-		if lo == nil {
-			xs = append(xs, nil)
-		}
-		xs = append(xs, found...)
-		if hi == nil {
-			xs = append(xs, nil)
-		}
-	}
 	// Part j runs from xs[j] to xs[j+1]: the expired entries in it come off its digest.
 	if lo != nil && xs[0] == nil {
 		return ds, snapped, nil // the range starts past the last level-1 node: empty
