@@ -347,10 +347,17 @@ func (s *Store) startFolder() {
 	}()
 }
 
-// kickFolder wakes the background folder, if it runs, when the log holds ops changes,
-// foldStartOps or more.
+// kickFolder wakes the background folder when the log holds ops changes, foldStartOps or
+// more.
 func (s *Store) kickFolder(ops int) {
-	if s.folder == nil || ops < foldStartOps {
+	if ops >= foldStartOps {
+		s.wakeFolder()
+	}
+}
+
+// wakeFolder wakes the background folder, if it runs.
+func (s *Store) wakeFolder() {
+	if s.folder == nil {
 		return
 	}
 	select {
@@ -383,7 +390,7 @@ func (s *Store) readTxn() (*bdg.Txn, error) {
 	if s.opts.ReadOnly {
 		return nil, ErrNotClosedCleanly
 	}
-	s.kickFolder(foldStartOps) // it may empty the log before wmu is free
+	s.wakeFolder() // it may empty the log before wmu is free
 	locked := make(chan struct{})
 	go func() {
 		s.wmu.Lock()
