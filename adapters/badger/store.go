@@ -57,11 +57,11 @@
 // BenchmarkWritePlainTxn, BenchmarkWritePlainUpdate), and BenchmarkWritePlainLayout
 // against plain writes of the very entries an indexed load leaves. Badger's cost is
 // mostly per entry (a memtable skiplist insert and a write-ahead log record), so with two
-// entries per row the floor is about twice plain (2.2–2.5× measured); an update that
+// entries per row the floor is about twice plain (2.1–2.5× measured, on three machines); an update that
 // moves a row's index entry writes three (record, old entry deleted, new entry).
 // BenchmarkWritePlainPackedLayout measures the floor of a layout that would pack each
 // level-1 node's entries into the node's value (one Badger entry per 16 index entries):
-// 1.1–1.5× plain in the runs of 2026-12-02 (two machines), when each block is written once.
+// 1.1–1.5× plain in the runs of 2026-12-02 (three machines), when each block is written once.
 // Built and measured, that layout made appends faster but every scattered write rewrite
 // a whole block, which cost inserts at random positions twice the flat layout's time and
 // updates five times (README, "Writing through the index"); it is not used.
