@@ -101,13 +101,12 @@ func forEach(ctx context.Context, snap Snapshot, n int, fn func(view Snapshot, i
 }
 
 // leafReader lists the entries of a round's leaves, each with its EntryHash and its
-// keyed entry prefix (the prefixLen first bytes of Keyed.EntryPrefix). Where the snapshot
+// keyed hash (its entry prefixes are the first bytes of that, see prefix). Where the snapshot
 // forks, the round names its leaves first (readAhead), in the order it lists them; each
 // then reads them a window at a time on several cores, hashing included, and answers
 // from the window, so memory holds one window of entries, not a round's.
 type leafReader struct {
-	keyed     *merkle.Keyed
-	prefixLen int
+	keyed *merkle.Keyed
 
 	snap  Snapshot         // the Forker the named ranges are read from
 	named []exactRange     // the ranges readAhead named, in listing order
@@ -117,15 +116,15 @@ type leafReader struct {
 }
 
 // prefixedEntry is an entry with its EntryHash and the keyed hash of that, whose first
-// prefixLen bytes are its entry prefix.
+// bytes are its entry prefix.
 type prefixedEntry struct {
 	e merkle.Entry
 	h merkle.Hash
 	p [32]byte
 }
 
-// prefix returns pe's entry prefix.
-func (l *leafReader) prefix(pe *prefixedEntry) []byte { return pe.p[:l.prefixLen] }
+// prefix returns pe's entry prefix of n bytes.
+func (pe *prefixedEntry) prefix(n int) []byte { return pe.p[:n] }
 
 // rangeKey is an exactRange as a map key.
 type rangeKey struct {

@@ -69,11 +69,11 @@ func NewResponder(ctx context.Context, snap Snapshot, req *OpenRequest) (*Respon
 	}
 	r := &Responder{
 		snap:      snap,
-		params:    frameParams{ordering: info.Ordering, prefixLen: int(req.PrefixLen)},
+		params:    frameParams{ordering: info.Ordering},
 		keyed:     merkle.NewKeyed(req.Nonce[:]),
 		cutLevels: 1,
 	}
-	r.leafReader = &leafReader{keyed: r.keyed, prefixLen: int(req.PrefixLen)}
+	r.leafReader = &leafReader{keyed: r.keyed}
 	if _, ok := snap.(LevelCutSnapshot); ok {
 		r.cutLevels = MaxCutLevel
 	}
@@ -107,8 +107,10 @@ func (r *Responder) Round(ctx context.Context, req *RoundRequest) (*RoundRespons
 	r.prevLeaves, r.leaves, r.leafCount = r.leaves, nil, 0
 	r.prevCounts, r.counts = r.counts, nil
 	defer func() { r.prevLeaves, r.prevCounts = nil, nil }()
-	if req.FPLen < 1 || req.FPLen > 32 {
-		return nil, fmt.Errorf("round: fingerprint length %d outside 1..32", req.FPLen)
+	for _, n := range []uint8{req.FPLen, req.PrefixLen, req.FetchLen} {
+		if n < 1 || n > 32 {
+			return nil, fmt.Errorf("round: fingerprint or prefix length %d outside 1..32", n)
+		}
 	}
 	if err := r.resolveLevels(ctx, req.Ops); err != nil {
 		return nil, fmt.Errorf("round: %w", err)
@@ -156,7 +158,7 @@ func (r *Responder) Round(ctx context.Context, req *RoundRequest) (*RoundRespons
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if err := r.list(ctx, &req.Ops[i], &resp.Answers[i], plans[i]); err != nil {
+		if err := r.list(ctx, req, &req.Ops[i], &resp.Answers[i], plans[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -397,8 +399,8 @@ func (r *Responder) plan(ctx context.Context, op *Op, a *Answer, fl int, cut cut
 	return p, nil
 }
 
-// list completes op's answer with the entries its plan lists.
-func (r *Responder) list(ctx context.Context, op *Op, a *Answer, p opPlan) error {
+// list completes the answer to op, one of req's, with the entries its plan lists.
+func (r *Responder) list(ctx context.Context, req *RoundRequest, op *Op, a *Answer, p opPlan) error {
 	switch op.Kind {
 	case OpCompare:
 		k, l := 0, 0
@@ -415,14 +417,15 @@ func (r *Responder) list(ctx context.Context, op *Op, a *Answer, p opPlan) error
 			xp := p.parts[l]
 			l++
 			var n uint64
-			prefixes := make([]byte, 0, p.ds[j].Count*uint64(r.params.prefixLen))
+			pl := int(req.PrefixLen)
+			prefixes := make([]byte, 0, p.ds[j].Count*uint64(pl))
 			var kept []prefixedEntry
 			keep := r.leafCount+int(p.ds[j].Count) <= leafCacheMax
 			if keep {
 				kept = make([]prefixedEntry, 0, p.ds[j].Count)
 			}
 			err := r.leafReader.each(ctx, r.snap, xp, func(pe *prefixedEntry) {
-				prefixes = append(prefixes, r.leafReader.prefix(pe)...)
+				prefixes = append(prefixes, pe.prefix(pl)...)
 				n++
 				if keep {
 					kept = append(kept, *pe)
@@ -449,12 +452,12 @@ func (r *Responder) list(ctx context.Context, op *Op, a *Answer, p opPlan) error
 		}
 	case OpFetch:
 		want := make(map[string]bool)
-		pl := r.params.prefixLen
+		pl := int(req.FetchLen)
 		for j := 0; j+pl <= len(op.Prefixes); j += pl {
 			want[string(op.Prefixes[j:j+pl])] = true
 		}
 		pick := func(pe *prefixedEntry) {
-			if want[string(r.leafReader.prefix(pe))] {
+			if want[string(pe.prefix(pl))] {
 				a.Entries = append(a.Entries, pe.e)
 			}
 		}

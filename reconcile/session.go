@@ -146,7 +146,7 @@ func runSessionAs(ctx context.Context, local Endpoint, peer Peer, opts Options, 
 	root, count := s.side(false)
 	*root, *count = FormatFingerprint(s.info.Root.Fingerprint()), s.info.Root.Count
 
-	fpLen, prefixLen, adaptive := opts.FingerprintBytes, 4, true
+	fpLen, prefixLen, adaptive := opts.FingerprintBytes, maxPrefixBytes, true
 	for attempt := 0; ; attempt++ {
 		err := s.descend(ctx, fpLen, prefixLen, adaptive)
 		if err != nil {
@@ -188,13 +188,15 @@ type session struct {
 	log      *slog.Logger
 
 	params frameParams
-	// fpLen is the fingerprint length of the round being planned: maxFP, or fewer bytes
-	// where few parts can mismatch (roundFPLen) when adaptive.
-	fpLen, maxFP int
-	adaptive     bool
-	keyed        *merkle.Keyed
-	rootR        merkle.Digest
-	depth        int // planned split levels from the root
+	// fpLen and prefixLen are the fingerprint and entry prefix lengths of the round being
+	// planned: maxFP and maxPrefix, or fewer bytes where few parts can mismatch
+	// (roundFPLen, roundPrefixLen) when adaptive.
+	fpLen, maxFP         int
+	prefixLen, maxPrefix int
+	adaptive             bool
+	keyed                *merkle.Keyed
+	rootR                merkle.Digest
+	depth                int // planned split levels from the root
 	// cutLevels is the highest cut level the responder reads (OpenResponse.CutLevels):
 	// cuts taken from a level up to it go on the wire short, as points of that level.
 	cutLevels int
@@ -269,15 +271,16 @@ func (s *session) progress(phase string, applied, pending int) {
 // descend runs the open round and the descent rounds, filling onlyI and onlyR.
 func (s *session) descend(ctx context.Context, fpLen, prefixLen int, adaptive bool) error {
 	req := &OpenRequest{Protocol: ProtocolVersion, Ordering: s.info.Ordering, Schema: s.info.Schema,
-		Now: s.now, PrefixLen: uint8(prefixLen), Root: s.info.Root}
+		Now: s.now, Root: s.info.Root}
 	if _, err := readNonce(req.Nonce[:]); err != nil {
 		return fmt.Errorf("session nonce: %w", err)
 	}
-	s.params = frameParams{ordering: s.info.Ordering, prefixLen: prefixLen}
+	s.params = frameParams{ordering: s.info.Ordering}
 	s.fpLen, s.maxFP, s.adaptive = fpLen, fpLen, adaptive
+	s.prefixLen, s.maxPrefix = prefixLen, prefixLen
 	s.cutLevels = 1 // the first split rides on the open request, before the responder says
 	s.keyed = merkle.NewKeyed(req.Nonce[:])
-	s.leaves = &leafReader{keyed: s.keyed, prefixLen: prefixLen}
+	s.leaves = &leafReader{keyed: s.keyed}
 	s.onlyI, s.onlyR, s.fetches, s.next = map[string]merkle.Entry{}, map[string]merkle.Entry{}, nil, nil
 
 	// The first split of the root rides on the open request (the responder answers it only
@@ -291,7 +294,7 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int, adaptive bo
 		if err := s.plan(ctx, root, s.readPlan(ctx, s.src, root), &ops, &handlers); err != nil {
 			return err
 		}
-		req.First = &RoundRequest{FPLen: uint8(s.fpLen), Ops: ops}
+		req.First = &RoundRequest{FPLen: uint8(s.fpLen), PrefixLen: uint8(s.prefixLen), FetchLen: uint8(s.prefixLen), Ops: ops}
 	}
 	resp, err := s.peer.Open(ctx, req)
 	s.rep.Rounds++
@@ -330,6 +333,9 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int, adaptive bo
 		var ops []Op
 		var handlers []func(Answer) error
 		s.fpLen = s.roundFPLen(ranges)
+		// The fetches ask for prefixes the last round listed, at its length.
+		fetchLen := s.prefixLen
+		s.prefixLen = s.roundPrefixLen(ranges)
 		pre, err := s.readPlans(ctx, ranges)
 		if err != nil {
 			return err
@@ -353,7 +359,7 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int, adaptive bo
 		if len(ops) == 0 {
 			break
 		}
-		resp, err := s.peer.Round(ctx, &RoundRequest{FPLen: uint8(s.fpLen), Ops: ops})
+		resp, err := s.peer.Round(ctx, &RoundRequest{FPLen: uint8(s.fpLen), PrefixLen: uint8(s.prefixLen), FetchLen: uint8(fetchLen), Ops: ops})
 		s.rep.Rounds++
 		if err != nil {
 			return fmt.Errorf("round %d: %w", s.rep.Rounds, err)
@@ -428,19 +434,47 @@ type listing struct {
 // roundFPLen is the fingerprint length for a round over ranges: long enough that a
 // collision (a mismatching part whose fingerprints happen to match, which costs the
 // session a second pass) is expected about once in 1,000 rounds, from 2 bytes up to
-// maxFP. Only mismatching parts can collide; the round expects about one per range, or
-// the counts' difference where it is larger, up to the parts a range is cut into.
+// maxFP. Only mismatching parts can collide (mismatches counts them).
 func (s *session) roundFPLen(ranges []rng) int {
 	if !s.adaptive {
 		return s.maxFP
 	}
 	var m float64
 	for _, r := range ranges {
-		d := max(r.cI, r.cR) - min(r.cI, r.cR)
-		m += float64(min(max(d, 1), uint64(s.fanout(r.cI, r.depth))))
+		m += s.mismatches(r)
 	}
-	bits := math.Log2(max(m, 1)) + fpMarginBits
-	return min(max(int(math.Ceil(bits/8)), 2), s.maxFP)
+	return s.marginBytes(m, 2, s.maxFP)
+}
+
+// roundPrefixLen is the entry prefix length for a round over ranges, from 3 bytes up to
+// maxPrefix. Prefixes that collide cost a second pass only where a source-only and a
+// target-only entry of one listed part share a prefix that no other entry there has
+// (settleLeaf resolves the other collisions, and lists a part in full where many of its
+// entries differ): the round expects about one such pair per mismatching part, and
+// makes one about once in 1,000 rounds.
+func (s *session) roundPrefixLen(ranges []rng) int {
+	if !s.adaptive {
+		return s.maxPrefix
+	}
+	var m float64
+	for _, r := range ranges {
+		m += s.mismatches(r)
+	}
+	return s.marginBytes(m, 3, s.maxPrefix)
+}
+
+// mismatches is how many of r's parts the next round expects to mismatch: about one, or
+// the counts' difference where it is larger, up to the parts r is cut into.
+func (s *session) mismatches(r rng) float64 {
+	d := max(r.cI, r.cR) - min(r.cI, r.cR)
+	return float64(min(max(d, 1), uint64(s.fanout(r.cI, r.depth))))
+}
+
+// marginBytes is the length, least to most bytes, that makes a collision among n chances
+// about 2^-fpMarginBits likely.
+func (s *session) marginBytes(n float64, least, most int) int {
+	bits := math.Log2(max(n, 1)) + fpMarginBits
+	return min(max(int(math.Ceil(bits/8)), least), most)
 }
 
 // fpMarginBits is how unlikely a round's collision is: 2^-10.
@@ -637,6 +671,7 @@ func (s *session) compare(ctx context.Context, r rng, bounds [][]byte, bl uint8,
 		}
 		k := 0
 		merge := -1 // index in s.next of the part just before this one, when it may grow
+		pl := s.prefixLen
 		for j, mm := range a.Mismatch {
 			if !mm {
 				merge = -1
@@ -675,7 +710,7 @@ func (s *session) compare(ctx context.Context, r rng, bounds [][]byte, bl uint8,
 				part.hiL = r.hiL
 			}
 			if listed := a.Listed[k]; listed != nil {
-				s.listings = append(s.listings, listing{part.x, true, func() error { return s.settleLeaf(ctx, part, listed) }})
+				s.listings = append(s.listings, listing{part.x, true, func() error { return s.settleLeaf(ctx, part, listed, pl) }})
 			} else {
 				if len(bounds) == 0 && part.cI == r.cI && part.cR == r.cR && r.depth > 0 {
 					part.list = true // no progress: list it next round
@@ -709,28 +744,58 @@ func abs(x int64) int64 {
 }
 
 // settleLeaf (a listing, run by settle) compares the target's entry prefixes of a small
-// range with the source's entries there; target entries the source lacks are fetched in
-// full next round.
-func (s *session) settleLeaf(ctx context.Context, r rng, listed []byte) error {
-	pl := s.params.prefixLen
+// range, pl bytes each, with the source's entries there. Where both sides hold as many
+// entries with a prefix, they are taken to be the same entries. Otherwise the source's
+// entries with that prefix are taken to be source-only and the target's are fetched in
+// full next round (cancelPairs drops the entries both turn out to hold), so that two
+// entries sharing a prefix cost a fetch, not a second pass.
+//
+// Where many of the range's entries differ on both sides, a source-only and a
+// target-only entry among them may share a prefix and pass for one entry both hold:
+// the chance grows with the product of the two sides' unmatched entries. Past
+// leafPairsMax such pairs the range is listed in full next round instead, compared by
+// whole EntryHash; most of its target entries would be fetched anyway.
+func (s *session) settleLeaf(ctx context.Context, r rng, listed []byte, pl int) error {
 	have := make(map[string]int, len(listed)/pl)
 	for j := 0; j+pl <= len(listed); j += pl {
 		have[string(listed[j:j+pl])]++
 	}
+	type mine struct {
+		p string
+		e merkle.Entry
+	}
+	var es []mine
+	count := make(map[string]int, len(have))
 	err := s.leaves.each(ctx, s.src, r.x, func(pe *prefixedEntry) {
-		if p := string(s.leaves.prefix(pe)); have[p] > 0 {
-			have[p]--
-			return
-		}
-		s.onlyI[string(pe.e.Position(s.info.Ordering))] = pe.e
+		p := string(pe.prefix(pl))
+		es = append(es, mine{p, pe.e})
+		count[p]++
 	})
 	if err != nil {
 		return err
 	}
 	var want []byte
+	unmatchedR := 0
 	for p, n := range have {
-		if n > 0 {
+		if n != count[p] {
 			want = append(want, p...)
+			unmatchedR += n
+		}
+	}
+	unmatchedI := 0
+	for _, m := range es {
+		if count[m.p] != have[m.p] {
+			unmatchedI++
+		}
+	}
+	if unmatchedI*unmatchedR > leafPairsMax {
+		r.list = true
+		s.next = append(s.next, r)
+		return nil
+	}
+	for _, m := range es {
+		if count[m.p] != have[m.p] {
+			s.onlyI[string(m.e.Position(s.info.Ordering))] = m.e
 		}
 	}
 	if len(want) > 0 {
@@ -738,6 +803,14 @@ func (s *session) settleLeaf(ctx context.Context, r rng, listed []byte) error {
 	}
 	return nil
 }
+
+// maxPrefixBytes is the longest entry prefix a first pass lists (tests shorten it to
+// make prefixes collide).
+var maxPrefixBytes = 4
+
+// leafPairsMax is how many pairs of a listed range's unmatched source and target entries
+// settleLeaf takes on trust before it lists the range in full.
+const leafPairsMax = 16
 
 // settleList compares a page of the target's full entries with the source's entries over
 // the part of r that page covers (a listing, run by settle); the rest of r is listed next

@@ -15,7 +15,7 @@ import (
 // entry at or after it (version 1: for the first entry). Version 3: cut levels. Version 4:
 // each round says its fingerprint length, and a version-ordered round's points are sent
 // as version deltas (vpos).
-const ProtocolVersion = 4
+const ProtocolVersion = 5
 
 // Limits every decoder checks before it allocates.
 const (
@@ -34,12 +34,11 @@ var ErrMalformed = errors.New("malformed frame")
 
 // OpenRequest starts a session on the responder.
 type OpenRequest struct {
-	Protocol  uint32
-	Ordering  merkle.Ordering
-	Schema    string
-	Nonce     [16]byte
-	Now       int64
-	PrefixLen uint8 // bytes of each entry prefix in leaf listings
+	Protocol uint32
+	Ordering merkle.Ordering
+	Schema   string
+	Nonce    [16]byte
+	Now      int64
 	// Root is the initiator's root digest. When it differs from the responder's, the
 	// responder answers First, the session's first round, in the same round trip.
 	Root  merkle.Digest
@@ -97,7 +96,7 @@ type Op struct {
 	FPs      []byte   // OpCompare: (len(Bounds)+1) * RoundRequest.FPLen bytes
 	ListMax  uint32   // OpCompare
 	Limit    uint32   // OpList
-	Prefixes []byte   // OpFetch: n * PrefixLen bytes
+	Prefixes []byte   // OpFetch: n * RoundRequest.FetchLen bytes
 }
 
 // Answer is the responder's answer to one Op.
@@ -112,12 +111,14 @@ type Answer struct {
 	More    bool
 }
 
-// RoundRequest is every operation of one round: one round trip. FPLen (1..32) is the
-// length of each short fingerprint of its Compare ops: the initiator chooses it per round
-// from the number of mismatching parts it expects (see docs/protocol.md).
+// RoundRequest is every operation of one round: one round trip. The initiator chooses
+// the lengths (1..32 bytes) per round from the differences it expects (see
+// docs/protocol.md): FPLen of each short fingerprint of its Compare ops, PrefixLen of
+// each entry prefix the answers list, and FetchLen of each prefix its Fetch ops carry
+// (the previous round's PrefixLen, since a Fetch asks for entries that round listed).
 type RoundRequest struct {
-	FPLen uint8
-	Ops   []Op
+	FPLen, PrefixLen, FetchLen uint8
+	Ops                        []Op
 }
 
 // RoundResponse answers each Op in order.
@@ -566,7 +567,6 @@ func EncodeOpenRequest(m *OpenRequest) []byte {
 	e.bytes([]byte(m.Schema))
 	e.raw(m.Nonce[:])
 	e.varint(m.Now)
-	e.byte1(m.PrefixLen)
 	e.digest(m.Root)
 	if m.First == nil {
 		e.uvarint(0)
@@ -576,9 +576,7 @@ func EncodeOpenRequest(m *OpenRequest) []byte {
 	return e.buf
 }
 
-func (m *OpenRequest) params() frameParams {
-	return frameParams{ordering: m.Ordering, prefixLen: int(m.PrefixLen)}
-}
+func (m *OpenRequest) params() frameParams { return frameParams{ordering: m.Ordering} }
 
 // DecodeOpenRequest parses a frame written by EncodeOpenRequest.
 func DecodeOpenRequest(b []byte) (*OpenRequest, error) {
@@ -592,10 +590,6 @@ func DecodeOpenRequest(b []byte) (*OpenRequest, error) {
 	m.Schema = string(d.bytes(MaxSchema))
 	copy(m.Nonce[:], d.raw(16))
 	m.Now = d.varint()
-	m.PrefixLen = d.byte1()
-	if d.err == nil && (m.PrefixLen < 1 || m.PrefixLen > 32) {
-		d.fail("prefix length %d outside 1..32", m.PrefixLen)
-	}
 	m.Root = d.digest()
 	if first := d.bytes(len(d.buf)); d.err == nil && len(first) > 0 {
 		r, err := decodeRound(m.params(), first)
@@ -654,14 +648,15 @@ func DecodeOpenResponse(req *OpenRequest, b []byte) (*OpenResponse, error) {
 
 // Frame parameters both sides fixed at Open; decoders need them to size fields.
 type frameParams struct {
-	ordering  merkle.Ordering
-	prefixLen int
+	ordering merkle.Ordering
 }
 
 func encodeRound(p frameParams, m *RoundRequest) []byte {
 	e := &encoder{o: p.ordering}
 	e.byte1(tagRound)
 	e.byte1(m.FPLen)
+	e.byte1(m.PrefixLen)
+	e.byte1(m.FetchLen)
 	e.uvarint(uint64(len(m.Ops)))
 	for i := range m.Ops {
 		op := &m.Ops[i]
@@ -680,7 +675,7 @@ func encodeRound(p frameParams, m *RoundRequest) []byte {
 		case OpList:
 			e.uvarint(uint64(op.Limit))
 		case OpFetch:
-			e.uvarint(uint64(len(op.Prefixes) / p.prefixLen))
+			e.uvarint(uint64(len(op.Prefixes) / int(m.FetchLen)))
 			e.raw(op.Prefixes)
 		}
 	}
@@ -692,9 +687,14 @@ func decodeRound(p frameParams, b []byte) (*RoundRequest, error) {
 	if d.byte1() != tagRound {
 		d.fail("not a round request")
 	}
-	m := &RoundRequest{FPLen: d.byte1()}
-	if d.err == nil && (m.FPLen < 1 || m.FPLen > 32) {
-		d.fail("fingerprint length %d outside 1..32", m.FPLen)
+	m := &RoundRequest{FPLen: d.byte1(), PrefixLen: d.byte1(), FetchLen: d.byte1()}
+	for _, l := range []struct {
+		what string
+		n    uint8
+	}{{"fingerprint", m.FPLen}, {"prefix", m.PrefixLen}, {"fetch prefix", m.FetchLen}} {
+		if d.err == nil && (l.n < 1 || l.n > 32) {
+			d.fail("%s length %d outside 1..32", l.what, l.n)
+		}
 	}
 	d.o = p.ordering
 	n := d.count(3)
@@ -723,8 +723,8 @@ func decodeRound(p frameParams, b []byte) (*RoundRequest, error) {
 		case OpList:
 			op.Limit = uint32(d.uvarint())
 		case OpFetch:
-			np := d.count(p.prefixLen)
-			op.Prefixes = d.raw(np * p.prefixLen)
+			np := d.count(int(m.FetchLen))
+			op.Prefixes = d.raw(np * int(m.FetchLen))
 		default:
 			d.fail("unknown op %d", op.Kind)
 		}
@@ -825,11 +825,16 @@ func decodeRoundResponse(p frameParams, req *RoundRequest, b []byte) (*RoundResp
 				a.Counts = append(a.Counts, c)
 				var listed []byte
 				if c <= uint64(op.ListMax) {
-					if c > uint64(len(d.buf)/p.prefixLen) {
+					pl := int(req.PrefixLen)
+					if pl < 1 {
+						d.fail("prefix length %d", pl)
+						break
+					}
+					if c > uint64(len(d.buf)/pl) {
 						d.fail("listing of %d entries larger than the frame", c)
 						break
 					}
-					listed = d.raw(int(c) * p.prefixLen)
+					listed = d.raw(int(c) * pl)
 					if listed == nil {
 						listed = []byte{}
 					}

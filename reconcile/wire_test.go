@@ -14,11 +14,11 @@ import (
 	"github.com/reconcile-dev/reconcile/merkle"
 )
 
-var testParams = frameParams{ordering: merkle.VersionOrder, prefixLen: 4}
+var testParams = frameParams{ordering: merkle.VersionOrder}
 
 func sampleRound() *RoundRequest {
 	pos := func(v uint64, k string) []byte { return merkle.VersionOrder.Position([]byte(k), v) }
-	return &RoundRequest{FPLen: 4, Ops: []Op{
+	return &RoundRequest{FPLen: 4, PrefixLen: 4, FetchLen: 2, Ops: []Op{
 		{Kind: OpCompare, Lo: nil, Hi: pos(90, "z"), Bounds: [][]byte{pos(10, "a"), pos(20, "b")}, FPs: bytes.Repeat([]byte{7}, 12), ListMax: 16},
 		{Kind: OpList, Lo: pos(1, ""), Hi: pos(2, ""), Levels: Levels{Lo: 2, Hi: 2, Bounds: 1}, Limit: 100},
 		{Kind: OpFetch, Lo: pos(3, "q"), Hi: pos(4, "q"), Levels: Levels{Lo: 1, Hi: 4, Bounds: 1}, Prefixes: []byte{1, 2, 3, 4, 5, 6, 7, 8}},
@@ -123,7 +123,7 @@ func FuzzDecodeApply(f *testing.F) {
 }
 
 func sampleOpen() *OpenRequest {
-	return &OpenRequest{Protocol: 1, Ordering: merkle.VersionOrder, Schema: "kv", PrefixLen: 4,
+	return &OpenRequest{Protocol: 1, Ordering: merkle.VersionOrder, Schema: "kv",
 		Root: merkle.Digest{Count: 3}, First: sampleRound()}
 }
 
@@ -224,7 +224,7 @@ func TestSeparatorVersionOrder(t *testing.T) {
 func TestVersionPoints(t *testing.T) {
 	pos := func(v uint64, k string) []byte { return merkle.VersionOrder.Position([]byte(k), v) }
 	bounds := [][]byte{pos(1000, ""), pos(1040, ""), pos(1099, ""), pos(1099, "key/12"), pos(1099, "key/19"), pos(5000, "x"), pos(1<<63, ""), pos(1<<63+1, "y"), pos(^uint64(0), "")}
-	req := &RoundRequest{FPLen: 3, Ops: []Op{
+	req := &RoundRequest{FPLen: 3, PrefixLen: 3, FetchLen: 4, Ops: []Op{
 		{Kind: OpFetch, Lo: pos(0, "first"), Hi: pos(0, "then"), Prefixes: []byte{9, 9, 9, 9}}, // version 0 first, with a key
 		{Kind: OpCompare, Lo: pos(999, ""), Hi: nil, Bounds: bounds, FPs: make([]byte, 3*(len(bounds)+1)), ListMax: 32},
 		{Kind: OpFetch, Lo: []byte{0, 0, 0, 0, 0, 0, 3}, Hi: pos(1<<40, "q"), Prefixes: []byte{1, 2, 3, 4}},
@@ -242,13 +242,13 @@ func TestVersionPoints(t *testing.T) {
 	// The bounds' bytes: the frame less the same op without bounds (an open hi, one byte).
 	split := func(bounds [][]byte) int {
 		op := Op{Kind: OpCompare, Lo: pos(1000, ""), FPs: make([]byte, 3*(len(bounds)+1)), ListMax: 32, Bounds: bounds}
-		r := &RoundRequest{FPLen: 3, Ops: []Op{op}}
+		r := &RoundRequest{FPLen: 3, PrefixLen: 3, FetchLen: 3, Ops: []Op{op}}
 		got, err := decodeRound(testParams, encodeRound(testParams, r))
 		if err != nil || !reflect.DeepEqual(got, r) {
 			t.Fatalf("bounds changed in transit: %v", err)
 		}
 		op.Bounds, op.FPs = nil, make([]byte, 3)
-		return len(encodeRound(testParams, r)) - len(encodeRound(testParams, &RoundRequest{FPLen: 3, Ops: []Op{op}})) - 3*len(bounds)
+		return len(encodeRound(testParams, r)) - len(encodeRound(testParams, &RoundRequest{FPLen: 3, PrefixLen: 3, FetchLen: 3, Ops: []Op{op}})) - 3*len(bounds)
 	}
 	var small, bulk [][]byte
 	for i := 0; i < 8; i++ {
@@ -280,9 +280,9 @@ func TestPointsRandom(t *testing.T) {
 		return merkle.VersionOrder.Position([]byte(keys[rng.IntN(len(keys))]), v)
 	}
 	for _, o := range []merkle.Ordering{merkle.VersionOrder, merkle.KeyOrder} {
-		params := frameParams{ordering: o, prefixLen: 4}
+		params := frameParams{ordering: o}
 		for i := 0; i < 2000; i++ {
-			req := &RoundRequest{FPLen: uint8(1 + rng.IntN(8))}
+			req := &RoundRequest{FPLen: uint8(1 + rng.IntN(8)), PrefixLen: uint8(1 + rng.IntN(8)), FetchLen: uint8(1 + rng.IntN(8))}
 			var ans RoundResponse
 			for j := rng.IntN(4); j >= 0; j-- {
 				// Points of one level only increase: lo, the bounds and hi from a sorted
@@ -408,7 +408,7 @@ func TestGoldenFrames(t *testing.T) {
 		name  string
 		frame []byte
 	}{
-		{"OpenRequest", EncodeOpenRequest(&OpenRequest{Protocol: ProtocolVersion, Ordering: merkle.VersionOrder, Schema: "kv", PrefixLen: 4, Now: 1_700_000_000_000_000_000, Root: merkle.Digest{Count: 3}})},
+		{"OpenRequest", EncodeOpenRequest(&OpenRequest{Protocol: ProtocolVersion, Ordering: merkle.VersionOrder, Schema: "kv", Now: 1_700_000_000_000_000_000, Root: merkle.Digest{Count: 3}})},
 		{"OpenResponse", EncodeOpenResponse(open, &OpenResponse{Protocol: ProtocolVersion, Ordering: merkle.VersionOrder, Schema: "kv", Root: merkle.Digest{Count: 9}, CutLevels: MaxCutLevel})},
 		{"RoundRequest", encodeRound(testParams, sampleRound())},
 		{"RoundResponse", encodeRoundResponse(testParams, sampleRound(), sampleAnswer())},

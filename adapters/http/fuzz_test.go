@@ -50,7 +50,7 @@ func FuzzServerFrames(f *testing.F) {
 	}
 	srv := NewServer(store, ServerOptions{MaxBody: 1 << 20})
 	open := &reconcile.OpenRequest{Protocol: reconcile.ProtocolVersion, Ordering: merkle.VersionOrder,
-		Schema: reconcile.SchemaKV, Now: testNow, PrefixLen: 4}
+		Schema: reconcile.SchemaKV, Now: testNow}
 	openFrame := reconcile.EncodeOpenRequest(open)
 	post := func(path string, hdr map[string]string, body []byte) *httptest.ResponseRecorder {
 		req := httptest.NewRequest("POST", path, bytes.NewReader(body))
@@ -70,7 +70,7 @@ func FuzzServerFrames(f *testing.F) {
 	seq := 0
 
 	f.Add(openFrame)
-	f.Add(reconcile.EncodeRoundRequest(open, &reconcile.RoundRequest{FPLen: 4, Ops: []reconcile.Op{{Kind: reconcile.OpList, Limit: 10}}}))
+	f.Add(reconcile.EncodeRoundRequest(open, &reconcile.RoundRequest{FPLen: 4, PrefixLen: 4, FetchLen: 4, Ops: []reconcile.Op{{Kind: reconcile.OpList, Limit: 10}}}))
 	apply, _ := reconcile.EncodeApplyRequest(open, &reconcile.ApplyRequest{Now: testNow, Changes: []reconcile.Change{
 		{Key: []byte("new"), Put: &reconcile.Row{Key: []byte("new"), Version: 9, Value: []byte("v")}}}})
 	f.Add(apply)

@@ -241,12 +241,12 @@ func TestSyncOddTuning(t *testing.T) {
 func TestReopen(t *testing.T) {
 	_, dst := pair(2)
 	srv, _, c := serve(t, dst, ServerOptions{}, ClientOptions{})
-	req := &reconcile.OpenRequest{Protocol: reconcile.ProtocolVersion, Ordering: merkle.VersionOrder, Schema: reconcile.SchemaKV, Now: testNow, PrefixLen: 4}
+	req := &reconcile.OpenRequest{Protocol: reconcile.ProtocolVersion, Ordering: merkle.VersionOrder, Schema: reconcile.SchemaKV, Now: testNow}
 	for i := 0; i < 3; i++ {
 		if _, err := c.Open(context.Background(), req); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.Round(context.Background(), &reconcile.RoundRequest{FPLen: 4, Ops: []reconcile.Op{{Kind: reconcile.OpList, Limit: 5}}}); err != nil {
+		if _, err := c.Round(context.Background(), &reconcile.RoundRequest{FPLen: 4, PrefixLen: 4, FetchLen: 4, Ops: []reconcile.Op{{Kind: reconcile.OpList, Limit: 5}}}); err != nil {
 			t.Fatal(err)
 		}
 		if n := srv.Sessions(); n != 1 {
@@ -390,7 +390,7 @@ func TestSessionExpired(t *testing.T) {
 	src, dst := pair(2)
 	srv, _, c := serve(t, dst, ServerOptions{IdleTimeout: 50 * time.Millisecond}, ClientOptions{})
 	req := &reconcile.OpenRequest{Protocol: reconcile.ProtocolVersion, Ordering: merkle.VersionOrder, Schema: reconcile.SchemaKV,
-		Now: testNow, PrefixLen: 4}
+		Now: testNow}
 	if _, err := c.Open(context.Background(), req); err != nil {
 		t.Fatal(err)
 	}
@@ -404,7 +404,7 @@ func TestSessionExpired(t *testing.T) {
 	if srv.Sessions() != 0 {
 		t.Fatal("the idle session was not closed")
 	}
-	_, err := c.Round(context.Background(), &reconcile.RoundRequest{FPLen: 4})
+	_, err := c.Round(context.Background(), &reconcile.RoundRequest{FPLen: 4, PrefixLen: 4, FetchLen: 4})
 	if err == nil || !strings.Contains(err.Error(), "expired") || !errors.Is(err, reconcile.ErrSessionLost) {
 		t.Fatalf("round on an expired session: %v", err)
 	}
@@ -505,7 +505,7 @@ func TestMalformedBodies(t *testing.T) {
 	if code != 400 || !strings.Contains(body, "malformed") {
 		t.Fatalf("open: %d %q", code, body)
 	}
-	req := &reconcile.OpenRequest{Protocol: reconcile.ProtocolVersion, Ordering: merkle.VersionOrder, Schema: reconcile.SchemaKV, Now: testNow, PrefixLen: 4}
+	req := &reconcile.OpenRequest{Protocol: reconcile.ProtocolVersion, Ordering: merkle.VersionOrder, Schema: reconcile.SchemaKV, Now: testNow}
 	if _, err := c.Open(context.Background(), req); err != nil {
 		t.Fatal(err)
 	}
