@@ -22,10 +22,10 @@ func FixNonce() (restore func()) {
 	return func() { readNonce = old }
 }
 
-// SetPrefixBytes sets the longest entry prefix of a first pass (maxPrefixBytes) and
-// returns a func that restores it: tests make prefixes collide with one byte.
-func SetPrefixBytes(n int) (restore func()) {
-	old := maxPrefixBytes
-	maxPrefixBytes = n
-	return func() { maxPrefixBytes = old }
+// SetPrefixBits sets the longest entry prefix of a first pass (maxPrefixBits) and
+// returns a func that restores it: tests make prefixes collide with 8 bits.
+func SetPrefixBits(n int) (restore func()) {
+	old := maxPrefixBits
+	maxPrefixBits = n
+	return func() { maxPrefixBits = old }
 }

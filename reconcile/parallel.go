@@ -123,8 +123,11 @@ type prefixedEntry struct {
 	p [32]byte
 }
 
-// prefix returns pe's entry prefix of n bytes.
-func (pe *prefixedEntry) prefix(n int) []byte { return pe.p[:n] }
+// prefix returns pe's entry prefix of bits bits (as appendShort writes it).
+func (pe *prefixedEntry) prefix(bits int) string {
+	var b [32]byte
+	return string(appendShort(b[:0], pe.p[:], bits))
+}
 
 // rangeKey is an exactRange as a map key.
 type rangeKey struct {

@@ -51,14 +51,14 @@ func descents(t *testing.T, src, dst *memory.Store, wantS, wantT, wantC int) int
 	return peer.opens
 }
 
-// TestPrefixSharedWithCommonEntry: with one-byte entry prefixes, an entry one side holds
+// TestPrefixSharedWithCommonEntry: with 8-bit entry prefixes, an entry one side holds
 // alone often shares its prefix with an entry both hold in the same leaf. Matching
 // prefixes one for one then pairs the wrong entries, and the differences found stop
 // adding up to the roots' difference (a second pass); settleLeaf instead fetches every
 // entry with a prefix the sides hold in different numbers. Neither store pair can make a
 // source-only and a target-only entry collide, so one pass must always do.
 func TestPrefixSharedWithCommonEntry(t *testing.T) {
-	defer reconcile.SetPrefixBytes(1)()
+	defer reconcile.SetPrefixBits(8)()
 	for seed := 0; seed < 8; seed++ {
 		drop := func(i int) bool { return (i*7919+seed*104729)%97 == 0 } // about 1%
 		src, dst := prefixPair(5000, func(i int, r *reconcile.Row) bool { return !drop(i) })
@@ -78,12 +78,12 @@ func TestPrefixSharedWithCommonEntry(t *testing.T) {
 }
 
 // TestDenseLeafListed: where every row of a block changed its value at the same version,
-// each leaf there holds as many source-only as target-only entries, and with two-byte
+// each leaf there holds as many source-only as target-only entries, and with 16-bit
 // prefixes some pair of them shares a prefix (about 200 leaves of 16 to 32 entries a
 // side: several such pairs expected), passing for an entry both hold. settleLeaf lists
 // such a leaf in full instead, so the session needs one pass.
 func TestDenseLeafListed(t *testing.T) {
-	defer reconcile.SetPrefixBytes(2)()
+	defer reconcile.SetPrefixBits(16)()
 	defer reconcile.FixNonce()()
 	src, dst := prefixPair(20000, func(i int, r *reconcile.Row) bool {
 		if i >= 5000 && i < 11400 {

@@ -107,9 +107,9 @@ func (r *Responder) Round(ctx context.Context, req *RoundRequest) (*RoundRespons
 	r.prevLeaves, r.leaves, r.leafCount = r.leaves, nil, 0
 	r.prevCounts, r.counts = r.counts, nil
 	defer func() { r.prevLeaves, r.prevCounts = nil, nil }()
-	for _, n := range []uint8{req.FPLen, req.PrefixLen, req.FetchLen} {
-		if n < 1 || n > 32 {
-			return nil, fmt.Errorf("round: fingerprint or prefix length %d outside 1..32", n)
+	for _, n := range []uint8{req.FPBits, req.PrefixBits, req.FetchBits} {
+		if n < 8 {
+			return nil, fmt.Errorf("round: fingerprints or prefixes of %d bits: at least 8", n)
 		}
 	}
 	if err := r.resolveLevels(ctx, req.Ops); err != nil {
@@ -127,7 +127,7 @@ func (r *Responder) Round(ctx context.Context, req *RoundRequest) (*RoundRespons
 	err := forEach(ctx, r.snap, len(compares), func(view Snapshot, k int) error {
 		op, c := &req.Ops[compares[k]], &cuts[compares[k]]
 		c.ds, c.snapped, c.err = cutDigests(ctx, view, op.Lo, op.Hi, op.Bounds, r.prevCounts[leafKey(op.Lo, op.Hi)])
-		c.fps = r.fingerprints(c.ds, int(req.FPLen))
+		c.fps = r.fingerprints(c.ds, int(req.FPBits))
 		return nil
 	})
 	if err != nil {
@@ -139,7 +139,7 @@ func (r *Responder) Round(ctx context.Context, req *RoundRequest) (*RoundRespons
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		p, err := r.plan(ctx, &req.Ops[i], &resp.Answers[i], int(req.FPLen), cuts[i])
+		p, err := r.plan(ctx, &req.Ops[i], &resp.Answers[i], shortBytes(int(req.FPBits)), cuts[i])
 		if err != nil {
 			return nil, err
 		}
@@ -174,13 +174,9 @@ type cutAnswer struct {
 	err     error
 }
 
-// fingerprints returns the fl-byte fingerprints of ds, one after the other.
-func (r *Responder) fingerprints(ds []merkle.Digest, fl int) []byte {
-	fps := make([]byte, 0, len(ds)*fl)
-	for _, d := range ds {
-		fps = r.keyed.AppendFingerprint(fps, d, fl)
-	}
-	return fps
+// fingerprints returns the short fingerprints of ds, bits long, one after the other.
+func (r *Responder) fingerprints(ds []merkle.Digest, bits int) []byte {
+	return appendFingerprints(nil, r.keyed, ds, bits)
 }
 
 // past returns a position after every position (longer than any, all 0xFF): a point that
@@ -338,7 +334,7 @@ type opPlan struct {
 	listed []int
 }
 
-// plan answers op, whose fingerprints are fl bytes long, as far as it can without
+// plan answers op, whose fingerprints take fl bytes each (shortBytes), as far as it can without
 // listing entries; cut is its cutDigests (a compare op's).
 func (r *Responder) plan(ctx context.Context, op *Op, a *Answer, fl int, cut cutAnswer) (opPlan, error) {
 	var p opPlan
@@ -417,15 +413,15 @@ func (r *Responder) list(ctx context.Context, req *RoundRequest, op *Op, a *Answ
 			xp := p.parts[l]
 			l++
 			var n uint64
-			pl := int(req.PrefixLen)
-			prefixes := make([]byte, 0, p.ds[j].Count*uint64(pl))
+			bits := int(req.PrefixBits)
+			prefixes := make([]byte, 0, p.ds[j].Count*uint64(shortBytes(bits)))
 			var kept []prefixedEntry
 			keep := r.leafCount+int(p.ds[j].Count) <= leafCacheMax
 			if keep {
 				kept = make([]prefixedEntry, 0, p.ds[j].Count)
 			}
 			err := r.leafReader.each(ctx, r.snap, xp, func(pe *prefixedEntry) {
-				prefixes = append(prefixes, pe.prefix(pl)...)
+				prefixes = appendShort(prefixes, pe.p[:], bits)
 				n++
 				if keep {
 					kept = append(kept, *pe)
@@ -452,12 +448,13 @@ func (r *Responder) list(ctx context.Context, req *RoundRequest, op *Op, a *Answ
 		}
 	case OpFetch:
 		want := make(map[string]bool)
-		pl := int(req.FetchLen)
+		bits := int(req.FetchBits)
+		pl := shortBytes(bits)
 		for j := 0; j+pl <= len(op.Prefixes); j += pl {
 			want[string(op.Prefixes[j:j+pl])] = true
 		}
 		pick := func(pe *prefixedEntry) {
-			if want[string(pe.prefix(pl))] {
+			if want[pe.prefix(bits)] {
 				a.Entries = append(a.Entries, pe.e)
 			}
 		}

@@ -146,9 +146,9 @@ func runSessionAs(ctx context.Context, local Endpoint, peer Peer, opts Options, 
 	root, count := s.side(false)
 	*root, *count = FormatFingerprint(s.info.Root.Fingerprint()), s.info.Root.Count
 
-	fpLen, prefixLen, adaptive := opts.FingerprintBytes, maxPrefixBytes, true
+	fpBits, prefixBits, adaptive := 8*opts.FingerprintBytes, maxPrefixBits, true
 	for attempt := 0; ; attempt++ {
-		err := s.descend(ctx, fpLen, prefixLen, adaptive)
+		err := s.descend(ctx, fpBits, prefixBits, adaptive)
 		if err != nil {
 			return rep, err
 		}
@@ -162,7 +162,7 @@ func runSessionAs(ctx context.Context, local Endpoint, peer Peer, opts Options, 
 			return rep, fmt.Errorf("descend: the differences found do not account for the root digests after %d attempts (are the endpoints changing under their snapshots?)", attempt+1)
 		}
 		s.log.Warn("descend: a short fingerprint collided; running the descent again with 8-byte fingerprints", "attempt", attempt+1)
-		fpLen, prefixLen, adaptive = 8, 8, false
+		fpBits, prefixBits, adaptive = 64, 64, false
 	}
 	s.classify()
 	if opts.Mode == Diff {
@@ -188,15 +188,15 @@ type session struct {
 	log      *slog.Logger
 
 	params frameParams
-	// fpLen and prefixLen are the fingerprint and entry prefix lengths of the round being
-	// planned: maxFP and maxPrefix, or fewer bytes where few parts can mismatch
-	// (roundFPLen, roundPrefixLen) when adaptive.
-	fpLen, maxFP         int
-	prefixLen, maxPrefix int
-	adaptive             bool
-	keyed                *merkle.Keyed
-	rootR                merkle.Digest
-	depth                int // planned split levels from the root
+	// fpBits and prefixBits are the fingerprint and entry prefix lengths of the round
+	// being planned: maxFP and maxPrefix, or fewer bits where few parts can mismatch
+	// (roundFPBits, roundPrefixBits) when adaptive.
+	fpBits, maxFP         int
+	prefixBits, maxPrefix int
+	adaptive              bool
+	keyed                 *merkle.Keyed
+	rootR                 merkle.Digest
+	depth                 int // planned split levels from the root
 	// cutLevels is the highest cut level the responder reads (OpenResponse.CutLevels):
 	// cuts taken from a level up to it go on the wire short, as points of that level.
 	cutLevels int
@@ -269,15 +269,15 @@ func (s *session) progress(phase string, applied, pending int) {
 }
 
 // descend runs the open round and the descent rounds, filling onlyI and onlyR.
-func (s *session) descend(ctx context.Context, fpLen, prefixLen int, adaptive bool) error {
+func (s *session) descend(ctx context.Context, fpBits, prefixBits int, adaptive bool) error {
 	req := &OpenRequest{Protocol: ProtocolVersion, Ordering: s.info.Ordering, Schema: s.info.Schema,
 		Now: s.now, Root: s.info.Root}
 	if _, err := readNonce(req.Nonce[:]); err != nil {
 		return fmt.Errorf("session nonce: %w", err)
 	}
 	s.params = frameParams{ordering: s.info.Ordering}
-	s.fpLen, s.maxFP, s.adaptive = fpLen, fpLen, adaptive
-	s.prefixLen, s.maxPrefix = prefixLen, prefixLen
+	s.fpBits, s.maxFP, s.adaptive = fpBits, fpBits, adaptive
+	s.prefixBits, s.maxPrefix = prefixBits, prefixBits
 	s.cutLevels = 1 // the first split rides on the open request, before the responder says
 	s.keyed = merkle.NewKeyed(req.Nonce[:])
 	s.leaves = &leafReader{keyed: s.keyed}
@@ -294,7 +294,7 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int, adaptive bo
 		if err := s.plan(ctx, root, s.readPlan(ctx, s.src, root), &ops, &handlers); err != nil {
 			return err
 		}
-		req.First = &RoundRequest{FPLen: uint8(s.fpLen), PrefixLen: uint8(s.prefixLen), FetchLen: uint8(s.prefixLen), Ops: ops}
+		req.First = &RoundRequest{FPBits: uint8(s.fpBits), PrefixBits: uint8(s.prefixBits), FetchBits: uint8(s.prefixBits), Ops: ops}
 	}
 	resp, err := s.peer.Open(ctx, req)
 	s.rep.Rounds++
@@ -332,10 +332,10 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int, adaptive bo
 		}
 		var ops []Op
 		var handlers []func(Answer) error
-		s.fpLen = s.roundFPLen(ranges)
+		s.fpBits = s.roundFPBits(ranges)
 		// The fetches ask for prefixes the last round listed, at its length.
-		fetchLen := s.prefixLen
-		s.prefixLen = s.roundPrefixLen(ranges)
+		fetchBits := s.prefixBits
+		s.prefixBits = s.roundPrefixBits(ranges)
 		pre, err := s.readPlans(ctx, ranges)
 		if err != nil {
 			return err
@@ -359,7 +359,7 @@ func (s *session) descend(ctx context.Context, fpLen, prefixLen int, adaptive bo
 		if len(ops) == 0 {
 			break
 		}
-		resp, err := s.peer.Round(ctx, &RoundRequest{FPLen: uint8(s.fpLen), PrefixLen: uint8(s.prefixLen), FetchLen: uint8(fetchLen), Ops: ops})
+		resp, err := s.peer.Round(ctx, &RoundRequest{FPBits: uint8(s.fpBits), PrefixBits: uint8(s.prefixBits), FetchBits: uint8(fetchBits), Ops: ops})
 		s.rep.Rounds++
 		if err != nil {
 			return fmt.Errorf("round %d: %w", s.rep.Rounds, err)
@@ -431,11 +431,11 @@ type listing struct {
 	run  func() error
 }
 
-// roundFPLen is the fingerprint length for a round over ranges: long enough that a
+// roundFPBits is the fingerprint length for a round over ranges: long enough that a
 // collision (a mismatching part whose fingerprints happen to match, which costs the
-// session a second pass) is expected about once in 1,000 rounds, from 2 bytes up to
+// session a second pass) is expected about once in 1,000 rounds, from 16 bits up to
 // maxFP. Only mismatching parts can collide (mismatches counts them).
-func (s *session) roundFPLen(ranges []rng) int {
+func (s *session) roundFPBits(ranges []rng) int {
 	if !s.adaptive {
 		return s.maxFP
 	}
@@ -443,16 +443,16 @@ func (s *session) roundFPLen(ranges []rng) int {
 	for _, r := range ranges {
 		m += s.mismatches(r)
 	}
-	return s.marginBytes(m, 2, s.maxFP)
+	return marginBits(m, s.maxFP)
 }
 
-// roundPrefixLen is the entry prefix length for a round over ranges, from 3 bytes up to
+// roundPrefixBits is the entry prefix length for a round over ranges, from 16 bits up to
 // maxPrefix. Prefixes that collide cost a second pass only where a source-only and a
 // target-only entry of one listed part share a prefix that no other entry there has
 // (settleLeaf resolves the other collisions, and lists a part in full where many of its
 // entries differ): the round expects about one such pair per mismatching part, and
 // makes one about once in 1,000 rounds.
-func (s *session) roundPrefixLen(ranges []rng) int {
+func (s *session) roundPrefixBits(ranges []rng) int {
 	if !s.adaptive {
 		return s.maxPrefix
 	}
@@ -460,7 +460,7 @@ func (s *session) roundPrefixLen(ranges []rng) int {
 	for _, r := range ranges {
 		m += s.mismatches(r)
 	}
-	return s.marginBytes(m, 3, s.maxPrefix)
+	return marginBits(m, s.maxPrefix)
 }
 
 // mismatches is how many of r's parts the next round expects to mismatch: about one, or
@@ -470,11 +470,11 @@ func (s *session) mismatches(r rng) float64 {
 	return float64(min(max(d, 1), uint64(s.fanout(r.cI, r.depth))))
 }
 
-// marginBytes is the length, least to most bytes, that makes a collision among n chances
+// marginBits is the length, 16 bits up to most, that makes a collision among n chances
 // about 2^-fpMarginBits likely.
-func (s *session) marginBytes(n float64, least, most int) int {
-	bits := math.Log2(max(n, 1)) + fpMarginBits
-	return min(max(int(math.Ceil(bits/8)), least), most)
+func marginBits(n float64, most int) int {
+	bits := int(math.Ceil(math.Log2(max(n, 1)) + fpMarginBits))
+	return min(max(bits, 16), most)
 }
 
 // fpMarginBits is how unlikely a round's collision is: 2^-10.
@@ -597,10 +597,7 @@ func (s *session) readPlan(ctx context.Context, view Snapshot, r rng) planRead {
 			return p
 		}
 	}
-	p.fps = make([]byte, 0, len(p.ds)*s.fpLen)
-	for _, d := range p.ds {
-		p.fps = s.keyed.AppendFingerprint(p.fps, d, s.fpLen)
-	}
+	p.fps = appendFingerprints(make([]byte, 0, len(p.ds)*shortBytes(s.fpBits)), s.keyed, p.ds, s.fpBits)
 	return p
 }
 
@@ -671,7 +668,7 @@ func (s *session) compare(ctx context.Context, r rng, bounds [][]byte, bl uint8,
 		}
 		k := 0
 		merge := -1 // index in s.next of the part just before this one, when it may grow
-		pl := s.prefixLen
+		pl := s.prefixBits
 		for j, mm := range a.Mismatch {
 			if !mm {
 				merge = -1
@@ -744,7 +741,7 @@ func abs(x int64) int64 {
 }
 
 // settleLeaf (a listing, run by settle) compares the target's entry prefixes of a small
-// range, pl bytes each, with the source's entries there. Where both sides hold as many
+// range, pl bits each, with the source's entries there. Where both sides hold as many
 // entries with a prefix, they are taken to be the same entries. Otherwise the source's
 // entries with that prefix are taken to be source-only and the target's are fetched in
 // full next round (cancelPairs drops the entries both turn out to hold), so that two
@@ -756,9 +753,10 @@ func abs(x int64) int64 {
 // leafPairsMax such pairs the range is listed in full next round instead, compared by
 // whole EntryHash; most of its target entries would be fetched anyway.
 func (s *session) settleLeaf(ctx context.Context, r rng, listed []byte, pl int) error {
-	have := make(map[string]int, len(listed)/pl)
-	for j := 0; j+pl <= len(listed); j += pl {
-		have[string(listed[j:j+pl])]++
+	w := shortBytes(pl)
+	have := make(map[string]int, len(listed)/w)
+	for j := 0; j+w <= len(listed); j += w {
+		have[string(listed[j:j+w])]++
 	}
 	type mine struct {
 		p string
@@ -767,7 +765,7 @@ func (s *session) settleLeaf(ctx context.Context, r rng, listed []byte, pl int) 
 	var es []mine
 	count := make(map[string]int, len(have))
 	err := s.leaves.each(ctx, s.src, r.x, func(pe *prefixedEntry) {
-		p := string(pe.prefix(pl))
+		p := pe.prefix(pl)
 		es = append(es, mine{p, pe.e})
 		count[p]++
 	})
@@ -804,9 +802,9 @@ func (s *session) settleLeaf(ctx context.Context, r rng, listed []byte, pl int) 
 	return nil
 }
 
-// maxPrefixBytes is the longest entry prefix a first pass lists (tests shorten it to
+// maxPrefixBits is the longest entry prefix a first pass lists (tests shorten it to
 // make prefixes collide).
-var maxPrefixBytes = 4
+var maxPrefixBits = 32
 
 // leafPairsMax is how many pairs of a listed range's unmatched source and target entries
 // settleLeaf takes on trust before it lists the range in full.

@@ -93,10 +93,10 @@ type Op struct {
 	Lo, Hi   []byte
 	Levels   Levels   // of Lo, Hi and Bounds
 	Bounds   [][]byte // OpCompare
-	FPs      []byte   // OpCompare: (len(Bounds)+1) * RoundRequest.FPLen bytes
+	FPs      []byte   // OpCompare: len(Bounds)+1 fingerprints of RoundRequest.FPBits (short.go)
 	ListMax  uint32   // OpCompare
 	Limit    uint32   // OpList
-	Prefixes []byte   // OpFetch: n * RoundRequest.FetchLen bytes
+	Prefixes []byte   // OpFetch: prefixes of RoundRequest.FetchBits (short.go)
 }
 
 // Answer is the responder's answer to one Op.
@@ -112,13 +112,13 @@ type Answer struct {
 }
 
 // RoundRequest is every operation of one round: one round trip. The initiator chooses
-// the lengths (1..32 bytes) per round from the differences it expects (see
-// docs/protocol.md): FPLen of each short fingerprint of its Compare ops, PrefixLen of
-// each entry prefix the answers list, and FetchLen of each prefix its Fetch ops carry
-// (the previous round's PrefixLen, since a Fetch asks for entries that round listed).
+// the lengths in bits (8..255) per round from the differences it expects (see
+// docs/protocol.md): FPBits of each short fingerprint of its Compare ops, PrefixBits of
+// each entry prefix the answers list, and FetchBits of each prefix its Fetch ops carry
+// (the previous round's PrefixBits, since a Fetch asks for entries that round listed).
 type RoundRequest struct {
-	FPLen, PrefixLen, FetchLen uint8
-	Ops                        []Op
+	FPBits, PrefixBits, FetchBits uint8
+	Ops                           []Op
 }
 
 // RoundResponse answers each Op in order.
@@ -380,6 +380,20 @@ func (d *decoder) count(min int) int {
 		return 0
 	}
 	return int(n)
+}
+
+// short reads n values of bits bits (at least 8) packed by packShort, as shortBytes(bits)
+// bytes each.
+func (d *decoder) short(n, bits int) []byte {
+	b := d.raw(packedLen(n, bits))
+	if d.err != nil {
+		return nil
+	}
+	items, ok := unpackShort(b, n, bits)
+	if !ok {
+		d.fail("padding bits set after %d values of %d bits", n, bits)
+	}
+	return items
 }
 
 func (d *decoder) bytes(max int) []byte {
@@ -654,9 +668,9 @@ type frameParams struct {
 func encodeRound(p frameParams, m *RoundRequest) []byte {
 	e := &encoder{o: p.ordering}
 	e.byte1(tagRound)
-	e.byte1(m.FPLen)
-	e.byte1(m.PrefixLen)
-	e.byte1(m.FetchLen)
+	e.byte1(m.FPBits)
+	e.byte1(m.PrefixBits)
+	e.byte1(m.FetchBits)
 	e.uvarint(uint64(len(m.Ops)))
 	for i := range m.Ops {
 		op := &m.Ops[i]
@@ -671,12 +685,12 @@ func encodeRound(p frameParams, m *RoundRequest) []byte {
 			for j, b := range op.Bounds {
 				e.point(b, j > 0)
 			}
-			e.raw(op.FPs)
+			e.buf = packShort(e.buf, op.FPs, int(m.FPBits))
 		case OpList:
 			e.uvarint(uint64(op.Limit))
 		case OpFetch:
-			e.uvarint(uint64(len(op.Prefixes) / int(m.FetchLen)))
-			e.raw(op.Prefixes)
+			e.uvarint(uint64(len(op.Prefixes) / shortBytes(int(m.FetchBits))))
+			e.buf = packShort(e.buf, op.Prefixes, int(m.FetchBits))
 		}
 	}
 	return e.buf
@@ -687,13 +701,13 @@ func decodeRound(p frameParams, b []byte) (*RoundRequest, error) {
 	if d.byte1() != tagRound {
 		d.fail("not a round request")
 	}
-	m := &RoundRequest{FPLen: d.byte1(), PrefixLen: d.byte1(), FetchLen: d.byte1()}
+	m := &RoundRequest{FPBits: d.byte1(), PrefixBits: d.byte1(), FetchBits: d.byte1()}
 	for _, l := range []struct {
 		what string
 		n    uint8
-	}{{"fingerprint", m.FPLen}, {"prefix", m.PrefixLen}, {"fetch prefix", m.FetchLen}} {
-		if d.err == nil && (l.n < 1 || l.n > 32) {
-			d.fail("%s length %d outside 1..32", l.what, l.n)
+	}{{"fingerprint", m.FPBits}, {"prefix", m.PrefixBits}, {"fetch prefix", m.FetchBits}} {
+		if d.err == nil && l.n < 8 {
+			d.fail("%s of %d bits: at least 8", l.what, l.n)
 		}
 	}
 	d.o = p.ordering
@@ -719,12 +733,12 @@ func decodeRound(p frameParams, b []byte) (*RoundRequest, error) {
 				}
 				op.Bounds = append(op.Bounds, bd)
 			}
-			op.FPs = d.raw((nb + 1) * int(m.FPLen))
+			op.FPs = d.short(nb+1, int(m.FPBits))
 		case OpList:
 			op.Limit = uint32(d.uvarint())
 		case OpFetch:
-			np := d.count(int(m.FetchLen))
-			op.Prefixes = d.raw(np * int(m.FetchLen))
+			np := d.count(1)
+			op.Prefixes = d.short(np, int(m.FetchBits))
 		default:
 			d.fail("unknown op %d", op.Kind)
 		}
@@ -782,7 +796,7 @@ func encodeRoundResponse(p frameParams, req *RoundRequest, m *RoundResponse) []b
 			for j, c := range a.Counts {
 				e.uvarint(c)
 				if a.Listed[j] != nil {
-					e.raw(a.Listed[j])
+					e.buf = packShort(e.buf, a.Listed[j], int(req.PrefixBits))
 				}
 			}
 		case OpList, OpFetch:
@@ -825,16 +839,12 @@ func decodeRoundResponse(p frameParams, req *RoundRequest, b []byte) (*RoundResp
 				a.Counts = append(a.Counts, c)
 				var listed []byte
 				if c <= uint64(op.ListMax) {
-					pl := int(req.PrefixLen)
-					if pl < 1 {
-						d.fail("prefix length %d", pl)
+					bits := int(req.PrefixBits)
+					if bits < 8 || c > uint64(len(d.buf)) {
+						d.fail("listing of %d entries of %d bits larger than the frame", c, bits)
 						break
 					}
-					if c > uint64(len(d.buf)/pl) {
-						d.fail("listing of %d entries larger than the frame", c)
-						break
-					}
-					listed = d.raw(int(c) * pl)
+					listed = d.short(int(c), bits)
 					if listed == nil {
 						listed = []byte{}
 					}

@@ -18,8 +18,8 @@ var testParams = frameParams{ordering: merkle.VersionOrder}
 
 func sampleRound() *RoundRequest {
 	pos := func(v uint64, k string) []byte { return merkle.VersionOrder.Position([]byte(k), v) }
-	return &RoundRequest{FPLen: 4, PrefixLen: 4, FetchLen: 2, Ops: []Op{
-		{Kind: OpCompare, Lo: nil, Hi: pos(90, "z"), Bounds: [][]byte{pos(10, "a"), pos(20, "b")}, FPs: bytes.Repeat([]byte{7}, 12), ListMax: 16},
+	return &RoundRequest{FPBits: 20, PrefixBits: 32, FetchBits: 16, Ops: []Op{
+		{Kind: OpCompare, Lo: nil, Hi: pos(90, "z"), Bounds: [][]byte{pos(10, "a"), pos(20, "b")}, FPs: bytes.Repeat([]byte{0xAB, 0xCD, 0xE0}, 3), ListMax: 16},
 		{Kind: OpList, Lo: pos(1, ""), Hi: pos(2, ""), Levels: Levels{Lo: 2, Hi: 2, Bounds: 1}, Limit: 100},
 		{Kind: OpFetch, Lo: pos(3, "q"), Hi: pos(4, "q"), Levels: Levels{Lo: 1, Hi: 4, Bounds: 1}, Prefixes: []byte{1, 2, 3, 4, 5, 6, 7, 8}},
 	}}
@@ -224,7 +224,7 @@ func TestSeparatorVersionOrder(t *testing.T) {
 func TestVersionPoints(t *testing.T) {
 	pos := func(v uint64, k string) []byte { return merkle.VersionOrder.Position([]byte(k), v) }
 	bounds := [][]byte{pos(1000, ""), pos(1040, ""), pos(1099, ""), pos(1099, "key/12"), pos(1099, "key/19"), pos(5000, "x"), pos(1<<63, ""), pos(1<<63+1, "y"), pos(^uint64(0), "")}
-	req := &RoundRequest{FPLen: 3, PrefixLen: 3, FetchLen: 4, Ops: []Op{
+	req := &RoundRequest{FPBits: 24, PrefixBits: 24, FetchBits: 32, Ops: []Op{
 		{Kind: OpFetch, Lo: pos(0, "first"), Hi: pos(0, "then"), Prefixes: []byte{9, 9, 9, 9}}, // version 0 first, with a key
 		{Kind: OpCompare, Lo: pos(999, ""), Hi: nil, Bounds: bounds, FPs: make([]byte, 3*(len(bounds)+1)), ListMax: 32},
 		{Kind: OpFetch, Lo: []byte{0, 0, 0, 0, 0, 0, 3}, Hi: pos(1<<40, "q"), Prefixes: []byte{1, 2, 3, 4}},
@@ -242,13 +242,13 @@ func TestVersionPoints(t *testing.T) {
 	// The bounds' bytes: the frame less the same op without bounds (an open hi, one byte).
 	split := func(bounds [][]byte) int {
 		op := Op{Kind: OpCompare, Lo: pos(1000, ""), FPs: make([]byte, 3*(len(bounds)+1)), ListMax: 32, Bounds: bounds}
-		r := &RoundRequest{FPLen: 3, PrefixLen: 3, FetchLen: 3, Ops: []Op{op}}
+		r := &RoundRequest{FPBits: 24, PrefixBits: 24, FetchBits: 24, Ops: []Op{op}}
 		got, err := decodeRound(testParams, encodeRound(testParams, r))
 		if err != nil || !reflect.DeepEqual(got, r) {
 			t.Fatalf("bounds changed in transit: %v", err)
 		}
 		op.Bounds, op.FPs = nil, make([]byte, 3)
-		return len(encodeRound(testParams, r)) - len(encodeRound(testParams, &RoundRequest{FPLen: 3, PrefixLen: 3, FetchLen: 3, Ops: []Op{op}})) - 3*len(bounds)
+		return len(encodeRound(testParams, r)) - len(encodeRound(testParams, &RoundRequest{FPBits: 24, PrefixBits: 24, FetchBits: 24, Ops: []Op{op}})) - 3*len(bounds)
 	}
 	var small, bulk [][]byte
 	for i := 0; i < 8; i++ {
@@ -282,7 +282,7 @@ func TestPointsRandom(t *testing.T) {
 	for _, o := range []merkle.Ordering{merkle.VersionOrder, merkle.KeyOrder} {
 		params := frameParams{ordering: o}
 		for i := 0; i < 2000; i++ {
-			req := &RoundRequest{FPLen: uint8(1 + rng.IntN(8)), PrefixLen: uint8(1 + rng.IntN(8)), FetchLen: uint8(1 + rng.IntN(8))}
+			req := &RoundRequest{FPBits: uint8(8 + rng.IntN(57)), PrefixBits: uint8(8 + rng.IntN(57)), FetchBits: uint8(8 + rng.IntN(57))}
 			var ans RoundResponse
 			for j := rng.IntN(4); j >= 0; j-- {
 				// Points of one level only increase: lo, the bounds and hi from a sorted
@@ -308,7 +308,7 @@ func TestPointsRandom(t *testing.T) {
 						op.Levels = Levels{Lo: 2, Hi: 2, Bounds: 3}
 					}
 					op.Bounds = uniq[1 : len(uniq)-1]
-					op.FPs = make([]byte, (len(op.Bounds)+1)*int(req.FPLen))
+					op.FPs = make([]byte, (len(op.Bounds)+1)*shortBytes(int(req.FPBits)))
 				}
 				req.Ops = append(req.Ops, op)
 				a := Answer{}
@@ -465,12 +465,12 @@ func TestLimitRows(t *testing.T) {
 	}
 }
 
-// A round's fingerprints are as short as keep a collision about 2^-10 likely, given the
-// parts it can find mismatching: 2 bytes for tens, 3 for thousands, 4 (the default
-// maximum) for hundreds of thousands; never more than the maximum, and the maximum
-// itself after a collision (not adaptive).
-func TestRoundFPLen(t *testing.T) {
-	s := &session{opts: Options{}.Defaults(), depth: 4, maxFP: 4, adaptive: true}
+// A round's fingerprints and prefixes are as short as keep a collision about 2^-10
+// likely, given the parts it can find mismatching: ⌈log₂ m + 10⌉ bits, 16 for tens, 17
+// for a hundred, 24 for 10,000, 27 for 100,000; never more than the maximum, and the
+// maximum itself after a collision (not adaptive).
+func TestRoundBits(t *testing.T) {
+	s := &session{opts: Options{}.Defaults(), depth: 4, maxFP: 32, maxPrefix: 32, adaptive: true}
 	ranges := func(n int, cI, cR uint64) []rng {
 		rs := make([]rng, n)
 		for i := range rs {
@@ -482,29 +482,32 @@ func TestRoundFPLen(t *testing.T) {
 		ranges []rng
 		want   int
 	}{
-		{nil, 2},
-		{ranges(10, 256, 256), 2},
-		{ranges(60, 256, 257), 2},
-		{ranges(100, 256, 257), 3},
-		{ranges(10_000, 256, 255), 3},
-		{ranges(10, 1000, 5000), 3}, // counts far apart: up to a range's parts mismatch
-		{ranges(100_000, 256, 256), 4},
+		{nil, 16},
+		{ranges(10, 256, 256), 16},
+		{ranges(60, 256, 257), 16},
+		{ranges(100, 256, 257), 17},
+		{ranges(10_000, 256, 255), 24},
+		{ranges(10, 1000, 5000), 20}, // counts far apart: up to a range's 63 parts mismatch
+		{ranges(100_000, 256, 256), 27},
 	} {
-		if got := s.roundFPLen(tc.ranges); got != tc.want {
-			t.Errorf("%d ranges: %d-byte fingerprints, want %d", len(tc.ranges), got, tc.want)
+		if got := s.roundFPBits(tc.ranges); got != tc.want {
+			t.Errorf("%d ranges: %d-bit fingerprints, want %d", len(tc.ranges), got, tc.want)
+		}
+		if got := s.roundPrefixBits(tc.ranges); got != tc.want {
+			t.Errorf("%d ranges: %d-bit prefixes, want %d", len(tc.ranges), got, tc.want)
 		}
 	}
-	s.maxFP = 3
-	if got := s.roundFPLen(ranges(100_000, 256, 256)); got != 3 {
-		t.Errorf("with a 3-byte maximum: %d bytes, want 3", got)
+	s.maxFP = 24
+	if got := s.roundFPBits(ranges(100_000, 256, 256)); got != 24 {
+		t.Errorf("with a 24-bit maximum: %d bits, want 24", got)
 	}
-	s.maxFP = 4
+	s.maxFP = 32
 	s.adaptive = false
-	if got := s.roundFPLen(ranges(10, 256, 256)); got != 4 {
-		t.Errorf("after a collision: %d-byte fingerprints, want the maximum 4", got)
+	if got := s.roundFPBits(ranges(10, 256, 256)); got != 32 {
+		t.Errorf("after a collision: %d-bit fingerprints, want the maximum 32", got)
 	}
-	s.adaptive, s.maxFP = true, 1
-	if got := s.roundFPLen(ranges(10, 256, 256)); got != 1 {
-		t.Errorf("with a 1-byte maximum: %d bytes, want 1", got)
+	s.adaptive, s.maxFP = true, 8
+	if got := s.roundFPBits(ranges(10, 256, 256)); got != 8 {
+		t.Errorf("with an 8-bit maximum: %d bits, want 8", got)
 	}
 }

@@ -70,7 +70,7 @@ func FuzzServerFrames(f *testing.F) {
 	seq := 0
 
 	f.Add(openFrame)
-	f.Add(reconcile.EncodeRoundRequest(open, &reconcile.RoundRequest{FPLen: 4, PrefixLen: 4, FetchLen: 4, Ops: []reconcile.Op{{Kind: reconcile.OpList, Limit: 10}}}))
+	f.Add(reconcile.EncodeRoundRequest(open, &reconcile.RoundRequest{FPBits: 32, PrefixBits: 32, FetchBits: 32, Ops: []reconcile.Op{{Kind: reconcile.OpList, Limit: 10}}}))
 	apply, _ := reconcile.EncodeApplyRequest(open, &reconcile.ApplyRequest{Now: testNow, Changes: []reconcile.Change{
 		{Key: []byte("new"), Put: &reconcile.Row{Key: []byte("new"), Version: 9, Value: []byte("v")}}}})
 	f.Add(apply)

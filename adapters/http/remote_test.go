@@ -246,7 +246,7 @@ func TestReopen(t *testing.T) {
 		if _, err := c.Open(context.Background(), req); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.Round(context.Background(), &reconcile.RoundRequest{FPLen: 4, PrefixLen: 4, FetchLen: 4, Ops: []reconcile.Op{{Kind: reconcile.OpList, Limit: 5}}}); err != nil {
+		if _, err := c.Round(context.Background(), &reconcile.RoundRequest{FPBits: 32, PrefixBits: 32, FetchBits: 32, Ops: []reconcile.Op{{Kind: reconcile.OpList, Limit: 5}}}); err != nil {
 			t.Fatal(err)
 		}
 		if n := srv.Sessions(); n != 1 {
@@ -404,7 +404,7 @@ func TestSessionExpired(t *testing.T) {
 	if srv.Sessions() != 0 {
 		t.Fatal("the idle session was not closed")
 	}
-	_, err := c.Round(context.Background(), &reconcile.RoundRequest{FPLen: 4, PrefixLen: 4, FetchLen: 4})
+	_, err := c.Round(context.Background(), &reconcile.RoundRequest{FPBits: 32, PrefixBits: 32, FetchBits: 32})
 	if err == nil || !strings.Contains(err.Error(), "expired") || !errors.Is(err, reconcile.ErrSessionLost) {
 		t.Fatalf("round on an expired session: %v", err)
 	}
