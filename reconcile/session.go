@@ -190,7 +190,7 @@ type session struct {
 	params frameParams
 	// fpBits and prefixBits are the fingerprint and entry prefix lengths of the round
 	// being planned: maxFP and maxPrefix, or fewer bits where few parts can mismatch
-	// (roundFPBits, roundPrefixBits) when adaptive.
+	// (roundBits) when adaptive.
 	fpBits, maxFP         int
 	prefixBits, maxPrefix int
 	adaptive              bool
@@ -332,10 +332,10 @@ func (s *session) descend(ctx context.Context, fpBits, prefixBits int, adaptive 
 		}
 		var ops []Op
 		var handlers []func(Answer) error
-		s.fpBits = s.roundFPBits(ranges)
+		s.fpBits = s.roundBits(ranges, s.maxFP)
 		// The fetches ask for prefixes the last round listed, at its length.
 		fetchBits := s.prefixBits
-		s.prefixBits = s.roundPrefixBits(ranges)
+		s.prefixBits = s.roundBits(ranges, s.maxPrefix)
 		pre, err := s.readPlans(ctx, ranges)
 		if err != nil {
 			return err
@@ -431,36 +431,25 @@ type listing struct {
 	run  func() error
 }
 
-// roundFPBits is the fingerprint length for a round over ranges: long enough that a
-// collision (a mismatching part whose fingerprints happen to match, which costs the
-// session a second pass) is expected about once in 1,000 rounds, from 16 bits up to
-// maxFP. Only mismatching parts can collide (mismatches counts them).
-func (s *session) roundFPBits(ranges []rng) int {
+// roundBits is the length of a round's fingerprints (most: maxFP) or entry prefixes
+// (maxPrefix) over ranges, from 16 bits up to most: long enough that the round causes a
+// second pass about once in 1,000 rounds.
+//
+// A fingerprint collision is a mismatching part whose fingerprints happen to match, and
+// only mismatching parts can collide (mismatches counts them). Prefixes that collide cost
+// a second pass only where a source-only and a target-only entry of one listed part share
+// a prefix that no other entry there has (settleLeaf resolves the other collisions, and
+// lists a part in full where many of its entries differ): about one such pair per
+// mismatching part, so the same count and the same rule.
+func (s *session) roundBits(ranges []rng, most int) int {
 	if !s.adaptive {
-		return s.maxFP
+		return most
 	}
 	var m float64
 	for _, r := range ranges {
 		m += s.mismatches(r)
 	}
-	return marginBits(m, s.maxFP)
-}
-
-// roundPrefixBits is the entry prefix length for a round over ranges, from 16 bits up to
-// maxPrefix. Prefixes that collide cost a second pass only where a source-only and a
-// target-only entry of one listed part share a prefix that no other entry there has
-// (settleLeaf resolves the other collisions, and lists a part in full where many of its
-// entries differ): the round expects about one such pair per mismatching part, and
-// makes one about once in 1,000 rounds.
-func (s *session) roundPrefixBits(ranges []rng) int {
-	if !s.adaptive {
-		return s.maxPrefix
-	}
-	var m float64
-	for _, r := range ranges {
-		m += s.mismatches(r)
-	}
-	return marginBits(m, s.maxPrefix)
+	return marginBits(m, most)
 }
 
 // mismatches is how many of r's parts the next round expects to mismatch: about one, or

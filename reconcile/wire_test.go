@@ -470,7 +470,7 @@ func TestLimitRows(t *testing.T) {
 // for a hundred, 24 for 10,000, 27 for 100,000; never more than the maximum, and the
 // maximum itself after a collision (not adaptive).
 func TestRoundBits(t *testing.T) {
-	s := &session{opts: Options{}.Defaults(), depth: 4, maxFP: 32, maxPrefix: 32, adaptive: true}
+	s := &session{opts: Options{}.Defaults(), depth: 4, adaptive: true}
 	ranges := func(n int, cI, cR uint64) []rng {
 		rs := make([]rng, n)
 		for i := range rs {
@@ -490,24 +490,18 @@ func TestRoundBits(t *testing.T) {
 		{ranges(10, 1000, 5000), 20}, // counts far apart: up to a range's 63 parts mismatch
 		{ranges(100_000, 256, 256), 27},
 	} {
-		if got := s.roundFPBits(tc.ranges); got != tc.want {
-			t.Errorf("%d ranges: %d-bit fingerprints, want %d", len(tc.ranges), got, tc.want)
-		}
-		if got := s.roundPrefixBits(tc.ranges); got != tc.want {
-			t.Errorf("%d ranges: %d-bit prefixes, want %d", len(tc.ranges), got, tc.want)
+		if got := s.roundBits(tc.ranges, 32); got != tc.want {
+			t.Errorf("%d ranges: %d bits, want %d", len(tc.ranges), got, tc.want)
 		}
 	}
-	s.maxFP = 24
-	if got := s.roundFPBits(ranges(100_000, 256, 256)); got != 24 {
+	if got := s.roundBits(ranges(100_000, 256, 256), 24); got != 24 {
 		t.Errorf("with a 24-bit maximum: %d bits, want 24", got)
 	}
-	s.maxFP = 32
-	s.adaptive = false
-	if got := s.roundFPBits(ranges(10, 256, 256)); got != 32 {
-		t.Errorf("after a collision: %d-bit fingerprints, want the maximum 32", got)
-	}
-	s.adaptive, s.maxFP = true, 8
-	if got := s.roundFPBits(ranges(10, 256, 256)); got != 8 {
+	if got := s.roundBits(ranges(10, 256, 256), 8); got != 8 {
 		t.Errorf("with an 8-bit maximum: %d bits, want 8", got)
+	}
+	s.adaptive = false
+	if got := s.roundBits(ranges(10, 256, 256), 32); got != 32 {
+		t.Errorf("after a collision: %d bits, want the maximum 32", got)
 	}
 }
