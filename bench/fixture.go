@@ -71,6 +71,11 @@ func (f Fixture) Build() (FixtureInfo, error) {
 			return info, nil
 		}
 	}
+	unlock, err := lockCache(f.Dir)
+	if err != nil {
+		return info, err
+	}
+	defer unlock()
 	start := time.Now()
 	srcMeta := filepath.Join(srcDir, "source.json")
 	if b, err := os.ReadFile(srcMeta); err != nil || json.Unmarshal(b, &info.History) != nil {
