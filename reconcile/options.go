@@ -35,7 +35,7 @@ type Options struct {
 	// LeafMax is the size at or below which a range is settled by listing its entries.
 	LeafMax int
 	// FingerprintBytes is the longest short fingerprint exchanged while descending: the
-	// first round uses it, later rounds as few bytes (at least 2) as keep a collision,
+	// first round uses it, later rounds as few bits (at least 16) as keep a collision,
 	// which costs a second pass, about 2^-10 likely (docs/protocol.md).
 	FingerprintBytes int
 	// BatchRows is the first apply batch size; MaxBatchRows caps its growth.
