@@ -751,8 +751,8 @@ func (s *session) settleLeaf(ctx context.Context, r rng, listed []byte, pl int) 
 		p string
 		e merkle.Entry
 	}
-	var es []mine
-	count := make(map[string]int, len(have))
+	es := make([]mine, 0, r.cI) // the source's count there: one allocation
+	count := make(map[string]int, r.cI)
 	err := s.leaves.each(ctx, s.src, r.x, func(pe *prefixedEntry) {
 		p := pe.prefix(pl)
 		es = append(es, mine{p, pe.e})
