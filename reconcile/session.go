@@ -512,6 +512,19 @@ const listPage = 65536
 // readNonce fills a session's nonce (tests fix it).
 var readNonce = rand.Read
 
+// SetNonceReader makes sessions take their nonce from read until restore is called, so
+// that two sessions over the same data send the same bytes and read the same entries:
+// which entries share a short prefix, and so what a session fetches, depends on the
+// nonce. It is for reproducible measurements (tests, benchmarks that compare two pairs
+// of stores), never for production: a nonce known in advance lets crafted data make short
+// fingerprints collide on purpose (each collision still costs only a second pass). Not
+// safe to call while sessions run.
+func SetNonceReader(read func([]byte) (int, error)) (restore func()) {
+	old := readNonce
+	readNonce = read
+	return func() { readNonce = old }
+}
+
 // How a range is planned (planKind).
 const (
 	planSourceOnly = iota // nothing on the target: every source entry here is source-only
