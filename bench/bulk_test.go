@@ -21,12 +21,7 @@ func TestBulkFixtureMatchesReplay(t *testing.T) {
 	dir := t.TempDir()
 	// One nonce for both sessions: which entries share a short prefix, and so what a
 	// session fetches, depends on it.
-	defer reconcile.SetNonceReader(func(b []byte) (int, error) {
-		for i := range b {
-			b[i] = byte(7 * i)
-		}
-		return len(b), nil
-	})()
+	defer reconcile.FixNonce()()
 	var reps []*reconcile.Report
 	var roots [][2]reconcile.Info
 	for _, bulk := range []bool{false, true} {

@@ -762,14 +762,9 @@ func (w *storedWalker) snapAt(p []byte) {
 }
 
 func newStoredWalker(s *Stored, lo, hi []byte, bounds [][]byte, out []Digest) *storedWalker {
-	w := &storedWalker{s: s, out: out}
+	w := &storedWalker{s: s, out: out, cuts: CutPoints(lo, hi, bounds)}
 	if lo != nil {
-		w.cuts = append(w.cuts, lo)
 		w.loOff = 1
-	}
-	w.cuts = append(w.cuts, bounds...)
-	if hi != nil {
-		w.cuts = append(w.cuts, hi)
 	}
 	return w
 }

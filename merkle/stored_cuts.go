@@ -272,11 +272,12 @@ func (s *Stored) cutDigestsWalk(t int, lo, hi []byte, bounds [][]byte, out []Dig
 			w.snaps[k], found = found[0], found[1:]
 		}
 	}
-	return padSnaps(lo, hi, w.snaps), nil // w.cuts are cutPoints(lo, hi, bounds)
+	return padSnaps(lo, hi, w.snaps), nil // w.cuts are CutPoints(lo, hi, bounds)
 }
 
-// cutPoints returns lo (unless open), the bounds and hi (unless open), in order.
-func cutPoints(lo, hi []byte, bounds [][]byte) [][]byte {
+// CutPoints returns lo (unless open), the bounds and hi (unless open), in order: the
+// points of a range and its bounds that SnapCuts snaps.
+func CutPoints(lo, hi []byte, bounds [][]byte) [][]byte {
 	ps := make([][]byte, 0, len(bounds)+2)
 	if lo != nil {
 		ps = append(ps, lo)
@@ -288,7 +289,7 @@ func cutPoints(lo, hi []byte, bounds [][]byte) [][]byte {
 	return ps
 }
 
-// padSnaps turns what cutPoints(lo, hi, bounds) snap to into CutDigestsSnapped's snapped:
+// padSnaps turns what CutPoints(lo, hi, bounds) snap to into CutDigestsSnapped's snapped:
 // nil in the places of an open lo or hi.
 func padSnaps(lo, hi []byte, found [][]byte) [][]byte {
 	snapped := make([][]byte, 0, len(found)+2)
@@ -308,7 +309,7 @@ func (s *Stored) withSnaps(snaps bool, lo, hi []byte, bounds [][]byte, ds []Dige
 	if err != nil || !snaps {
 		return ds, nil, err
 	}
-	found, err := s.SnapCuts(cutPoints(lo, hi, bounds))
+	found, err := s.SnapCuts(CutPoints(lo, hi, bounds))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -246,15 +246,7 @@ type exactRange struct {
 // snapRange snaps a wire range and its bounds on snap. Bounds past the last cut entry
 // become hi; the returned bounds are sorted, within [lo, hi], equal neighbours allowed.
 func snapRange(ctx context.Context, snap Snapshot, lo, hi []byte, bounds [][]byte) (exactRange, [][]byte, error) {
-	ps := make([][]byte, 0, len(bounds)+2)
-	if lo != nil {
-		ps = append(ps, lo)
-	}
-	ps = append(ps, bounds...)
-	if hi != nil {
-		ps = append(ps, hi)
-	}
-	snapped, err := snapCuts(ctx, snap, ps)
+	snapped, err := snapCuts(ctx, snap, merkle.CutPoints(lo, hi, bounds))
 	if err != nil {
 		return exactRange{}, nil, err
 	}

@@ -9,19 +9,6 @@ func SetParallelMin(n int) (restore func()) {
 	return func() { parallelMin = old }
 }
 
-// FixNonce makes every session use the same nonce until restore is called: two sessions
-// over the same stores then send the same bytes.
-func FixNonce() (restore func()) {
-	old := readNonce
-	readNonce = func(b []byte) (int, error) {
-		for i := range b {
-			b[i] = byte(i)
-		}
-		return len(b), nil
-	}
-	return func() { readNonce = old }
-}
-
 // SetPrefixBits sets the longest entry prefix of a first pass (maxPrefixBits) and
 // returns a func that restores it: tests make prefixes collide with 8 bits.
 func SetPrefixBits(n int) (restore func()) {

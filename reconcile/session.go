@@ -512,16 +512,21 @@ const listPage = 65536
 // readNonce fills a session's nonce (tests fix it).
 var readNonce = rand.Read
 
-// SetNonceReader makes sessions take their nonce from read until restore is called, so
-// that two sessions over the same data send the same bytes and read the same entries:
-// which entries share a short prefix, and so what a session fetches, depends on the
-// nonce. It is for reproducible measurements (tests, benchmarks that compare two pairs
-// of stores), never for production: a nonce known in advance lets crafted data make short
+// FixNonce makes every session use the same nonce until restore is called, so that two
+// sessions over the same data send the same bytes and read the same entries: which
+// entries share a short prefix, and so what a session fetches, depends on the nonce. It
+// is for reproducible measurements (tests, benchmarks that compare two pairs of stores),
+// never for production: a nonce known in advance lets crafted data make short
 // fingerprints collide on purpose (each collision still costs only a second pass). Not
 // safe to call while sessions run.
-func SetNonceReader(read func([]byte) (int, error)) (restore func()) {
+func FixNonce() (restore func()) {
 	old := readNonce
-	readNonce = read
+	readNonce = func(b []byte) (int, error) {
+		for i := range b {
+			b[i] = byte(i)
+		}
+		return len(b), nil
+	}
 	return func() { readNonce = old }
 }
 
@@ -782,21 +787,19 @@ func (s *session) settleLeaf(ctx context.Context, r rng, listed []byte, pl int) 
 			unmatchedR += n
 		}
 	}
-	unmatchedI := 0
+	var unmatchedI []merkle.Entry
 	for _, m := range es {
 		if count[m.p] != have[m.p] {
-			unmatchedI++
+			unmatchedI = append(unmatchedI, m.e)
 		}
 	}
-	if unmatchedI*unmatchedR > leafPairsMax {
+	if len(unmatchedI)*unmatchedR > leafPairsMax {
 		r.list = true
 		s.next = append(s.next, r)
 		return nil
 	}
-	for _, m := range es {
-		if count[m.p] != have[m.p] {
-			s.onlyI[string(m.e.Position(s.info.Ordering))] = m.e
-		}
+	for _, e := range unmatchedI {
+		s.onlyI[string(e.Position(s.info.Ordering))] = e
 	}
 	if len(want) > 0 {
 		s.fetches = append(s.fetches, Op{Kind: OpFetch, Lo: r.lo, Hi: r.hi, Levels: r.levels(1), Prefixes: want})

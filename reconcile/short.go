@@ -14,11 +14,16 @@ func shortBytes(bits int) int { return (bits + 7) / 8 }
 // appendShort appends the first bits bits of full (at least shortBytes(bits) bytes long)
 // as shortBytes(bits) bytes, the bits past bits zero.
 func appendShort(dst, full []byte, bits int) []byte {
-	dst = append(dst, full[:shortBytes(bits)]...)
+	return clearPast(append(dst, full[:shortBytes(bits)]...), bits)
+}
+
+// clearPast zeroes the bits past bits of the value of shortBytes(bits) bytes that b ends
+// with, and returns b.
+func clearPast(b []byte, bits int) []byte {
 	if r := bits % 8; r != 0 {
-		dst[len(dst)-1] &= byte(0xFF << (8 - r))
+		b[len(b)-1] &= byte(0xFF << (8 - r))
 	}
-	return dst
+	return b
 }
 
 // packedLen is the wire length of n values of bits bits.
@@ -83,12 +88,8 @@ func unpackShort(b []byte, n, bits int) (items []byte, ok bool) {
 
 // appendFingerprints appends the short fingerprints of ds, bits long, one after the other.
 func appendFingerprints(dst []byte, k *merkle.Keyed, ds []merkle.Digest, bits int) []byte {
-	n := shortBytes(bits)
 	for _, d := range ds {
-		dst = k.AppendFingerprint(dst, d, n)
-		if r := bits % 8; r != 0 {
-			dst[len(dst)-1] &= byte(0xFF << (8 - r))
-		}
+		dst = clearPast(k.AppendFingerprint(dst, d, shortBytes(bits)), bits)
 	}
 	return dst
 }
