@@ -505,3 +505,25 @@ func TestRoundBits(t *testing.T) {
 		t.Errorf("after a collision: %d bits, want the maximum 32", got)
 	}
 }
+
+func FuzzDecodeApplyResponse(f *testing.F) {
+	f.Add(encodeApplyResponse(&ApplyResponse{Outcomes: []Outcome{Applied, Raced, Applied}}), 3)
+	f.Add([]byte{tagApplyAnswer, 0}, 0)
+	f.Add([]byte{tagApplyAnswer, 9, 0xff, 0x01}, 9)
+	f.Fuzz(func(t *testing.T, b []byte, want int) {
+		if want < 0 || want > 1<<16 {
+			return // the caller passes the length of the batch it sent
+		}
+		m, err := decodeApplyResponse(b, want)
+		if err != nil {
+			return
+		}
+		if len(m.Outcomes) != want {
+			t.Fatalf("%d outcomes for %d changes", len(m.Outcomes), want)
+		}
+		again, err := decodeApplyResponse(encodeApplyResponse(m), want)
+		if err != nil || !reflect.DeepEqual(again, m) {
+			t.Fatalf("re-encoding a decoded apply answer changed it: %v", err)
+		}
+	})
+}

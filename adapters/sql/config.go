@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+
+	"github.com/reconcile-dev/reconcile/reconcile"
 )
 
 // Config says which table an endpoint serves and how to reach it.
@@ -45,7 +47,7 @@ const URLHelp = "want postgres://user@host:5432/db?table=T, mysql://user:pass@ho
 func ParseURL(raw string) (Config, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return Config{}, fmt.Errorf("not a URL: %v (%s)", err, URLHelp)
+		return Config{}, fmt.Errorf("not a URL: %s (%s)", reconcile.URLProblem(raw, err), URLHelp)
 	}
 	var c Config
 	q := u.Query()

@@ -96,21 +96,25 @@ func (e *endpoint) rowLine(r reconcile.Row) (rowLine, error) {
 	return l, nil
 }
 
+// String is the endpoint's URL as messages show it: with any password hidden.
+func (l location) String() string { return reconcile.RedactURL(l.raw) }
+
 // scheme is one kind of endpoint.
 type scheme struct {
 	parse func(u *url.URL, loc *location) error
 	open  func(loc location, a access) (*endpoint, error)
+	help  string // the form of its URLs, for messages
 }
 
 // lookupScheme is the one place that knows every scheme.
 func lookupScheme(name string) (scheme, bool) {
 	switch name {
 	case "badger":
-		return scheme{parse: parseBadger, open: openBadger}, true
+		return scheme{parse: parseBadger, open: openBadger, help: urlHelp}, true
 	case "postgres", "postgresql", "mysql", "sqlite":
-		return scheme{parse: parseSQL, open: openSQL}, true
+		return scheme{parse: parseSQL, open: openSQL, help: sqlep.URLHelp}, true
 	case "http", "https":
-		return scheme{parse: parseHTTP, open: openHTTP}, true
+		return scheme{parse: parseHTTP, open: openHTTP, help: httpHelp}, true
 	}
 	return scheme{}, false
 }
@@ -122,33 +126,36 @@ const urlHelp = "want badger:///abs/path or badger://./rel/path"
 // parseEndpoint validates an endpoint URL without opening anything.
 func parseEndpoint(raw string) (location, error) {
 	loc := location{raw: raw}
+	shown := loc.String() // raw with any password hidden
 	if raw == "" {
 		return loc, fmt.Errorf("empty endpoint: %s", urlHelp)
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
+		help := urlHelp
+		if name, _, ok := strings.Cut(raw, "://"); ok {
+			if s, known := lookupScheme(name); known {
+				help = s.help
+			}
 		}
-		return loc, fmt.Errorf("endpoint %q is not a URL (%v): %s", raw, err, urlHelp)
+		return loc, fmt.Errorf("endpoint %q is not a URL (%s): %s", shown, reconcile.URLProblem(raw, err), help)
 	}
 	if u.Scheme == "" {
 		hint := urlHelp
 		if strings.HasPrefix(raw, "/") {
-			hint = "did you mean badger://" + raw + "?"
+			hint = fmt.Sprintf("did you mean %q?", reconcile.RedactURL("badger://"+raw))
 		} else if !strings.Contains(raw, ":") {
-			hint = "did you mean badger://./" + strings.TrimPrefix(raw, "./") + "?"
+			hint = fmt.Sprintf("did you mean %q?", reconcile.RedactURL("badger://./"+strings.TrimPrefix(raw, "./")))
 		}
-		return loc, fmt.Errorf("endpoint %q has no scheme: %s", raw, hint)
+		return loc, fmt.Errorf("endpoint %q has no scheme: %s", shown, hint)
 	}
 	loc.scheme = u.Scheme
 	s, ok := lookupScheme(u.Scheme)
 	if !ok {
-		return loc, fmt.Errorf("endpoint %q: unknown scheme %q (supported: %s)", raw, u.Scheme, supportedSchemes)
+		return loc, fmt.Errorf("endpoint %q: unknown scheme %q (supported: %s)", shown, u.Scheme, supportedSchemes)
 	}
 	if err := s.parse(u, &loc); err != nil {
-		return loc, fmt.Errorf("endpoint %q: %w", raw, err)
+		return loc, fmt.Errorf("endpoint %q: %w", shown, err)
 	}
 	return loc, nil
 }
@@ -261,7 +268,7 @@ func openSQL(loc location, a access) (*endpoint, error) {
 	defer cancel()
 	t, err := sqlep.Open(ctx, *loc.sql)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", redact(loc.raw), err)
+		return nil, fmt.Errorf("%s: %w", loc, err)
 	}
 	t.ReadOnly = a == readOnly
 	return &endpoint{
@@ -275,13 +282,4 @@ func openSQL(loc location, a access) (*endpoint, error) {
 			return t.Write(context.Background(), func(w *sqlep.Writer) error { return fn(w) })
 		},
 	}, nil
-}
-
-// redact hides a URL's password in messages.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	return u.Redacted()
 }

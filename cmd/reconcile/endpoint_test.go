@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -41,10 +42,18 @@ func TestParseEndpoint(t *testing.T) {
 		{raw: "sqlite://rel.db?table=t", err: `"rel.db" would be a host name`},
 		{raw: "sqlite:///x.db?table=t&mode=fast", err: "mode=fast: want scan or maintained"},
 		{raw: "sqlite:///x.db?table=t&foo=1", err: `unknown parameter "foo" for sqlite`},
-		{raw: "/abs/path", err: "did you mean badger:///abs/path?"},
-		{raw: "rel/path", err: "did you mean badger://./rel/path?"},
+		{raw: "/abs/path", err: `did you mean "badger:///abs/path"?`},
+		{raw: "rel/path", err: `did you mean "badger://./rel/path"?`},
 		{raw: "", err: "empty endpoint"},
 		{raw: "badger://%zz", err: "not a URL"},
+		{raw: "postgres://db:5432/app?tabel=t", err: "no table"},
+		{raw: "http://h:99999x", err: "want http://host:port or https://host:port"},
+		// A mistake in a URL that holds a password: the message shows neither the password
+		// nor the parser's quote of part of it.
+		{raw: "postgres://bob:s3cr3t@db:5432/app?tabel=t", err: `"postgres://bob:xxxxx@db:5432/app?tabel=t": no table`},
+		{raw: "postgres://bob:s3/cr3t@db:5432/app?table=t", err: "must be percent-encoded (%2F %3F %23 %40 %3A %25 %20)): want postgres://"},
+		{raw: "mysql://bob@db/app?table=t&password=s3cr3t#x", err: "password=xxxxx#x"},
+		{raw: "https://bob:s3cr3t@h:1", err: `"https://bob:xxxxx@h:1": no user or password`},
 	} {
 		loc, err := parseEndpoint(tc.raw)
 		switch {
@@ -56,6 +65,8 @@ func TestParseEndpoint(t *testing.T) {
 			t.Errorf("%q: got %+v, want path %q ordering %v", tc.raw, loc, tc.path, tc.ordering)
 		case err != nil && strings.Contains(err.Error(), "\n"):
 			t.Errorf("%q: error spans lines: %q", tc.raw, err)
+		case err != nil && strings.Contains(err.Error(), "cr3t"):
+			t.Errorf("%q: error shows the password: %q", tc.raw, err)
 		}
 	}
 }
@@ -94,4 +105,43 @@ func TestSameStore(t *testing.T) {
 	if !sameStore(h1, h2) || sameStore(h1, h3) || sameStore(h1, a) {
 		t.Fatal("sameStore of http endpoints")
 	}
+}
+
+// FuzzParseEndpoint checks what every command does first with its arguments: an endpoint
+// URL is accepted or refused with one line that never shows the password it holds.
+func FuzzParseEndpoint(f *testing.F) {
+	f.Add("badger://./x", "")
+	f.Add("postgres://bob:%s@db:5432/app?table=t", "s3cr3t")
+	f.Add("mysql://bob@db/app?table=t&password=%s", "s3cr3t")
+	f.Add("postgres://bob:%s@db:5432/app?tabel=t", "s3/cr3t")
+	f.Fuzz(func(t *testing.T, form, secret string) {
+		raw := form
+		hidden := len(secret) >= 6 && !strings.ContainsAny(secret, "@&#=:%\"\\") && strings.Count(form, "%s") == 1 &&
+			(userPassword(form) || strings.Contains(form, "password=%s")) &&
+			!strings.Contains(strconv.Quote(strings.ReplaceAll(form, "%s", "")), secret) // not a part of the rest
+		if hidden {
+			raw = strings.Replace(form, "%s", secret, 1)
+		}
+		loc, err := parseEndpoint(raw)
+		if err == nil {
+			if loc.scheme == "" || loc.path == "" && loc.sql == nil && loc.server == "" {
+				t.Fatalf("%q parsed to %+v, which names nothing", raw, loc)
+			}
+			return
+		}
+		msg := err.Error()
+		if strings.Contains(msg, "\n") {
+			t.Fatalf("%q: error spans lines: %q", raw, msg)
+		}
+		if hidden && strings.Contains(msg, secret) {
+			t.Fatalf("%q: error shows the password %q: %s", raw, secret, msg)
+		}
+	})
+}
+
+// userPassword reports whether the %s of form is the password of a URL's user part: the
+// first ':' after its first "://", with no '/', '?', '#' or '@' between.
+func userPassword(form string) bool {
+	i, j := strings.Index(form, "://"), strings.Index(form, ":%s@")
+	return i >= 0 && j >= i+3 && !strings.ContainsAny(form[i+3:j], "/?#@:")
 }

@@ -134,9 +134,9 @@ func runGen(ctx context.Context, o genOptions) error {
 	}
 	switch {
 	case o.driftOnly && empty:
-		return fmt.Errorf("gen --drift-only: %s holds no rows; generate the history first (or copy a store gen made)", loc.raw)
+		return fmt.Errorf("gen --drift-only: %s holds no rows; generate the history first (or copy a store gen made)", loc)
 	case !o.driftOnly && !empty:
-		return fmt.Errorf("gen: %s already holds rows; gen writes a fresh history into a new store (to drift a copy of a generated store, use --drift-only)", loc.raw)
+		return fmt.Errorf("gen: %s already holds rows; gen writes a fresh history into a new store (to drift a copy of a generated store, use --drift-only)", loc)
 	}
 
 	var res genResult
@@ -160,11 +160,11 @@ func runGen(ctx context.Context, o genOptions) error {
 		return final.WriteTo(s)
 	})
 	if err != nil {
-		return fmt.Errorf("gen into %s: %w", loc.raw, err)
+		return fmt.Errorf("gen into %s: %w", loc, err)
 	}
 	closed = true
 	if err := ep.Close(); err != nil {
-		return fmt.Errorf("gen into %s: %w", loc.raw, err)
+		return fmt.Errorf("gen into %s: %w", loc, err)
 	}
 	if o.json {
 		return writeJSON(o.out, res)

@@ -25,7 +25,7 @@ func indexCommand(std stdio) *cli.Command {
 					return err
 				}
 				defer ep.Close()
-				o := indexOptions{stdio: std, json: c.Bool("json"), endpoint: redact(ep.loc.raw)}
+				o := indexOptions{stdio: std, json: c.Bool("json"), endpoint: ep.loc.String()}
 				if s, ok := ep.Endpoint.(*badger.Store); ok && runBadger != nil {
 					return runBadger(c.Context, s, o)
 				}

@@ -104,9 +104,9 @@ func runLoad(ctx context.Context, o loadOptions) error {
 	}
 	closed = true
 	if err := ep.Close(); err != nil {
-		return fmt.Errorf("load into %s: %w", loc.raw, err)
+		return fmt.Errorf("load into %s: %w", loc, err)
 	}
-	return printLoad(o, loc.raw, res)
+	return printLoad(o, loc.String(), res)
 }
 
 func printLoad(o loadOptions, where string, res loadResult) error {
@@ -204,7 +204,7 @@ func writeOps(ctx context.Context, ep *endpoint, ops []rowOp, name string, show 
 		return nil
 	})
 	if err != nil {
-		return res, fmt.Errorf("load into %s: %w", ep.loc.raw, err)
+		return res, fmt.Errorf("load into %s: %w", ep.loc, err)
 	}
 	return res, nil
 }

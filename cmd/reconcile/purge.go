@@ -31,7 +31,7 @@ func purgeCommand(std stdio) *cli.Command {
 			}
 			n, err := ep.purge(time.Now().UnixNano())
 			if err != nil {
-				return fmt.Errorf("purge %s: %w (%d expired rows deleted before the error)", redact(ep.loc.raw), err, n)
+				return fmt.Errorf("purge %s: %w (%d expired rows deleted before the error)", ep.loc, err, n)
 			}
 			if c.Bool("json") {
 				return writeJSON(std.out, map[string]int{"purged": n})

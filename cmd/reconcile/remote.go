@@ -19,6 +19,9 @@ import (
 
 const tokenEnv = "RECONCILE_TOKEN"
 
+// httpHelp is the form of http(s) endpoint URLs.
+const httpHelp = "want http://host:port or https://host:port, with optional ?token_file=FILE"
+
 // maxTokenFile bounds a token file.
 const maxTokenFile = 4096
 

@@ -67,7 +67,7 @@ func endpointRoot(ctx context.Context, ep *endpoint, now int64) (rootJSON, error
 		info, err = reconcile.Root(ctx, ep, now)
 	}
 	if err != nil {
-		return rootJSON{}, fmt.Errorf("root of %s: %w", ep.loc.raw, err)
+		return rootJSON{}, fmt.Errorf("root of %s: %w", ep.loc, err)
 	}
 	return rootJSON{Fingerprint: reconcile.FormatFingerprint(info.Root.Fingerprint()), Count: info.Root.Count}, nil
 }

@@ -195,7 +195,7 @@ func checkJobEndpoint(raw string, _ schedule.Role) (schedule.Store, error) {
 	}
 	abs, err := filepath.Abs(loc.path)
 	if err != nil {
-		return schedule.Store{}, fmt.Errorf("endpoint %q: %w", raw, err)
+		return schedule.Store{}, fmt.Errorf("endpoint %q: %w", reconcile.RedactURL(raw), err)
 	}
 	return schedule.Store{Name: loc.scheme + "\x00" + abs}, nil
 }
@@ -209,7 +209,7 @@ func openJobEndpoint(ctx context.Context, req schedule.OpenRequest) (*schedule.O
 		return nil, err
 	}
 	if req.Password != "" && loc.sql == nil {
-		return nil, fmt.Errorf("endpoint %s: a password is given but the URL is not a database server's", redact(req.URL))
+		return nil, fmt.Errorf("endpoint %s: a password is given but the URL is not a database server's", reconcile.RedactURL(req.URL))
 	}
 	switch {
 	case loc.server != "":
@@ -251,11 +251,11 @@ func openJobEndpoint(ctx context.Context, req schedule.OpenRequest) (*schedule.O
 		}
 		cfg, err := sqlep.ParseURL(raw)
 		if err != nil {
-			return nil, fmt.Errorf("endpoint %s: %w", redact(req.URL), err)
+			return nil, fmt.Errorf("endpoint %s: %w", reconcile.RedactURL(req.URL), err)
 		}
 		t, err := sqlep.Open(ctx, cfg)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", redact(req.URL), err)
+			return nil, fmt.Errorf("%s: %w", reconcile.RedactURL(req.URL), err)
 		}
 		t.ReadOnly = !req.Write
 		return &schedule.Opened{Endpoint: t, Close: t.Close}, nil
@@ -276,10 +276,10 @@ func openJobEndpoint(ctx context.Context, req schedule.OpenRequest) (*schedule.O
 func withPassword(raw, password string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", fmt.Errorf("endpoint %s: %w", redact(raw), err)
+		return "", fmt.Errorf("endpoint %s: %w", reconcile.RedactURL(raw), err)
 	}
 	if u.Scheme == "sqlite" {
-		return "", fmt.Errorf("endpoint %s: sqlite takes no password", raw)
+		return "", fmt.Errorf("endpoint %s: sqlite takes no password", reconcile.RedactURL(raw))
 	}
 	user := ""
 	if u.User != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	remote "github.com/reconcile-dev/reconcile/adapters/http"
+	"github.com/reconcile-dev/reconcile/reconcile"
 )
 
 func serveCommand(std stdio) *cli.Command {
@@ -111,7 +112,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if o.server.ReadOnly {
 		mode = "read-only"
 	}
-	fmt.Fprintf(o.out, "serving %s (%s) at %s://%s\n", redact(o.endpoint), mode, scheme, ln.Addr())
+	fmt.Fprintf(o.out, "serving %s (%s) at %s://%s\n", reconcile.RedactURL(o.endpoint), mode, scheme, ln.Addr())
 	if err := srv.Serve(ctx, ln, o.tlsCert, o.tlsKey); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -108,13 +107,7 @@ func readSecret(file, env string) (string, error) {
 
 // Redacted returns the URL with any password in it replaced by "xxxxx", for logs and
 // /jobs.
-func (e EndpointConfig) Redacted() string {
-	u, err := url.Parse(e.URL)
-	if err != nil || u.User == nil {
-		return e.URL
-	}
-	return u.Redacted()
-}
+func (e EndpointConfig) Redacted() string { return reconcile.RedactURL(e.URL) }
 
 // Defaults of Config and Job.
 const (

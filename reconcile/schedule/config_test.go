@@ -197,3 +197,46 @@ func TestDocumentedConfigs(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParse feeds Parse what a configuration file could hold: it returns a configuration
+// that validates again, or an error, and never panics.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`
+concurrency: 2
+grace-period: 30s
+defaults:
+  mode: mirror
+  interval: 5m
+  max-delete: 1%
+jobs:
+  - name: users
+    source: {url: "postgres://app:pw@db1/app?table=users"}
+    target: badger:///var/lib/replica/users
+    jitter: 10s
+  - name: audit
+    source: badger:///a
+    target: badger:///b
+    mode: diff
+    interval: 1h
+`))
+	f.Add([]byte("jobs:\n  - name: x\n    source: badger:///a\n    target: badger:///a\n"))
+	f.Add([]byte("jobs: [{interval: -5m}]\n"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse(data)
+		if err != nil {
+			if cfg != nil {
+				t.Fatalf("Parse returned a configuration and an error: %v", err)
+			}
+			return
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("a configuration Parse accepted does not validate: %v", err)
+		}
+		for _, j := range cfg.Jobs {
+			if j.Source.URL == "" || j.Target.URL == "" || j.Interval <= 0 {
+				t.Fatalf("Parse accepted job %+v", j)
+			}
+		}
+	})
+}

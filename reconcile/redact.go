@@ -1,0 +1,100 @@
+package reconcile
+
+import (
+	"errors"
+	"net/url"
+	"strings"
+)
+
+// redacted is what RedactURL shows in place of a secret.
+const redacted = "xxxxx"
+
+// RedactURL returns an endpoint URL fit for messages and logs: the password of its user
+// part (between "://" and the authority's last '@') and the value of every name=value pair
+// whose name mentions a password or a secret (password=, sslpassword=, client_secret=)
+// are replaced by "xxxxx"; the rest is kept as written. It does not need the URL to parse,
+// since a mistyped URL is exactly what an error message quotes: where the URL does not
+// parse, or an '@' follows its authority, the password is taken to run to the last '@' of
+// the text, in case it holds a character its writer did not escape. A URL holding no
+// secret comes back unchanged.
+func RedactURL(raw string) string {
+	var b strings.Builder
+	rest := raw
+	_, err := url.Parse(raw)
+	// Every "://" starts an authority (one in a path too: better hide too much).
+	for {
+		i := strings.Index(rest, "://")
+		if i < 0 {
+			break
+		}
+		b.WriteString(rest[:i+3])
+		rest = rest[i+3:]
+		end := strings.IndexAny(rest, "/?#")
+		if end < 0 {
+			end = len(rest)
+		}
+		// The password follows the first ':' of the authority, up to its last '@'. Where
+		// the URL does not parse, or the authority holds no '@' but the text after it
+		// does, it may be a password holding a '/', '?', '#' or '@' its writer did not
+		// escape: hide everything up to the text's last '@'.
+		c := strings.IndexByte(rest[:end], ':')
+		at := strings.LastIndexByte(rest[:end], '@')
+		if err != nil || at < 0 {
+			at = strings.LastIndexByte(rest, '@')
+		}
+		if c >= 0 && at > c {
+			b.WriteString(rest[:c+1] + redacted)
+			rest = rest[at:]
+		}
+	}
+	b.WriteString(rest)
+	rest = b.String()
+	b.Reset()
+	// Pairs are separated by '?', '&' or '#' wherever they are (a pair misplaced
+	// after a '#' is still shown only redacted).
+	for rest != "" {
+		end := strings.IndexAny(rest, "?&#")
+		if end < 0 {
+			end = len(rest)
+		}
+		b.WriteString(redactPair(rest[:end]))
+		if end < len(rest) {
+			b.WriteByte(rest[end])
+			end++
+		}
+		rest = rest[end:]
+	}
+	return b.String()
+}
+
+// redactPair returns name=value with its value redacted when the name (unescaped) names a
+// secret, and anything else unchanged.
+func redactPair(p string) string {
+	name, _, ok := strings.Cut(p, "=")
+	if !ok {
+		return p
+	}
+	if n, err := url.QueryUnescape(name); err == nil {
+		name = n
+	}
+	n := strings.ToLower(name)
+	if strings.Contains(n, "pass") || strings.Contains(n, "secret") {
+		return p[:strings.IndexByte(p, '=')+1] + redacted
+	}
+	return p
+}
+
+// URLProblem says why url.Parse refused raw (err is what it returned) without quoting a
+// secret: the parser's own words quote parts of the URL, so where raw holds a password
+// or a secret parameter they give way to a hint about the usual cause, a character of
+// the password that is not percent-encoded.
+func URLProblem(raw string, err error) string {
+	if RedactURL(raw) != raw {
+		return "a password's / ? # @ : % and spaces must be percent-encoded (%2F %3F %23 %40 %3A %25 %20)"
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return err.Error()
+}
