@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -127,6 +128,15 @@ type prefixedEntry struct {
 func (pe *prefixedEntry) prefix(bits int) string {
 	var b [32]byte
 	return string(appendShort(b[:0], pe.p[:], bits))
+}
+
+// prefixValue returns prefixValue of pe's entry prefix of bits bits, at most 64.
+func (pe *prefixedEntry) prefixValue(bits int) uint64 {
+	v := binary.BigEndian.Uint64(pe.p[:8])
+	if bits < 64 {
+		v &^= 1<<(64-bits) - 1
+	}
+	return v
 }
 
 // rangeKey is an exactRange as a map key.

@@ -93,3 +93,22 @@ func appendFingerprints(dst []byte, k *merkle.Keyed, ds []merkle.Digest, bits in
 	}
 	return dst
 }
+
+// prefixValue is a prefix of at most 64 bits, as appendShort writes it (up to 8 bytes),
+// as a number: its bytes big-endian from the top, so that equal prefixes of one length
+// have equal values and their order is the bytes' order.
+func prefixValue(b []byte) uint64 {
+	var v uint64
+	for i, c := range b {
+		v |= uint64(c) << (56 - 8*i)
+	}
+	return v
+}
+
+// appendPrefixValue appends the w bytes of a prefix whose prefixValue is v.
+func appendPrefixValue(dst []byte, v uint64, w int) []byte {
+	for i := range w {
+		dst = append(dst, byte(v>>(56-8*i)))
+	}
+	return dst
+}

@@ -43,3 +43,20 @@ func TestPackShort(t *testing.T) {
 		t.Fatalf("two 12-bit values packed as %x, want abc123", got)
 	}
 }
+
+func TestPrefixValue(t *testing.T) {
+	var pe prefixedEntry
+	for i := range pe.p {
+		pe.p[i] = byte(0x9d * (i + 1))
+	}
+	for bits := 8; bits <= 64; bits++ {
+		short := appendShort(nil, pe.p[:], bits)
+		v := prefixValue(short)
+		if got := pe.prefixValue(bits); got != v {
+			t.Fatalf("%d bits: entry's prefix value %x, its listed prefix's %x", bits, got, v)
+		}
+		if back := appendPrefixValue(nil, v, len(short)); !bytes.Equal(back, short) {
+			t.Fatalf("%d bits: prefix %x came back as %x", bits, short, back)
+		}
+	}
+}
