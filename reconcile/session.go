@@ -211,9 +211,11 @@ type session struct {
 	listings []listing
 	// leaves lists them, read ahead on several cores where the snapshot forks.
 	leaves *leafReader
-	// leafR and leafI are settleLeaf's scratch: one leaf's prefixes on each side.
+	// leafR, leafI and leafE are settleLeaf's scratch: one leaf's prefixes on each side,
+	// and the source's entries there.
 	leafR []uint64
 	leafI []valuedEntry
+	leafE []merkle.Entry
 
 	// Settled by classify: per key.
 	srcOnly, tgtOnly, changed []string
@@ -777,11 +779,12 @@ func (s *session) settleLeaf(ctx context.Context, r rng, listed []byte, pl int) 
 		theirs = append(theirs, prefixValue(listed[j:j+w]))
 	}
 	slices.Sort(theirs)
-	mine := s.leafI[:0]
+	mine, entries := s.leafI[:0], s.leafE[:0]
 	err := s.leaves.each(ctx, s.src, r.x, func(pe *prefixedEntry) {
-		mine = append(mine, valuedEntry{pe.prefixValue(pl), pe.e})
+		mine = append(mine, valuedEntry{pe.prefixValue(pl), len(entries)})
+		entries = append(entries, pe.e)
 	})
-	s.leafR, s.leafI = theirs, mine
+	s.leafR, s.leafI, s.leafE = theirs, mine, entries
 	if err != nil {
 		return err
 	}
@@ -808,7 +811,7 @@ func (s *session) settleLeaf(ctx context.Context, r rng, listed []byte, pl int) 
 			// Not as many entries with this prefix on both sides: the source's are taken
 			// as its own, the target's fetched whole (the ones both hold cancel later).
 			for _, m := range mine[i : i+ni] {
-				unmatchedI = append(unmatchedI, m.e)
+				unmatchedI = append(unmatchedI, entries[m.i])
 			}
 			if nj > 0 {
 				want = appendPrefixValue(want, v, w)
@@ -831,10 +834,11 @@ func (s *session) settleLeaf(ctx context.Context, r rng, listed []byte, pl int) 
 	return nil
 }
 
-// valuedEntry is a source entry with its prefix as a number (prefixValue).
+// valuedEntry is a source entry's prefix as a number (prefixValue) and the entry's index
+// in settleLeaf's list (sorting moves these 16 bytes, not the entries).
 type valuedEntry struct {
 	p uint64
-	e merkle.Entry
+	i int
 }
 
 // maxPrefixBits is the longest entry prefix a first pass lists (tests shorten it to
