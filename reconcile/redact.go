@@ -67,21 +67,44 @@ func RedactURL(raw string) string {
 	return b.String()
 }
 
-// redactPair returns name=value with its value redacted when the name (unescaped) names a
-// secret, and anything else unchanged.
+// redactPair returns name=value with its value redacted when the name names a secret
+// (after unescaping it, or anywhere before an '=', so that a=password=x is caught too),
+// and anything else unchanged.
 func redactPair(p string) string {
+	lp := asciiLower(p) // byte for byte: its indexes are p's
+	at := -1
+	for _, word := range []string{"pass", "secret"} {
+		if i := strings.Index(lp, word); i >= 0 && (at < 0 || i < at) {
+			at = i
+		}
+	}
+	if at >= 0 {
+		if eq := strings.IndexByte(p[at:], '='); eq >= 0 {
+			return p[:at+eq+1] + redacted
+		}
+	}
 	name, _, ok := strings.Cut(p, "=")
 	if !ok {
 		return p
 	}
 	if n, err := url.QueryUnescape(name); err == nil {
-		name = n
-	}
-	n := strings.ToLower(name)
-	if strings.Contains(n, "pass") || strings.Contains(n, "secret") {
-		return p[:strings.IndexByte(p, '=')+1] + redacted
+		n = asciiLower(n)
+		if strings.Contains(n, "pass") || strings.Contains(n, "secret") {
+			return name + "=" + redacted
+		}
 	}
 	return p
+}
+
+// asciiLower lowercases the ASCII letters of s and leaves every other byte as it is.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // URLProblem says why url.Parse refused raw (err is what it returned) without quoting a

@@ -24,6 +24,10 @@ func TestRedactURL(t *testing.T) {
 		// "12/cd" was meant as a password.
 		{"postgres://bob:12/cd@db/app?table=t", "postgres://bob:xxxxx@db/app?table=t"},
 		{"mysql://bob:pw@db/app?table=t&note=a@b", "mysql://bob:xxxxx@db/app?table=t&note=a@b"},
+		{"postgres://db/app?table=t&%70assword=hunter2", "postgres://db/app?table=t&%70assword=xxxxx"},
+		{"=password=hunter2", "=password=xxxxx"},
+		{"\x80\xffPAss=hunter2", "\x80\xffPAss=xxxxx"}, // not UTF-8: strings.ToLower would shift the indexes
+		{"mysql://db/app?table=t&note=passphrase", "mysql://db/app?table=t&note=passphrase"},
 		{"", ""},
 	} {
 		if got := RedactURL(tc.in); got != tc.want {

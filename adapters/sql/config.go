@@ -71,7 +71,7 @@ func ParseURL(raw string) (Config, error) {
 		}
 	}
 	if u.Fragment != "" {
-		return c, fmt.Errorf("unexpected #%s (%s)", u.Fragment, URLHelp)
+		return c, fmt.Errorf("unexpected fragment %q (%s)", "#"+u.Fragment, URLHelp)
 	}
 	driver := url.Values{}
 	for k, v := range q {
@@ -116,7 +116,7 @@ func ParseURL(raw string) (Config, error) {
 		case u.User != nil || u.Port() != "":
 			return c, fmt.Errorf("a sqlite URL names a file, not a server (%s)", URLHelp)
 		case u.Host != "" && u.Host != "." && u.Host != "..":
-			return c, fmt.Errorf("%q would be a host name: write sqlite://./%s%s for a relative path or sqlite:///%s%s for an absolute one", u.Host, u.Host, u.Path, u.Host, u.Path)
+			return c, fmt.Errorf("%q would be a host name: write %q for a relative path or %q for an absolute one", u.Host, "sqlite://./"+u.Host+u.Path, "sqlite:///"+u.Host+u.Path)
 		case u.Path == "" || u.Path == "/":
 			return c, fmt.Errorf("no file (%s)", URLHelp)
 		}

@@ -193,9 +193,9 @@ func parseBadger(u *url.URL, loc *location) error {
 	case u.User != nil || u.Port() != "":
 		return fmt.Errorf("a badger URL names a local path, not a host (%s)", urlHelp)
 	case u.Fragment != "":
-		return fmt.Errorf("unexpected #%s (%s)", u.Fragment, urlHelp)
+		return fmt.Errorf("unexpected fragment %q (%s)", "#"+u.Fragment, urlHelp)
 	case u.Host != "" && u.Host != "." && u.Host != "..":
-		return fmt.Errorf("%q would be a host name: write badger://./%s%s for a relative path or badger:///%s%s for an absolute one", u.Host, u.Host, u.Path, u.Host, u.Path)
+		return fmt.Errorf("%q would be a host name: write %q for a relative path or %q for an absolute one", u.Host, "badger://./"+u.Host+u.Path, "badger:///"+u.Host+u.Path)
 	case u.Path == "" || u.Path == "/":
 		return fmt.Errorf("no path (%s)", urlHelp)
 	}

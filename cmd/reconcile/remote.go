@@ -34,7 +34,7 @@ func parseHTTP(u *url.URL, loc *location) error {
 	case u.Path != "" && u.Path != "/":
 		return fmt.Errorf("unexpected path %q: a server serves one endpoint at %s://host:port", u.Path, u.Scheme)
 	case u.Fragment != "":
-		return fmt.Errorf("unexpected #%s", u.Fragment)
+		return fmt.Errorf("unexpected fragment %q", "#"+u.Fragment)
 	}
 	for k, v := range u.Query() {
 		if k != "token_file" || len(v) != 1 || v[0] == "" {
