@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"expvar"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
@@ -70,17 +71,19 @@ func benchWrite(b *testing.B, setup func(dir string) (load func() error, closer 
 // benchWriteN is benchWrite for a load of rows rows.
 func benchWriteN(b *testing.B, rows int, setup func(dir string) (load func() error, closer func())) {
 	var cpu time.Duration
-	var faults, heap int64
+	var faults, heap, puts, putBytes int64
 	var m0, m1 runtime.MemStats
 	for b.Loop() {
 		b.StopTimer()
 		load, closer := setup(b.TempDir())
 		runtime.ReadMemStats(&m0)
 		b.StartTimer()
-		c0, f0 := cpuTime(), minorFaults()
+		c0, f0, p0, pb0 := cpuTime(), minorFaults(), badgerMetric("badger_put_num_user"), badgerMetric("badger_write_bytes_user")
 		err := load()
 		cpu += cpuTime() - c0
 		faults += minorFaults() - f0
+		puts += badgerMetric("badger_put_num_user") - p0
+		putBytes += badgerMetric("badger_write_bytes_user") - pb0
 		b.StopTimer()
 		runtime.ReadMemStats(&m1)
 		heap += int64(m1.TotalAlloc - m0.TotalAlloc)
@@ -94,6 +97,18 @@ func benchWriteN(b *testing.B, rows int, setup func(dir string) (load func() err
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*rows), "cpu-ns/row")
 	b.ReportMetric(float64(faults)/float64(b.N), "faults/op")
 	b.ReportMetric(float64(heap)/float64(b.N*rows), "heapB/row")
+	b.ReportMetric(float64(puts)/float64(b.N*rows), "badger-entries/row")
+	b.ReportMetric(float64(putBytes)/float64(b.N*rows), "badger-B/row")
+}
+
+// badgerMetric reads one of Badger's process-wide counters (expvar; every DB of the
+// process adds to it): "badger_put_num_user" counts the entries written (sets and
+// deletes), "badger_write_bytes_user" their bytes as Badger's write-ahead log holds them.
+func badgerMetric(name string) int64 {
+	if v, ok := expvar.Get(name).(*expvar.Int); ok {
+		return v.Value()
+	}
+	return 0
 }
 
 // updated returns values, each changed in its first byte: new values for the same keys.
