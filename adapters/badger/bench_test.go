@@ -71,19 +71,21 @@ func benchWrite(b *testing.B, setup func(dir string) (load func() error, closer 
 // benchWriteN is benchWrite for a load of rows rows.
 func benchWriteN(b *testing.B, rows int, setup func(dir string) (load func() error, closer func())) {
 	var cpu time.Duration
-	var faults, heap, puts, putBytes int64
+	var faults, heap, entries, written int64
 	var m0, m1 runtime.MemStats
 	for b.Loop() {
 		b.StopTimer()
 		load, closer := setup(b.TempDir())
 		runtime.ReadMemStats(&m0)
 		b.StartTimer()
-		c0, f0, p0, pb0 := cpuTime(), minorFaults(), badgerMetric("badger_put_num_user"), badgerMetric("badger_write_bytes_user")
+		c0, f0 := cpuTime(), minorFaults()
+		e0, w0 := badgerWritten(b)
 		err := load()
 		cpu += cpuTime() - c0
 		faults += minorFaults() - f0
-		puts += badgerMetric("badger_put_num_user") - p0
-		putBytes += badgerMetric("badger_write_bytes_user") - pb0
+		e1, w1 := badgerWritten(b)
+		entries += e1 - e0
+		written += w1 - w0
 		b.StopTimer()
 		runtime.ReadMemStats(&m1)
 		heap += int64(m1.TotalAlloc - m0.TotalAlloc)
@@ -97,18 +99,24 @@ func benchWriteN(b *testing.B, rows int, setup func(dir string) (load func() err
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*rows), "cpu-ns/row")
 	b.ReportMetric(float64(faults)/float64(b.N), "faults/op")
 	b.ReportMetric(float64(heap)/float64(b.N*rows), "heapB/row")
-	b.ReportMetric(float64(puts)/float64(b.N*rows), "badger-entries/row")
-	b.ReportMetric(float64(putBytes)/float64(b.N*rows), "badger-B/row")
+	if entries == 0 {
+		b.Fatal("Badger's write counters did not move: a DB opened with metrics disabled?")
+	}
+	b.ReportMetric(float64(entries)/float64(b.N*rows), "badger-entries/row")
+	b.ReportMetric(float64(written)/float64(b.N*rows), "badger-B/row")
 }
 
-// badgerMetric reads one of Badger's process-wide counters (expvar; every DB of the
-// process adds to it): "badger_put_num_user" counts the entries written (sets and
-// deletes), "badger_write_bytes_user" their bytes as Badger's write-ahead log holds them.
-func badgerMetric(name string) int64 {
-	if v, ok := expvar.Get(name).(*expvar.Int); ok {
-		return v.Value()
+// badgerWritten reads Badger's process-wide write counters (expvar, added to by every DB
+// of the process opened with metrics enabled, Badger's default): the entries sent to its
+// write channel (sets, deletes and each transaction's commit marker) and their size as
+// Badger estimates it (key, value or value pointer, and meta bytes).
+func badgerWritten(b *testing.B) (entries, size int64) {
+	e, ok1 := expvar.Get("badger_put_num_user").(*expvar.Int)
+	w, ok2 := expvar.Get("badger_write_bytes_user").(*expvar.Int)
+	if !ok1 || !ok2 {
+		b.Fatal("Badger's expvar write counters (badger_put_num_user, badger_write_bytes_user) are gone: a new Badger version?")
 	}
-	return 0
+	return e.Value(), w.Value()
 }
 
 // updated returns values, each changed in its first byte: new values for the same keys.
