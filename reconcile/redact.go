@@ -51,13 +51,21 @@ func RedactURL(raw string) string {
 	rest = b.String()
 	b.Reset()
 	// Pairs are separated by '?', '&' or '#' wherever they are (a pair misplaced
-	// after a '#' is still shown only redacted).
+	// after a '#' is still shown only redacted). A secret's value runs on to the next
+	// '&' or '#': a '?' its writer did not escape is part of the password.
 	for rest != "" {
 		end := strings.IndexAny(rest, "?&#")
 		if end < 0 {
 			end = len(rest)
 		}
-		b.WriteString(redactPair(rest[:end]))
+		p := redactPair(rest[:end])
+		if p != rest[:end] {
+			end = strings.IndexAny(rest, "&#")
+			if end < 0 {
+				end = len(rest)
+			}
+		}
+		b.WriteString(p)
 		if end < len(rest) {
 			b.WriteByte(rest[end])
 			end++

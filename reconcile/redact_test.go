@@ -26,6 +26,9 @@ func TestRedactURL(t *testing.T) {
 		{"mysql://bob:pw@db/app?table=t&note=a@b", "mysql://bob:xxxxx@db/app?table=t&note=a@b"},
 		{"postgres://db/app?table=t&%70assword=hunter2", "postgres://db/app?table=t&%70assword=xxxxx"},
 		{"=password=hunter2", "=password=xxxxx"},
+		// An unescaped '?' inside a secret's value is part of it: only '&' or '#' ends it.
+		{"password=?00000", "password=xxxxx"},
+		{"mysql://db/app?table=t&password=pa?ss/w&tls=true", "mysql://db/app?table=t&password=xxxxx&tls=true"},
 		{"\x80\xffPAss=hunter2", "\x80\xffPAss=xxxxx"}, // not UTF-8: strings.ToLower would shift the indexes
 		{"mysql://db/app?table=t&note=passphrase", "mysql://db/app?table=t&note=passphrase"},
 		{"", ""},
@@ -40,7 +43,7 @@ func FuzzRedactURL(f *testing.F) {
 	f.Add("postgres://bob:hunter2@db:5432/app?table=t", "hunter2")
 	f.Add("mysql://u:%zzsecret1@h/db?password=secret1", "secret1")
 	f.Fuzz(func(t *testing.T, prefix, secret string) {
-		if len(secret) < 6 || strings.ContainsAny(secret, "@/?#&=:% \\") || strings.Contains(redacted, secret) {
+		if len(secret) < 6 || strings.ContainsAny(secret, "@#&=:% \\") || strings.Contains(redacted, secret) {
 			return
 		}
 		for _, raw := range []string{
@@ -48,8 +51,8 @@ func FuzzRedactURL(f *testing.F) {
 			"mysql://" + prefix + "/db?table=t&password=" + secret,
 			prefix + "://u:" + secret + "@host/db",
 		} {
-			if strings.Contains(prefix, secret) {
-				continue
+			if strings.Count(raw, secret) > 1 {
+				continue // it shows elsewhere too (a host "00000" and a password "00000/")
 			}
 			if got := RedactURL(raw); strings.Contains(got, secret) {
 				t.Fatalf("RedactURL(%q) = %q shows the secret", raw, got)
