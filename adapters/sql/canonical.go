@@ -591,6 +591,10 @@ func DecodeValue(b []byte, cols []Column) ([]Datum, error) {
 			}
 			continue
 		}
+		if tag > JSON {
+			return nil, fmt.Errorf("the value is not a row in the canonical encoding (byte %#02x where column %s's type tag should be): "+
+				"a key-value store's rows go into a table only as they came from one, such as a Badger store synced from a table (docs/canonical.md)", byte(tag), c.Name)
+		}
 		if tag != c.Class {
 			return nil, fmt.Errorf("column %s is %s (%s) but the value holds a %s", c.Name, c.Class, c.Type, tag)
 		}

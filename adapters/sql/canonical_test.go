@@ -135,6 +135,10 @@ func TestValueRoundTrip(t *testing.T) {
 	if _, err := DecodeValue(AppendValue(nil, []Datum{{Class: Decimal, Str: "1.50"}}), []Column{{Name: "d", Class: Decimal}}); err == nil {
 		t.Fatal("non-canonical decimal accepted")
 	}
+	// A plain key-value store's value ("x"), as a Badger store loaded by hand holds.
+	if _, err := DecodeValue([]byte("x"), allClasses); err == nil || !strings.Contains(err.Error(), "not a row in the canonical encoding") {
+		t.Fatalf("a raw value: %v", err)
+	}
 }
 
 // FuzzDecodeValue: any bytes either fail to decode or decode to datums whose encoding is
