@@ -277,7 +277,11 @@ func (c *Client) check(resp *http.Response, body []byte, what string) error {
 	e := &StatusError{Status: resp.StatusCode, Msg: msg}
 	switch resp.StatusCode {
 	case http.StatusUnauthorized:
-		e.Msg = fmt.Sprintf("%s: the server at %s refused the token: set RECONCILE_TOKEN or add ?token_file=FILE to the URL", what, c.base)
+		if c.opts.Token == "" {
+			e.Msg = fmt.Sprintf("%s: the server at %s refused the token: it wants one and none was given: set RECONCILE_TOKEN or add ?token_file=FILE to the URL", what, c.base)
+		} else {
+			e.Msg = fmt.Sprintf("%s: the server at %s refused the token: the one given (from ?token_file= or RECONCILE_TOKEN) is not the server's: check it against the server's --token-file", what, c.base)
+		}
 		e.err = reconcile.ErrSessionLost
 	case http.StatusForbidden:
 		e.err = reconcile.ErrReadOnly

@@ -332,7 +332,7 @@ func TestToken(t *testing.T) {
 	}
 	bad, _ := NewClient(hs.URL, ClientOptions{Token: "nope"})
 	_, err := reconcile.RunPeer(context.Background(), src, bad, mirror())
-	if err == nil || !strings.Contains(err.Error(), "refused the token") || !errors.Is(err, reconcile.ErrSessionLost) {
+	if err == nil || !strings.Contains(err.Error(), "is not the server's") || !errors.Is(err, reconcile.ErrSessionLost) {
 		t.Fatalf("wrong token: %v", err)
 	}
 	good, _ := NewClient(hs.URL, ClientOptions{Token: "s3cret-token"})

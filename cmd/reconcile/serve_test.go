@@ -157,8 +157,16 @@ func TestServeTokenReadOnly(t *testing.T) {
 
 	t.Setenv(tokenEnv, "")
 	code, _, errOut := runCLI(t, "", "diff", src, url)
-	if code != exitError || !strings.Contains(errOut, "refused the token") {
+	if code != exitError || !strings.Contains(errOut, "none was given") {
 		t.Fatalf("no token: exit %d %q", code, errOut)
+	}
+	wrong := filepath.Join(t.TempDir(), "wrong")
+	if err := os.WriteFile(wrong, []byte("tok-124\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = runCLI(t, "", "diff", src, url+"?token_file="+wrong)
+	if code != exitError || !strings.Contains(errOut, "is not the server's") || strings.Contains(errOut, "tok-12") {
+		t.Fatalf("wrong token: exit %d %q", code, errOut)
 	}
 	mustCLI(t, 1, "", "diff", src, url+"?token_file="+tokFile)
 	t.Setenv(tokenEnv, "tok-123")
