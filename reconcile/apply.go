@@ -88,8 +88,8 @@ func (s *session) mirror(ctx context.Context) error {
 			continue
 		}
 		s.rep.Quarantined++
-		s.rep.QuarantinedRows = append(s.rep.QuarantinedRows, Quarantine{Key: PrintableKey([]byte(k)), Error: err.Error()})
-		s.log.Warn("apply: row quarantined", "key", PrintableKey([]byte(k)), "attempts", attempts[k], "error", err)
+		s.rep.QuarantinedRows = append(s.rep.QuarantinedRows, Quarantine{Key: s.keyString([]byte(k)), Error: err.Error()})
+		s.log.Warn("apply: row quarantined", "key", s.keyString([]byte(k)), "attempts", attempts[k], "error", err)
 		plan = plan[1:]
 		size = s.opts.BatchRows
 		if quarantineRun++; quarantineRun >= maxQuarantineRun {
@@ -131,7 +131,7 @@ func (s *session) changes(ctx context.Context, plan []plannedChange) ([]Change, 
 			row := rows[r]
 			r++
 			if row.Key == nil {
-				return nil, fmt.Errorf("read source rows: %s vanished from the source snapshot", PrintableKey([]byte(p.key)))
+				return nil, fmt.Errorf("read source rows: %s vanished from the source snapshot", s.keyString([]byte(p.key)))
 			}
 			if len(out) > 0 && bytes+len(row.Value) > s.opts.BatchBytes {
 				break

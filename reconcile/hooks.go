@@ -108,7 +108,7 @@ func (s *session) resolve(ctx context.Context) ([]plannedChange, error) {
 			}
 			var err error
 			if r, err = s.opts.Resolve(ctx, c); err != nil {
-				return fmt.Errorf("resolve %s: %w", PrintableKey(c.Key), err)
+				return fmt.Errorf("resolve %s: %w", s.keyString(c.Key), err)
 			}
 		}
 		switch r {
@@ -119,7 +119,7 @@ func (s *session) resolve(ctx context.Context) ([]plannedChange, error) {
 		case ResolveSkip:
 			s.rep.Skipped++
 		default:
-			return fmt.Errorf("resolve %s: unknown resolution %d", PrintableKey([]byte(k)), r)
+			return fmt.Errorf("resolve %s: unknown resolution %d", s.keyString([]byte(k)), r)
 		}
 		return nil
 	}

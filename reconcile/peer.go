@@ -104,6 +104,14 @@ func (l *Local) takePreopened(now int64) (Snapshot, error, bool) {
 // NewLocal returns a Peer that answers from ep in this process.
 func NewLocal(ep Endpoint) *Local { return &Local{ep: ep} }
 
+// FormatKey renders a key as the endpoint's KeyFormatter does, or "" when it has none.
+func (l *Local) FormatKey(k []byte) string {
+	if f, ok := l.ep.(KeyFormatter); ok {
+		return f.FormatKey(k)
+	}
+	return ""
+}
+
 // Open opens a snapshot of the endpoint at req.Now and starts the session.
 func (l *Local) Open(ctx context.Context, req *OpenRequest) (*OpenResponse, error) {
 	frame := EncodeOpenRequest(req)

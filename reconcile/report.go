@@ -59,7 +59,7 @@ const DifferenceSample = 20
 // Difference is one differing key.
 type Difference struct {
 	Class         string `json:"class"` // only_source, only_target, changed
-	Key           string `json:"key"`   // printable: UTF-8 as is, else 0x-hex
+	Key           string `json:"key"`   // for people: KeyFormatter's form, else UTF-8 as is, else 0x-hex
 	SourceVersion uint64 `json:"source_version,omitempty"`
 	TargetVersion uint64 `json:"target_version,omitempty"`
 }
@@ -96,6 +96,30 @@ func (e *DeleteGuardError) Error() string {
 }
 
 func (e *DeleteGuardError) Unwrap() error { return ErrDeleteGuard }
+
+// KeyFormatter is implemented by endpoints whose key bytes encode something people know in
+// another form, such as a SQL table's key columns. FormatKey renders a key for reports and
+// messages ("id=18" rather than "0x8000000000000012"), and returns "" for bytes it cannot
+// decode. A session uses its own endpoint's, else its peer's, else PrintableKey.
+type KeyFormatter interface {
+	FormatKey(key []byte) string
+}
+
+// keyString renders k for people: with the KeyFormatter of the session's own endpoint or
+// of its peer (an in-process peer passes its endpoint's on), else PrintableKey.
+func (s *session) keyString(k []byte) string { return keyString(k, s.local, s.peer) }
+
+// keyString renders k with the first formatter among eps that decodes it, else PrintableKey.
+func keyString(k []byte, eps ...any) string {
+	for _, ep := range eps {
+		if f, ok := ep.(KeyFormatter); ok {
+			if s := f.FormatKey(k); s != "" {
+				return s
+			}
+		}
+	}
+	return PrintableKey(k)
+}
 
 // PrintableKey renders a key for people: as is when it is printable UTF-8, else 0x-hex.
 func PrintableKey(k []byte) string {

@@ -941,7 +941,7 @@ func (s *session) classify() {
 			if len(s.rep.Differences) >= DifferenceSample {
 				return
 			}
-			d := Difference{Class: class, Key: PrintableKey([]byte(k))}
+			d := Difference{Class: class, Key: s.keyString([]byte(k))}
 			if e, ok := s.entryI[k]; ok {
 				d.SourceVersion = e.Version
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -286,5 +287,49 @@ func TestCompositeKeyAndCollation(t *testing.T) {
 	var v string
 	if err := my.db.QueryRow("SELECT v FROM " + ms + " WHERE tenant = 'a' AND id = 7").Scan(&v); err != nil || v != "lower" {
 		t.Fatalf("mariadb row ('a', 7) = %q, %v; want it untouched", v, err)
+	}
+}
+
+// TestReportKeysAsColumns: a session between tables names a differing row by its key
+// columns (id=18; tenant="acme", id=2), not by the key's bytes, in its report and in the
+// message of a quarantined row.
+func TestReportKeysAsColumns(t *testing.T) {
+	_, _, lite := byName(t)
+	ctx := context.Background()
+	a, b := lite.table(t), lite.table(t)
+	for _, n := range []string{a, b} {
+		lite.exec(t, "CREATE TABLE "+n+" (tenant text NOT NULL, id bigint NOT NULL, v text, ver bigint NOT NULL, PRIMARY KEY (tenant, id))")
+	}
+	lite.exec(t, "INSERT INTO "+a+" VALUES ('acme', 2, 'two', 2), ('a\"b', 18, 'q', 3)")
+	A := openTable(t, lite.url(a, "version=ver"))
+	B := openTable(t, lite.url(b, "version=ver"))
+	rep, err := reconcile.Run(ctx, A, B, reconcile.Options{Mode: reconcile.Diff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, d := range rep.Differences {
+		keys = append(keys, d.Key)
+	}
+	slices.Sort(keys)
+	if want := []string{`tenant="a\"b", id=18`, `tenant="acme", id=2`}; !slices.Equal(keys, want) {
+		t.Fatalf("report keys %q, want %q", keys, want)
+	}
+	if got := A.FormatKey([]byte{1, 2}); got != "" {
+		t.Fatalf("FormatKey of bytes that are no key = %q, want \"\"", got)
+	}
+
+	i, j := lite.table(t), lite.table(t)
+	lite.exec(t, "CREATE TABLE "+i+" (id bigint PRIMARY KEY, v text, ver bigint NOT NULL)")
+	lite.exec(t, "CREATE TABLE "+j+" (id bigint PRIMARY KEY, v text NOT NULL, ver bigint NOT NULL)")
+	lite.exec(t, "INSERT INTO "+i+" VALUES (18, NULL, 1)")
+	I := openTable(t, lite.url(i, "version=ver"))
+	J := openTable(t, lite.url(j, "version=ver"))
+	rep, err = reconcile.Run(ctx, I, J, reconcile.Options{Mode: reconcile.Mirror})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.QuarantinedRows) != 1 || rep.QuarantinedRows[0].Key != "id=18" || !strings.Contains(rep.QuarantinedRows[0].Error, "row id=18 ") {
+		t.Fatalf("quarantined %+v, want id=18 named as such", rep.QuarantinedRows)
 	}
 }

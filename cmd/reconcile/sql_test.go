@@ -71,6 +71,22 @@ func TestSQLLoadDump(t *testing.T) {
 	}
 }
 
+// TestSQLDiffNamesKeyColumns: diff between two tables names a differing row by its key
+// columns, in the table and in --json, not by the key's bytes.
+func TestSQLDiffNamesKeyColumns(t *testing.T) {
+	a, _ := sqliteTable(t, "")
+	b, _ := sqliteTable(t, "")
+	mustCLI(t, 0, itemLines, "load", a)
+	mustCLI(t, 0, strings.SplitAfter(itemLines, "\n")[0], "load", b)
+	out := mustCLI(t, 1, "", "diff", a, b)
+	if !strings.Contains(out, "only_source  id=2 ") {
+		t.Fatalf("diff does not name id=2:\n%s", out)
+	}
+	if out := mustCLI(t, 1, "", "diff", a, b, "--json"); !strings.Contains(out, `"key": "id=2"`) {
+		t.Fatalf("diff --json does not name id=2:\n%s", out)
+	}
+}
+
 func TestSQLBadEndpoints(t *testing.T) {
 	ep, _ := sqliteTable(t, ", shape geometry")
 	base := strings.TrimSuffix(ep, "?table=items&version=ver")
