@@ -281,14 +281,14 @@ func (a answer) write(w http.ResponseWriter) {
 // readBody reads a request body of at most MaxBody bytes; on failure it has answered.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	if r.ContentLength > s.opts.MaxBody {
-		httpError(w, http.StatusRequestEntityTooLarge, "request body of %d bytes is over this server's limit of %d (reconcile serve --max-body; a smaller --batch-rows on the client sends smaller apply batches)", r.ContentLength, s.opts.MaxBody)
+		httpError(w, http.StatusRequestEntityTooLarge, "request body of %d bytes is over this server's limit of %d (reconcile serve --max-body: clients halve a batch until it fits, so one row refused with this is larger than the limit by itself; raise --max-body above it)", r.ContentLength, s.opts.MaxBody)
 		return nil, false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBody))
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
-			httpError(w, http.StatusRequestEntityTooLarge, "request body is over this server's limit of %d bytes (reconcile serve --max-body; a smaller --batch-rows on the client sends smaller apply batches)", s.opts.MaxBody)
+			httpError(w, http.StatusRequestEntityTooLarge, "request body is over this server's limit of %d bytes (reconcile serve --max-body: clients halve a batch until it fits, so one row refused with this is larger than the limit by itself; raise --max-body above it)", s.opts.MaxBody)
 		} else {
 			httpError(w, http.StatusBadRequest, "reading the request body: %v", err)
 		}

@@ -31,7 +31,7 @@ func serveCommand(std stdio) *cli.Command {
 			&cli.StringFlag{Name: "tls-key", Usage: "TLS private key file (PEM)"},
 			&cli.BoolFlag{Name: "read-only", Usage: "refuse every write (sync to this server fails; diff works)"},
 			&cli.BoolFlag{Name: "insecure-listen", Usage: "allow a non-loopback address without a token"},
-			&cli.StringFlag{Name: "max-body", Value: "64MiB", Usage: "largest request body accepted (bytes, or with KiB, MiB, GiB)"},
+			&cli.StringFlag{Name: "max-body", Value: "64MiB", Usage: "largest request body accepted (bytes, or with KiB, MiB, GiB or KB, MB, GB)"},
 			&cli.DurationFlag{Name: "idle-timeout", Value: 2 * time.Minute, Usage: "close a session and its snapshot after this long without requests"},
 		},
 		Action: func(c *cli.Context) error {
@@ -119,22 +119,23 @@ func runServe(ctx context.Context, o serveOptions) error {
 	return nil
 }
 
-// parseSize reads a byte count: digits, optionally followed by KiB, MiB or GiB.
+// parseSize reads a byte count: digits, optionally followed by a unit, in any case:
+// KiB, MiB, GiB (powers of 1024), KB, MB, GB (powers of 1000) or B.
 func parseSize(s string) (int64, error) {
 	mult := int64(1)
 	num := strings.TrimSpace(s)
 	for _, u := range []struct {
 		suffix string
 		m      int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
-		if strings.HasSuffix(num, u.suffix) {
-			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.m
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}} {
+		if len(num) > len(u.suffix) && strings.EqualFold(num[len(num)-len(u.suffix):], u.suffix) {
+			num, mult = strings.TrimSpace(num[:len(num)-len(u.suffix)]), u.m
 			break
 		}
 	}
 	n, err := strconv.ParseInt(num, 10, 64)
 	if err != nil || n <= 0 || n > (1<<40)/mult {
-		return 0, fmt.Errorf("%q is not a size from 1 byte to 1 TiB (e.g. 67108864 or 64MiB)", s)
+		return 0, fmt.Errorf("%q is not a size from 1 byte to 1 TiB (e.g. 67108864, 64MiB or 64MB)", s)
 	}
 	return n * mult, nil
 }

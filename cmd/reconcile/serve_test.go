@@ -191,10 +191,12 @@ func TestServeRefusesPublicWithoutToken(t *testing.T) {
 			t.Errorf("%s: exit %d %q", bad, code, errOut)
 		}
 	}
-	if _, err := parseSize("64MiB"); err != nil {
-		t.Fatal(err)
+	for in, want := range map[string]int64{"64MiB": 64 << 20, "1MB": 1e6, "2 gb": 2e9, "512kib": 512 << 10, "100B": 100, "7": 7} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
 	}
-	for _, bad := range []string{"", "0", "-1", "1TiB", "x"} {
+	for _, bad := range []string{"", "0", "-1", "1TiB", "x", "MB", "1.5MB", "2000GB"} {
 		if _, err := parseSize(bad); err == nil {
 			t.Errorf("size %q accepted", bad)
 		}
