@@ -68,7 +68,11 @@ func newApp(std stdio) *cli.App {
 	app := &cli.App{
 		Name:  "reconcile",
 		Usage: "find and repair the differences between two copies of a keyspace",
-		Description: "Endpoints are URLs: badger:///abs/path or badger://./rel/path.\n" +
+		Description: "Endpoints are URLs:\n" +
+			"  badger:///abs/path, badger://./rel/path   an embedded Badger store\n" +
+			"  postgres://user@host:5432/db?table=T      a SQL table (also mysql://, sqlite:///file.db;\n" +
+			"                                            options &key= &version= &columns= &expires= &mode=)\n" +
+			"  http(s)://host:port[?token_file=F]        an endpoint served by reconcile serve\n" +
 			"Exit status: 0 in sync (or synced), 1 differences found by diff, 2 error\n" +
 			"(a refused sync writes nothing), 3 finished with quarantined or raced rows.",
 		Reader:          std.in,
