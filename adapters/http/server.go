@@ -95,10 +95,13 @@ type session struct {
 	mu      sync.Mutex // serializes the session's requests
 	snap    reconcile.Snapshot
 	resp    *reconcile.Responder
-	open    *reconcile.OpenRequest
-	timer   *time.Timer
-	used    time.Time
-	closed  bool
+	// cancelSnap ends the context snap was opened with, after it is closed: a snapshot
+	// may hold on to it for its life (a SQL snapshot's read transaction does).
+	cancelSnap context.CancelFunc
+	open       *reconcile.OpenRequest
+	timer      *time.Timer
+	used       time.Time
+	closed     bool
 
 	openHash  [32]byte
 	openFrame []byte
@@ -435,9 +438,14 @@ func (s *Server) handleOpen(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 
-	ctx, cancel := s.work(r)
-	defer cancel()
+	// The snapshot lives as long as the session, and so must the context it is opened
+	// with (a SQL snapshot's transaction ends with it): not the request's. Opening is
+	// still bounded by RequestTimeout.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	opening := time.AfterFunc(s.opts.RequestTimeout, cancel)
 	abort := func(status int, format string, args ...any) {
+		opening.Stop()
+		cancel()
 		ss.closed = true
 		ss.mu.Unlock()
 		s.forget(ss)
@@ -454,7 +462,12 @@ func (s *Server) handleOpen(w http.ResponseWriter, r *http.Request) {
 		abort(http.StatusUnprocessableEntity, "%v", err)
 		return
 	}
-	ss.snap, ss.resp = snap, resp
+	if !opening.Stop() {
+		snap.Close()
+		abort(http.StatusInternalServerError, "open: opening the snapshot took longer than the server's request timeout (%s)", s.opts.RequestTimeout)
+		return
+	}
+	ss.snap, ss.resp, ss.cancelSnap = snap, resp, cancel
 	ss.openFrame = reconcile.EncodeOpenResponse(req, openResp)
 	ss.used = time.Now()
 	ss.timer = time.AfterFunc(s.opts.IdleTimeout, func() { s.expire(ss) })
@@ -687,7 +700,8 @@ func (s *Server) drop(ss *session, ifIdle bool) error {
 	var err error
 	if ss.snap != nil {
 		err = ss.snap.Close()
-		ss.snap, ss.resp = nil, nil
+		ss.cancelSnap()
+		ss.snap, ss.resp, ss.cancelSnap = nil, nil, nil
 	}
 	ss.last = answer{}
 	ss.mu.Unlock()

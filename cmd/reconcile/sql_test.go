@@ -109,9 +109,10 @@ func TestSQLBadEndpoints(t *testing.T) {
 	}
 }
 
-// TestSQLSyncCLI syncs SQLite into PostgreSQL through the CLI: diff exits 1, sync 0, the
-// roots then match and diff exits 0.
-func TestSQLSyncCLI(t *testing.T) {
+// pgDSN is RECONCILE_TEST_PG_DSN; the test is skipped without it (failed under
+// RECONCILE_TEST_REQUIRE_ALL=1, as .ci/run sets).
+func pgDSN(t *testing.T) string {
+	t.Helper()
 	dsn := os.Getenv("RECONCILE_TEST_PG_DSN")
 	if dsn == "" {
 		if os.Getenv("RECONCILE_TEST_REQUIRE_ALL") == "1" {
@@ -119,6 +120,13 @@ func TestSQLSyncCLI(t *testing.T) {
 		}
 		t.Skip("set RECONCILE_TEST_PG_DSN (e.g. postgres://postgres@127.0.0.1:5432/test) to run")
 	}
+	return dsn
+}
+
+// TestSQLSyncCLI syncs SQLite into PostgreSQL through the CLI: diff exits 1, sync 0, the
+// roots then match and diff exits 0.
+func TestSQLSyncCLI(t *testing.T) {
+	dsn := pgDSN(t)
 	src, _ := sqliteTable(t, "")
 	mustCLI(t, 0, itemLines, "load", src)
 	pg, err := sql.Open("pgx", dsn)
@@ -178,5 +186,40 @@ func TestSQLIndexCLI(t *testing.T) {
 	code, _, errOut = runCLI(t, "", "index", "uninstall", b)
 	if code != 2 || !strings.Contains(errOut, "only SQL tables") {
 		t.Fatalf("index uninstall on badger: exit %d, %q", code, errOut)
+	}
+}
+
+// TestServeMaintainedSQL: a served PostgreSQL table in maintained mode holds its
+// snapshot's read transaction across the session's requests. The server opened it with
+// the open request's context, whose end rolled the transaction back, so the next round
+// failed with "transaction has already been committed or rolled back". 20,000 rows make
+// the descent take rounds after the open's.
+func TestServeMaintainedSQL(t *testing.T) {
+	dsn := pgDSN(t)
+	pg, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	table := fmt.Sprintf("rc_serve_%d", time.Now().UnixNano()%1e12)
+	if _, err := pg.Exec(`CREATE TABLE ` + table + ` (id bigint PRIMARY KEY, name text NOT NULL, price numeric(10,2), seen timestamptz, ver bigint NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Exec("DROP TABLE " + table)
+	if _, err := pg.Exec(`INSERT INTO ` + table + ` SELECT g, 'n' || g, g, NULL, g FROM generate_series(1, 20000) g`); err != nil {
+		t.Fatal(err)
+	}
+	ep := dsn + "?table=" + table + "&version=ver"
+	mustCLI(t, 0, "", "index", "install", ep)
+	defer mustCLI(t, 0, "", "index", "uninstall", ep)
+	other, _ := sqliteTable(t, "")
+	mustCLI(t, 0, "", "sync", ep, other)
+	mustCLI(t, 0, `{"columns": {"id": 250, "name": "changed", "price": 1, "seen": null}, "version": 9999}`+"\n", "load", other)
+
+	url, _ := startServe(t, ep+"&mode=maintained", "--listen", "127.0.0.1:0")
+	for _, args := range [][]string{{"diff", url, other}, {"diff", other, url}} {
+		if out := mustCLI(t, 1, "", args...); !strings.Contains(out, "changed  id=250 ") {
+			t.Fatalf("%v:\n%s", args, out)
+		}
 	}
 }
