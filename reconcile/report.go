@@ -107,10 +107,11 @@ type KeyFormatter interface {
 
 // keyString renders k for people: with the KeyFormatter of the session's own endpoint or
 // of its peer (an in-process peer passes its endpoint's on), else PrintableKey.
-func (s *session) keyString(k []byte) string { return keyString(k, s.local, s.peer) }
+func (s *session) keyString(k []byte) string { return KeyText(k, s.local, s.peer) }
 
-// keyString renders k with the first formatter among eps that decodes it, else PrintableKey.
-func keyString(k []byte, eps ...any) string {
+// KeyText renders k for people: as the first of eps that is a KeyFormatter and decodes
+// it renders it, else as PrintableKey does.
+func KeyText(k []byte, eps ...any) string {
 	for _, ep := range eps {
 		if f, ok := ep.(KeyFormatter); ok {
 			if s := f.FormatKey(k); s != "" {

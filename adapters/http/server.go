@@ -281,17 +281,20 @@ func (a answer) write(w http.ResponseWriter) {
 	writeFrame(w, a.body)
 }
 
+// maxBodyHint ends the message of a 413.
+const maxBodyHint = "(reconcile serve --max-body: clients halve a batch until it fits, so one row refused with this is larger than the limit by itself; raise --max-body above it)"
+
 // readBody reads a request body of at most MaxBody bytes; on failure it has answered.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	if r.ContentLength > s.opts.MaxBody {
-		httpError(w, http.StatusRequestEntityTooLarge, "request body of %d bytes is over this server's limit of %d (reconcile serve --max-body: clients halve a batch until it fits, so one row refused with this is larger than the limit by itself; raise --max-body above it)", r.ContentLength, s.opts.MaxBody)
+		httpError(w, http.StatusRequestEntityTooLarge, "request body of %d bytes is over this server's limit of %d %s", r.ContentLength, s.opts.MaxBody, maxBodyHint)
 		return nil, false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBody))
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
-			httpError(w, http.StatusRequestEntityTooLarge, "request body is over this server's limit of %d bytes (reconcile serve --max-body: clients halve a batch until it fits, so one row refused with this is larger than the limit by itself; raise --max-body above it)", s.opts.MaxBody)
+			httpError(w, http.StatusRequestEntityTooLarge, "request body is over this server's limit of %d bytes %s", s.opts.MaxBody, maxBodyHint)
 		} else {
 			httpError(w, http.StatusBadRequest, "reading the request body: %v", err)
 		}

@@ -88,15 +88,6 @@ func (t *Table) FormatKey(k []byte) string {
 	return b.String()
 }
 
-// keyText is FormatKey, or the key's bytes as reconcile.PrintableKey shows them where
-// they are no key of this table.
-func (t *Table) keyText(k []byte) string {
-	if s := t.FormatKey(k); s != "" {
-		return s
-	}
-	return reconcile.PrintableKey(k)
-}
-
 // Open connects and reads the table's catalog: the columns and their classes, the key
 // (which must be unique), the version and expiry columns. Every problem the catalog can
 // show is reported here, before any session.
@@ -371,7 +362,7 @@ func (s *scanner) assemble(datum func(i int) (Datum, error), appendValue func(ds
 		r.Key = AppendKey([]byte{}, s.ds) // non-nil even when empty: nil means no row
 	}
 	fail := func(c *Column, err error) (reconcile.Row, error) {
-		return r, fmt.Errorf("row %s: column %s (%s): %v", t.keyText(r.Key), c.Name, c.Type, err)
+		return r, fmt.Errorf("row %s: column %s (%s): %v", reconcile.KeyText(r.Key, t), c.Name, c.Type, err)
 	}
 	if t.verCol != nil {
 		d, err := datum(i)
@@ -795,7 +786,7 @@ func (s *snapshot) Rows(ctx context.Context, keys [][]byte) ([]reconcile.Row, er
 		}
 		if s.seen != nil {
 			if e, ok := s.seen[string(k)]; !ok || !merkle.SameEntry(&e, &re) {
-				return nil, fmt.Errorf("read rows of %s: row %s changed since the session began (SQLite outside WAL mode keeps no snapshot open); run again, or switch the database to WAL mode (PRAGMA journal_mode=WAL)", s.t.cfg.Table, s.t.keyText(k))
+				return nil, fmt.Errorf("read rows of %s: row %s changed since the session began (SQLite outside WAL mode keeps no snapshot open); run again, or switch the database to WAL mode (PRAGMA journal_mode=WAL)", s.t.cfg.Table, reconcile.KeyText(k, s.t))
 			}
 		}
 		out[i] = r
@@ -838,29 +829,29 @@ func (t *Table) decodeRow(r *reconcile.Row) ([]Datum, error) {
 	}
 	vals, err := DecodeValue(r.Value, t.valCols)
 	if err != nil {
-		return nil, fmt.Errorf("row %s does not fit table %s: %v", t.keyText(r.Key), t.cfg.Table, err)
+		return nil, fmt.Errorf("row %s does not fit table %s: %v", reconcile.KeyText(r.Key, t), t.cfg.Table, err)
 	}
 	var rest []Datum
 	if t.verCol != nil {
 		if t.verCol.Class == Int && r.Version > math.MaxInt64 {
-			return nil, fmt.Errorf("row %s: version %d does not fit the signed 64-bit column %s", t.keyText(r.Key), r.Version, t.verCol.Name)
+			return nil, fmt.Errorf("row %s: version %d does not fit the signed 64-bit column %s", reconcile.KeyText(r.Key, t), r.Version, t.verCol.Name)
 		}
 		if t.verCol.Class == Timestamp && r.Version > math.MaxInt64 {
-			return nil, fmt.Errorf("row %s: version %d is no timestamp in nanoseconds", t.keyText(r.Key), r.Version)
+			return nil, fmt.Errorf("row %s: version %d is no timestamp in nanoseconds", reconcile.KeyText(r.Key, t), r.Version)
 		}
 		rest = append(rest, Datum{Class: t.verCol.Class, Int: int64(r.Version)})
 	}
 	if t.expCol != nil {
 		if r.ExpiresAt == 0 {
 			if !t.expCol.Nullable {
-				return nil, fmt.Errorf("row %s never expires but expiry column %s is NOT NULL", t.keyText(r.Key), t.expCol.Name)
+				return nil, fmt.Errorf("row %s never expires but expiry column %s is NOT NULL", reconcile.KeyText(r.Key, t), t.expCol.Name)
 			}
 			rest = append(rest, Datum{})
 		} else {
 			rest = append(rest, Datum{Class: t.expCol.Class, Int: r.ExpiresAt})
 		}
 	} else if r.ExpiresAt != 0 {
-		return nil, fmt.Errorf("row %s expires but table %s has no expiry column (name one with expires=COLUMN)", t.keyText(r.Key), t.cfg.Table)
+		return nil, fmt.Errorf("row %s expires but table %s has no expiry column (name one with expires=COLUMN)", reconcile.KeyText(r.Key, t), t.cfg.Table)
 	}
 	return append(rest, vals...), nil
 }
@@ -931,7 +922,7 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 	for i, c := range changes {
 		kd, err := DecodeKey(c.Key, t.keyCols)
 		if err != nil {
-			return nil, fmt.Errorf("key %s does not fit table %s: %v", t.keyText(c.Key), t.cfg.Table, err)
+			return nil, fmt.Errorf("key %s does not fit table %s: %v", reconcile.KeyText(c.Key, t), t.cfg.Table, err)
 		}
 		ws[i].key, keys[i] = kd, c.Key
 		if c.Put != nil {
@@ -971,19 +962,19 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 		case c.Put == nil:
 			if exists {
 				if _, err := tx.ExecContext(ctx, st.del, t.args(w.key, nil, false)...); err != nil {
-					return nil, fmt.Errorf("delete %s from %s: %w", t.keyText(c.Key), t.cfg.Table, t.d.dbErr(err))
+					return nil, fmt.Errorf("delete %s from %s: %w", reconcile.KeyText(c.Key, t), t.cfg.Table, t.d.dbErr(err))
 				}
 				delete(cur, string(c.Key))
 			}
 		case exists:
 			if _, err := tx.ExecContext(ctx, st.update, t.args(w.key, w.rest, true)...); err != nil {
-				return nil, fmt.Errorf("update %s in %s: %w", t.keyText(c.Key), t.cfg.Table, t.d.dbErr(err))
+				return nil, fmt.Errorf("update %s in %s: %w", reconcile.KeyText(c.Key, t), t.cfg.Table, t.d.dbErr(err))
 			}
 			cur[string(c.Key)] = *c.Put
 		default:
 			res, err := tx.ExecContext(ctx, st.insert, t.args(w.key, w.rest, false)...)
 			if err != nil {
-				return nil, fmt.Errorf("insert %s into %s: %w", t.keyText(c.Key), t.cfg.Table, t.d.dbErr(err))
+				return nil, fmt.Errorf("insert %s into %s: %w", reconcile.KeyText(c.Key, t), t.cfg.Table, t.d.dbErr(err))
 			}
 			if n, err := res.RowsAffected(); err == nil && n == 0 {
 				// A row the lookup did not return holds the key: one the collation
@@ -1034,7 +1025,7 @@ func (w *Writer) Put(key, value []byte, version uint64, expiresAt int64) error {
 	t := w.t
 	kd, err := DecodeKey(key, t.keyCols)
 	if err != nil {
-		return fmt.Errorf("key %s does not fit table %s: %v", t.keyText(key), t.cfg.Table, err)
+		return fmt.Errorf("key %s does not fit table %s: %v", reconcile.KeyText(key, t), t.cfg.Table, err)
 	}
 	rest, err := t.decodeRow(&reconcile.Row{Key: key, Value: value, Version: version, ExpiresAt: expiresAt})
 	if err != nil {
@@ -1042,7 +1033,7 @@ func (w *Writer) Put(key, value []byte, version uint64, expiresAt int64) error {
 	}
 	res, err := w.tx.ExecContext(w.ctx, w.st.update, t.args(kd, rest, true)...)
 	if err != nil {
-		return fmt.Errorf("update %s: %w", t.keyText(key), t.d.dbErr(err))
+		return fmt.Errorf("update %s: %w", reconcile.KeyText(key, t), t.d.dbErr(err))
 	}
 	if n, err := res.RowsAffected(); err == nil && n > 0 {
 		return nil
@@ -1050,7 +1041,7 @@ func (w *Writer) Put(key, value []byte, version uint64, expiresAt int64) error {
 	// MySQL counts an UPDATE that changes nothing as 0 rows: the insert then finds the
 	// row and does nothing, which is the same end state.
 	if _, err := w.tx.ExecContext(w.ctx, w.st.insert, t.args(kd, rest, false)...); err != nil {
-		return fmt.Errorf("insert %s: %w", t.keyText(key), t.d.dbErr(err))
+		return fmt.Errorf("insert %s: %w", reconcile.KeyText(key, t), t.d.dbErr(err))
 	}
 	return nil
 }
@@ -1060,10 +1051,10 @@ func (w *Writer) Delete(key []byte) error {
 	t := w.t
 	kd, err := DecodeKey(key, t.keyCols)
 	if err != nil {
-		return fmt.Errorf("key %s does not fit table %s: %v", t.keyText(key), t.cfg.Table, err)
+		return fmt.Errorf("key %s does not fit table %s: %v", reconcile.KeyText(key, t), t.cfg.Table, err)
 	}
 	if _, err := w.tx.ExecContext(w.ctx, w.st.del, t.args(kd, nil, false)...); err != nil {
-		return fmt.Errorf("delete %s: %w", t.keyText(key), t.d.dbErr(err))
+		return fmt.Errorf("delete %s: %w", reconcile.KeyText(key, t), t.d.dbErr(err))
 	}
 	return nil
 }

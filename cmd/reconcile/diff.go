@@ -96,11 +96,13 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 		// Two servers: the source's runs the session, this process carries its requests.
 		rep, err = s.remote.Relay(ctx, t.remote, opts)
 	case t.remote != nil:
-		rep, err = runPeerSession(ctx, s, t, opts)
+		rep, err = runPeerSession(ctx, s.Endpoint, t, opts)
 	case s.remote != nil:
-		rep, err = runPullSession(ctx, s, t, opts)
+		rep, err = runPullSession(ctx, s, t.Endpoint, opts)
 	default:
-		rep, err = reconcile.Run(ctx, s, t, opts)
+		// The opened endpoints themselves, as `run` passes them: the wrapper would hide
+		// their optional interfaces (reconcile.KeyFormatter).
+		rep, err = reconcile.Run(ctx, s.Endpoint, t.Endpoint, opts)
 	}
 	done()
 	if err != nil {

@@ -81,15 +81,6 @@ type endpoint struct {
 	purge func(now int64) (int, error)
 }
 
-// FormatKey renders a key as the opened endpoint's KeyFormatter does (a SQL table's key
-// columns), or "" when it has none: the embedded interface does not pass it on.
-func (e *endpoint) FormatKey(k []byte) string {
-	if f, ok := e.Endpoint.(reconcile.KeyFormatter); ok {
-		return f.FormatKey(k)
-	}
-	return ""
-}
-
 // toColumns renders a row as load and dump write it for this endpoint.
 func (e *endpoint) rowLine(r reconcile.Row) (rowLine, error) {
 	l := formatRowLine(r)
@@ -98,11 +89,7 @@ func (e *endpoint) rowLine(r reconcile.Row) (rowLine, error) {
 	}
 	cols, err := e.table.RowColumns(r)
 	if err != nil {
-		k := e.table.FormatKey(r.Key)
-		if k == "" {
-			k = reconcile.PrintableKey(r.Key)
-		}
-		return l, fmt.Errorf("row %s: %w", k, err)
+		return l, fmt.Errorf("row %s: %w", reconcile.KeyText(r.Key, e.table), err)
 	}
 	l.Key, l.KeyB64, l.Value, l.ValueB64 = nil, nil, nil, nil
 	l.Columns = json.RawMessage(cols)
