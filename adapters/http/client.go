@@ -447,8 +447,13 @@ func (c *Client) Apply(ctx context.Context, req *reconcile.ApplyRequest) (*recon
 		return nil, errors.New("apply: session not open")
 	}
 	frame, values := reconcile.EncodeApplyRequest(c.open, req)
-	c.valueBytes += values
 	body, err := c.sessionCall(ctx, "apply", frame)
+	if err == nil {
+		// Only an accepted batch surely went whole on the wire: a refused one (413 for a
+		// body over the server's limit) may have been cut short, and counting its values
+		// would report more value bytes than bytes sent.
+		c.valueBytes += values
+	}
 	if err != nil {
 		var se *StatusError
 		if errors.As(err, &se) && se.Status == http.StatusNotFound {

@@ -621,6 +621,11 @@ func TestOversizedRowQuarantined(t *testing.T) {
 	if rep.Upserted != 100 || rep.Quarantined != 1 || rep.QuarantinedRows[0].Key != "huge" || !strings.Contains(rep.QuarantinedRows[0].Error, "limit") {
 		t.Fatalf("%+v", rep)
 	}
+	// The refused attempts put at most part of the row on the wire: the values reported
+	// are those of the batches the server accepted, a part of the bytes sent.
+	if rep.ValueBytes != 100*int64(len("small")) || rep.ValueBytes > rep.BytesSent {
+		t.Fatalf("value bytes %d, bytes sent %d: want the 100 applied values' 500", rep.ValueBytes, rep.BytesSent)
+	}
 }
 
 func TestDump(t *testing.T) {
