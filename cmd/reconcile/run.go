@@ -73,7 +73,7 @@ func runRun(ctx context.Context, o runOptions) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := schedule.LoadFile(o.config)
+	cfg, err := schedule.LoadFile(o.config, checkJobEndpoint)
 	if err != nil {
 		return err
 	}

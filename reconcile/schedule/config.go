@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -121,10 +122,20 @@ const (
 
 var jobName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
-// problems collects configuration errors, each naming its job and field.
-type problems []string
+// problems collects configuration errors, each naming its job and field. A field that
+// could not be decoded or parsed is settled: the later checks, which see its zero value,
+// add nothing more about it.
+type problems struct {
+	list    []problem
+	settled map[string]bool // where + "\x00" + field
+}
+
+type problem struct{ where, msg string }
 
 func (p *problems) add(where, field, format string, args ...any) {
+	if p.settled[where+"\x00"+field] {
+		return
+	}
 	msg := fmt.Sprintf(format, args...)
 	switch {
 	case where != "" && field != "":
@@ -134,14 +145,36 @@ func (p *problems) add(where, field, format string, args ...any) {
 	case field != "":
 		msg = field + ": " + msg
 	}
-	*p = append(*p, msg)
+	p.list = append(p.list, problem{where, msg})
 }
 
-func (p problems) err() error {
-	if len(p) == 0 {
+// settle marks a field whose problem has been added.
+func (p *problems) settle(where, field string) {
+	if p.settled == nil {
+		p.settled = map[string]bool{}
+	}
+	p.settled[where+"\x00"+field] = true
+}
+
+// err lists the problems grouped by job (the file's own settings first), each group in
+// the order its problems were found.
+func (p *problems) err() error {
+	if len(p.list) == 0 {
 		return nil
 	}
-	return &ConfigError{Problems: p}
+	first := map[string]int{"": -1}
+	for i, q := range p.list {
+		if _, ok := first[q.where]; !ok {
+			first[q.where] = i
+		}
+	}
+	list := slices.Clone(p.list)
+	slices.SortStableFunc(list, func(a, b problem) int { return first[a.where] - first[b.where] })
+	msgs := make([]string, len(list))
+	for i, q := range list {
+		msgs[i] = q.msg
+	}
+	return &ConfigError{Problems: msgs}
 }
 
 // ConfigError lists everything wrong with a configuration, each problem naming the job
@@ -173,6 +206,11 @@ func jobLabel(i int, name string) string {
 // problem.
 func (c *Config) Validate() error {
 	var p problems
+	c.validate(&p)
+	return p.err()
+}
+
+func (c *Config) validate(p *problems) {
 	if c.Concurrency < 0 {
 		p.add("", "concurrency", "must be at least 1")
 	} else if c.Concurrency == 0 {
@@ -204,9 +242,35 @@ func (c *Config) Validate() error {
 			p.add(where, "name", "another job has this name")
 		}
 		seen[j.Name] = true
-		j.validate(where, &p)
+		j.validate(where, p)
 	}
-	return p.err()
+}
+
+// checkEndpoints checks every job's given URLs with check and returns the store names of
+// each job's source and target (the URLs as written where check is nil or refuses one).
+func checkEndpoints(jobs []Job, check CheckFunc, p *problems) (stores [][2]string) {
+	for i, j := range jobs {
+		where := jobLabel(i, j.Name)
+		names := [2]string{j.Source.URL, j.Target.URL}
+		if check != nil && j.Source.URL != "" && j.Target.URL != "" {
+			a, aerr := check(j.Source.URL, Source)
+			if aerr != nil {
+				p.add(where, "source", "%v", aerr)
+			}
+			b, berr := check(j.Target.URL, Target)
+			if berr != nil {
+				p.add(where, "target", "%v", berr)
+			}
+			if aerr == nil && berr == nil {
+				names = [2]string{a.Name, b.Name}
+				if a.Name == b.Name && j.Source.URL != j.Target.URL {
+					p.add(where, "target", "the same store as the source")
+				}
+			}
+		}
+		stores = append(stores, names)
+	}
+	return stores
 }
 
 func (j *Job) validate(where string, p *problems) {
@@ -328,33 +392,73 @@ func (e *fileEndpoint) UnmarshalYAML(n *yaml.Node) error {
 		return nil
 	}
 	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: want a URL or a mapping with url and password-file, password-env, token-file or token-env", n.Line)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a URL or a mapping with url and password-file, password-env, token-file or token-env", n.Line)}}
 	}
+	// A *yaml.TypeError, unlike other errors, lets the decoder go on to the rest of the
+	// file, so every problem is reported at once.
+	var unknown []string
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if k := n.Content[i]; !endpointField(k.Value) {
-			return fmt.Errorf("line %d: field %s not found in type endpoint", k.Line, k.Value)
+			unknown = append(unknown, fmt.Sprintf("line %d: field %s not found in type endpoint", k.Line, k.Value))
 		}
+	}
+	if unknown != nil {
+		return &yaml.TypeError{Errors: unknown}
 	}
 	type plain fileEndpoint
 	return n.Decode((*plain)(e))
 }
 
 // Parse reads a YAML configuration and validates it (see Config.Validate). Unknown fields
-// are errors; every error names the job and field (and the line) it is about. Durations
-// are strings such as "90s" or "5m"; a job's absent fields take the values under
-// `defaults:`.
+// are errors; every error names the job and field (and the line) it is about, and all of
+// them are reported at once. Durations are strings such as "90s" or "5m"; a job's absent
+// fields take the values under `defaults:`.
 func Parse(data []byte) (*Config, error) {
+	cfg, p := parse(data)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// LoadFile reads the configuration file at path, parses it as Parse does and checks
+// every URL with check (nil: none; New checks them again): one error lists every problem
+// of the file.
+func LoadFile(path string, check CheckFunc) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, p := parse(data)
+	if cfg != nil {
+		checkEndpoints(cfg.Jobs, check, &p)
+	}
+	if err := p.err(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// parse decodes and validates data. The Config is nil only when data is not YAML at all;
+// otherwise it holds what could be read, and p every problem found.
+func parse(data []byte) (*Config, problems) {
+	var p problems
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, &ConfigError{Problems: []string{strings.TrimPrefix(err.Error(), "yaml: ")}}
+		p.add("", "", "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, p
 	}
 	var fc fileConfig
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) { // io.EOF: an empty file
-		return nil, locate(&doc, err)
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			p.add("", "", "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+			return nil, p
+		}
+		locate(&doc, te, &p) // the decoder went on past these: check the rest too
 	}
-	var p problems
 	cfg := &Config{Concurrency: fc.Concurrency, History: fc.History}
 	cfg.GracePeriod = parseDuration(&p, "", "grace-period", fc.GracePeriod)
 	var def fileJob
@@ -367,26 +471,8 @@ func Parse(data []byte) (*Config, error) {
 	for i, fj := range fc.Jobs {
 		cfg.Jobs = append(cfg.Jobs, fj.job(&p, jobLabel(i, fj.Name), def))
 	}
-	if err := p.err(); err != nil {
-		return nil, err
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	return cfg, nil
-}
-
-// LoadFile reads and parses the configuration file at path.
-func LoadFile(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	cfg, err := Parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	return cfg, nil
+	cfg.validate(&p)
+	return cfg, p
 }
 
 // job converts a file job, taking absent fields from def.
@@ -419,6 +505,7 @@ func (fj fileJob) job(p *problems, where string, def fileJob) Job {
 		l, err := reconcile.ParseDeleteLimit(md)
 		if err != nil {
 			p.add(where, "max-delete", "%q: want a number of rows or a percentage of the target such as 10%%", md)
+			p.settle(where, "max-delete")
 		}
 		j.Session.MaxDelete = l
 	}
@@ -444,6 +531,7 @@ func parseDuration(p *problems, where, field, s string) time.Duration {
 			hint = " (a number needs a unit)"
 		}
 		p.add(where, field, "%q is not a duration%s: write it as 30s, 5m or 1h30m", s, hint)
+		p.settle(where, field)
 		return 0
 	}
 	return d
@@ -454,19 +542,12 @@ var (
 	unknownField = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
 )
 
-// locate rewrites yaml's decoding errors ("line 7: field intrval not found in type …")
-// to name the job and field each is about.
-func locate(doc *yaml.Node, err error) error {
-	var msgs []string
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs = te.Errors
-	} else {
-		msgs = []string{strings.TrimPrefix(err.Error(), "yaml: ")}
-	}
+// locate adds yaml's decoding errors ("line 7: field intrval not found in type …") to p,
+// each naming the job and field it is about, and settles those fields.
+func locate(doc *yaml.Node, te *yaml.TypeError, p *problems) {
 	keys := keyLines(doc)
-	var p problems
-	for _, m := range msgs {
+	var settle []keyAt
+	for _, m := range te.Errors {
 		sm := lineMsg.FindStringSubmatch(m)
 		if sm == nil {
 			p.add("", "", "%s", m)
@@ -486,8 +567,13 @@ func locate(doc *yaml.Node, err error) error {
 			continue
 		}
 		p.add(k.where, k.field, "%s (line %d)", msg, line)
+		if k.field != "" {
+			settle = append(settle, k)
+		}
 	}
-	return p.err()
+	for _, k := range settle { // after the loop: a field may have several problems
+		p.settle(k.where, k.field)
+	}
 }
 
 // keyAt says what a line of the document holds: the job (or section) and the field.

@@ -240,3 +240,59 @@ jobs:
 		}
 	})
 }
+
+// TestLoadFileReportsEveryProblem: unknown fields, values of the wrong type, durations
+// that do not parse, missing fields and URLs the check refuses are all reported by one
+// error, grouped by job, and a field that failed to parse is not also called missing.
+func TestLoadFileReportsEveryProblem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "jobs.yaml")
+	data := `jobs:
+  - name: a
+    source: badger:///a
+    target: nope://x
+    every: 10s
+    colour: red
+  - name: b
+    source: {url: 'badger:///b', pasword-file: x}
+    target: badger:///c
+    interval: banana
+    batch-rows: many
+    mode: mirror
+`
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	check := func(u string, _ Role) (Store, error) {
+		if strings.HasPrefix(u, "nope:") {
+			return Store{}, errors.New(`unknown scheme "nope"`)
+		}
+		return Store{Name: u}, nil
+	}
+	_, err := LoadFile(path, check)
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err %v, want a *ConfigError", err)
+	}
+	want := []string{
+		`job "a": unknown field "every" (line 5)`,
+		`job "a": unknown field "colour" (line 6)`,
+		`job "a": mode: required`,
+		`job "a": interval: required`,
+		`job "a": target: unknown scheme "nope"`,
+		`job "b": source: unknown field "pasword-file" (line 8)`,
+		`job "b": batch-rows: cannot unmarshal`,
+		`job "b": interval: "banana" is not a duration`,
+	}
+	if len(ce.Problems) != len(want) {
+		t.Fatalf("%d problems, want %d:\n%v", len(ce.Problems), len(want), err)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(ce.Problems[i], w) {
+			t.Errorf("problem %d: %q, want %q", i, ce.Problems[i], w)
+		}
+	}
+	// Without a check, the same file reports everything but the URL.
+	if _, err := LoadFile(path, nil); !errors.As(err, &ce) || len(ce.Problems) != len(want)-1 {
+		t.Fatalf("without a check: %v", err)
+	}
+}

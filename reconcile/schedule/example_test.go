@@ -64,7 +64,7 @@ func Example() {
 }
 
 // A configuration file as `reconcile run --config` reads it; Parse refuses unknown fields
-// and names the job and field of every problem.
+// and names the job and field of every problem, all of them at once.
 func ExampleParse() {
 	_, err := schedule.Parse([]byte(`
 jobs:
@@ -77,5 +77,7 @@ jobs:
 `))
 	fmt.Println(err)
 	// Output:
-	// invalid config: job "users": unknown field "max-delet" (line 8)
+	// invalid config:
+	//   job "users": unknown field "max-delet" (line 8)
+	//   job "users": interval: "5" is not a duration (a number needs a unit): write it as 30s, 5m or 1h30m
 }

@@ -229,8 +229,11 @@ func New(cfg Config, opts Options) (*Scheduler, error) {
 	if opts.Open == nil {
 		return nil, errors.New("new scheduler: Options.Open is required")
 	}
-	cfg.Jobs = append([]Job(nil), cfg.Jobs...) // Validate fills in defaults: not in the caller's slice
-	if err := cfg.Validate(); err != nil {
+	cfg.Jobs = append([]Job(nil), cfg.Jobs...) // validate fills in defaults: not in the caller's slice
+	var p problems
+	cfg.validate(&p)
+	stores := checkEndpoints(cfg.Jobs, opts.Check, &p)
+	if err := p.err(); err != nil {
 		return nil, err
 	}
 	s := &Scheduler{cfg: cfg, opts: opts, log: opts.Logger, reg: opts.Registry, claims: newClaims(), slots: make(chan struct{}, cfg.Concurrency)}
@@ -240,26 +243,8 @@ func New(cfg Config, opts Options) (*Scheduler, error) {
 	if s.reg == nil {
 		s.reg = prometheus.NewRegistry()
 	}
-	var p problems
 	for i, j := range cfg.Jobs {
-		where := jobLabel(i, j.Name)
-		src, tgt := j.Source.URL, j.Target.URL
-		if opts.Check != nil {
-			a, aerr := opts.Check(j.Source.URL, Source)
-			if aerr != nil {
-				p.add(where, "source", "%v", aerr)
-			}
-			b, berr := opts.Check(j.Target.URL, Target)
-			if berr != nil {
-				p.add(where, "target", "%v", berr)
-			}
-			if aerr == nil && berr == nil {
-				src, tgt = a.Name, b.Name
-				if a.Name == b.Name {
-					p.add(where, "target", "the same store as the source")
-				}
-			}
-		}
+		src, tgt := stores[i][0], stores[i][1]
 		for _, e := range []struct {
 			field string
 			ep    EndpointConfig
@@ -275,9 +260,6 @@ func New(cfg Config, opts Options) (*Scheduler, error) {
 		a, b := min(src, tgt), max(src, tgt)
 		cl := []claim{{key: "pair\x00" + a + "\x00" + b, exclusive: true}, {key: "store\x00" + src}, {key: "store\x00" + tgt, exclusive: j.Mode == reconcile.Mirror}}
 		s.jobs = append(s.jobs, &jobState{job: j, claims: cl})
-	}
-	if err := p.err(); err != nil {
-		return nil, err
 	}
 	m, err := newMetrics(s.reg, cfg.Jobs)
 	if err != nil {
