@@ -92,7 +92,7 @@ func NewResponder(ctx context.Context, snap Snapshot, req *OpenRequest) (*Respon
 // responder's info; mine and theirs name the two sides in messages.
 func checkCompatible(o merkle.Ordering, schema string, info Info, mine, theirs string) error {
 	if o != info.Ordering {
-		return fmt.Errorf("open session: the %s is in %s order and the %s in %s order: both must use the same ordering", mine, o, theirs, info.Ordering)
+		return fmt.Errorf("open session: the %s is in %s order and the %s in %s order: both must use the same ordering (a SQL table is in version order when its URL names &version=COLUMN, in key order without; a Badger store keeps the ordering it was created with, ?ordering=key for key order)", mine, o, theirs, info.Ordering)
 	}
 	if schema != info.Schema && schema != SchemaKV && info.Schema != SchemaKV {
 		return fmt.Errorf("open session: schemas differ (%s %q, %s %q): rows would never compare equal", mine, schema, theirs, info.Schema)

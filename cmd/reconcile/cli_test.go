@@ -485,3 +485,15 @@ func TestReadAfterWriterCrash(t *testing.T) {
 	}
 	mustCLI(t, 0, "", "index", "verify", src)
 }
+
+// A version-ordered and a key-ordered store cannot be compared: the error says how each
+// kind of endpoint gets its ordering.
+func TestOrderingMismatch(t *testing.T) {
+	src, dst := store(t, "src"), store(t, "keyed")
+	mustCLI(t, 0, rowsJSONL(5, 1), "load", src)
+	mustCLI(t, 0, rowsJSONL(5, 1), "load", dst+"?ordering=key")
+	code, _, errOut := runCLI(t, "", "diff", src, dst)
+	if code != exitError || !strings.Contains(errOut, "version order") || !strings.Contains(errOut, "?ordering=key") || !strings.Contains(errOut, "&version=") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
