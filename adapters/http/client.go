@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -176,7 +177,12 @@ func (c *Client) do(ctx context.Context, cl call) (*http.Response, []byte, error
 			}
 			var cv *tls.CertificateVerificationError
 			if errors.As(err, &cv) { // a certificate does not fix itself
-				return nil, nil, fmt.Errorf("%s: %s %s%s: %w", cl.what, cl.method, c.base, cl.path, cv)
+				hint := ""
+				var ua x509.UnknownAuthorityError
+				if errors.As(err, &ua) {
+					hint = " (to trust a private CA or a self-signed certificate, point SSL_CERT_FILE at its PEM file)"
+				}
+				return nil, nil, fmt.Errorf("%s: %s %s%s: %w%s", cl.what, cl.method, c.base, cl.path, cv, hint)
 			}
 			if ctx.Err() != nil {
 				return nil, nil, fmt.Errorf("%s: %w", cl.what, ctx.Err())
@@ -260,6 +266,10 @@ func (c *Client) once(ctx context.Context, cl call) (*http.Response, []byte, err
 func (c *Client) check(resp *http.Response, body []byte, what string) error {
 	pv := resp.Header.Get(HeaderProtocol)
 	if pv == "" {
+		if resp.StatusCode == http.StatusBadRequest && strings.Contains(string(body), "HTTP request to an HTTPS server") {
+			return &StatusError{Status: resp.StatusCode, err: reconcile.ErrSessionLost,
+				Msg: fmt.Sprintf("%s: %s serves HTTPS: write the URL with https://", what, c.base)}
+		}
 		return &StatusError{Status: resp.StatusCode, err: reconcile.ErrSessionLost,
 			Msg: fmt.Sprintf("%s: %s is not a reconcile server (no %s header in its answer: %s)", what, c.base, HeaderProtocol, oneLine(body))}
 	}

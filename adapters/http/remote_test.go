@@ -587,8 +587,13 @@ func TestTLS(t *testing.T) {
 	}
 	// Without the test CA the handshake fails, and says so.
 	c2, _ := NewClient(hs.URL, ClientOptions{Token: "tok", Attempts: 1})
-	if _, err := c2.Root(context.Background(), 0); err == nil || !strings.Contains(err.Error(), "certificate") {
+	if _, err := c2.Root(context.Background(), 0); err == nil || !strings.Contains(err.Error(), "certificate") || !strings.Contains(err.Error(), "SSL_CERT_FILE") {
 		t.Fatalf("untrusted certificate: %v", err)
+	}
+	// Plain HTTP to the HTTPS server: the error says to write https://.
+	c3, _ := NewClient(strings.Replace(hs.URL, "https://", "http://", 1), ClientOptions{Token: "tok", Attempts: 1})
+	if _, err := c3.Root(context.Background(), 0); err == nil || !strings.Contains(err.Error(), "write the URL with https://") {
+		t.Fatalf("http to an https server: %v", err)
 	}
 }
 
