@@ -253,3 +253,30 @@ func TestStop(t *testing.T) {
 		t.Fatalf("rerun: err %v, report %+v", err, rep)
 	}
 }
+
+// TestDiverged: a sync that wrote every difference yet left the roots unequal is partial;
+// one whose keys were kept, skipped, quarantined or raced is not called diverged (its
+// roots differ by design or for a reason already reported), nor is one that wrote nothing.
+func TestDiverged(t *testing.T) {
+	base := reconcile.Report{Mode: reconcile.Mirror, Upserted: 3, RootSource: "aa", RootTargetAfter: "bb"}
+	if !base.Diverged() || !base.Partial() || !strings.Contains(base.PartialReason(), "is not the source's") {
+		t.Fatalf("unequal roots after a clean sync: diverged %v, %q", base.Diverged(), base.PartialReason())
+	}
+	for name, edit := range map[string]func(r *reconcile.Report){
+		"equal roots":   func(r *reconcile.Report) { r.RootTargetAfter = "aa" },
+		"wrote nothing": func(r *reconcile.Report) { r.RootTargetAfter = "" },
+		"kept":          func(r *reconcile.Report) { r.Kept = 1 },
+		"skipped":       func(r *reconcile.Report) { r.Skipped = 1 },
+		"quarantined":   func(r *reconcile.Report) { r.Quarantined = 1 },
+		"raced":         func(r *reconcile.Report) { r.Raced = 1 },
+	} {
+		r := base
+		edit(&r)
+		if r.Diverged() {
+			t.Errorf("%s: diverged", name)
+		}
+		if want := r.Quarantined+r.Raced > 0; r.Partial() != want || (r.PartialReason() != "") != want {
+			t.Errorf("%s: partial %v, reason %q", name, r.Partial(), r.PartialReason())
+		}
+	}
+}

@@ -19,7 +19,7 @@ const (
 	exitOK      = 0 // in sync, or synced
 	exitDiffer  = 1 // diff found differences
 	exitError   = 2 // any error, including a refused sync
-	exitPartial = 3 // finished with quarantined or raced rows
+	exitPartial = 3 // finished with quarantined or raced rows, or a target still unequal after writing
 )
 
 // exitErr carries an exit status out of a command. A nil err prints nothing (diff's 1).
@@ -74,7 +74,8 @@ func newApp(std stdio) *cli.App {
 			"                                            options &key= &version= &columns= &expires= &mode=)\n" +
 			"  http(s)://host:port[?token_file=F]        an endpoint served by reconcile serve\n" +
 			"Exit status: 0 in sync (or synced), 1 differences found by diff, 2 error\n" +
-			"(a refused sync writes nothing), 3 finished with quarantined or raced rows.",
+			"(a refused sync writes nothing), 3 finished with quarantined or raced rows\n" +
+			"(or with a target still unequal after every row was written: a trigger, say).",
 		Reader:          std.in,
 		Writer:          std.out,
 		ErrWriter:       std.err,

@@ -184,7 +184,7 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		return err
 	}
 	if rep.Partial() {
-		return &exitErr{code: exitPartial, err: fmt.Errorf("demo: sync left %d quarantined and %d raced rows", rep.Quarantined, rep.Raced)}
+		return &exitErr{code: exitPartial, err: errors.New("demo: sync " + rep.PartialReason())}
 	}
 
 	fmt.Fprintf(out, "\n== reconcile root\n")

@@ -34,7 +34,7 @@ func runCommand(std stdio) *cli.Command {
 			"with --config (docs/run.md). SIGINT or SIGTERM stop new runs; runs in flight finish\n" +
 			"their current apply batch (bounded by the config's grace-period) and the command\n" +
 			"exits 0. With --once the exit status is the worst of the jobs': 0 ok, 1 a diff job\n" +
-			"found differences, 2 an error, 3 partial (quarantined or raced rows, or stopped).",
+			"found differences, 2 an error, 3 partial (quarantined or raced rows, a target unequal after writing, or stopped).",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "YAML file of jobs (see docs/run.md)", Required: true, EnvVars: []string{"RECONCILE_CONFIG"}},
 			&cli.BoolFlag{Name: "once", Usage: "run every job once and exit with the worst status"},

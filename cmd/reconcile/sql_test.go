@@ -87,6 +87,27 @@ func TestSQLDiffNamesKeyColumns(t *testing.T) {
 	}
 }
 
+// TestSyncDivergedTarget: a target whose trigger rewrites what sync writes ends unequal to
+// the source although no row failed; sync says so and exits 3 instead of reporting success.
+func TestSyncDivergedTarget(t *testing.T) {
+	src, _ := sqliteTable(t, "")
+	dst, db := sqliteTable(t, "")
+	mustCLI(t, 0, itemLines, "load", src)
+	if _, err := db.Exec(`CREATE TRIGGER shout AFTER INSERT ON items BEGIN UPDATE items SET name = upper(name) WHERE id = new.id; END`); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "", "sync", src, dst)
+	if code != exitPartial || !strings.Contains(errOut, "is not the source's") || !strings.Contains(errOut, "trigger") || !strings.Contains(out, "upserted         2") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	// Without the trigger, the next sync repairs the rows and succeeds.
+	if _, err := db.Exec(`DROP TRIGGER shout`); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, exitOK, "", "sync", src, dst)
+	mustCLI(t, exitOK, "", "diff", src, dst)
+}
+
 func TestSQLBadEndpoints(t *testing.T) {
 	ep, _ := sqliteTable(t, ", shape geometry")
 	base := strings.TrimSuffix(ep, "?table=items&version=ver")

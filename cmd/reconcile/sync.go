@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
@@ -49,7 +50,7 @@ type syncOptions struct {
 }
 
 // runSync runs a sync and prints its report. A refused sync returns exitError with a
-// message that says nothing was written; a sync that left rows quarantined or raced
+// message that says nothing was written; a sync that left rows quarantined or raced, or the target unequal after writing,
 // returns exitPartial.
 func runSync(ctx context.Context, o syncOptions) error {
 	opts := o.session
@@ -81,7 +82,7 @@ func runSync(ctx context.Context, o syncOptions) error {
 		return err
 	}
 	if rep.Partial() {
-		return &exitErr{code: exitPartial, err: fmt.Errorf("sync finished with %d quarantined and %d raced rows: run it again to retry them (--json lists the quarantined rows and why)", rep.Quarantined, rep.Raced)}
+		return &exitErr{code: exitPartial, err: errors.New("sync " + rep.PartialReason())}
 	}
 	return nil
 }

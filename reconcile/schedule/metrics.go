@@ -34,7 +34,7 @@ func newMetrics(reg prometheus.Registerer, jobs []Job) (*metrics, error) {
 		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Subsystem: "job", Name: name, Help: help}, []string{"job"})
 	}
 	m := &metrics{
-		runs:        counter("runs_total", "Runs finished, by status: ok, differ (diff found differences), partial (quarantined or raced rows), error, stopped (shutdown).", "status"),
+		runs:        counter("runs_total", "Runs finished, by status: ok, differ (diff found differences), partial (quarantined or raced rows, or a target unequal after writing), error, stopped (shutdown).", "status"),
 		failures:    counter("failures_total", "Runs that ended in an error."),
 		differences: counter("differences_total", "Differing keys found, by class (only_source, only_target, changed), added up over runs.", "class"),
 		written:     counter("rows_written_total", "Rows written to the target, by op (upsert, delete).", "op"),

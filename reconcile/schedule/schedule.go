@@ -120,7 +120,8 @@ const (
 	StatusOK Status = "ok"
 	// StatusDiffer: a diff job found differences.
 	StatusDiffer Status = "differ"
-	// StatusPartial: a mirror finished with quarantined or raced rows.
+	// StatusPartial: a mirror finished with quarantined or raced rows, or wrote every
+	// row and left the target unequal to the source (reconcile.Report.Diverged).
 	StatusPartial Status = "partial"
 	// StatusError: the run failed (including a sync refused by max-delete and a
 	// timeout).
@@ -451,6 +452,7 @@ func (s *Scheduler) runJob(ctx, hard context.Context, js *jobState) Result {
 		}
 	case j.Mode == reconcile.Mirror && rep.Partial():
 		res.Status = StatusPartial
+		res.Error = "sync " + rep.PartialReason()
 	case j.Mode == reconcile.Diff && rep.Differ():
 		res.Status = StatusDiffer
 	default:
@@ -574,6 +576,8 @@ func (s *Scheduler) record(js *jobState, r Result) {
 		s.log.Error("run failed", append(attrs, "consecutive_failures", failures, "error", r.Error)...)
 	case StatusStopped:
 		s.log.Info("run stopped", append(attrs, "error", r.Error)...)
+	case StatusPartial:
+		s.log.Warn("run finished", append(attrs, "error", r.Error)...)
 	default:
 		s.log.Info("run finished", attrs...)
 	}
