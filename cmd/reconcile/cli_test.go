@@ -497,3 +497,25 @@ func TestOrderingMismatch(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 }
+
+// An interrupted sync (SIGINT or SIGTERM cancel the context) says what it wrote and that
+// no row is half-written, not just "context canceled"; an interrupted diff says it wrote
+// nothing.
+func TestInterrupted(t *testing.T) {
+	src, dst := store(t, "src"), store(t, "dst")
+	mustCLI(t, 0, rowsJSONL(100, 1), "load", src)
+	mustCLI(t, 0, rowsJSONL(10, 1), "load", dst)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		cmd  string
+		want string
+	}{{"sync", "interrupted after 0 rows upserted and 0 deleted; each batch is one transaction"}, {"diff", "interrupted; nothing was written"}} {
+		var out, errb bytes.Buffer
+		code := run(ctx, []string{"reconcile", tc.cmd, src, dst}, stdio{in: strings.NewReader(""), out: &out, err: &errb})
+		if code != exitError || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("%s: exit %d, stderr %q, want %q", tc.cmd, code, errb.String(), tc.want)
+		}
+	}
+	mustCLI(t, exitDiffer, "", "diff", src, dst)
+}

@@ -109,7 +109,22 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 		if errors.Is(err, reconcile.ErrDeleteGuard) {
 			return nil, err // its message says nothing was written and how to override
 		}
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			return nil, fmt.Errorf("%s %s %s: %s", opts.Mode, source, target, interrupted(opts, rep))
+		}
 		return nil, fmt.Errorf("%s %s %s: %w", opts.Mode, source, target, err)
 	}
 	return rep, nil
+}
+
+// interrupted says what an interrupted session (SIGINT, SIGTERM) left behind: each apply
+// batch is one transaction on the target, so what was written is whole.
+func interrupted(opts reconcile.Options, rep *reconcile.Report) string {
+	if opts.Mode != reconcile.Mirror || opts.DryRun {
+		return "interrupted; nothing was written"
+	}
+	if rep == nil {
+		return "interrupted; the batches applied before it are committed whole (each is one transaction) and no row is half-written: run the sync again to finish"
+	}
+	return fmt.Sprintf("interrupted after %d rows upserted and %d deleted; each batch is one transaction, so no row is half-written: run the sync again to finish", rep.Upserted, rep.Deleted)
 }
