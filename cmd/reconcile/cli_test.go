@@ -518,4 +518,14 @@ func TestInterrupted(t *testing.T) {
 		}
 	}
 	mustCLI(t, exitDiffer, "", "diff", src, dst)
+
+	before := mustCLI(t, 0, "", "dump", dst)
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"reconcile", "load", dst}, stdio{in: strings.NewReader(rowsJSONL(100, 500)), out: &out, err: &errb})
+	if code != exitError || !strings.Contains(errb.String(), "0 rows committed") || !strings.Contains(errb.String(), "interrupted (loading the same input again is safe") {
+		t.Errorf("load: exit %d, stderr %q", code, errb.String())
+	}
+	if got := mustCLI(t, 0, "", "dump", dst); got != before {
+		t.Errorf("an interrupted load changed the store:\n%s", got)
+	}
 }

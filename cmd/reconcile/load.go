@@ -184,8 +184,8 @@ func writeOps(ctx context.Context, ep *endpoint, ops []rowOp, name string, show 
 	err = ep.write(func(s bench.Sink) error {
 		for i, op := range ops {
 			if i%4096 == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
+				if ctx.Err() != nil {
+					return errors.New("interrupted (loading the same input again is safe: each line is an upsert or a delete)")
 				}
 				show(fmt.Sprintf("load: %d of %d rows", i, len(ops)))
 			}
@@ -244,10 +244,8 @@ func readRowLines(ctx context.Context, r io.Reader, name string) ([]rowOp, error
 	n := 0
 	for sc.Scan() {
 		n++
-		if n%65536 == 0 {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
+		if n%65536 == 0 && ctx.Err() != nil {
+			return nil, fmt.Errorf("load: interrupted while reading %s, at line %d; nothing was written", name, n)
 		}
 		line := bytes.TrimSpace(sc.Bytes())
 		if len(line) == 0 {
