@@ -60,7 +60,13 @@ func run(ctx context.Context, args []string, std stdio) int {
 			return code
 		}
 	}
-	fmt.Fprintf(std.err, "reconcile: %v\n", err)
+	msg := err.Error()
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) && !strings.Contains(msg, "interrupted") {
+		// Commands that say what an interrupt left behind do; for the others, at least
+		// name the cause.
+		msg += " (interrupted)"
+	}
+	fmt.Fprintf(std.err, "reconcile: %s\n", msg)
 	return code
 }
 
