@@ -109,6 +109,13 @@ func ParseURL(raw string) (Config, error) {
 		driver.Set("time_zone", "'+00:00'")
 		driver.Set("sql_mode", "'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'")
 		driver.Set("charset", "utf8mb4")
+		// Read the server's max_allowed_packet at connect: with the driver's own default
+		// (64 MiB) a row larger than the server's limit (16 MiB in MariaDB 10.11) is
+		// sent anyway and the server cuts the connection ("connection reset by peer");
+		// knowing the limit, the driver sends it in parts and the server names it.
+		if driver.Get("maxAllowedPacket") == "" {
+			driver.Set("maxAllowedPacket", "0")
+		}
 		c.DSN = fmt.Sprintf("%s@tcp(%s)/%s?%s", user, host, strings.Trim(u.Path, "/"), driver.Encode())
 	case "sqlite":
 		c.Dialect = "sqlite"

@@ -333,3 +333,36 @@ func TestReportKeysAsColumns(t *testing.T) {
 		t.Fatalf("quarantined %+v, want id=18 named as such", rep.QuarantinedRows)
 	}
 }
+
+// TestRowOverMaxAllowedPacket: a row larger than MariaDB's max_allowed_packet is
+// quarantined with a message naming the setting (not "connection reset by peer", which is
+// what the server's cut said while the driver assumed its own 64 MiB limit), and the
+// other rows are written.
+func TestRowOverMaxAllowedPacket(t *testing.T) {
+	_, my, lite := byName(t)
+	if my == nil {
+		t.Skip("needs RECONCILE_TEST_MYSQL_DSN")
+	}
+	var limit int64
+	if err := my.db.QueryRow("SELECT @@max_allowed_packet").Scan(&limit); err != nil {
+		t.Fatal(err)
+	}
+	if limit > 256<<20 {
+		t.Skipf("max_allowed_packet is %d bytes: a row over it is too big for a test", limit)
+	}
+	src, dst := lite.table(t), my.table(t)
+	lite.exec(t, "CREATE TABLE "+src+" (id bigint PRIMARY KEY, b blob, ver bigint NOT NULL)")
+	my.exec(t, "CREATE TABLE "+dst+" (id bigint PRIMARY KEY, b longblob, ver bigint NOT NULL)")
+	if _, err := lite.db.Exec("INSERT INTO "+src+" VALUES (1, ?, 1), (2, x'00', 2)", bytes.Repeat([]byte{0xab}, int(limit)+(1<<20))); err != nil {
+		t.Fatal(err)
+	}
+	S := openTable(t, lite.url(src, "version=ver"))
+	D := openTable(t, my.url(dst, "version=ver"))
+	rep, err := reconcile.Run(context.Background(), S, D, reconcile.Options{Mode: reconcile.Mirror, Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Upserted != 1 || rep.Quarantined != 1 || rep.QuarantinedRows[0].Key != "id=1" || !strings.Contains(rep.QuarantinedRows[0].Error, "raise it on the server") {
+		t.Fatalf("%+v", rep)
+	}
+}
