@@ -492,7 +492,7 @@ func (s *Store) checkRow(key, value []byte) error {
 		return fmt.Errorf("key %s: %w: key of %d bytes, limit %d", printable(key), ErrRowTooLarge, len(key), MaxKeyBytes)
 	}
 	if n := len(key) + len(value); n > s.opts.MaxRowBytes {
-		return fmt.Errorf("key %s: %w: %d bytes, limit %d (Options.MaxRowBytes)", printable(key), ErrRowTooLarge, n, s.opts.MaxRowBytes)
+		return fmt.Errorf("key %s: %w: %d bytes, limit %d (Options.MaxRowBytes; in a badger:// URL, ?max_row=SIZE)", printable(key), ErrRowTooLarge, n, s.opts.MaxRowBytes)
 	}
 	return nil
 }

@@ -529,3 +529,20 @@ func TestInterrupted(t *testing.T) {
 		t.Errorf("an interrupted load changed the store:\n%s", got)
 	}
 }
+
+// ?max_row= sets a Badger store's largest row: a larger one is refused with a message
+// that names the parameter, and nothing of the load is written.
+func TestBadgerMaxRow(t *testing.T) {
+	dst := store(t, "dst")
+	small := `{"key": "a", "version": 1, "value": "` + strings.Repeat("x", 500) + `"}` + "\n"
+	big := `{"key": "b", "version": 2, "value": "` + strings.Repeat("y", 2000) + `"}` + "\n"
+	mustCLI(t, 0, small, "load", dst+"?max_row=1KiB")
+	code, _, errOut := runCLI(t, big, "load", dst+"?max_row=1KiB")
+	if code != exitError || !strings.Contains(errOut, "row too large") || !strings.Contains(errOut, "?max_row=SIZE") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	mustCLI(t, 0, big, "load", dst+"?max_row=4KiB")
+	if n := strings.Count(mustCLI(t, 0, "", "dump", dst), "\n"); n != 2 {
+		t.Fatalf("%d rows, want 2", n)
+	}
+}

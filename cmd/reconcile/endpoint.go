@@ -26,6 +26,7 @@ import (
 //	badger://./rel/path         a Badger store relative to the working directory
 //	badger://../rel/path        (also relative)
 //	badger:///path?ordering=key a new store is created with key ordering (default: version)
+//	badger:///path?max_row=256MiB  rows up to that size are accepted (default 64MiB)
 //	postgres://user@host:5432/db?table=T[&key=a,b&version=col&columns=a,b&expires=col]
 //	mysql://user:pass@host:3306/db?table=T[...]     (MySQL and MariaDB)
 //	sqlite:///abs/file.db?table=T[...] or sqlite://./rel/file.db?table=T[...]
@@ -55,6 +56,8 @@ type location struct {
 	path string
 	// ordering is the index ordering the URL asks for; 0 means the store's own.
 	ordering merkle.Ordering
+	// maxRow is a Badger store's largest row (?max_row=); 0 means the store's default.
+	maxRow int
 	// sql is the table of SQL schemes.
 	sql *sqlep.Config
 	// server is the base URL of http(s) schemes (scheme://host:port); tokenFile the
@@ -201,20 +204,34 @@ func parseBadger(u *url.URL, loc *location) error {
 	}
 	loc.path = filepath.Clean(u.Host + u.Path)
 	for k, v := range u.Query() {
-		if k != "ordering" || len(v) != 1 {
-			return fmt.Errorf("unknown parameter %q (badger takes only ordering=version|key)", k)
+		if len(v) != 1 {
+			return fmt.Errorf("parameter %q given %d times", k, len(v))
 		}
-		o, err := merkle.ParseOrdering(v[0])
-		if err != nil {
-			return err
+		switch k {
+		case "ordering":
+			o, err := merkle.ParseOrdering(v[0])
+			if err != nil {
+				return err
+			}
+			loc.ordering = o
+		case "max_row":
+			n, err := parseSize(v[0])
+			if err != nil || n < 1<<10 || n > maxBadgerRow {
+				return fmt.Errorf("max_row=%s: want a size from 1KiB to 1000MiB, such as 256MiB", v[0])
+			}
+			loc.maxRow = int(n)
+		default:
+			return fmt.Errorf("unknown parameter %q (badger takes ordering=version|key and max_row=SIZE)", k)
 		}
-		loc.ordering = o
 	}
 	return nil
 }
 
+// maxBadgerRow bounds max_row: Badger keeps a value in one value-log file of at most 1 GiB.
+const maxBadgerRow = 1000 << 20
+
 func openBadger(loc location, a access) (*endpoint, error) {
-	opts := badger.Options{Ordering: loc.ordering, Create: a == create, ReadOnly: a == readOnly}
+	opts := badger.Options{Ordering: loc.ordering, Create: a == create, ReadOnly: a == readOnly, MaxRowBytes: loc.maxRow}
 	s, err := badger.Open(loc.path, opts)
 	if errors.Is(err, badger.ErrNotClosedCleanly) && recoverStore(loc, opts) {
 		s, err = badger.Open(loc.path, opts)
