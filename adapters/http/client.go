@@ -40,6 +40,10 @@ type ClientOptions struct {
 	TLS *tls.Config
 	// MaxResponse caps a response body in bytes. Default 1 GiB.
 	MaxResponse int64
+	// KeyFormatter, when set, turns the server's key format (its Reconcile-Key-Format
+	// header) into the formatter the client's FormatKey uses; it returns nil for a format it
+	// does not know. The CLI passes sql.KeyFormatterFor.
+	KeyFormatter func(format string) reconcile.KeyFormatter
 }
 
 func (o ClientOptions) defaults() ClientOptions {
@@ -81,6 +85,37 @@ type Client struct {
 	id    string
 	seq   uint64
 	stats merkle.ReadStats
+
+	keyFormat atomic.Pointer[keyFormat] // the server's, once an answer carried it
+}
+
+// keyFormat is a server's key format and the formatter made of it (nil if unknown).
+type keyFormat struct {
+	format string
+	f      reconcile.KeyFormatter
+}
+
+// FormatKey renders a key as the server's endpoint would (a SQL table's key columns),
+// when the server describes its keys and ClientOptions.KeyFormatter knows the
+// description; "" otherwise. It makes the client a reconcile.KeyFormatter, so sessions
+// against it name rows in reports.
+func (c *Client) FormatKey(k []byte) string {
+	if kf := c.keyFormat.Load(); kf != nil && kf.f != nil {
+		return kf.f.FormatKey(k)
+	}
+	return ""
+}
+
+// learnKeyFormat keeps the key format an answer carries.
+func (c *Client) learnKeyFormat(resp *http.Response) {
+	format := resp.Header.Get(HeaderKeyFormat)
+	if format == "" || c.opts.KeyFormatter == nil {
+		return
+	}
+	if kf := c.keyFormat.Load(); kf != nil && kf.format == format {
+		return
+	}
+	c.keyFormat.Store(&keyFormat{format: format, f: c.opts.KeyFormatter(format)})
 }
 
 // NewClient returns a client for the server at rawURL (http://host:port or
@@ -273,6 +308,7 @@ func (c *Client) check(resp *http.Response, body []byte, what string) error {
 		return &StatusError{Status: resp.StatusCode, err: reconcile.ErrSessionLost,
 			Msg: fmt.Sprintf("%s: %s is not a reconcile server (no %s header in its answer: %s)", what, c.base, HeaderProtocol, oneLine(body))}
 	}
+	c.learnKeyFormat(resp)
 	if pv != strconv.Itoa(reconcile.ProtocolVersion) {
 		return &StatusError{Status: resp.StatusCode, err: errors.Join(errProtocol, reconcile.ErrSessionLost),
 			Msg: fmt.Sprintf("%s: the server at %s speaks reconcile protocol %s and this client %d: run the same reconcile version on both sides", what, c.base, clip(pv), reconcile.ProtocolVersion)}

@@ -42,6 +42,9 @@ const (
 	// HeaderEntriesRead and HeaderNodesRead report the server snapshot's reads so far.
 	HeaderEntriesRead = "Reconcile-Entries-Read"
 	HeaderNodesRead   = "Reconcile-Nodes-Read"
+	// HeaderKeyFormat describes the served endpoint's keys (ServerOptions.KeyFormat), on
+	// every response of a server that has one, so clients can name rows in reports.
+	HeaderKeyFormat = "Reconcile-Key-Format"
 )
 
 const frameType = "application/x-reconcile-frame"

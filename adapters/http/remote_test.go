@@ -721,3 +721,37 @@ func TestPullDeleteGuard(t *testing.T) {
 		t.Fatal("a refused sync changed the target")
 	}
 }
+
+// upperKeys is a KeyFormatter for TestKeyFormatHeader.
+type upperKeys struct{}
+
+func (upperKeys) FormatKey(k []byte) string { return "K=" + strings.ToUpper(string(k)) }
+
+// TestKeyFormatHeader: a server's KeyFormat reaches the client, whose KeyFormatter turns it
+// into the formatter of its FormatKey, so a session against the server names keys with it;
+// a format the client does not know, or no format, leaves FormatKey empty.
+func TestKeyFormatHeader(t *testing.T) {
+	src, dst := pair(3)
+	known := func(format string) reconcile.KeyFormatter {
+		if format == "upper/1" {
+			return upperKeys{}
+		}
+		return nil
+	}
+	for _, tc := range []struct {
+		server string
+		want   string
+	}{{"upper/1", "K="}, {"lower/9", ""}, {"", ""}} {
+		_, _, c := serve(t, dst, ServerOptions{KeyFormat: tc.server}, ClientOptions{KeyFormatter: known})
+		rep, err := reconcile.RunPeer(context.Background(), src, c, reconcile.Options{Mode: reconcile.Diff, Now: testNow})
+		if err != nil || len(rep.Differences) == 0 {
+			t.Fatalf("%q: %v, %+v", tc.server, err, rep)
+		}
+		if got := c.FormatKey([]byte("ab")); (tc.want == "" && got != "") || (tc.want != "" && got != "K=AB") {
+			t.Errorf("%q: FormatKey = %q", tc.server, got)
+		}
+		if k := rep.Differences[0].Key; strings.HasPrefix(k, "K=") != (tc.want != "") {
+			t.Errorf("%q: report key %q", tc.server, k)
+		}
+	}
+}

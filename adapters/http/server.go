@@ -45,6 +45,10 @@ type ServerOptions struct {
 	// before any is written), and returns the answer body. Errors wrapping ErrBadInput
 	// are answered 400, others 500. Nil: 501. Refused with 403 on read-only servers.
 	Load func(ctx context.Context, body []byte) ([]byte, error)
+	// KeyFormat, when set, describes the endpoint's keys for clients' reports (sent in the
+	// Reconcile-Key-Format header; see ClientOptions.KeyFormatter). The CLI sets a SQL
+	// table's sql.(*Table).KeyFormat, so a client names rows by their key columns.
+	KeyFormat string
 }
 
 // ErrBadInput is wrapped by a Load hook's errors about the request itself (a malformed
@@ -144,6 +148,9 @@ func NewServer(ep reconcile.Endpoint, o ServerOptions) *Server {
 // ServeHTTP checks the token and the protocol version, then routes the request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(HeaderProtocol, strconv.FormatUint(uint64(s.protocol), 10))
+	if s.opts.KeyFormat != "" {
+		w.Header().Set(HeaderKeyFormat, s.opts.KeyFormat)
+	}
 	if s.opts.Token != "" {
 		tok, ok := bearer(r.Header.Get("Authorization"))
 		if !ok || !tokenMatches(tok, s.opts.Token) {

@@ -366,3 +366,42 @@ func TestRowOverMaxAllowedPacket(t *testing.T) {
 		t.Fatalf("%+v", rep)
 	}
 }
+
+// TestKeyFormat: a table's KeyFormat, read back by KeyFormatterFor, formats keys as the
+// table does, names with odd characters included; malformed formats give no formatter.
+func TestKeyFormat(t *testing.T) {
+	_, _, lite := byName(t)
+	name := lite.table(t)
+	lite.exec(t, "CREATE TABLE "+name+` ("a,b:c" text NOT NULL, id bigint NOT NULL, v text, ver bigint NOT NULL, PRIMARY KEY ("a,b:c", id))`)
+	lite.exec(t, "INSERT INTO "+name+` VALUES ('acme', 2, 'two', 2)`)
+	tb := openTable(t, lite.url(name, "version=ver"))
+	if got, want := tb.KeyFormat(), "sql/1 a%2Cb%3Ac:text,id:int"; got != want {
+		t.Fatalf("KeyFormat %q, want %q", got, want)
+	}
+	f := KeyFormatterFor(tb.KeyFormat())
+	if f == nil {
+		t.Fatal("no formatter")
+	}
+	rows := allRows(t, tb)
+	if got, want := f.FormatKey(rows[0].Key), tb.FormatKey(rows[0].Key); got != want || got != `a,b:c="acme", id=2` {
+		t.Fatalf("formatter %q, table %q", got, want)
+	}
+	if got := f.FormatKey([]byte{1}); got != "" {
+		t.Fatalf("bytes that are no key: %q", got)
+	}
+	for _, bad := range []string{"", "sql/1 ", "sql/2 id:int", "sql/1 id", "sql/1 id:nope", "sql/1 id:null", "sql/1 :int", "sql/1 %zz:int", "kv"} {
+		if KeyFormatterFor(bad) != nil {
+			t.Errorf("%q: a formatter", bad)
+		}
+	}
+}
+
+func FuzzKeyFormatterFor(f *testing.F) {
+	f.Add("sql/1 tenant:text,id:int", []byte{0x61, 0, 1, 0x80, 0, 0, 0, 0, 0, 0, 2})
+	f.Add("sql/1 b:bytes", []byte{0xff})
+	f.Fuzz(func(t *testing.T, format string, key []byte) {
+		if kf := KeyFormatterFor(format); kf != nil {
+			kf.FormatKey(key)
+		}
+	})
+}

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"runtime"
 	"slices"
 	"sort"
@@ -64,8 +65,59 @@ var (
 // FormatKey renders a key as its columns, for reports and messages: id=18, or
 // region="eu", id=7 for a composite key (text quoted, bytes as 0x-hex); "" when the bytes
 // are no key of this table.
-func (t *Table) FormatKey(k []byte) string {
-	ds, err := DecodeKey(k, t.keyCols)
+func (t *Table) FormatKey(k []byte) string { return keyColumns(t.keyCols).FormatKey(k) }
+
+// KeyFormat describes the table's key to a peer that formats keys without the table (a
+// client of `reconcile serve`, see docs/http.md): "sql/1 " and each key column's
+// percent-escaped name and class, "sql/1 tenant:text,id:int". KeyFormatterFor reads it.
+func (t *Table) KeyFormat() string {
+	var b strings.Builder
+	b.WriteString(keyFormatPrefix)
+	for i, c := range t.keyCols {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(url.QueryEscape(c.Name) + ":" + c.Class.String())
+	}
+	return b.String()
+}
+
+const keyFormatPrefix = "sql/1 "
+
+// maxKeyFormat bounds a key format read from a peer.
+const maxKeyFormat = 4096
+
+// KeyFormatterFor returns the formatter of the keys a KeyFormat describes, as the table's
+// own FormatKey renders them; nil when format is not a KeyFormat (it comes from a peer).
+func KeyFormatterFor(format string) reconcile.KeyFormatter {
+	rest, ok := strings.CutPrefix(format, keyFormatPrefix)
+	if !ok || len(format) > maxKeyFormat || rest == "" {
+		return nil
+	}
+	var cols keyColumns
+	for _, part := range strings.Split(rest, ",") {
+		name, class, ok := strings.Cut(part, ":")
+		if !ok {
+			return nil
+		}
+		n, err := url.QueryUnescape(name)
+		if err != nil || n == "" {
+			return nil
+		}
+		c := slices.Index(classNames[:], class)
+		if c < 0 || Class(c) == Null {
+			return nil
+		}
+		cols = append(cols, Column{Name: n, Class: Class(c)})
+	}
+	return cols
+}
+
+// keyColumns formats keys of these columns.
+type keyColumns []Column
+
+func (cols keyColumns) FormatKey(k []byte) string {
+	ds, err := DecodeKey(k, cols)
 	if err != nil {
 		return ""
 	}
@@ -74,7 +126,7 @@ func (t *Table) FormatKey(k []byte) string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(t.keyCols[i].Name)
+		b.WriteString(cols[i].Name)
 		b.WriteByte('=')
 		switch d.Class {
 		case Text:

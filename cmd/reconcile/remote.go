@@ -10,6 +10,7 @@ import (
 	"time"
 
 	remote "github.com/reconcile-dev/reconcile/adapters/http"
+	sqlep "github.com/reconcile-dev/reconcile/adapters/sql"
 	"github.com/reconcile-dev/reconcile/reconcile"
 )
 
@@ -73,7 +74,7 @@ func openHTTP(loc location, _ access) (*endpoint, error) {
 			return nil, err
 		}
 	}
-	c, err := remote.NewClient(loc.server, remote.ClientOptions{Token: tok})
+	c, err := remote.NewClient(loc.server, remote.ClientOptions{Token: tok, KeyFormatter: sqlep.KeyFormatterFor})
 	if err != nil {
 		return nil, err
 	}

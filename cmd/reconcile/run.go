@@ -222,7 +222,7 @@ func openJobEndpoint(ctx context.Context, req schedule.OpenRequest) (*schedule.O
 		if tok == "" {
 			tok = os.Getenv(tokenEnv)
 		}
-		c, err := remote.NewClient(loc.server, remote.ClientOptions{Token: tok})
+		c, err := remote.NewClient(loc.server, remote.ClientOptions{Token: tok, KeyFormatter: sqlep.KeyFormatterFor})
 		if err != nil {
 			return nil, err
 		}

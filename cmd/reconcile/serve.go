@@ -95,6 +95,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if ep.write != nil {
 		o.server.Load = serveLoad(ep)
 	}
+	if ep.table != nil {
+		o.server.KeyFormat = ep.table.KeyFormat() // clients name rows by their key columns
+	}
 	srv := remote.NewServer(ep.Endpoint, o.server)
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {

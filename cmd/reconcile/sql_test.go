@@ -210,6 +210,23 @@ func TestSQLIndexCLI(t *testing.T) {
 	}
 }
 
+// TestServedSQLNamesKeyColumns: a diff against a served SQL table, from either side, names
+// rows by the table's key columns (the server describes its keys in a header), not by the
+// key's bytes (0x8000000000000002).
+func TestServedSQLNamesKeyColumns(t *testing.T) {
+	a, _ := sqliteTable(t, "")
+	b := store(t, "b")
+	mustCLI(t, 0, itemLines, "load", a)
+	mustCLI(t, 0, "", "sync", a, b)
+	mustCLI(t, 0, `{"columns": {"id": 2, "name": "pear", "price": 3, "seen": null}, "version": 20}`+"\n", "load", a)
+	url, _ := startServe(t, a, "--listen", "127.0.0.1:0", "--read-only")
+	for _, args := range [][]string{{"diff", url, b}, {"diff", b, url}} {
+		if out := mustCLI(t, 1, "", args...); !strings.Contains(out, "changed  id=2 ") {
+			t.Errorf("%s: does not name id=2:\n%s", strings.Join(args, " "), out)
+		}
+	}
+}
+
 // TestServeMaintainedSQL: a served PostgreSQL table in maintained mode holds its
 // snapshot's read transaction across the session's requests. The server opened it with
 // the open request's context, whose end rolled the transaction back, so the next round
