@@ -103,13 +103,22 @@ func (h History) GenerateDrifted(s Sink, d Drift) (Stats, DriftStats, error) {
 	return st, ds, err
 }
 
+// Check reports a drift no store can be given: negative fractions or swaps, a rollback
+// fraction over 1. Callers check before they open a store, so nothing is created for it.
+func (d Drift) Check() error {
+	if d.Updates < 0 || d.Deletes < 0 || d.Inserts < 0 || d.Swaps < 0 || d.RollbackVersions < 0 || d.RollbackVersions > 1 || d.RollbackRows < 0 || d.BulkDelete < 0 {
+		return fmt.Errorf("drift: fractions and swaps must not be negative and the rollback fraction is at most 1")
+	}
+	return nil
+}
+
 // applyDrift writes the drift and calls rec, when set, with each differing key's class.
 func (h History) applyDrift(s Sink, d Drift, rec func([]byte, Class)) (DriftStats, error) {
 	if rec == nil {
 		rec = func([]byte, Class) {}
 	}
-	if d.Updates < 0 || d.Deletes < 0 || d.Inserts < 0 || d.Swaps < 0 || d.RollbackVersions < 0 || d.RollbackVersions > 1 || d.RollbackRows < 0 || d.BulkDelete < 0 {
-		return DriftStats{}, fmt.Errorf("drift: fractions and swaps must not be negative and the rollback fraction is at most 1")
+	if err := d.Check(); err != nil {
+		return DriftStats{}, err
 	}
 	var st *state
 	var err error

@@ -80,6 +80,14 @@ const (
 	ttlSpan      = 24 * int64(time.Hour)
 )
 
+// Check reports a history this generator cannot write (negative rows or ratios, a TTL
+// fraction over 1, more rows than it supports). Callers check before they open a store, so
+// nothing is created for it.
+func (h History) Check() error {
+	_, err := h.norm()
+	return err
+}
+
 func (h History) norm() (History, error) {
 	if h.Rows < 0 || h.DeleteRatio < 0 || h.UpdateRatio < 0 || h.TTLFraction < 0 || h.TTLFraction > 1 || h.Skew < 0 {
 		return h, fmt.Errorf("history: rows and ratios must not be negative and the TTL fraction is at most 1")

@@ -238,8 +238,8 @@ func intList(s string) ([]int, error) {
 	var out []int
 	for _, f := range benchList(s) {
 		n, err := strconv.Atoi(strings.ReplaceAll(f, "_", ""))
-		if err != nil || n < 0 {
-			return nil, fmt.Errorf("%q is not a row count", f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a row count (1 or more)", f)
 		}
 		out = append(out, n)
 	}

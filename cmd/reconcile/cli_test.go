@@ -546,3 +546,24 @@ func TestBadgerMaxRow(t *testing.T) {
 		t.Fatalf("%d rows, want 2", n)
 	}
 }
+
+// Flags no history or benchmark can take are refused before anything is created.
+func TestGenBenchBadFlags(t *testing.T) {
+	dst := store(t, "g")
+	for _, args := range [][]string{
+		{"gen", dst, "--rows", "-5"},
+		{"gen", dst, "--rows", "10", "--ttl-fraction", "2"},
+		{"gen", dst, "--rows", "10", "--drift-updates", "-0.1"},
+	} {
+		code, _, errOut := runCLI(t, "", args...)
+		if code != exitError || !strings.Contains(errOut, "nothing was written") || strings.Contains(errOut, "committed") {
+			t.Errorf("%s: exit %d, %q", strings.Join(args, " "), code, errOut)
+		}
+	}
+	if _, err := os.Stat(strings.TrimPrefix(dst, "badger://")); !os.IsNotExist(err) {
+		t.Fatalf("a refused gen left %s: %v", dst, err)
+	}
+	if code, _, errOut := runCLI(t, "", "bench", "--rows", "0", "--dir", t.TempDir()); code != exitError || !strings.Contains(errOut, "not a row count") {
+		t.Fatalf("bench --rows 0: exit %d, %q", code, errOut)
+	}
+}

@@ -105,6 +105,12 @@ func runGen(ctx context.Context, o genOptions) error {
 			return errors.New("gen --bulk writes a new history's final rows; a drift alone (--drift-only) is written as it is")
 		}
 	}
+	if err := h.Check(); err != nil {
+		return fmt.Errorf("gen: %w; nothing was written", err)
+	}
+	if err := o.drift.Check(); err != nil {
+		return fmt.Errorf("gen: %w; nothing was written", err)
+	}
 	if h.Now == 0 {
 		h.Now = time.Now().UnixNano()
 	}
