@@ -541,6 +541,15 @@ func TestBadgerMaxRow(t *testing.T) {
 	if code != exitError || !strings.Contains(errOut, "row too large") || !strings.Contains(errOut, "?max_row=SIZE") {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
+	// Into a new store, a failed load removes the store it created.
+	fresh := store(t, "fresh")
+	code, _, errOut = runCLI(t, small+big, "load", fresh+"?max_row=1KiB")
+	if code != exitError || !strings.Contains(errOut, "removed again") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if _, err := os.Stat(strings.TrimPrefix(fresh, "badger://")); !os.IsNotExist(err) {
+		t.Fatalf("a failed load left its new store: %v", err)
+	}
 	mustCLI(t, 0, big, "load", dst+"?max_row=4KiB")
 	if n := strings.Count(mustCLI(t, 0, "", "dump", dst), "\n"); n != 2 {
 		t.Fatalf("%d rows, want 2", n)

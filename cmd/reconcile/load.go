@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 
 	"github.com/urfave/cli/v2"
@@ -31,7 +32,8 @@ func loadCommand(std stdio) *cli.Command {
 			"(the JSON form of each type is in docs/canonical.md); a SQL load is one transaction.\n" +
 			"Every line is checked before anything is written: a malformed line stops the load\n" +
 			"with its line number and writes nothing. Rows are then committed in batches; if the\n" +
-			"store fails part way, the error says how many rows were committed.",
+			"store fails part way, the error says how many rows were committed (a Badger store\n" +
+			"the load created is removed again).",
 		ArgsUsage: "ENDPOINT [FILE|-]",
 		Flags:     []cli.Flag{jsonFlag()},
 		Action: func(c *cli.Context) error {
@@ -86,6 +88,15 @@ func runLoad(ctx context.Context, o loadOptions) error {
 		return err
 	}
 
+	// A Badger store this load creates is removed again if the load fails: every row in
+	// it came from this input, and an empty or partial new store left behind would pass
+	// for a copy of something.
+	fresh := false
+	if loc.scheme == "badger" {
+		if _, err := os.Stat(loc.path); errors.Is(err, fs.ErrNotExist) {
+			fresh = true
+		}
+	}
 	ep, err := openEndpoint(loc.raw, create)
 	if err != nil {
 		return err
@@ -100,6 +111,13 @@ func runLoad(ctx context.Context, o loadOptions) error {
 	res, err := writeOps(ctx, ep, ops, name, show)
 	done()
 	if err != nil {
+		if fresh {
+			closed = true
+			ep.Close()
+			if rerr := os.RemoveAll(loc.path); rerr == nil {
+				return fmt.Errorf("%w; %s was created by this load and is removed again, so nothing of it is left", err, loc.path)
+			}
+		}
 		return err
 	}
 	closed = true
