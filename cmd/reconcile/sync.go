@@ -50,8 +50,8 @@ type syncOptions struct {
 }
 
 // runSync runs a sync and prints its report. A refused sync returns exitError with a
-// message that says nothing was written; a sync that left rows quarantined or raced, or the target unequal after writing,
-// returns exitPartial.
+// message that says nothing was written; a sync that left rows quarantined or raced, or
+// the target unequal after writing, returns exitPartial.
 func runSync(ctx context.Context, o syncOptions) error {
 	opts := o.session
 	switch o.mode {
