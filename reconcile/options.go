@@ -44,6 +44,9 @@ type Options struct {
 	BatchBytes int
 	// Attempts is how many times one row is tried alone before it is quarantined.
 	Attempts int
+	// MaxDifferences is how many differing keys Report.Differences lists: 0 means
+	// DifferenceSample, a negative number every one.
+	MaxDifferences int
 	// Progress, when set, is called after each round and each apply batch.
 	Progress func(Progress)
 

@@ -45,7 +45,9 @@ type Report struct {
 	// RootTargetAfter is the target's root after a sync that wrote something.
 	RootTargetAfter string `json:"root_target_after,omitempty"`
 
-	// Differences lists up to DifferenceSample differing keys, for people.
+	// Differences lists differing keys for people: changed, then source-only, then
+	// target-only, each in key order, up to Options.MaxDifferences (DifferenceSample by
+	// default).
 	Differences []Difference `json:"differences,omitempty"`
 	// QuarantinedRows names each quarantined row and why.
 	QuarantinedRows []Quarantine `json:"quarantined_rows,omitempty"`
@@ -53,7 +55,7 @@ type Report struct {
 	now int64 // the session's clock, for reading the target root after a sync
 }
 
-// DifferenceSample caps Report.Differences.
+// DifferenceSample is the default cap of Report.Differences.
 const DifferenceSample = 20
 
 // Difference is one differing key.

@@ -936,9 +936,13 @@ func (s *session) classify() {
 	sort.Strings(s.tgtOnly)
 	sort.Strings(s.changed)
 	s.rep.OnlySource, s.rep.OnlyTarget, s.rep.Changed = len(s.srcOnly), len(s.tgtOnly), len(s.changed)
+	limit := s.opts.MaxDifferences
+	if limit == 0 {
+		limit = DifferenceSample
+	}
 	add := func(class string, keys []string) {
 		for _, k := range keys {
-			if len(s.rep.Differences) >= DifferenceSample {
+			if limit >= 0 && len(s.rep.Differences) >= limit {
 				return
 			}
 			d := Difference{Class: class, Key: s.keyString([]byte(k))}

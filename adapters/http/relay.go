@@ -61,18 +61,21 @@ type relayOptions struct {
 	MaxBatchRows     int    `json:"max_batch_rows,omitempty"`
 	BatchBytes       int    `json:"batch_bytes,omitempty"`
 	Attempts         int    `json:"attempts,omitempty"`
+	MaxDifferences   int    `json:"max_differences,omitempty"`
 }
 
 func relayOptionsOf(o reconcile.Options) relayOptions {
 	return relayOptions{Mode: string(o.Mode), DryRun: o.DryRun, MaxDelete: o.MaxDelete.String(), Force: o.Force,
 		Now: o.Now, Fanout: o.Fanout, LeafMax: o.LeafMax, FingerprintBytes: o.FingerprintBytes,
-		BatchRows: o.BatchRows, MaxBatchRows: o.MaxBatchRows, BatchBytes: o.BatchBytes, Attempts: o.Attempts}
+		BatchRows: o.BatchRows, MaxBatchRows: o.MaxBatchRows, BatchBytes: o.BatchBytes, Attempts: o.Attempts,
+		MaxDifferences: o.MaxDifferences}
 }
 
 func (r relayOptions) options() (reconcile.Options, error) {
 	o := reconcile.Options{Mode: reconcile.Mode(r.Mode), DryRun: r.DryRun, Force: r.Force, Now: r.Now,
 		Fanout: r.Fanout, LeafMax: r.LeafMax, FingerprintBytes: r.FingerprintBytes,
-		BatchRows: r.BatchRows, MaxBatchRows: r.MaxBatchRows, BatchBytes: r.BatchBytes, Attempts: r.Attempts}
+		BatchRows: r.BatchRows, MaxBatchRows: r.MaxBatchRows, BatchBytes: r.BatchBytes, Attempts: r.Attempts,
+		MaxDifferences: r.MaxDifferences}
 	if o.Mode == "" {
 		o.Mode = reconcile.Diff
 	}

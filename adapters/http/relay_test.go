@@ -31,7 +31,7 @@ func TestRelayModel(t *testing.T) {
 				_, _, cs := serve(t, src, ServerOptions{ReadOnly: true}, ClientOptions{})
 				_, _, ct := serve(t, dst, ServerOptions{}, ClientOptions{})
 				for _, mode := range []reconcile.Mode{reconcile.Diff, reconcile.Mirror} {
-					opts := reconcile.Options{Mode: mode, Now: testNow, Force: true, BatchRows: 5}
+					opts := reconcile.Options{Mode: mode, Now: testNow, Force: true, BatchRows: 5, MaxDifferences: -1}
 					local, err := reconcile.Run(ctx, srcA, dstA, opts)
 					if err != nil {
 						t.Fatal(err)
@@ -46,6 +46,9 @@ func TestRelayModel(t *testing.T) {
 					}
 					if rep.OnlySource != wantS || rep.OnlyTarget != wantD || rep.Changed != wantC {
 						t.Fatalf("%s found %d/%d/%d, naive %d/%d/%d", mode, rep.OnlySource, rep.OnlyTarget, rep.Changed, wantS, wantD, wantC)
+					}
+					if len(rep.Differences) != wantS+wantD+wantC { // MaxDifferences crossed to the source's server
+						t.Fatalf("%s: %d differences listed, want all %d", mode, len(rep.Differences), wantS+wantD+wantC)
 					}
 					if rep.Rounds != local.Rounds || rep.Upserted != local.Upserted || rep.Deleted != local.Deleted || rep.Raced != 0 {
 						t.Fatalf("%s: relayed %+v, in process %+v", mode, rep, local)

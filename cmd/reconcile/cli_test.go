@@ -576,3 +576,20 @@ func TestGenBenchBadFlags(t *testing.T) {
 		t.Fatalf("bench --rows 0: exit %d, %q", code, errOut)
 	}
 }
+
+// diff and sync list 20 differing keys unless --list asks for every one.
+func TestListDifferences(t *testing.T) {
+	src, dst := store(t, "src"), store(t, "dst")
+	mustCLI(t, 0, rowsJSONL(30, 1), "load", src)
+	mustCLI(t, 0, rowsJSONL(1, 1), "load", dst)
+	if out := mustCLI(t, exitDiffer, "", "diff", src, dst); !strings.Contains(out, "differences (20 of 29):") || strings.Count(out, "only_source  ") != 20 {
+		t.Fatalf("diff:\n%s", out)
+	}
+	if out := mustCLI(t, exitDiffer, "", "diff", src, dst, "--list"); !strings.Contains(out, "differences (29 of 29):") || strings.Count(out, "only_source  ") != 29 {
+		t.Fatalf("diff --list:\n%s", out)
+	}
+	var rep reconcile.Report
+	if err := json.Unmarshal([]byte(mustCLI(t, 0, "", "sync", src, dst, "--list", "--json")), &rep); err != nil || len(rep.Differences) != 29 || rep.Upserted != 29 {
+		t.Fatalf("sync --list --json: %v, %d differences, %d upserted", err, len(rep.Differences), rep.Upserted)
+	}
+}
