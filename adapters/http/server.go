@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -375,13 +376,20 @@ func (s *Server) handleLoad(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.work(r)
 	defer cancel()
 	out, err := s.opts.Load(ctx, body)
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+		if !strings.HasPrefix(msg, "load: ") {
+			msg = "load: " + msg
+		}
+	}
 	switch {
 	case errors.Is(err, ErrBadInput):
-		httpError(w, http.StatusBadRequest, "load: %v", err)
+		httpError(w, http.StatusBadRequest, "%s", msg)
 	case errors.Is(err, reconcile.ErrReadOnly):
-		httpError(w, http.StatusForbidden, "load: %v", err)
+		httpError(w, http.StatusForbidden, "%s", msg)
 	case err != nil:
-		httpError(w, http.StatusInternalServerError, "load: %v", err)
+		httpError(w, http.StatusInternalServerError, "%s", msg)
 	default:
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(out)

@@ -97,7 +97,6 @@ func TestParseRowLineErrors(t *testing.T) {
 	for line, want := range map[string]string{
 		`[1]`:            "not a JSON row object",
 		`{"version": 1}`: "needs key or key_b64",
-		`{"key": "a"}`:   "needs version",
 		`{"key": "a", "key_b64": "YQ==", "version": 1}`:                 "both key and key_b64",
 		`{"key_b64": "!!", "version": 1}`:                               "key_b64",
 		`{"key": "a", "version": 1, "value": "x", "value_b64": "eA=="}`: "both value and value_b64",
@@ -591,5 +590,25 @@ func TestListDifferences(t *testing.T) {
 	var rep reconcile.Report
 	if err := json.Unmarshal([]byte(mustCLI(t, 0, "", "sync", src, dst, "--list", "--json")), &rep); err != nil || len(rep.Differences) != 29 || rep.Upserted != 29 {
 		t.Fatalf("sync --list --json: %v, %d differences, %d upserted", err, len(rep.Differences), rep.Upserted)
+	}
+}
+
+// A row without "version" goes into a key-ordered store (which keeps none) and is refused,
+// with nothing written, by a version-ordered one.
+func TestLoadWithoutVersion(t *testing.T) {
+	line := `{"key": "a", "value": "x"}` + "\n"
+	keyed := store(t, "keyed") + "?ordering=key"
+	mustCLI(t, 0, line, "load", keyed)
+	if got := mustCLI(t, 0, "", "dump", keyed); got != `{"key":"a","version":0,"value":"x"}`+"\n" {
+		t.Fatalf("dump: %s", got)
+	}
+	versioned := store(t, "versioned")
+	mustCLI(t, 0, rowsJSONL(3, 1), "load", versioned)
+	code, _, errOut := runCLI(t, rowsJSONL(2, 10)+line, "load", versioned)
+	if code != exitError || !strings.Contains(errOut, "line 3: needs version") || !strings.Contains(errOut, "nothing was written") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if got := mustCLI(t, 0, "", "dump", versioned); strings.Count(got, "\n") != 3 {
+		t.Fatalf("a refused load wrote rows:\n%s", got)
 	}
 }

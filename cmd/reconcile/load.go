@@ -15,6 +15,7 @@ import (
 
 	remote "github.com/reconcile-dev/reconcile/adapters/http"
 	"github.com/reconcile-dev/reconcile/bench"
+	"github.com/reconcile-dev/reconcile/merkle"
 )
 
 func loadCommand(std stdio) *cli.Command {
@@ -168,14 +169,14 @@ func loadRemote(ctx context.Context, o loadOptions, loc location, in io.Reader, 
 // serveLoad is the server's POST /v1/load: the request body is the input of load.
 func serveLoad(ep *endpoint) func(ctx context.Context, body []byte) ([]byte, error) {
 	return func(ctx context.Context, body []byte) ([]byte, error) {
-		ops, err := readRowLines(ctx, bytes.NewReader(body), "request body")
+		ops, err := readRowLines(ctx, bytes.NewReader(body), "input")
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, err // the server gave up, not a bad line
 			}
 			return nil, inputError{err}
 		}
-		res, err := writeOps(ctx, ep, ops, "request body", func(string) {})
+		res, err := writeOps(ctx, ep, ops, "input", func(string) {})
 		if err != nil {
 			return nil, err
 		}
@@ -233,7 +234,14 @@ func writeOps(ctx context.Context, ep *endpoint, ops []rowOp, name string, show 
 func resolveRows(ep *endpoint, ops []rowOp, name string) ([]rowOp, error) {
 	out := ops[:0]
 	last := map[string]int{}
+	versioned := true
+	if o, ok := ep.Endpoint.(interface{ Ordering() merkle.Ordering }); ok {
+		versioned = o.Ordering() == merkle.VersionOrder
+	}
 	for _, op := range ops {
+		if op.noVersion && versioned {
+			return nil, fmt.Errorf("load: %s line %d: needs version (this store is in version order; only a key-ordered one takes rows without); nothing was written", name, op.line)
+		}
 		if op.columns != nil {
 			if ep.table == nil {
 				return nil, fmt.Errorf("load: %s line %d: columns objects are for SQL tables; a %s store takes key and value; nothing was written", name, op.line, ep.loc.scheme)

@@ -44,6 +44,9 @@ type rowOp struct {
 	delete  bool
 	line    int
 	columns map[string]json.RawMessage
+	// noVersion marks a put without "version": allowed only into a key-ordered store,
+	// which keeps no versions (checked once the store is open, in resolveRows).
+	noVersion bool
 }
 
 // parseRowLine decodes and validates one line.
@@ -81,13 +84,15 @@ func parseRowLine(line []byte) (rowOp, error) {
 		op.delete = true
 		return op, nil
 	}
-	if l.Version == nil {
-		return rowOp{}, errors.New("needs version")
-	}
 	if l.ExpiresAt < 0 {
 		return rowOp{}, errors.New("expires_at must be unix nanoseconds, 0 or more")
 	}
-	op.row.Version, op.row.ExpiresAt = *l.Version, l.ExpiresAt
+	if l.Version == nil {
+		op.noVersion = true
+	} else {
+		op.row.Version = *l.Version
+	}
+	op.row.ExpiresAt = l.ExpiresAt
 	if op.columns != nil {
 		return op, nil
 	}

@@ -111,7 +111,7 @@ func TestServeDiffSync(t *testing.T) {
 
 	// load into the server: checked first, then written as load on its machine would.
 	code, _, errOut := runCLI(t, `{"key": "new", "version": 1, "value": "n"}`+"\n"+`{"key": 5}`+"\n", "load", url)
-	if code != exitError || !strings.Contains(errOut, "line 2") || strings.Count(errOut, "\n") != 1 {
+	if code != exitError || !strings.Contains(errOut, "load: input line 2") || strings.Contains(errOut, "load: load") || strings.Count(errOut, "\n") != 1 {
 		t.Fatalf("malformed load over HTTP: exit %d, %q", code, errOut)
 	}
 	mustCLI(t, 0, "", "diff", src, url) // nothing of it was written
