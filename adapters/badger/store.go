@@ -233,7 +233,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		// Badger formats the flock failure with %+v, not %w: its text is all there is.
 		if strings.Contains(err.Error(), "Another process is using this Badger database") {
-			return nil, fmt.Errorf("badger store %s is in use by another process (close it and retry)", path)
+			return nil, fmt.Errorf("badger store %s is in use by another process (close it and retry; if `reconcile serve` holds it, use the server's http(s):// URL instead)", path)
 		}
 		// Badger formats its write-ahead log's replay error with %+v too.
 		if opts.ReadOnly && strings.Contains(err.Error(), bdg.ErrTruncateNeeded.Error()) {

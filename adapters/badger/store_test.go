@@ -244,7 +244,7 @@ func TestLocked(t *testing.T) {
 	dir := t.TempDir()
 	openT(t, dir, Options{})
 	_, err := Open(dir, Options{})
-	want := fmt.Sprintf("badger store %s is in use by another process (close it and retry)", dir)
+	want := fmt.Sprintf("badger store %s is in use by another process (close it and retry; if `reconcile serve` holds it, use the server's http(s):// URL instead)", dir)
 	if err == nil || err.Error() != want {
 		t.Fatalf("second open: %v; want %q", err, want)
 	}
