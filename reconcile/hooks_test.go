@@ -280,3 +280,11 @@ func TestDiverged(t *testing.T) {
 		}
 	}
 }
+
+func TestPrintableKey(t *testing.T) {
+	for k, want := range map[string]string{"": `""`, "user/1": "user/1", "a\x00": "0x6100", "\xff": "0xff", "é": "é"} {
+		if got := reconcile.PrintableKey([]byte(k)); got != want {
+			t.Errorf("%q: %q, want %q", k, got, want)
+		}
+	}
+}

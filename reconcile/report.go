@@ -147,8 +147,12 @@ func KeyText(k []byte, eps ...any) string {
 	return PrintableKey(k)
 }
 
-// PrintableKey renders a key for people: as is when it is printable UTF-8, else 0x-hex.
+// PrintableKey renders a key for people: as is when it is printable UTF-8, else 0x-hex;
+// the empty key as "".
 func PrintableKey(k []byte) string {
+	if len(k) == 0 {
+		return `""` // the empty key, which would otherwise print as nothing at all
+	}
 	if utf8.Valid(k) {
 		printable := true
 		for _, r := range string(k) {
