@@ -44,6 +44,9 @@ type ClientOptions struct {
 	// header) into the formatter the client's FormatKey uses; it returns nil for a format it
 	// does not know. The CLI passes sql.KeyFormatterFor.
 	KeyFormatter func(format string) reconcile.KeyFormatter
+	// TokenSource says where Token came from ("RECONCILE_TOKEN", "?token_file=/etc/t"),
+	// and TokenHelp how to give a token, for the message of a refused one (both optional).
+	TokenSource, TokenHelp string
 }
 
 func (o ClientOptions) defaults() ClientOptions {
@@ -324,9 +327,16 @@ func (c *Client) check(resp *http.Response, body []byte, what string) error {
 	switch resp.StatusCode {
 	case http.StatusUnauthorized:
 		if c.opts.Token == "" {
-			e.Msg = fmt.Sprintf("%s: the server at %s refused the token: it wants one and none was given: set RECONCILE_TOKEN or add ?token_file=FILE to the URL", what, c.base)
+			e.Msg = fmt.Sprintf("%s: the server at %s wants a token and none was given", what, c.base)
+			if c.opts.TokenHelp != "" {
+				e.Msg += ": " + c.opts.TokenHelp
+			}
 		} else {
-			e.Msg = fmt.Sprintf("%s: the server at %s refused the token: the one given (from ?token_file= or RECONCILE_TOKEN) is not the server's: check it against the server's --token-file", what, c.base)
+			from := ""
+			if c.opts.TokenSource != "" {
+				from = " (from " + c.opts.TokenSource + ")"
+			}
+			e.Msg = fmt.Sprintf("%s: the server at %s refused the token: the one given%s is not the server's: check it against the server's --token-file", what, c.base, from)
 		}
 		e.err = reconcile.ErrSessionLost
 	case http.StatusForbidden:

@@ -67,14 +67,16 @@ func readToken(path string) (string, error) {
 }
 
 func openHTTP(loc location, _ access) (*endpoint, error) {
-	tok := os.Getenv(tokenEnv)
+	tok, from := os.Getenv(tokenEnv), tokenEnv
 	if loc.tokenFile != "" {
 		var err error
 		if tok, err = readToken(loc.tokenFile); err != nil {
 			return nil, err
 		}
+		from = "?token_file=" + loc.tokenFile
 	}
-	c, err := remote.NewClient(loc.server, remote.ClientOptions{Token: tok, KeyFormatter: sqlep.KeyFormatterFor})
+	c, err := remote.NewClient(loc.server, remote.ClientOptions{Token: tok, KeyFormatter: sqlep.KeyFormatterFor,
+		TokenSource: from, TokenHelp: "set " + tokenEnv + " or add ?token_file=FILE to the URL"})
 	if err != nil {
 		return nil, err
 	}

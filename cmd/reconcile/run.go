@@ -213,16 +213,18 @@ func openJobEndpoint(ctx context.Context, req schedule.OpenRequest) (*schedule.O
 	}
 	switch {
 	case loc.server != "":
-		tok := req.Token
+		tok, from := req.Token, "the job's token-file or token-env"
 		if tok == "" && loc.tokenFile != "" {
 			if tok, err = readToken(loc.tokenFile); err != nil {
 				return nil, err
 			}
+			from = "?token_file=" + loc.tokenFile
 		}
 		if tok == "" {
-			tok = os.Getenv(tokenEnv)
+			tok, from = os.Getenv(tokenEnv), tokenEnv
 		}
-		c, err := remote.NewClient(loc.server, remote.ClientOptions{Token: tok, KeyFormatter: sqlep.KeyFormatterFor})
+		c, err := remote.NewClient(loc.server, remote.ClientOptions{Token: tok, KeyFormatter: sqlep.KeyFormatterFor,
+			TokenSource: from, TokenHelp: "give the job's endpoint a token-file or token-env (or ?token_file= in its URL, or " + tokenEnv + ")"})
 		if err != nil {
 			return nil, err
 		}

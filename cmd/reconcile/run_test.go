@@ -291,3 +291,28 @@ func TestRunRelay(t *testing.T) {
 		t.Fatalf("roots differ: %s %s", a, b)
 	}
 }
+
+// A job whose token the server refuses says where the token came from: the job's own
+// token-env here, not the command line's RECONCILE_TOKEN or ?token_file=.
+func TestRunWrongTokenNamesItsSource(t *testing.T) {
+	src, dst := store(t, "src"), store(t, "dst")
+	mustCLI(t, 0, rowsJSONL(5, 1), "load", src)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("sesame\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	served, _ := startServe(t, dst, "--listen", "127.0.0.1:0", "--token-file", tokenFile)
+	t.Setenv("TEST_JOB_TOKEN", "not-sesame")
+	cfg := writeConfig(t, `
+jobs:
+  - name: push
+    source: `+src+`
+    target: {url: '`+served+`', token-env: TEST_JOB_TOKEN}
+    mode: mirror
+    interval: 1h
+`)
+	code, out, _ := runCLI(t, "", "run", "--config", cfg, "--once")
+	if code != exitError || !strings.Contains(out, "the one given (from the job's token-file or token-env) is not the server's") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}

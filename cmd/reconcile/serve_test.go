@@ -157,7 +157,7 @@ func TestServeTokenReadOnly(t *testing.T) {
 
 	t.Setenv(tokenEnv, "")
 	code, _, errOut := runCLI(t, "", "diff", src, url)
-	if code != exitError || !strings.Contains(errOut, "none was given") {
+	if code != exitError || !strings.Contains(errOut, "none was given: set RECONCILE_TOKEN or add ?token_file=FILE") {
 		t.Fatalf("no token: exit %d %q", code, errOut)
 	}
 	wrong := filepath.Join(t.TempDir(), "wrong")
@@ -165,7 +165,7 @@ func TestServeTokenReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, _, errOut = runCLI(t, "", "diff", src, url+"?token_file="+wrong)
-	if code != exitError || !strings.Contains(errOut, "is not the server's") || strings.Contains(errOut, "tok-12") {
+	if code != exitError || !strings.Contains(errOut, "the one given (from ?token_file="+wrong+") is not the server's") || strings.Contains(errOut, "tok-12") {
 		t.Fatalf("wrong token: exit %d %q", code, errOut)
 	}
 	mustCLI(t, 1, "", "diff", src, url+"?token_file="+tokFile)
