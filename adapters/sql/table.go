@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/sync/errgroup"
 
@@ -165,7 +166,11 @@ func Open(ctx context.Context, cfg Config) (*Table, error) {
 
 func (t *Table) load(ctx context.Context) error {
 	if err := t.db.PingContext(ctx); err != nil {
-		return fmt.Errorf("connect to %s: %s", t.cfg.Dialect, oneLine(t.d.dbErr(err).Error()))
+		msg := oneLine(t.d.dbErr(err).Error())
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			msg += " (is the server running, and listening at the URL's host and port?)"
+		}
+		return fmt.Errorf("connect to %s: %s", t.cfg.Dialect, msg)
 	}
 	cols, err := t.d.columns(ctx, t.db, t.cfg.Table)
 	if err != nil {

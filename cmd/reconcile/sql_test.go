@@ -3,6 +3,7 @@ package main
 import (
 	"database/sql"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,7 +112,15 @@ func TestSyncDivergedTarget(t *testing.T) {
 func TestSQLBadEndpoints(t *testing.T) {
 	ep, _ := sqliteTable(t, ", shape geometry")
 	base := strings.TrimSuffix(ep, "?table=items&version=ver")
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // a port nothing listens on once closed
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
 	for _, tc := range []struct{ url, err string }{
+		{"postgres://u@" + closed + "/db?table=x", "is the server running"},
+		{"mysql://u@" + closed + "/db?table=x", "is the server running"},
 		{base + "?table=nope", "table nope not found"},
 		{base + "?table=items&version=missing", `no column "missing"`},
 		{base + "?table=items&key=name", "key name is not unique"},
