@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/reconcile-dev/reconcile/merkle"
@@ -238,11 +239,15 @@ func (c *Client) do(ctx context.Context, cl call) (*http.Response, []byte, error
 		}
 		return resp, body, nil
 	}
+	hint := ""
+	if errors.Is(lastErr, syscall.ECONNREFUSED) {
+		hint = "; is `reconcile serve` running there?"
+	}
 	var ue *url.Error
 	if errors.As(lastErr, &ue) {
 		lastErr = ue.Err
 	}
-	return nil, nil, fmt.Errorf("%s: %s %s%s: %v (gave up after %d attempts)", cl.what, cl.method, c.base, cl.path, lastErr, c.opts.Attempts)
+	return nil, nil, fmt.Errorf("%s: %s %s%s: %v (gave up after %d attempts%s)", cl.what, cl.method, c.base, cl.path, lastErr, c.opts.Attempts, hint)
 }
 
 func (c *Client) sleep(ctx context.Context, attempt int) error {

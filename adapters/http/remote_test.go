@@ -755,3 +755,22 @@ func TestKeyFormatHeader(t *testing.T) {
 		}
 	}
 }
+
+// Nothing listening at the server's address: the client retries, then says so and asks
+// whether the server runs there.
+func TestConnectionRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	c, err := NewClient("http://"+addr, ClientOptions{Attempts: 2, Backoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Root(context.Background(), 0)
+	if err == nil || !strings.Contains(err.Error(), "gave up after 2 attempts; is `reconcile serve` running there?") {
+		t.Fatalf("%v", err)
+	}
+}
