@@ -405,3 +405,16 @@ func FuzzKeyFormatterFor(f *testing.F) {
 		}
 	})
 }
+
+func TestDedupe(t *testing.T) {
+	for in, want := range map[string]string{
+		"failed to connect: a: refused; a: refused": "failed to connect: a: refused",
+		"failed to connect: a: refused; b: timeout": "failed to connect: a: refused; b: timeout",
+		"one":     "one",
+		"x; y; x": "x; y",
+	} {
+		if got := dedupe(in); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+}

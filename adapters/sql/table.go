@@ -166,7 +166,7 @@ func Open(ctx context.Context, cfg Config) (*Table, error) {
 
 func (t *Table) load(ctx context.Context) error {
 	if err := t.db.PingContext(ctx); err != nil {
-		msg := oneLine(t.d.dbErr(err).Error())
+		msg := dedupe(oneLine(t.d.dbErr(err).Error()))
 		if errors.Is(err, syscall.ECONNREFUSED) {
 			msg += " (is the server running, and listening at the URL's host and port?)"
 		}
@@ -275,6 +275,19 @@ func oneLine(s string) string {
 		lines[i] = strings.TrimSpace(lines[i])
 	}
 	return strings.ReplaceAll(strings.Join(slices.DeleteFunc(lines, func(l string) bool { return l == "" }), "; "), ":; ", ": ")
+}
+
+// dedupe drops the parts of a "; "-separated message that an earlier part ends with: pgx
+// reports each connection attempt (with TLS, then without, under sslmode=prefer), and
+// they fail alike when nothing listens.
+func dedupe(msg string) string {
+	var kept []string
+	for _, p := range strings.Split(msg, "; ") {
+		if !slices.ContainsFunc(kept, func(k string) bool { return strings.HasSuffix(k, p) }) {
+			kept = append(kept, p)
+		}
+	}
+	return strings.Join(kept, "; ")
 }
 
 func isUnique(key []string, uniques [][]string) bool {
