@@ -88,8 +88,9 @@ func (s *session) mirror(ctx context.Context) error {
 			continue
 		}
 		s.rep.Quarantined++
-		s.rep.QuarantinedRows = append(s.rep.QuarantinedRows, Quarantine{Key: s.keyString([]byte(k)), Error: err.Error()})
-		s.log.Warn("apply: row quarantined", "key", s.keyString([]byte(k)), "attempts", attempts[k], "error", err)
+		name := s.keyString([]byte(k))
+		s.rep.QuarantinedRows = append(s.rep.QuarantinedRows, Quarantine{Key: name, Error: err.Error()})
+		s.log.Warn("apply: row quarantined", "key", name, "attempts", attempts[k], "error", err)
 		plan = plan[1:]
 		size = s.opts.BatchRows
 		if quarantineRun++; quarantineRun >= maxQuarantineRun {

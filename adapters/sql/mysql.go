@@ -171,11 +171,14 @@ func (mysql) dbErr(err error) error {
 			return fmt.Errorf("mysql: %s: check the database name in the URL", me.Message)
 		}
 		if strings.Contains(me.Message, "max_allowed_packet") {
-			return fmt.Errorf("%w: the row is larger than the server's max_allowed_packet; raise it on the server (SET GLOBAL max_allowed_packet = 1073741824, and in its config file) and run the sync again", err)
+			return fmt.Errorf("%w: %s", err, maxPacketHint)
 		}
 	}
 	if errors.Is(err, driver.ErrPktTooLarge) {
-		return fmt.Errorf("%w: the statement is larger than the server's max_allowed_packet; raise it on the server (SET GLOBAL max_allowed_packet = 1073741824, and in its config file) and run the sync again", err)
+		return fmt.Errorf("%w: %s", err, maxPacketHint)
 	}
 	return err
 }
+
+// maxPacketHint follows an error about a row over the server's max_allowed_packet.
+const maxPacketHint = "the row is larger than the server's max_allowed_packet; raise it on the server (SET GLOBAL max_allowed_packet = 1073741824, and in its config file) and run the sync again"

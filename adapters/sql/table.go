@@ -70,7 +70,7 @@ func (t *Table) FormatKey(k []byte) string { return keyColumns(t.keyCols).Format
 
 // KeyFormat describes the table's key to a peer that formats keys without the table (a
 // client of `reconcile serve`, see docs/http.md): "sql/1 " and each key column's
-// percent-escaped name and class, "sql/1 tenant:text,id:int". KeyFormatterFor reads it.
+// query-escaped name and class, "sql/1 tenant:text,id:int". KeyFormatterFor reads it.
 func (t *Table) KeyFormat() string {
 	var b strings.Builder
 	b.WriteString(keyFormatPrefix)

@@ -61,9 +61,9 @@ func run(ctx context.Context, args []string, std stdio) int {
 		}
 	}
 	msg := err.Error()
-	if ctx.Err() != nil && errors.Is(err, context.Canceled) && !strings.Contains(msg, "interrupted") {
-		// Commands that say what an interrupt left behind do; for the others, at least
-		// name the cause.
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		// Commands that say what an interrupt left behind (sync, load) return their own
+		// error, which wraps no context.Canceled; the others at least name the cause.
 		msg += " (interrupted)"
 	}
 	fmt.Fprintf(std.err, "reconcile: %s\n", msg)

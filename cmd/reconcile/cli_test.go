@@ -40,6 +40,17 @@ func mustCLI(t *testing.T, want int, stdin string, args ...string) string {
 	return out
 }
 
+// tempFile writes content to a new file called name in a test directory and returns its
+// path.
+func tempFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func store(t *testing.T, name string) string {
 	return "badger://" + filepath.ToSlash(filepath.Join(t.TempDir(), name))
 }

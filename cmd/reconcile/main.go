@@ -1,8 +1,8 @@
 // Command reconcile finds and repairs the differences between two copies of a keyspace by
 // comparing their version-range Merkle indexes. Run `reconcile --help` for the commands;
 // exit status 0 means in sync (or synced), 1 differences found by diff, 2 an error
-// (nothing was written by a refused sync), 3 finished with quarantined or raced rows, or with a target that
-// still differs from the source after every row was written.
+// (nothing was written by a refused sync), 3 finished with quarantined or raced rows, or
+// with a target that still differs from the source after every row was written.
 package main
 
 import (

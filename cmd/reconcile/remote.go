@@ -67,20 +67,29 @@ func readToken(path string) (string, error) {
 }
 
 func openHTTP(loc location, _ access) (*endpoint, error) {
-	tok, from := os.Getenv(tokenEnv), tokenEnv
-	if loc.tokenFile != "" {
-		var err error
-		if tok, err = readToken(loc.tokenFile); err != nil {
-			return nil, err
-		}
-		from = "?token_file=" + loc.tokenFile
-	}
-	c, err := remote.NewClient(loc.server, remote.ClientOptions{Token: tok, KeyFormatter: sqlep.KeyFormatterFor,
-		TokenSource: from, TokenHelp: "set " + tokenEnv + " or add ?token_file=FILE to the URL"})
+	c, err := httpClient(loc, "", "", "set "+tokenEnv+" or add ?token_file=FILE to the URL")
 	if err != nil {
 		return nil, err
 	}
 	return &endpoint{Endpoint: remoteEndpoint{c: c, url: loc.server}, loc: loc, remote: c}, nil
+}
+
+// httpClient returns a client for loc's server. Its token is token (given, from where
+// from says) when set, else the URL's ?token_file=, else RECONCILE_TOKEN; help tells how
+// to give one, for the message of a server that wants one.
+func httpClient(loc location, token, from, help string) (*remote.Client, error) {
+	if token == "" && loc.tokenFile != "" {
+		var err error
+		if token, err = readToken(loc.tokenFile); err != nil {
+			return nil, err
+		}
+		from = "?token_file=" + loc.tokenFile
+	}
+	if token == "" {
+		token, from = os.Getenv(tokenEnv), tokenEnv
+	}
+	return remote.NewClient(loc.server, remote.ClientOptions{Token: token, KeyFormatter: sqlep.KeyFormatterFor,
+		TokenSource: from, TokenHelp: help})
 }
 
 // remoteEndpoint stands for an http(s) endpoint where the commands expect a

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -213,18 +212,8 @@ func openJobEndpoint(ctx context.Context, req schedule.OpenRequest) (*schedule.O
 	}
 	switch {
 	case loc.server != "":
-		tok, from := req.Token, "the job's token-file or token-env"
-		if tok == "" && loc.tokenFile != "" {
-			if tok, err = readToken(loc.tokenFile); err != nil {
-				return nil, err
-			}
-			from = "?token_file=" + loc.tokenFile
-		}
-		if tok == "" {
-			tok, from = os.Getenv(tokenEnv), tokenEnv
-		}
-		c, err := remote.NewClient(loc.server, remote.ClientOptions{Token: tok, KeyFormatter: sqlep.KeyFormatterFor,
-			TokenSource: from, TokenHelp: "give the job's endpoint a token-file or token-env (or ?token_file= in its URL, or " + tokenEnv + ")"})
+		c, err := httpClient(loc, req.Token, "the job's token-file or token-env",
+			"give the job's endpoint a token-file or token-env (or ?token_file= in its URL, or "+tokenEnv+")")
 		if err != nil {
 			return nil, err
 		}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,11 +20,7 @@ import (
 // writeConfig writes a jobs file and returns its path.
 func writeConfig(t *testing.T, yaml string) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "jobs.yaml")
-	if err := os.WriteFile(p, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return tempFile(t, "jobs.yaml", yaml)
 }
 
 // TestRunOnce runs Badger and SQLite jobs once through the command line: the exit status
@@ -126,10 +121,7 @@ func TestRunErrors(t *testing.T) {
 func TestRunDaemon(t *testing.T) {
 	src, dst := store(t, "src"), store(t, "dst")
 	mustCLI(t, 0, rowsJSONL(80, 100), "load", src)
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte("sesame\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokenFile := tempFile(t, "token", "sesame\n")
 	served, stopServe := startServe(t, dst, "--listen", "127.0.0.1:0", "--token-file", tokenFile)
 	cfg := writeConfig(t, `
 grace-period: 5s
@@ -297,10 +289,7 @@ func TestRunRelay(t *testing.T) {
 func TestRunWrongTokenNamesItsSource(t *testing.T) {
 	src, dst := store(t, "src"), store(t, "dst")
 	mustCLI(t, 0, rowsJSONL(5, 1), "load", src)
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte("sesame\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokenFile := tempFile(t, "token", "sesame\n")
 	served, _ := startServe(t, dst, "--listen", "127.0.0.1:0", "--token-file", tokenFile)
 	t.Setenv("TEST_JOB_TOKEN", "not-sesame")
 	cfg := writeConfig(t, `

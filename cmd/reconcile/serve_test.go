@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -149,10 +147,7 @@ func TestServeTokenReadOnly(t *testing.T) {
 	src, dst := store(t, "src"), store(t, "dst")
 	mustCLI(t, 0, rowsJSONL(20, 100), "load", src)
 	mustCLI(t, 0, rowsJSONL(10, 100), "load", dst)
-	tokFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokFile, []byte("  tok-123\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokFile := tempFile(t, "token", "  tok-123\n")
 	url, _ := startServe(t, dst, "--listen", "127.0.0.1:0", "--token-file", tokFile, "--read-only")
 
 	t.Setenv(tokenEnv, "")
@@ -160,10 +155,7 @@ func TestServeTokenReadOnly(t *testing.T) {
 	if code != exitError || !strings.Contains(errOut, "none was given: set RECONCILE_TOKEN or add ?token_file=FILE") {
 		t.Fatalf("no token: exit %d %q", code, errOut)
 	}
-	wrong := filepath.Join(t.TempDir(), "wrong")
-	if err := os.WriteFile(wrong, []byte("tok-124\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	wrong := tempFile(t, "wrong", "tok-124\n")
 	code, _, errOut = runCLI(t, "", "diff", src, url+"?token_file="+wrong)
 	if code != exitError || !strings.Contains(errOut, "the one given (from ?token_file="+wrong+") is not the server's") || strings.Contains(errOut, "tok-12") {
 		t.Fatalf("wrong token: exit %d %q", code, errOut)

@@ -127,13 +127,15 @@ var jobName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 // add nothing more about it.
 type problems struct {
 	list    []problem
-	settled map[string]bool // where + "\x00" + field
+	settled map[string]bool // by fieldKey
 }
 
 type problem struct{ where, msg string }
 
+func fieldKey(where, field string) string { return where + "\x00" + field }
+
 func (p *problems) add(where, field, format string, args ...any) {
-	if p.settled[where+"\x00"+field] {
+	if p.settled[fieldKey(where, field)] {
 		return
 	}
 	msg := fmt.Sprintf(format, args...)
@@ -153,7 +155,7 @@ func (p *problems) settle(where, field string) {
 	if p.settled == nil {
 		p.settled = map[string]bool{}
 	}
-	p.settled[where+"\x00"+field] = true
+	p.settled[fieldKey(where, field)] = true
 }
 
 // err lists the problems grouped by job (the file's own settings first), each group in
