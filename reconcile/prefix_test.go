@@ -56,9 +56,13 @@ func descents(t *testing.T, src, dst *memory.Store, wantS, wantT, wantC int) int
 // prefixes one for one then pairs the wrong entries, and the differences found stop
 // adding up to the roots' difference (a second pass); settleLeaf instead fetches every
 // entry with a prefix the sides hold in different numbers. Neither store pair can make a
-// source-only and a target-only entry collide, so one pass must always do.
+// source-only and a target-only entry collide, so one pass must always do. The nonce is
+// fixed: fingerprints are as short as a round allows, so with a random nonce about one
+// session in 1,000 has a fingerprint collision and runs a second pass by design (this test
+// failed that way once in CI; 16 of 12,000 nonces tried do it).
 func TestPrefixSharedWithCommonEntry(t *testing.T) {
 	defer reconcile.SetPrefixBits(8)()
+	defer reconcile.FixNonce()()
 	for seed := 0; seed < 8; seed++ {
 		drop := func(i int) bool { return (i*7919+seed*104729)%97 == 0 } // about 1%
 		src, dst := prefixPair(5000, func(i int, r *reconcile.Row) bool { return !drop(i) })
