@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -285,6 +286,24 @@ func TestPrintableKey(t *testing.T) {
 	for k, want := range map[string]string{"": `""`, "user/1": "user/1", "a\x00": "0x6100", "\xff": "0xff", "é": "é"} {
 		if got := reconcile.PrintableKey([]byte(k)); got != want {
 			t.Errorf("%q: %q, want %q", k, got, want)
+		}
+	}
+}
+
+func TestFormatVersionAs(t *testing.T) {
+	for _, tc := range []struct {
+		format string
+		v      uint64
+		want   string
+	}{
+		{reconcile.VersionUnixNano, 1796355600428169000, "2026-12-04T03:40:00.428169Z"},
+		{reconcile.VersionUnixNano, 0, "1970-01-01T00:00:00Z"},
+		{reconcile.VersionUnixNano, math.MaxInt64 + 1, ""}, // no instant: the number shows
+		{"", 5, ""},
+		{"ticks", 5, ""},
+	} {
+		if got := reconcile.FormatVersionAs(tc.format, tc.v); got != tc.want {
+			t.Errorf("%q %d: %q, want %q", tc.format, tc.v, got, tc.want)
 		}
 	}
 }

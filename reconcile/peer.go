@@ -112,6 +112,15 @@ func (l *Local) FormatKey(k []byte) string {
 	return ""
 }
 
+// FormatVersion renders a version as the endpoint's VersionFormatter does, or "" when it
+// has none.
+func (l *Local) FormatVersion(v uint64) string {
+	if f, ok := l.ep.(VersionFormatter); ok {
+		return f.FormatVersion(v)
+	}
+	return ""
+}
+
 // Open opens a snapshot of the endpoint at req.Now and starts the session.
 func (l *Local) Open(ctx context.Context, req *OpenRequest) (*OpenResponse, error) {
 	frame := EncodeOpenRequest(req)

@@ -4,6 +4,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
+	"time"
 	"unicode/utf8"
 )
 
@@ -64,6 +66,11 @@ type Difference struct {
 	Key           string `json:"key"`   // for people: KeyFormatter's form, else UTF-8 as is, else 0x-hex
 	SourceVersion uint64 `json:"source_version,omitempty"`
 	TargetVersion uint64 `json:"target_version,omitempty"`
+	// SourceVersionText and TargetVersionText render the versions for people where an
+	// endpoint's versions mean more than their number (VersionFormatter): a SQL table's
+	// timestamp version column gives "2026-12-04T03:40:00.428169Z". Empty otherwise.
+	SourceVersionText string `json:"source_version_text,omitempty"`
+	TargetVersionText string `json:"target_version_text,omitempty"`
 }
 
 // Quarantine is one row that kept failing to apply.
@@ -128,6 +135,41 @@ func (e *DeleteGuardError) Unwrap() error { return ErrDeleteGuard }
 // decode. A session uses its own endpoint's, else its peer's, else PrintableKey.
 type KeyFormatter interface {
 	FormatKey(key []byte) string
+}
+
+// VersionFormatter is implemented by endpoints whose versions stand for something people
+// read in another form, such as a SQL table's timestamp version column (unix
+// nanoseconds). FormatVersion renders a version for reports, and returns "" where the
+// number says it best. A session uses its own endpoint's, else its peer's.
+type VersionFormatter interface {
+	FormatVersion(version uint64) string
+}
+
+// VersionUnixNano is the version format of endpoints whose versions are instants in unix
+// nanoseconds (a SQL table's timestamp version column); FormatVersionAs renders them as
+// RFC 3339 times in UTC.
+const VersionUnixNano = "unix-ns"
+
+// FormatVersionAs renders v as its version format says (VersionUnixNano), or "" for
+// plain numbers, an unknown format or a version the format cannot hold.
+func FormatVersionAs(format string, v uint64) string {
+	if format != VersionUnixNano || v > math.MaxInt64 {
+		return ""
+	}
+	return time.Unix(0, int64(v)).UTC().Format(time.RFC3339Nano)
+}
+
+// versionString renders v for people, "" where the number says it best (see
+// VersionFormatter).
+func (s *session) versionString(v uint64) string {
+	for _, ep := range []any{s.local, s.peer} {
+		if f, ok := ep.(VersionFormatter); ok {
+			if t := f.FormatVersion(v); t != "" {
+				return t
+			}
+		}
+	}
+	return ""
 }
 
 // keyString renders k for people: with the KeyFormatter of the session's own endpoint or

@@ -947,10 +947,10 @@ func (s *session) classify() {
 			}
 			d := Difference{Class: class, Key: s.keyString([]byte(k))}
 			if e, ok := s.entryI[k]; ok {
-				d.SourceVersion = e.Version
+				d.SourceVersion, d.SourceVersionText = e.Version, s.versionString(e.Version)
 			}
 			if e, ok := s.entryR[k]; ok {
-				d.TargetVersion = e.Version
+				d.TargetVersion, d.TargetVersionText = e.Version, s.versionString(e.Version)
 			}
 			s.rep.Differences = append(s.rep.Differences, d)
 		}

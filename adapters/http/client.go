@@ -91,6 +91,8 @@ type Client struct {
 	stats merkle.ReadStats
 
 	keyFormat atomic.Pointer[keyFormat] // the server's, once an answer carried it
+	// versionFormat is the server's Reconcile-Version-Format, once an answer carried it.
+	versionFormat atomic.Pointer[string]
 }
 
 // keyFormat is a server's key format and the formatter made of it (nil if unknown).
@@ -110,8 +112,23 @@ func (c *Client) FormatKey(k []byte) string {
 	return ""
 }
 
-// learnKeyFormat keeps the key format an answer carries.
+// FormatVersion renders a version as the server's version format says
+// (reconcile.FormatVersionAs): a timestamp version column's as its time. It makes the
+// client a reconcile.VersionFormatter.
+func (c *Client) FormatVersion(v uint64) string {
+	if f := c.versionFormat.Load(); f != nil {
+		return reconcile.FormatVersionAs(*f, v)
+	}
+	return ""
+}
+
+// learnKeyFormat keeps the key and version formats an answer carries.
 func (c *Client) learnKeyFormat(resp *http.Response) {
+	if vf := resp.Header.Get(HeaderVersionFormat); vf != "" {
+		if old := c.versionFormat.Load(); old == nil || *old != vf {
+			c.versionFormat.Store(&vf)
+		}
+	}
 	format := resp.Header.Get(HeaderKeyFormat)
 	if format == "" || c.opts.KeyFormatter == nil {
 		return

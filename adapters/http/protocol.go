@@ -45,6 +45,10 @@ const (
 	// HeaderKeyFormat describes the served endpoint's keys (ServerOptions.KeyFormat), on
 	// every response of a server that has one, so clients can name rows in reports.
 	HeaderKeyFormat = "Reconcile-Key-Format"
+	// HeaderVersionFormat says how the served endpoint's versions read
+	// (ServerOptions.VersionFormat: reconcile.VersionUnixNano for timestamps), on every
+	// response of a server that has one, so clients show them as times in reports.
+	HeaderVersionFormat = "Reconcile-Version-Format"
 )
 
 const frameType = "application/x-reconcile-frame"

@@ -756,6 +756,36 @@ func TestKeyFormatHeader(t *testing.T) {
 	}
 }
 
+// TestVersionFormatHeader: a server's VersionFormat reaches the client, whose
+// FormatVersion then shows versions as the server's endpoint would (times for
+// reconcile.VersionUnixNano), so the report of a session against it carries them; an
+// unknown format, or none, leaves the versions as numbers.
+func TestVersionFormatHeader(t *testing.T) {
+	src, dst := pair(3)
+	for _, tc := range []struct {
+		server string
+		times  bool
+	}{{reconcile.VersionUnixNano, true}, {"ticks/9", false}, {"", false}} {
+		_, _, c := serve(t, dst, ServerOptions{VersionFormat: tc.server}, ClientOptions{})
+		rep, err := reconcile.RunPeer(context.Background(), src, c, reconcile.Options{Mode: reconcile.Diff, Now: testNow})
+		if err != nil || len(rep.Differences) == 0 {
+			t.Fatalf("%q: %v, %+v", tc.server, err, rep)
+		}
+		d := rep.Differences[0]
+		v, text := d.TargetVersion, d.TargetVersionText
+		if d.Class == "only_source" {
+			v, text = d.SourceVersion, d.SourceVersionText
+		}
+		want := ""
+		if tc.times {
+			want = time.Unix(0, int64(v)).UTC().Format(time.RFC3339Nano)
+		}
+		if text != want || c.FormatVersion(v) != want {
+			t.Errorf("%q: %+v, want the version as %q", tc.server, d, want)
+		}
+	}
+}
+
 // Nothing listening at the server's address: the client retries, then says so and asks
 // whether the server runs there.
 func TestConnectionRefused(t *testing.T) {

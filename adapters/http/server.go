@@ -50,6 +50,10 @@ type ServerOptions struct {
 	// Reconcile-Key-Format header; see ClientOptions.KeyFormatter). The CLI sets a SQL
 	// table's sql.(*Table).KeyFormat, so a client names rows by their key columns.
 	KeyFormat string
+	// VersionFormat, when set, says how the endpoint's versions read (sent in the
+	// Reconcile-Version-Format header): reconcile.VersionUnixNano where they are times, as
+	// sql.(*Table).VersionFormat says of a timestamp version column.
+	VersionFormat string
 }
 
 // ErrBadInput is wrapped by a Load hook's errors about the request itself (a malformed
@@ -151,6 +155,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(HeaderProtocol, strconv.FormatUint(uint64(s.protocol), 10))
 	if s.opts.KeyFormat != "" {
 		w.Header().Set(HeaderKeyFormat, s.opts.KeyFormat)
+	}
+	if s.opts.VersionFormat != "" {
+		w.Header().Set(HeaderVersionFormat, s.opts.VersionFormat)
 	}
 	if s.opts.Token != "" {
 		tok, ok := bearer(r.Header.Get("Authorization"))

@@ -396,6 +396,39 @@ func TestKeyFormat(t *testing.T) {
 	}
 }
 
+// TestTimestampVersionsShownAsTimes: where the version column is a timestamp, a diff's
+// differences carry the versions as times (the report's text and JSON) as well as the
+// numbers; integer versions carry no text.
+func TestTimestampVersionsShownAsTimes(t *testing.T) {
+	_, _, lite := byName(t)
+	src, dst := lite.table(t), lite.table(t)
+	for _, name := range []string{src, dst} {
+		lite.exec(t, "CREATE TABLE "+name+" (id bigint PRIMARY KEY, v text, at timestamp NOT NULL, n bigint NOT NULL)")
+	}
+	lite.exec(t, "INSERT INTO "+src+" VALUES (1, 'a', '2026-12-04 03:40:00.428169', 5)")
+	lite.exec(t, "INSERT INTO "+dst+" VALUES (1, 'a', '2026-12-04 03:40:01', 6)")
+	S, D := openTable(t, lite.url(src, "version=at")), openTable(t, lite.url(dst, "version=at"))
+	if S.VersionFormat() != reconcile.VersionUnixNano {
+		t.Fatalf("version format %q", S.VersionFormat())
+	}
+	rep, err := reconcile.Run(context.Background(), S, D, reconcile.Options{Mode: reconcile.Diff})
+	if err != nil || len(rep.Differences) != 1 {
+		t.Fatalf("%v %+v", err, rep)
+	}
+	d := rep.Differences[0]
+	if d.SourceVersionText != "2026-12-04T03:40:00.428169Z" || d.TargetVersionText != "2026-12-04T03:40:01Z" || d.SourceVersion != 1796355600428169000 {
+		t.Fatalf("%+v", d)
+	}
+	S, D = openTable(t, lite.url(src, "version=n")), openTable(t, lite.url(dst, "version=n"))
+	if S.VersionFormat() != "" || S.FormatVersion(5) != "" {
+		t.Fatalf("integer versions: format %q", S.VersionFormat())
+	}
+	rep, err = reconcile.Run(context.Background(), S, D, reconcile.Options{Mode: reconcile.Diff})
+	if err != nil || len(rep.Differences) != 1 || rep.Differences[0].SourceVersionText != "" || rep.Differences[0].TargetVersion != 6 {
+		t.Fatalf("%v %+v", err, rep)
+	}
+}
+
 func FuzzKeyFormatterFor(f *testing.F) {
 	f.Add("sql/1 tenant:text,id:int", []byte{0x61, 0, 1, 0x80, 0, 0, 0, 0, 0, 0, 2})
 	f.Add("sql/1 b:bytes", []byte{0xff})

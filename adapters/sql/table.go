@@ -59,14 +59,31 @@ type Table struct {
 }
 
 var (
-	_ reconcile.Endpoint     = (*Table)(nil)
-	_ reconcile.KeyFormatter = (*Table)(nil)
+	_ reconcile.Endpoint         = (*Table)(nil)
+	_ reconcile.KeyFormatter     = (*Table)(nil)
+	_ reconcile.VersionFormatter = (*Table)(nil)
 )
 
 // FormatKey renders a key as its columns, for reports and messages: id=18, or
 // region="eu", id=7 for a composite key (text quoted, bytes as 0x-hex); "" when the bytes
 // are no key of this table.
 func (t *Table) FormatKey(k []byte) string { return keyColumns(t.keyCols).FormatKey(k) }
+
+// VersionFormat is reconcile.VersionUnixNano where the version column is a timestamp,
+// else "": it tells a peer without the table (a client of `reconcile serve`) how to show
+// the versions.
+func (t *Table) VersionFormat() string {
+	if t.verCol != nil && t.verCol.Class == Timestamp {
+		return reconcile.VersionUnixNano
+	}
+	return ""
+}
+
+// FormatVersion renders a version of a timestamp version column as its time in UTC
+// (RFC 3339); "" where the versions are integers.
+func (t *Table) FormatVersion(v uint64) string {
+	return reconcile.FormatVersionAs(t.VersionFormat(), v)
+}
 
 // KeyFormat describes the table's key to a peer that formats keys without the table (a
 // client of `reconcile serve`, see docs/http.md): "sql/1 " and each key column's

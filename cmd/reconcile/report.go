@@ -70,12 +70,22 @@ func printReport(w io.Writer, r *reconcile.Report, asJSON bool) error {
 	return nil
 }
 
+// versions shows a difference's versions: as times where the endpoint's versions are
+// (Difference.SourceVersionText), else as numbers.
 func versions(d reconcile.Difference) string {
+	src, tgt := version(d.SourceVersion, d.SourceVersionText), version(d.TargetVersion, d.TargetVersionText)
 	switch d.Class {
 	case "only_source":
-		return fmt.Sprintf("source v%d", d.SourceVersion)
+		return "source " + src
 	case "only_target":
-		return fmt.Sprintf("target v%d", d.TargetVersion)
+		return "target " + tgt
 	}
-	return fmt.Sprintf("source v%d, target v%d", d.SourceVersion, d.TargetVersion)
+	return "source " + src + ", target " + tgt
+}
+
+func version(v uint64, text string) string {
+	if text != "" {
+		return text
+	}
+	return fmt.Sprintf("v%d", v)
 }

@@ -96,7 +96,8 @@ func runServe(ctx context.Context, o serveOptions) error {
 		o.server.Load = serveLoad(ep)
 	}
 	if ep.table != nil {
-		o.server.KeyFormat = ep.table.KeyFormat() // clients name rows by their key columns
+		o.server.KeyFormat = ep.table.KeyFormat()         // clients name rows by their key columns
+		o.server.VersionFormat = ep.table.VersionFormat() // and show timestamp versions as times
 	}
 	srv := remote.NewServer(ep.Endpoint, o.server)
 	ln, err := net.Listen("tcp", o.listen)
