@@ -152,3 +152,49 @@ func TestIndexSessions(t *testing.T) {
 		})
 	}
 }
+
+// TestCatchUpKeepsLateCommits: a writer's log row takes its sequence number when it is
+// written, not when its transaction commits. A catch-up that has read the log up to a
+// later number, then sees the writer commit, must leave that row in the log for the next
+// catch-up: deleting every row up to the highest number it read would drop a write it
+// never applied, and the index would miss it for good.
+func TestCatchUpKeepsLateCommits(t *testing.T) {
+	ctx := context.Background()
+	for _, e := range engines(t) {
+		if e.name == "sqlite" {
+			continue // one writer at a time: no transaction can commit during a catch-up
+		}
+		t.Run(e.name, func(t *testing.T) {
+			name := createPeople(t, e)
+			insertPeople(t, e, name, randomPeople(rand.New(rand.NewPCG(1, 1)), 100, 1))
+			tb := openTable(t, e.url(name, "version=ver&mode=maintained"))
+			if _, err := tb.InstallIndex(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { tb.UninstallIndex(ctx) })
+			late, err := e.db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer late.Rollback()
+			ins := "INSERT INTO " + name + " (id, name, score, at, ver) VALUES (%d, 'late', 1.5, '2024-01-01 00:00:00', 7)"
+			if _, err := late.Exec(fmt.Sprintf(ins, 9001)); err != nil { // logged first, committed last
+				t.Fatal(err)
+			}
+			e.exec(t, fmt.Sprintf(ins, 9002))
+			tb.afterLogRead = func() {
+				tb.afterLogRead = nil
+				if err := late.Commit(); err != nil {
+					t.Error(err)
+				}
+			}
+			if _, err := tb.catchUp(ctx); err != nil {
+				t.Fatal(err)
+			}
+			st, err := tb.VerifyIndex(ctx) // catches up again first
+			if err != nil || !st.OK() {
+				t.Fatalf("the index lost a write that committed during a catch-up: %+v, %v", st, err)
+			}
+		})
+	}
+}

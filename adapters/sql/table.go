@@ -56,6 +56,9 @@ type Table struct {
 	// partialEvery, when set, replaces the entries per change below which it is taken.
 	partialSteps atomic.Int64
 	partialEvery int
+	// afterLogRead, when set, runs after a catch-up step has read its batch of the log
+	// (tests commit a writer there).
+	afterLogRead func()
 }
 
 var (
