@@ -625,6 +625,12 @@ func DecodeValue(b []byte, cols []Column) ([]Datum, error) {
 			if k <= 0 || n > uint64(len(b)-k) {
 				return nil, fmt.Errorf("column %s: bad length", c.Name)
 			}
+			// One encoding per value: a length in more bytes than it needs (0x80 0x00 for
+			// 0) would decode to the same row under another hash.
+			var minimal [binary.MaxVarintLen64]byte
+			if binary.PutUvarint(minimal[:], n) != k {
+				return nil, fmt.Errorf("column %s: length not in canonical form", c.Name)
+			}
 			p := b[k : k+int(n)]
 			b = b[k+int(n):]
 			switch tag {
