@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/reconcile-dev/reconcile/merkle"
 )
 
 // plannedChange is one write the mirror resolution decided on.
@@ -48,19 +50,25 @@ func (s *session) mirror(ctx context.Context) error {
 			return fmt.Errorf("apply: %w (%d rows still to write)", ErrStopped, len(plan))
 		}
 		n := min(size, len(plan))
-		changes, err := s.changes(ctx, plan[:n])
+		b, err := s.changes(ctx, plan[:n])
 		if err != nil {
 			return err
 		}
-		n = len(changes) // the byte cap may have shortened the batch
-		resp, err := s.apply(ctx, changes)
+		n = b.taken // the byte cap may have shortened the batch
+		if len(b.changes) == 0 {
+			s.rep.Raced += b.moved // every row of it moved on the source
+			plan = plan[n:]
+			continue
+		}
+		resp, err := s.apply(ctx, b.changes)
 		if err == nil {
 			quarantineRun = 0
+			s.rep.Raced += b.moved
 			for i, o := range resp.Outcomes {
 				switch {
 				case o == Raced:
 					s.rep.Raced++
-				case plan[i].upsert:
+				case plan[b.planned[i]].upsert:
 					s.rep.Upserted++
 				default:
 					s.rep.Deleted++
@@ -77,11 +85,14 @@ func (s *session) mirror(ctx context.Context) error {
 		if ctx.Err() != nil || errors.Is(err, ErrReadOnly) || errors.Is(err, ErrSessionLost) {
 			return fmt.Errorf("apply: %w", err)
 		}
-		if n > 1 {
+		if len(b.changes) > 1 {
 			size = max(1, n/2)
 			s.log.Debug("apply: batch failed; halving it", "rows", n, "error", err)
 			continue
 		}
+		// One row fails: the rows before it in the batch, if any, moved on the source.
+		s.rep.Raced += b.planned[0]
+		plan = plan[b.planned[0]:]
 		k := plan[0].key
 		attempts[k]++
 		if attempts[k] < s.opts.Attempts {
@@ -100,10 +111,25 @@ func (s *session) mirror(ctx context.Context) error {
 	return nil
 }
 
+// batch is one apply batch built from the head of the plan.
+type batch struct {
+	changes []Change
+	planned []int // each change's index in the plan
+	taken   int   // how many of the plan's changes the batch settles, moved ones included
+	moved   int   // upserts skipped: the source's row is no longer the entry the session found
+}
+
 // changes builds the conditional writes for plan, reading the source rows at the
 // snapshot. It stops early when the rows' values pass the batch byte cap (always keeping
 // at least one).
-func (s *session) changes(ctx context.Context, plan []plannedChange) ([]Change, error) {
+//
+// A source row that is not the entry the session found is skipped and counted raced, as a
+// target row that moved is: a SQL table's maintained index is caught up just before its
+// read snapshot opens, and a row written in between reads newer than its entry (or not at
+// all, when deleted). Writing it would leave the target unlike the source's root; the next
+// sync takes the new row.
+func (s *session) changes(ctx context.Context, plan []plannedChange) (batch, error) {
+	var b batch
 	var keys [][]byte
 	for _, p := range plan {
 		if p.upsert {
@@ -112,14 +138,14 @@ func (s *session) changes(ctx context.Context, plan []plannedChange) ([]Change, 
 	}
 	rows, err := s.sourceRows(ctx, keys)
 	if err != nil {
-		return nil, fmt.Errorf("read source rows: %w", err)
+		return b, fmt.Errorf("read source rows: %w", err)
 	}
 	if len(rows) > len(keys) || len(rows) == 0 && len(keys) > 0 {
-		return nil, fmt.Errorf("read source rows: %d rows for %d keys", len(rows), len(keys))
+		return b, fmt.Errorf("read source rows: %d rows for %d keys", len(rows), len(keys))
 	}
-	out := make([]Change, 0, len(plan))
+	b.changes = make([]Change, 0, len(plan))
 	bytes, r := 0, 0
-	for _, p := range plan {
+	for i, p := range plan {
 		c := Change{Key: []byte(p.key)}
 		if e, ok := s.entryR[p.key]; ok {
 			e := e
@@ -131,18 +157,24 @@ func (s *session) changes(ctx context.Context, plan []plannedChange) ([]Change, 
 			}
 			row := rows[r]
 			r++
-			if row.Key == nil {
-				return nil, fmt.Errorf("read source rows: %s vanished from the source snapshot", s.keyString([]byte(p.key)))
+			found, re := s.entryI[p.key], row.Entry()
+			if row.Key == nil || !merkle.SameEntry(&found, &re) {
+				s.log.Debug("apply: the source row moved since its snapshot's index; skipped as raced", "key", s.keyString([]byte(p.key)))
+				b.moved++
+				b.taken = i + 1
+				continue
 			}
-			if len(out) > 0 && bytes+len(row.Value) > s.opts.BatchBytes {
+			if len(b.changes) > 0 && bytes+len(row.Value) > s.opts.BatchBytes {
 				break
 			}
 			bytes += len(row.Value)
 			c.Put = &row
 		}
-		out = append(out, c)
+		b.changes = append(b.changes, c)
+		b.planned = append(b.planned, i)
+		b.taken = i + 1
 	}
-	return out, nil
+	return b, nil
 }
 
 // sourceRows reads the source's rows of keys at the session's snapshot: from the local

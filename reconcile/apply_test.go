@@ -176,3 +176,77 @@ func TestBatchBytesBoundsReads(t *testing.T) {
 		}
 	}
 }
+
+// movingSource is a source whose rows move after its snapshot's index was read, as a SQL
+// table's rows can between its maintained index's catch-up and its read snapshot: Rows
+// answers moved's row for a key (nil: the row is gone).
+type movingSource struct {
+	*memory.Store
+	moved map[string]*reconcile.Row
+}
+
+func (m movingSource) Open(ctx context.Context, now int64) (reconcile.Snapshot, error) {
+	s, err := m.Store.Open(ctx, now)
+	return movedRows{s, m.moved}, err
+}
+
+type movedRows struct {
+	reconcile.Snapshot
+	moved map[string]*reconcile.Row
+}
+
+func (m movedRows) Rows(ctx context.Context, keys [][]byte) ([]reconcile.Row, error) {
+	rows, err := m.Snapshot.Rows(ctx, keys)
+	for i, k := range keys {
+		if r, ok := m.moved[string(k)]; ok && err == nil {
+			rows[i] = reconcile.Row{}
+			if r != nil {
+				rows[i] = *r
+			}
+		}
+	}
+	return rows, err
+}
+
+// TestSourceRowMoved: a source row that reads unlike the entry the session found (newer,
+// or gone) is skipped and counted raced, and the rest of the sync goes on; a sync failed
+// on it ("vanished from the source snapshot").
+func TestSourceRowMoved(t *testing.T) {
+	ctx := context.Background()
+	for _, batchRows := range []int{1, 4, 256} {
+		src, dst := memory.New(merkle.VersionOrder), memory.New(merkle.VersionOrder)
+		fill(src, 0, 50, 1, 8)
+		newer := reconcile.Row{Key: []byte("k00003"), Version: 500, Value: []byte("newer")}
+		moving := movingSource{src, map[string]*reconcile.Row{"k00003": &newer, "k00005": nil, "k00006": nil}}
+		rep, err := reconcile.Run(ctx, moving, dst, reconcile.Options{Mode: reconcile.Mirror, Now: testNow, BatchRows: batchRows})
+		if err != nil {
+			t.Fatalf("batches of %d: %v", batchRows, err)
+		}
+		if rep.Raced != 3 || rep.Upserted != 47 || !rep.Partial() || rep.Diverged() {
+			t.Fatalf("batches of %d: raced %d, upserted %d, partial %v", batchRows, rep.Raced, rep.Upserted, rep.Partial())
+		}
+		for _, k := range []string{"k00003", "k00005", "k00006"} {
+			if rows := rowsOf(t, dst, k); rows[0].Key != nil {
+				t.Fatalf("batches of %d: %s written: %+v", batchRows, k, rows[0])
+			}
+		}
+	}
+}
+
+func rowsOf(t *testing.T, ep reconcile.Endpoint, keys ...string) []reconcile.Row {
+	t.Helper()
+	snap, err := ep.Open(context.Background(), testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	var ks [][]byte
+	for _, k := range keys {
+		ks = append(ks, []byte(k))
+	}
+	rows, err := snap.Rows(context.Background(), ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}

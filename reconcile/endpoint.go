@@ -120,6 +120,7 @@ const (
 	// Applied: the change was written.
 	Applied Outcome = iota
 	// Raced: the endpoint's entry changed since the snapshot; the change was skipped.
+	// (Report.Raced also counts source rows that moved: see session.changes.)
 	Raced
 )
 

@@ -27,7 +27,10 @@ type Report struct {
 	Upserted    int `json:"upserted"`
 	Deleted     int `json:"deleted"`
 	Quarantined int `json:"quarantined"`
-	Raced       int `json:"raced"`
+	// Raced counts rows that changed during the sync and were skipped: on the target (its
+	// entry was no longer the one expected) or on the source (its row no longer read as
+	// the entry the session found). The next sync settles them.
+	Raced int `json:"raced"`
 	// Kept and Skipped count the differing keys Options.Resolve answered with
 	// ResolveTarget and ResolveSkip: nothing was written for them.
 	Kept    int `json:"kept,omitempty"`
