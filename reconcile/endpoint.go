@@ -80,7 +80,10 @@ type Snapshot interface {
 	// (limit <= 0: no limit).
 	Entries(ctx context.Context, lo, hi []byte, limit int) ([]merkle.Entry, error)
 	// Rows returns the snapshot's live rows for keys, in the same order; a key with no live
-	// row yields a Row with a nil Key.
+	// row yields a Row with a nil Key. An endpoint whose rows cannot be read in the same
+	// snapshot as its index (a SQL table's maintained index, caught up just before the
+	// read snapshot opens; SQLite outside WAL mode) may return a row written since, or
+	// none for a row deleted since: a sync skips a row unlike the entry it found, as raced.
 	Rows(ctx context.Context, keys [][]byte) ([]Row, error)
 	// ReadStats reports what this snapshot has read from its index so far.
 	ReadStats() merkle.ReadStats
