@@ -37,6 +37,9 @@ type dialect interface {
 	arg(d Datum, c *Column) any
 	// dbErr rewrites driver errors into messages that say what to do.
 	dbErr(err error) error
+	// denied reports whether err says this user or connection may not write (a
+	// privilege missing, a read-only transaction, server or database).
+	denied(err error) bool
 }
 
 func dialectFor(name string) (dialect, error) {

@@ -348,19 +348,38 @@ func staleError(table, why string) error {
 }
 
 // catchUp checks that the index can be trusted, then applies the logged writes, all in one
-// write transaction that locks the meta row (catch-ups do not overlap).
+// write transaction that locks the meta row (catch-ups do not overlap). A log with nothing
+// in it needs no write: then the checks run as plain reads, so sessions on a quiet table
+// take no lock, and a user who may only read the table and its index tables can run them.
 func (t *Table) catchUp(ctx context.Context) (int, error) {
 	n := t.indexNames()
-	tx, err := t.d.beginWrite(ctx, t.db)
-	if err != nil {
+	if err := t.checkIndex(ctx, t.db, ""); err != nil {
 		return 0, err
 	}
-	defer tx.Rollback()
+	var one int
+	switch err := t.db.QueryRowContext(ctx, "SELECT 1 FROM "+n.log+" LIMIT 1").Scan(&one); {
+	case errors.Is(err, dbsql.ErrNoRows):
+		return 0, nil
+	case err != nil:
+		return 0, t.d.dbErr(err)
+	}
+	total, err := t.catchUpLogged(ctx)
+	if err != nil && t.d.denied(err) {
+		return 0, fmt.Errorf("%w: applying the writes logged since the last session to the maintained index of %s needs INSERT, UPDATE and DELETE on its tables (%s_*): grant them to this user, let a session of a user who has them run first, or use mode=scan", err, t.cfg.Table, n.prefix)
+	}
+	return total, err
+}
+
+// checkIndex reads the meta row (with lock, the suffix that locks it) and checks that the
+// index was built for this endpoint and can be trusted: not stale, triggers in place, the
+// table the one indexed.
+func (t *Table) checkIndex(ctx context.Context, q querier, lock string) error {
+	n := t.indexNames()
 	var schema, ident string
 	var stale int
-	rs, err := tx.QueryContext(ctx, "SELECT schema_fp, ident, stale FROM "+n.meta+" WHERE id = 1"+t.d.forUpdate())
+	rs, err := q.QueryContext(ctx, "SELECT schema_fp, ident, stale FROM "+n.meta+" WHERE id = 1"+lock)
 	if err != nil {
-		return 0, t.d.dbErr(err)
+		return t.d.dbErr(err)
 	}
 	found := rs.Next()
 	if found {
@@ -368,26 +387,41 @@ func (t *Table) catchUp(ctx context.Context) (int, error) {
 	}
 	rs.Close()
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if !found {
-		return 0, staleError(t.cfg.Table, "its meta row is missing (an install that did not finish?)")
+		return staleError(t.cfg.Table, "its meta row is missing (an install that did not finish?)")
 	}
 	if schema != t.metaSchema() {
-		return 0, fmt.Errorf("the maintained index of %s was built for %q, this endpoint is %q: install it again for these columns, or use mode=scan", t.cfg.Table, schema, t.metaSchema())
+		return fmt.Errorf("the maintained index of %s was built for %q, this endpoint is %q: install it again for these columns, or use mode=scan", t.cfg.Table, schema, t.metaSchema())
 	}
 	if stale != 0 {
-		return 0, staleError(t.cfg.Table, "the table was truncated since the index was built")
+		return staleError(t.cfg.Table, "the table was truncated since the index was built")
 	}
-	if ok, err := t.triggersInstalled(ctx, tx); err != nil {
-		return 0, err
+	if ok, err := t.triggersInstalled(ctx, q); err != nil {
+		return err
 	} else if !ok {
-		return 0, staleError(t.cfg.Table, "its triggers are missing or disabled (was the table recreated or restored?)")
+		return staleError(t.cfg.Table, "its triggers are missing or disabled (was the table recreated or restored?)")
 	}
-	if id, err := t.identity(ctx, tx); err != nil {
-		return 0, err
+	if id, err := t.identity(ctx, q); err != nil {
+		return err
 	} else if id != ident {
-		return 0, staleError(t.cfg.Table, fmt.Sprintf("the table is not the one indexed (identity %s, indexed %s): it was recreated, restored or truncated", id, ident))
+		return staleError(t.cfg.Table, fmt.Sprintf("the table is not the one indexed (identity %s, indexed %s): it was recreated, restored or truncated", id, ident))
+	}
+	return nil
+}
+
+// catchUpLogged applies the logged writes in one write transaction that locks the meta
+// row, checking the index again under the lock.
+func (t *Table) catchUpLogged(ctx context.Context) (int, error) {
+	n := t.indexNames()
+	tx, err := t.d.beginWrite(ctx, t.db)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	if err := t.checkIndex(ctx, tx, t.d.forUpdate()); err != nil {
+		return 0, err
 	}
 	c := &catchup{t: t, n: n, tx: tx}
 	total := 0

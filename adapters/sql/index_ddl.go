@@ -3,8 +3,11 @@ package sql
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
+
+	driver "github.com/go-sql-driver/mysql"
 
 	"github.com/zeebo/blake3"
 )
@@ -91,12 +94,7 @@ func (t *Table) createIndexDDL(n indexNames) []string {
 		"CREATE TABLE " + n.chunk + " (lo " + blobK + " PRIMARY KEY, n bigint NOT NULL, s " + blob + " NOT NULL, sup integer NOT NULL)",
 		"CREATE TABLE " + n.super + " (lo " + blobK + " PRIMARY KEY, n bigint NOT NULL, s " + blob + " NOT NULL, prev " + t.blobType(true) + ")",
 	}
-	trg := func(role string) string {
-		if n.schema == "" || t.cfg.Dialect != "mysql" {
-			return t.d.quote(n.prefix + "_" + role)
-		}
-		return t.d.quote(n.schema) + "." + t.d.quote(n.prefix+"_"+role)
-	}
+	trg := t.trigger
 	switch t.cfg.Dialect {
 	case "postgres":
 		fn := n.prefix + "_fn"
@@ -193,6 +191,22 @@ func (t *Table) indexInstalled(ctx context.Context) (bool, error) {
 	return ok, nil
 }
 
+// trigger is the quoted name of the index's trigger for role (ins, upd, del) on MySQL and
+// SQLite, qualified by the table's schema on MySQL where the table name has one.
+func (t *Table) trigger(role string) string {
+	n := t.indexNames()
+	if n.schema == "" || t.cfg.Dialect != "mysql" {
+		return t.d.quote(n.prefix + "_" + role)
+	}
+	return t.d.quote(n.schema) + "." + t.d.quote(n.prefix+"_"+role)
+}
+
+// isAccessDenied reports a MySQL/MariaDB "access denied; you need the ... privilege".
+func isAccessDenied(err error) bool {
+	var me *driver.MySQLError
+	return errors.As(err, &me) && (me.Number == 1227 || me.Number == 1142)
+}
+
 // triggersInstalled counts the index's triggers that are present (and, in PostgreSQL,
 // enabled always) on the table: all of them must be, or writes go unlogged.
 func (t *Table) triggersInstalled(ctx context.Context, q querier) (bool, error) {
@@ -217,13 +231,25 @@ func (t *Table) triggersInstalled(ctx context.Context, q querier) (bool, error) 
 	if err != nil {
 		return false, t.d.dbErr(err)
 	}
-	defer rs.Close()
 	if rs.Next() {
-		if err := rs.Scan(&got); err != nil {
-			return false, err
+		err = rs.Scan(&got)
+	} else {
+		err = rs.Err()
+	}
+	if rs.Close(); err != nil {
+		return false, err
+	}
+	if got != want && t.cfg.Dialect == "mysql" {
+		// information_schema shows triggers only to users with the TRIGGER privilege on
+		// the table: ask for one by name, which says which it is.
+		rs, err := q.QueryContext(ctx, "SHOW CREATE TRIGGER "+t.trigger("ins"))
+		if err == nil {
+			rs.Close()
+		} else if isAccessDenied(err) {
+			return false, fmt.Errorf("cannot check the maintained index of %s: this user may not see its triggers (MySQL and MariaDB show them only to users with the TRIGGER privilege on the table): grant it (GRANT TRIGGER ON %s TO the user), or use mode=scan", t.cfg.Table, t.cfg.Table)
 		}
 	}
-	return got == want, rs.Err()
+	return got == want, nil
 }
 
 // identity is a token that changes when the table is dropped and recreated (PostgreSQL:
@@ -247,8 +273,12 @@ func (t *Table) identity(ctx context.Context, q querier) (string, error) {
 		query = "SELECT CAST(TABLE_ID AS CHAR) FROM information_schema.INNODB_SYS_TABLES WHERE NAME = ?"
 		args = []any{schema + "/" + name}
 		var id string
-		if err := t.db.QueryRowContext(ctx, query, args...).Scan(&id); err == nil {
+		err := t.db.QueryRowContext(ctx, query, args...).Scan(&id)
+		if err == nil {
 			return "innodb:" + id, nil
+		}
+		if t.d.denied(err) || isAccessDenied(err) {
+			return "", fmt.Errorf("read the identity of %s: %v: a session of the maintained index reads InnoDB's table id, which tells a truncated table (TRUNCATE fires no trigger), and that needs the PROCESS privilege: grant it (GRANT PROCESS ON *.* TO the user), or use mode=scan", t.cfg.Table, err)
 		}
 		query = "SELECT CAST(TABLE_ID AS CHAR) FROM information_schema.INNODB_TABLES WHERE NAME = ?" // MySQL 8
 	default:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -360,4 +361,82 @@ func TestSyncUnderConcurrentWriters(t *testing.T) {
 		t.Errorf("%d of 15 syncs beside writers failed", failed)
 	}
 	t.Logf("15 syncs beside writers: %d partial", partial)
+}
+
+// TestMaintainedReadOnlyUser: a user who may only read (monitoring credentials, say) runs
+// sessions on a maintained table whose log is empty, as no write is needed; with writes
+// logged it gets an error that names the privileges, until a session of a user who has
+// them catches up. MySQL and MariaDB show triggers only to users with the TRIGGER
+// privilege and InnoDB's table ids only with PROCESS: each missing one is named.
+func TestMaintainedReadOnlyUser(t *testing.T) {
+	ctx := context.Background()
+	for _, e := range engines(t) {
+		if e.name == "sqlite" {
+			continue // no users
+		}
+		t.Run(e.name, func(t *testing.T) {
+			name := createPeople(t, e)
+			insertPeople(t, e, name, randomPeople(rand.New(rand.NewPCG(1, 1)), 50, 1))
+			admin := openTable(t, e.url(name, "version=ver&mode=maintained"))
+			if _, err := admin.InstallIndex(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { admin.UninstallIndex(ctx) })
+			user := fmt.Sprintf("rc_ro_%d_%d", time.Now().UnixNano()%1e9, tableSeq.Add(1))
+			u, err := url.Parse(e.base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u.User = url.User(user)
+			roURL := u.String() + "?table=" + name + "&version=ver&mode=maintained"
+			root := func() (string, error) {
+				ro, err := Open(ctx, mustParse(t, roURL))
+				if err != nil {
+					return "", err
+				}
+				defer ro.Close()
+				info, err := reconcile.Root(ctx, ro, 0)
+				return reconcile.FormatFingerprint(info.Root.Fingerprint()), err
+			}
+			want := func(substr string) {
+				t.Helper()
+				if _, err := root(); err == nil || !strings.Contains(err.Error(), substr) {
+					t.Fatalf("read-only session: %v, want an error that says %q", err, substr)
+				}
+			}
+			if e.name == "postgres" {
+				e.exec(t, "CREATE ROLE "+user+" LOGIN", "GRANT SELECT ON ALL TABLES IN SCHEMA public TO "+user)
+				t.Cleanup(func() { e.db.Exec("DROP OWNED BY " + user); e.db.Exec("DROP ROLE " + user) })
+			} else {
+				e.exec(t, "CREATE USER '"+user+"'@'%'", "GRANT SELECT ON "+u.Path[1:]+".* TO '"+user+"'@'%'")
+				t.Cleanup(func() { e.db.Exec("DROP USER '" + user + "'@'%'") })
+				want("TRIGGER privilege")
+				e.exec(t, "GRANT TRIGGER ON "+name+" TO '"+user+"'@'%'")
+				want("PROCESS privilege")
+				e.exec(t, "GRANT PROCESS ON *.* TO '"+user+"'@'%'")
+			}
+			got, err := root()
+			if err != nil {
+				t.Fatalf("read-only session on a quiet table: %v", err)
+			}
+			e.exec(t, "UPDATE "+name+" SET ver = ver + 1 WHERE id = 3")
+			want("needs INSERT, UPDATE and DELETE")
+			info, err := reconcile.Root(ctx, admin, 0) // catches up
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err = root(); err != nil || got != reconcile.FormatFingerprint(info.Root.Fingerprint()) || got == "" {
+				t.Fatalf("read-only session after a catch-up: %s, %v", got, err)
+			}
+		})
+	}
+}
+
+func mustParse(t *testing.T, u string) Config {
+	t.Helper()
+	cfg, err := ParseURL(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

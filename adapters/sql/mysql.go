@@ -161,6 +161,13 @@ func (mysql) arg(d Datum, c *Column) any {
 	return genericArg(d)
 }
 
+// denied: a table privilege missing (1142), --read-only (1290), a read-only transaction
+// (1792).
+func (mysql) denied(err error) bool {
+	var me *driver.MySQLError
+	return errors.As(err, &me) && (me.Number == 1142 || me.Number == 1290 || me.Number == 1792)
+}
+
 func (mysql) dbErr(err error) error {
 	var me *driver.MySQLError
 	if errors.As(err, &me) {

@@ -151,6 +151,12 @@ func (postgres) arg(d Datum, c *Column) any {
 	return genericArg(d)
 }
 
+// denied: insufficient_privilege, read_only_sql_transaction (a hot standby, say).
+func (postgres) denied(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "42501" || pe.Code == "25006")
+}
+
 func (postgres) dbErr(err error) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {

@@ -3,13 +3,14 @@ package sql
 import (
 	"context"
 	dbsql "database/sql"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	sqlitedrv "modernc.org/sqlite" // also registers the "sqlite" driver
 )
 
 // sqlite is SQLite through modernc.org/sqlite (no cgo). The DSN is a file path; the file
@@ -168,3 +169,9 @@ func (sqlite) arg(d Datum, c *Column) any {
 }
 
 func (sqlite) dbErr(err error) error { return err }
+
+// denied: SQLITE_READONLY and its extended codes (a read-only file or open).
+func (sqlite) denied(err error) bool {
+	var se *sqlitedrv.Error
+	return errors.As(err, &se) && se.Code()&0xff == 8
+}
