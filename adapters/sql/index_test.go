@@ -169,13 +169,7 @@ func TestCatchUpKeepsLateCommits(t *testing.T) {
 			continue // one writer at a time: no transaction can commit during a catch-up
 		}
 		t.Run(e.name, func(t *testing.T) {
-			name := createPeople(t, e)
-			insertPeople(t, e, name, randomPeople(rand.New(rand.NewPCG(1, 1)), 100, 1))
-			tb := openTable(t, e.url(name, "version=ver&mode=maintained"))
-			if _, err := tb.InstallIndex(ctx); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { tb.UninstallIndex(ctx) })
+			name, tb := maintainedPeople(t, e, 100)
 			late, err := e.db.BeginTx(ctx, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -213,13 +207,7 @@ func TestCatchUpUnderConcurrentWriters(t *testing.T) {
 			continue // one writer at a time
 		}
 		t.Run(e.name, func(t *testing.T) {
-			name := createPeople(t, e)
-			insertPeople(t, e, name, randomPeople(rand.New(rand.NewPCG(1, 1)), 500, 1))
-			tb := openTable(t, e.url(name, "version=ver&mode=maintained"))
-			if _, err := tb.InstallIndex(ctx); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { tb.UninstallIndex(ctx) })
+			name, tb := maintainedPeople(t, e, 500)
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			var committed atomic.Int64
@@ -291,18 +279,10 @@ func TestSyncUnderConcurrentWriters(t *testing.T) {
 		t.Skip("needs RECONCILE_TEST_PG_DSN and RECONCILE_TEST_MYSQL_DSN")
 	}
 	ctx := context.Background()
-	people := randomPeople(rand.New(rand.NewPCG(3, 3)), 800, 1)
 	var tables [2]*Table
 	var names [2]string
 	for i, e := range []*engine{pg, my} {
-		names[i] = createPeople(t, e)
-		insertPeople(t, e, names[i], people)
-		tables[i] = openTable(t, e.url(names[i], "version=ver&mode=maintained"))
-		if _, err := tables[i].InstallIndex(ctx); err != nil {
-			t.Fatal(err)
-		}
-		tb := tables[i]
-		t.Cleanup(func() { tb.UninstallIndex(ctx) })
+		names[i], tables[i] = maintainedPeople(t, e, 800)
 	}
 	src, dst := tables[0], tables[1]
 	stop := make(chan struct{})
@@ -375,13 +355,7 @@ func TestMaintainedReadOnlyUser(t *testing.T) {
 			continue // no users
 		}
 		t.Run(e.name, func(t *testing.T) {
-			name := createPeople(t, e)
-			insertPeople(t, e, name, randomPeople(rand.New(rand.NewPCG(1, 1)), 50, 1))
-			admin := openTable(t, e.url(name, "version=ver&mode=maintained"))
-			if _, err := admin.InstallIndex(ctx); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { admin.UninstallIndex(ctx) })
+			name, admin := maintainedPeople(t, e, 50)
 			user := fmt.Sprintf("rc_ro_%d_%d", time.Now().UnixNano()%1e9, tableSeq.Add(1))
 			u, err := url.Parse(e.base)
 			if err != nil {
@@ -439,4 +413,18 @@ func mustParse(t *testing.T, u string) Config {
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// maintainedPeople creates a people table of n random rows (the same n rows on every
+// engine) with a maintained index, removed when the test ends.
+func maintainedPeople(t *testing.T, e *engine, n int) (string, *Table) {
+	t.Helper()
+	name := createPeople(t, e)
+	insertPeople(t, e, name, randomPeople(rand.New(rand.NewPCG(1, 1)), n, 1))
+	tb := openTable(t, e.url(name, "version=ver&mode=maintained"))
+	if _, err := tb.InstallIndex(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tb.UninstallIndex(context.Background()) })
+	return name, tb
 }
