@@ -19,6 +19,10 @@ type Row struct {
 	Tombstone bool  // merge mode only
 }
 
+// Expired reports whether r is invisible to a snapshot at now, as its entry would be,
+// without hashing its value.
+func (r Row) Expired(now int64) bool { return r.ExpiresAt != 0 && r.ExpiresAt <= now }
+
 // Entry returns the index entry that stands for r.
 func (r Row) Entry() merkle.Entry {
 	e := merkle.Entry{Key: r.Key, Version: r.Version, ExpiresAt: r.ExpiresAt, ValueHash: merkle.ValueHash(r.Value)}

@@ -165,9 +165,15 @@ func FormatVersionAs(format string, v uint64) string {
 // versionString renders v for people, "" where the number says it best (see
 // VersionFormatter).
 func (s *session) versionString(v uint64) string {
-	for _, ep := range []any{s.local, s.peer} {
-		if f, ok := ep.(VersionFormatter); ok {
-			if t := f.FormatVersion(v); t != "" {
+	return firstFormatted([]any{s.local, s.peer}, func(f VersionFormatter) string { return f.FormatVersion(v) })
+}
+
+// firstFormatted is the first non-empty answer of format for the eps that implement F
+// (KeyFormatter, VersionFormatter), or "".
+func firstFormatted[F any](eps []any, format func(F) string) string {
+	for _, ep := range eps {
+		if f, ok := ep.(F); ok {
+			if t := format(f); t != "" {
 				return t
 			}
 		}
@@ -182,12 +188,8 @@ func (s *session) keyString(k []byte) string { return KeyText(k, s.local, s.peer
 // KeyText renders k for people: as the first of eps that is a KeyFormatter and decodes
 // it renders it, else as PrintableKey does.
 func KeyText(k []byte, eps ...any) string {
-	for _, ep := range eps {
-		if f, ok := ep.(KeyFormatter); ok {
-			if s := f.FormatKey(k); s != "" {
-				return s
-			}
-		}
+	if s := firstFormatted(eps, func(f KeyFormatter) string { return f.FormatKey(k) }); s != "" {
+		return s
 	}
 	return PrintableKey(k)
 }

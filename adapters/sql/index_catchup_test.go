@@ -87,10 +87,7 @@ func TestPartialCatchUp(t *testing.T) {
 				if maintained.partialSteps.Load() <= int64(round) {
 					t.Fatalf("round %d: the catch-up did not take the partial path", round)
 				}
-				st, err := maintained.VerifyIndex(ctx)
-				if err != nil || !st.OK() {
-					t.Fatalf("round %d: verify: %+v, %v", round, st, err)
-				}
+				mustVerify(t, maintained, fmt.Sprintf("round %d", round))
 			}
 		})
 	}

@@ -3,11 +3,8 @@ package sql
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strings"
-
-	driver "github.com/go-sql-driver/mysql"
 
 	"github.com/zeebo/blake3"
 )
@@ -201,12 +198,6 @@ func (t *Table) trigger(role string) string {
 	return t.d.quote(n.schema) + "." + t.d.quote(n.prefix+"_"+role)
 }
 
-// isAccessDenied reports a MySQL/MariaDB "access denied; you need the ... privilege".
-func isAccessDenied(err error) bool {
-	var me *driver.MySQLError
-	return errors.As(err, &me) && (me.Number == 1227 || me.Number == 1142)
-}
-
 // triggersInstalled counts the index's triggers that are present (and, in PostgreSQL,
 // enabled always) on the table: all of them must be, or writes go unlogged.
 func (t *Table) triggersInstalled(ctx context.Context, q querier) (bool, error) {
@@ -277,7 +268,7 @@ func (t *Table) identity(ctx context.Context, q querier) (string, error) {
 		if err == nil {
 			return "innodb:" + id, nil
 		}
-		if t.d.denied(err) || isAccessDenied(err) {
+		if isAccessDenied(err) {
 			return "", fmt.Errorf("read the identity of %s: %v: a session of the maintained index reads InnoDB's table id, which tells a truncated table (TRUNCATE fires no trigger), and that needs the PROCESS privilege: grant it (GRANT PROCESS ON *.* TO the user), or use mode=scan", t.cfg.Table, err)
 		}
 		query = "SELECT CAST(TABLE_ID AS CHAR) FROM information_schema.INNODB_TABLES WHERE NAME = ?" // MySQL 8

@@ -717,7 +717,7 @@ func (s *indexSnapshot) Rows(ctx context.Context, keys [][]byte) ([]reconcile.Ro
 	}
 	out := make([]reconcile.Row, len(keys))
 	for i, k := range keys {
-		if r, ok := found[string(k)]; ok && !r.Entry().Expired(s.now) {
+		if r, ok := found[string(k)]; ok && !r.Expired(s.now) {
 			out[i] = r
 		}
 	}

@@ -63,10 +63,7 @@ func TestIndexFollowsNativeWrites(t *testing.T) {
 				if err != nil || rep.OnlySource+rep.OnlyTarget+rep.Changed != 0 {
 					t.Fatalf("round %d, maintained as source: %v, %d differences", round, err, rep.OnlySource+rep.OnlyTarget+rep.Changed)
 				}
-				st, err := maintained.VerifyIndex(ctx)
-				if err != nil || !st.OK() {
-					t.Fatalf("round %d: verify: %+v, %v", round, st, err)
-				}
+				mustVerify(t, maintained, fmt.Sprintf("round %d", round))
 			}
 		})
 	}
@@ -149,10 +146,7 @@ func TestIndexSessions(t *testing.T) {
 				t.Fatalf("maintained found %d/%d/%d, scan %d/%d/%d", got.OnlySource, got.OnlyTarget, got.Changed, want.OnlySource, want.OnlyTarget, want.Changed)
 			}
 			syncAndCheck(t, "maintained to maintained", A, B, -1)
-			st, err := B.VerifyIndex(ctx)
-			if err != nil || !st.OK() {
-				t.Fatalf("verify after sync: %+v, %v", st, err)
-			}
+			mustVerify(t, B, "after sync")
 		})
 	}
 }
@@ -164,10 +158,7 @@ func TestIndexSessions(t *testing.T) {
 // never applied, and the index would miss it for good.
 func TestCatchUpKeepsLateCommits(t *testing.T) {
 	ctx := context.Background()
-	for _, e := range engines(t) {
-		if e.name == "sqlite" {
-			continue // one writer at a time: no transaction can commit during a catch-up
-		}
+	for _, e := range serverEngines(t) {
 		t.Run(e.name, func(t *testing.T) {
 			name, tb := maintainedPeople(t, e, 100)
 			late, err := e.db.BeginTx(ctx, nil)
@@ -189,10 +180,7 @@ func TestCatchUpKeepsLateCommits(t *testing.T) {
 			if _, err := tb.catchUp(ctx); err != nil {
 				t.Fatal(err)
 			}
-			st, err := tb.VerifyIndex(ctx) // catches up again first
-			if err != nil || !st.OK() {
-				t.Fatalf("the index lost a write that committed during a catch-up: %+v, %v", st, err)
-			}
+			mustVerify(t, tb, "after a writer committed during a catch-up") // which catches up again first
 		})
 	}
 }
@@ -202,10 +190,7 @@ func TestCatchUpKeepsLateCommits(t *testing.T) {
 // one after another; once the writers stop, the index must match the table.
 func TestCatchUpUnderConcurrentWriters(t *testing.T) {
 	ctx := context.Background()
-	for _, e := range engines(t) {
-		if e.name == "sqlite" {
-			continue // one writer at a time
-		}
+	for _, e := range serverEngines(t) {
 		t.Run(e.name, func(t *testing.T) {
 			name, tb := maintainedPeople(t, e, 500)
 			stop := make(chan struct{})
@@ -228,17 +213,7 @@ func TestCatchUpUnderConcurrentWriters(t *testing.T) {
 							return
 						}
 						for range 1 + rng.IntN(3) {
-							id := 1 + rng.IntN(600)
-							var q string
-							switch rng.IntN(3) {
-							case 0:
-								q = fmt.Sprintf("DELETE FROM %s WHERE id = %d", name, id)
-							case 1:
-								q = fmt.Sprintf("UPDATE %s SET ver = ver + 1 WHERE id = %d", name, id)
-							default:
-								q = fmt.Sprintf("INSERT INTO %s (id, name, score, at, ver) VALUES (%d, 'w', 1.5, '2024-01-01 00:00:00', 3)", name, 10000+w*100000+n)
-							}
-							if _, err = tx.Exec(q); err != nil {
+							if _, err = tx.Exec(randomWrite(rng, name, 600, w, n)); err != nil {
 								break // a deadlock between writers, say: this transaction rolls back
 							}
 						}
@@ -259,10 +234,7 @@ func TestCatchUpUnderConcurrentWriters(t *testing.T) {
 			}
 			close(stop)
 			wg.Wait()
-			st, err := tb.VerifyIndex(ctx)
-			if err != nil || !st.OK() {
-				t.Fatalf("after %d writes committed beside catch-ups: %+v, %v", committed.Load(), st, err)
-			}
+			mustVerify(t, tb, fmt.Sprintf("after %d writes committed beside catch-ups", committed.Load()))
 			t.Logf("%d writes committed beside 40 catch-ups", committed.Load())
 		})
 	}
@@ -302,17 +274,7 @@ func TestSyncUnderConcurrentWriters(t *testing.T) {
 					return
 				default:
 				}
-				id := 1 + rng.IntN(900)
-				var q string
-				switch rng.IntN(3) {
-				case 0:
-					q = fmt.Sprintf("DELETE FROM %s WHERE id = %d", name, id)
-				case 1:
-					q = fmt.Sprintf("UPDATE %s SET name = 'w%d', ver = ver + 1 WHERE id = %d", name, n, id)
-				default:
-					q = fmt.Sprintf("INSERT INTO %s (id, name, score, at, ver) VALUES (%d, 'w', 1.5, '2024-01-01 00:00:00', 3)", name, 10000+w*100000+n)
-				}
-				e.db.Exec(q)
+				e.db.Exec(randomWrite(rng, name, 900, w, n))
 				time.Sleep(time.Millisecond)
 			}
 		}()
@@ -333,9 +295,7 @@ func TestSyncUnderConcurrentWriters(t *testing.T) {
 	wg.Wait()
 	syncAndCheck(t, "after the writers stopped", src, dst, -1)
 	for _, tb := range tables {
-		if st, err := tb.VerifyIndex(ctx); err != nil || !st.OK() {
-			t.Fatalf("%s: %+v, %v", tb.cfg.Dialect, st, err)
-		}
+		mustVerify(t, tb, tb.cfg.Dialect)
 	}
 	if failed > 0 {
 		t.Errorf("%d of 15 syncs beside writers failed", failed)
@@ -350,10 +310,7 @@ func TestSyncUnderConcurrentWriters(t *testing.T) {
 // privilege and InnoDB's table ids only with PROCESS: each missing one is named.
 func TestMaintainedReadOnlyUser(t *testing.T) {
 	ctx := context.Background()
-	for _, e := range engines(t) {
-		if e.name == "sqlite" {
-			continue // no users
-		}
+	for _, e := range serverEngines(t) {
 		t.Run(e.name, func(t *testing.T) {
 			name, admin := maintainedPeople(t, e, 50)
 			user := fmt.Sprintf("rc_ro_%d_%d", time.Now().UnixNano()%1e9, tableSeq.Add(1))
@@ -427,4 +384,37 @@ func maintainedPeople(t *testing.T, e *engine, n int) (string, *Table) {
 	}
 	t.Cleanup(func() { tb.UninstallIndex(context.Background()) })
 	return name, tb
+}
+
+// serverEngines is engines without SQLite, for tests that need what only a server has:
+// writers committing beside each other, users and privileges.
+func serverEngines(t *testing.T) []*engine {
+	var out []*engine
+	for _, e := range engines(t) {
+		if e.name != "sqlite" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// mustVerify fails the test unless tb's maintained index, caught up, matches the table.
+func mustVerify(t *testing.T, tb *Table, when string) {
+	t.Helper()
+	if st, err := tb.VerifyIndex(context.Background()); err != nil || !st.OK() {
+		t.Fatalf("%s: verify: %+v, %v", when, st, err)
+	}
+}
+
+// randomWrite is writer w's n-th statement on a people table: a delete or a version bump
+// of one of ids 1..ids (which may hold no row), or an insert of a key of its own.
+func randomWrite(rng *rand.Rand, name string, ids, w, n int) string {
+	id := 1 + rng.IntN(ids)
+	switch rng.IntN(3) {
+	case 0:
+		return fmt.Sprintf("DELETE FROM %s WHERE id = %d", name, id)
+	case 1:
+		return fmt.Sprintf("UPDATE %s SET name = 'w%d', ver = ver + 1 WHERE id = %d", name, n, id)
+	}
+	return fmt.Sprintf("INSERT INTO %s (id, name, score, at, ver) VALUES (%d, 'w', 1.5, '2024-01-01 00:00:00', 3)", name, 10000+w*100000+n)
 }

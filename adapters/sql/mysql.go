@@ -161,11 +161,18 @@ func (mysql) arg(d Datum, c *Column) any {
 	return genericArg(d)
 }
 
-// denied: a table privilege missing (1142), --read-only (1290), a read-only transaction
-// (1792).
+// denied: a privilege missing (isAccessDenied), --read-only (1290), a read-only
+// transaction (1792).
 func (mysql) denied(err error) bool {
 	var me *driver.MySQLError
-	return errors.As(err, &me) && (me.Number == 1142 || me.Number == 1290 || me.Number == 1792)
+	return isAccessDenied(err) || errors.As(err, &me) && (me.Number == 1290 || me.Number == 1792)
+}
+
+// isAccessDenied reports a MySQL/MariaDB "access denied; you need the ... privilege" for
+// an operation (1227) or a table (1142).
+func isAccessDenied(err error) bool {
+	var me *driver.MySQLError
+	return errors.As(err, &me) && (me.Number == 1227 || me.Number == 1142)
 }
 
 func (mysql) dbErr(err error) error {

@@ -746,7 +746,7 @@ func (t *Table) Scan(ctx context.Context, now int64, fn func(reconcile.Row) bool
 	defer tx.Rollback()
 	var rows []reconcile.Row
 	err = t.scanTx(ctx, tx, func(r reconcile.Row) error {
-		if !r.Entry().Expired(now) {
+		if !r.Expired(now) {
 			rows = append(rows, r)
 		}
 		return nil
@@ -862,7 +862,7 @@ func (s *snapshot) Rows(ctx context.Context, keys [][]byte) ([]reconcile.Row, er
 		if !ok {
 			continue
 		}
-		if r.Entry().Expired(s.now) {
+		if r.Expired(s.now) {
 			continue
 		}
 		out[i] = r
