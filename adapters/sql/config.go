@@ -25,7 +25,7 @@ type Config struct {
 	// Empty: the table is in key order and carries no versions.
 	Version string
 	// Columns names the value columns; empty means every column but the key, version and
-	// expiry columns.
+	// expiry columns. It may name those too: they are compared as key, version and expiry.
 	Columns []string
 	// Expires names an optional expiry column (a timestamp, or an integer of unix ns);
 	// rows whose expiry is at or before a session's now are left out. NULL means never.

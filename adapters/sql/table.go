@@ -184,6 +184,18 @@ func Open(ctx context.Context, cfg Config) (*Table, error) {
 	return t, nil
 }
 
+// comparable lists the columns a columns= option can name: those not already used as
+// the key, version or expiry, whose types reconcile compares.
+func comparable(cols []Column, used map[string]string) []string {
+	var names []string
+	for _, c := range cols {
+		if role, ok := used[c.Name]; (!ok || role == "value") && c.Class != 0 {
+			names = append(names, c.Name)
+		}
+	}
+	return names
+}
+
 func (t *Table) load(ctx context.Context) error {
 	if err := t.db.PingContext(ctx); err != nil {
 		msg := dedupe(oneLine(t.d.dbErr(err).Error()))
@@ -233,7 +245,7 @@ func (t *Table) load(ctx context.Context) error {
 		}
 		used[name] = role
 		if c.Class == 0 {
-			return nil, fmt.Errorf("column %s has type %s, which reconcile cannot compare across engines; leave it out with columns=... (see docs/canonical.md for the supported types)", name, c.Type)
+			return nil, fmt.Errorf("column %s has type %s, which reconcile cannot compare across engines; leave it out with columns=%s (see docs/canonical.md for the supported types)", name, c.Type, strings.Join(comparable(cols, used), ","))
 		}
 		return c, nil
 	}
@@ -268,8 +280,14 @@ func (t *Table) load(ctx context.Context) error {
 		}
 		t.expCol = c
 	}
-	valNames := t.cfg.Columns
-	if len(valNames) == 0 {
+	var valNames []string
+	for _, n := range t.cfg.Columns {
+		if role, ok := used[n]; ok && role != "value" {
+			continue // columns= may list the key, version and expiry columns too
+		}
+		valNames = append(valNames, n)
+	}
+	if len(t.cfg.Columns) == 0 {
 		for _, c := range cols {
 			if _, ok := used[c.Name]; !ok {
 				valNames = append(valNames, c.Name)
