@@ -34,6 +34,13 @@ const (
 	JSON      Class = 10
 )
 
+// wideTimestampTag tags a Timestamp value that int64 nanoseconds cannot hold: an instant
+// in years 1..1677 or 2262..9999 (MySQL's '9999-12-31 23:59:59', PostgreSQL's
+// '0001-01-01') or PostgreSQL's 'infinity' and '-infinity'. Its payload is 8 bytes of
+// unix seconds and 4 of nanoseconds, big-endian; the infinities are the seconds
+// math.MaxInt64 and math.MinInt64. Every other timestamp keeps tag 7.
+const wideTimestampTag = 11
+
 var classNames = [...]string{"null", "int", "decimal", "float", "text", "bytes", "bool", "timestamp", "date", "time", "json"}
 
 func (c Class) String() string {
@@ -61,10 +68,16 @@ type Column struct {
 // Datum is one canonical column value.
 type Datum struct {
 	Class Class   // Null for NULL
-	Int   int64   // Int, Bool (0 or 1), Timestamp (ns), Date (days), Time (ns)
+	Int   int64   // Int, Bool (0 or 1), Timestamp (ns; seconds if Wide), Date (days), Time (ns)
 	Float float64 // Float
 	Str   string  // Decimal, Text, JSON
 	Bytes []byte  // Bytes
+
+	// Wide marks a Timestamp outside int64 nanoseconds (see wideTimestampTag): Int holds
+	// its unix seconds (math.MaxInt64 for infinity, math.MinInt64 for -infinity) and Nano
+	// its nanoseconds.
+	Wide bool
+	Nano int32
 }
 
 // canon converts a value read by a database driver into the column's canonical datum.
@@ -102,7 +115,7 @@ func (c *Column) canon(v any) (Datum, error) {
 	case Bool:
 		d.Int, err = toBool(v)
 	case Timestamp:
-		d.Int, err = toTimestamp(v)
+		return toTimestamp(v)
 	case Date:
 		d.Int, err = toDate(v)
 	case Time:
@@ -389,6 +402,9 @@ func parseTimestamp(s string) (time.Time, error) {
 			return t, nil
 		}
 	}
+	if len(s) >= 10 && (s[:4] == "0000" || s[4:8] == "-00-" || s[7:10] == "-00") {
+		return time.Time{}, fmt.Errorf("%q is a MySQL zero date (a zero year, month or day), which names no day: set such values to NULL, or leave the column out with columns=", s)
+	}
 	return time.Time{}, fmt.Errorf("%q is not a timestamp (want YYYY-MM-DD HH:MM:SS[.fffffffff][±hh:mm])", s)
 }
 
@@ -411,20 +427,93 @@ func toTime(v any, what string) (time.Time, error) {
 	return parseTimestamp(s)
 }
 
-func toTimestamp(v any) (int64, error) {
+func toTimestamp(v any) (Datum, error) {
+	if s, ok := asString(v); ok {
+		if inf := infinity(s); inf != 0 {
+			return infiniteTimestamp(inf), nil
+		}
+	}
 	t, err := toTime(v, "a timestamp")
 	if err != nil {
-		return 0, err
+		return Datum{}, err
 	}
-	if t.Before(minTime) || t.After(maxTime) {
-		return 0, errTimestampRange(t)
-	}
-	return t.UnixNano(), nil
+	return timestampDatum(t)
 }
 
-// errTimestampRange is the error for an instant that unix nanoseconds cannot hold.
-func errTimestampRange(t time.Time) error {
-	return fmt.Errorf("timestamp %v is outside 1677-09-21..2262-04-11, which nanoseconds in 64 bits cover", t)
+// infinity reports whether s is PostgreSQL's spelling of a timestamp's infinity (1) or
+// -infinity (-1).
+func infinity(s string) int {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "infinity", "+infinity":
+		return 1
+	case "-infinity":
+		return -1
+	}
+	return 0
+}
+
+// infiniteTimestamp is the datum of infinity (sign 1) or -infinity (sign -1).
+func infiniteTimestamp(sign int) Datum {
+	d := Datum{Class: Timestamp, Wide: true, Int: math.MaxInt64}
+	if sign < 0 {
+		d.Int = math.MinInt64
+	}
+	return d
+}
+
+// timestampDatum is the datum of the instant t: nanoseconds where they hold it, else a
+// wide timestamp (years 1 to 9999 only, the range every engine's text and RFC 3339 share).
+func timestampDatum(t time.Time) (Datum, error) {
+	if !t.Before(minTime) && !t.After(maxTime) {
+		return Datum{Class: Timestamp, Int: t.UnixNano()}, nil
+	}
+	if y := t.Year(); y < 1 || y > 9999 {
+		return Datum{}, fmt.Errorf("timestamp %v is outside the years 1 to 9999", t)
+	}
+	return Datum{Class: Timestamp, Wide: true, Int: t.Unix(), Nano: int32(t.Nanosecond())}, nil
+}
+
+// Infinite reports whether d is the timestamp infinity (1), -infinity (-1), or neither (0).
+func (d Datum) Infinite() int {
+	switch {
+	case d.Class != Timestamp || !d.Wide:
+		return 0
+	case d.Int == math.MaxInt64:
+		return 1
+	case d.Int == math.MinInt64:
+		return -1
+	}
+	return 0
+}
+
+// Time is a finite Timestamp datum's instant, in UTC.
+func (d Datum) Time() time.Time {
+	if d.Wide {
+		return time.Unix(d.Int, int64(d.Nano)).UTC()
+	}
+	return time.Unix(0, d.Int).UTC()
+}
+
+// timestampText renders a Timestamp datum for engines that take text (MySQL, SQLite) and
+// for messages: "infinity" and "-infinity" as PostgreSQL spells them.
+func timestampText(d Datum) string {
+	switch d.Infinite() {
+	case 1:
+		return "infinity"
+	case -1:
+		return "-infinity"
+	}
+	return d.Time().Format("2006-01-02 15:04:05.999999999")
+}
+
+// errNarrowTimestamp is the error for a wide timestamp (one that int64 nanoseconds cannot
+// hold) where a key, version or expiry needs nanoseconds; role names the column's part.
+func errNarrowTimestamp(d Datum, role string) error {
+	msg := fmt.Sprintf("timestamp %s is outside 1677-09-21..2262-04-11, which nanoseconds in 64 bits cover: a %s column's timestamps must be in that range (value columns may hold any)", d, role)
+	if role == "expiry" && d.Infinite() >= 0 {
+		msg += "; for a row that never expires, set the expiry to NULL"
+	}
+	return errors.New(msg)
 }
 
 func toDate(v any) (int64, error) {
@@ -558,6 +647,11 @@ func appendDatum(dst []byte, d Datum) []byte {
 	switch d.Class {
 	case Null:
 	case Int, Timestamp, Date, Time:
+		if d.Wide {
+			dst[len(dst)-1] = wideTimestampTag
+			dst = binary.BigEndian.AppendUint64(dst, uint64(d.Int))
+			return binary.BigEndian.AppendUint32(dst, uint32(d.Nano))
+		}
 		dst = binary.BigEndian.AppendUint64(dst, uint64(d.Int))
 	case Bool:
 		dst = append(dst, byte(d.Int))
@@ -589,6 +683,14 @@ func DecodeValue(b []byte, cols []Column) ([]Datum, error) {
 			if !c.Nullable {
 				return nil, fmt.Errorf("column %s is NOT NULL but the value holds NULL", c.Name)
 			}
+			continue
+		}
+		if tag == wideTimestampTag && c.Class == Timestamp {
+			d, err := decodeWideTimestamp(b)
+			if err != nil {
+				return nil, fmt.Errorf("column %s: %v", c.Name, err)
+			}
+			out[i], b = d, b[12:]
 			continue
 		}
 		if tag > JSON {
@@ -661,6 +763,28 @@ func DecodeValue(b []byte, cols []Column) ([]Datum, error) {
 		return nil, fmt.Errorf("value has %d bytes after its last column", len(b))
 	}
 	return out, nil
+}
+
+// decodeWideTimestamp decodes a wide timestamp's payload (see wideTimestampTag), refusing
+// one that has another encoding: an instant nanoseconds hold, or outside years 1..9999.
+func decodeWideTimestamp(b []byte) (Datum, error) {
+	if len(b) < 12 {
+		return Datum{}, errors.New("truncated value")
+	}
+	d := Datum{Class: Timestamp, Wide: true, Int: int64(binary.BigEndian.Uint64(b)), Nano: int32(binary.BigEndian.Uint32(b[8:]))}
+	if d.Infinite() != 0 {
+		if d.Nano != 0 {
+			return Datum{}, errors.New("infinite timestamp not in canonical form")
+		}
+		return d, nil
+	}
+	if d.Nano < 0 || d.Nano >= 1e9 {
+		return Datum{}, errors.New("timestamp nanoseconds out of range")
+	}
+	if n, err := timestampDatum(d.Time()); err != nil || !n.Wide || n.Int != d.Int || n.Nano != d.Nano {
+		return Datum{}, errors.New("wide timestamp not in canonical form")
+	}
+	return d, nil
 }
 
 // keyClassOK reports whether a column of class c can be part of a key.
@@ -783,7 +907,10 @@ func (d Datum) String() string {
 	case Bytes:
 		return fmt.Sprintf("%x", d.Bytes)
 	case Timestamp:
-		return time.Unix(0, d.Int).UTC().Format(time.RFC3339Nano)
+		if d.Infinite() != 0 {
+			return timestampText(d)
+		}
+		return d.Time().Format(time.RFC3339Nano)
 	case Date:
 		return time.Unix(d.Int*86400, 0).UTC().Format(time.DateOnly)
 	case Time:

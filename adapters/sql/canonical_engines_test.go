@@ -17,7 +17,8 @@ import (
 // with each engine's own types and literals, and checks that every engine reads back
 // exactly the canonical value built here in Go: the hard cases of DESIGN §6 (NULL vs
 // empty, NFC vs NFD, trailing spaces under a case-insensitive collation, decimal scales,
-// -0 and subnormal floats, float4, time zones, bytes, 64-bit extremes, booleans, JSON).
+// -0 and subnormal floats, float4, time zones, timestamps beyond int64 nanoseconds, bytes,
+// 64-bit extremes, booleans, JSON).
 func TestCanonicalAcrossEngines(t *testing.T) {
 	es := engines(t)
 	type row struct {
@@ -40,6 +41,9 @@ func TestCanonicalAcrossEngines(t *testing.T) {
 		{3, map[string]string{"t": "'\u00e9'", "n": "-0.000", "f": "2.2250738585072014e-308|2.2250738585072014e-308|2.2250738585072014e-308", "r": "'-0'::float4|-0.0e0|-0.0"}},
 		{4, map[string]string{"t": "'e\u0301'", "n": "12345678901.25", "f": "1e308"}},
 		{5, map[string]string{"t": "'Abc  '", "c": "'x  '", "n": "0.001"}},
+		// Instants int64 nanoseconds cannot hold: MySQL's end-of-time sentinel, year 1.
+		{6, map[string]string{"dt": "'9999-12-31 23:59:59.999999'"}},
+		{7, map[string]string{"dt": "'0001-01-01 00:00:00'"}},
 	}
 	ns := func(s string) int64 {
 		tm, err := time.Parse(time.RFC3339Nano, s)
@@ -47,6 +51,13 @@ func TestCanonicalAcrossEngines(t *testing.T) {
 			t.Fatal(err)
 		}
 		return tm.UnixNano()
+	}
+	wide := func(s string) Datum {
+		tm, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Datum{Class: Timestamp, Wide: true, Int: tm.Unix(), Nano: int32(tm.Nanosecond())}
 	}
 	day := func(s string) int64 {
 		tm, _ := time.Parse(time.DateOnly, s)
@@ -63,6 +74,8 @@ func TestCanonicalAcrossEngines(t *testing.T) {
 		3: {{}, {}, {}, {}, {}, {Class: Float, Float: 2.2250738585072014e-308}, {}, {}, {Class: Decimal, Str: "0"}, {Class: Float, Float: 0}, {Class: Text, Str: "\u00e9"}, {}, {}},
 		4: {{}, {}, {}, {}, {}, {Class: Float, Float: 1e308}, {}, {}, {Class: Decimal, Str: "12345678901.25"}, {}, {Class: Text, Str: "e\u0301"}, {}, {}},
 		5: {{}, {}, {Class: Text, Str: "x"}, {}, {}, {}, {}, {}, {Class: Decimal, Str: "0.001"}, {}, {Class: Text, Str: "Abc  "}, {}, {}},
+		6: {{}, {}, {}, {}, wide("9999-12-31T23:59:59.999999Z"), {}, {}, {}, {}, {}, {}, {}, {}},
+		7: {{}, {}, {}, {}, wide("0001-01-01T00:00:00Z"), {}, {}, {}, {}, {}, {}, {}, {}},
 	}
 	for _, e := range es {
 		t.Run(e.name, func(t *testing.T) {

@@ -86,6 +86,72 @@ func TestCanonTimes(t *testing.T) {
 	}
 }
 
+// TestWideTimestamps: instants that int64 nanoseconds cannot hold (MySQL's 9999-12-31
+// sentinel, year 1, PostgreSQL's infinities) have one canonical datum each, which round
+// trips through the value encoding and its text; a wide encoding of an instant that
+// nanoseconds hold, or out-of-range nanoseconds, is refused.
+func TestWideTimestamps(t *testing.T) {
+	ts := Column{Name: "ts", Class: Timestamp, Nullable: true}
+	cases := map[string]string{
+		"9999-12-31 23:59:59.999999":    "9999-12-31T23:59:59.999999Z",
+		"0001-01-01 00:00:00":           "0001-01-01T00:00:00Z",
+		"1600-02-29T12:00:00+01:00":     "1600-02-29T11:00:00Z",
+		"infinity":                      "infinity",
+		"-Infinity":                     "-infinity",
+		"2262-04-11 23:47:16.854775807": "2262-04-11T23:47:16.854775807Z", // the last nanosecond int64 holds
+		"2262-04-11 23:47:16.854775808": "2262-04-11T23:47:16.854775808Z", // the first it does not
+	}
+	for in, want := range cases {
+		d, err := ts.canon(in)
+		if err != nil {
+			t.Fatalf("%q: %v", in, err)
+		}
+		if d.String() != want {
+			t.Errorf("%q reads as %s, want %s", in, d, want)
+		}
+		if nsRange := !strings.HasPrefix(in, "2262-04-11 23:47:16.854775807"); d.Wide != nsRange {
+			t.Errorf("%q: wide %v", in, d.Wide)
+		}
+		enc := AppendValue(nil, []Datum{d})
+		got, err := DecodeValue(enc, []Column{ts})
+		if err != nil || !sameTimestamp(got[0], d) {
+			t.Errorf("%q: decoded %+v, %v; want %+v", in, got, err, d)
+		}
+		if back, err := ts.canon(timestampText(d)); err != nil || !sameTimestamp(back, d) {
+			t.Errorf("%q: its text %q reads back as %+v, %v", in, timestampText(d), back, err)
+		}
+	}
+	for _, zero := range []string{"0000-00-00 00:00:00", "0000-00-00", "2024-00-10", "2024-03-00 10:00:00"} {
+		if _, err := ts.canon(zero); err == nil || !strings.Contains(err.Error(), "zero date") {
+			t.Errorf("%q: %v", zero, err)
+		}
+	}
+	if _, err := ts.canon("10000-01-01 00:00:00"); err == nil {
+		t.Error("year 10000 accepted")
+	}
+	for _, bad := range []Datum{
+		{Class: Timestamp, Wide: true, Int: 0},                       // 1970: nanoseconds hold it
+		{Class: Timestamp, Wide: true, Int: -62135596800 - 1},        // year 0
+		{Class: Timestamp, Wide: true, Int: 253402300800, Nano: 0},   // year 10000
+		{Class: Timestamp, Wide: true, Int: -62135596800, Nano: 1e9}, // nanoseconds out of range
+		{Class: Timestamp, Wide: true, Int: -62135596800, Nano: -1},  // likewise
+		{Class: Timestamp, Wide: true, Int: math.MaxInt64, Nano: 1},  // infinity with a fraction
+	} {
+		if _, err := DecodeValue(AppendValue(nil, []Datum{bad}), []Column{ts}); err == nil {
+			t.Errorf("%+v decoded", bad)
+		}
+	}
+	// Tag 11 belongs to timestamps only.
+	wide := AppendValue(nil, []Datum{{Class: Timestamp, Wide: true, Int: -62135596800}})
+	if _, err := DecodeValue(wide, []Column{{Name: "d", Class: Date}}); err == nil {
+		t.Error("a wide timestamp decoded as a date")
+	}
+}
+
+func sameTimestamp(a, b Datum) bool {
+	return a.Class == b.Class && a.Int == b.Int && a.Wide == b.Wide && a.Nano == b.Nano
+}
+
 func TestCanonicalJSON(t *testing.T) {
 	a, err1 := CanonicalJSON([]byte(`{"b": 1, "a": [1, 2.50, {"y": null, "x": "<&>"}]}`))
 	b, err2 := CanonicalJSON([]byte(`{"a":[1,2.50,{"x":"<&>","y":null}],"b":1}`))
@@ -148,6 +214,8 @@ func FuzzDecodeValue(f *testing.F) {
 	f.Add(AppendValue(nil, []Datum{{Class: Int, Int: -5}, {Class: Decimal, Str: "-1.25"}, {Class: Float, Float: 1.5}, {Class: Text, Str: "é"},
 		{Class: Bytes, Bytes: []byte{0}}, {Class: Bool, Int: 1}, {Class: Timestamp, Int: -1}, {Class: Date, Int: 19000},
 		{Class: Time, Int: 5}, {Class: JSON, Str: `{"a":1}`}}))
+	f.Add(AppendValue(nil, []Datum{{}, {}, {}, {}, {}, {}, {Class: Timestamp, Wide: true, Int: 253402300799, Nano: 999999000}, {}, {}, {}}))
+	f.Add(AppendValue(nil, []Datum{{}, {}, {}, {}, {}, {}, infiniteTimestamp(-1), {}, {}, {}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ds, err := DecodeValue(b, allClasses)
 		if err != nil {

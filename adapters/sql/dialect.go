@@ -96,18 +96,16 @@ func genericArg(d Datum) any {
 		}
 		return d.Bytes
 	case Timestamp:
-		return time.Unix(0, d.Int).UTC()
+		if d.Infinite() != 0 {
+			return timestampText(d)
+		}
+		return d.Time()
 	case Date:
 		return time.Unix(d.Int*86400, 0).UTC()
 	case Time:
 		return formatTimeOfDay(d.Int)
 	}
 	return nil
-}
-
-// timestampText renders a timestamp for engines that take text (MySQL, SQLite).
-func timestampText(ns int64) string {
-	return time.Unix(0, ns).UTC().Format("2006-01-02 15:04:05.999999999")
 }
 
 // rawReader is a dialect that reads a whole table faster through its own driver than

@@ -109,6 +109,9 @@ func (t *Table) ColumnsRow(cols map[string]json.RawMessage, del bool) (key, valu
 		if kd[i].Class == Null {
 			return nil, nil, fmt.Errorf("columns: key column %q is null", c.Name)
 		}
+		if kd[i].Wide {
+			return nil, nil, fmt.Errorf("columns: key column %q: %v", c.Name, errNarrowTimestamp(kd[i], "key"))
+		}
 	}
 	key = AppendKey([]byte{}, kd)
 	if del {
@@ -182,9 +185,12 @@ func jsonDatum(c *Column, raw json.RawMessage) (Datum, error) {
 			}
 			in = b
 		case Timestamp:
+			if infinity(x) != 0 {
+				break // PostgreSQL's infinities, as dumps write them
+			}
 			t, err := time.Parse(time.RFC3339Nano, x)
 			if err != nil {
-				return fail(`an RFC 3339 timestamp ("2024-03-10T07:00:00Z")`)
+				return fail(`an RFC 3339 timestamp ("2024-03-10T07:00:00Z"), "infinity" or "-infinity"`)
 			}
 			in = t
 		case Int:

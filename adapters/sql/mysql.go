@@ -154,7 +154,7 @@ func (mysql) arg(d Datum, c *Column) any {
 	case Bool:
 		return d.Int
 	case Timestamp:
-		return timestampText(d.Int)
+		return timestampText(d)
 	case Date:
 		return time.Unix(d.Int*86400, 0).UTC().Format(time.DateOnly)
 	}
@@ -186,6 +186,9 @@ func (mysql) dbErr(err error) error {
 		}
 		if strings.Contains(me.Message, "max_allowed_packet") {
 			return fmt.Errorf("%w: %s", err, maxPacketHint)
+		}
+		if me.Number == 1292 && strings.Contains(me.Message, "infinity'") {
+			return fmt.Errorf("%w: MySQL and MariaDB have no infinite timestamps; change the source row (to NULL or a date such as '9999-12-31'), or leave the column out of the sync with columns=", err)
 		}
 	}
 	if errors.Is(err, driver.ErrPktTooLarge) {

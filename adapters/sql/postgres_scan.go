@@ -223,6 +223,42 @@ func fixed64(class Class, n int, toInt func(raw []byte) (int64, error)) pgDecode
 	}
 }
 
+// pgTimestamp decodes binary timestamps and timestamptzs (int64 microseconds since
+// 2000-01-01, the extremes for the infinities): those nanoseconds hold straight into the
+// encoding, the others through a wide datum.
+var pgTimestamp = func() pgDecoder {
+	// Nanoseconds since 1970 fit 64 bits within 1677-09-21..2262-04-11.
+	const lo, hi = math.MinInt64/1000 - pgEpoch*1_000_000, math.MaxInt64/1000 - pgEpoch*1_000_000
+	datum := func(raw []byte) (Datum, error) {
+		if len(raw) != 8 {
+			return Datum{}, fmt.Errorf("a binary timestamp of %d bytes, want 8", len(raw))
+		}
+		us := int64(binary.BigEndian.Uint64(raw))
+		switch {
+		case us == math.MaxInt64:
+			return infiniteTimestamp(1), nil
+		case us == math.MinInt64:
+			return infiniteTimestamp(-1), nil
+		case us >= lo && us <= hi:
+			return Datum{Class: Timestamp, Int: (us + pgEpoch*1_000_000) * 1000}, nil
+		}
+		sec, frac := us/1_000_000, us%1_000_000
+		if frac < 0 {
+			sec, frac = sec-1, frac+1_000_000
+		}
+		return timestampDatum(time.Unix(sec+pgEpoch, frac*1000))
+	}
+	wide := viaDatum(datum).appendValue
+	return pgDecoder{datum: datum, appendValue: func(dst, raw []byte) ([]byte, error) {
+		if len(raw) == 8 {
+			if us := int64(binary.BigEndian.Uint64(raw)); us >= lo && us <= hi { // the common case, straight into the encoding
+				return binary.BigEndian.AppendUint64(append(dst, byte(Timestamp)), uint64((us+pgEpoch*1_000_000)*1000)), nil
+			}
+		}
+		return wide(dst, raw)
+	}}
+}()
+
 // bytesLike is a pgDecoder of values whose canonical encoding is the class's tag, a
 // uvarint length and the bytes of the wire value, trimmed of trailing spaces for
 // blank-padded text.
@@ -338,18 +374,7 @@ func pgDecoderFor(c *Column, oid uint32, format int16) (pgDecoder, error) {
 	case class == Bytes && oid == oidBytea:
 		return bytesLike(Bytes, false), nil
 	case class == Timestamp && (oid == oidTimestamp || oid == oidTimestamptz):
-		return fixed64(Timestamp, 8, func(raw []byte) (int64, error) {
-			us := int64(be.Uint64(raw))
-			if us == math.MaxInt64 || us == math.MinInt64 {
-				return 0, errors.New("timestamp is infinity, which nanoseconds in 64 bits cannot hold")
-			}
-			// Nanoseconds since 1970 must fit 64 bits: 1677-09-21..2262-04-11.
-			const lo, hi = math.MinInt64/1000 - pgEpoch*1_000_000, math.MaxInt64/1000 - pgEpoch*1_000_000
-			if us < lo || us > hi {
-				return 0, errTimestampRange(time.Unix(pgEpoch, 0).UTC().Add(time.Duration(us/1_000_000) * time.Second))
-			}
-			return (us + pgEpoch*1_000_000) * 1000, nil
-		}), nil
+		return pgTimestamp, nil
 	case class == Date && oid == oidDate:
 		return fixed64(Date, 4, func(raw []byte) (int64, error) {
 			d := int32(be.Uint32(raw))

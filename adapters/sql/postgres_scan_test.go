@@ -3,6 +3,7 @@ package sql
 import (
 	"context"
 	dbsql "database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -51,8 +52,10 @@ func TestPostgresRawScanMatchesDriver(t *testing.T) {
 		CASE g % 5 WHEN 0 THEN NULL WHEN 1 THEN ''::bytea ELSE decode(md5(g::text), 'hex') END,
 		CASE g % 8 WHEN 0 THEN NULL WHEN 1 THEN 'NaN' WHEN 2 THEN '-0.000' WHEN 3 THEN '1e-30' WHEN 4 THEN '123456789012345678901234567890.5' ELSE (random() * 1e6 - 5e5)::numeric END,
 		CASE WHEN g % 10 = 0 THEN NULL ELSE (random() * 1e6)::numeric(10,3) END,
-		CASE g % 6 WHEN 0 THEN NULL WHEN 1 THEN '1677-09-21 00:12:43.145225' WHEN 2 THEN '2262-04-11 23:47:16.854775' WHEN 3 THEN '1970-01-01' ELSE timestamp '1900-01-01' + random() * interval '300 years' END,
-		CASE WHEN g % 10 = 0 THEN NULL ELSE timestamptz '1960-01-01 00:00+03' + random() * interval '100 years' END,
+		CASE g % 10 WHEN 0 THEN NULL WHEN 1 THEN '1677-09-21 00:12:43.145225' WHEN 2 THEN '2262-04-11 23:47:16.854775' WHEN 3 THEN '1970-01-01'
+			WHEN 4 THEN '1677-09-21 00:12:43.145224' WHEN 5 THEN '2262-04-11 23:47:16.854776' WHEN 6 THEN '0001-01-01' WHEN 7 THEN '9999-12-31 23:59:59.999999'
+			WHEN 8 THEN 'infinity' ELSE timestamp '1200-01-01' + random() * interval '1500 years' END,
+		CASE g % 10 WHEN 0 THEN NULL WHEN 1 THEN '-infinity' ELSE timestamptz '1960-01-01 00:00+03' + random() * interval '100 years' END,
 		CASE g % 5 WHEN 0 THEN NULL WHEN 1 THEN '0001-01-01' WHEN 2 THEN '1999-12-31' ELSE date '1900-01-01' + (random() * 100000)::int END,
 		CASE g % 5 WHEN 0 THEN NULL WHEN 1 THEN '24:00:00' WHEN 2 THEN '00:00:00' ELSE time '00:00' + random() * interval '24 hours' END,
 		CASE WHEN g % 4 = 0 THEN NULL ELSE ('{"b": ' || g || ', "a": [1, 2.50, "x"]}')::json END,
@@ -74,14 +77,16 @@ func TestPostgresRawScanErrors(t *testing.T) {
 		t.Skip("postgres tests skipped: set RECONCILE_TEST_PG_DSN (e.g. postgres://postgres@127.0.0.1:5432/test)")
 	}
 	for _, c := range []struct{ typ, val, want string }{
-		{"timestamptz", "'infinity'", "infinity"},
-		{"timestamp", "'1600-01-01'", "outside 1677-09-21..2262-04-11"},
 		{"date", "'-infinity'", "infinity"},
+		{"date", "'infinity'", "infinity"},
 	} {
 		name := pg.table(t)
 		pg.exec(t, "CREATE TABLE "+name+" (id int PRIMARY KEY, v "+c.typ+")", "INSERT INTO "+name+" VALUES (1, now()), (2, "+c.val+")")
 		tb := openTable(t, pg.url(name, "mode=scan"))
-		_, err := tb.Open(context.Background(), 0)
+		snap, err := tb.Open(context.Background(), 0)
+		if err == nil {
+			snap.Close() // else the snapshot's transaction keeps the table from being dropped
+		}
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "column v") {
 			t.Errorf("%s %s: got error %v, want one naming column v and %q", c.typ, c.val, err, c.want)
 		}
@@ -130,6 +135,26 @@ func TestScanCanceled(t *testing.T) {
 			})
 			if err == nil || !errors.Is(err, context.Canceled) {
 				t.Fatalf("scan canceled after 10 of 5,000 rows returned %v (saw %d rows), want context.Canceled", err, seen.Load())
+			}
+		})
+	}
+}
+
+// BenchmarkPgTimestamp: a binary timestamp into the value encoding, on the direct path
+// that every timestamp nanoseconds hold takes, against the datum path (build a Datum,
+// then encode it) that wide timestamps and infinities take.
+func BenchmarkPgTimestamp(b *testing.B) {
+	raw := binary.BigEndian.AppendUint64(nil, uint64(int64(7e14))) // 2022, in µs since 2000
+	for _, c := range []struct {
+		name string
+		f    func(dst, raw []byte) ([]byte, error)
+	}{{"direct", pgTimestamp.appendValue}, {"via-datum", viaDatum(pgTimestamp.datum).appendValue}} {
+		b.Run(c.name, func(b *testing.B) {
+			dst := make([]byte, 0, 16)
+			for i := 0; i < b.N; i++ {
+				if _, err := c.f(dst[:0], raw); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}

@@ -161,7 +161,7 @@ func (sqlite) arg(d Datum, c *Column) any {
 	case Bool:
 		return d.Int
 	case Timestamp:
-		return timestampText(d.Int)
+		return timestampText(d)
 	case Date:
 		return time.Unix(d.Int*86400, 0).UTC().Format(time.DateOnly)
 	}

@@ -3,6 +3,7 @@ package sql
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -490,4 +491,78 @@ func TestSQLiteRollbackJournal(t *testing.T) {
 		t.Fatalf("wrote %v; %v; %+v", wrote, err, rep)
 	}
 	syncAndCheck(t, "the next sync", src, dst, -1)
+}
+
+// TestWideTimestampsSync: timestamps beyond int64 nanoseconds (a 9999-12-31 sentinel, year
+// 1, PostgreSQL's infinities) sync PostgreSQL to SQLite and back unchanged; MariaDB, which
+// has no infinity, takes the finite ones and quarantines the infinite rows with a message
+// that says why. Such a timestamp in an expiry column is refused with what to do instead.
+func TestWideTimestampsSync(t *testing.T) {
+	pg, my, lite := byName(t)
+	if pg == nil || my == nil {
+		t.Skip("needs RECONCILE_TEST_PG_DSN and RECONCILE_TEST_MYSQL_DSN")
+	}
+	ctx := context.Background()
+	mk := func(e *engine) string {
+		name := e.table(t)
+		e.exec(t, "CREATE TABLE "+name+" (id bigint PRIMARY KEY, at "+ddl(e, "timestamp", "datetime(6)", "timestamp")+", ver bigint NOT NULL)")
+		return name
+	}
+	ps, ls, ps2, ms := mk(pg), mk(lite), mk(pg), mk(my)
+	pg.exec(t, "INSERT INTO "+ps+" VALUES (1, '9999-12-31 23:59:59.999999', 1), (2, '0001-01-01', 2), (3, 'infinity', 3), (4, '-infinity', 4), (5, '2024-01-01', 5)")
+	P, L, P2 := openTable(t, pg.url(ps, "version=ver")), openTable(t, lite.url(ls, "version=ver")), openTable(t, pg.url(ps2, "version=ver"))
+	syncAndCheck(t, "postgres to sqlite", P, L, 5)
+	syncAndCheck(t, "sqlite to postgres", L, P2, 5)
+	var got []string
+	rows, err := pg.db.Query("SELECT at::text FROM " + ps2 + " ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var s string
+		rows.Scan(&s)
+		got = append(got, s)
+	}
+	rows.Close()
+	if want := []string{"9999-12-31 23:59:59.999999", "0001-01-01 00:00:00", "infinity", "-infinity", "2024-01-01 00:00:00"}; !slices.Equal(got, want) {
+		t.Fatalf("postgres after the round trip holds %q, want %q", got, want)
+	}
+
+	// dump's JSON lines load back to the same rows ("infinity" included).
+	for _, r := range allRows(t, P) {
+		js, err := P.RowColumns(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cols map[string]json.RawMessage
+		if err := json.Unmarshal(js, &cols); err != nil {
+			t.Fatal(err)
+		}
+		k, v, err := P.ColumnsRow(cols, false)
+		if err != nil || !bytes.Equal(k, r.Key) || !bytes.Equal(v, r.Value) {
+			t.Fatalf("%s loads back as %x %x, %v", js, k, v, err)
+		}
+	}
+
+	M := openTable(t, my.url(ms, "version=ver"))
+	rep, err := reconcile.Run(ctx, P, M, reconcile.Options{Mode: reconcile.Mirror, Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Upserted != 3 || rep.Quarantined != 2 {
+		t.Fatalf("postgres to mariadb: %d upserted, %d quarantined; want 3 and 2 (%+v)", rep.Upserted, rep.Quarantined, rep.QuarantinedRows)
+	}
+	for _, q := range rep.QuarantinedRows {
+		if !strings.Contains(q.Error, "no infinite timestamps") {
+			t.Errorf("quarantined %s: %q does not say the infinity is the trouble", q.Key, q.Error)
+		}
+	}
+
+	es := pg.table(t)
+	pg.exec(t, "CREATE TABLE "+es+" (id bigint PRIMARY KEY, v text, exp timestamp)",
+		"INSERT INTO "+es+" VALUES (1, 'a', NULL), (2, 'b', '9999-12-31')")
+	E := openTable(t, pg.url(es, "expires=exp"))
+	if _, err := reconcile.Root(ctx, E, 0); err == nil || !strings.Contains(err.Error(), "set the expiry to NULL") || !strings.Contains(err.Error(), "exp") {
+		t.Fatalf("a 9999-12-31 expiry: %v", err)
+	}
 }

@@ -458,6 +458,9 @@ func (s *scanner) assemble(datum func(i int) (Datum, error), appendValue func(ds
 		if d.Class == Null {
 			return r, fmt.Errorf("key column %s is NULL in a row: keys must not be NULL", s.cols[i].Name)
 		}
+		if d.Wide {
+			return r, fmt.Errorf("key column %s: %v", s.cols[i].Name, errNarrowTimestamp(d, "key"))
+		}
 		s.ds = append(s.ds, d)
 	}
 	if s.borrow {
@@ -477,6 +480,9 @@ func (s *scanner) assemble(datum func(i int) (Datum, error), appendValue func(ds
 		if err != nil {
 			return fail(s.cols[i], err)
 		}
+		if d.Wide {
+			return fail(s.cols[i], errNarrowTimestamp(d, "version"))
+		}
 		if d.Class == Null || d.Int < 0 {
 			return fail(s.cols[i], fmt.Errorf("version %s: versions must be set and not negative", d))
 		}
@@ -487,6 +493,9 @@ func (s *scanner) assemble(datum func(i int) (Datum, error), appendValue func(ds
 		d, err := datum(i)
 		if err != nil {
 			return fail(s.cols[i], err)
+		}
+		if d.Wide {
+			return fail(s.cols[i], errNarrowTimestamp(d, "expiry"))
 		}
 		r.ExpiresAt = d.Int // NULL: 0, never
 		i++
