@@ -92,7 +92,8 @@ func (r *Report) Partial() bool { return r.Quarantined > 0 || r.Raced > 0 || r.D
 // Diverged reports whether a mirror sync wrote every difference it found (none
 // quarantined, raced, kept or skipped) and still left the target's root unlike the
 // source's: the target changed rows as they were written (a trigger, a column default, a
-// type that does not keep the value) or someone else wrote it during the sync.
+// generated column, a type that does not keep the value) or someone else wrote it during
+// the sync.
 func (r *Report) Diverged() bool {
 	return r.RootTargetAfter != "" && r.RootTargetAfter != r.RootSource &&
 		r.Quarantined == 0 && r.Raced == 0 && r.Kept == 0 && r.Skipped == 0
@@ -103,7 +104,7 @@ func (r *Report) Diverged() bool {
 func (r *Report) PartialReason() string {
 	switch {
 	case r.Diverged():
-		return fmt.Sprintf("wrote %d rows and deleted %d, yet the target's root after it (%s) is not the source's (%s): the target changed rows as they were written (a trigger, a column default, a type that does not keep the value) or was written by someone else meanwhile; `reconcile diff` shows which rows",
+		return fmt.Sprintf("wrote %d rows and deleted %d, yet the target's root after it (%s) is not the source's (%s): the target changed rows as they were written (a trigger, a column default, a generated column computed differently, a type that does not keep the value) or was written by someone else meanwhile; `reconcile diff` shows which rows",
 			r.Upserted, r.Deleted, r.RootTargetAfter, r.RootSource)
 	case r.Partial():
 		return fmt.Sprintf("finished with %d quarantined and %d raced rows: run it again to retry them (the report lists the quarantined rows and why)", r.Quarantined, r.Raced)

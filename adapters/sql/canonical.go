@@ -63,6 +63,9 @@ type Column struct {
 	// the value (PostgreSQL pads on read, MySQL strips).
 	Fixed    bool
 	Nullable bool
+	// Generated marks a column the engine computes (GENERATED ALWAYS AS ... columns):
+	// compared like any other, never written; the target computes its own.
+	Generated bool
 }
 
 // Datum is one canonical column value.

@@ -33,7 +33,8 @@ func schemaOf(table string) (schema, name string) {
 func (m mysql) columns(ctx context.Context, db *dbsql.DB, table string) ([]Column, error) {
 	schema, name := schemaOf(table)
 	rows, err := db.QueryContext(ctx, `
-		SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE = 'YES'
+		SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE = 'YES',
+			EXTRA LIKE '%VIRTUAL GENERATED%' OR EXTRA LIKE '%STORED GENERATED%' OR EXTRA LIKE '%PERSISTENT GENERATED%'
 		FROM information_schema.COLUMNS
 		WHERE TABLE_SCHEMA = COALESCE(NULLIF(?, ''), DATABASE()) AND TABLE_NAME = ?
 		ORDER BY ORDINAL_POSITION`, schema, name)
@@ -45,7 +46,7 @@ func (m mysql) columns(ctx context.Context, db *dbsql.DB, table string) ([]Colum
 	for rows.Next() {
 		var c Column
 		var dataType string
-		if err := rows.Scan(&c.Name, &dataType, &c.Type, &c.Nullable); err != nil {
+		if err := rows.Scan(&c.Name, &dataType, &c.Type, &c.Nullable, &c.Generated); err != nil {
 			return nil, err
 		}
 		ct := strings.ToLower(c.Type)

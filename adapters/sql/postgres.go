@@ -29,7 +29,7 @@ func (postgres) param(i int, c *Column) string {
 
 func (p postgres) columns(ctx context.Context, db *dbsql.DB, table string) ([]Column, error) {
 	rows, err := db.QueryContext(ctx, `
-		SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typname, t.typtype, NOT a.attnotnull
+		SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typname, t.typtype, NOT a.attnotnull, a.attgenerated <> ''
 		FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 		WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
 		ORDER BY a.attnum`, p.regclass(table))
@@ -41,7 +41,7 @@ func (p postgres) columns(ctx context.Context, db *dbsql.DB, table string) ([]Co
 	for rows.Next() {
 		var c Column
 		var typname, typtype string
-		if err := rows.Scan(&c.Name, &c.Type, &typname, &typtype, &c.Nullable); err != nil {
+		if err := rows.Scan(&c.Name, &c.Type, &typname, &typtype, &c.Nullable, &c.Generated); err != nil {
 			return nil, err
 		}
 		switch typname {
@@ -135,8 +135,11 @@ func (p postgres) beginWrite(ctx context.Context, db *dbsql.DB) (*dbsql.Tx, erro
 
 func (postgres) forUpdate() string { return " FOR UPDATE" }
 
+// insertNew writes identity columns too (OVERRIDING SYSTEM VALUE: an id GENERATED ALWAYS
+// AS IDENTITY takes the source's id, as a replica must; the target's sequence does not
+// move).
 func (p postgres) insertNew(table string, cols, params []string) string {
-	return "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES (" + strings.Join(params, ", ") + ") ON CONFLICT DO NOTHING"
+	return "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") OVERRIDING SYSTEM VALUE VALUES (" + strings.Join(params, ", ") + ") ON CONFLICT DO NOTHING"
 }
 
 func (postgres) arg(d Datum, c *Column) any {

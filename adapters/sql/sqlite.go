@@ -36,7 +36,9 @@ func (sqlite) quote(name string) string {
 func (sqlite) param(int, *Column) string { return "?" }
 
 func (s sqlite) columns(ctx context.Context, db *dbsql.DB, table string) ([]Column, error) {
-	rows, err := db.QueryContext(ctx, `SELECT name, type, "notnull" = 0 FROM pragma_table_info(?) ORDER BY cid`, table)
+	// table_xinfo, unlike table_info, lists generated columns (hidden 2: virtual, 3:
+	// stored); hidden 1 is a virtual table's hidden column.
+	rows, err := db.QueryContext(ctx, `SELECT name, type, "notnull" = 0, hidden IN (2, 3) FROM pragma_table_xinfo(?) WHERE hidden <> 1 ORDER BY cid`, table)
 	if err != nil {
 		return nil, err
 	}
@@ -44,8 +46,11 @@ func (s sqlite) columns(ctx context.Context, db *dbsql.DB, table string) ([]Colu
 	var cols []Column
 	for rows.Next() {
 		var c Column
-		if err := rows.Scan(&c.Name, &c.Type, &c.Nullable); err != nil {
+		if err := rows.Scan(&c.Name, &c.Type, &c.Nullable, &c.Generated); err != nil {
 			return nil, err
+		}
+		if t := strings.TrimSpace(c.Type); c.Generated && strings.HasSuffix(strings.ToUpper(t), "GENERATED ALWAYS") {
+			c.Type = strings.TrimSpace(t[:len(t)-len("GENERATED ALWAYS")]) // older SQLite: "INT GENERATED ALWAYS"
 		}
 		c.Class = sqliteClass(c.Type)
 		base, _, _ := strings.Cut(strings.ToUpper(c.Type), "(")

@@ -964,28 +964,35 @@ type statements struct {
 	update, insert, upsert, del string
 }
 
+// statements builds the write statements. Columns the engine computes (Generated) are
+// never written: INSERT leaves them out, UPDATE does not set them, and only the key
+// columns (all of them) pick the row to update or delete.
 func (t *Table) statements() statements {
 	cols := t.allCols()
 	nk := len(t.keyCols)
 	var st statements
-	var names, params, sets []string
-	for i, c := range cols {
-		names = append(names, t.d.quote(c.Name))
-		params = append(params, t.d.param(i+1, c))
+	var names, params []string
+	for _, c := range cols {
+		if !c.Generated {
+			names = append(names, t.d.quote(c.Name))
+			params = append(params, t.d.param(len(params)+1, c))
+		}
 	}
-	var where []string
-	// UPDATE binds the non-key columns first, then the key.
-	for i, c := range cols[nk:] {
-		sets = append(sets, t.d.quote(c.Name)+" = "+t.d.param(i+1, c))
+	st.insert = t.d.insertNew(t.name, names, params)
+	// UPDATE binds the written non-key columns first, then the key.
+	var sets, where []string
+	for _, c := range cols[nk:] {
+		if !c.Generated {
+			sets = append(sets, t.d.quote(c.Name)+" = "+t.d.param(len(sets)+1, c))
+		}
 	}
 	for i, c := range cols[:nk] {
-		where = append(where, t.d.quote(c.Name)+" = "+t.d.param(len(cols)-nk+i+1, c))
+		where = append(where, t.d.quote(c.Name)+" = "+t.d.param(len(sets)+i+1, c))
 	}
 	if len(sets) == 0 { // a table of key columns only
 		sets = []string{t.d.quote(cols[0].Name) + " = " + t.d.quote(cols[0].Name)}
 	}
 	st.update = "UPDATE " + t.name + " SET " + strings.Join(sets, ", ") + " WHERE " + strings.Join(where, " AND ")
-	st.insert = t.d.insertNew(t.name, names, params)
 	var delWhere []string
 	for i, c := range cols[:nk] {
 		delWhere = append(delWhere, t.d.quote(c.Name)+" = "+t.d.param(i+1, c))
@@ -994,26 +1001,30 @@ func (t *Table) statements() statements {
 	return st
 }
 
-func (t *Table) args(key, rest []Datum, restFirst bool) []any {
-	cols := t.allCols()
-	nk := len(t.keyCols)
-	var args []any
-	keyArgs := func() {
-		for i, d := range key {
+// bind appends the arguments of datums ds for columns cols, leaving out the columns the
+// engine computes when written is set.
+func (t *Table) bind(args []any, ds []Datum, cols []*Column, written bool) []any {
+	for i, d := range ds {
+		if !written || !cols[i].Generated {
 			args = append(args, t.d.arg(d, cols[i]))
 		}
 	}
-	if !restFirst {
-		keyArgs()
-	}
-	for i, d := range rest {
-		args = append(args, t.d.arg(d, cols[nk+i]))
-	}
-	if restFirst {
-		keyArgs()
-	}
 	return args
 }
+
+// insertArgs, updateArgs and keyArgs bind the parameters of statements' insert, update
+// and del for a row's key and its other columns (rest, as decodeRow makes them).
+func (t *Table) insertArgs(key, rest []Datum) []any {
+	cols := t.allCols()
+	return t.bind(t.bind(nil, key, cols, true), rest, cols[len(key):], true)
+}
+
+func (t *Table) updateArgs(key, rest []Datum) []any {
+	cols := t.allCols()
+	return t.bind(t.bind(nil, rest, cols[len(key):], true), key, cols, false)
+}
+
+func (t *Table) keyArgs(key []Datum) []any { return t.bind(nil, key, t.allCols(), false) }
 
 // Apply writes changes in one transaction, each conditional on the row the session saw.
 func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change) ([]reconcile.Outcome, error) {
@@ -1064,18 +1075,18 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 		switch {
 		case c.Put == nil:
 			if exists {
-				if _, err := tx.ExecContext(ctx, st.del, t.args(w.key, nil, false)...); err != nil {
+				if _, err := tx.ExecContext(ctx, st.del, t.keyArgs(w.key)...); err != nil {
 					return nil, fmt.Errorf("delete %s from %s: %w", reconcile.KeyText(c.Key, t), t.cfg.Table, t.d.dbErr(err))
 				}
 				delete(cur, string(c.Key))
 			}
 		case exists:
-			if _, err := tx.ExecContext(ctx, st.update, t.args(w.key, w.rest, true)...); err != nil {
+			if _, err := tx.ExecContext(ctx, st.update, t.updateArgs(w.key, w.rest)...); err != nil {
 				return nil, fmt.Errorf("update %s in %s: %w", reconcile.KeyText(c.Key, t), t.cfg.Table, t.d.dbErr(err))
 			}
 			cur[string(c.Key)] = *c.Put
 		default:
-			res, err := tx.ExecContext(ctx, st.insert, t.args(w.key, w.rest, false)...)
+			res, err := tx.ExecContext(ctx, st.insert, t.insertArgs(w.key, w.rest)...)
 			if err != nil {
 				return nil, fmt.Errorf("insert %s into %s: %w", reconcile.KeyText(c.Key, t), t.cfg.Table, t.d.dbErr(err))
 			}
@@ -1134,7 +1145,7 @@ func (w *Writer) Put(key, value []byte, version uint64, expiresAt int64) error {
 	if err != nil {
 		return err
 	}
-	res, err := w.tx.ExecContext(w.ctx, w.st.update, t.args(kd, rest, true)...)
+	res, err := w.tx.ExecContext(w.ctx, w.st.update, t.updateArgs(kd, rest)...)
 	if err != nil {
 		return fmt.Errorf("update %s: %w", reconcile.KeyText(key, t), t.d.dbErr(err))
 	}
@@ -1143,7 +1154,7 @@ func (w *Writer) Put(key, value []byte, version uint64, expiresAt int64) error {
 	}
 	// MySQL counts an UPDATE that changes nothing as 0 rows: the insert then finds the
 	// row and does nothing, which is the same end state.
-	if _, err := w.tx.ExecContext(w.ctx, w.st.insert, t.args(kd, rest, false)...); err != nil {
+	if _, err := w.tx.ExecContext(w.ctx, w.st.insert, t.insertArgs(kd, rest)...); err != nil {
 		return fmt.Errorf("insert %s: %w", reconcile.KeyText(key, t), t.d.dbErr(err))
 	}
 	return nil
@@ -1156,7 +1167,7 @@ func (w *Writer) Delete(key []byte) error {
 	if err != nil {
 		return fmt.Errorf("key %s does not fit table %s: %v", reconcile.KeyText(key, t), t.cfg.Table, err)
 	}
-	if _, err := w.tx.ExecContext(w.ctx, w.st.del, t.args(kd, nil, false)...); err != nil {
+	if _, err := w.tx.ExecContext(w.ctx, w.st.del, t.keyArgs(kd)...); err != nil {
 		return fmt.Errorf("delete %s: %w", reconcile.KeyText(key, t), t.d.dbErr(err))
 	}
 	return nil
