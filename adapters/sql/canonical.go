@@ -66,6 +66,27 @@ type Column struct {
 	// Generated marks a column the engine computes (GENERATED ALWAYS AS ... columns):
 	// compared like any other, never written; the target computes its own.
 	Generated bool
+	// Numeric marks an Int key, version or expiry column whose engine type is an exact
+	// decimal of scale 0 (MySQL's bigint unsigned, numeric(p,0)): its values are
+	// integers and compare as such, read as text where the engine's binary form is a
+	// decimal's.
+	Numeric bool
+}
+
+// integralDecimal reports whether an engine's decimal type holds integers only: bigint
+// unsigned, or a precision with no scale or scale 0 (numeric(10), decimal(20,0)).
+func integralDecimal(typ string) bool {
+	t := strings.ToLower(typ)
+	if strings.Contains(t, "unsigned") && strings.HasPrefix(t, "bigint") {
+		return true
+	}
+	_, args, ok := strings.Cut(t, "(")
+	args, _, closed := strings.Cut(args, ")")
+	if !ok || !closed {
+		return false // numeric without a precision holds fractions
+	}
+	_, scale, hasScale := strings.Cut(args, ",")
+	return !hasScale || strings.TrimSpace(scale) == "0"
 }
 
 // Datum is one canonical column value.
@@ -155,7 +176,7 @@ func toInt(v any) (int64, error) {
 		return int64(x), nil
 	case uint64:
 		if x > math.MaxInt64 {
-			return 0, fmt.Errorf("%d does not fit a signed 64-bit integer", x)
+			return 0, errIntRange(strconv.FormatUint(x, 10))
 		}
 		return int64(x), nil
 	case bool:
@@ -174,10 +195,19 @@ func toInt(v any) (int64, error) {
 		return 0, fmt.Errorf("got %T, want an integer", v)
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if errors.Is(err, strconv.ErrRange) {
+		return 0, errIntRange(strings.TrimSpace(s))
+	}
 	if err != nil {
 		return 0, fmt.Errorf("%q is not a 64-bit integer", s)
 	}
 	return n, nil
+}
+
+// errIntRange is the error for an integer (a bigint unsigned id, a numeric(20,0) key) that
+// int64 cannot hold.
+func errIntRange(n string) error {
+	return fmt.Errorf("%s is outside -9223372036854775808..9223372036854775807: reconcile reads integer columns, and keys and versions of type bigint unsigned or numeric(p,0), as signed 64-bit integers", n)
 }
 
 func toDecimal(v any) (string, error) {

@@ -307,3 +307,14 @@ func FuzzNormalizeDecimal(f *testing.F) {
 		}
 	})
 }
+
+func TestIntegralDecimal(t *testing.T) {
+	for typ, want := range map[string]bool{
+		"bigint(20) unsigned": true, "bigint unsigned": true, "decimal(20,0)": true, "numeric(12,0)": true, "NUMERIC(10)": true,
+		"DECIMAL(12, 0)": true, "numeric": false, "numeric(12,2)": false, "decimal(10,1)": false, "DECIMAL": false, "numeric(12": false,
+	} {
+		if got := integralDecimal(typ); got != want {
+			t.Errorf("integralDecimal(%q) = %v, want %v", typ, got, want)
+		}
+	}
+}

@@ -39,9 +39,13 @@ func (p postgres) beginReadConn(ctx context.Context, db *dbsql.DB) (*dbsql.Conn,
 	return conn, tx, nil
 }
 
-// pgBinary reports whether a column of class c is read in binary.
-func pgBinary(c Class) bool {
-	switch c {
+// pgBinary reports whether column c is read in binary: an integer column of type numeric
+// is read as text, as decimals are.
+func pgBinary(c *Column) bool {
+	if c.Numeric {
+		return false
+	}
+	switch c.Class {
 	case Int, Float, Bool, Timestamp, Date, Time, Bytes:
 		return true
 	}
@@ -51,7 +55,7 @@ func pgBinary(c Class) bool {
 func (p postgres) readRaw(ctx context.Context, conn *dbsql.Conn, query string, cols []*Column, send func(rowBatch) bool) error {
 	formats := make(pgx.QueryResultFormats, len(cols))
 	for i, c := range cols {
-		if pgBinary(c.Class) {
+		if pgBinary(c) {
 			formats[i] = pgx.BinaryFormatCode
 		}
 	}
@@ -342,6 +346,11 @@ func pgDecoderFor(c *Column, oid uint32, format int16) (pgDecoder, error) {
 			return viaDatum(func(raw []byte) (Datum, error) {
 				s, err := CanonicalJSON(raw)
 				return Datum{Class: JSON, Str: s}, err
+			}), nil
+		case Int: // a numeric(p,0) key or version
+			return viaDatum(func(raw []byte) (Datum, error) {
+				n, err := toInt(borrowString(raw))
+				return Datum{Class: Int, Int: n}, err
 			}), nil
 		}
 		return pgDecoder{}, fmt.Errorf("internal: no text decoder for class %s", class)

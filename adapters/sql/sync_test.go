@@ -611,3 +611,63 @@ func TestGeneratedColumns(t *testing.T) {
 		syncAndCheck(t, d.what+", after updates", S, d.ep, 40)
 	}
 }
+
+// TestIntegralDecimalKeys: a key or version whose type is an exact decimal of scale 0
+// (MySQL's bigint unsigned, as frameworks make ids; numeric(12,0); SQLite DECIMAL(12,0))
+// is an integer key: it compares with a bigint key in any engine, in scan and maintained
+// mode. A numeric key that may hold fractions is refused, and an unsigned id above
+// 2^63-1 is an error that names it.
+func TestIntegralDecimalKeys(t *testing.T) {
+	pg, my, lite := byName(t)
+	if pg == nil || my == nil {
+		t.Skip("needs RECONCILE_TEST_PG_DSN and RECONCILE_TEST_MYSQL_DSN")
+	}
+	ctx := context.Background()
+	ms := my.table(t)
+	my.exec(t, "CREATE TABLE "+ms+" (id bigint unsigned AUTO_INCREMENT PRIMARY KEY, v varchar(20), ver bigint unsigned NOT NULL)")
+	var vals []string
+	for i := 1; i <= 300; i++ {
+		vals = append(vals, fmt.Sprintf("('v%d', %d)", i, i))
+	}
+	my.exec(t, "INSERT INTO "+ms+" (v, ver) VALUES "+strings.Join(vals, ", "))
+	M := openTable(t, my.url(ms, "version=ver"))
+	if got := M.Schema(); got != "sql/1 key=int columns=v:text" {
+		t.Fatalf("schema %q", got)
+	}
+	ps, pb, ls := pg.table(t), pg.table(t), lite.table(t)
+	pg.exec(t, "CREATE TABLE "+ps+" (id numeric(12,0) PRIMARY KEY, v text, ver numeric(20) NOT NULL)",
+		"CREATE TABLE "+pb+" (id bigint PRIMARY KEY, v text, ver bigint NOT NULL)")
+	lite.exec(t, "CREATE TABLE "+ls+" (id DECIMAL(12,0) PRIMARY KEY, v text, ver bigint NOT NULL)")
+	P := openTable(t, pg.url(ps, "version=ver"))
+	syncAndCheck(t, "mariadb bigint unsigned to postgres numeric(12,0)", M, P, 300)
+	syncAndCheck(t, "postgres numeric(12,0) to postgres bigint", P, openTable(t, pg.url(pb, "version=ver")), 300)
+	syncAndCheck(t, "postgres numeric(12,0) to sqlite DECIMAL(12,0)", P, openTable(t, lite.url(ls, "version=ver")), 300)
+	sameScanEntries(t, openTable(t, pg.url(ps, "version=ver&mode=scan")))
+
+	// Maintained: the index's log keeps numeric keys too.
+	PM := openTable(t, pg.url(ps, "version=ver&mode=maintained"))
+	if _, err := PM.InstallIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { PM.UninstallIndex(ctx) })
+	my.exec(t, "UPDATE "+ms+" SET v = 'changed', ver = 1000 WHERE id % 50 = 0", "DELETE FROM "+ms+" WHERE id = 7")
+	syncAndCheck(t, "mariadb to maintained postgres numeric(12,0)", M, PM, 7)
+	mustVerify(t, PM, "after the sync")
+
+	pf := pg.table(t)
+	pg.exec(t, "CREATE TABLE "+pf+" (id numeric PRIMARY KEY, v text)")
+	cfg, err := ParseURL(pg.url(pf, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tb, err := Open(ctx, cfg); err == nil || !strings.Contains(err.Error(), "decimals of scale 0") {
+		if tb != nil {
+			tb.Close()
+		}
+		t.Fatalf("a numeric key that may hold fractions: %v", err)
+	}
+	my.exec(t, "INSERT INTO "+ms+" VALUES (18446744073709551615, 'max', 1)")
+	if _, err := reconcile.Root(ctx, openTable(t, my.url(ms, "version=ver&mode=scan")), 0); err == nil || !strings.Contains(err.Error(), "18446744073709551615") {
+		t.Fatalf("an unsigned id above 2^63-1: %v", err)
+	}
+}

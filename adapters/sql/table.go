@@ -247,6 +247,9 @@ func (t *Table) load(ctx context.Context) error {
 		if c.Class == 0 {
 			return nil, fmt.Errorf("column %s has type %s, which reconcile cannot compare across engines; leave it out with columns=%s (see docs/canonical.md for the supported types)", name, c.Type, strings.Join(comparable(cols, used), ","))
 		}
+		if role != "value" && c.Class == Decimal && integralDecimal(c.Type) {
+			c.Class, c.Numeric = Int, true // an id bigint unsigned or numeric(10,0) is an integer key
+		}
 		return c, nil
 	}
 	for _, n := range keyNames {
@@ -255,7 +258,7 @@ func (t *Table) load(ctx context.Context) error {
 			return err
 		}
 		if !keyClassOK(c.Class) {
-			return fmt.Errorf("key column %s is %s (%s): keys must be integers, text, bytes, booleans, timestamps, dates or times", n, c.Class, c.Type)
+			return fmt.Errorf("key column %s is %s (%s): keys must be integers (decimals of scale 0 included), text, bytes, booleans, timestamps, dates or times", n, c.Class, c.Type)
 		}
 		t.keyCols = append(t.keyCols, *c)
 	}
