@@ -71,6 +71,9 @@ type Column struct {
 	// integers and compare as such, read as text where the engine's binary form is a
 	// decimal's.
 	Numeric bool
+	// Bits marks a MySQL bit(n) column (a Bool for bit(1), else an Int), whose values the
+	// driver gives as big-endian bytes.
+	Bits bool
 }
 
 // integralDecimal reports whether an engine's decimal type holds integers only: bigint
@@ -108,6 +111,13 @@ type Datum struct {
 func (c *Column) canon(v any) (Datum, error) {
 	if v == nil {
 		return Datum{}, nil
+	}
+	if b, ok := v.([]byte); ok && c.Bits {
+		var n uint64
+		for _, x := range b {
+			n = n<<8 | uint64(x)
+		}
+		v = n
 	}
 	d := Datum{Class: c.Class}
 	var err error

@@ -5,6 +5,7 @@ import (
 	dbsql "database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -85,6 +86,13 @@ func (m mysql) columns(ctx context.Context, db *dbsql.DB, table string) ([]Colum
 			c.Class = Time
 		case "json":
 			c.Class = JSON
+		case "bit": // bit(1) is how Hibernate and others store booleans
+			if n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(ct, "bit("), ")")); err == nil && n < 64 {
+				c.Class, c.Bits = Int, true
+				if n == 1 {
+					c.Class = Bool
+				}
+			}
 		}
 		cols = append(cols, c)
 	}

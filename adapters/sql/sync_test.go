@@ -671,3 +671,29 @@ func TestIntegralDecimalKeys(t *testing.T) {
 		t.Fatalf("an unsigned id above 2^63-1: %v", err)
 	}
 }
+
+// TestMySQLBitColumns: MySQL's bit(1), how Hibernate stores booleans, is a bool, and
+// bit(n) an integer, so they sync to PostgreSQL's boolean and integer and back.
+func TestMySQLBitColumns(t *testing.T) {
+	pg, my, _ := byName(t)
+	if pg == nil || my == nil {
+		t.Skip("needs RECONCILE_TEST_PG_DSN and RECONCILE_TEST_MYSQL_DSN")
+	}
+	ms, ms2, ps := my.table(t), my.table(t), pg.table(t)
+	for _, name := range []string{ms, ms2} {
+		my.exec(t, "CREATE TABLE "+name+" (id bigint PRIMARY KEY, active bit(1) NOT NULL, flags bit(10), ver bigint NOT NULL)")
+	}
+	my.exec(t, "INSERT INTO "+ms+" VALUES (1, b'1', b'1000000001', 1), (2, b'0', NULL, 2), (3, b'1', b'0', 3)")
+	pg.exec(t, "CREATE TABLE "+ps+" (id bigint PRIMARY KEY, active boolean NOT NULL, flags int, ver bigint NOT NULL)")
+	M, P, M2 := openTable(t, my.url(ms, "version=ver")), openTable(t, pg.url(ps, "version=ver")), openTable(t, my.url(ms2, "version=ver"))
+	if got := M.Schema(); got != "sql/1 key=int columns=active:bool,flags:int" {
+		t.Fatalf("schema %q", got)
+	}
+	syncAndCheck(t, "mariadb bit to postgres", M, P, 3)
+	var flags int64
+	var active bool
+	if err := pg.db.QueryRow("SELECT active, flags FROM "+ps+" WHERE id = 1").Scan(&active, &flags); err != nil || !active || flags != 513 {
+		t.Fatalf("postgres row 1: %v %d %v", active, flags, err)
+	}
+	syncAndCheck(t, "postgres to mariadb bit", P, M2, 3)
+}
