@@ -32,6 +32,11 @@ const (
 	Date      Class = 8 // a calendar date, days since 1970-01-01
 	Time      Class = 9 // a time of day (or a MySQL TIME interval), nanoseconds
 	JSON      Class = 10
+	// Native is a PostgreSQL type no other engine has (arrays, inet, interval, ranges,
+	// tsvector, money, ...), compared by PostgreSQL's own text output under fixed session
+	// settings: it pairs only with a column of the same type (Column.NativeType) in
+	// PostgreSQL, or with a key-value store. Tag 11 is not a class: see wideTimestampTag.
+	Native Class = 12
 )
 
 // wideTimestampTag tags a Timestamp value that int64 nanoseconds cannot hold: an instant
@@ -44,6 +49,9 @@ const wideTimestampTag = 11
 var classNames = [...]string{"null", "int", "decimal", "float", "text", "bytes", "bool", "timestamp", "date", "time", "json"}
 
 func (c Class) String() string {
+	if c == Native {
+		return "native"
+	}
 	if int(c) < len(classNames) {
 		return classNames[c]
 	}
@@ -71,6 +79,9 @@ type Column struct {
 	// integers and compare as such, read as text where the engine's binary form is a
 	// decimal's.
 	Numeric bool
+	// NativeType is a Native column's PostgreSQL type name (pg_type.typname, such as
+	// "_text" for text[]): Native columns compare only with columns of the same type.
+	NativeType string
 	// Bits marks a MySQL bit(n) column (a Bool for bit(1), else an Int), whose values the
 	// driver gives as big-endian bytes.
 	Bits bool
@@ -160,6 +171,12 @@ func (c *Column) canon(v any) (Datum, error) {
 			return d, fmt.Errorf("got %T, want JSON text", v)
 		}
 		d.Str, err = CanonicalJSON([]byte(s))
+	case Native:
+		s, ok := asString(v)
+		if !ok {
+			return d, fmt.Errorf("got %T, want %s's text", v, c.Type)
+		}
+		d.Str = s
 	default:
 		return d, fmt.Errorf("unsupported class %v", c.Class)
 	}
@@ -700,7 +717,7 @@ func appendDatum(dst []byte, d Datum) []byte {
 		dst = append(dst, byte(d.Int))
 	case Float:
 		dst = binary.BigEndian.AppendUint64(dst, math.Float64bits(d.Float))
-	case Decimal, Text, JSON:
+	case Decimal, Text, JSON, Native:
 		dst = binary.AppendUvarint(dst, uint64(len(d.Str)))
 		dst = append(dst, d.Str...)
 	case Bytes:
@@ -736,7 +753,7 @@ func DecodeValue(b []byte, cols []Column) ([]Datum, error) {
 			out[i], b = d, b[12:]
 			continue
 		}
-		if tag > JSON {
+		if tag > JSON && tag != Native {
 			return nil, fmt.Errorf("the value is not a row in the canonical encoding (byte %#02x where column %s's type tag should be): "+
 				"a key-value store's rows go into a table only as they came from one, such as a Badger store synced from a table (docs/canonical.md)", byte(tag), c.Name)
 		}
@@ -765,7 +782,7 @@ func DecodeValue(b []byte, cols []Column) ([]Datum, error) {
 			}
 			d.Int = int64(b[0])
 			b = b[1:]
-		case Decimal, Text, Bytes, JSON:
+		case Decimal, Text, Bytes, JSON, Native:
 			n, k := binary.Uvarint(b)
 			if k <= 0 || n > uint64(len(b)-k) {
 				return nil, fmt.Errorf("column %s: bad length", c.Name)
@@ -781,7 +798,7 @@ func DecodeValue(b []byte, cols []Column) ([]Datum, error) {
 			switch tag {
 			case Bytes:
 				d.Bytes = p
-			case Text:
+			case Text, Native:
 				if !utf8.Valid(p) {
 					return nil, fmt.Errorf("column %s: text is not UTF-8", c.Name)
 				}
@@ -945,7 +962,7 @@ func (d Datum) String() string {
 		return strconv.FormatBool(d.Int == 1)
 	case Float:
 		return strconv.FormatFloat(d.Float, 'g', -1, 64)
-	case Decimal, Text, JSON:
+	case Decimal, Text, JSON, Native:
 		return d.Str
 	case Bytes:
 		return fmt.Sprintf("%x", d.Bytes)

@@ -168,13 +168,13 @@ var allClasses = []Column{
 	{Name: "i", Class: Int, Nullable: true}, {Name: "d", Class: Decimal, Nullable: true}, {Name: "f", Class: Float, Nullable: true},
 	{Name: "t", Class: Text, Nullable: true}, {Name: "b", Class: Bytes, Nullable: true}, {Name: "o", Class: Bool, Nullable: true},
 	{Name: "ts", Class: Timestamp, Nullable: true}, {Name: "dt", Class: Date, Nullable: true}, {Name: "tm", Class: Time, Nullable: true},
-	{Name: "j", Class: JSON, Nullable: true},
+	{Name: "j", Class: JSON, Nullable: true}, {Name: "n", Class: Native, NativeType: "_text", Nullable: true},
 }
 
 func TestValueRoundTrip(t *testing.T) {
 	ds := []Datum{{Class: Int, Int: -5}, {Class: Decimal, Str: "-1.25"}, {Class: Float, Float: 1.5}, {Class: Text, Str: "é"},
 		{Class: Bytes, Bytes: []byte{0}}, {Class: Bool, Int: 1}, {Class: Timestamp, Int: -1}, {Class: Date, Int: 19000},
-		{Class: Time, Int: 5}, {Class: JSON, Str: `{"a":1}`}}
+		{Class: Time, Int: 5}, {Class: JSON, Str: `{"a":1}`}, {Class: Native, Str: `{a,"b c"}`}}
 	enc := AppendValue(nil, ds)
 	got, err := DecodeValue(enc, allClasses)
 	if err != nil {
@@ -213,9 +213,9 @@ func FuzzDecodeValue(f *testing.F) {
 	f.Add(AppendValue(nil, make([]Datum, len(allClasses))))
 	f.Add(AppendValue(nil, []Datum{{Class: Int, Int: -5}, {Class: Decimal, Str: "-1.25"}, {Class: Float, Float: 1.5}, {Class: Text, Str: "é"},
 		{Class: Bytes, Bytes: []byte{0}}, {Class: Bool, Int: 1}, {Class: Timestamp, Int: -1}, {Class: Date, Int: 19000},
-		{Class: Time, Int: 5}, {Class: JSON, Str: `{"a":1}`}}))
-	f.Add(AppendValue(nil, []Datum{{}, {}, {}, {}, {}, {}, {Class: Timestamp, Wide: true, Int: 253402300799, Nano: 999999000}, {}, {}, {}}))
-	f.Add(AppendValue(nil, []Datum{{}, {}, {}, {}, {}, {}, infiniteTimestamp(-1), {}, {}, {}}))
+		{Class: Time, Int: 5}, {Class: JSON, Str: `{"a":1}`}, {Class: Native, Str: `{a,"b c"}`}}))
+	f.Add(AppendValue(nil, []Datum{{}, {}, {}, {}, {}, {}, {Class: Timestamp, Wide: true, Int: 253402300799, Nano: 999999000}, {}, {}, {}, {}}))
+	f.Add(AppendValue(nil, []Datum{{}, {}, {}, {}, {}, {}, infiniteTimestamp(-1), {}, {}, {}, {}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ds, err := DecodeValue(b, allClasses)
 		if err != nil {

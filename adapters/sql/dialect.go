@@ -88,7 +88,7 @@ func genericArg(d Datum) any {
 		return d.Int == 1
 	case Float:
 		return d.Float
-	case Decimal, Text, JSON:
+	case Decimal, Text, JSON, Native:
 		return d.Str
 	case Bytes:
 		if d.Bytes == nil {

@@ -8,14 +8,39 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // postgres is PostgreSQL through pgx.
 type postgres struct{}
 
-func (postgres) connect(dsn string) (*dbsql.DB, error) { return dbsql.Open("pgx", dsn) }
+// pgSession fixes the session settings PostgreSQL's text output depends on, so that a
+// Native column's text (an array of timestamps, an interval, a float array) is the same
+// whatever the server's defaults or the URL's parameters. Timestamps, floats and bytes
+// of the other classes are read in binary and are unaffected.
+var pgSession = map[string]string{
+	"DateStyle": "ISO, MDY", "IntervalStyle": "postgres", "TimeZone": "UTC", "extra_float_digits": "3", "bytea_output": "hex",
+}
+
+func (postgres) connect(dsn string) (*dbsql.DB, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %v", err) // pgx leaves any password out
+	}
+	for k := range cfg.RuntimeParams {
+		for name := range pgSession {
+			if strings.EqualFold(k, name) {
+				delete(cfg.RuntimeParams, k)
+			}
+		}
+	}
+	for k, v := range pgSession {
+		cfg.RuntimeParams[k] = v
+	}
+	return stdlib.OpenDB(*cfg), nil
+}
 
 func (postgres) quote(name string) string {
 	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
@@ -30,7 +55,8 @@ func (postgres) param(i int, c *Column) string {
 func (p postgres) columns(ctx context.Context, db *dbsql.DB, table string) ([]Column, error) {
 	rows, err := db.QueryContext(ctx, `
 		SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typname, t.typtype, NOT a.attnotnull, a.attgenerated <> ''
-		FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+		FROM pg_attribute a JOIN pg_type d ON d.oid = a.atttypid
+		JOIN pg_type t ON t.oid = CASE WHEN d.typtype = 'd' THEN d.typbasetype ELSE d.oid END -- a domain is its base type
 		WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
 		ORDER BY a.attnum`, p.regclass(table))
 	if err != nil {
@@ -70,8 +96,11 @@ func (p postgres) columns(ctx context.Context, db *dbsql.DB, table string) ([]Co
 		case "json", "jsonb":
 			c.Class = JSON
 		default:
-			if typtype == "e" { // enum
+			switch typtype {
+			case "e": // enum
 				c.Class = Text
+			case "b", "r", "m", "c": // base (arrays too), range, multirange, composite
+				c.Class, c.NativeType = Native, typname
 			}
 		}
 		cols = append(cols, c)

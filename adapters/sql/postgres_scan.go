@@ -337,6 +337,8 @@ func pgDecoderFor(c *Column, oid uint32, format int16) (pgDecoder, error) {
 		switch class {
 		case Text:
 			return bytesLike(Text, c.Fixed), nil
+		case Native:
+			return bytesLike(Native, false), nil
 		case Decimal:
 			return viaDatum(func(raw []byte) (Datum, error) {
 				s, err := NormalizeDecimal(borrowString(raw))

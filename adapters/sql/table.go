@@ -363,6 +363,9 @@ func schemaString(key, vals []Column) string {
 			b.WriteByte(',')
 		}
 		b.WriteString(c.Name + ":" + c.Class.String())
+		if c.Class == Native {
+			b.WriteString("(" + c.NativeType + ")") // text[] pairs only with text[]
+		}
 	}
 	return b.String()
 }
