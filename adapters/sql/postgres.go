@@ -21,7 +21,7 @@ type postgres struct{}
 // whatever the server's defaults or the URL's parameters. Timestamps, floats and bytes
 // of the other classes are read in binary and are unaffected.
 var pgSession = map[string]string{
-	"DateStyle": "ISO, MDY", "IntervalStyle": "postgres", "TimeZone": "UTC", "extra_float_digits": "3", "bytea_output": "hex",
+	"DateStyle": "ISO, MDY", "IntervalStyle": "postgres", "TimeZone": "UTC", "extra_float_digits": "3", "bytea_output": "hex", "lc_monetary": "C",
 }
 
 func (postgres) connect(dsn string) (*dbsql.DB, error) {
