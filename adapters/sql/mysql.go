@@ -100,7 +100,7 @@ func (m mysql) columns(ctx context.Context, db *dbsql.DB, table string) ([]Colum
 		return nil, m.dbErr(err)
 	}
 	if len(cols) == 0 {
-		return nil, fmt.Errorf("table %s not found: check the name and the database in the URL", table)
+		return nil, &noTable{fmt.Sprintf("table %s not found: check the name and the database in the URL", table)}
 	}
 	// MariaDB's JSON is LONGTEXT with a json_valid check: treat those columns as JSON.
 	checks, err := db.QueryContext(ctx, `

@@ -109,7 +109,7 @@ func (p postgres) columns(ctx context.Context, db *dbsql.DB, table string) ([]Co
 		return nil, p.dbErr(err)
 	}
 	if len(cols) == 0 {
-		return nil, fmt.Errorf("table %s not found (or it has no columns): check the name, the schema and search_path", table)
+		return nil, &noTable{fmt.Sprintf("table %s not found (or it has no columns): check the name, the schema and search_path", table)}
 	}
 	return cols, nil
 }

@@ -19,7 +19,11 @@ type sqlite struct{}
 
 func (sqlite) connect(path string) (*dbsql.DB, error) {
 	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("sqlite database %s: %w (create the database and its table first)", path, err)
+		msg := fmt.Sprintf("sqlite database %s: %v (sync from a SQL table creates it; else create the database and its table first)", path, err)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, &noTable{msg}
+		}
+		return nil, errors.New(msg)
 	}
 	// Write transactions take the write lock at BEGIN, so that the conditional checks in
 	// Apply read what the writes will replace.
@@ -64,7 +68,7 @@ func (s sqlite) columns(ctx context.Context, db *dbsql.DB, table string) ([]Colu
 		return nil, err
 	}
 	if len(cols) == 0 {
-		return nil, fmt.Errorf("table %s not found in the SQLite database", table)
+		return nil, &noTable{fmt.Sprintf("table %s not found in the SQLite database", table)}
 	}
 	return cols, nil
 }

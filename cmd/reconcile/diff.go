@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	sqlep "github.com/reconcile-dev/reconcile/adapters/sql"
 	"github.com/reconcile-dev/reconcile/reconcile"
 )
 
@@ -83,6 +84,17 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 	}
 	defer s.Close()
 	t, err := openEndpoint(target, targetAccess)
+	if err != nil && targetAccess == create && errors.Is(err, sqlep.ErrNoTable) && s.table != nil {
+		// A SQL target that does not exist yet is made like the SQL source (a new replica).
+		ctx, cancel := context.WithTimeout(ctx, sqlOpenTimeout)
+		err = sqlep.CreateTable(ctx, *dst.sql, s.table)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", dst, err)
+		}
+		fmt.Fprintf(std.err, "reconcile: created table %s in %s with the source's columns\n", dst.sql.Table, dst)
+		t, err = openEndpoint(target, targetAccess)
+	}
 	if err != nil {
 		return nil, err
 	}

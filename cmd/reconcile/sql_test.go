@@ -10,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite"
+
+	sqlep "github.com/reconcile-dev/reconcile/adapters/sql"
 )
 
 // sqliteTable creates a SQLite file with an items table and returns its endpoint URL.
@@ -274,5 +277,92 @@ func TestServeMaintainedSQL(t *testing.T) {
 		if out := mustCLI(t, 1, "", args...); !strings.Contains(out, "changed  id=250 ") {
 			t.Fatalf("%v:\n%s", args, out)
 		}
+	}
+}
+
+// mysqlDSN is RECONCILE_TEST_MYSQL_DSN, as pgDSN.
+func mysqlDSN(t *testing.T) string {
+	t.Helper()
+	dsn := os.Getenv("RECONCILE_TEST_MYSQL_DSN")
+	if dsn == "" {
+		if os.Getenv("RECONCILE_TEST_REQUIRE_ALL") == "1" {
+			t.Fatal("RECONCILE_TEST_MYSQL_DSN is unset and RECONCILE_TEST_REQUIRE_ALL=1 forbids skipping")
+		}
+		t.Skip("set RECONCILE_TEST_MYSQL_DSN (e.g. mysql://root@127.0.0.1:3306/test) to run")
+	}
+	return dsn
+}
+
+// TestSyncCreatesSQLTarget: sync into a SQL table that does not exist (a SQLite file that
+// does not exist either) creates it with the SQL source's columns, in the same engine or
+// another, and fills it; a dry run creates nothing; a column the target's engine has no
+// type for refuses the sync before anything is created.
+func TestSyncCreatesSQLTarget(t *testing.T) {
+	src, _ := sqliteTable(t, "")
+	mustCLI(t, 0, itemLines, "load", src)
+	file := filepath.Join(t.TempDir(), "new", "copy.db")
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dst := "sqlite://" + file + "?table=copy&version=ver"
+	if code, _, errOut := runCLI(t, "", "sync", "--dry-run", src, dst); code != 2 || !strings.Contains(errOut, "no such file") {
+		t.Fatalf("dry run into a missing table: exit %d, %q", code, errOut)
+	}
+	if _, err := os.Stat(file); err == nil {
+		t.Fatal("a dry run created the SQLite file")
+	}
+	code, _, errOut := runCLI(t, "", "sync", src, dst)
+	if code != 0 || !strings.Contains(errOut, "created table copy") {
+		t.Fatalf("sync into a missing SQLite file: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "", "sync", src, dst); code != 0 || strings.Contains(errOut, "created") {
+		t.Fatalf("second sync: exit %d, %q", code, errOut)
+	}
+	want := mustCLI(t, 0, "", "root", src)
+	if got := mustCLI(t, 0, "", "root", dst); got != want {
+		t.Fatalf("root %s, want %s", got, want)
+	}
+
+	// Across engines: SQLite -> PostgreSQL -> MySQL -> a new SQLite table, each created.
+	pg, my := pgDSN(t), mysqlDSN(t)
+	suffix := fmt.Sprintf("%d", time.Now().UnixNano()%1e12)
+	pgTable, myTable := "rc_create_"+suffix, "rc_create_"+suffix
+	pdb, err := sql.Open("pgx", pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pdb.Close()
+	defer pdb.Exec("DROP TABLE IF EXISTS " + pgTable + ", " + pgTable + "_arr")
+	myCfg, err := sqlep.ParseURL(my + "?table=x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mdb, err := sql.Open("mysql", myCfg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mdb.Close()
+	defer mdb.Exec("DROP TABLE IF EXISTS " + myTable)
+	chain := []string{src, pg + "?table=" + pgTable + "&version=ver", my + "?table=" + myTable + "&version=ver", "sqlite://" + file + "?table=again&version=ver"}
+	for i := 1; i < len(chain); i++ {
+		code, _, errOut := runCLI(t, "", "sync", chain[i-1], chain[i])
+		if code != 0 || !strings.Contains(errOut, "created table") {
+			t.Fatalf("sync %s -> %s: exit %d, %q", chain[i-1], chain[i], code, errOut)
+		}
+		if got := mustCLI(t, 0, "", "root", chain[i]); got != want {
+			t.Fatalf("%s: root %s, want %s", chain[i], got, want)
+		}
+	}
+
+	if _, err := pdb.Exec("CREATE TABLE " + pgTable + "_arr (id int PRIMARY KEY, tags text[])"); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = runCLI(t, "", "sync", pg+"?table="+pgTable+"_arr", my+"?table="+myTable+"_arr")
+	if code != 2 || !strings.Contains(errOut, "column tags is PostgreSQL's text[], which MySQL has no type for") {
+		t.Fatalf("text[] into MySQL: exit %d, %q", code, errOut)
+	}
+	var n int
+	if err := mdb.QueryRow("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", myTable+"_arr").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the refused sync created a table (%d, %v)", n, err)
 	}
 }

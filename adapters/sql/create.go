@@ -1,0 +1,146 @@
+package sql
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// ErrNoTable is what Open's error wraps when the table does not exist (for SQLite, also
+// when the database file does not): CreateTable can make it.
+var ErrNoTable = errors.New("no such table")
+
+// noTable is an Open error that errors.Is ErrNoTable and keeps its own message.
+type noTable struct{ msg string }
+
+func (e *noTable) Error() string        { return e.msg }
+func (e *noTable) Is(target error) bool { return target == ErrNoTable }
+
+// CreateTable creates cfg's table to receive the rows of like: like's key columns (the
+// primary key), version, expiry and value columns. Where both are one engine each column
+// keeps like's own type; across engines it takes the type of cfg's engine that holds its
+// class (docs/sql.md lists them), so that the rows read back as they were written. A
+// SQLite database file is created if missing. A column that cfg's engine has no type for
+// (a PostgreSQL array into MySQL) is an error that names it, and nothing is created.
+func CreateTable(ctx context.Context, cfg Config, like *Table) error {
+	d, err := dialectFor(cfg.Dialect)
+	if err != nil {
+		return err
+	}
+	if _, _, err := splitTable(cfg.Table); err != nil {
+		return err
+	}
+	same := cfg.Dialect == like.cfg.Dialect
+	var textKeys int
+	for _, c := range like.keyCols {
+		if c.Class == Text || c.Class == Bytes {
+			textKeys++
+		}
+	}
+	var defs, keys []string
+	for i, c := range like.allCols() {
+		key := i < len(like.keyCols)
+		typ := c.Type
+		if !same || typ == "" && key {
+			if typ, err = columnType(cfg.Dialect, c, key, textKeys); err != nil {
+				return fmt.Errorf("create %s like %s: %v", cfg.Table, like.cfg.Table, err)
+			}
+		}
+		def := d.quote(c.Name) + " " + typ
+		if key || !c.Nullable {
+			def += " NOT NULL"
+		}
+		defs = append(defs, def)
+		if key {
+			keys = append(keys, d.quote(c.Name))
+		}
+	}
+	ddl := "CREATE TABLE " + quoteTable(d, cfg.Table) + " (" + strings.Join(defs, ", ") + ", PRIMARY KEY (" + strings.Join(keys, ", ") + "))"
+	newFile := false
+	if cfg.Dialect == "sqlite" {
+		if _, err := os.Stat(cfg.DSN); errors.Is(err, os.ErrNotExist) {
+			f, err := os.OpenFile(cfg.DSN, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+			if err != nil {
+				return fmt.Errorf("create sqlite database %s: %v", cfg.DSN, err)
+			}
+			f.Close()
+			newFile = true
+		}
+	}
+	db, err := d.connect(cfg.DSN)
+	if err == nil {
+		_, err = db.ExecContext(ctx, ddl)
+		db.Close()
+		if err != nil {
+			err = fmt.Errorf("create %s: %v", cfg.Table, d.dbErr(err))
+		}
+	}
+	if err != nil && newFile {
+		os.Remove(cfg.DSN) // leave no empty database behind
+	}
+	return err
+}
+
+// columnType is the type of engine dialect that holds column c's class (c being another
+// engine's): the widest exact one, with a byte-ordered collation for MySQL text, and
+// key-sized text and bytes for MySQL keys, whose index holds at most 3072 bytes.
+func columnType(dialect string, c *Column, key bool, textKeys int) (string, error) {
+	pick := func(pg, my, lite string) string {
+		switch dialect {
+		case "postgres":
+			return pg
+		case "mysql":
+			return my
+		}
+		return lite
+	}
+	switch c.Class {
+	case Int:
+		return "bigint", nil
+	case Decimal:
+		if ps := decimalArgs(c.Type); ps != "" {
+			return pick("numeric"+ps, "decimal"+ps, "DECIMAL"+ps), nil
+		}
+		return pick("numeric", "decimal(65,30)", "NUMERIC"), nil
+	case Float:
+		if c.Float32 {
+			return pick("real", "float", "REAL"), nil
+		}
+		return pick("double precision", "double", "REAL"), nil
+	case Text:
+		if key {
+			return pick("text", fmt.Sprintf("varchar(%d) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", 740/textKeys), "TEXT"), nil
+		}
+		return pick("text", "longtext CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", "TEXT"), nil
+	case Bytes:
+		if key {
+			return pick("bytea", fmt.Sprintf("varbinary(%d)", 2960/textKeys), "BLOB"), nil
+		}
+		return pick("bytea", "longblob", "BLOB"), nil
+	case Bool:
+		return pick("boolean", "boolean", "BOOLEAN"), nil
+	case Timestamp:
+		return pick("timestamptz", "datetime(6)", "TIMESTAMP"), nil
+	case Date:
+		return "date", nil
+	case Time:
+		return pick("time", "time(6)", "TIME"), nil
+	case JSON:
+		return pick("jsonb", "json", "JSON"), nil
+	}
+	return "", fmt.Errorf("column %s is PostgreSQL's %s, which %s has no type for: leave it out with columns= on both sides", c.Name, c.Type, engineNames[dialect])
+}
+
+var engineNames = map[string]string{"postgres": "PostgreSQL", "mysql": "MySQL", "sqlite": "SQLite"}
+
+// decimalArgs returns the "(p,s)" of a decimal type such as numeric(12,2), or "".
+func decimalArgs(typ string) string {
+	_, rest, ok := strings.Cut(typ, "(")
+	args, _, closed := strings.Cut(rest, ")")
+	if !ok || !closed {
+		return ""
+	}
+	return "(" + strings.ReplaceAll(args, " ", "") + ")"
+}
