@@ -318,3 +318,34 @@ func TestIntegralDecimal(t *testing.T) {
 		}
 	}
 }
+
+// TestColumnType: the types CreateTable gives another engine's columns hold each class
+// exactly, with the source's precision and scale for decimals and key-sized MySQL text.
+func TestColumnType(t *testing.T) {
+	for _, c := range []struct {
+		dialect string
+		col     Column
+		key     bool
+		keys    int
+		want    string
+	}{
+		{"mysql", Column{Class: Decimal, Type: "numeric(12, 2)"}, false, 0, "decimal(12,2)"},
+		{"postgres", Column{Class: Decimal, Type: "decimal(65,30)"}, false, 0, "numeric(65,30)"},
+		{"mysql", Column{Class: Decimal, Type: "numeric"}, false, 0, "decimal(65,30)"},
+		{"sqlite", Column{Class: Decimal, Type: "numeric"}, false, 0, "NUMERIC"},
+		{"mysql", Column{Class: Text, Type: "text"}, true, 2, "varchar(370) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"},
+		{"mysql", Column{Class: Text, Type: "text"}, false, 0, "longtext CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"},
+		{"mysql", Column{Class: Bytes, Type: "bytea"}, true, 1, "varbinary(2960)"},
+		{"postgres", Column{Class: Float, Float32: true, Type: "float"}, false, 0, "real"},
+		{"postgres", Column{Class: Timestamp, Type: "datetime(6)"}, false, 0, "timestamptz"},
+		{"mysql", Column{Class: Timestamp, Type: "timestamptz"}, false, 0, "datetime(6)"},
+	} {
+		got, err := columnType(c.dialect, &c.col, c.key, c.keys)
+		if err != nil || got != c.want {
+			t.Errorf("%s %s: %q, %v; want %q", c.dialect, c.col.Type, got, err, c.want)
+		}
+	}
+	if _, err := columnType("mysql", &Column{Name: "tags", Class: Native, Type: "text[]"}, false, 0); err == nil || !strings.Contains(err.Error(), "MySQL has no type for") {
+		t.Errorf("text[] into MySQL: %v", err)
+	}
+}
