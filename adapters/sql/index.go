@@ -69,6 +69,9 @@ func (t *Table) InstallIndex(ctx context.Context) (int, error) {
 	if t.ReadOnly {
 		return 0, reconcile.ErrReadOnly
 	}
+	if t.view {
+		return 0, fmt.Errorf("%s is a view: it has no triggers to keep an index current; sessions read it whole (mode=scan, the default for a view)", t.cfg.Table)
+	}
 	n := t.indexNames()
 	if err := t.UninstallIndex(ctx); err != nil {
 		return 0, err

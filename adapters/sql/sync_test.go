@@ -697,3 +697,49 @@ func TestMySQLBitColumns(t *testing.T) {
 	}
 	syncAndCheck(t, "postgres to mariadb bit", P, M2, 3)
 }
+
+// TestViewAsSource: a view, which no constraint keys, is an endpoint once key= names the
+// columns that identify its rows; a read that finds a key twice is an error naming it,
+// a view without key= says what to name, and a view has no maintained index.
+func TestViewAsSource(t *testing.T) {
+	for _, e := range engines(t) {
+		t.Run(e.name, func(t *testing.T) {
+			ctx := context.Background()
+			base, dst := e.table(t), e.table(t)
+			view, dup := base+"_v", base+"_dup"
+			e.exec(t, "CREATE TABLE "+base+" (id bigint PRIMARY KEY, region varchar(10), v varchar(20), ver bigint NOT NULL)",
+				"CREATE TABLE "+dst+" (id bigint PRIMARY KEY, v varchar(20), ver bigint NOT NULL)")
+			t.Cleanup(func() { e.db.Exec("DROP VIEW IF EXISTS " + view); e.db.Exec("DROP VIEW IF EXISTS " + dup) })
+			var vals []string
+			for i := 1; i <= 1000; i++ {
+				vals = append(vals, fmt.Sprintf("(%d, '%s', 'v%d', %d)", i, []string{"eu", "us"}[i%2], i, i))
+			}
+			e.exec(t, "INSERT INTO "+base+" VALUES "+strings.Join(vals, ", "),
+				"CREATE VIEW "+view+" AS SELECT id, v, ver FROM "+base+" WHERE region = 'eu'",
+				"CREATE VIEW "+dup+" AS SELECT region, v, ver FROM "+base)
+			V := openTable(t, e.url(view, "version=ver&key=id"))
+			syncAndCheck(t, "view to table", V, openTable(t, e.url(dst, "version=ver")), 500)
+
+			D := openTable(t, e.url(dup, "version=ver&key=region"))
+			if _, err := reconcile.Root(ctx, D, 0); err == nil || !strings.Contains(err.Error(), "is held by more than one row") {
+				t.Fatalf("a key that repeats: %v", err)
+			}
+			if err := D.Scan(ctx, 0, func(reconcile.Row) bool { return true }); err == nil || !strings.Contains(err.Error(), "is held by more than one row") {
+				t.Fatalf("a key that repeats, scanned: %v", err)
+			}
+			cfg, err := ParseURL(e.url(view, "version=ver"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tb, err := Open(ctx, cfg); err == nil || !strings.Contains(err.Error(), "is a view: name the columns") {
+				if tb != nil {
+					tb.Close()
+				}
+				t.Fatalf("a view without key=: %v", err)
+			}
+			if _, err := V.InstallIndex(ctx); err == nil || !strings.Contains(err.Error(), "is a view") {
+				t.Fatalf("index install on a view: %v", err)
+			}
+		})
+	}
+}

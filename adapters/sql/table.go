@@ -15,6 +15,7 @@
 package sql
 
 import (
+	"bytes"
 	"context"
 	dbsql "database/sql"
 	"encoding/hex"
@@ -48,6 +49,9 @@ type Table struct {
 	schema   string
 	ordering merkle.Ordering
 	name     string // quoted table name
+	// view marks a view (or materialized view) read with a key= no constraint makes
+	// unique: every read that sees all rows checks that no key repeats.
+	view bool
 
 	// ReadOnly makes Apply and Write refuse.
 	ReadOnly bool
@@ -226,12 +230,19 @@ func (t *Table) load(ctx context.Context) error {
 		return err
 	}
 	keyNames := t.cfg.Key
-	if len(keyNames) == 0 {
-		if len(uniques) == 0 {
-			return fmt.Errorf("table %s has no primary key or unique constraint: name the key columns with key=a,b (and make them unique)", t.cfg.Table)
+	if len(keyNames) == 0 || !isUnique(keyNames, uniques) {
+		if t.view, err = isView(ctx, t.d, t.db, t.cfg.Table); err != nil {
+			return err
 		}
+	}
+	switch {
+	case len(keyNames) == 0 && t.view:
+		return fmt.Errorf("%s is a view: name the columns that identify its rows with key=a,b (reconcile checks that no key repeats as it reads)", t.cfg.Table)
+	case len(keyNames) == 0 && len(uniques) == 0:
+		return fmt.Errorf("table %s has no primary key or unique constraint: name the key columns with key=a,b (and make them unique)", t.cfg.Table)
+	case len(keyNames) == 0:
 		keyNames = uniques[0] // PostgreSQL and MySQL list the primary key's index first
-	} else if !isUnique(keyNames, uniques) {
+	case !t.view && !isUnique(keyNames, uniques):
 		return fmt.Errorf("table %s: key %s is not unique (no primary key or unique constraint on exactly those columns): add one, or name a unique key", t.cfg.Table, strings.Join(keyNames, ","))
 	}
 	used := map[string]string{}
@@ -593,15 +604,34 @@ func (t *Table) openScan(ctx context.Context, now int64) (reconcile.Snapshot, er
 	snap := &snapshot{t: t, now: now}
 	workers := runtime.GOMAXPROCS(0)
 	parts := make([]*merkle.SortedBuilder, workers)
+	keys := make([]map[string]bool, workers) // a view's keys, to find one that repeats
 	for w := range parts {
 		parts[w] = merkle.NewSortedBuilder(t.ordering)
+		keys[w] = map[string]bool{}
 	}
 	err = t.scanParallel(ctx, tx, conn, workers, func(w int, r reconcile.Row) error {
+		if t.view {
+			if keys[w][string(r.Key)] {
+				return t.errRepeatedKey(r.Key)
+			}
+			keys[w][string(r.Key)] = true
+		}
 		if e := r.Entry(); !e.Expired(now) {
 			parts[w].Add(e) // copies the borrowed key
 		}
 		return nil
 	})
+	if err == nil && t.view {
+		for w := 1; w < workers && err == nil; w++ {
+			for k := range keys[w] {
+				if keys[0][k] {
+					err = t.errRepeatedKey([]byte(k))
+					break
+				}
+				keys[0][k] = true
+			}
+		}
+	}
 	if err == nil && !keep {
 		err = tx.Commit()
 		tx = nil
@@ -788,6 +818,13 @@ func (t *Table) Scan(ctx context.Context, now int64, fn func(reconcile.Row) bool
 		return err
 	}
 	sort.Slice(rows, func(i, j int) bool { return string(rows[i].Key) < string(rows[j].Key) })
+	if t.view {
+		for i := 1; i < len(rows); i++ {
+			if bytes.Equal(rows[i].Key, rows[i-1].Key) {
+				return t.errRepeatedKey(rows[i].Key)
+			}
+		}
+	}
 	for _, r := range rows {
 		if !fn(r) {
 			break
@@ -1177,4 +1214,35 @@ func (w *Writer) Delete(key []byte) error {
 		return fmt.Errorf("delete %s: %w", reconcile.KeyText(key, t), t.d.dbErr(err))
 	}
 	return nil
+}
+
+// errRepeatedKey is the error for a view whose key= names columns that do not identify
+// its rows: two rows hold key.
+func (t *Table) errRepeatedKey(key []byte) error {
+	return fmt.Errorf("view %s: key %s is held by more than one row: name columns that identify its rows with key=", t.cfg.Table, reconcile.KeyText(key, t))
+}
+
+// isView reports whether table is a view or a materialized view, which have no
+// constraints to prove a key unique.
+func isView(ctx context.Context, d dialect, db *dbsql.DB, table string) (bool, error) {
+	schema, name, _ := splitTable(table)
+	var q string
+	var args []any
+	switch p := d.(type) {
+	case postgres:
+		q, args = "SELECT relkind IN ('v', 'm') FROM pg_class WHERE oid = to_regclass($1)", []any{p.regclass(table)}
+	case mysql:
+		q, args = "SELECT TABLE_TYPE = 'VIEW' FROM information_schema.TABLES WHERE TABLE_SCHEMA = COALESCE(NULLIF(?, ''), DATABASE()) AND TABLE_NAME = ?", []any{schema, name}
+	default:
+		q, args = "SELECT type = 'view' FROM sqlite_master WHERE name = ?", []any{name}
+	}
+	var view bool
+	err := db.QueryRowContext(ctx, q, args...).Scan(&view)
+	if errors.Is(err, dbsql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look up %s: %w", table, d.dbErr(err))
+	}
+	return view, nil
 }
