@@ -201,7 +201,8 @@ func checkJobEndpoint(raw string, _ schedule.Role) (schedule.Store, error) {
 
 // openJobEndpoint opens a job's endpoint for one run, with the secrets the config points
 // at: a password goes into a database URL, a token to an http(s) server. A mirror's
-// Badger target is created when missing, as sync creates it.
+// Badger target, or SQL target with a SQL source, is created when missing, as sync
+// creates it.
 func openJobEndpoint(ctx context.Context, req schedule.OpenRequest) (*schedule.Opened, error) {
 	loc, err := parseEndpoint(req.URL)
 	if err != nil {
@@ -245,6 +246,12 @@ func openJobEndpoint(ctx context.Context, req schedule.OpenRequest) (*schedule.O
 			return nil, fmt.Errorf("endpoint %s: %w", reconcile.RedactURL(req.URL), err)
 		}
 		t, err := sqlep.Open(ctx, cfg)
+		if like, ok := req.Like.(*sqlep.Table); ok && req.Write && errors.Is(err, sqlep.ErrNoTable) {
+			// A mirror's missing SQL target is made like its SQL source, as sync makes it.
+			if err = sqlep.CreateTable(ctx, cfg, like); err == nil {
+				t, err = sqlep.Open(ctx, cfg)
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", reconcile.RedactURL(req.URL), err)
 		}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -303,5 +304,38 @@ jobs:
 	code, out, _ := runCLI(t, "", "run", "--config", cfg, "--once")
 	if code != exitError || !strings.Contains(out, "the one given (from the job's token-file or token-env) is not the server's") {
 		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
+
+// TestRunCreatesSQLTarget: a mirror job whose SQL target does not exist (here a SQLite
+// file) creates it like its SQL source, as sync does; a diff job creates nothing.
+func TestRunCreatesSQLTarget(t *testing.T) {
+	lite, _ := sqliteTable(t, "")
+	mustCLI(t, 0, itemLines, "load", lite)
+	dir := t.TempDir()
+	mirror := "sqlite://" + filepath.Join(dir, "mirror.db") + "?table=items&version=ver"
+	audit := "sqlite://" + filepath.Join(dir, "audit.db") + "?table=items&version=ver"
+	cfg := writeConfig(t, `
+jobs:
+  - name: mirror
+    source: "`+lite+`"
+    target: "`+mirror+`"
+    mode: mirror
+    interval: 1h
+  - name: audit
+    source: "`+lite+`"
+    target: "`+audit+`"
+    mode: diff
+    interval: 1h
+`)
+	code, out, errOut := runCLI(t, "", "run", "--config", cfg, "--once")
+	if code != exitError || !strings.Contains(out, "mirror  ok") || !strings.Contains(out, "audit   error") {
+		t.Fatalf("exit %d, want 2 (the audit's target is missing)\n%s\n%s", code, out, errOut)
+	}
+	if got, want := mustCLI(t, 0, "", "root", mirror), mustCLI(t, 0, "", "root", lite); got != want {
+		t.Fatalf("created target's root %s, the source's %s", got, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "audit.db")); err == nil {
+		t.Fatal("a diff job created its target")
 	}
 }

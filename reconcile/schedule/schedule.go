@@ -59,6 +59,9 @@ type OpenRequest struct {
 	Password, Token string
 	// Write is set for a mirror's target; everything else may be opened read-only.
 	Write bool
+	// Like is, for a mirror's target, the source as this run opened it (nil where the
+	// source is a Peer): an opener may create a missing target like it.
+	Like reconcile.Endpoint
 }
 
 // Opened is an endpoint opened for one run: Endpoint (read and written in this process)
@@ -471,12 +474,16 @@ func (s *Scheduler) runJob(ctx, hard context.Context, js *jobState) Result {
 // session opens the job's endpoints and runs one session between them.
 func (s *Scheduler) session(ctx context.Context, js *jobState, stop <-chan struct{}) (*reconcile.Report, error) {
 	j := js.job
-	src, err := s.open(ctx, j, Source, j.Source, false)
+	src, err := s.open(ctx, j, Source, j.Source, nil, false)
 	if err != nil {
 		return nil, err
 	}
 	defer src.close(s.log, j.Name, Source)
-	tgt, err := s.open(ctx, j, Target, j.Target, j.Mode == reconcile.Mirror)
+	var like reconcile.Endpoint
+	if j.Mode == reconcile.Mirror {
+		like = src.Endpoint
+	}
+	tgt, err := s.open(ctx, j, Target, j.Target, like, j.Mode == reconcile.Mirror)
 	if err != nil {
 		return nil, err
 	}
@@ -502,12 +509,12 @@ func (s *Scheduler) session(ctx context.Context, js *jobState, stop <-chan struc
 }
 
 // open reads an endpoint's secrets and opens it.
-func (s *Scheduler) open(ctx context.Context, j Job, role Role, e EndpointConfig, write bool) (*Opened, error) {
+func (s *Scheduler) open(ctx context.Context, j Job, role Role, e EndpointConfig, like reconcile.Endpoint, write bool) (*Opened, error) {
 	password, token, err := e.secrets()
 	if err != nil {
 		return nil, fmt.Errorf("open %s %s: %w", role, e.Redacted(), err)
 	}
-	o, err := s.opts.Open(ctx, OpenRequest{Job: j.Name, Role: role, URL: e.URL, Password: password, Token: token, Write: write})
+	o, err := s.opts.Open(ctx, OpenRequest{Job: j.Name, Role: role, URL: e.URL, Password: password, Token: token, Write: write, Like: like})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", role, err)
 	}
