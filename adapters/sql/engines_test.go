@@ -1,8 +1,10 @@
 package sql
 
 import (
+	"bytes"
 	"context"
 	dbsql "database/sql"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -141,4 +143,48 @@ func openTable(t testing.TB, u string) *Table {
 	}
 	t.Cleanup(func() { tb.Close() })
 	return tb
+}
+
+// openErr opens the endpoint at u and returns Open's error (closing a table it opened).
+func openErr(t testing.TB, u string) error {
+	t.Helper()
+	cfg, err := ParseURL(u)
+	if err != nil {
+		t.Fatalf("parse %s: %v", u, err)
+	}
+	tb, err := Open(context.Background(), cfg)
+	if err == nil {
+		tb.Close()
+	}
+	return err
+}
+
+// sameThroughJSON checks that each of tb's rows, as dump writes it (RowColumns), loads
+// back (ColumnsRow) to the same key and value.
+func sameThroughJSON(t *testing.T, tb *Table) {
+	t.Helper()
+	for _, r := range allRows(t, tb) {
+		js, err := tb.RowColumns(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cols map[string]json.RawMessage
+		if err := json.Unmarshal(js, &cols); err != nil {
+			t.Fatal(err)
+		}
+		if k, v, err := tb.ColumnsRow(cols, false); err != nil || !bytes.Equal(k, r.Key) || !bytes.Equal(v, r.Value) {
+			t.Fatalf("%s loads back as %x %x, %v", js, k, v, err)
+		}
+	}
+}
+
+// bothServers is byName for a test that needs PostgreSQL and MySQL both: it skips (or,
+// under RECONCILE_TEST_REQUIRE_ALL, byName fails) without them.
+func bothServers(t *testing.T) (pg, my, lite *engine) {
+	t.Helper()
+	pg, my, lite = byName(t)
+	if pg == nil || my == nil {
+		t.Skip("needs RECONCILE_TEST_PG_DSN and RECONCILE_TEST_MYSQL_DSN")
+	}
+	return pg, my, lite
 }

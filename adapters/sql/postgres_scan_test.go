@@ -1,11 +1,9 @@
 package sql
 
 import (
-	"bytes"
 	"context"
 	dbsql "database/sql"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -221,20 +219,7 @@ func TestPostgresNativeTypes(t *testing.T) {
 	syncAndCheck(t, "badger to postgres", B, openTable(t, pg.url(back, "version=ver")), 2)
 	sameText(src, back)
 
-	// dump's JSON lines load back to the same rows.
-	for _, r := range allRows(t, S) {
-		js, err := S.RowColumns(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var cols map[string]json.RawMessage
-		if err := json.Unmarshal(js, &cols); err != nil {
-			t.Fatal(err)
-		}
-		if k, v, err := S.ColumnsRow(cols, false); err != nil || !bytes.Equal(k, r.Key) || !bytes.Equal(v, r.Value) {
-			t.Fatalf("%s loads back as %x %x, %v", js, k, v, err)
-		}
-	}
+	sameThroughJSON(t, S) // dump's JSON lines load back to the same rows
 
 	// Another engine has no text[]: the schemas differ and nothing is written.
 	ls := lite.table(t)

@@ -3,7 +3,6 @@ package sql
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -254,10 +253,7 @@ func TestServerGoesAway(t *testing.T) {
 // equal ('a' and 'A') never overwrite each other: the second is reported raced on every
 // run and the first keeps its value.
 func TestCompositeKeyAndCollation(t *testing.T) {
-	pg, my, lite := byName(t)
-	if pg == nil || my == nil {
-		t.Skip("needs RECONCILE_TEST_PG_DSN and RECONCILE_TEST_MYSQL_DSN")
-	}
+	pg, my, lite := bothServers(t)
 	ctx := context.Background()
 	mk := func(e *engine) string {
 		name := e.table(t)
@@ -498,10 +494,7 @@ func TestSQLiteRollbackJournal(t *testing.T) {
 // has no infinity, takes the finite ones and quarantines the infinite rows with a message
 // that says why. Such a timestamp in an expiry column is refused with what to do instead.
 func TestWideTimestampsSync(t *testing.T) {
-	pg, my, lite := byName(t)
-	if pg == nil || my == nil {
-		t.Skip("needs RECONCILE_TEST_PG_DSN and RECONCILE_TEST_MYSQL_DSN")
-	}
+	pg, my, lite := bothServers(t)
 	ctx := context.Background()
 	mk := func(e *engine) string {
 		name := e.table(t)
@@ -528,21 +521,7 @@ func TestWideTimestampsSync(t *testing.T) {
 		t.Fatalf("postgres after the round trip holds %q, want %q", got, want)
 	}
 
-	// dump's JSON lines load back to the same rows ("infinity" included).
-	for _, r := range allRows(t, P) {
-		js, err := P.RowColumns(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var cols map[string]json.RawMessage
-		if err := json.Unmarshal(js, &cols); err != nil {
-			t.Fatal(err)
-		}
-		k, v, err := P.ColumnsRow(cols, false)
-		if err != nil || !bytes.Equal(k, r.Key) || !bytes.Equal(v, r.Value) {
-			t.Fatalf("%s loads back as %x %x, %v", js, k, v, err)
-		}
-	}
+	sameThroughJSON(t, P) // dump's JSON lines load back to the same rows, "infinity" included
 
 	M := openTable(t, my.url(ms, "version=ver"))
 	rep, err := reconcile.Run(ctx, P, M, reconcile.Options{Mode: reconcile.Mirror, Attempts: 1})
@@ -572,10 +551,7 @@ func TestWideTimestampsSync(t *testing.T) {
 // but never written, on every engine: the target computes its own. A target where the
 // same column is a plain one is written as any column.
 func TestGeneratedColumns(t *testing.T) {
-	pg, my, lite := byName(t)
-	if pg == nil || my == nil {
-		t.Skip("needs RECONCILE_TEST_PG_DSN and RECONCILE_TEST_MYSQL_DSN")
-	}
+	pg, my, lite := bothServers(t)
 	mk := func(e *engine, generated bool) string {
 		name := e.table(t)
 		id := ddl(e, "int GENERATED ALWAYS AS IDENTITY", "bigint", "integer")
@@ -618,10 +594,7 @@ func TestGeneratedColumns(t *testing.T) {
 // mode. A numeric key that may hold fractions is refused, and an unsigned id above
 // 2^63-1 is an error that names it.
 func TestIntegralDecimalKeys(t *testing.T) {
-	pg, my, lite := byName(t)
-	if pg == nil || my == nil {
-		t.Skip("needs RECONCILE_TEST_PG_DSN and RECONCILE_TEST_MYSQL_DSN")
-	}
+	pg, my, lite := bothServers(t)
 	ctx := context.Background()
 	ms := my.table(t)
 	my.exec(t, "CREATE TABLE "+ms+" (id bigint unsigned AUTO_INCREMENT PRIMARY KEY, v varchar(20), ver bigint unsigned NOT NULL)")
@@ -656,14 +629,7 @@ func TestIntegralDecimalKeys(t *testing.T) {
 
 	pf := pg.table(t)
 	pg.exec(t, "CREATE TABLE "+pf+" (id numeric PRIMARY KEY, v text)")
-	cfg, err := ParseURL(pg.url(pf, ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tb, err := Open(ctx, cfg); err == nil || !strings.Contains(err.Error(), "decimals of scale 0") {
-		if tb != nil {
-			tb.Close()
-		}
+	if err := openErr(t, pg.url(pf, "")); err == nil || !strings.Contains(err.Error(), "decimals of scale 0") {
 		t.Fatalf("a numeric key that may hold fractions: %v", err)
 	}
 	my.exec(t, "INSERT INTO "+ms+" VALUES (18446744073709551615, 'max', 1)")
@@ -727,14 +693,7 @@ func TestViewAsSource(t *testing.T) {
 			if err := D.Scan(ctx, 0, func(reconcile.Row) bool { return true }); err == nil || !strings.Contains(err.Error(), "is held by more than one row") {
 				t.Fatalf("a key that repeats, scanned: %v", err)
 			}
-			cfg, err := ParseURL(e.url(view, "version=ver"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tb, err := Open(ctx, cfg); err == nil || !strings.Contains(err.Error(), "is a view: name the columns") {
-				if tb != nil {
-					tb.Close()
-				}
+			if err := openErr(t, e.url(view, "version=ver")); err == nil || !strings.Contains(err.Error(), "is a view: name the columns") {
 				t.Fatalf("a view without key=: %v", err)
 			}
 			if _, err := V.InstallIndex(ctx); err == nil || !strings.Contains(err.Error(), "is a view") {

@@ -152,12 +152,23 @@ func TestSQLBadEndpoints(t *testing.T) {
 // RECONCILE_TEST_REQUIRE_ALL=1, as .ci/run sets).
 func pgDSN(t *testing.T) string {
 	t.Helper()
-	dsn := os.Getenv("RECONCILE_TEST_PG_DSN")
+	return serverDSN(t, "RECONCILE_TEST_PG_DSN", "postgres://postgres@127.0.0.1:5432/test")
+}
+
+// mysqlDSN is RECONCILE_TEST_MYSQL_DSN, as pgDSN.
+func mysqlDSN(t *testing.T) string {
+	t.Helper()
+	return serverDSN(t, "RECONCILE_TEST_MYSQL_DSN", "mysql://root@127.0.0.1:3306/test")
+}
+
+func serverDSN(t *testing.T, env, example string) string {
+	t.Helper()
+	dsn := os.Getenv(env)
 	if dsn == "" {
 		if os.Getenv("RECONCILE_TEST_REQUIRE_ALL") == "1" {
-			t.Fatal("RECONCILE_TEST_PG_DSN is unset and RECONCILE_TEST_REQUIRE_ALL=1 forbids skipping")
+			t.Fatalf("%s is unset and RECONCILE_TEST_REQUIRE_ALL=1 forbids skipping", env)
 		}
-		t.Skip("set RECONCILE_TEST_PG_DSN (e.g. postgres://postgres@127.0.0.1:5432/test) to run")
+		t.Skipf("set %s (e.g. %s) to run", env, example)
 	}
 	return dsn
 }
@@ -278,19 +289,6 @@ func TestServeMaintainedSQL(t *testing.T) {
 			t.Fatalf("%v:\n%s", args, out)
 		}
 	}
-}
-
-// mysqlDSN is RECONCILE_TEST_MYSQL_DSN, as pgDSN.
-func mysqlDSN(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv("RECONCILE_TEST_MYSQL_DSN")
-	if dsn == "" {
-		if os.Getenv("RECONCILE_TEST_REQUIRE_ALL") == "1" {
-			t.Fatal("RECONCILE_TEST_MYSQL_DSN is unset and RECONCILE_TEST_REQUIRE_ALL=1 forbids skipping")
-		}
-		t.Skip("set RECONCILE_TEST_MYSQL_DSN (e.g. mysql://root@127.0.0.1:3306/test) to run")
-	}
-	return dsn
 }
 
 // TestSyncCreatesSQLTarget: sync into a SQL table that does not exist (a SQLite file that
