@@ -19,7 +19,7 @@ type sqlite struct{}
 
 func (sqlite) connect(path string) (*dbsql.DB, error) {
 	if _, err := os.Stat(path); err != nil {
-		msg := fmt.Sprintf("sqlite database %s: %v (sync from a SQL table creates it; else create the database and its table first)", path, err)
+		msg := fmt.Sprintf("sqlite database %s: %v (create the database and its table first)", path, err)
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, &noTable{msg}
 		}

@@ -94,6 +94,8 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 		}
 		fmt.Fprintf(std.err, "reconcile: created table %s in %s with the source's columns\n", dst.sql.Table, dst)
 		t, err = openEndpoint(target, targetAccess)
+	} else if err != nil && targetAccess == create && errors.Is(err, sqlep.ErrNoTable) {
+		err = fmt.Errorf("%w; sync creates a missing SQL table only from a SQL source, whose columns it copies", err)
 	}
 	if err != nil {
 		return nil, err
