@@ -398,7 +398,11 @@ func (t *Table) Close() error { return t.db.Close() }
 func (t *Table) selectList() string {
 	var names []string
 	for _, c := range t.allCols() {
-		names = append(names, t.d.quote(c.Name))
+		n := t.d.quote(c.Name)
+		if c.Class == Native {
+			n += "::text" // its text output on every path, whatever the driver makes of it
+		}
+		names = append(names, n)
 	}
 	return strings.Join(names, ", ")
 }
