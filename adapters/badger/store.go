@@ -185,6 +185,31 @@ var _ reconcile.Endpoint = (*Store)(nil)
 
 var metaOrdering = []byte{prefixMeta, 'o', 'r', 'd', 'e', 'r', 'i', 'n', 'g'}
 
+// metaKeyFormat holds the description of the store's keys that SetKeyFormat records.
+var metaKeyFormat = []byte{prefixMeta, 'k', 'e', 'y', 'f', 'o', 'r', 'm', 'a', 't'}
+
+// KeyFormat returns the description of the store's keys that SetKeyFormat recorded, or
+// "" if none was.
+func (s *Store) KeyFormat() (string, error) {
+	var f []byte
+	err := s.db.View(func(txn *bdg.Txn) error {
+		var err error
+		f, _, err = txnGet(txn, metaKeyFormat)
+		return err
+	})
+	return string(f), err
+}
+
+// SetKeyFormat records a description of the store's keys, such as the KeyFormat of the
+// SQL table the store is a replica of ("sql/1 id:int"), so that programs can show keys
+// as their columns (the CLI does). It changes no row, index or digest.
+func (s *Store) SetKeyFormat(format string) error {
+	if s.opts.ReadOnly {
+		return reconcile.ErrReadOnly
+	}
+	return s.db.Update(func(txn *bdg.Txn) error { return txn.Set(metaKeyFormat, []byte(format)) })
+}
+
 // metaFlush is the key Compact writes and drops to make Badger flush its memtables.
 var metaFlush = []byte{prefixMeta, 'f', 'l', 'u', 's', 'h'}
 

@@ -466,3 +466,47 @@ func TestCompactFlushesMemtables(t *testing.T) {
 	}
 	checkRoot(t, s, 0)
 }
+
+// TestKeyFormat: a recorded key format survives reopening, a read-only store reads it
+// and refuses to set it, and recording it changes no digest.
+func TestKeyFormat(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put([]byte("k"), []byte("v"), 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	before, err := reconcile.Root(context.Background(), s, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, err := s.KeyFormat(); err != nil || f != "" {
+		t.Fatalf("a new store's key format: %q, %v", f, err)
+	}
+	if err := s.SetKeyFormat("sql/1 id:int"); err != nil {
+		t.Fatal(err)
+	}
+	after, err := reconcile.Root(context.Background(), s, 0)
+	if err != nil || after.Root != before.Root {
+		t.Fatalf("the root moved: %+v, %+v, %v", before, after, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := Open(dir, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if f, err := ro.KeyFormat(); err != nil || f != "sql/1 id:int" {
+		t.Fatalf("after reopening: %q, %v", f, err)
+	}
+	if err := ro.SetKeyFormat("x"); !errors.Is(err, reconcile.ErrReadOnly) {
+		t.Fatalf("a read-only store set its key format: %v", err)
+	}
+	if c, err := ro.VerifyIndex(context.Background()); err != nil || !c.RowsMatch || c.Rows != 1 {
+		t.Fatalf("verify after recording a key format: %+v, %v", c, err)
+	}
+}

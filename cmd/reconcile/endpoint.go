@@ -82,7 +82,20 @@ type endpoint struct {
 	// purge deletes the rows expired at now and says how many. Nil where the scheme keeps
 	// no expired rows to purge.
 	purge func(now int64) (int, error)
+	// store is set for Badger endpoints, and keyFormat to the description of its keys
+	// that a sync from a SQL table recorded (the table's KeyFormat), "" if none.
+	store     *badger.Store
+	keyFormat string
 }
+
+// keyedStore is a Badger store that shows its keys as the columns of the SQL table it
+// replicates (reconcile.KeyFormatter); *badger.Store's other methods show through.
+type keyedStore struct {
+	*badger.Store
+	f reconcile.KeyFormatter
+}
+
+func (k keyedStore) FormatKey(key []byte) string { return k.f.FormatKey(key) }
 
 // toColumns renders a row as load and dump write it for this endpoint.
 func (e *endpoint) rowLine(r reconcile.Row) (rowLine, error) {
@@ -239,10 +252,21 @@ func openBadger(loc location, a access) (*endpoint, error) {
 	if err != nil {
 		return nil, err // the adapter's message names the path and what to do
 	}
+	format, err := s.KeyFormat()
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("%s: %w", loc, err)
+	}
+	var ep reconcile.Endpoint = s
+	if f := sqlep.KeyFormatterFor(format); f != nil {
+		ep = keyedStore{s, f}
+	}
 	return &endpoint{
-		Endpoint: s,
-		loc:      loc,
-		scan:     func(fn func(reconcile.Row) bool) error { return s.Scan(nil, fn) },
+		Endpoint:  ep,
+		store:     s,
+		keyFormat: format,
+		loc:       loc,
+		scan:      func(fn func(reconcile.Row) bool) error { return s.Scan(nil, fn) },
 		write: func(fn func(bench.Sink) error) error {
 			if err := s.Write(func(w *badger.Writer) error { return fn(w) }); err != nil {
 				return err

@@ -26,7 +26,7 @@ func indexCommand(std stdio) *cli.Command {
 				}
 				defer ep.Close()
 				o := indexOptions{stdio: std, json: c.Bool("json"), endpoint: ep.loc.String()}
-				if s, ok := ep.Endpoint.(*badger.Store); ok && runBadger != nil {
+				if s := ep.store; s != nil && runBadger != nil {
 					return runBadger(c.Context, s, o)
 				}
 				if ep.table == nil {

@@ -98,6 +98,8 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if ep.table != nil {
 		o.server.KeyFormat = ep.table.KeyFormat()         // clients name rows by their key columns
 		o.server.VersionFormat = ep.table.VersionFormat() // and show timestamp versions as times
+	} else if ep.keyFormat != "" {
+		o.server.KeyFormat = ep.keyFormat // a Badger replica of a table names rows as it does
 	}
 	srv := remote.NewServer(ep.Endpoint, o.server)
 	ln, err := net.Listen("tcp", o.listen)

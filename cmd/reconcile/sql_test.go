@@ -2,6 +2,7 @@ package main
 
 import (
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -362,5 +363,32 @@ func TestSyncCreatesSQLTarget(t *testing.T) {
 	var n int
 	if err := mdb.QueryRow("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", myTable+"_arr").Scan(&n); err != nil || n != 0 {
 		t.Fatalf("the refused sync created a table (%d, %v)", n, err)
+	}
+}
+
+// TestBadgerReplicaNamesKeysAsTable: a Badger store synced from a SQL table (or from such
+// a store) records the table's key format, so that diffs between Badger replicas name
+// rows by the table's key columns, not by the keys' bytes.
+func TestBadgerReplicaNamesKeysAsTable(t *testing.T) {
+	lite, db := sqliteTable(t, "")
+	mustCLI(t, 0, itemLines, "load", lite)
+	b, c := store(t, "b"), store(t, "c")
+	mustCLI(t, 0, "", "sync", lite, b)
+	mustCLI(t, 0, "", "sync", b, c)
+	if _, err := db.Exec("UPDATE items SET name = 'plum', ver = 20 WHERE id = 2"); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, 0, "", "sync", lite, b)
+	for _, pair := range [][2]string{{b, c}, {c, b}} {
+		out := mustCLI(t, 1, "", "diff", pair[0], pair[1], "--json")
+		var rep struct {
+			Differences []struct{ Key string } `json:"differences"`
+		}
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Differences) != 1 || rep.Differences[0].Key != "id=2" {
+			t.Fatalf("diff %s %s: differences %+v, want one named id=2", pair[0], pair[1], rep.Differences)
+		}
 	}
 }
