@@ -349,3 +349,16 @@ func TestColumnType(t *testing.T) {
 		t.Errorf("text[] into MySQL: %v", err)
 	}
 }
+
+// TestNativeJSON: a native column's JSON form is PostgreSQL's text as a string; a JSON
+// array for an array column says so rather than guessing a literal.
+func TestNativeJSON(t *testing.T) {
+	c := Column{Name: "tags", Type: "text[]", Class: Native, NativeType: "_text", Nullable: true}
+	d, err := jsonDatum(&c, []byte(`"{a,\"b c\"}"`))
+	if err != nil || d.Class != Native || d.Str != `{a,"b c"}` {
+		t.Fatalf("%+v, %v", d, err)
+	}
+	if _, err := jsonDatum(&c, []byte(`["a", "b c"]`)); err == nil || !strings.Contains(err.Error(), "PostgreSQL's text for it as a string") {
+		t.Fatalf("a JSON array: %v", err)
+	}
+}

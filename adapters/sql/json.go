@@ -125,6 +125,9 @@ func (t *Table) ColumnsRow(cols map[string]json.RawMessage, del bool) (key, valu
 		c := &t.valCols[i]
 		known[c.Name] = true
 		raw, ok := cols[c.Name]
+		if !ok && c.Generated {
+			continue // the engine computes it; a load does not write it
+		}
 		if !ok {
 			return nil, nil, fmt.Errorf("columns: column %q missing (give null for NULL)", c.Name)
 		}
@@ -150,6 +153,9 @@ func jsonDatum(c *Column, raw json.RawMessage) (Datum, error) {
 	}
 	if string(raw) == "null" {
 		return Datum{}, nil
+	}
+	if c.Class == Native && (len(raw) == 0 || raw[0] != '"') {
+		return fail(`PostgreSQL's text for it as a string, as dump writes it (for an array "{a,\"b c\"}")`)
 	}
 	if c.Class == JSON {
 		s, err := CanonicalJSON(raw)

@@ -392,3 +392,22 @@ func TestBadgerReplicaNamesKeysAsTable(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadGeneratedColumn: load may leave a generated column out (the engine computes it),
+// and a value given for one is not written.
+func TestLoadGeneratedColumn(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "g.db")
+	db, err := sql.Open("sqlite", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE TABLE t (id integer PRIMARY KEY, a integer, b integer GENERATED ALWAYS AS (a * 2) VIRTUAL)"); err != nil {
+		t.Fatal(err)
+	}
+	ep := "sqlite://" + file + "?table=t"
+	mustCLI(t, 0, `{"columns": {"id": 1, "a": 5}}`+"\n"+`{"columns": {"id": 2, "a": 7, "b": 99}}`+"\n", "load", ep)
+	if got, want := mustCLI(t, 0, "", "dump", ep), `{"version":0,"columns":{"id":1,"a":5,"b":10}}`+"\n"+`{"version":0,"columns":{"id":2,"a":7,"b":14}}`+"\n"; got != want {
+		t.Fatalf("dump:\n%s\nwant:\n%s", got, want)
+	}
+}
