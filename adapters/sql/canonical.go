@@ -82,6 +82,9 @@ type Column struct {
 	// NativeType is a Native column's PostgreSQL type name (pg_type.typname, such as
 	// "_text" for text[]): Native columns compare only with columns of the same type.
 	NativeType string
+	// role is "key", "version" or "expiry" for a column a table uses so, "" for a value
+	// column: those roles need timestamps that int64 nanoseconds hold (errNarrowTimestamp).
+	role string
 	// Bits marks a MySQL bit(n) column (a Bool for bit(1), else an Int), whose values the
 	// driver gives as big-endian bytes.
 	Bits bool
@@ -94,13 +97,12 @@ func integralDecimal(typ string) bool {
 	if strings.Contains(t, "unsigned") && strings.HasPrefix(t, "bigint") {
 		return true
 	}
-	_, args, ok := strings.Cut(t, "(")
-	args, _, closed := strings.Cut(args, ")")
-	if !ok || !closed {
+	args := decimalArgs(t)
+	if args == "" {
 		return false // numeric without a precision holds fractions
 	}
-	_, scale, hasScale := strings.Cut(args, ",")
-	return !hasScale || strings.TrimSpace(scale) == "0"
+	_, scale, hasScale := strings.Cut(strings.Trim(args, "()"), ",")
+	return !hasScale || scale == "0"
 }
 
 // Datum is one canonical column value.
@@ -123,7 +125,7 @@ func (c *Column) canon(v any) (Datum, error) {
 	if v == nil {
 		return Datum{}, nil
 	}
-	if b, ok := v.([]byte); ok && c.Bits {
+	if b, ok := v.([]byte); c.Bits && ok {
 		var n uint64
 		for _, x := range b {
 			n = n<<8 | uint64(x)
@@ -160,7 +162,7 @@ func (c *Column) canon(v any) (Datum, error) {
 	case Bool:
 		d.Int, err = toBool(v)
 	case Timestamp:
-		return toTimestamp(v)
+		return c.narrow(toTimestamp(v))
 	case Date:
 		d.Int, err = toDate(v)
 	case Time:
@@ -488,13 +490,12 @@ func toTime(v any, what string) (time.Time, error) {
 }
 
 func toTimestamp(v any) (Datum, error) {
-	if s, ok := asString(v); ok {
-		if inf := infinity(s); inf != 0 {
-			return infiniteTimestamp(inf), nil
-		}
-	}
 	t, err := toTime(v, "a timestamp")
 	if err != nil {
+		// Not a time: PostgreSQL's infinities, looked for only here, off the common path.
+		if s, ok := asString(v); ok && infinity(s) != 0 {
+			return infiniteTimestamp(infinity(s)), nil
+		}
 		return Datum{}, err
 	}
 	return timestampDatum(t)
@@ -564,6 +565,15 @@ func timestampText(d Datum) string {
 		return "-infinity"
 	}
 	return d.Time().Format("2006-01-02 15:04:05.999999999")
+}
+
+// narrow passes on a datum read for column c, refusing a wide timestamp where c's role
+// (key, version, expiry) needs nanoseconds.
+func (c *Column) narrow(d Datum, err error) (Datum, error) {
+	if err == nil && d.Wide && c.role != "" {
+		err = errNarrowTimestamp(d, c.role)
+	}
+	return d, err
 }
 
 // errNarrowTimestamp is the error for a wide timestamp (one that int64 nanoseconds cannot

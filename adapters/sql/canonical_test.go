@@ -126,6 +126,16 @@ func TestWideTimestamps(t *testing.T) {
 			t.Errorf("%q: %v", zero, err)
 		}
 	}
+	// A key, version or expiry column needs nanoseconds.
+	for _, role := range []string{"key", "version", "expiry"} {
+		c := Column{Name: "k", Class: Timestamp, role: role}
+		if _, err := c.canon("9999-12-31 23:59:59"); err == nil || !strings.Contains(err.Error(), "a "+role+" column's timestamps must be in that range") {
+			t.Errorf("a wide %s: %v", role, err)
+		}
+		if _, err := c.canon("2024-01-01 00:00:00"); err != nil {
+			t.Errorf("a %s in range: %v", role, err)
+		}
+	}
 	if _, err := ts.canon("10000-01-01 00:00:00"); err == nil {
 		t.Error("year 10000 accepted")
 	}

@@ -509,10 +509,6 @@ func (c *catchup) step(ctx context.Context) (applied int, more bool, err error) 
 				rs.Close()
 				return 0, false, fmt.Errorf("logged key column %s: %v", t.keyCols[i].Name, err)
 			}
-			if ds[i].Wide {
-				rs.Close()
-				return 0, false, fmt.Errorf("logged key column %s: %v", t.keyCols[i].Name, errNarrowTimestamp(ds[i], "key"))
-			}
 		}
 		k := AppendKey([]byte{}, ds)
 		if !seen[string(k)] {

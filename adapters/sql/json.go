@@ -109,9 +109,6 @@ func (t *Table) ColumnsRow(cols map[string]json.RawMessage, del bool) (key, valu
 		if kd[i].Class == Null {
 			return nil, nil, fmt.Errorf("columns: key column %q is null", c.Name)
 		}
-		if kd[i].Wide {
-			return nil, nil, fmt.Errorf("columns: key column %q: %v", c.Name, errNarrowTimestamp(kd[i], "key"))
-		}
 	}
 	key = AppendKey([]byte{}, kd)
 	if del {

@@ -385,7 +385,10 @@ func pgDecoderFor(c *Column, oid uint32, format int16) (pgDecoder, error) {
 	case class == Bytes && oid == oidBytea:
 		return bytesLike(Bytes, false), nil
 	case class == Timestamp && (oid == oidTimestamp || oid == oidTimestamptz):
-		return pgTimestamp, nil
+		if c.role == "" {
+			return pgTimestamp, nil
+		}
+		return pgDecoder{datum: func(raw []byte) (Datum, error) { return c.narrow(pgTimestamp.datum(raw)) }}, nil
 	case class == Date && oid == oidDate:
 		return fixed64(Date, 4, func(raw []byte) (int64, error) {
 			d := int32(be.Uint32(raw))

@@ -53,9 +53,6 @@ func (s sqlite) columns(ctx context.Context, db *dbsql.DB, table string) ([]Colu
 		if err := rows.Scan(&c.Name, &c.Type, &c.Nullable, &c.Generated); err != nil {
 			return nil, err
 		}
-		if t := strings.TrimSpace(c.Type); c.Generated && strings.HasSuffix(strings.ToUpper(t), "GENERATED ALWAYS") {
-			c.Type = strings.TrimSpace(t[:len(t)-len("GENERATED ALWAYS")]) // older SQLite: "INT GENERATED ALWAYS"
-		}
 		c.Class = sqliteClass(c.Type)
 		base, _, _ := strings.Cut(strings.ToUpper(c.Type), "(")
 		switch strings.TrimSpace(base) {

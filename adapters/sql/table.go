@@ -188,9 +188,9 @@ func Open(ctx context.Context, cfg Config) (*Table, error) {
 	return t, nil
 }
 
-// comparable lists the columns a columns= option can name: those not already used as
+// comparableColumns lists the columns a columns= option can name: those not already used as
 // the key, version or expiry, whose types reconcile compares.
-func comparable(cols []Column, used map[string]string) []string {
+func comparableColumns(cols []Column, used map[string]string) []string {
 	var names []string
 	for _, c := range cols {
 		if role, ok := used[c.Name]; (!ok || role == "value") && c.Class != 0 {
@@ -256,10 +256,13 @@ func (t *Table) load(ctx context.Context) error {
 		}
 		used[name] = role
 		if c.Class == 0 {
-			return nil, fmt.Errorf("column %s has type %s, which reconcile cannot compare across engines; leave it out with columns=%s (see docs/canonical.md for the supported types)", name, c.Type, strings.Join(comparable(cols, used), ","))
+			return nil, fmt.Errorf("column %s has type %s, which reconcile cannot compare across engines; leave it out with columns=%s (see docs/canonical.md for the supported types)", name, c.Type, strings.Join(comparableColumns(cols, used), ","))
 		}
-		if role != "value" && c.Class == Decimal && integralDecimal(c.Type) {
-			c.Class, c.Numeric = Int, true // an id bigint unsigned or numeric(10,0) is an integer key
+		if role != "value" {
+			c.role = role
+			if c.Class == Decimal && integralDecimal(c.Type) {
+				c.Class, c.Numeric = Int, true // an id bigint unsigned or numeric(10,0) is an integer key
+			}
 		}
 		return c, nil
 	}
@@ -479,9 +482,6 @@ func (s *scanner) assemble(datum func(i int) (Datum, error), appendValue func(ds
 		if d.Class == Null {
 			return r, fmt.Errorf("key column %s is NULL in a row: keys must not be NULL", s.cols[i].Name)
 		}
-		if d.Wide {
-			return r, fmt.Errorf("key column %s: %v", s.cols[i].Name, errNarrowTimestamp(d, "key"))
-		}
 		s.ds = append(s.ds, d)
 	}
 	if s.borrow {
@@ -501,9 +501,6 @@ func (s *scanner) assemble(datum func(i int) (Datum, error), appendValue func(ds
 		if err != nil {
 			return fail(s.cols[i], err)
 		}
-		if d.Wide {
-			return fail(s.cols[i], errNarrowTimestamp(d, "version"))
-		}
 		if d.Class == Null || d.Int < 0 {
 			return fail(s.cols[i], fmt.Errorf("version %s: versions must be set and not negative", d))
 		}
@@ -514,9 +511,6 @@ func (s *scanner) assemble(datum func(i int) (Datum, error), appendValue func(ds
 		d, err := datum(i)
 		if err != nil {
 			return fail(s.cols[i], err)
-		}
-		if d.Wide {
-			return fail(s.cols[i], errNarrowTimestamp(d, "expiry"))
 		}
 		r.ExpiresAt = d.Int // NULL: 0, never
 		i++
@@ -608,10 +602,15 @@ func (t *Table) openScan(ctx context.Context, now int64) (reconcile.Snapshot, er
 	snap := &snapshot{t: t, now: now}
 	workers := runtime.GOMAXPROCS(0)
 	parts := make([]*merkle.SortedBuilder, workers)
-	keys := make([]map[string]bool, workers) // a view's keys, to find one that repeats
+	var keys []map[string]bool // a view's keys, to find one that repeats
+	if t.view {
+		keys = make([]map[string]bool, workers)
+	}
 	for w := range parts {
 		parts[w] = merkle.NewSortedBuilder(t.ordering)
-		keys[w] = map[string]bool{}
+		if t.view {
+			keys[w] = map[string]bool{}
+		}
 	}
 	err = t.scanParallel(ctx, tx, conn, workers, func(w int, r reconcile.Row) error {
 		if t.view {
