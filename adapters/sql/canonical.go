@@ -85,6 +85,10 @@ type Column struct {
 	// role is "key", "version" or "expiry" for a column a table uses so, "" for a value
 	// column: those roles need timestamps that int64 nanoseconds hold (errNarrowTimestamp).
 	role string
+	// Sequence is the sequence an integer column takes its default from (PostgreSQL's
+	// serial and identity columns: pg_get_serial_sequence), "" for none. A write moves it
+	// past the largest value written (Table.advanceSequences).
+	Sequence string
 	// Bits marks a MySQL bit(n) column (a Bool for bit(1), else an Int), whose values the
 	// driver gives as big-endian bytes.
 	Bits bool

@@ -54,7 +54,8 @@ func (postgres) param(i int, c *Column) string {
 
 func (p postgres) columns(ctx context.Context, db *dbsql.DB, table string) ([]Column, error) {
 	rows, err := db.QueryContext(ctx, `
-		SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typname, t.typtype, NOT a.attnotnull, a.attgenerated <> ''
+		SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typname, t.typtype, NOT a.attnotnull, a.attgenerated <> '',
+			CASE WHEN t.typname IN ('int2', 'int4', 'int8') THEN pg_get_serial_sequence(to_regclass($1)::text, a.attname) END
 		FROM pg_attribute a JOIN pg_type d ON d.oid = a.atttypid
 		JOIN pg_type t ON t.oid = CASE WHEN d.typtype = 'd' THEN d.typbasetype ELSE d.oid END -- a domain is its base type
 		WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
@@ -67,9 +68,11 @@ func (p postgres) columns(ctx context.Context, db *dbsql.DB, table string) ([]Co
 	for rows.Next() {
 		var c Column
 		var typname, typtype string
-		if err := rows.Scan(&c.Name, &c.Type, &typname, &typtype, &c.Nullable, &c.Generated); err != nil {
+		var seq dbsql.NullString
+		if err := rows.Scan(&c.Name, &c.Type, &typname, &typtype, &c.Nullable, &c.Generated, &seq); err != nil {
 			return nil, err
 		}
+		c.Sequence = seq.String
 		switch typname {
 		case "int2", "int4", "int8", "oid":
 			c.Class = Int
@@ -165,11 +168,22 @@ func (p postgres) beginWrite(ctx context.Context, db *dbsql.DB) (*dbsql.Tx, erro
 func (postgres) forUpdate() string { return " FOR UPDATE" }
 
 // insertNew writes identity columns too (OVERRIDING SYSTEM VALUE: an id GENERATED ALWAYS
-// AS IDENTITY takes the source's id, as a replica must; the target's sequence does not
-// move).
+// AS IDENTITY takes the source's id, as a replica must; Table.advanceSequences then moves
+// the column's sequence past it).
 func (p postgres) insertNew(table string, cols, params []string) string {
 	return "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") OVERRIDING SYSTEM VALUE VALUES (" + strings.Join(params, ", ") + ") ON CONFLICT DO NOTHING"
 }
+
+// pgAdvanceSequence moves sequence $1 so that its next value follows $2, when $2 is
+// beyond what it would give next; never backwards, never past its bounds, and only where
+// the user may read and update it (else the sequence is left as it is: a sync does not
+// fail over it). CASE keeps the privilege checks before pg_sequence_last_value, which
+// would raise an error without them.
+const pgAdvanceSequence = `
+	SELECT CASE WHEN has_sequence_privilege(q.seqrelid, 'UPDATE') AND has_sequence_privilege(q.seqrelid, 'SELECT, USAGE') THEN
+		CASE WHEN $2::bigint > COALESCE(pg_sequence_last_value(q.seqrelid), q.seqstart - 1) THEN setval(q.seqrelid, $2::bigint) END END
+	FROM pg_sequence q
+	WHERE q.seqrelid = to_regclass($1) AND q.seqincrement > 0 AND $2::bigint <= q.seqmax`
 
 func (postgres) arg(d Datum, c *Column) any {
 	switch d.Class {

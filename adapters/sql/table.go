@@ -52,6 +52,9 @@ type Table struct {
 	// view marks a view (or materialized view) read with a key= no constraint makes
 	// unique: every read that sees all rows checks that no key repeats.
 	view bool
+	// sequenced marks a table with a written column that takes its default from a
+	// sequence (Column.Sequence).
+	sequenced bool
 
 	// ReadOnly makes Apply and Write refuse.
 	ReadOnly bool
@@ -320,6 +323,9 @@ func (t *Table) load(ctx context.Context) error {
 	}
 	sort.Slice(t.valCols, func(i, j int) bool { return t.valCols[i].Name < t.valCols[j].Name })
 	t.schema = schemaString(t.keyCols, t.valCols)
+	for _, c := range t.allCols() {
+		t.sequenced = t.sequenced || (c.Sequence != "" && !c.Generated)
+	}
 	return nil
 }
 
@@ -1072,6 +1078,44 @@ func (t *Table) updateArgs(key, rest []Datum) []any {
 
 func (t *Table) keyArgs(key []Datum) []any { return t.bind(nil, key, t.allCols(), false) }
 
+// sequenceHigh holds, by index into allCols, the largest value a transaction wrote to
+// each column that takes its default from a sequence. Before the commit the sequences
+// move past them (advanceSequences), so that a replica that also takes inserts of its own
+// (a promoted replica, say) does not hand out ids the source has already used.
+type sequenceHigh map[int]int64
+
+// noteSequences records a written row's values (key and rest, as insertArgs takes them).
+func (t *Table) noteSequences(h sequenceHigh, key, rest []Datum) {
+	if !t.sequenced {
+		return
+	}
+	for i, c := range t.allCols() {
+		if c.Sequence == "" || c.Generated {
+			continue
+		}
+		d := rest[i-min(i, len(key))]
+		if i < len(key) {
+			d = key[i]
+		}
+		if v, ok := h[i]; d.Class == Int && (!ok || d.Int > v) {
+			h[i] = d.Int
+		}
+	}
+}
+
+// advanceSequences moves each sequence of h past its column's largest written value
+// (PostgreSQL only: no other engine sets Column.Sequence; MySQL and SQLite move their
+// AUTO_INCREMENT counters themselves).
+func (t *Table) advanceSequences(ctx context.Context, tx *dbsql.Tx, h sequenceHigh) error {
+	cols := t.allCols()
+	for i, v := range h {
+		if _, err := tx.ExecContext(ctx, pgAdvanceSequence, cols[i].Sequence, v); err != nil {
+			return fmt.Errorf("move sequence %s of %s past %d: %w", cols[i].Sequence, t.cfg.Table, v, t.d.dbErr(err))
+		}
+	}
+	return nil
+}
+
 // Apply writes changes in one transaction, each conditional on the row the session saw.
 func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change) ([]reconcile.Outcome, error) {
 	if t.ReadOnly {
@@ -1102,6 +1146,7 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 	}
 	st := t.statements()
 	out := make([]reconcile.Outcome, len(changes))
+	high := sequenceHigh{}
 	for i, c := range changes {
 		row, exists := cur[string(c.Key)]
 		var have *merkle.Entry
@@ -1130,6 +1175,7 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 			if _, err := tx.ExecContext(ctx, st.update, t.updateArgs(w.key, w.rest)...); err != nil {
 				return nil, fmt.Errorf("update %s in %s: %w", reconcile.KeyText(c.Key, t), t.cfg.Table, t.d.dbErr(err))
 			}
+			t.noteSequences(high, w.key, w.rest)
 			cur[string(c.Key)] = *c.Put
 		default:
 			res, err := tx.ExecContext(ctx, st.insert, t.insertArgs(w.key, w.rest)...)
@@ -1142,8 +1188,12 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 				out[i] = reconcile.Raced
 				continue
 			}
+			t.noteSequences(high, w.key, w.rest)
 			cur[string(c.Key)] = *c.Put
 		}
+	}
+	if err := t.advanceSequences(ctx, tx, high); err != nil {
+		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit to %s: %w", t.cfg.Table, t.d.dbErr(err))
@@ -1157,6 +1207,8 @@ type Writer struct {
 	ctx context.Context
 	tx  *dbsql.Tx
 	st  statements
+	// high is what advanceSequences moves past at the commit.
+	high sequenceHigh
 }
 
 // Write runs fn with a Writer and commits what it wrote in one transaction: all of it, or
@@ -1170,9 +1222,12 @@ func (t *Table) Write(ctx context.Context, fn func(*Writer) error) error {
 		return err
 	}
 	defer tx.Rollback()
-	w := &Writer{t: t, ctx: ctx, tx: tx, st: t.statements()}
+	w := &Writer{t: t, ctx: ctx, tx: tx, st: t.statements(), high: sequenceHigh{}}
 	if err := fn(w); err != nil {
 		return err
+	}
+	if err := t.advanceSequences(ctx, tx, w.high); err != nil {
+		return fmt.Errorf("%w (nothing was written)", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit to %s: %w (nothing was written)", t.cfg.Table, t.d.dbErr(err))
@@ -1191,6 +1246,7 @@ func (w *Writer) Put(key, value []byte, version uint64, expiresAt int64) error {
 	if err != nil {
 		return err
 	}
+	t.noteSequences(w.high, kd, rest)
 	res, err := w.tx.ExecContext(w.ctx, w.st.update, t.updateArgs(kd, rest)...)
 	if err != nil {
 		return fmt.Errorf("update %s: %w", reconcile.KeyText(key, t), t.d.dbErr(err))
