@@ -119,15 +119,11 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 		rep, err = reconcile.Run(ctx, s.Endpoint, t.Endpoint, opts)
 	}
 	done()
-	format := s.keyFormat
-	if s.table != nil {
-		format = s.table.KeyFormat()
-	}
-	if err == nil && opts.Mode == reconcile.Mirror && !opts.DryRun && format != "" && t.store != nil && t.keyFormat != format {
+	if err == nil && opts.Mode == reconcile.Mirror && !opts.DryRun {
 		// A Badger replica of a SQL table (or of another such replica) remembers how its
 		// keys read (id=18), so that its own diffs and reports show them as the table's do.
-		if err := t.store.SetKeyFormat(format); err != nil {
-			fmt.Fprintf(std.err, "reconcile: %s: could not record the source's key format (its reports will show keys as bytes): %v\n", t.loc, err)
+		if err := t.recordKeyFormat(keyFormatOf(s.Endpoint)); err != nil {
+			fmt.Fprintf(std.err, "reconcile: %v\n", err)
 		}
 	}
 	if err != nil {

@@ -92,10 +92,37 @@ type endpoint struct {
 // replicates (reconcile.KeyFormatter); *badger.Store's other methods show through.
 type keyedStore struct {
 	*badger.Store
-	f reconcile.KeyFormatter
+	f      reconcile.KeyFormatter
+	format string // what f was made from (Store.KeyFormat)
 }
 
 func (k keyedStore) FormatKey(key []byte) string { return k.f.FormatKey(key) }
+
+// keyFormatOf is the key format a mirror of ep records: a SQL table's, or the one a Badger
+// replica of a table has recorded; "" for none.
+func keyFormatOf(ep reconcile.Endpoint) string {
+	switch e := ep.(type) {
+	case *sqlep.Table:
+		return e.KeyFormat()
+	case keyedStore:
+		return e.format
+	}
+	return ""
+}
+
+// recordKeyFormat makes a Badger endpoint, the target of a mirror that has just
+// finished, remember its source's key format (so that its own diffs and reports show keys
+// as the table's columns: id=18); nothing for other endpoints, or when it already does.
+func (e *endpoint) recordKeyFormat(format string) error {
+	if format == "" || e.store == nil || e.keyFormat == format {
+		return nil
+	}
+	if err := e.store.SetKeyFormat(format); err != nil {
+		return fmt.Errorf("%s: could not record the source's key format (its reports will show keys as bytes): %w", e.loc, err)
+	}
+	e.keyFormat = format
+	return nil
+}
 
 // toColumns renders a row as load and dump write it for this endpoint.
 func (e *endpoint) rowLine(r reconcile.Row) (rowLine, error) {
@@ -259,7 +286,7 @@ func openBadger(loc location, a access) (*endpoint, error) {
 	}
 	var ep reconcile.Endpoint = s
 	if f := sqlep.KeyFormatterFor(format); f != nil {
-		ep = keyedStore{s, f}
+		ep = keyedStore{s, f, format}
 	}
 	return &endpoint{
 		Endpoint:  ep,

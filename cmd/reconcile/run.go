@@ -267,7 +267,11 @@ func openJobEndpoint(ctx context.Context, req schedule.OpenRequest) (*schedule.O
 	if err != nil {
 		return nil, err
 	}
-	return &schedule.Opened{Endpoint: ep.Endpoint, Close: ep.Close}, nil
+	o := &schedule.Opened{Endpoint: ep.Endpoint, Close: ep.Close}
+	if req.Write {
+		o.Mirrored = func() error { return ep.recordKeyFormat(keyFormatOf(req.Like)) }
+	}
+	return o, nil
 }
 
 // withPassword sets the password of a database URL.

@@ -391,6 +391,31 @@ func TestBadgerReplicaNamesKeysAsTable(t *testing.T) {
 			t.Fatalf("diff %s %s: differences %+v, want one named id=2", pair[0], pair[1], rep.Differences)
 		}
 	}
+
+	// A mirror job of `reconcile run` records it too.
+	d, empty := store(t, "d"), store(t, "empty")
+	mustCLI(t, 0, "", "load", empty)
+	cfg := writeConfig(t, `
+jobs:
+  - name: mirror
+    source: "`+lite+`"
+    target: "`+d+`"
+    mode: mirror
+    interval: 1h
+`)
+	mustCLI(t, 0, "", "run", "--config", cfg, "--once")
+	for _, pair := range [][2]string{{d, empty}, {empty, d}} {
+		out := mustCLI(t, 1, "", "diff", pair[0], pair[1], "--json")
+		var rep struct {
+			Differences []struct{ Key string } `json:"differences"`
+		}
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Differences) == 0 || !strings.HasPrefix(rep.Differences[0].Key, "id=") {
+			t.Fatalf("diff %s %s after a run job: differences %+v, want keys named id=", pair[0], pair[1], rep.Differences)
+		}
+	}
 }
 
 // TestLoadGeneratedColumn: load may leave a generated column out (the engine computes it),

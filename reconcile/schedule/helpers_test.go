@@ -30,6 +30,8 @@ type opener struct {
 	mu       sync.Mutex
 	openNow  map[string]int
 	overlaps []string
+	// mirrored counts, by job, the calls of a target's Opened.Mirrored.
+	mirrored map[string]int
 }
 
 func (o *opener) open(ctx context.Context, req OpenRequest) (*Opened, error) {
@@ -65,12 +67,24 @@ func (o *opener) open(ctx context.Context, req OpenRequest) (*Opened, error) {
 		o.overlaps = append(o.overlaps, req.Job+" "+req.URL)
 	}
 	o.mu.Unlock()
-	return &Opened{Endpoint: ep, Close: func() error {
+	opened := &Opened{Endpoint: ep, Close: func() error {
 		o.mu.Lock()
 		o.openNow[req.URL]--
 		o.mu.Unlock()
 		return ep.Close()
-	}}, nil
+	}}
+	if req.Write {
+		opened.Mirrored = func() error {
+			o.mu.Lock()
+			defer o.mu.Unlock()
+			if o.mirrored == nil {
+				o.mirrored = map[string]int{}
+			}
+			o.mirrored[req.Job]++
+			return nil
+		}
+	}
+	return opened, nil
 }
 
 // badgerStore creates a Badger store in a temporary directory and returns its URL.

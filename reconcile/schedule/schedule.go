@@ -79,6 +79,11 @@ type Opened struct {
 	Relay func(ctx context.Context, target reconcile.Peer, opts reconcile.Options) (*reconcile.Report, error)
 	// Close releases what Open took; nil means nothing to release.
 	Close func() error
+	// Mirrored, when set on a mirror's target, runs after a run that may have written to
+	// it (not a dry run) ended without error, before Close: it records what the target
+	// now mirrors (a Badger replica of a SQL table keeps the table's key format). An error
+	// is logged; the run's result stands.
+	Mirrored func() error
 }
 
 // OpenFunc opens an endpoint for one run. The scheduler opens both endpoints of a job at
@@ -493,19 +498,27 @@ func (s *Scheduler) session(ctx context.Context, js *jobState, stop <-chan struc
 	opts.Mode, opts.Stop, opts.Progress = j.Mode, stop, nil
 	opts.Logger = s.log.With("job", j.Name)
 	opts.Observer = observer{js}
+	var rep *reconcile.Report
 	switch {
 	case src.Endpoint != nil && tgt.Peer != nil:
-		return reconcile.RunPeer(ctx, src.Endpoint, tgt.Peer, opts)
+		rep, err = reconcile.RunPeer(ctx, src.Endpoint, tgt.Peer, opts)
 	case src.Peer != nil && tgt.Endpoint != nil:
-		return reconcile.RunFromPeer(ctx, src.Peer, tgt.Endpoint, opts)
+		rep, err = reconcile.RunFromPeer(ctx, src.Peer, tgt.Endpoint, opts)
 	case src.Endpoint != nil && tgt.Endpoint != nil:
-		return reconcile.Run(ctx, src.Endpoint, tgt.Endpoint, opts)
+		rep, err = reconcile.Run(ctx, src.Endpoint, tgt.Endpoint, opts)
 	case src.Peer != nil && tgt.Peer != nil && src.Relay != nil:
-		return src.Relay(ctx, tgt.Peer, opts)
+		rep, err = src.Relay(ctx, tgt.Peer, opts)
 	case src.Peer != nil && tgt.Peer != nil:
 		return nil, fmt.Errorf("run: both endpoints answer as peers and the source cannot relay a session to the target")
+	default:
+		return nil, fmt.Errorf("run: the opener returned neither an endpoint nor a peer")
 	}
-	return nil, fmt.Errorf("run: the opener returned neither an endpoint nor a peer")
+	if err == nil && j.Mode == reconcile.Mirror && !opts.DryRun && tgt.Mirrored != nil {
+		if err := tgt.Mirrored(); err != nil {
+			s.log.Warn("after the run", "job", j.Name, "role", Target.String(), "error", err)
+		}
+	}
+	return rep, err
 }
 
 // open reads an endpoint's secrets and opens it.

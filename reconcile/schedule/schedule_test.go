@@ -498,6 +498,35 @@ func TestRunOnceStatuses(t *testing.T) {
 	}
 }
 
+// TestMirroredHook: a mirror's target hears that the run wrote to it (Opened.Mirrored)
+// after a run that ended without error, and not after a dry run, a diff or a failed run.
+func TestMirroredHook(t *testing.T) {
+	src, dst, dry := badgerStore(t, "src"), badgerStore(t, "dst"), badgerStore(t, "dry")
+	withBadger(t, src, func(s *badger.Store) { putRows(t, s, 0, 20, 1, "x") })
+	dryRun := reconcile.Options{DryRun: true}
+	jobs := []Job{
+		{Name: "mirror", Source: EndpointConfig{URL: src}, Target: EndpointConfig{URL: dst}, Mode: reconcile.Mirror, Interval: time.Hour},
+		{Name: "dry", Source: EndpointConfig{URL: src}, Target: EndpointConfig{URL: dry}, Mode: reconcile.Mirror, Interval: time.Hour, Session: dryRun},
+		{Name: "diff", Source: EndpointConfig{URL: src}, Target: EndpointConfig{URL: dst}, Mode: reconcile.Diff, Interval: time.Hour},
+		{Name: "refused", Source: EndpointConfig{URL: dry}, Target: EndpointConfig{URL: src}, Mode: reconcile.Mirror, Interval: time.Hour},
+	}
+	o := &opener{}
+	s, err := New(Config{Jobs: jobs}, Options{Open: o.open})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.RunOnce(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[3].Status != StatusError || !strings.Contains(res[3].Error, "max-delete") {
+		t.Fatalf("a mirror from an empty store: %s %q, want refused by the delete guard", res[3].Status, res[3].Error)
+	}
+	if want := map[string]int{"mirror": 1}; fmt.Sprint(o.mirrored) != fmt.Sprint(want) {
+		t.Errorf("Mirrored calls %v, want %v", o.mirrored, want)
+	}
+}
+
 // TestBackoff checks the waits after failures, and that a failing job in the daemon is
 // retried with its failures counted.
 func TestBackoff(t *testing.T) {
