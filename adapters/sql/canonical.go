@@ -463,6 +463,9 @@ var timeLayouts = []string{
 
 func parseTimestamp(s string) (time.Time, error) {
 	s = strings.TrimSpace(s)
+	if t, ok := parseTimestampFast(s); ok {
+		return t, nil
+	}
 	for _, l := range timeLayouts {
 		if t, err := time.Parse(l, s); err == nil {
 			return t, nil
@@ -474,6 +477,99 @@ func parseTimestamp(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q is not a timestamp (want YYYY-MM-DD HH:MM:SS[.fffffffff][±hh:mm])", s)
 }
 
+// parseTimestampFast parses the forms engines write (YYYY-MM-DD, then [ T]HH:MM,
+// [:SS[.f…]] and Z or ±hh:mm), two digits a field, without the allocations of trying
+// timeLayouts one after another (a failed time.Parse allocates its error). It gives what
+// time.Parse gives with the matching layout, or false, and then parseTimestamp tries
+// them all, so anything it does not take (or a value outside int64 nanoseconds) gets the
+// same result and message as before. BenchmarkCanonTimestampText measures it.
+func parseTimestampFast[S string | []byte](s S) (time.Time, bool) {
+	num := func(i, n int) (int, bool) {
+		v := 0
+		for _, c := range []byte(s[i : i+n]) {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			v = v*10 + int(c-'0')
+		}
+		return v, true
+	}
+	if len(s) < 10 || s[4] != '-' || s[7] != '-' {
+		return time.Time{}, false
+	}
+	year, ok1 := num(0, 4)
+	month, ok2 := num(5, 2)
+	day, ok3 := num(8, 2)
+	if !ok1 || !ok2 || !ok3 || month < 1 || month > 12 || day < 1 || day > daysIn(time.Month(month), year) {
+		return time.Time{}, false
+	}
+	var hour, min, sec, nsec, offset int
+	i := 10
+	if len(s) > 10 {
+		if len(s) < 16 || (s[10] != ' ' && s[10] != 'T') || s[13] != ':' {
+			return time.Time{}, false
+		}
+		var ok1, ok2 bool
+		if hour, ok1 = num(11, 2); !ok1 || hour > 23 {
+			return time.Time{}, false
+		}
+		if min, ok2 = num(14, 2); !ok2 || min > 59 {
+			return time.Time{}, false
+		}
+		i = 16
+		if len(s) >= 19 && s[16] == ':' {
+			var ok bool
+			if sec, ok = num(17, 2); !ok || sec > 59 {
+				return time.Time{}, false
+			}
+			i = 19
+			if i < len(s) && s[i] == '.' {
+				j := i + 1
+				for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+					j++
+				}
+				digits := j - i - 1
+				if digits < 1 || digits > 9 {
+					return time.Time{}, false
+				}
+				nsec, _ = num(i+1, digits)
+				for k := digits; k < 9; k++ {
+					nsec *= 10
+				}
+				i = j
+			}
+		}
+		switch {
+		case i == len(s) || i == 16: // a zone only after the seconds, as in timeLayouts
+		case s[i] == 'Z' && i+1 == len(s):
+			i++
+		case (s[i] == '+' || s[i] == '-') && i+6 == len(s) && s[i+3] == ':':
+			oh, ok1 := num(i+1, 2)
+			om, ok2 := num(i+4, 2)
+			if !ok1 || !ok2 || oh > 23 || om > 59 {
+				return time.Time{}, false
+			}
+			if offset = (oh*60 + om) * 60; s[i] == '-' {
+				offset = -offset
+			}
+			i = len(s)
+		}
+	}
+	if i != len(s) {
+		return time.Time{}, false
+	}
+	t := time.Date(year, time.Month(month), day, hour, min, sec, nsec, time.UTC).Add(-time.Duration(offset) * time.Second)
+	if t.Before(minTime) || t.After(maxTime) {
+		return time.Time{}, false // a wide timestamp: time.Parse keeps its zone, which the year check reads
+	}
+	return t, true
+}
+
+// daysIn is the number of days of month in year (proleptic Gregorian, as time's).
+func daysIn(m time.Month, year int) int {
+	return time.Date(year, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
+}
+
 // minTime and maxTime bound what unix nanoseconds in an int64 can hold.
 var (
 	minTime = time.Unix(0, math.MinInt64)
@@ -483,8 +579,13 @@ var (
 // toTime takes a driver's time.Time, or text in one of timeLayouts; what names the class
 // for the message.
 func toTime(v any, what string) (time.Time, error) {
-	if t, ok := v.(time.Time); ok {
-		return t, nil
+	switch x := v.(type) {
+	case time.Time:
+		return x, nil
+	case []byte:
+		if t, ok := parseTimestampFast(x); ok {
+			return t, nil // without converting the bytes to a string
+		}
 	}
 	s, ok := asString(v)
 	if !ok {

@@ -372,3 +372,80 @@ func TestNativeJSON(t *testing.T) {
 		t.Fatalf("a JSON array: %v", err)
 	}
 }
+
+// BenchmarkCanonTimestampText: a timestamp as MySQL (without parseTime) and SQLite hand it
+// over, text, into its datum: the forms each engine writes.
+func BenchmarkCanonTimestampText(b *testing.B) {
+	c := &Column{Name: "at", Class: Timestamp}
+	for _, s := range []string{"2024-03-05 17:04:05.123456", "2024-03-05 17:04:05", "2024-03-05T17:04:05.123456789Z", "2024-03-05 17:04:05+02:00", "2024-03-05"} {
+		b.Run(s, func(b *testing.B) {
+			raw := []byte(s)
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if _, err := c.canon(raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// parseTimestampSlow is parseTimestamp without its fast path: every layout in turn.
+func parseTimestampSlow(s string) (time.Time, bool) {
+	for _, l := range timeLayouts {
+		if t, err := time.Parse(l, strings.TrimSpace(s)); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// TestParseTimestampFast: the fast path takes the forms engines write and gives the
+// instant time.Parse gives; what it leaves goes the slow way with the same result.
+func TestParseTimestampFast(t *testing.T) {
+	for _, s := range []string{
+		"2024-03-05", "2024-03-05 17:04", "2024-03-05T17:04", "2024-03-05 17:04:05", "2024-03-05T17:04:05.5",
+		"2024-03-05 17:04:05.123456", "2024-03-05 17:04:05.123456789", "2024-03-05T17:04:05Z",
+		"2024-03-05 17:04:05.25+02:00", "2024-03-05 17:04:05-07:30", "2024-02-29 00:00:00", "1677-09-21 00:12:44",
+		"2262-04-11 23:47:16.854775807", "1970-01-01 00:00:00+00:00",
+	} {
+		fast, ok := parseTimestampFast(s)
+		if !ok {
+			t.Errorf("%q: not taken by the fast path", s)
+			continue
+		}
+		if slow, ok := parseTimestampSlow(s); !ok || !slow.Equal(fast) {
+			t.Errorf("%q: fast %v, time.Parse %v (%v)", s, fast, slow, ok)
+		}
+		if b, ok := parseTimestampFast([]byte(s)); !ok || !b.Equal(fast) {
+			t.Errorf("%q as bytes: %v %v", s, b, ok)
+		}
+	}
+	for _, s := range []string{
+		"2023-02-29", "2024-13-01", "2024-00-10", "0000-00-00 00:00:00", "2024-03-05 24:00:00", "2024-03-05 17:60",
+		"2024-03-05 17:04:60", "2024-03-05 7:04:05", "2024-03-05 17:04:05.", "2024-03-05 17:04:05.1234567891",
+		"2024-03-05 17:04:05+2:00", "2000-01-01 00:00Z", "2024-03-05 17:04:05 UTC", "9999-12-31 23:59:59", "0001-01-01 00:00:00",
+		"2024-03-05x", "infinity", "",
+	} {
+		if got, ok := parseTimestampFast(s); ok {
+			t.Errorf("%q: taken by the fast path as %v; want it left to the layouts", s, got)
+		}
+	}
+}
+
+// FuzzParseTimestampFast: whatever the fast path takes, time.Parse takes as the same
+// instant.
+func FuzzParseTimestampFast(f *testing.F) {
+	for _, s := range []string{"2024-03-05 17:04:05.123456", "2024-03-05T17:04:05Z", "2024-03-05", "2024-03-05 17:04:05+02:00", "2262-04-11 23:47:16.854775807"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		fast, ok := parseTimestampFast(s)
+		if !ok {
+			return
+		}
+		if slow, ok := parseTimestampSlow(s); !ok || !slow.Equal(fast) {
+			t.Fatalf("%q: fast %v, time.Parse %v (%v)", s, fast, slow, ok)
+		}
+	})
+}
