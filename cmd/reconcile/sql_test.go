@@ -379,16 +379,24 @@ func TestBadgerReplicaNamesKeysAsTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustCLI(t, 0, "", "sync", lite, b)
-	for _, pair := range [][2]string{{b, c}, {c, b}} {
-		out := mustCLI(t, 1, "", "diff", pair[0], pair[1], "--json")
+	// diffKeys is how `diff a b --json` names the differing keys.
+	diffKeys := func(a, b string) []string {
+		t.Helper()
 		var rep struct {
 			Differences []struct{ Key string } `json:"differences"`
 		}
-		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		if err := json.Unmarshal([]byte(mustCLI(t, 1, "", "diff", a, b, "--json")), &rep); err != nil {
 			t.Fatal(err)
 		}
-		if len(rep.Differences) != 1 || rep.Differences[0].Key != "id=2" {
-			t.Fatalf("diff %s %s: differences %+v, want one named id=2", pair[0], pair[1], rep.Differences)
+		var keys []string
+		for _, d := range rep.Differences {
+			keys = append(keys, d.Key)
+		}
+		return keys
+	}
+	for _, pair := range [][2]string{{b, c}, {c, b}} {
+		if keys := diffKeys(pair[0], pair[1]); len(keys) != 1 || keys[0] != "id=2" {
+			t.Fatalf("diff %s %s: differences %q, want one named id=2", pair[0], pair[1], keys)
 		}
 	}
 
@@ -405,15 +413,8 @@ jobs:
 `)
 	mustCLI(t, 0, "", "run", "--config", cfg, "--once")
 	for _, pair := range [][2]string{{d, empty}, {empty, d}} {
-		out := mustCLI(t, 1, "", "diff", pair[0], pair[1], "--json")
-		var rep struct {
-			Differences []struct{ Key string } `json:"differences"`
-		}
-		if err := json.Unmarshal([]byte(out), &rep); err != nil {
-			t.Fatal(err)
-		}
-		if len(rep.Differences) == 0 || !strings.HasPrefix(rep.Differences[0].Key, "id=") {
-			t.Fatalf("diff %s %s after a run job: differences %+v, want keys named id=", pair[0], pair[1], rep.Differences)
+		if keys := diffKeys(pair[0], pair[1]); len(keys) == 0 || !strings.HasPrefix(keys[0], "id=") {
+			t.Fatalf("diff %s %s after a run job: differences %q, want keys named id=", pair[0], pair[1], keys)
 		}
 	}
 }
