@@ -275,15 +275,43 @@ func TestLockedStore(t *testing.T) {
 	}
 }
 
+// TestSyncCreatesTarget: sync creates a missing Badger target (or one in an empty
+// directory) ordered as its source; a dry run compares with the empty store it would
+// create, and creates nothing; a sync that fails leaves no store behind.
 func TestSyncCreatesTarget(t *testing.T) {
 	src, dst := store(t, "src"), store(t, "new")
 	mustCLI(t, 0, rowsJSONL(40, 1), "load", src)
-	if code, _, errOut := runCLI(t, "", "sync", src, dst, "--dry-run"); code != exitError || !strings.Contains(errOut, "no store") {
-		t.Fatalf("dry run into a missing store: exit %d, %q", code, errOut)
+	var rep struct {
+		OnlySource int `json:"only_source"`
+	}
+	code, out, errOut := runCLI(t, "", "sync", src, dst, "--dry-run", "--json")
+	if err := json.Unmarshal([]byte(out), &rep); code != exitOK || err != nil || rep.OnlySource != 40 || !strings.Contains(errOut, "does not exist yet") {
+		t.Fatalf("dry run into a missing store: exit %d, %s, %q", code, out, errOut)
+	}
+	if _, err := os.Stat(strings.TrimPrefix(dst, "badger://")); !os.IsNotExist(err) {
+		t.Fatalf("a dry run created its target: %v", err)
 	}
 	mustCLI(t, exitOK, "", "sync", src, dst)
 	if a, b := mustCLI(t, 0, "", "dump", src), mustCLI(t, 0, "", "dump", dst); a != b {
 		t.Fatal("the new replica differs from the source")
+	}
+
+	// A key-ordered source makes a key-ordered replica, in an empty directory too.
+	keyed, empty := store(t, "keyed"), store(t, "empty")
+	mustCLI(t, 0, `{"key": "a", "value": "1"}`+"\n", "load", keyed+"?ordering=key")
+	if err := os.Mkdir(strings.TrimPrefix(empty, "badger://"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, exitOK, "", "sync", keyed, empty)
+	mustCLI(t, exitOK, "", "diff", keyed, empty)
+
+	// A sync that fails removes the store it created (an unreachable server here).
+	gone := store(t, "gone")
+	if code, _, errOut := runCLI(t, "", "sync", "http://127.0.0.1:1", gone); code != exitError || !strings.Contains(errOut, "removed again") {
+		t.Fatalf("sync from nowhere: exit %d, %q", code, errOut)
+	}
+	if _, err := os.Stat(strings.TrimPrefix(gone, "badger://")); !os.IsNotExist(err) {
+		t.Fatalf("a failed sync left its new store: %v", err)
 	}
 }
 
@@ -559,6 +587,17 @@ func TestBadgerMaxRow(t *testing.T) {
 	}
 	if _, err := os.Stat(strings.TrimPrefix(fresh, "badger://")); !os.IsNotExist(err) {
 		t.Fatalf("a failed load left its new store: %v", err)
+	}
+	// In an empty directory too: the directory stays, empty.
+	dir := strings.TrimPrefix(store(t, "dir"), "badger://")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut = runCLI(t, small+big, "load", "badger://"+dir+"?max_row=1KiB"); code != exitError || !strings.Contains(errOut, "removed again") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if left, err := os.ReadDir(dir); err != nil || len(left) != 0 {
+		t.Fatalf("a failed load into an empty directory left %d files (%v)", len(left), err)
 	}
 	mustCLI(t, 0, big, "load", dst+"?max_row=4KiB")
 	if n := strings.Count(mustCLI(t, 0, "", "dump", dst), "\n"); n != 2 {

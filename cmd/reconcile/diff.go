@@ -7,7 +7,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/reconcile-dev/reconcile/adapters/memory"
 	sqlep "github.com/reconcile-dev/reconcile/adapters/sql"
+	"github.com/reconcile-dev/reconcile/merkle"
 	"github.com/reconcile-dev/reconcile/reconcile"
 )
 
@@ -83,7 +85,25 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 		return nil, err
 	}
 	defer s.Close()
-	t, err := openEndpoint(target, targetAccess)
+	// A Badger target a sync creates is ordered as its source, and removed again if the
+	// sync fails; a dry run compares with the empty store a sync would create.
+	var fresh *newStore
+	if targetAccess == create || opts.DryRun {
+		if fresh = freshStore(dst); fresh != nil && dst.ordering == 0 {
+			if o, ok := s.Endpoint.(ordered); ok {
+				dst.ordering = o.Ordering()
+			}
+		}
+	}
+	if fresh != nil && targetAccess != create {
+		if dst.ordering == 0 {
+			dst.ordering = merkle.VersionOrder
+		}
+		fmt.Fprintf(std.err, "reconcile: %s does not exist yet: the dry run compares with the empty store a sync would create\n", dst)
+		return runOpened(ctx, std, s, &endpoint{Endpoint: memory.New(dst.ordering), loc: dst}, source, target, opts)
+	}
+	scheme, _ := lookupScheme(dst.scheme)
+	t, err := scheme.open(dst, targetAccess)
 	if err != nil && targetAccess == create && errors.Is(err, sqlep.ErrNoTable) && s.table != nil {
 		// A SQL target that does not exist yet is made like the SQL source (a new replica).
 		ctx, cancel := context.WithTimeout(ctx, sqlOpenTimeout)
@@ -93,15 +113,27 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 			return nil, fmt.Errorf("%s: %w", dst, err)
 		}
 		fmt.Fprintf(std.err, "reconcile: created table %s in %s with the source's columns\n", dst.sql.Table, dst)
-		t, err = openEndpoint(target, targetAccess)
+		t, err = scheme.open(dst, targetAccess)
 	} else if err != nil && targetAccess == create && errors.Is(err, sqlep.ErrNoTable) {
 		err = fmt.Errorf("%w; sync creates a missing SQL table only from a SQL source, whose columns it copies", err)
 	}
 	if err != nil {
-		return nil, err
+		return nil, err // (not removed: another process may have made it meanwhile)
 	}
-	defer t.Close()
+	rep, err := runOpened(ctx, std, s, t, source, target, opts)
+	if cerr := t.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close %s: %w", t.loc, cerr)
+	}
+	if err != nil && fresh != nil && targetAccess == create {
+		err = fresh.remove(err)
+	}
+	return rep, err
+}
 
+// runOpened runs one session between opened endpoints, with a progress line on a
+// terminal; it closes neither.
+func runOpened(ctx context.Context, std stdio, s, t *endpoint, source, target string, opts reconcile.Options) (*reconcile.Report, error) {
+	var err error
 	progress, done := std.sessionProgress(string(opts.Mode))
 	opts.Progress = progress
 	var rep *reconcile.Report

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -351,3 +353,45 @@ func openSQL(loc location, a access) (*endpoint, error) {
 		},
 	}, nil
 }
+
+// newStore is a Badger store that a command is about to create: its path does not
+// exist, or is an empty directory. A command that fails removes what it created
+// (remove), so that no empty or partial store is left to pass for a copy of something,
+// or to refuse the next command with the ordering it happened to be made with.
+type newStore struct {
+	path    string
+	keepDir bool // the directory was there (empty): empty it, keep it
+}
+
+// freshStore is the store that opening loc to write would create, nil when loc is not a
+// Badger URL or its path holds something already.
+func freshStore(loc location) *newStore {
+	if loc.scheme != "badger" {
+		return nil
+	}
+	entries, err := os.ReadDir(loc.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return &newStore{path: loc.path}
+	case err == nil && len(entries) == 0:
+		return &newStore{path: loc.path, keepDir: true}
+	}
+	return nil
+}
+
+// remove deletes the store (the endpoint must be closed), and says so in a message
+// that ends err's.
+func (n *newStore) remove(err error) error {
+	rerr := os.RemoveAll(n.path)
+	if rerr == nil && n.keepDir {
+		rerr = os.Mkdir(n.path, 0o755)
+	}
+	if rerr != nil {
+		return fmt.Errorf("%w; %s was created by this command and could not be removed again (%v): remove it", err, n.path, rerr)
+	}
+	return fmt.Errorf("%w; %s was created by this command and is removed again, so nothing of it is left", err, n.path)
+}
+
+// ordered is an endpoint that knows its ordering before a session (Badger stores, SQL
+// tables): a store a sync creates for it takes the same.
+type ordered interface{ Ordering() merkle.Ordering }

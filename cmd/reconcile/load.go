@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 
 	"github.com/urfave/cli/v2"
@@ -92,12 +91,7 @@ func runLoad(ctx context.Context, o loadOptions) error {
 	// A Badger store this load creates is removed again if the load fails: every row in
 	// it came from this input, and an empty or partial new store left behind would pass
 	// for a copy of something.
-	fresh := false
-	if loc.scheme == "badger" {
-		if _, err := os.Stat(loc.path); errors.Is(err, fs.ErrNotExist) {
-			fresh = true
-		}
-	}
+	fresh := freshStore(loc)
 	ep, err := openEndpoint(loc.raw, create)
 	if err != nil {
 		return err
@@ -112,12 +106,10 @@ func runLoad(ctx context.Context, o loadOptions) error {
 	res, err := writeOps(ctx, ep, ops, name, show)
 	done()
 	if err != nil {
-		if fresh {
+		if fresh != nil {
 			closed = true
 			ep.Close()
-			if rerr := os.RemoveAll(loc.path); rerr == nil {
-				return fmt.Errorf("%w; %s was created by this load and is removed again, so nothing of it is left", err, loc.path)
-			}
+			return fresh.remove(err)
 		}
 		return err
 	}

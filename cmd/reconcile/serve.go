@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -80,10 +81,22 @@ func runServe(ctx context.Context, o serveOptions) error {
 			return fmt.Errorf("serve: %w", err)
 		}
 	}
+	if o.tlsCert != "" {
+		// Checked here, before the store is opened and the "serving" line printed.
+		if _, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey); err != nil {
+			return fmt.Errorf("serve: --tls-cert %s and --tls-key %s: %w", o.tlsCert, o.tlsKey, err)
+		}
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer ln.Close()
 	a := create
 	if o.server.ReadOnly {
 		a = readOnly
 	}
+	fresh := freshStore(loc)
 	ep, err := openEndpoint(o.endpoint, a)
 	if err != nil {
 		return err
@@ -102,13 +115,13 @@ func runServe(ctx context.Context, o serveOptions) error {
 		o.server.KeyFormat = ep.keyFormat // a Badger replica of a table names rows as it does
 	}
 	srv := remote.NewServer(ep.Endpoint, o.server)
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return fmt.Errorf("serve: %w", err)
-	}
 	if err := srv.CheckListener(ln); err != nil {
-		ln.Close()
-		return fmt.Errorf("serve: %w", err)
+		err = fmt.Errorf("serve: %w", err)
+		if fresh != nil && a == create {
+			ep.Close()
+			err = fresh.remove(err)
+		}
+		return err
 	}
 	scheme := "http"
 	if o.tlsCert != "" {

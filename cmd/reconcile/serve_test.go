@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -191,6 +193,29 @@ func TestServeRefusesPublicWithoutToken(t *testing.T) {
 	for _, bad := range []string{"", "0", "-1", "1TiB", "x", "MB", "1.5MB", "2000GB"} {
 		if _, err := parseSize(bad); err == nil {
 			t.Errorf("size %q accepted", bad)
+		}
+	}
+}
+
+// TestServeFailsBeforeServing: a certificate that does not load, or an address that
+// cannot be listened on, fails before the "serving" line and leaves no store behind.
+func TestServeFailsBeforeServing(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.pem")
+	if err := os.WriteFile(bad, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"--listen", "127.0.0.1:0", "--tls-cert", bad, "--tls-key", bad},
+		{"--listen", "127.0.0.1:99999"},
+		{"--listen", "0.0.0.0:0"}, // no token: refused after the store is opened
+	} {
+		dst := store(t, "new")
+		code, out, errOut := runCLI(t, "", append([]string{"serve", dst}, args...)...)
+		if code != exitError || out != "" || errOut == "" {
+			t.Errorf("serve %v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+		if _, err := os.Stat(strings.TrimPrefix(dst, "badger://")); !os.IsNotExist(err) {
+			t.Errorf("serve %v left a store behind: %v", args, err)
 		}
 	}
 }

@@ -69,7 +69,7 @@ func runSync(ctx context.Context, o syncOptions) error {
 	}
 	opts.DryRun, opts.Force = o.dryRun, o.force
 	// A missing target is created (a new replica receives the source's live rows); a dry
-	// run writes nothing, so its target must exist.
+	// run writes nothing, so it compares with an empty store instead (runSession).
 	target := create
 	if o.dryRun {
 		target = readOnly
