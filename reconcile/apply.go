@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/reconcile-dev/reconcile/merkle"
 )
@@ -82,8 +83,13 @@ func (s *session) mirror(ctx context.Context) error {
 			s.progress("apply", s.rep.Upserted+s.rep.Deleted, len(plan))
 			continue
 		}
-		if ctx.Err() != nil || errors.Is(err, ErrReadOnly) || errors.Is(err, ErrSessionLost) {
-			return fmt.Errorf("apply: %w", err)
+		if errors.Is(err, ErrReadOnly) {
+			return applyErr(err)
+		}
+		if ctx.Err() != nil || errors.Is(err, ErrSessionLost) || errors.Is(err, ErrUnreachable) {
+			// The request may have reached the target and been committed before the
+			// answer was lost: say so, since the report counts only answered batches.
+			return &InDoubtError{Rows: len(b.changes), Err: err}
 		}
 		if len(b.changes) > 1 {
 			size = max(1, n/2)
@@ -110,6 +116,30 @@ func (s *session) mirror(ctx context.Context) error {
 	}
 	return nil
 }
+
+// InDoubtError is the error of an apply batch whose request may have reached the target
+// and been committed before its answer was lost (the session was interrupted, or the
+// peer became unreachable): the report counts only answered batches, so Rows more may
+// have been written.
+type InDoubtError struct {
+	Rows int
+	Err  error
+}
+
+func (e *InDoubtError) Error() string {
+	return fmt.Sprintf("%v (the batch of %d rows being written then may have been committed too)", applyErr(e.Err), e.Rows)
+}
+
+// applyErr says an error is the apply phase's, once: a remote peer's errors say so
+// already.
+func applyErr(err error) error {
+	if strings.HasPrefix(err.Error(), "apply: ") {
+		return err
+	}
+	return fmt.Errorf("apply: %w", err)
+}
+
+func (e *InDoubtError) Unwrap() error { return e.Err }
 
 // batch is one apply batch built from the head of the plan.
 type batch struct {

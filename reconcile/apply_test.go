@@ -250,3 +250,38 @@ func rowsOf(t *testing.T, ep reconcile.Endpoint, keys ...string) []reconcile.Row
 	}
 	return rows
 }
+
+// vanishing is a target that applies a few batches and then cannot be reached.
+type vanishing struct {
+	*memory.Store
+	batches *int
+}
+
+func (v vanishing) Apply(ctx context.Context, now int64, cs []reconcile.Change) ([]reconcile.Outcome, error) {
+	if *v.batches == 0 {
+		return nil, fmt.Errorf("apply: connection refused (gave up after 4 attempts): %w", reconcile.ErrUnreachable)
+	}
+	*v.batches--
+	return v.Store.Apply(ctx, now, cs)
+}
+
+// TestUnreachableTargetStops: a target that stops answering ends the apply at once,
+// with no batch halved and no row quarantined; the report counts the batches it answered
+// and the error names the batch whose answer was lost.
+func TestUnreachableTargetStops(t *testing.T) {
+	src, dst := memory.New(merkle.VersionOrder), memory.New(merkle.VersionOrder)
+	fill(src, 0, 500, 1, 10)
+	left := 2
+	ep := vanishing{Store: dst, batches: &left}
+	rep, err := reconcile.Run(context.Background(), src, ep, reconcile.Options{Mode: reconcile.Mirror, Now: testNow, BatchRows: 50, MaxBatchRows: 50})
+	var d *reconcile.InDoubtError
+	if !errors.As(err, &d) || !errors.Is(err, reconcile.ErrUnreachable) || d.Rows != 50 {
+		t.Fatalf("err %v, want an InDoubtError of 50 rows wrapping ErrUnreachable", err)
+	}
+	if rep == nil || rep.Upserted != 100 || rep.Quarantined != 0 {
+		t.Fatalf("report %+v, want 100 upserted and nothing quarantined", rep)
+	}
+	if n := len(liveRows(dst, testNow)); n != 100 {
+		t.Fatalf("target holds %d rows, want 100", n)
+	}
+}

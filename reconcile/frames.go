@@ -49,3 +49,8 @@ func DecodeApplyResponse(b []byte, want int) (*ApplyResponse, error) {
 // protocol): the apply phase stops at once instead of halving batches and quarantining
 // rows that were never the problem.
 var ErrSessionLost = errors.New("the peer lost the session")
+
+// ErrUnreachable is wrapped by a Peer's errors when no attempt of a request got an
+// answer (the server is down, or the network between): as with ErrSessionLost, the apply
+// phase stops at once rather than halving batches down to single rows and blaming them.
+var ErrUnreachable = errors.New("the peer cannot be reached")

@@ -264,8 +264,15 @@ func (c *Client) do(ctx context.Context, cl call) (*http.Response, []byte, error
 	if errors.As(lastErr, &ue) {
 		lastErr = ue.Err
 	}
-	return nil, nil, fmt.Errorf("%s: %s %s%s: %v (gave up after %d attempts%s)", cl.what, cl.method, c.base, cl.path, lastErr, c.opts.Attempts, hint)
+	return nil, nil, &unreachableError{fmt.Sprintf("%s: %s %s%s: %v (gave up after %d attempts%s)", cl.what, cl.method, c.base, cl.path, lastErr, c.opts.Attempts, hint)}
 }
+
+// unreachableError is the error of a request no attempt got an answer to: it wraps
+// reconcile.ErrUnreachable, so that a session stops instead of blaming its rows.
+type unreachableError struct{ msg string }
+
+func (e *unreachableError) Error() string { return e.msg }
+func (e *unreachableError) Unwrap() error { return reconcile.ErrUnreachable }
 
 func (c *Client) sleep(ctx context.Context, attempt int) error {
 	d := c.opts.Backoff << (attempt - 1)

@@ -800,7 +800,7 @@ func TestConnectionRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.Root(context.Background(), 0)
-	if err == nil || !strings.Contains(err.Error(), "gave up after 2 attempts; is `reconcile serve` running there?") {
+	if err == nil || !strings.Contains(err.Error(), "gave up after 2 attempts; is `reconcile serve` running there?") || !errors.Is(err, reconcile.ErrUnreachable) {
 		t.Fatalf("%v", err)
 	}
 }

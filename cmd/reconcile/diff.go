@@ -163,7 +163,11 @@ func runOpened(ctx context.Context, std stdio, s, t *endpoint, source, target st
 			return nil, err // its message says nothing was written and how to override
 		}
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-			return nil, fmt.Errorf("%s %s %s: %s", opts.Mode, source, target, interrupted(opts, rep))
+			return nil, fmt.Errorf("%s %s %s: %s", opts.Mode, source, target, interrupted(opts, rep, err))
+		}
+		if opts.Mode == reconcile.Mirror && !opts.DryRun && rep != nil && rep.Upserted+rep.Deleted > 0 {
+			// What was written before the failure stays (each batch one transaction).
+			return nil, fmt.Errorf("%s %s %s: %w; before it, %d rows were upserted and %d deleted, each batch whole: run the sync again to finish", opts.Mode, source, target, err, rep.Upserted, rep.Deleted)
 		}
 		return nil, fmt.Errorf("%s %s %s: %w", opts.Mode, source, target, err)
 	}
@@ -172,12 +176,17 @@ func runOpened(ctx context.Context, std stdio, s, t *endpoint, source, target st
 
 // interrupted says what an interrupted session (SIGINT, SIGTERM) left behind: each apply
 // batch is one transaction on the target, so what was written is whole.
-func interrupted(opts reconcile.Options, rep *reconcile.Report) string {
+func interrupted(opts reconcile.Options, rep *reconcile.Report, err error) string {
 	if opts.Mode != reconcile.Mirror || opts.DryRun {
 		return "interrupted; nothing was written"
 	}
 	if rep == nil {
 		return "interrupted; the batches applied before it are committed whole (each is one transaction) and no row is half-written: run the sync again to finish"
 	}
-	return fmt.Sprintf("interrupted after %d rows upserted and %d deleted; each batch is one transaction, so no row is half-written: run the sync again to finish", rep.Upserted, rep.Deleted)
+	inDoubt := ""
+	var d *reconcile.InDoubtError
+	if errors.As(err, &d) {
+		inDoubt = fmt.Sprintf(" (and perhaps the batch of %d rows being written then, whose answer did not arrive)", d.Rows)
+	}
+	return fmt.Sprintf("interrupted after %d rows upserted and %d deleted%s; each batch is one transaction, so no row is half-written: run the sync again to finish", rep.Upserted, rep.Deleted, inDoubt)
 }
