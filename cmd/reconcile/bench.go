@@ -71,7 +71,10 @@ func benchCommand(std stdio) *cli.Command {
 			if err != nil {
 				return fmt.Errorf("--drift: %w", err)
 			}
-			tun := tuning(c)
+			tun, err := tuning(c)
+			if err != nil {
+				return err
+			}
 			if c.Bool("progress") {
 				std.progress = true
 			}

@@ -662,3 +662,20 @@ func TestLoadWithoutVersion(t *testing.T) {
 		t.Fatalf("a refused load wrote rows:\n%s", got)
 	}
 }
+
+// TestTuningRanges: a tuning flag outside its range is refused, not quietly replaced by
+// its default.
+func TestTuningRanges(t *testing.T) {
+	a, b := store(t, "a"), store(t, "b")
+	mustCLI(t, 0, rowsJSONL(10, 1), "load", a)
+	mustCLI(t, 0, rowsJSONL(10, 1), "load", b)
+	for _, flag := range [][]string{{"--fanout", "1"}, {"--leaf-max", "0"}, {"--fingerprint-bytes", "17"}, {"--fingerprint-bytes", "0"}, {"--batch-rows", "-1"}} {
+		for _, cmd := range []string{"diff", "sync"} {
+			code, _, errOut := runCLI(t, "", append([]string{cmd, a, b}, flag...)...)
+			if code != exitError || !strings.Contains(errOut, flag[0]+" "+flag[1]+": give a number from") {
+				t.Errorf("%s %v: exit %d, %q", cmd, flag, code, errOut)
+			}
+		}
+	}
+	mustCLI(t, 0, "", "diff", a, b, "--fanout", "2", "--leaf-max", "1", "--fingerprint-bytes", "1", "--batch-rows", "1")
+}

@@ -30,7 +30,11 @@ func diffCommand(std stdio) *cli.Command {
 			if err != nil {
 				return err
 			}
-			return runDiff(c.Context, diffOptions{stdio: std, source: a[0], target: a[1], json: c.Bool("json"), session: tuning(c)})
+			tun, err := tuning(c)
+			if err != nil {
+				return err
+			}
+			return runDiff(c.Context, diffOptions{stdio: std, source: a[0], target: a[1], json: c.Bool("json"), session: tun})
 		},
 	}
 }

@@ -27,10 +27,14 @@ func syncCommand(std stdio) *cli.Command {
 			if err != nil {
 				return err
 			}
+			tun, err := tuning(c)
+			if err != nil {
+				return err
+			}
 			return runSync(c.Context, syncOptions{
 				stdio: std, source: a[0], target: a[1],
 				mode: c.String("mode"), dryRun: c.Bool("dry-run"), maxDelete: c.String("max-delete"),
-				force: c.Bool("force"), json: c.Bool("json"), session: tuning(c),
+				force: c.Bool("force"), json: c.Bool("json"), session: tun,
 			})
 		},
 	}

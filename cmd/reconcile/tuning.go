@@ -21,16 +21,27 @@ func tuningFlags() []cli.Flag {
 	}
 }
 
-// tuning reads tuningFlags into session options.
-func tuning(c *cli.Context) reconcile.Options {
+// tuning reads tuningFlags into session options, refusing values outside their range
+// (reconcile.Options would quietly take its defaults for them).
+func tuning(c *cli.Context) (reconcile.Options, error) {
 	o := reconcile.Options{
 		Fanout:           c.Int("fanout"),
 		LeafMax:          c.Int("leaf-max"),
 		FingerprintBytes: c.Int("fingerprint-bytes"),
 		BatchRows:        c.Int("batch-rows"),
 	}
+	max := o.Defaults().MaxBatchRows
+	for _, f := range []struct {
+		name   string
+		v, min int
+		max    int
+	}{{"fanout", o.Fanout, 2, 1 << 16}, {"leaf-max", o.LeafMax, 1, 1 << 20}, {"fingerprint-bytes", o.FingerprintBytes, 1, 16}, {"batch-rows", o.BatchRows, 1, max}} {
+		if f.v < f.min || f.v > f.max {
+			return o, fmt.Errorf("--%s %d: give a number from %d to %d", f.name, f.v, f.min, f.max)
+		}
+	}
 	if c.Bool("list") {
 		o.MaxDifferences = -1
 	}
-	return o
+	return o, nil
 }
