@@ -448,6 +448,11 @@ func (c *Client) Dump(ctx context.Context, w io.Writer) error {
 // line before it writes any; a load is idempotent, so it is retried like other requests.
 func (c *Client) Load(ctx context.Context, body []byte) ([]byte, error) {
 	_, out, err := c.do(ctx, call{what: "load", method: http.MethodPost, path: pathLoad, body: body})
+	var se *StatusError
+	if errors.As(err, &se) && se.Status == http.StatusRequestEntityTooLarge {
+		// A load is one request, all or nothing: it cannot be halved as apply batches are.
+		return nil, fmt.Errorf("load: the input (%d bytes) is over the server's --max-body; a load is one request, written all or nothing: raise reconcile serve's --max-body above it, or split the input into smaller loads (nothing was written)", len(body))
+	}
 	return out, err
 }
 

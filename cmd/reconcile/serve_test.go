@@ -219,3 +219,17 @@ func TestServeFailsBeforeServing(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadOverMaxBody: a load larger than the server's --max-body is refused with what
+// to do (it is one request, all or nothing), and nothing of it is written.
+func TestLoadOverMaxBody(t *testing.T) {
+	dst := store(t, "dst")
+	url, _ := startServe(t, dst, "--listen", "127.0.0.1:0", "--max-body", "4KiB")
+	code, _, errOut := runCLI(t, rowsJSONL(100, 1), "load", url)
+	if code != exitError || !strings.Contains(errOut, "raise reconcile serve's --max-body") || !strings.Contains(errOut, "nothing was written") {
+		t.Fatalf("load over --max-body: exit %d, %q", code, errOut)
+	}
+	if out := mustCLI(t, 0, "", "dump", url); out != "" {
+		t.Fatalf("a refused load wrote rows: %q", out)
+	}
+}
