@@ -114,9 +114,11 @@ func TestParseRowLineErrors(t *testing.T) {
 		`{"key": "a", "version": 1, "expires_at": -5}`:                  "expires_at",
 		`{"key": "a", "deleted": true, "version": 3}`:                   "a delete line carries only",
 		`{"key": "a", "version": 1} {"key": "b", "version": 2}`:         "more than one JSON value",
-		`{"key": "a", "version": -1}`:                                   "not a JSON row object",
+		`{"key": "a", "version": -1}`:                                   `field "version": got a JSON number -1, want a whole number from 0`,
+		`{"key": 5}`:                                                    `field "key": got a JSON number, want a string`,
+		`{"key": "a", "deleted": "yes"}`:                                `field "deleted": got a JSON string, want true or false`,
 	} {
-		if _, err := parseRowLine([]byte(line)); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := parseRowLine([]byte(line)); err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "Go struct") {
 			t.Errorf("%s: error %v, want %q", line, err, want)
 		}
 	}

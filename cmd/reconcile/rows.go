@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"unicode/utf8"
 
 	"github.com/reconcile-dev/reconcile/reconcile"
@@ -55,6 +56,11 @@ func parseRowLine(line []byte) (rowOp, error) {
 	dec.DisallowUnknownFields()
 	var l rowLine
 	if err := dec.Decode(&l); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			// Not "Go struct field rowLine.version of type uint64": the field and what it takes.
+			return rowOp{}, fmt.Errorf("field %q: got a JSON %s, want %s", te.Field, te.Value, jsonWants(te.Type.Kind()))
+		}
 		return rowOp{}, fmt.Errorf("not a JSON row object: %v", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
@@ -139,4 +145,21 @@ func text(b []byte) (s, b64 *string) {
 	}
 	str := base64.StdEncoding.EncodeToString(b)
 	return nil, &str
+}
+
+// jsonWants names what a row line's field of kind k takes.
+func jsonWants(k reflect.Kind) string {
+	switch k {
+	case reflect.Uint64, reflect.Uint32, reflect.Uint:
+		return "a whole number from 0 to 18446744073709551615"
+	case reflect.Int64, reflect.Int:
+		return "a whole number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a string"
+	case reflect.Map:
+		return "an object"
+	}
+	return "another type (see the README's load format)"
 }
