@@ -307,6 +307,9 @@ func (s *Store) finishRebuild() error {
 
 // storeExists reports whether path holds a Badger database (its MANIFEST file).
 func storeExists(path string) (bool, error) {
+	if fi, err := os.Stat(path); err == nil && !fi.IsDir() {
+		return false, fmt.Errorf("%s is a file: a Badger store is a directory (name a new or existing directory)", path)
+	}
 	_, err := os.Stat(filepath.Join(path, "MANIFEST"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -237,6 +238,13 @@ func TestMissingStore(t *testing.T) {
 	}
 	if _, err := Open(dir, Options{ReadOnly: true, Create: true}); err == nil {
 		t.Fatalf("read-only open created a store")
+	}
+	file := filepath.Join(t.TempDir(), "rows.jl")
+	if err := os.WriteFile(file, []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(file, Options{Create: true}); err == nil || !strings.Contains(err.Error(), "a Badger store is a directory") {
+		t.Fatalf("open of a file: %v; want an error saying a store is a directory", err)
 	}
 }
 
