@@ -38,7 +38,7 @@ func genCommand(std stdio) *cli.Command {
 			&cli.Float64Flag{Name: "drift-deletes", Usage: "fraction of rows to delete"},
 			&cli.Float64Flag{Name: "drift-inserts", Usage: "fraction of rows to insert under new keys"},
 			&cli.Float64Flag{Name: "drift-rollback", Usage: "fraction of the top of the version range to roll back, as a restore from backup"},
-			&cli.IntFlag{Name: "drift-swaps", Usage: "count-preserving swaps: delete a row, insert another at its version"},
+			&cli.IntFlag{Name: "drift-swaps", Usage: "number (not a fraction) of count-preserving swaps: each deletes a row and inserts another at its version"},
 			&cli.Int64Flag{Name: "drift-seed", Value: 1, Usage: "selects which rows drift"},
 			&cli.BoolFlag{Name: "drift-only", Usage: "apply only the drift, to a store that holds this history"},
 			&cli.BoolFlag{Name: "bulk", Usage: "write only the history's final rows (replayed in memory), not every write"},
