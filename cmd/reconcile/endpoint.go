@@ -32,7 +32,7 @@ import (
 //	postgres://user@host:5432/db?table=T[&key=a,b&version=col&columns=a,b&expires=col]
 //	mysql://user:pass@host:3306/db?table=T[...]     (MySQL and MariaDB)
 //	sqlite:///abs/file.db?table=T[...] or sqlite://./rel/file.db?table=T[...]
-//	http://host:port, https://host:port[?token_file=F]   a `reconcile serve` server
+//	http://host:port, https://host:port[?token_file=F&timeout=D]   a `reconcile serve` server
 //
 // badger://rel/path is refused rather than guessed at: in a URL the part after "//" is a
 // host, so it could mean ./rel/path or /rel/path, and http:// endpoints will read it as a
@@ -63,8 +63,10 @@ type location struct {
 	// sql is the table of SQL schemes.
 	sql *sqlep.Config
 	// server is the base URL of http(s) schemes (scheme://host:port); tokenFile the
-	// file named by ?token_file=.
+	// file named by ?token_file=, timeout the ?timeout= of one request's attempt (0: the
+	// client's default, 2 minutes).
 	server, tokenFile string
+	timeout           time.Duration
 }
 
 // endpoint is an opened endpoint with the extra abilities its scheme offers.

@@ -41,6 +41,7 @@ func TestParseEndpoint(t *testing.T) {
 		{raw: "http://h:1/x", err: `unexpected path "/x"`},
 		{raw: "https://u:p@h:1", err: "no user or password"},
 		{raw: "http://h:1?token=x", err: `unknown parameter "token"`},
+		{raw: "http://h:1?timeout=soon", err: "timeout=soon: give a positive duration"},
 		{raw: "http:///x", err: "want http://host:port"},
 		{raw: "mysql://root@host?table=t", err: "want mysql://user:pass@host:port/database?table=T"},
 		{raw: "sqlite://rel.db?table=t", err: `"rel.db" would be a host name`},

@@ -21,7 +21,7 @@ import (
 const tokenEnv = "RECONCILE_TOKEN"
 
 // httpHelp is the form of http(s) endpoint URLs.
-const httpHelp = "want http://host:port or https://host:port, with optional ?token_file=FILE"
+const httpHelp = "want http://host:port or https://host:port, with optional ?token_file=FILE and &timeout=DURATION"
 
 // maxTokenFile bounds a token file.
 const maxTokenFile = 4096
@@ -38,10 +38,21 @@ func parseHTTP(u *url.URL, loc *location) error {
 		return fmt.Errorf("unexpected fragment %q", "#"+u.Fragment)
 	}
 	for k, v := range u.Query() {
-		if k != "token_file" || len(v) != 1 || v[0] == "" {
-			return fmt.Errorf("unknown parameter %q (%s takes only token_file=FILE)", k, u.Scheme)
+		if len(v) != 1 || v[0] == "" {
+			return fmt.Errorf("parameter %q wants one value", k)
 		}
-		loc.tokenFile = v[0]
+		switch k {
+		case "token_file":
+			loc.tokenFile = v[0]
+		case "timeout":
+			d, err := time.ParseDuration(v[0])
+			if err != nil || d <= 0 {
+				return fmt.Errorf("timeout=%s: give a positive duration, such as 30s or 5m", v[0])
+			}
+			loc.timeout = d
+		default:
+			return fmt.Errorf("unknown parameter %q (%s takes token_file=FILE and timeout=DURATION)", k, u.Scheme)
+		}
 	}
 	loc.server = u.Scheme + "://" + u.Host
 	return nil
@@ -89,7 +100,7 @@ func httpClient(loc location, token, from, help string) (*remote.Client, error) 
 		token, from = os.Getenv(tokenEnv), tokenEnv
 	}
 	return remote.NewClient(loc.server, remote.ClientOptions{Token: token, KeyFormatter: sqlep.KeyFormatterFor,
-		TokenSource: from, TokenHelp: help})
+		TokenSource: from, TokenHelp: help, Timeout: loc.timeout})
 }
 
 // remoteEndpoint stands for an http(s) endpoint where the commands expect a

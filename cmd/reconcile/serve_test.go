@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -231,5 +232,39 @@ func TestLoadOverMaxBody(t *testing.T) {
 	}
 	if out := mustCLI(t, 0, "", "dump", url); out != "" {
 		t.Fatalf("a refused load wrote rows: %q", out)
+	}
+}
+
+// TestHTTPTimeout: ?timeout= bounds each attempt of a request, so a server that accepts
+// connections and never answers (stopped, or hung) fails the command in seconds, not
+// after the default 2 minutes an attempt.
+func TestHTTPTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c) // read nothing, answer nothing
+		}
+	}()
+	start := time.Now()
+	code, _, errOut := runCLI(t, "", "root", "http://"+ln.Addr().String()+"?timeout=100ms")
+	if code != exitError || !strings.Contains(errOut, "gave up after") {
+		t.Fatalf("root of a hung server: exit %d, %q", code, errOut)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Fatalf("root of a hung server took %v with timeout=100ms", took)
 	}
 }
