@@ -885,7 +885,7 @@ func DecodeValue(b []byte, cols []Column) ([]Datum, error) {
 			b = b[8:]
 			if tag == Float {
 				d.Float = math.Float64frombits(u)
-				if normFloat(d.Float) != d.Float || (math.IsNaN(d.Float) && u != canonicalNaN) {
+				if math.Float64bits(normFloat(d.Float)) != u { // -0, or a NaN of other bits (NaN != NaN: compare bits)
 					return nil, fmt.Errorf("column %s: float not in canonical form", c.Name)
 				}
 			} else {
