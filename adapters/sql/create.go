@@ -70,6 +70,15 @@ func CreateTable(ctx context.Context, cfg Config, like *Table) error {
 		}
 	}
 	db, err := d.connect(cfg.DSN)
+	if err == nil && cfg.Dialect == "mysql" {
+		// A byte-ordered collation that also tells 'abc' from 'abc ' (utf8mb4_bin pads
+		// with spaces when it compares, so a key with trailing spaces would collide with
+		// the one without): MariaDB's utf8mb4_nopad_bin, MySQL 8's utf8mb4_0900_bin.
+		var nopad string
+		if db.QueryRowContext(ctx, "SELECT COLLATION_NAME FROM information_schema.COLLATIONS WHERE COLLATION_NAME IN ('utf8mb4_nopad_bin', 'utf8mb4_0900_bin') ORDER BY COLLATION_NAME DESC LIMIT 1").Scan(&nopad) == nil {
+			ddl = strings.ReplaceAll(ddl, "COLLATE "+myBinCollation, "COLLATE "+nopad)
+		}
+	}
 	if err == nil {
 		_, err = db.ExecContext(ctx, ddl)
 		db.Close()
@@ -101,9 +110,9 @@ func columnType(dialect string, c *Column, key bool, textKeys int) (string, erro
 		return "bigint", nil
 	case Decimal:
 		if ps := decimalArgs(c.Type); ps != "" {
-			return pick("numeric"+ps, "decimal"+ps, "DECIMAL"+ps), nil
+			return pick("numeric"+ps, "decimal"+ps, sqliteDecimal+ps), nil
 		}
-		return pick("numeric", "decimal(65,30)", "NUMERIC"), nil
+		return pick("numeric", "decimal(65,30)", sqliteDecimal), nil
 	case Float:
 		if c.Float32 {
 			return pick("real", "float", "REAL"), nil
@@ -111,9 +120,9 @@ func columnType(dialect string, c *Column, key bool, textKeys int) (string, erro
 		return pick("double precision", "double", "REAL"), nil
 	case Text:
 		if key {
-			return pick("text", fmt.Sprintf("varchar(%d) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", 740/textKeys), "TEXT"), nil
+			return pick("text", fmt.Sprintf("varchar(%d) CHARACTER SET utf8mb4 COLLATE %s", 740/textKeys, myBinCollation), "TEXT"), nil
 		}
-		return pick("text", "longtext CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", "TEXT"), nil
+		return pick("text", "longtext CHARACTER SET utf8mb4 COLLATE "+myBinCollation, "TEXT"), nil
 	case Bytes:
 		if key {
 			return pick("bytea", fmt.Sprintf("varbinary(%d)", 2960/textKeys), "BLOB"), nil
@@ -128,10 +137,24 @@ func columnType(dialect string, c *Column, key bool, textKeys int) (string, erro
 	case Time:
 		return pick("time", "time(6)", "TIME"), nil
 	case JSON:
-		return pick("jsonb", "json", "JSON"), nil
+		return pick("jsonb", "json", sqliteJSON), nil
 	}
 	return "", fmt.Errorf("column %s is PostgreSQL's %s, which %s has no type for: leave it out with columns= on both sides", c.Name, c.Type, engineNames[dialect])
 }
+
+// sqliteDecimal and sqliteJSON are the SQLite types a created table's decimal and JSON
+// columns get: reconcile reads them as decimal and JSON (sqliteClass), and the "TEXT" in
+// the name gives them text affinity, so SQLite keeps what is written, digit for digit.
+// Under DECIMAL's or JSON's numeric affinity it turns text that looks like a number into
+// a 64-bit float or integer (1.10 into 1.1, 12345678901234567890123 into 1.2e22, the JSON
+// text 1e2 into 100.0).
+const (
+	// myBinCollation is MySQL's byte-ordered collation, which CreateTable replaces with
+	// its no-pad variant where the server has one.
+	myBinCollation = "utf8mb4_bin"
+	sqliteDecimal  = "DECIMAL_TEXT"
+	sqliteJSON     = "JSON_TEXT"
+)
 
 var engineNames = map[string]string{"postgres": "PostgreSQL", "mysql": "MySQL", "sqlite": "SQLite"}
 

@@ -84,9 +84,9 @@ func sqliteClass(declared string) Class {
 		return Timestamp
 	case "TIME":
 		return Time
-	case "JSON", "JSONB":
+	case "JSON", "JSONB", sqliteJSON:
 		return JSON
-	case "DECIMAL", "NUMERIC":
+	case "DECIMAL", "NUMERIC", sqliteDecimal:
 		return Decimal
 	case "FLOAT", "DOUBLE", "REAL", "DOUBLE PRECISION":
 		return Float

@@ -986,6 +986,14 @@ func (t *Table) decodeRow(r *reconcile.Row) ([]Datum, error) {
 	if err != nil {
 		return nil, fmt.Errorf("row %s does not fit table %s: %v", reconcile.KeyText(r.Key, t), t.cfg.Table, err)
 	}
+	if t.cfg.Dialect == "sqlite" {
+		for i, v := range vals {
+			if v.Class == Float && math.IsNaN(v.Float) {
+				// SQLite would store NULL, and the row would differ from its source forever.
+				return nil, fmt.Errorf("row %s: column %s is NaN, which SQLite cannot store (it keeps NULL instead): change the source row, or leave the column out with columns= on both sides", reconcile.KeyText(r.Key, t), t.valCols[i].Name)
+			}
+		}
+	}
 	var rest []Datum
 	if t.verCol != nil {
 		if t.verCol.Class == Int && r.Version > math.MaxInt64 {
