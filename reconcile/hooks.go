@@ -92,8 +92,13 @@ func (o *Options) logger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// resolve asks opts.Resolve about every differing key (changed, then source-only, then
-// target-only, each in key order) and returns the changes to make.
+// resolve asks opts.Resolve about every differing key (target-only, then changed, then
+// source-only, each in key order) and returns the changes to make, in that order. Deletes
+// go first so that a key the target's collation calls equal to a source key ('user1' and
+// 'USER1' in a case-insensitive MySQL column, whose case changed on the source) is gone
+// before the source's key is inserted: applied the other way, the insert finds the old
+// key, is skipped as raced, and the old key is then deleted, leaving the target without
+// either until the next run.
 func (s *session) resolve(ctx context.Context) ([]plannedChange, error) {
 	var plan []plannedChange
 	ask := func(class string, k string, upsert bool) error {
@@ -127,7 +132,7 @@ func (s *session) resolve(ctx context.Context) ([]plannedChange, error) {
 		class  string
 		keys   []string
 		upsert bool
-	}{{"changed", s.changed, true}, {"only_source", s.srcOnly, true}, {"only_target", s.tgtOnly, false}} {
+	}{{"only_target", s.tgtOnly, false}, {"changed", s.changed, true}, {"only_source", s.srcOnly, true}} {
 		for _, k := range cl.keys {
 			if err := ask(cl.class, k, cl.upsert); err != nil {
 				return nil, err

@@ -76,9 +76,9 @@ func TestResolve(t *testing.T) {
 	if err != nil || rep.Upserted != 6 || rep.Deleted != 0 || rep.Kept != 8 || rep.Skipped != 1 {
 		t.Fatalf("dry run: err %v, report %+v", err, rep)
 	}
-	want := "changed:k010 changed:k011 changed:k012 changed:k013 changed:k014 " +
-		"only_source:k015 only_source:k016 only_source:k017 only_source:k018 only_source:k019 " +
-		"only_target:k020 only_target:k021 only_target:k022 only_target:k023 only_target:k024"
+	want := "only_target:k020 only_target:k021 only_target:k022 only_target:k023 only_target:k024 " +
+		"changed:k010 changed:k011 changed:k012 changed:k013 changed:k014 " +
+		"only_source:k015 only_source:k016 only_source:k017 only_source:k018 only_source:k019"
 	if got := strings.Join(asked, " "); got != want {
 		t.Fatalf("asked\n%s\nwant\n%s", got, want)
 	}
@@ -116,8 +116,8 @@ func TestResolveErrorWritesNothing(t *testing.T) {
 			}
 			return reconcile.ResolveSource, nil
 		}})
-	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "resolve k016") {
-		t.Fatalf("err %v, want the callback's error naming k016", err)
+	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "resolve k011") {
+		t.Fatalf("err %v, want the callback's error naming k011", err)
 	}
 	_, err = reconcile.Run(ctx, src, dst, reconcile.Options{Mode: reconcile.Mirror, Now: testNow, Force: true,
 		Resolve: func(context.Context, reconcile.Conflict) (reconcile.Resolution, error) { return 9, nil }})

@@ -53,8 +53,9 @@ type Options struct {
 	// Resolve, when set, decides each differing key of a Mirror session before anything is
 	// written (dry runs too): ResolveSource writes the source's state to the target (what
 	// a mirror does without Resolve), ResolveTarget and ResolveSkip write nothing for the
-	// key. It is called on the session's goroutine once per key, changed keys first, then
-	// source-only, then target-only, each in key order; MaxDelete counts only the deletes
+	// key. It is called on the session's goroutine once per key, target-only keys first
+	// (deletes are applied first), then changed, then source-only, each in key order;
+	// MaxDelete counts only the deletes
 	// it lets through. An error ends the session before any write. Diff sessions do not
 	// call it.
 	Resolve func(ctx context.Context, c Conflict) (Resolution, error)
