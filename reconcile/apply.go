@@ -16,8 +16,13 @@ type plannedChange struct {
 }
 
 // maxQuarantineRun is how many rows in a row may be quarantined, with nothing applied in
-// between, before the sync gives up: past it the target is failing, not a row.
-const maxQuarantineRun = 16
+// between, before the sync gives up: past it the target is failing, not a row. Rows a
+// target cannot hold often come together (a run of infinities MySQL refuses, in key
+// order), so it is large; after a quarantine the next batch is one row (back to
+// BatchRows once one succeeds), so a run of bad rows costs Attempts writes a row, not a
+// halving from the full batch each. A target that cannot be reached at all stops the sync at once
+// (ErrUnreachable), without this.
+const maxQuarantineRun = 1024
 
 // mirror resolves the difference as target := source and applies it.
 func (s *session) mirror(ctx context.Context) error {
@@ -63,6 +68,7 @@ func (s *session) mirror(ctx context.Context) error {
 		}
 		resp, err := s.apply(ctx, b.changes)
 		if err == nil {
+			afterQuarantine := quarantineRun > 0
 			quarantineRun = 0
 			s.rep.Raced += b.moved
 			for i, o := range resp.Outcomes {
@@ -80,6 +86,9 @@ func (s *session) mirror(ctx context.Context) error {
 			// Grow from what was sent, not from what was asked: a batch the byte cap cut
 			// short must not keep reading ever more rows only to send a few.
 			size = min(max(n*2, 1), s.opts.MaxBatchRows)
+			if afterQuarantine {
+				size = max(size, s.opts.BatchRows) // the run of bad rows is over
+			}
 			s.progress("apply", s.rep.Upserted+s.rep.Deleted, len(plan))
 			continue
 		}
@@ -109,7 +118,7 @@ func (s *session) mirror(ctx context.Context) error {
 		s.rep.QuarantinedRows = append(s.rep.QuarantinedRows, Quarantine{Key: name, Error: err.Error()})
 		s.log.Warn("apply: row quarantined", "key", name, "attempts", attempts[k], "error", err)
 		plan = plan[1:]
-		size = s.opts.BatchRows
+		size = 1 // the next row may be bad too; doubled on each success
 		if quarantineRun++; quarantineRun >= maxQuarantineRun {
 			return fmt.Errorf("apply: %d rows in a row failed, the target keeps refusing writes: %w", quarantineRun, err)
 		}

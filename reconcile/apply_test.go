@@ -79,6 +79,19 @@ func TestQuarantine(t *testing.T) {
 	if len(liveRows(dst, testNow)) != 500 {
 		t.Fatalf("target holds %d rows, want the 500 good ones", len(liveRows(dst, testNow)))
 	}
+
+	// A run of 100 bad rows together (in key order) is quarantined row by row, and the
+	// sync goes on past it.
+	src, dst = memory.New(merkle.VersionOrder), memory.New(merkle.VersionOrder)
+	dst.MaxRowBytes = 100
+	fill(src, 0, 500, 1, 10)
+	for i := 0; i < 100; i++ {
+		src.Put(reconcile.Row{Key: []byte(fmt.Sprintf("k00250-%03d", i)), Version: 7, Value: make([]byte, 1000)})
+	}
+	rep, err = reconcile.Run(ctx, src, dst, reconcile.Options{Mode: reconcile.Mirror, Now: testNow, BatchRows: 64})
+	if err != nil || rep.Quarantined != 100 || rep.Upserted != 500 {
+		t.Fatalf("a run of 100 bad rows: err %v, quarantined %d, upserted %d", err, rep.Quarantined, rep.Upserted)
+	}
 }
 
 // racing writes to one key of the target after the session's snapshot and before apply.
