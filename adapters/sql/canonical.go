@@ -444,7 +444,7 @@ func toBool(v any) (int64, error) {
 		return 0, fmt.Errorf("%v is not a boolean", v)
 	}
 	if n != 0 && n != 1 {
-		return 0, fmt.Errorf("%d is not a boolean (0 or 1)", n)
+		return 0, fmt.Errorf("%d is not a boolean (0 or 1): a MySQL tinyint(1) or SQLite BOOLEAN column is read as a boolean; if it holds other numbers, declare it an integer type (MySQL: tinyint(4)), or leave it out with columns=", n)
 	}
 	return n, nil
 }

@@ -233,6 +233,11 @@ func (t *Table) load(ctx context.Context) error {
 		return err
 	}
 	keyNames := t.cfg.Key
+	for _, n := range keyNames {
+		if _, err := find("key", n); err != nil {
+			return err // named before "not unique", which it would also be
+		}
+	}
 	if len(keyNames) == 0 || !isUnique(keyNames, uniques) {
 		if t.view, err = isView(ctx, t.d, t.db, t.cfg.Table); err != nil {
 			return err

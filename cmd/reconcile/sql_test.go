@@ -128,6 +128,7 @@ func TestSQLBadEndpoints(t *testing.T) {
 		{base + "?table=nope", "table nope not found"},
 		{base + "?table=items&version=missing", `no column "missing"`},
 		{base + "?table=items&key=name", "key name is not unique"},
+		{base + "?table=items&key=zzz", `no column "zzz" (key)`},
 		{base + "?table=items&version=ver", "type geometry, which reconcile cannot compare across engines; leave it out with columns=name,price,seen "},
 		{base + "?table=items&version=name&columns=price", "version column name is text"},
 		{"sqlite:///no/such/file.db?table=items", "no such file"},
