@@ -92,6 +92,25 @@ func CreateTable(ctx context.Context, cfg Config, like *Table) error {
 	return err
 }
 
+// DropTable drops cfg's table. It is for a table CreateTable made for a sync that then
+// failed: removed again, it does not stand as a copy, nor refuse a corrected retry with
+// the columns it was made with.
+func DropTable(ctx context.Context, cfg Config) error {
+	d, err := dialectFor(cfg.Dialect)
+	if err != nil {
+		return err
+	}
+	db, err := d.connect(cfg.DSN)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "DROP TABLE "+quoteTable(d, cfg.Table)); err != nil {
+		return fmt.Errorf("drop %s: %v", cfg.Table, d.dbErr(err))
+	}
+	return nil
+}
+
 // columnType is the type of engine dialect that holds column c's class (c being another
 // engine's): the widest exact one, with a byte-ordered collation for MySQL text, and
 // key-sized text and bytes for MySQL keys, whose index holds at most 3072 bytes.

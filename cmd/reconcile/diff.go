@@ -108,6 +108,11 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 	}
 	scheme, _ := lookupScheme(dst.scheme)
 	t, err := scheme.open(dst, targetAccess)
+	if err != nil && opts.DryRun && errors.Is(err, sqlep.ErrNoTable) && s.table != nil {
+		fmt.Fprintf(std.err, "reconcile: table %s does not exist yet in %s: the dry run compares with the empty table a sync would create\n", dst.sql.Table, dst)
+		return runOpened(ctx, std, s, &endpoint{Endpoint: memory.New(s.table.Ordering()), loc: dst}, source, target, opts)
+	}
+	createdTable := false
 	if err != nil && targetAccess == create && errors.Is(err, sqlep.ErrNoTable) && s.table != nil {
 		// A SQL target that does not exist yet is made like the SQL source (a new replica).
 		ctx, cancel := context.WithTimeout(ctx, sqlOpenTimeout)
@@ -117,6 +122,7 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 			return nil, fmt.Errorf("%s: %w", dst, err)
 		}
 		fmt.Fprintf(std.err, "reconcile: created table %s in %s with the source's columns\n", dst.sql.Table, dst)
+		createdTable = true
 		t, err = scheme.open(dst, targetAccess)
 	} else if err != nil && targetAccess == create && errors.Is(err, sqlep.ErrNoTable) {
 		err = fmt.Errorf("%w; sync creates a missing SQL table only from a SQL source, whose columns it copies", err)
@@ -130,6 +136,15 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 	}
 	if err != nil && fresh != nil && targetAccess == create {
 		err = fresh.remove(err)
+	}
+	if err != nil && createdTable {
+		ctx, cancel := context.WithTimeout(context.Background(), sqlOpenTimeout)
+		if derr := sqlep.DropTable(ctx, *dst.sql); derr != nil {
+			err = fmt.Errorf("%w; table %s was created by this sync and could not be dropped again (%v): drop it", err, dst.sql.Table, derr)
+		} else {
+			err = fmt.Errorf("%w; table %s was created by this sync and is dropped again", err, dst.sql.Table)
+		}
+		cancel()
 	}
 	return rep, err
 }

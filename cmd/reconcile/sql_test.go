@@ -305,8 +305,8 @@ func TestSyncCreatesSQLTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := "sqlite://" + file + "?table=copy&version=ver"
-	if code, _, errOut := runCLI(t, "", "sync", "--dry-run", src, dst); code != 2 || !strings.Contains(errOut, "no such file") {
-		t.Fatalf("dry run into a missing table: exit %d, %q", code, errOut)
+	if code, out, errOut := runCLI(t, "", "sync", "--dry-run", "--json", src, dst); code != 0 || !strings.Contains(errOut, "does not exist yet") || !strings.Contains(out, `"upserted": 2`) {
+		t.Fatalf("dry run into a missing table: exit %d, %s, %q", code, out, errOut)
 	}
 	if _, err := os.Stat(file); err == nil {
 		t.Fatal("a dry run created the SQLite file")
@@ -321,6 +321,28 @@ func TestSyncCreatesSQLTarget(t *testing.T) {
 	want := mustCLI(t, 0, "", "root", src)
 	if got := mustCLI(t, 0, "", "root", dst); got != want {
 		t.Fatalf("root %s, want %s", got, want)
+	}
+
+	// A sync that fails after creating its table drops it again, so that a corrected
+	// retry creates it anew (here a view whose key= repeats).
+	vfile := filepath.Join(t.TempDir(), "view.db")
+	vdb, err := sql.Open("sqlite", vfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"CREATE TABLE t (id integer PRIMARY KEY, grp text, ver bigint)", "INSERT INTO t VALUES (1, 'a', 1), (2, 'a', 2), (3, 'b', 3)", "CREATE VIEW v AS SELECT id, grp, ver FROM t"} {
+		if _, err := vdb.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vdb.Close()
+	copyURL := "sqlite://" + filepath.Join(filepath.Dir(file), "copy.db") + "?table=vcopy&version=ver"
+	code, _, errOut = runCLI(t, "", "sync", "sqlite://"+vfile+"?table=v&key=grp&version=ver", copyURL)
+	if code != 2 || !strings.Contains(errOut, "more than one row") || !strings.Contains(errOut, "is dropped again") {
+		t.Fatalf("sync from a view whose key repeats: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "", "sync", "sqlite://"+vfile+"?table=v&key=id&version=ver", copyURL); code != 0 || !strings.Contains(errOut, "created table vcopy") {
+		t.Fatalf("the corrected retry: exit %d, %q", code, errOut)
 	}
 
 	// Across engines: SQLite -> PostgreSQL -> MySQL -> a new SQLite table, each created.
