@@ -243,6 +243,24 @@ func (t *Table) triggersInstalled(ctx context.Context, q querier) (bool, error) 
 	return got == want, nil
 }
 
+// innodbName spells a database or table name as InnoDB's catalog does (MySQL's
+// "filename" character set): letters, digits and _ as they are, anything else as @ and
+// four hex digits of its code point (my-table is my@002dtable). Code points U+00C0 to
+// U+05FF have two-character codes of their own, which this does not know: such a name is
+// not found, and the error says to use a plainer name or mode=scan.
+func innodbName(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_':
+			b.WriteRune(r)
+		default:
+			fmt.Fprintf(&b, "@%04x", r)
+		}
+	}
+	return b.String()
+}
+
 // identity is a token that changes when the table is dropped and recreated (PostgreSQL:
 // its OID) or truncated (MySQL/MariaDB: InnoDB's table id). SQLite has none: a recreated
 // table loses the triggers, which triggersInstalled sees.
@@ -262,7 +280,7 @@ func (t *Table) identity(ctx context.Context, q querier) (string, error) {
 			schema = db
 		}
 		query = "SELECT CAST(TABLE_ID AS CHAR) FROM information_schema.INNODB_SYS_TABLES WHERE NAME = ?"
-		args = []any{schema + "/" + name}
+		args = []any{innodbName(schema) + "/" + innodbName(name)}
 		var id string
 		err := t.db.QueryRowContext(ctx, query, args...).Scan(&id)
 		if err == nil {
