@@ -562,6 +562,23 @@ func (t *Table) Open(ctx context.Context, now int64) (reconcile.Snapshot, error)
 	return t.openScan(ctx, now)
 }
 
+// IndexWarning says why sessions would not read an installed maintained index, "" when
+// they would: a SQLite database outside WAL mode, where sessions scan (or, with
+// mode=maintained, fail) although the triggers keep the index.
+func (t *Table) IndexWarning(ctx context.Context) (string, error) {
+	if t.cfg.Dialect != "sqlite" || t.cfg.Mode == "scan" {
+		return "", nil
+	}
+	var mode string
+	if err := t.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return "", err
+	}
+	if strings.EqualFold(mode, "wal") {
+		return "", nil
+	}
+	return fmt.Sprintf("this SQLite database is in %s mode, so sessions read it in scan mode, not from the index (which its triggers keep all the same): switch it to WAL once (PRAGMA journal_mode=WAL; it stays)", mode), nil
+}
+
 // useIndex decides between maintained and scan mode for one session.
 func (t *Table) useIndex(ctx context.Context) (bool, error) {
 	if t.cfg.Mode == "scan" {

@@ -102,6 +102,11 @@ func runIndexInstall(ctx context.Context, t *sqlep.Table, o indexOptions) error 
 	if err != nil {
 		return err
 	}
+	if warn, err := t.IndexWarning(ctx); err != nil {
+		return err
+	} else if warn != "" {
+		fmt.Fprintf(o.err, "reconcile: note: %s\n", warn)
+	}
 	if o.json {
 		return writeJSON(o.out, map[string]any{"installed": true, "entries": n})
 	}

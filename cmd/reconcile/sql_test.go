@@ -210,13 +210,19 @@ func TestSQLSyncCLI(t *testing.T) {
 
 func TestSQLIndexCLI(t *testing.T) {
 	ep, db := sqliteTable(t, "")
+	mustCLI(t, 0, itemLines, "load", ep)
+	// Outside WAL mode sessions would scan: install says so.
+	code, _, errOut := runCLI(t, "", "index", "install", ep)
+	if code != 0 || !strings.Contains(errOut, "PRAGMA journal_mode=WAL") {
+		t.Fatalf("install outside WAL mode: exit %d, %q", code, errOut)
+	}
+	mustCLI(t, 0, "", "index", "uninstall", ep)
 	if _, err := db.Exec("PRAGMA journal_mode=WAL"); err != nil {
 		t.Fatal(err)
 	}
-	mustCLI(t, 0, itemLines, "load", ep)
-	out := mustCLI(t, 0, "", "index", "install", ep, "--json")
-	if !strings.Contains(out, `"entries": 2`) {
-		t.Fatalf("install: %s", out)
+	code, out, errOut := runCLI(t, "", "index", "install", ep, "--json")
+	if code != 0 || !strings.Contains(out, `"entries": 2`) || errOut != "" {
+		t.Fatalf("install: exit %d, %s, %q", code, out, errOut)
 	}
 	if _, err := db.Exec(`UPDATE items SET name = 'quince' WHERE id = 2`); err != nil { // bypasses the version
 		t.Fatal(err)
@@ -229,7 +235,7 @@ func TestSQLIndexCLI(t *testing.T) {
 		t.Fatalf("verify: %s", out)
 	}
 	mustCLI(t, 0, "", "index", "uninstall", ep)
-	code, _, errOut := runCLI(t, "", "root", ep+"&mode=maintained")
+	code, _, errOut = runCLI(t, "", "root", ep+"&mode=maintained")
 	if code != 2 || !strings.Contains(errOut, "index install") {
 		t.Fatalf("maintained root without an index: exit %d, %q", code, errOut)
 	}
