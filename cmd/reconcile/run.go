@@ -261,6 +261,9 @@ func openJobEndpoint(ctx context.Context, req schedule.OpenRequest) (*schedule.O
 	a := readOnly
 	if req.Write {
 		a = create
+		if o, ok := req.Like.(ordered); ok && loc.ordering == 0 && freshStore(loc) != nil {
+			loc.ordering = o.Ordering() // a new replica is ordered as its source, as sync makes it
+		}
 	}
 	s, _ := lookupScheme(loc.scheme)
 	ep, err := s.open(loc, a)

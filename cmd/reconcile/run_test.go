@@ -339,3 +339,21 @@ jobs:
 		t.Fatal("a diff job created its target")
 	}
 }
+
+// TestRunCreatesReplicaOrderedAsSource: a mirror job's new Badger target takes its
+// source's ordering (a key-ordered source made a version-ordered target, which refused
+// every run).
+func TestRunCreatesReplicaOrderedAsSource(t *testing.T) {
+	src, dst := store(t, "src"), store(t, "dst")
+	mustCLI(t, 0, `{"key": "a", "value": "1"}`+"\n", "load", src+"?ordering=key")
+	cfg := writeConfig(t, `
+jobs:
+  - name: mirror
+    source: "`+src+`"
+    target: "`+dst+`"
+    mode: mirror
+    interval: 1h
+`)
+	mustCLI(t, 0, "", "run", "--config", cfg, "--once")
+	mustCLI(t, 0, "", "diff", src, dst)
+}
