@@ -639,9 +639,14 @@ func timestampDatum(t time.Time) (Datum, error) {
 	return Datum{Class: Timestamp, Wide: true, Int: t.Unix(), Nano: int32(t.Nanosecond())}, nil
 }
 
-// Infinite reports whether d is the timestamp infinity (1), -infinity (-1), or neither (0).
+// Infinite reports whether d is the timestamp or date infinity (1), -infinity (-1), or
+// neither (0).
 func (d Datum) Infinite() int {
 	switch {
+	case d.Class == Date && d.Int == math.MaxInt64:
+		return 1
+	case d.Class == Date && d.Int == math.MinInt64:
+		return -1
 	case d.Class != Timestamp || !d.Wide:
 		return 0
 	case d.Int == math.MaxInt64:
@@ -694,6 +699,9 @@ func errNarrowTimestamp(d Datum, role string) error {
 func toDate(v any) (int64, error) {
 	t, err := toTime(v, "a date")
 	if err != nil {
+		if s, ok := asString(v); ok && infinity(s) != 0 { // PostgreSQL's, off the common path
+			return infiniteTimestamp(infinity(s)).Int, nil
+		}
 		return 0, err
 	}
 	y, m, d := t.Date()
@@ -1087,11 +1095,23 @@ func (d Datum) String() string {
 		}
 		return d.Time().Format(time.RFC3339Nano)
 	case Date:
-		return time.Unix(d.Int*86400, 0).UTC().Format(time.DateOnly)
+		return dateText(d)
 	case Time:
 		return formatTimeOfDay(d.Int)
 	}
 	return "?"
+}
+
+// dateText is a Date datum as YYYY-MM-DD, or PostgreSQL's infinity or -infinity (the
+// day numbers math.MaxInt64 and math.MinInt64, which no engine's dates reach).
+func dateText(d Datum) string {
+	switch d.Infinite() {
+	case 1:
+		return "infinity"
+	case -1:
+		return "-infinity"
+	}
+	return time.Unix(d.Int*86400, 0).UTC().Format(time.DateOnly)
 }
 
 func formatTimeOfDay(ns int64) string {

@@ -101,6 +101,9 @@ func genericArg(d Datum) any {
 		}
 		return d.Time()
 	case Date:
+		if d.Infinite() != 0 {
+			return dateText(d)
+		}
 		return time.Unix(d.Int*86400, 0).UTC()
 	case Time:
 		return formatTimeOfDay(d.Int)

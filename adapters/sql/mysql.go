@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	driver "github.com/go-sql-driver/mysql"
 )
@@ -165,7 +164,7 @@ func (mysql) arg(d Datum, c *Column) any {
 	case Timestamp:
 		return timestampText(d)
 	case Date:
-		return time.Unix(d.Int*86400, 0).UTC().Format(time.DateOnly)
+		return dateText(d)
 	}
 	return genericArg(d)
 }
@@ -197,7 +196,7 @@ func (mysql) dbErr(err error) error {
 			return fmt.Errorf("%w: %s", err, maxPacketHint)
 		}
 		if me.Number == 1292 && strings.Contains(me.Message, "infinity'") {
-			return fmt.Errorf("%w: MySQL and MariaDB have no infinite timestamps; change the source row (to NULL or a date such as '9999-12-31'), or leave the column out of the sync with columns=", err)
+			return fmt.Errorf("%w: MySQL and MariaDB have no infinite timestamps or dates; change the source row (to NULL or a date such as '9999-12-31'), or leave the column out of the sync with columns=", err)
 		}
 	}
 	if errors.Is(err, driver.ErrPktTooLarge) {

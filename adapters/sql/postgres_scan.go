@@ -13,7 +13,6 @@ import (
 	"context"
 	dbsql "database/sql"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -391,11 +390,14 @@ func pgDecoderFor(c *Column, oid uint32, format int16) (pgDecoder, error) {
 		return pgDecoder{datum: func(raw []byte) (Datum, error) { return c.narrow(pgTimestamp.datum(raw)) }}, nil
 	case class == Date && oid == oidDate:
 		return fixed64(Date, 4, func(raw []byte) (int64, error) {
-			d := int32(be.Uint32(raw))
-			if d == math.MaxInt32 || d == math.MinInt32 {
-				return 0, errors.New("date is infinity, which has no day number")
+			switch d := int32(be.Uint32(raw)); d {
+			case math.MaxInt32: // infinity
+				return math.MaxInt64, nil
+			case math.MinInt32:
+				return math.MinInt64, nil
+			default:
+				return int64(d) + pgEpoch/86400, nil
 			}
-			return int64(d) + pgEpoch/86400, nil
 		}), nil
 	case class == Time && oid == oidTime:
 		return fixed64(Time, 8, func(raw []byte) (int64, error) { return int64(be.Uint64(raw)) * 1000, nil }), nil

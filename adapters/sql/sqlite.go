@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"time"
 
 	sqlitedrv "modernc.org/sqlite" // also registers the "sqlite" driver
 )
@@ -169,7 +168,7 @@ func (sqlite) arg(d Datum, c *Column) any {
 	case Timestamp:
 		return timestampText(d)
 	case Date:
-		return time.Unix(d.Int*86400, 0).UTC().Format(time.DateOnly)
+		return dateText(d)
 	}
 	return genericArg(d)
 }

@@ -855,3 +855,43 @@ func TestCaseChangeIntoCaseInsensitiveKey(t *testing.T) {
 	pg.exec(t, "UPDATE "+src+" SET email = upper(email) WHERE n % 50 = 7")
 	syncAndCheck(t, "after the case of 6 keys changed", S, D, 12)
 }
+
+// TestInfiniteDates: PostgreSQL's date 'infinity' and '-infinity' are values (day numbers
+// no engine's dates reach), read alike by the binary scan and the driver, through SQLite
+// (as text) and back, and through JSON lines; MySQL, which has no such dates, quarantines
+// their rows with a message.
+func TestInfiniteDates(t *testing.T) {
+	pg, my, lite := bothServers(t)
+	ctx := context.Background()
+	mk := func(e *engine) string {
+		name := e.table(t)
+		e.exec(t, "CREATE TABLE "+name+" (id bigint PRIMARY KEY, d date, ver bigint NOT NULL)")
+		return name
+	}
+	ps, ls, ps2, ms := mk(pg), mk(lite), mk(pg), mk(my)
+	pg.exec(t, "INSERT INTO "+ps+" VALUES (1, 'infinity', 1), (2, '-infinity', 2), (3, '2024-02-29', 3), (4, NULL, 4)")
+	P := openTable(t, pg.url(ps, "version=ver"))
+	sameScanEntries(t, openTable(t, pg.url(ps, "version=ver&mode=scan")))
+	syncAndCheck(t, "postgres to sqlite", P, openTable(t, lite.url(ls, "version=ver")), 4)
+	P2 := openTable(t, pg.url(ps2, "version=ver"))
+	syncAndCheck(t, "sqlite to postgres", openTable(t, lite.url(ls, "version=ver")), P2, 4)
+	var got []string
+	rows, err := pg.db.Query("SELECT coalesce(d::text, 'NULL') FROM " + ps2 + " ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var s string
+		rows.Scan(&s)
+		got = append(got, s)
+	}
+	rows.Close()
+	if want := []string{"infinity", "-infinity", "2024-02-29", "NULL"}; !slices.Equal(got, want) {
+		t.Fatalf("postgres after the round trip holds %q, want %q", got, want)
+	}
+	sameThroughJSON(t, P)
+	rep, err := reconcile.Run(ctx, P, openTable(t, my.url(ms, "version=ver")), reconcile.Options{Mode: reconcile.Mirror, Attempts: 1})
+	if err != nil || rep.Upserted != 2 || rep.Quarantined != 2 || !strings.Contains(rep.QuarantinedRows[0].Error, "no infinite timestamps or dates") {
+		t.Fatalf("postgres to mariadb: %v, %+v", err, rep)
+	}
+}
