@@ -309,11 +309,11 @@ func TestSyncCreatesTarget(t *testing.T) {
 
 	// A sync that fails removes the store it created (an unreachable server here).
 	gone := store(t, "gone")
-	if code, _, errOut := runCLI(t, "", "sync", "http://127.0.0.1:1", gone); code != exitError || !strings.Contains(errOut, "removed again") {
+	if code, _, errOut := runCLI(t, "", "sync", "http://127.0.0.1:1", gone+"/a/b"); code != exitError || !strings.Contains(errOut, "removed again") {
 		t.Fatalf("sync from nowhere: exit %d, %q", code, errOut)
 	}
 	if _, err := os.Stat(strings.TrimPrefix(gone, "badger://")); !os.IsNotExist(err) {
-		t.Fatalf("a failed sync left its new store: %v", err)
+		t.Fatalf("a failed sync left its new store or the directories made for it: %v", err)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 
 	"github.com/urfave/cli/v2"
 
@@ -112,8 +114,11 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 		fmt.Fprintf(std.err, "reconcile: table %s does not exist yet in %s: the dry run compares with the empty table a sync would create\n", dst.sql.Table, dst)
 		return runOpened(ctx, std, s, &endpoint{Endpoint: memory.New(s.table.Ordering()), loc: dst}, source, target, opts)
 	}
-	createdTable := false
+	createdTable, newFile := false, ""
 	if err != nil && targetAccess == create && errors.Is(err, sqlep.ErrNoTable) && s.table != nil {
+		if _, serr := os.Stat(dst.sql.DSN); dst.sql.Dialect == "sqlite" && errors.Is(serr, fs.ErrNotExist) {
+			newFile = dst.sql.DSN // CreateTable makes the database file too
+		}
 		// A SQL target that does not exist yet is made like the SQL source (a new replica).
 		ctx, cancel := context.WithTimeout(ctx, sqlOpenTimeout)
 		err = sqlep.CreateTable(ctx, *dst.sql, s.table)
@@ -143,6 +148,11 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 			err = fmt.Errorf("%w; table %s was created by this sync and could not be dropped again (%v): drop it", err, dst.sql.Table, derr)
 		} else {
 			err = fmt.Errorf("%w; table %s was created by this sync and is dropped again", err, dst.sql.Table)
+			if newFile != "" {
+				for _, f := range []string{newFile, newFile + "-wal", newFile + "-shm", newFile + "-journal"} {
+					os.Remove(f) // the database file it was made in, too
+				}
+			}
 		}
 		cancel()
 	}

@@ -362,7 +362,8 @@ func openSQL(loc location, a access) (*endpoint, error) {
 // or to refuse the next command with the ordering it happened to be made with.
 type newStore struct {
 	path    string
-	keepDir bool // the directory was there (empty): empty it, keep it
+	keepDir bool   // the directory was there (empty): empty it, keep it
+	top     string // the outermost directory the open will create (path, or a parent)
 }
 
 // freshStore is the store that opening loc to write would create, nil when loc is not a
@@ -374,7 +375,15 @@ func freshStore(loc location) *newStore {
 	entries, err := os.ReadDir(loc.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return &newStore{path: loc.path}
+		top := loc.path
+		for {
+			parent := filepath.Dir(top)
+			if _, err := os.Stat(parent); parent == top || err == nil {
+				break
+			}
+			top = parent
+		}
+		return &newStore{path: loc.path, top: top}
 	case err == nil && len(entries) == 0:
 		return &newStore{path: loc.path, keepDir: true}
 	}
@@ -384,9 +393,13 @@ func freshStore(loc location) *newStore {
 // remove deletes the store (the endpoint must be closed), and says so in a message
 // that ends err's.
 func (n *newStore) remove(err error) error {
-	rerr := os.RemoveAll(n.path)
-	if rerr == nil && n.keepDir {
-		rerr = os.Mkdir(n.path, 0o755)
+	var rerr error
+	if n.keepDir {
+		if rerr = os.RemoveAll(n.path); rerr == nil {
+			rerr = os.Mkdir(n.path, 0o755)
+		}
+	} else {
+		rerr = os.RemoveAll(n.top) // with the parent directories the open made
 	}
 	if rerr != nil {
 		return fmt.Errorf("%w; %s was created by this command and could not be removed again (%v): remove it", err, n.path, rerr)

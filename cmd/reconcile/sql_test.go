@@ -342,10 +342,14 @@ func TestSyncCreatesSQLTarget(t *testing.T) {
 		}
 	}
 	vdb.Close()
-	copyURL := "sqlite://" + filepath.Join(filepath.Dir(file), "copy.db") + "?table=vcopy&version=ver"
+	vcopy := filepath.Join(filepath.Dir(file), "vcopy.db")
+	copyURL := "sqlite://" + vcopy + "?table=vcopy&version=ver"
 	code, _, errOut = runCLI(t, "", "sync", "sqlite://"+vfile+"?table=v&key=grp&version=ver", copyURL)
 	if code != 2 || !strings.Contains(errOut, "more than one row") || !strings.Contains(errOut, "is dropped again") {
 		t.Fatalf("sync from a view whose key repeats: exit %d, %q", code, errOut)
+	}
+	if _, err := os.Stat(vcopy); !os.IsNotExist(err) {
+		t.Fatalf("the failed sync left the SQLite file it made: %v", err)
 	}
 	if code, _, errOut := runCLI(t, "", "sync", "sqlite://"+vfile+"?table=v&key=id&version=ver", copyURL); code != 0 || !strings.Contains(errOut, "created table vcopy") {
 		t.Fatalf("the corrected retry: exit %d, %q", code, errOut)
