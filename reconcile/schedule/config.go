@@ -330,6 +330,9 @@ func (j *Job) validate(where string, p *problems) {
 			p.add(where, n.field, "must not be negative (0 or absent means the default)")
 		}
 	}
+	if s.Fanout == 1 {
+		p.add(where, "fanout", "must be at least 2 (0 or absent means the default)")
+	}
 	if s.FingerprintBytes < 0 || s.FingerprintBytes > 16 {
 		p.add(where, "fingerprint-bytes", "must be between 1 and 16 (0 or absent means the default)")
 	}

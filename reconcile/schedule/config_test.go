@@ -96,6 +96,7 @@ func TestBadConfig(t *testing.T) {
 		{"bad max-delete", "jobs:" + job + "    max-delete: lots\n", []string{`job "users": max-delete: "lots"`}},
 		{"negative", "jobs:" + job + "    attempts: -1\n", []string{`job "users": attempts: must not be negative`}},
 		{"fingerprint", "jobs:" + job + "    fingerprint-bytes: 17\n", []string{`job "users": fingerprint-bytes: must be between 1 and 16`}},
+		{"fanout", "jobs:" + job + "    fanout: 1\n", []string{`job "users": fanout: must be at least 2`}},
 		{"backoffs", "jobs:" + job + "    backoff: 1m\n    max-backoff: 10s\n", []string{`job "users": max-backoff: shorter than backoff`}},
 		{"duplicate", "jobs:" + job + strings.Replace(job, "badger:///b", "badger:///c", 1), []string{`job "users": name: another job has this name`}},
 		{"bad name", "jobs:" + strings.Replace(job, "users", "my job!", 1), []string{`job "my job!": name: use up to 64 letters`}},
