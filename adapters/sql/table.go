@@ -1213,8 +1213,15 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 				return nil, fmt.Errorf("insert %s into %s: %w", reconcile.KeyText(c.Key, t), t.cfg.Table, t.d.dbErr(err))
 			}
 			if n, err := res.RowsAffected(); err == nil && n == 0 {
-				// A row the lookup did not return holds the key: one the collation
-				// calls equal ('a' and 'A'), or one inserted since. Leave it be.
+				// A row the lookup did not return holds the key: one inserted since
+				// (raced: the next run settles it), or one the collation calls equal
+				// ('a' and 'A'), which no run settles: that is the row's error, so it
+				// ends quarantined with a message that says what to change.
+				if other, err := t.collidingKey(ctx, tx, c.Key); err != nil {
+					return nil, err
+				} else if other != nil {
+					return nil, fmt.Errorf("insert %s into %s: the key column's collation calls it equal to the target's row %s, so the target cannot hold both: give the key column a binary collation (utf8mb4_bin; utf8mb4_nopad_bin if keys differ in trailing spaces), or leave one of the rows out", reconcile.KeyText(c.Key, t), t.cfg.Table, reconcile.KeyText(other, t))
+				}
 				out[i] = reconcile.Raced
 				continue
 			}
@@ -1229,6 +1236,21 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 		return nil, fmt.Errorf("commit to %s: %w", t.cfg.Table, t.d.dbErr(err))
 	}
 	return out, nil
+}
+
+// collidingKey returns the key of a row that the table's collation calls equal to key
+// but whose bytes differ, nil when the row holding key (if any) is key itself.
+func (t *Table) collidingKey(ctx context.Context, q querier, key []byte) ([]byte, error) {
+	rows, err := t.lookup(ctx, q, [][]byte{key}, "")
+	if err != nil {
+		return nil, err
+	}
+	for k := range rows {
+		if k != string(key) {
+			return []byte(k), nil
+		}
+	}
+	return nil, nil
 }
 
 // Writer upserts and deletes rows unconditionally inside one transaction (load).
