@@ -139,10 +139,15 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 	if cerr := t.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("close %s: %w", t.loc, cerr)
 	}
-	if err != nil && fresh != nil && targetAccess == create {
+	// A new target the failed sync wrote nothing into is removed again; one it wrote
+	// rows into is kept (the message says how many), so that a run again goes on
+	// from there rather than from nothing.
+	var inDoubt *reconcile.InDoubtError
+	wrote := rep != nil && rep.Upserted+rep.Deleted > 0 || errors.As(err, &inDoubt)
+	if err != nil && !wrote && fresh != nil && targetAccess == create {
 		err = fresh.remove(err)
 	}
-	if err != nil && createdTable {
+	if err != nil && !wrote && createdTable {
 		ctx, cancel := context.WithTimeout(context.Background(), sqlOpenTimeout)
 		if derr := sqlep.DropTable(ctx, *dst.sql); derr != nil {
 			err = fmt.Errorf("%w; table %s was created by this sync and could not be dropped again (%v): drop it", err, dst.sql.Table, derr)
@@ -156,11 +161,15 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 		}
 		cancel()
 	}
-	return rep, err
+	if err != nil {
+		return nil, err
+	}
+	return rep, nil
 }
 
 // runOpened runs one session between opened endpoints, with a progress line on a
-// terminal; it closes neither.
+// terminal; it closes neither. With an error it returns what report it has (nil before
+// the session's end), for what was written.
 func runOpened(ctx context.Context, std stdio, s, t *endpoint, source, target string, opts reconcile.Options) (*reconcile.Report, error) {
 	var err error
 	progress, done := std.sessionProgress(string(opts.Mode))
@@ -189,16 +198,16 @@ func runOpened(ctx context.Context, std stdio, s, t *endpoint, source, target st
 	}
 	if err != nil {
 		if errors.Is(err, reconcile.ErrDeleteGuard) {
-			return nil, err // its message says nothing was written and how to override
+			return rep, err // its message says nothing was written and how to override
 		}
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-			return nil, fmt.Errorf("%s %s %s: %s", opts.Mode, source, target, interrupted(opts, rep, err))
+			return rep, fmt.Errorf("%s %s %s: %s", opts.Mode, source, target, interrupted(opts, rep, err))
 		}
 		if opts.Mode == reconcile.Mirror && !opts.DryRun && rep != nil && rep.Upserted+rep.Deleted > 0 {
 			// What was written before the failure stays (each batch one transaction).
-			return nil, fmt.Errorf("%s %s %s: %w; before it, %d rows were upserted and %d deleted, each batch whole: run the sync again to finish", opts.Mode, source, target, err, rep.Upserted, rep.Deleted)
+			return rep, fmt.Errorf("%s %s %s: %w; before it, %d rows were upserted and %d deleted, each batch whole: run the sync again to finish", opts.Mode, source, target, err, rep.Upserted, rep.Deleted)
 		}
-		return nil, fmt.Errorf("%s %s %s: %w", opts.Mode, source, target, err)
+		return rep, fmt.Errorf("%s %s %s: %w", opts.Mode, source, target, err)
 	}
 	return rep, nil
 }
