@@ -668,11 +668,8 @@ func (d Datum) Time() time.Time {
 // timestampText renders a Timestamp datum for engines that take text (MySQL, SQLite) and
 // for messages: "infinity" and "-infinity" as PostgreSQL spells them.
 func timestampText(d Datum) string {
-	switch d.Infinite() {
-	case 1:
-		return "infinity"
-	case -1:
-		return "-infinity"
+	if s := infinityText(d); s != "" {
+		return s
 	}
 	return d.Time().Format("2006-01-02 15:04:05.999999999")
 }
@@ -1105,13 +1102,22 @@ func (d Datum) String() string {
 // dateText is a Date datum as YYYY-MM-DD, or PostgreSQL's infinity or -infinity (the
 // day numbers math.MaxInt64 and math.MinInt64, which no engine's dates reach).
 func dateText(d Datum) string {
+	if s := infinityText(d); s != "" {
+		return s
+	}
+	return time.Unix(d.Int*86400, 0).UTC().Format(time.DateOnly)
+}
+
+// infinityText is PostgreSQL's spelling of an infinite timestamp or date (Infinite),
+// "" for a finite one.
+func infinityText(d Datum) string {
 	switch d.Infinite() {
 	case 1:
 		return "infinity"
 	case -1:
 		return "-infinity"
 	}
-	return time.Unix(d.Int*86400, 0).UTC().Format(time.DateOnly)
+	return ""
 }
 
 func formatTimeOfDay(ns int64) string {

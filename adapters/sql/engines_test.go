@@ -40,6 +40,28 @@ func (e *engine) exec(t testing.TB, stmts ...string) {
 	}
 }
 
+// texts runs a query of one text column and returns its rows, failing the test on error.
+func (e *engine) texts(t testing.TB, query string) []string {
+	t.Helper()
+	rows, err := e.db.Query(query)
+	if err != nil {
+		t.Fatalf("%s: %s: %v", e.name, query, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 var tableSeq atomic.Int64
 
 // table returns a table name no other test (or earlier run) uses, and drops it when the

@@ -509,17 +509,7 @@ func TestWideTimestampsSync(t *testing.T) {
 	P, L, P2 := openTable(t, pg.url(ps, "version=ver")), openTable(t, lite.url(ls, "version=ver")), openTable(t, pg.url(ps2, "version=ver"))
 	syncAndCheck(t, "postgres to sqlite", P, L, 5)
 	syncAndCheck(t, "sqlite to postgres", L, P2, 5)
-	var got []string
-	rows, err := pg.db.Query("SELECT at::text FROM " + ps2 + " ORDER BY id")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var s string
-		rows.Scan(&s)
-		got = append(got, s)
-	}
-	rows.Close()
+	got := pg.texts(t, "SELECT at::text FROM "+ps2+" ORDER BY id")
 	if want := []string{"9999-12-31 23:59:59.999999", "0001-01-01 00:00:00", "infinity", "-infinity", "2024-01-01 00:00:00"}; !slices.Equal(got, want) {
 		t.Fatalf("postgres after the round trip holds %q, want %q", got, want)
 	}
@@ -876,17 +866,7 @@ func TestInfiniteDates(t *testing.T) {
 	syncAndCheck(t, "postgres to sqlite", P, openTable(t, lite.url(ls, "version=ver")), 4)
 	P2 := openTable(t, pg.url(ps2, "version=ver"))
 	syncAndCheck(t, "sqlite to postgres", openTable(t, lite.url(ls, "version=ver")), P2, 4)
-	var got []string
-	rows, err := pg.db.Query("SELECT coalesce(d::text, 'NULL') FROM " + ps2 + " ORDER BY id")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var s string
-		rows.Scan(&s)
-		got = append(got, s)
-	}
-	rows.Close()
+	got := pg.texts(t, "SELECT coalesce(d::text, 'NULL') FROM "+ps2+" ORDER BY id")
 	if want := []string{"infinity", "-infinity", "2024-02-29", "NULL"}; !slices.Equal(got, want) {
 		t.Fatalf("postgres after the round trip holds %q, want %q", got, want)
 	}
