@@ -92,7 +92,8 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 	}
 	defer s.Close()
 	// A Badger target a sync creates is ordered as its source, and removed again if the
-	// sync fails; a dry run compares with the empty store a sync would create.
+	// sync fails before writing a row (below); a dry run compares with the empty store a
+	// sync would create.
 	var fresh *newStore
 	if targetAccess == create || opts.DryRun {
 		if fresh = freshStore(dst); fresh != nil && dst.ordering == 0 {
