@@ -20,8 +20,8 @@ type plannedChange struct {
 // target cannot hold often come together (a run of infinities MySQL refuses, in key
 // order), so it is large; after a quarantine the next batch is one row (back to
 // BatchRows once one succeeds), so a run of bad rows costs Attempts writes a row, not a
-// halving from the full batch each. A target that cannot be reached at all stops the sync at once
-// (ErrUnreachable), without this.
+// halving from the full batch each. A target that cannot be reached at all stops the
+// sync at once (ErrUnreachable), without this.
 const maxQuarantineRun = 1024
 
 // mirror resolves the difference as target := source and applies it.
@@ -139,6 +139,8 @@ func (e *InDoubtError) Error() string {
 	return fmt.Sprintf("%v (the batch of %d rows being written then may have been committed too)", applyErr(e.Err), e.Rows)
 }
 
+func (e *InDoubtError) Unwrap() error { return e.Err }
+
 // applyErr says an error is the apply phase's, once: a remote peer's errors say so
 // already.
 func applyErr(err error) error {
@@ -147,8 +149,6 @@ func applyErr(err error) error {
 	}
 	return fmt.Errorf("apply: %w", err)
 }
-
-func (e *InDoubtError) Unwrap() error { return e.Err }
 
 // batch is one apply batch built from the head of the plan.
 type batch struct {
