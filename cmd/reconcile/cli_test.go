@@ -681,3 +681,17 @@ func TestTuningRanges(t *testing.T) {
 	}
 	mustCLI(t, 0, "", "diff", a, b, "--fanout", "2", "--leaf-max", "1", "--fingerprint-bytes", "1", "--batch-rows", "1")
 }
+
+// TestLoadKeyOrderedDropsVersions: a key-ordered store keeps no versions, and load says
+// how many lines' versions it left out rather than dropping them silently.
+func TestLoadKeyOrderedDropsVersions(t *testing.T) {
+	ep := store(t, "k") + "?ordering=key"
+	out := mustCLI(t, 0, `{"key": "a", "version": 5, "value": "x"}`+"\n"+`{"key": "b", "value": "y"}`+"\n", "load", ep, "--json")
+	var res loadResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res != (loadResult{Upserted: 2, VersionsDropped: 1}) {
+		t.Fatalf("load printed %q (%v)", out, err)
+	}
+	if out := mustCLI(t, 0, `{"key": "c", "version": 7, "value": "z"}`+"\n", "load", ep); !strings.Contains(out, "the versions of 1 lines were left out") {
+		t.Fatalf("load printed %q", out)
+	}
+}

@@ -62,6 +62,9 @@ type loadOptions struct {
 type loadResult struct {
 	Upserted int `json:"upserted"`
 	Deleted  int `json:"deleted"`
+	// VersionsDropped counts lines whose version a key-ordered store left out (it keeps
+	// no versions).
+	VersionsDropped int `json:"versions_dropped,omitempty"`
 }
 
 // runLoad parses every line of the input, and only then opens (creating if needed) the
@@ -124,7 +127,11 @@ func printLoad(o loadOptions, where string, res loadResult) error {
 	if o.json {
 		return writeJSON(o.out, res)
 	}
-	_, err := fmt.Fprintf(o.out, "loaded %d rows into %s: %d upserted, %d deleted\n", res.Upserted+res.Deleted, where, res.Upserted, res.Deleted)
+	note := ""
+	if res.VersionsDropped > 0 {
+		note = fmt.Sprintf(" (the store is in key order, which keeps no versions: the versions of %d lines were left out)", res.VersionsDropped)
+	}
+	_, err := fmt.Fprintf(o.out, "loaded %d rows into %s: %d upserted, %d deleted%s\n", res.Upserted+res.Deleted, where, res.Upserted, res.Deleted, note)
 	return err
 }
 
@@ -188,6 +195,13 @@ func writeOps(ctx context.Context, ep *endpoint, ops []rowOp, name string, show 
 	ops, err := resolveRows(ep, ops, name)
 	if err != nil {
 		return res, inputError{err}
+	}
+	if o, ok := ep.Endpoint.(ordered); ok && o.Ordering() == merkle.KeyOrder {
+		for _, op := range ops {
+			if !op.delete && op.row.Version != 0 {
+				res.VersionsDropped++
+			}
+		}
 	}
 	if ep.write == nil {
 		return res, fmt.Errorf("load: %s endpoints take no raw writes", ep.loc.scheme)
