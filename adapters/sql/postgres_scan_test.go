@@ -71,30 +71,6 @@ func TestPostgresRawScanMatchesDriver(t *testing.T) {
 	sameScanEntries(t, ktb)
 }
 
-// TestPostgresRawScanErrors: values the canonical encoding cannot hold are errors that
-// name the row and column, as on the database/sql path.
-func TestPostgresRawScanErrors(t *testing.T) {
-	pg, _, _ := byName(t)
-	if pg == nil {
-		t.Skip("postgres tests skipped: set RECONCILE_TEST_PG_DSN (e.g. postgres://postgres@127.0.0.1:5432/test)")
-	}
-	for _, c := range []struct{ typ, val, want string }{
-		{"date", "'-infinity'", "infinity"},
-		{"date", "'infinity'", "infinity"},
-	} {
-		name := pg.table(t)
-		pg.exec(t, "CREATE TABLE "+name+" (id int PRIMARY KEY, v "+c.typ+")", "INSERT INTO "+name+" VALUES (1, now()), (2, "+c.val+")")
-		tb := openTable(t, pg.url(name, "mode=scan"))
-		snap, err := tb.Open(context.Background(), 0)
-		if err == nil {
-			snap.Close() // else the snapshot's transaction keeps the table from being dropped
-		}
-		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "column v") {
-			t.Errorf("%s %s: got error %v, want one naming column v and %q", c.typ, c.val, err, c.want)
-		}
-	}
-}
-
 // TestScanCanceled: a scan whose context ends part way is an error on every engine, never
 // a snapshot of the rows read so far (the reader stops sending quietly; the scan must
 // notice).
