@@ -643,9 +643,9 @@ func timestampDatum(t time.Time) (Datum, error) {
 // neither (0).
 func (d Datum) Infinite() int {
 	switch {
-	case d.Class == Date && d.Int == math.MaxInt64:
+	case d.Class == Date && d.Int == infiniteDay(1):
 		return 1
-	case d.Class == Date && d.Int == math.MinInt64:
+	case d.Class == Date && d.Int == infiniteDay(-1):
 		return -1
 	case d.Class != Timestamp || !d.Wide:
 		return 0
@@ -697,7 +697,7 @@ func toDate(v any) (int64, error) {
 	t, err := toTime(v, "a date")
 	if err != nil {
 		if s, ok := asString(v); ok && infinity(s) != 0 { // PostgreSQL's, off the common path
-			return infiniteTimestamp(infinity(s)).Int, nil
+			return infiniteDay(infinity(s)), nil
 		}
 		return 0, err
 	}
@@ -1097,6 +1097,15 @@ func (d Datum) String() string {
 		return formatTimeOfDay(d.Int)
 	}
 	return "?"
+}
+
+// infiniteDay is the day number of PostgreSQL's date infinity (sign 1) or -infinity
+// (sign -1): the int64 extremes, which no engine's dates reach.
+func infiniteDay(sign int) int64 {
+	if sign < 0 {
+		return math.MinInt64
+	}
+	return math.MaxInt64
 }
 
 // dateText is a Date datum as YYYY-MM-DD, or PostgreSQL's infinity or -infinity (the

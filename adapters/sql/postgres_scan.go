@@ -392,9 +392,9 @@ func pgDecoderFor(c *Column, oid uint32, format int16) (pgDecoder, error) {
 		return fixed64(Date, 4, func(raw []byte) (int64, error) {
 			switch d := int32(be.Uint32(raw)); d {
 			case math.MaxInt32: // infinity
-				return math.MaxInt64, nil
+				return infiniteDay(1), nil
 			case math.MinInt32:
-				return math.MinInt64, nil
+				return infiniteDay(-1), nil
 			default:
 				return int64(d) + pgEpoch/86400, nil
 			}

@@ -139,8 +139,8 @@ func (sqlite) uniqueKeys(ctx context.Context, db *dbsql.DB, table string) ([][]s
 // read transaction would block every writer, including this session's own Apply, so the
 // snapshot reads the table and ends the transaction (keep is false); see Table.Open.
 func (sqlite) beginRead(ctx context.Context, db *dbsql.DB) (*dbsql.Tx, bool, error) {
-	var mode string
-	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+	_, wal, err := sqliteJournal(ctx, db)
+	if err != nil {
 		return nil, false, err
 	}
 	// _txlock=immediate applies to every BeginTx; a read-only transaction is deferred.
@@ -148,7 +148,16 @@ func (sqlite) beginRead(ctx context.Context, db *dbsql.DB) (*dbsql.Tx, bool, err
 	if err != nil {
 		return nil, false, err
 	}
-	return tx, strings.EqualFold(mode, "wal"), nil
+	return tx, wal, nil
+}
+
+// sqliteJournal is a SQLite database's journal mode, and whether it is WAL (the only one
+// in which a read transaction keeps its snapshot beside writers).
+func sqliteJournal(ctx context.Context, db *dbsql.DB) (mode string, wal bool, err error) {
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return "", false, err
+	}
+	return mode, strings.EqualFold(mode, "wal"), nil
 }
 
 func (sqlite) beginWrite(ctx context.Context, db *dbsql.DB) (*dbsql.Tx, error) {

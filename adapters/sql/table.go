@@ -52,9 +52,9 @@ type Table struct {
 	// view marks a view (or materialized view) read with a key= no constraint makes
 	// unique: every read that sees all rows checks that no key repeats.
 	view bool
-	// sequenced marks a table with a written column that takes its default from a
-	// sequence (Column.Sequence).
-	sequenced bool
+	// seqCols indexes (into allCols) the written columns that take their default from a
+	// sequence (Column.Sequence): a write moves those sequences (advanceSequences).
+	seqCols []int
 
 	// ReadOnly makes Apply and Write refuse.
 	ReadOnly bool
@@ -328,8 +328,10 @@ func (t *Table) load(ctx context.Context) error {
 	}
 	sort.Slice(t.valCols, func(i, j int) bool { return t.valCols[i].Name < t.valCols[j].Name })
 	t.schema = schemaString(t.keyCols, t.valCols)
-	for _, c := range t.allCols() {
-		t.sequenced = t.sequenced || (c.Sequence != "" && !c.Generated)
+	for i, c := range t.allCols() {
+		if c.Sequence != "" && !c.Generated {
+			t.seqCols = append(t.seqCols, i)
+		}
 	}
 	return nil
 }
@@ -569,12 +571,9 @@ func (t *Table) IndexWarning(ctx context.Context) (string, error) {
 	if t.cfg.Dialect != "sqlite" || t.cfg.Mode == "scan" {
 		return "", nil
 	}
-	var mode string
-	if err := t.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+	mode, wal, err := sqliteJournal(ctx, t.db)
+	if err != nil || wal {
 		return "", err
-	}
-	if strings.EqualFold(mode, "wal") {
-		return "", nil
 	}
 	return fmt.Sprintf("this SQLite database is in %s mode, so sessions read it in scan mode, not from the index (which its triggers keep all the same): switch it to WAL once (PRAGMA journal_mode=WAL; it stays)", mode), nil
 }
@@ -597,11 +596,11 @@ func (t *Table) useIndex(ctx context.Context) (bool, error) {
 	if t.cfg.Dialect == "sqlite" {
 		// A maintained snapshot holds its read transaction for the session, which
 		// SQLite allows beside writers only in WAL mode.
-		var mode string
-		if err := t.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		mode, wal, err := sqliteJournal(ctx, t.db)
+		if err != nil {
 			return false, err
 		}
-		if !strings.EqualFold(mode, "wal") {
+		if !wal {
 			if t.cfg.Mode == "maintained" {
 				return false, fmt.Errorf("maintained mode on SQLite needs WAL mode (PRAGMA journal_mode=WAL); this database is in %s mode", mode)
 			}
@@ -1116,16 +1115,12 @@ type sequenceHigh map[int]int64
 
 // noteSequences records a written row's values (key and rest, as insertArgs takes them).
 func (t *Table) noteSequences(h sequenceHigh, key, rest []Datum) {
-	if !t.sequenced {
-		return
-	}
-	for i, c := range t.allCols() {
-		if c.Sequence == "" || c.Generated {
-			continue
-		}
-		d := rest[i-min(i, len(key))]
+	for _, i := range t.seqCols {
+		var d Datum
 		if i < len(key) {
 			d = key[i]
+		} else {
+			d = rest[i-len(key)]
 		}
 		if v, ok := h[i]; d.Class == Int && (!ok || d.Int > v) {
 			h[i] = d.Int

@@ -192,16 +192,10 @@ func (e inputError) Unwrap() []error { return []error{e.error, remote.ErrBadInpu
 // that does not fit the table) wrap remote.ErrBadInput and write nothing.
 func writeOps(ctx context.Context, ep *endpoint, ops []rowOp, name string, show func(string)) (loadResult, error) {
 	var res loadResult
-	ops, err := resolveRows(ep, ops, name)
+	var err error
+	ops, res.VersionsDropped, err = resolveRows(ep, ops, name)
 	if err != nil {
 		return res, inputError{err}
-	}
-	if o, ok := ep.Endpoint.(ordered); ok && o.Ordering() == merkle.KeyOrder {
-		for _, op := range ops {
-			if !op.delete && op.row.Version != 0 {
-				res.VersionsDropped++
-			}
-		}
 	}
 	if ep.write == nil {
 		return res, fmt.Errorf("load: %s endpoints take no raw writes", ep.loc.scheme)
@@ -236,27 +230,31 @@ func writeOps(ctx context.Context, ep *endpoint, ops []rowOp, name string, show 
 
 // resolveRows builds the key and value of lines given as SQL columns, and keeps, for a key
 // on several lines, only its last operation, which leaves the store as applying every line
-// in order would. Nothing is written yet, so an error here leaves the store untouched.
-func resolveRows(ep *endpoint, ops []rowOp, name string) ([]rowOp, error) {
+// in order would. Nothing is written yet, so an error here leaves the store untouched. It
+// counts the puts whose version a key-ordered store leaves out.
+func resolveRows(ep *endpoint, ops []rowOp, name string) (_ []rowOp, versionsDropped int, _ error) {
 	out := ops[:0]
 	last := map[string]int{}
 	versioned := true
-	if o, ok := ep.Endpoint.(interface{ Ordering() merkle.Ordering }); ok {
+	if o, ok := ep.Endpoint.(ordered); ok {
 		versioned = o.Ordering() == merkle.VersionOrder
 	}
 	for _, op := range ops {
 		if op.noVersion && versioned {
-			return nil, fmt.Errorf("load: %s line %d: needs version (this store is in version order; only a key-ordered one takes rows without); nothing was written", name, op.line)
+			return nil, 0, fmt.Errorf("load: %s line %d: needs version (this store is in version order; only a key-ordered one takes rows without); nothing was written", name, op.line)
 		}
 		if op.columns != nil {
 			if ep.table == nil {
-				return nil, fmt.Errorf("load: %s line %d: columns objects are for SQL tables; a %s store takes key and value; nothing was written", name, op.line, ep.loc.scheme)
+				return nil, 0, fmt.Errorf("load: %s line %d: columns objects are for SQL tables; a %s store takes key and value; nothing was written", name, op.line, ep.loc.scheme)
 			}
 			k, v, err := ep.table.ColumnsRow(op.columns, op.delete)
 			if err != nil {
-				return nil, fmt.Errorf("load: %s line %d: %v; nothing was written", name, op.line, err)
+				return nil, 0, fmt.Errorf("load: %s line %d: %v; nothing was written", name, op.line, err)
 			}
 			op.row.Key, op.row.Value = k, v
+		}
+		if !versioned && !op.delete && op.row.Version != 0 {
+			versionsDropped++ // a key-ordered store keeps no versions
 		}
 		if i, ok := last[string(op.row.Key)]; ok {
 			out[i] = op
@@ -265,7 +263,7 @@ func resolveRows(ep *endpoint, ops []rowOp, name string) ([]rowOp, error) {
 		last[string(op.row.Key)] = len(out)
 		out = append(out, op)
 	}
-	return out, nil
+	return out, versionsDropped, nil
 }
 
 // readRowLines parses every line of r. Blank lines are skipped.

@@ -30,14 +30,12 @@ func tuning(c *cli.Context) (reconcile.Options, error) {
 		FingerprintBytes: c.Int("fingerprint-bytes"),
 		BatchRows:        c.Int("batch-rows"),
 	}
-	max := o.Defaults().MaxBatchRows
 	for _, f := range []struct {
-		name   string
-		v, min int
-		max    int
-	}{{"fanout", o.Fanout, 2, 1 << 16}, {"leaf-max", o.LeafMax, 1, 1 << 20}, {"fingerprint-bytes", o.FingerprintBytes, 1, 16}, {"batch-rows", o.BatchRows, 1, max}} {
-		if f.v < f.min || f.v > f.max {
-			return o, fmt.Errorf("--%s %d: give a number from %d to %d", f.name, f.v, f.min, f.max)
+		name        string
+		v, low, top int
+	}{{"fanout", o.Fanout, 2, 1 << 16}, {"leaf-max", o.LeafMax, 1, 1 << 20}, {"fingerprint-bytes", o.FingerprintBytes, 1, 16}, {"batch-rows", o.BatchRows, 1, o.Defaults().MaxBatchRows}} {
+		if f.v < f.low || f.v > f.top {
+			return o, fmt.Errorf("--%s %d: give a number from %d to %d", f.name, f.v, f.low, f.top)
 		}
 	}
 	if c.Bool("list") {
