@@ -92,7 +92,7 @@ func (s *session) mirror(ctx context.Context) error {
 			s.progress("apply", s.rep.Upserted+s.rep.Deleted, len(plan))
 			continue
 		}
-		if errors.Is(err, ErrReadOnly) {
+		if errors.Is(err, ErrReadOnly) || errors.Is(err, ErrEndpointFailed) {
 			return applyErr(err)
 		}
 		if ctx.Err() != nil || errors.Is(err, ErrSessionLost) || errors.Is(err, ErrUnreachable) {

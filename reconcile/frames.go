@@ -54,3 +54,10 @@ var ErrSessionLost = errors.New("the peer lost the session")
 // answer (the server is down, or the network between): as with ErrSessionLost, the apply
 // phase stops at once rather than halving batches down to single rows and blaming them.
 var ErrUnreachable = errors.New("the peer cannot be reached")
+
+// ErrEndpointFailed is wrapped by an Endpoint's errors after which none of its calls can
+// succeed (a store whose directory was removed while it was open, a disk that refused to
+// create its files): as with ErrSessionLost, the apply phase stops at once rather than
+// halving batches and blaming rows. Unlike ErrUnreachable the failed batch was not
+// committed: the endpoint said so itself.
+var ErrEndpointFailed = errors.New("the endpoint can no longer be used")

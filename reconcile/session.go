@@ -45,6 +45,9 @@ func rootAfter(ctx context.Context, rep *Report, target Endpoint) error {
 
 // finished logs a session's result and tells the Observer.
 func (o *Options) finished(rep *Report, err error) {
+	if rep == nil { // a panic on its way up: this must not add one of its own
+		return
+	}
 	log := o.logger()
 	if errors.Is(err, ErrStopped) {
 		log.Debug("session stopped", "mode", rep.Mode, "rounds", rep.Rounds, "upserted", rep.Upserted, "deleted", rep.Deleted, "error", err)

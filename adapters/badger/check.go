@@ -160,6 +160,9 @@ func (s *Store) RebuildIndex(ctx context.Context) (int, error) {
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if err := s.usable(); err != nil {
+		return 0, fmt.Errorf("rebuild index: %w", err)
+	}
 	s.imu.Lock()
 	defer s.imu.Unlock()
 	s.snapMu.Lock()

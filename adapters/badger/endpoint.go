@@ -529,6 +529,9 @@ func (s *Store) Apply(ctx context.Context, now int64, changes []reconcile.Change
 
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if err := s.usable(); err != nil {
+		return nil, fmt.Errorf("apply: %w", err)
+	}
 	// A batch that may change more than a log record holds updates the index: it takes
 	// imu first. A smaller one takes it only if its changes do not fit in the log, and
 	// then redoes its transaction if a fold committed since it began (see Writer.lockIndex).
@@ -558,6 +561,7 @@ func (s *Store) Apply(ctx context.Context, now int64, changes []reconcile.Change
 			}
 		}
 		t.discard()
+		err = s.noteFailure(err)
 		if err == nil && index {
 			s.keep(t)
 		}

@@ -337,10 +337,13 @@ func (s *Store) startFolder() {
 			case <-f.kick:
 			}
 			s.imu.Lock()
-			v := s.newView(true)
-			// An error leaves the log to the next fold in the foreground, which reports it.
-			if err := s.fold(v, false, f.stop); err == nil {
-				s.keep(v)
+			if s.usable() == nil {
+				v := s.newView(true)
+				// An error leaves the log to the next fold in the foreground, which
+				// reports it (or, when the database failed, to every call; see noteFailure).
+				if err := s.noteFailure(s.fold(v, false, f.stop)); err == nil {
+					s.keep(v)
+				}
 			}
 			s.imu.Unlock()
 		}
@@ -384,6 +387,9 @@ func (s *Store) stopFolder() {
 // load. Lock order: wmu, imu, then snapMu, as RebuildIndex takes them; snapMu is never
 // held while waiting for wmu.
 func (s *Store) readTxn() (*bdg.Txn, error) {
+	if err := s.usable(); err != nil {
+		return nil, err
+	}
 	if txn, err := s.readTxnIfFolded(); txn != nil || err != nil {
 		return txn, err
 	}

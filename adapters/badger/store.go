@@ -179,6 +179,9 @@ type Store struct {
 	foldFrom atomic.Uint64
 	// folder is the background folder's (see log.go); nil when it does not run.
 	folder *folder
+	// failed is set, once, by the first Badger write error after which the database
+	// cannot be used (see noteFailure); every call then returns it.
+	failed atomic.Pointer[FailedError]
 }
 
 var _ reconcile.Endpoint = (*Store)(nil)
@@ -191,6 +194,9 @@ var metaKeyFormat = []byte{prefixMeta, 'k', 'e', 'y', 'f', 'o', 'r', 'm', 'a', '
 // KeyFormat returns the description of the store's keys that SetKeyFormat recorded, or
 // "" if none was.
 func (s *Store) KeyFormat() (string, error) {
+	if err := s.usable(); err != nil {
+		return "", err
+	}
 	var f []byte
 	err := s.db.View(func(txn *bdg.Txn) error {
 		var err error
@@ -207,7 +213,10 @@ func (s *Store) SetKeyFormat(format string) error {
 	if s.opts.ReadOnly {
 		return reconcile.ErrReadOnly
 	}
-	return s.db.Update(func(txn *bdg.Txn) error { return txn.Set(metaKeyFormat, []byte(format)) })
+	if err := s.usable(); err != nil {
+		return err
+	}
+	return s.noteFailure(s.db.Update(func(txn *bdg.Txn) error { return txn.Set(metaKeyFormat, []byte(format)) }))
 }
 
 // metaFlush is the key Compact writes and drops to make Badger flush its memtables.
@@ -399,6 +408,9 @@ func (s *Store) Compact() error {
 	defer s.wmu.Unlock()
 	s.imu.Lock() // DropPrefix refuses the writes of a fold while it runs
 	defer s.imu.Unlock()
+	if err := s.usable(); err != nil {
+		return err
+	}
 	err := s.db.Update(func(txn *bdg.Txn) error { return txn.Set(metaFlush, nil) })
 	if err == nil {
 		err = s.db.DropPrefix(metaFlush)
@@ -406,7 +418,7 @@ func (s *Store) Compact() error {
 	if err == nil {
 		err = s.db.Flatten(2)
 	}
-	if err != nil {
+	if err = s.noteFailure(err); err != nil {
 		return fmt.Errorf("compact: %w", err)
 	}
 	return nil
@@ -415,20 +427,26 @@ func (s *Store) Compact() error {
 // Close stops the background folder, folds what the index log still holds into the
 // index (see log.go) and closes the database. Snapshots must be closed first, and no
 // write may run or follow.
+//
+// Badger's own close flushes its memtables and retries a flush that fails for ever (a
+// directory removed while open, a full disk). Close does not: it returns an error as soon
+// as the store's directory is gone, and after closeWait otherwise, leaving Badger's close
+// to go on in the background (the process should exit; the rows are in Badger's
+// write-ahead log, which the next open replays).
 func (s *Store) Close() error {
 	var ferr error
 	if !s.opts.ReadOnly {
 		s.stopFolder()
 		s.wmu.Lock()
 		s.imu.Lock()
-		if s.logPending.Load() != 0 {
-			ferr = s.foldNow(true)
+		if s.logPending.Load() != 0 && s.failed.Load() == nil {
+			ferr = s.noteFailure(s.foldNow(true))
 		}
 		s.kept = nil
 		s.imu.Unlock()
 		s.wmu.Unlock()
 	}
-	if err := s.db.Close(); err != nil {
+	if err := s.closeDB(); err != nil {
 		return fmt.Errorf("close badger store %s: %w", s.path, err)
 	}
 	if ferr != nil {
@@ -438,9 +456,95 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// closeWait bounds how long Close waits for Badger's close while the store's directory
+// is still there.
+var closeWait = time.Minute
+
+// closeDB closes the Badger database, giving up when its directory is gone (Badger then
+// retries its flush for ever) or after closeWait.
+func (s *Store) closeDB() error {
+	done := make(chan error, 1)
+	go func() { done <- s.db.Close() }()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.NewTimer(closeWait)
+	defer deadline.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			if err := s.dirGone(); err != nil {
+				return fmt.Errorf("%v; Badger cannot flush what it holds in memory, and the rows written since its last flush are lost", err)
+			}
+		case <-deadline.C:
+			return fmt.Errorf("Badger's close did not finish in %s: it retries a memtable flush that keeps failing (is the disk full, or the directory not writable?). Its write-ahead log keeps the rows; the next open replays it", closeWait)
+		}
+	}
+}
+
+// dirGone returns an error when the store's directory, or the manifest Badger keeps in
+// it, is no longer there.
+func (s *Store) dirGone() error {
+	_, err := os.Stat(filepath.Join(s.path, bdgManifest))
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return fmt.Errorf("its directory %s (or Badger's %s in it) was removed while the store was open", s.path, bdgManifest)
+}
+
+// bdgManifest is the file Badger keeps its list of tables in.
+const bdgManifest = "MANIFEST"
+
+// FailedError is returned by every call on a Store after a Badger write failed in a way
+// that leaves the database unusable: its directory was removed while open, or Badger could
+// not create the file its next memtable needs (after which any read of Badger's would
+// panic). It wraps reconcile.ErrEndpointFailed, so a session stops at once.
+type FailedError struct {
+	Path string
+	Err  error // the write's error, or what was found
+}
+
+func (e *FailedError) Error() string {
+	return fmt.Sprintf("badger store %s can no longer be used: %v; close it (or stop the process) and check the directory and the disk before opening it again", e.Path, e.Err)
+}
+
+func (e *FailedError) Unwrap() []error { return []error{reconcile.ErrEndpointFailed, e.Err} }
+
+// noteFailure looks at a write's error: when the database can no longer be used (see
+// FailedError) it records that and returns the *FailedError; otherwise it returns err.
+func (s *Store) noteFailure(err error) error {
+	if err == nil {
+		return nil
+	}
+	var f *FailedError
+	if errors.As(err, &f) {
+		return err
+	}
+	cause := err
+	if gone := s.dirGone(); gone != nil {
+		cause = fmt.Errorf("%v (%w)", gone, err)
+	} else if !strings.Contains(err.Error(), "cannot create new mem table") {
+		return err // Badger formats its error with %+v: its text is all there is
+	}
+	s.failed.CompareAndSwap(nil, &FailedError{Path: s.path, Err: cause})
+	return s.failed.Load()
+}
+
+// usable returns the *FailedError after which the store cannot be used, or nil.
+func (s *Store) usable() error {
+	if f := s.failed.Load(); f != nil {
+		return f
+	}
+	return nil
+}
+
 // Get returns the row stored under key if it is live now (not expired at time.Now()).
 // The returned slices are the caller's.
 func (s *Store) Get(key []byte) (reconcile.Row, bool, error) {
+	if err := s.usable(); err != nil {
+		return reconcile.Row{}, false, err
+	}
 	now := time.Now().UnixNano()
 	var row reconcile.Row
 	var found bool
@@ -466,6 +570,9 @@ func (s *Store) Get(key []byte) (reconcile.Row, bool, error) {
 // key order, until fn returns false. It reads one consistent snapshot; fn owns the Row's
 // slices and may write to the store (those writes are not seen by this scan).
 func (s *Store) Scan(start []byte, fn func(reconcile.Row) bool) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
 	now := time.Now().UnixNano()
 	err := s.db.View(func(txn *bdg.Txn) error {
 		it := txn.NewIterator(bdg.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: []byte{prefixRow}})
@@ -562,6 +669,9 @@ func (s *Store) PurgeExpired(now int64) (int, error) {
 	for {
 		var keys [][]byte
 		var times []int64
+		if err := s.usable(); err != nil {
+			return purged, err
+		}
 		err := s.db.View(func(txn *bdg.Txn) error {
 			return scanExpired(txn, now, func(at int64, key, _ []byte) (bool, error) {
 				keys = append(keys, key)

@@ -383,6 +383,9 @@ func (s *Store) write(fn func(w *Writer) error) (committed, wrote int, err error
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if err := s.usable(); err != nil {
+		return 0, 0, err
+	}
 	w := &Writer{s: s}
 	defer func() {
 		w.v.discard()
@@ -399,6 +402,7 @@ func (s *Store) write(fn func(w *Writer) error) (committed, wrote int, err error
 	}
 	if err != nil {
 		w.settle() // a transaction sent before the failure still counts if it committed
+		err = s.noteFailure(err)
 	} else if w.index {
 		s.keep(w.v)
 	}

@@ -1,0 +1,68 @@
+package badger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/reconcile-dev/reconcile/reconcile"
+)
+
+// TestDirectoryRemovedWhileOpen removes a store's directory while it is open and goes on
+// writing, as a `run` job whose target an operator deleted would: Badger cannot create the
+// next memtable's file, after which any read of its would panic and its close would retry
+// a flush for ever. The Store must instead fail every call with a *FailedError (which a
+// session takes for reconcile.ErrEndpointFailed) and Close must return.
+func TestDirectoryRemovedWhileOpen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	s, err := Open(dir, Options{Create: true, memTableSize: 1 << 20})
+	must(t, err)
+	value := make([]byte, 1000)
+	put := func(i int) error {
+		return s.Write(func(w *Writer) error {
+			for j := range 100 {
+				if err := w.Put(fmt.Appendf(nil, "k%08d", i*100+j), value, uint64(i*100+j+1), 0); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	must(t, put(0))
+	must(t, os.RemoveAll(dir))
+
+	var werr error
+	for i := 1; i < 1000 && werr == nil; i++ {
+		werr = put(i)
+	}
+	var f *FailedError
+	if !errors.As(werr, &f) || !errors.Is(werr, reconcile.ErrEndpointFailed) {
+		t.Fatalf("writes into a removed directory: got %v, want a *FailedError", werr)
+	}
+	// Every call now says so, rather than panicking inside Badger.
+	if _, _, err := s.Get([]byte("k00000001")); !errors.As(err, &f) {
+		t.Errorf("Get after the failure: %v", err)
+	}
+	if _, err := s.Open(context.Background(), time.Now().UnixNano()); !errors.As(err, &f) {
+		t.Errorf("Open after the failure: %v", err)
+	}
+	_, err = s.Apply(context.Background(), time.Now().UnixNano(), []reconcile.Change{{Key: []byte("x"), Put: &reconcile.Row{Key: []byte("x"), Version: 1}}})
+	if !errors.Is(err, reconcile.ErrEndpointFailed) {
+		t.Errorf("Apply after the failure: %v", err)
+	}
+
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		if err == nil {
+			t.Error("Close of a store whose directory was removed: no error")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close of a store whose directory was removed did not return in 30s")
+	}
+}
