@@ -213,7 +213,7 @@ func runOpened(ctx context.Context, std stdio, s, t *endpoint, source, target st
 	return rep, nil
 }
 
-// interrupted says what an interrupted session (SIGINT, SIGTERM) left behind: each apply
+// interrupted says what an interrupted session (SIGINT, SIGTERM, SIGHUP) left behind: each apply
 // batch is one transaction on the target, so what was written is whole.
 func interrupted(opts reconcile.Options, rep *reconcile.Report, err error) string {
 	if opts.Mode != reconcile.Mirror || opts.DryRun {

@@ -12,8 +12,10 @@ import (
 	"syscall"
 )
 
+// main stops every command the same way on SIGINT, SIGTERM and SIGHUP (a closed terminal):
+// the context ends, and the command finishes what it must (an apply batch) and exits.
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	code := run(ctx, os.Args, stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr, progress: isTerminal(os.Stderr)})
 	stop()
 	os.Exit(code)

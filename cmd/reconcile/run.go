@@ -30,7 +30,7 @@ func runCommand(std stdio) *cli.Command {
 		Name:  "run",
 		Usage: "run the scheduled anti-entropy jobs of a config file (--once: each job once, exit with the worst status)",
 		Description: "Jobs, their endpoints, modes, intervals and limits come from the YAML file given\n" +
-			"with --config (docs/run.md). SIGINT or SIGTERM stop new runs; runs in flight finish\n" +
+			"with --config (docs/run.md). SIGINT, SIGTERM or SIGHUP stop new runs; runs in flight finish\n" +
 			"their current apply batch (bounded by the config's grace-period) and the command\n" +
 			"exits 0. With --once the exit status is the worst of the jobs': 0 ok, 1 a diff job\n" +
 			"found differences, 2 an error, 3 partial (quarantined or raced rows, a target unequal after writing, or stopped).",

@@ -209,18 +209,25 @@ jobs:
 	}
 }
 
-// TestRunSIGTERM runs `reconcile run` as a process (this test binary re-run as main) and
-// sends it SIGTERM while it schedules a job: it stops and exits 0.
-func TestRunSIGTERM(t *testing.T) {
+// TestRunSignals runs `reconcile run` as a process (this test binary re-run as main) and
+// sends it SIGTERM, then in another run SIGHUP (a closed terminal), while it schedules a
+// job: each time it shuts down gracefully and exits 0.
+func TestRunSignals(t *testing.T) {
 	if args := os.Getenv("RECONCILE_TEST_MAIN_ARGS"); args != "" {
 		os.Args = append([]string{"reconcile"}, strings.Split(args, "\x1f")...)
 		main() // exits
 		return
 	}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) { runUntilSignal(t, sig) })
+	}
+}
+
+func runUntilSignal(t *testing.T, sig syscall.Signal) {
 	src, dst := store(t, "src"), store(t, "dst")
 	mustCLI(t, 0, rowsJSONL(30, 100), "load", src)
 	cfg := writeConfig(t, "jobs:\n  - name: m\n    source: "+src+"\n    target: "+dst+"\n    mode: mirror\n    interval: 20ms\n")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestRunSIGTERM$")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestRunSignals$")
 	cmd.Env = append(os.Environ(), "RECONCILE_TEST_MAIN_ARGS="+strings.Join([]string{"run", "--config", cfg, "--log-format", "json"}, "\x1f"))
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -242,14 +249,14 @@ func TestRunSIGTERM(t *testing.T) {
 	if runs < 2 {
 		t.Fatalf("the daemon did not run twice:\n%s", strings.Join(logs, "\n"))
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 	for sc.Scan() {
 		logs = append(logs, sc.Text())
 	}
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("after SIGTERM: %v\n%s", err, strings.Join(logs, "\n"))
+		t.Fatalf("after %v: %v\n%s", sig, err, strings.Join(logs, "\n"))
 	}
 	all := strings.Join(logs, "\n")
 	if !strings.Contains(all, `"msg":"shutting down`) || !strings.Contains(all, `"msg":"scheduler stopped"`) {
