@@ -109,6 +109,9 @@ func (d Drift) Check() error {
 	if d.Updates < 0 || d.Deletes < 0 || d.Inserts < 0 || d.Swaps < 0 || d.RollbackVersions < 0 || d.RollbackVersions > 1 || d.RollbackRows < 0 || d.BulkDelete < 0 {
 		return fmt.Errorf("drift: fractions and swaps must not be negative and the rollback fraction is at most 1")
 	}
+	if sum := d.Updates + d.Deletes + d.BulkDelete; sum > 1 {
+		return fmt.Errorf("drift: updates, deletes and bulk deletes together take %g of the rows; at most 1 (all of them)", sum)
+	}
 	return nil
 }
 

@@ -198,19 +198,57 @@ func (c *Config) logf(format string, args ...any) {
 	}
 }
 
+// Check returns an error naming the first thing in cfg that Run could not measure (a
+// negative count, an unknown method or scenario, a drift no dataset can hold), before
+// Run builds anything. Errors begin with "bench".
+func (cfg Config) Check() error {
+	if cfg.Reps < 0 || cfg.ChunkRows < 0 || cfg.HashBytes < 0 {
+		return fmt.Errorf("bench: reps, chunk rows and hash bytes must not be negative")
+	}
+	if len(cfg.Rows) == 0 || len(cfg.Drifts) == 0 || len(cfg.Scenarios) == 0 || len(cfg.Methods) == 0 {
+		return fmt.Errorf("bench: nothing to measure: give at least one row count, drift, scenario and method")
+	}
+	for _, m := range cfg.Methods {
+		if !slices.Contains(MethodNames, m) {
+			return fmt.Errorf("bench: unknown method %q: want some of %s", m, strings.Join(MethodNames, ", "))
+		}
+	}
+	for _, rows := range cfg.Rows {
+		if rows <= 0 {
+			return fmt.Errorf("bench: %d rows: a dataset needs at least one row", rows)
+		}
+		for _, d := range cfg.Drifts {
+			if d < 0 || d > 1 {
+				return fmt.Errorf("bench: drift %g: a fraction of the rows, from 0 to 1", d)
+			}
+			for _, name := range cfg.Scenarios {
+				sc, err := NewScenario(name, cfg.Base, rows, d)
+				if err == nil {
+					err = sc.History.Check()
+				}
+				if err == nil {
+					err = sc.Drift.Check()
+				}
+				if err != nil {
+					return fmt.Errorf("bench: %w", err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // Run measures every method on every dataset of cfg and returns the report. Datasets
 // are built (or taken from the cache) one at a time, just before they are measured.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
-	if cfg.Reps <= 0 {
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	if cfg.Reps == 0 {
 		cfg.Reps = 1
 	}
 	if cfg.Base.Now == 0 {
 		cfg.Base.Now = DefaultNow
-	}
-	for _, m := range cfg.Methods {
-		if !slices.Contains(MethodNames, m) {
-			return nil, fmt.Errorf("bench: unknown method %q: want some of %s", m, strings.Join(MethodNames, ", "))
-		}
 	}
 	runner := cfg.Runner
 	if runner == nil {
@@ -292,6 +330,9 @@ func runDataset(ctx context.Context, cfg *Config, runner func(context.Context, J
 	if sqlWanted && (cfg.SQLScenarios == nil || slices.Contains(cfg.SQLScenarios, sc.Name)) {
 		rs, err := runSQL(ctx, cfg, sc, d)
 		out = append(out, rs...)
+		if err != nil && !strings.HasPrefix(err.Error(), "bench") {
+			err = fmt.Errorf("bench %s on MariaDB: %w", sc.Name, err)
+		}
 		if err != nil {
 			return out, err
 		}

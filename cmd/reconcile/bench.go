@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -74,6 +75,15 @@ func benchCommand(std stdio) *cli.Command {
 			tun, err := tuning(c)
 			if err != nil {
 				return err
+			}
+			if c.Int("reps") < 1 {
+				return fmt.Errorf("--reps %d: each method runs at least once", c.Int("reps"))
+			}
+			if c.Int("value-size") < 1 {
+				return fmt.Errorf("--value-size %d: values of at least 1 byte", c.Int("value-size"))
+			}
+			if c.Bool("json") && c.Bool("markdown") {
+				return errors.New("--json and --markdown: give one (--save FILE keeps the JSON while the table prints)")
 			}
 			if c.Bool("progress") {
 				std.progress = true
@@ -155,7 +165,7 @@ func runBench(ctx context.Context, o benchOptions) error {
 			if rep != nil && len(rep.Results) > 0 && o.save != "" {
 				writeReport(o.save, rep) // keep what was measured
 			}
-			return fmt.Errorf("bench: %w", err)
+			return err // bench.Run's errors say "bench" first
 		}
 	}
 	if o.save != "" {

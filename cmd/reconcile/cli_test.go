@@ -614,6 +614,7 @@ func TestGenBenchBadFlags(t *testing.T) {
 		{"gen", dst, "--rows", "-5"},
 		{"gen", dst, "--rows", "10", "--ttl-fraction", "2"},
 		{"gen", dst, "--rows", "10", "--drift-updates", "-0.1"},
+		{"gen", dst, "--rows", "10", "--drift-updates", "0.6", "--drift-deletes", "0.6"},
 	} {
 		code, _, errOut := runCLI(t, "", args...)
 		if code != exitError || !strings.Contains(errOut, "nothing was written") || strings.Contains(errOut, "committed") {
@@ -623,8 +624,35 @@ func TestGenBenchBadFlags(t *testing.T) {
 	if _, err := os.Stat(strings.TrimPrefix(dst, "badger://")); !os.IsNotExist(err) {
 		t.Fatalf("a refused gen left %s: %v", dst, err)
 	}
-	if code, _, errOut := runCLI(t, "", "bench", "--rows", "0", "--dir", t.TempDir()); code != exitError || !strings.Contains(errOut, "not a row count") {
-		t.Fatalf("bench --rows 0: exit %d, %q", code, errOut)
+	// A drift the history cannot hold, found only while writing: the new store goes again.
+	code, _, errOut := runCLI(t, "", "gen", dst, "--rows", "100", "--drift-updates", "0.9", "--drift-rollback", "0.5")
+	if code != exitError || !strings.Contains(errOut, "is removed again") {
+		t.Errorf("gen with a drift the rows cannot hold: exit %d, %q", code, errOut)
+	}
+	if _, err := os.Stat(strings.TrimPrefix(dst, "badger://")); !os.IsNotExist(err) {
+		t.Fatalf("a failed gen left %s: %v", dst, err)
+	}
+	if code, _, errOut := runCLI(t, "", "gen", dst, "--value-size", "0"); code != exitError || !strings.Contains(errOut, "--value-size 0") {
+		t.Errorf("gen --value-size 0: exit %d, %q", code, errOut)
+	}
+
+	dir := t.TempDir()
+	for _, c := range []struct{ args, want string }{
+		{"--rows 0", "not a row count"},
+		{"--rows 100 --delete-ratio -1", "bench: history: rows and ratios must not be negative"},
+		{"--rows 100 --reps 0", "--reps 0"},
+		{"--rows 100 --value-size 0", "--value-size 0"},
+		{"--rows 100 --json --markdown", "give one"},
+		{"--rows 100 --methods reconcile,nope", `bench: unknown method "nope"`},
+		{"--rows 100 --scenarios nope", `bench: unknown scenario "nope"`},
+	} {
+		code, _, errOut := runCLI(t, "", append([]string{"bench", "--dir", dir, "--mysql", ""}, strings.Fields(c.args)...)...)
+		if code != exitError || !strings.Contains(errOut, c.want) || strings.Contains(errOut, "bench: bench") {
+			t.Errorf("bench %s: exit %d, %q; want %q", c.args, code, errOut, c.want)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("refused benches left %d fixtures in %s", len(entries), dir)
 	}
 }
 

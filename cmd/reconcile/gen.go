@@ -49,6 +49,9 @@ func genCommand(std stdio) *cli.Command {
 			if err != nil {
 				return err
 			}
+			if c.Int("value-size") < 1 {
+				return fmt.Errorf("--value-size %d: values of at least 1 byte", c.Int("value-size"))
+			}
 			return runGen(c.Context, genOptions{
 				stdio: std, endpoint: a[0], json: c.Bool("json"), driftOnly: c.Bool("drift-only"), bulk: c.Bool("bulk"),
 				history: bench.History{
@@ -115,8 +118,11 @@ func runGen(ctx context.Context, o genOptions) error {
 		h.Now = time.Now().UnixNano()
 	}
 	a := create
+	var fresh *newStore // removed again if gen fails: a partial history is no use
 	if o.driftOnly {
 		a = readWrite
+	} else {
+		fresh = freshStore(loc)
 	}
 	ep, err := openEndpoint(loc.raw, a)
 	if err != nil {
@@ -166,7 +172,13 @@ func runGen(ctx context.Context, o genOptions) error {
 		return final.WriteTo(s)
 	})
 	if err != nil {
-		return fmt.Errorf("gen into %s: %w", loc, err)
+		err = fmt.Errorf("gen into %s: %w", loc, err)
+		if fresh != nil {
+			closed = true
+			ep.Close()
+			return fresh.remove(err)
+		}
+		return err
 	}
 	closed = true
 	if err := ep.Close(); err != nil {
