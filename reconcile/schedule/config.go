@@ -45,7 +45,7 @@ type Job struct {
 	// Timeout bounds one run, opening the endpoints included (default 30m).
 	Timeout time.Duration
 	// Backoff is the wait after a failed run (default 10s), doubled after each further
-	// failure up to MaxBackoff (default Interval, and never less than Backoff).
+	// failure up to MaxBackoff (default: Interval, or Backoff if that is longer).
 	Backoff, MaxBackoff time.Duration
 	// Session holds the session's settings: MaxDelete, BatchRows, MaxBatchRows,
 	// BatchBytes, Attempts, Fanout, LeafMax, FingerprintBytes (zero: the engine's
@@ -193,12 +193,28 @@ func (e *ConfigError) Error() string {
 	return "invalid config:\n  " + strings.Join(e.Problems, "\n  ")
 }
 
-// jobLabel names job i for messages.
-func jobLabel(i int, name string) string {
+// jobLabel names job i of a list whose names are names, for messages: by its name, with
+// its place in the list when another job has the name too (so their problems stay apart).
+func jobLabel(names []string, i int) string {
+	name := names[i]
 	if name == "" {
 		return fmt.Sprintf("jobs[%d]", i)
 	}
+	for k, other := range names {
+		if k != i && other == name {
+			return fmt.Sprintf("job %q (jobs[%d])", name, i)
+		}
+	}
 	return fmt.Sprintf("job %q", name)
+}
+
+// jobNames returns the names of jobs.
+func jobNames(jobs []Job) []string {
+	names := make([]string, len(jobs))
+	for i, j := range jobs {
+		names[i] = j.Name
+	}
+	return names
 }
 
 // Validate fills in defaults and checks c: every job named (letters, digits, '_', '.',
@@ -232,9 +248,10 @@ func (c *Config) validate(p *problems) {
 		p.add("", "jobs", "no jobs: give at least one")
 	}
 	seen := map[string]bool{}
+	names := jobNames(c.Jobs)
 	for i := range c.Jobs {
 		j := &c.Jobs[i]
-		where := jobLabel(i, j.Name)
+		where := jobLabel(names, i)
 		switch {
 		case j.Name == "":
 			p.add(where, "name", "required")
@@ -251,8 +268,9 @@ func (c *Config) validate(p *problems) {
 // checkEndpoints checks every job's given URLs with check and returns the store names of
 // each job's source and target (the URLs as written where check is nil or refuses one).
 func checkEndpoints(jobs []Job, check CheckFunc, p *problems) (stores [][2]string) {
+	names := jobNames(jobs)
 	for i, j := range jobs {
-		where := jobLabel(i, j.Name)
+		where := jobLabel(names, i)
 		names := [2]string{j.Source.URL, j.Target.URL}
 		if check != nil && j.Source.URL != "" && j.Target.URL != "" {
 			a, aerr := check(j.Source.URL, Source)
@@ -304,19 +322,24 @@ func (j *Job) validate(where string, p *problems) {
 	default:
 		p.add(where, "mode", "%q is not supported: use mirror or diff", j.Mode)
 	}
-	if j.Interval <= 0 {
+	if j.Interval < 0 {
+		p.add(where, "interval", "%s: must be positive, such as 5m", j.Interval)
+	} else if j.Interval == 0 {
 		p.add(where, "interval", "required: a positive duration such as 5m")
 	}
 	for _, d := range []struct {
 		field string
 		v     *time.Duration
 		def   time.Duration
-	}{{"jitter", &j.Jitter, 0}, {"timeout", &j.Timeout, DefaultTimeout}, {"backoff", &j.Backoff, DefaultBackoff}, {"max-backoff", &j.MaxBackoff, max(j.Interval, j.Backoff, DefaultBackoff)}} {
+	}{{"jitter", &j.Jitter, 0}, {"timeout", &j.Timeout, DefaultTimeout}, {"backoff", &j.Backoff, DefaultBackoff}, {"max-backoff", &j.MaxBackoff, 0}} {
 		if *d.v < 0 {
 			p.add(where, d.field, "must not be negative")
 		} else if *d.v == 0 {
 			*d.v = d.def
 		}
+	}
+	if j.MaxBackoff == 0 { // its default depends on backoff's, set just above
+		j.MaxBackoff = max(j.Interval, j.Backoff)
 	}
 	if j.MaxBackoff < j.Backoff {
 		p.add(where, "max-backoff", "shorter than backoff (%s)", j.Backoff)
@@ -473,8 +496,12 @@ func parse(data []byte) (*Config, problems) {
 			p.add("defaults", "", "name, source and target belong in each job, not in defaults")
 		}
 	}
+	names := make([]string, len(fc.Jobs))
 	for i, fj := range fc.Jobs {
-		cfg.Jobs = append(cfg.Jobs, fj.job(&p, jobLabel(i, fj.Name), def))
+		names[i] = fj.Name
+	}
+	for i, fj := range fc.Jobs {
+		cfg.Jobs = append(cfg.Jobs, fj.job(&p, jobLabel(names, i), def))
 	}
 	cfg.validate(&p)
 	return cfg, p
@@ -623,16 +650,18 @@ func keyLines(doc *yaml.Node) map[int]keyAt {
 		out[k.Line] = keyAt{field: k.Value, name: k.Value}
 		switch {
 		case k.Value == "jobs" && v.Kind == yaml.SequenceNode:
+			names := make([]string, len(v.Content))
 			for j, jn := range v.Content {
-				name := ""
 				if jn.Kind == yaml.MappingNode {
 					for x := 0; x+1 < len(jn.Content); x += 2 {
 						if jn.Content[x].Value == "name" {
-							name = jn.Content[x+1].Value
+							names[j] = jn.Content[x+1].Value
 						}
 					}
 				}
-				walk(jn, jobLabel(j, name), "")
+			}
+			for j, jn := range v.Content {
+				walk(jn, jobLabel(names, j), "")
 			}
 		case k.Value == "defaults":
 			walk(v, "defaults", "")

@@ -98,7 +98,11 @@ func TestBadConfig(t *testing.T) {
 		{"fingerprint", "jobs:" + job + "    fingerprint-bytes: 17\n", []string{`job "users": fingerprint-bytes: must be between 1 and 16`}},
 		{"fanout", "jobs:" + job + "    fanout: 1\n", []string{`job "users": fanout: must be at least 2`}},
 		{"backoffs", "jobs:" + job + "    backoff: 1m\n    max-backoff: 10s\n", []string{`job "users": max-backoff: shorter than backoff`}},
-		{"duplicate", "jobs:" + job + strings.Replace(job, "badger:///b", "badger:///c", 1), []string{`job "users": name: another job has this name`}},
+		{"duplicate", "jobs:" + job + strings.Replace(job, "badger:///b", "badger:///c", 1), []string{`job "users" (jobs[1]): name: another job has this name`}},
+		// Two jobs of one name keep their problems apart: the second's bad interval does
+		// not hide the first's.
+		{"duplicate with problems", "jobs:" + strings.Replace(job, "5m", "-5s", 1) + strings.Replace(job, "5m", "5", 1), []string{
+			`job "users" (jobs[0]): interval: -5s: must be positive`, `job "users" (jobs[1]): interval: "5" is not a duration`, `job "users" (jobs[1]): name: another job has this name`}},
 		{"bad name", "jobs:" + strings.Replace(job, "users", "my job!", 1), []string{`job "my job!": name: use up to 64 letters`}},
 		{"no name", "jobs:" + strings.Replace(job, "- name: users\n    source", "- source", 1), []string{"jobs[0]: name: required"}},
 		{"missing secret file", "jobs:\n  - name: users\n    source: {url: 'postgres://u@h/db?table=t', password-file: /no/such/secret}\n    target: badger:///b\n    mode: diff\n    interval: 1m\n",
@@ -128,7 +132,7 @@ func TestBadConfig(t *testing.T) {
 
 	// Several problems are all reported, each on its own line.
 	_, err := Parse([]byte("jobs:\n  - name: a\n    mode: diff\n  - name: b\n    source: x\n    target: y\n    mode: mirror\n    interval: -1s\n"))
-	if err == nil || strings.Count(err.Error(), "\n") < 3 || !strings.Contains(err.Error(), `job "a": source: required`) || !strings.Contains(err.Error(), `job "b": interval: required`) {
+	if err == nil || strings.Count(err.Error(), "\n") < 3 || !strings.Contains(err.Error(), `job "a": source: required`) || !strings.Contains(err.Error(), `job "b": interval: -1s: must be positive`) {
 		t.Fatalf("err %v", err)
 	}
 }
@@ -295,5 +299,26 @@ func TestLoadFileReportsEveryProblem(t *testing.T) {
 	// Without a check, the same file reports everything but the URL.
 	if _, err := LoadFile(path, nil); !errors.As(err, &ce) || len(ce.Problems) != len(want)-1 {
 		t.Fatalf("without a check: %v", err)
+	}
+}
+
+// max-backoff defaults to the interval, or to backoff when that is longer (docs/run.md).
+func TestMaxBackoffDefault(t *testing.T) {
+	for _, c := range []struct {
+		fields           string
+		backoff, maxWait time.Duration
+	}{
+		{"interval: 3s\n    backoff: 1s\n", time.Second, 3 * time.Second},
+		{"interval: 3s\n", DefaultBackoff, DefaultBackoff},
+		{"interval: 5m\n", DefaultBackoff, 5 * time.Minute},
+		{"interval: 5m\n    max-backoff: 1m\n", DefaultBackoff, time.Minute},
+	} {
+		cfg, err := Parse([]byte("jobs:\n  - name: j\n    source: badger:///a\n    target: badger:///b\n    mode: diff\n    " + c.fields))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j := cfg.Jobs[0]; j.Backoff != c.backoff || j.MaxBackoff != c.maxWait {
+			t.Errorf("%q: backoff %s, max-backoff %s; want %s, %s", c.fields, j.Backoff, j.MaxBackoff, c.backoff, c.maxWait)
+		}
 	}
 }
