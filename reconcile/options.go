@@ -75,11 +75,11 @@ type Options struct {
 
 // Progress is a snapshot of a running session for progress displays.
 type Progress struct {
-	Phase   string // "descend", "apply"
-	Rounds  int
-	Found   int // differing keys found so far
-	Applied int // rows written so far
-	Pending int // rows still to write
+	Phase   string `json:"phase"` // "descend", "apply"
+	Rounds  int    `json:"rounds"`
+	Found   int    `json:"found"`   // differing keys found so far
+	Applied int    `json:"applied"` // rows written so far
+	Pending int    `json:"pending"` // rows still to write
 }
 
 // Defaults returns o with zero fields set to measured defaults.
