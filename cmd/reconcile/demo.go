@@ -81,10 +81,10 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		return err
 	}
 	out := o.out
-	fmt.Fprintf(out, "reconcile demo: %d live rows in %s\n", o.rows, dir)
 	if err := prepareDemoDir(out, dir); err != nil {
 		return err
 	}
+	fmt.Fprintf(out, "reconcile demo: %d live rows in %s\n", o.rows, dir)
 
 	now := time.Now().UnixNano()
 	h := bench.History{Rows: o.rows, DeleteRatio: 1, UpdateRatio: 0.5, TTLFraction: 0.05, ValueSize: 64, Seed: 1, Now: now}
