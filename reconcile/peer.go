@@ -24,6 +24,14 @@ type Peer interface {
 	Close() error
 }
 
+// ReadOnlyPeer is a Peer that knows, once its Open has answered, whether its endpoint
+// refuses writes (a read-only server): a mirror session then stops before its descent
+// rather than at its first apply.
+type ReadOnlyPeer interface {
+	Peer
+	ReadOnly() bool
+}
+
 // Traffic counts wire bytes from the initiator's point of view.
 type Traffic struct {
 	Sent, Received int64

@@ -317,6 +317,9 @@ func (s *session) descend(ctx context.Context, fpBits, prefixBits int, adaptive 
 	if err := checkCompatible(s.info.Ordering, s.info.Schema, Info{Ordering: resp.Ordering, Schema: resp.Schema}, s.names[0], s.names[1]); err != nil {
 		return err
 	}
+	if ro, ok := s.peer.(ReadOnlyPeer); ok && ro.ReadOnly() && s.opts.Mode == Mirror && !s.opts.DryRun && !s.reversed {
+		return fmt.Errorf("open session: the target refuses writes (%w): a mirror sync cannot write to it; use it as a diff target or a sync source; nothing was written", ErrReadOnly)
+	}
 	s.rootR = resp.Root
 	s.cutLevels = int(resp.CutLevels)
 	rootF, countF := s.side(true)

@@ -93,6 +93,7 @@ type Client struct {
 	keyFormat atomic.Pointer[keyFormat] // the server's, once an answer carried it
 	// versionFormat is the server's Reconcile-Version-Format, once an answer carried it.
 	versionFormat atomic.Pointer[string]
+	readOnly      atomic.Bool
 }
 
 // keyFormat is a server's key format and the formatter made of it (nil if unknown).
@@ -122,8 +123,14 @@ func (c *Client) FormatVersion(v uint64) string {
 	return ""
 }
 
-// learnKeyFormat keeps the key and version formats an answer carries.
+// ReadOnly reports whether the server said it refuses writes (HeaderReadOnly), on any
+// answer so far. It makes the client a reconcile.ReadOnlyPeer.
+func (c *Client) ReadOnly() bool { return c.readOnly.Load() }
+
+// learnKeyFormat keeps the key and version formats an answer carries, and whether the
+// server is read-only.
 func (c *Client) learnKeyFormat(resp *http.Response) {
+	c.readOnly.Store(resp.Header.Get(HeaderReadOnly) == "1")
 	if vf := resp.Header.Get(HeaderVersionFormat); vf != "" {
 		if old := c.versionFormat.Load(); old == nil || *old != vf {
 			c.versionFormat.Store(&vf)

@@ -49,6 +49,9 @@ const (
 	// (ServerOptions.VersionFormat: reconcile.VersionUnixNano for timestamps), on every
 	// response of a server that has one, so clients show them as times in reports.
 	HeaderVersionFormat = "Reconcile-Version-Format"
+	// HeaderReadOnly is "1" on every response of a server that refuses writes
+	// (ServerOptions.ReadOnly), so a mirror sync into it stops before its descent.
+	HeaderReadOnly = "Reconcile-Read-Only"
 )
 
 const frameType = "application/x-reconcile-frame"

@@ -159,6 +159,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.opts.VersionFormat != "" {
 		w.Header().Set(HeaderVersionFormat, s.opts.VersionFormat)
 	}
+	if s.opts.ReadOnly {
+		w.Header().Set(HeaderReadOnly, "1")
+	}
 	if s.opts.Token != "" {
 		tok, ok := bearer(r.Header.Get("Authorization"))
 		if !ok || !tokenMatches(tok, s.opts.Token) {

@@ -240,6 +240,16 @@ func TestSyncRefusedWritesNothing(t *testing.T) {
 	if code != exitError {
 		t.Fatalf("--max-delete 0: exit %d", code)
 	}
+	// With --json the refusal is JSON too: the report so far and the error.
+	code, out, _ = runCLI(t, "", "sync", src, dst, "--json")
+	var refused struct {
+		OnlyTarget int    `json:"only_target"`
+		Deleted    int    `json:"deleted"`
+		Error      string `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(out), &refused); code != exitError || err != nil || refused.OnlyTarget != 19 || refused.Deleted != 0 || !strings.Contains(refused.Error, "nothing was written") {
+		t.Fatalf("sync --json refused: exit %d, %v, %+v\n%s", code, err, refused, out)
+	}
 	if after := mustCLI(t, 0, "", "dump", dst); after != before {
 		t.Fatal("a refused sync changed the target")
 	}

@@ -57,7 +57,7 @@ func runDiff(ctx context.Context, o diffOptions) error {
 	opts.Mode = reconcile.Diff
 	rep, err := runSession(ctx, o.stdio, o.source, o.target, readOnly, opts)
 	if err != nil {
-		return err
+		return printFailure(o.out, rep, err, o.json)
 	}
 	if err := printReport(o.out, rep, o.json); err != nil {
 		return err
@@ -69,7 +69,8 @@ func runDiff(ctx context.Context, o diffOptions) error {
 }
 
 // runSession opens both endpoints (the source read-only, the target with targetAccess),
-// runs one session with a progress line on a terminal, and closes them.
+// runs one session with a progress line on a terminal, and closes them. With an error it
+// returns the report as far as the session got (nil if it did not start).
 func runSession(ctx context.Context, std stdio, source, target string, targetAccess access, opts reconcile.Options) (*reconcile.Report, error) {
 	src, err := parseEndpoint(source)
 	if err != nil {
@@ -162,10 +163,7 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 		}
 		cancel()
 	}
-	if err != nil {
-		return nil, err
-	}
-	return rep, nil
+	return rep, err
 }
 
 // runOpened runs one session between opened endpoints, with a progress line on a

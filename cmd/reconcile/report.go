@@ -18,6 +18,20 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// printFailure returns err, first printing, with --json, the report of a failed session
+// as far as it got (none if it did not start) with the error's message in "error", so that
+// a script reading the JSON learns what happened and what was written. Without --json the
+// message alone says it (standard error).
+func printFailure(w io.Writer, r *reconcile.Report, err error, asJSON bool) error {
+	if asJSON {
+		writeJSON(w, struct {
+			*reconcile.Report
+			Error string `json:"error"`
+		}{r, err.Error()})
+	}
+	return err
+}
+
 // printReport writes r as a compact aligned table, or as JSON.
 func printReport(w io.Writer, r *reconcile.Report, asJSON bool) error {
 	if asJSON {

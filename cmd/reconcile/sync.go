@@ -80,7 +80,7 @@ func runSync(ctx context.Context, o syncOptions) error {
 	}
 	rep, err := runSession(ctx, o.stdio, o.source, o.target, target, opts)
 	if err != nil {
-		return err
+		return printFailure(o.out, rep, err, o.json)
 	}
 	if err := printReport(o.out, rep, o.json); err != nil {
 		return err
