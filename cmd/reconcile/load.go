@@ -60,6 +60,8 @@ type loadOptions struct {
 
 // loadResult is what load prints.
 type loadResult struct {
+	// Upserted and Deleted count the put and delete lines written (after a key's last line
+	// wins): a put of what the store already holds, or a delete of an absent key, counts.
 	Upserted int `json:"upserted"`
 	Deleted  int `json:"deleted"`
 	// VersionsDropped counts lines whose version a key-ordered store left out (it keeps
