@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -103,18 +105,18 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 			}
 		}
 	}
+	// A dry run into a target that does not exist yet compares with an empty one.
+	againstEmpty := func(what string, ord merkle.Ordering) (*reconcile.Report, error) {
+		fmt.Fprintf(std.err, "reconcile: %s does not exist yet: the dry run compares with the empty %s a sync would create\n", what, strings.Fields(what)[0])
+		return runOpened(ctx, std, s, &endpoint{Endpoint: memory.New(ord), loc: dst}, source, target, opts)
+	}
 	if fresh != nil && targetAccess != create {
-		if dst.ordering == 0 {
-			dst.ordering = merkle.VersionOrder
-		}
-		fmt.Fprintf(std.err, "reconcile: %s does not exist yet: the dry run compares with the empty store a sync would create\n", dst)
-		return runOpened(ctx, std, s, &endpoint{Endpoint: memory.New(dst.ordering), loc: dst}, source, target, opts)
+		return againstEmpty("store "+dst.String(), cmp.Or(dst.ordering, merkle.VersionOrder))
 	}
 	scheme, _ := lookupScheme(dst.scheme)
 	t, err := scheme.open(dst, targetAccess)
 	if err != nil && opts.DryRun && errors.Is(err, sqlep.ErrNoTable) && s.table != nil {
-		fmt.Fprintf(std.err, "reconcile: table %s does not exist yet in %s: the dry run compares with the empty table a sync would create\n", dst.sql.Table, dst)
-		return runOpened(ctx, std, s, &endpoint{Endpoint: memory.New(s.table.Ordering()), loc: dst}, source, target, opts)
+		return againstEmpty(fmt.Sprintf("table %s in %s", dst.sql.Table, dst), s.table.Ordering())
 	}
 	createdTable, newFile := false, ""
 	if err != nil && targetAccess == create && errors.Is(err, sqlep.ErrNoTable) && s.table != nil {
