@@ -33,6 +33,10 @@ type dialect interface {
 	forUpdate() string
 	// insertNew is an INSERT that does nothing (affecting no row) when the key exists.
 	insertNew(table string, cols, params []string) string
+	// insertMany is an INSERT of several rows (each "(params)") that inserts none of a
+	// row whose key exists: it affects fewer rows than it has (PostgreSQL, SQLite), or
+	// fails (MySQL, where a no-op ON DUPLICATE KEY UPDATE would not say which).
+	insertMany(table string, cols, rows []string) string
 	// arg converts a datum into a driver argument for column c.
 	arg(d Datum, c *Column) any
 	// dbErr rewrites driver errors into messages that say what to do.

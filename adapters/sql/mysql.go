@@ -157,6 +157,10 @@ func (m mysql) insertNew(table string, cols, params []string) string {
 		") ON DUPLICATE KEY UPDATE " + cols[0] + " = " + cols[0]
 }
 
+func (m mysql) insertMany(table string, cols, rows []string) string {
+	return "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES " + strings.Join(rows, ", ")
+}
+
 func (mysql) arg(d Datum, c *Column) any {
 	switch d.Class {
 	case Bool:

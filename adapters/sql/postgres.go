@@ -174,6 +174,10 @@ func (p postgres) insertNew(table string, cols, params []string) string {
 	return "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") OVERRIDING SYSTEM VALUE VALUES (" + strings.Join(params, ", ") + ") ON CONFLICT DO NOTHING"
 }
 
+func (p postgres) insertMany(table string, cols, rows []string) string {
+	return "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") OVERRIDING SYSTEM VALUE VALUES " + strings.Join(rows, ", ") + " ON CONFLICT DO NOTHING"
+}
+
 // pgAdvanceSequence moves sequence $1 so that its next value follows $2, when $2 is
 // beyond what it would give next; never backwards, never past its bounds, and only where
 // the user may read and update it (else the sequence is left as it is: a sync does not

@@ -170,6 +170,10 @@ func (sqlite) insertNew(table string, cols, params []string) string {
 	return "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES (" + strings.Join(params, ", ") + ") ON CONFLICT DO NOTHING"
 }
 
+func (sqlite) insertMany(table string, cols, rows []string) string {
+	return "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES " + strings.Join(rows, ", ") + " ON CONFLICT DO NOTHING"
+}
+
 func (sqlite) arg(d Datum, c *Column) any {
 	switch d.Class {
 	case Bool:

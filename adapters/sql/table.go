@@ -1043,6 +1043,10 @@ func (t *Table) decodeRow(r *reconcile.Row) ([]Datum, error) {
 // statements holds the write statements of one transaction.
 type statements struct {
 	update, insert, upsert, del string
+	// insertNames and insertCols are the columns an INSERT writes (all but Generated), in
+	// insertArgs' order, quoted and as columns.
+	insertNames []string
+	insertCols  []*Column
 }
 
 // statements builds the write statements. Columns the engine computes (Generated) are
@@ -1057,8 +1061,10 @@ func (t *Table) statements() statements {
 		if !c.Generated {
 			names = append(names, t.d.quote(c.Name))
 			params = append(params, t.d.param(len(params)+1, c))
+			st.insertCols = append(st.insertCols, c)
 		}
 	}
+	st.insertNames = names
 	st.insert = t.d.insertNew(t.name, names, params)
 	// UPDATE binds the written non-key columns first, then the key.
 	var sets, where []string
@@ -1172,6 +1178,10 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 	st := t.statements()
 	out := make([]reconcile.Outcome, len(changes))
 	high := sequenceHigh{}
+	// Updates go one statement a row; deletes and then inserts are gathered and sent
+	// many rows a statement (applyDeletes, applyInserts): a new replica's rows are nearly all
+	// inserts, and one statement a row cost a round trip each.
+	var deletes, inserts []int
 	for i, c := range changes {
 		row, exists := cur[string(c.Key)]
 		var have *merkle.Entry
@@ -1191,38 +1201,22 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 		switch {
 		case c.Put == nil:
 			if exists {
-				if _, err := tx.ExecContext(ctx, st.del, t.keyArgs(w.key)...); err != nil {
-					return nil, fmt.Errorf("delete %s from %s: %w", reconcile.KeyText(c.Key, t), t.cfg.Table, t.d.dbErr(err))
-				}
-				delete(cur, string(c.Key))
+				deletes = append(deletes, i)
 			}
 		case exists:
 			if _, err := tx.ExecContext(ctx, st.update, t.updateArgs(w.key, w.rest)...); err != nil {
 				return nil, fmt.Errorf("update %s in %s: %w", reconcile.KeyText(c.Key, t), t.cfg.Table, t.d.dbErr(err))
 			}
 			t.noteSequences(high, w.key, w.rest)
-			cur[string(c.Key)] = *c.Put
 		default:
-			res, err := tx.ExecContext(ctx, st.insert, t.insertArgs(w.key, w.rest)...)
-			if err != nil {
-				return nil, fmt.Errorf("insert %s into %s: %w", reconcile.KeyText(c.Key, t), t.cfg.Table, t.d.dbErr(err))
-			}
-			if n, err := res.RowsAffected(); err == nil && n == 0 {
-				// A row the lookup did not return holds the key: one inserted since
-				// (raced: the next run settles it), or one the collation calls equal
-				// ('a' and 'A'), which no run settles: that is the row's error, so it
-				// ends quarantined with a message that says what to change.
-				if other, err := t.collidingKey(ctx, tx, c.Key); err != nil {
-					return nil, err
-				} else if other != nil {
-					return nil, fmt.Errorf("insert %s into %s: the key column's collation calls it equal to the target's row %s, so the target cannot hold both: give the key column a binary collation (utf8mb4_bin; utf8mb4_nopad_bin if keys differ in trailing spaces), or leave one of the rows out", reconcile.KeyText(c.Key, t), t.cfg.Table, reconcile.KeyText(other, t))
-				}
-				out[i] = reconcile.Raced
-				continue
-			}
-			t.noteSequences(high, w.key, w.rest)
-			cur[string(c.Key)] = *c.Put
+			inserts = append(inserts, i)
 		}
+	}
+	if err := t.applyDeletes(ctx, tx, st, changes, ws, deletes); err != nil {
+		return nil, err
+	}
+	if err := t.applyInserts(ctx, tx, st, changes, ws, inserts, out, high); err != nil {
+		return nil, err
 	}
 	if err := t.advanceSequences(ctx, tx, high); err != nil {
 		return nil, err
@@ -1231,6 +1225,141 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 		return nil, fmt.Errorf("commit to %s: %w", t.cfg.Table, t.d.dbErr(err))
 	}
 	return out, nil
+}
+
+// maxRowsPerStatement and maxBytesPerStatement bound the rows one multi-row INSERT or
+// DELETE carries: under every engine's limit on a statement's parameters (SQLite's is
+// 32766) and well under MySQL's max_allowed_packet.
+const (
+	maxRowsPerStatement   = 500
+	maxParamsPerStatement = 30000
+	maxBytesPerStatement  = 4 << 20
+)
+
+// applyDeletes deletes the rows of changes[idx], which the transaction's lookup found (and,
+// except in SQLite, whose writer excludes every other, locked), many a statement.
+func (t *Table) applyDeletes(ctx context.Context, tx *dbsql.Tx, st statements, changes []reconcile.Change, ws []write, idx []int) error {
+	per := max(1, min(maxRowsPerStatement, maxParamsPerStatement/len(t.keyCols)))
+	for len(idx) > 0 {
+		chunk := idx[:min(len(idx), per)]
+		idx = idx[len(chunk):]
+		if len(chunk) == 1 {
+			i := chunk[0]
+			if _, err := tx.ExecContext(ctx, st.del, t.keyArgs(ws[i].key)...); err != nil {
+				return fmt.Errorf("delete %s from %s: %w", reconcile.KeyText(changes[i].Key, t), t.cfg.Table, t.d.dbErr(err))
+			}
+			continue
+		}
+		var args []any
+		tuples := make([]string, len(chunk))
+		for n, i := range chunk {
+			var ps []string
+			for k, d := range ws[i].key {
+				args = append(args, t.d.arg(d, &t.keyCols[k]))
+				ps = append(ps, t.d.param(len(args), &t.keyCols[k]))
+			}
+			tuples[n] = "(" + strings.Join(ps, ", ") + ")"
+		}
+		query := "DELETE FROM " + t.name + " WHERE (" + t.keyList() + ") IN (" + strings.Join(tuples, ", ") + ")"
+		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+			return fmt.Errorf("delete %d rows from %s: %w", len(chunk), t.cfg.Table, t.d.dbErr(err))
+		}
+	}
+	return nil
+}
+
+// applyInserts inserts the rows of changes[idx], which the transaction's lookup did not
+// find, many a statement. A statement that does not insert every one of its rows (a
+// row inserted since the lookup, a key the collation calls equal to another, a value
+// the engine refuses) is rolled back to a savepoint and its rows go one at a time
+// (insertRow), which tells them apart.
+func (t *Table) applyInserts(ctx context.Context, tx *dbsql.Tx, st statements, changes []reconcile.Change, ws []write, idx []int, out []reconcile.Outcome, high sequenceHigh) error {
+	per := max(1, min(maxRowsPerStatement, maxParamsPerStatement/max(1, len(st.insertCols))))
+	for len(idx) > 0 {
+		n, size := 0, 0
+		for n < len(idx) && n < per && (n == 0 || size+len(changes[idx[n]].Put.Value) <= maxBytesPerStatement) {
+			size += len(changes[idx[n]].Put.Value)
+			n++
+		}
+		chunk := idx[:n]
+		idx = idx[n:]
+		if len(chunk) > 1 {
+			ok, err := t.insertChunk(ctx, tx, st, ws, chunk)
+			if err != nil {
+				return err
+			}
+			if ok {
+				for _, i := range chunk {
+					t.noteSequences(high, ws[i].key, ws[i].rest)
+				}
+				continue
+			}
+		}
+		for _, i := range chunk {
+			if err := t.insertRow(ctx, tx, st, changes[i], ws[i], &out[i], high); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// insertChunk inserts the rows ws[chunk] in one statement under a savepoint, and reports
+// whether it inserted every one; if not, nothing of it stays. Its error is the
+// savepoint's only.
+func (t *Table) insertChunk(ctx context.Context, tx *dbsql.Tx, st statements, ws []write, chunk []int) (bool, error) {
+	var args []any
+	rows := make([]string, len(chunk))
+	for n, i := range chunk {
+		rowArgs := t.insertArgs(ws[i].key, ws[i].rest)
+		ps := make([]string, len(rowArgs))
+		for k := range rowArgs {
+			ps[k] = t.d.param(len(args)+k+1, st.insertCols[k])
+		}
+		args = append(args, rowArgs...)
+		rows[n] = "(" + strings.Join(ps, ", ") + ")"
+	}
+	if _, err := tx.ExecContext(ctx, "SAVEPOINT rc_rows"); err != nil {
+		return false, fmt.Errorf("write %s: savepoint: %w", t.cfg.Table, t.d.dbErr(err))
+	}
+	res, err := tx.ExecContext(ctx, t.d.insertMany(t.name, st.insertNames, rows), args...)
+	if err == nil {
+		if n, aerr := res.RowsAffected(); aerr == nil && n == int64(len(chunk)) {
+			if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT rc_rows"); err != nil {
+				return false, fmt.Errorf("write %s: release savepoint: %w", t.cfg.Table, t.d.dbErr(err))
+			}
+			return true, nil
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT rc_rows"); err != nil {
+		return false, fmt.Errorf("write %s: rollback to savepoint: %w", t.cfg.Table, t.d.dbErr(err))
+	}
+	return false, nil
+}
+
+// insertRow inserts one row whose key the transaction's lookup did not find; a row that
+// holds the key all the same makes the change Raced, or its error when the collation
+// calls the two keys equal.
+func (t *Table) insertRow(ctx context.Context, tx *dbsql.Tx, st statements, c reconcile.Change, w write, out *reconcile.Outcome, high sequenceHigh) error {
+	res, err := tx.ExecContext(ctx, st.insert, t.insertArgs(w.key, w.rest)...)
+	if err != nil {
+		return fmt.Errorf("insert %s into %s: %w", reconcile.KeyText(c.Key, t), t.cfg.Table, t.d.dbErr(err))
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		// A row the lookup did not return holds the key: one inserted since (raced: the
+		// next run settles it), or one the collation calls equal ('a' and 'A'), which no
+		// run settles: that is the row's error, so it ends quarantined with a message that
+		// says what to change.
+		if other, err := t.collidingKey(ctx, tx, c.Key); err != nil {
+			return err
+		} else if other != nil {
+			return fmt.Errorf("insert %s into %s: the key column's collation calls it equal to the target's row %s, so the target cannot hold both: give the key column a binary collation (utf8mb4_bin; utf8mb4_nopad_bin if keys differ in trailing spaces), or leave one of the rows out", reconcile.KeyText(c.Key, t), t.cfg.Table, reconcile.KeyText(other, t))
+		}
+		*out = reconcile.Raced
+		return nil
+	}
+	t.noteSequences(high, w.key, w.rest)
+	return nil
 }
 
 // collidingKey returns the key of a row that the table's collation calls equal to key
