@@ -161,6 +161,8 @@ func (m mysql) insertMany(table string, cols, rows []string) string {
 	return "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES " + strings.Join(rows, ", ")
 }
 
+func (mysql) upsertMany(table string, cols, keys, rows []string) string { return "" }
+
 func (mysql) arg(d Datum, c *Column) any {
 	switch d.Class {
 	case Bool:

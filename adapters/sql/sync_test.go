@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/url"
 	"os"
@@ -876,5 +877,80 @@ func TestInfiniteDates(t *testing.T) {
 	rep, err := reconcile.Run(ctx, P, openTable(t, my.url(ms, "version=ver")), reconcile.Options{Mode: reconcile.Mirror, Attempts: 1})
 	if err != nil || rep.Upserted != 2 || rep.Quarantined != 2 || !strings.Contains(rep.QuarantinedRows[0].Error, "no infinite timestamps or dates") {
 		t.Fatalf("postgres to mariadb: %v, %+v", err, rep)
+	}
+}
+
+// TestWriterKeepsCallOrder: a Writer (load) holds puts and deletes and writes them many
+// rows a statement; on every engine the table ends as applying each call in order would
+// leave it: a key put twice, deleted then put, put then deleted, new rows past a
+// statement's worth, rows that exist (updated in place, and in MySQL one at a time), a
+// delete of an absent key.
+func TestWriterKeepsCallOrder(t *testing.T) {
+	ctx := context.Background()
+	for _, e := range engines(t) {
+		t.Run(e.name, func(t *testing.T) {
+			name := e.table(t)
+			e.exec(t, "CREATE TABLE "+name+" (id bigint PRIMARY KEY, v text NOT NULL, ver bigint NOT NULL)")
+			for id := 1; id <= 600; id++ {
+				e.exec(t, fmt.Sprintf("INSERT INTO %s VALUES (%d, 'old', 1)", name, id))
+			}
+			tb := openTable(t, e.url(name, "version=ver"))
+			want := map[int64]string{}
+			for id := int64(1); id <= 600; id++ {
+				want[id] = "old"
+			}
+			key := func(id int64) []byte { return AppendKey(nil, []Datum{{Class: Int, Int: id}}) }
+			err := tb.Write(ctx, func(w *Writer) error {
+				put := func(id int64, v string) error {
+					want[id] = v
+					return w.Put(key(id), AppendValue(nil, []Datum{{Class: Text, Str: v}}), 2, 0)
+				}
+				del := func(id int64) error {
+					delete(want, id)
+					return w.Delete(key(id))
+				}
+				for _, step := range []func() error{
+					func() error { return put(1, "a") }, func() error { return put(1, "b") },
+					func() error { return del(2) }, func() error { return put(2, "c") },
+					func() error { return put(700, "d") }, func() error { return del(700) },
+					func() error { return del(10_000) },
+				} {
+					if err := step(); err != nil {
+						return err
+					}
+				}
+				for id := int64(1000); id < 2200; id++ {
+					if err := put(id, fmt.Sprint("new ", id)); err != nil {
+						return err
+					}
+				}
+				for id := int64(4); id <= 600; id += 2 {
+					if err := put(id, fmt.Sprint("updated ", id)); err != nil {
+						return err
+					}
+				}
+				return put(1, "last")
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[int64]string{}
+			rows, err := e.db.Query("SELECT id, v FROM " + name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var id int64
+				var v string
+				if err := rows.Scan(&id, &v); err != nil {
+					t.Fatal(err)
+				}
+				got[id] = v
+			}
+			rows.Close()
+			if !maps.Equal(got, want) {
+				t.Fatalf("table holds %d rows, want %d; id 1 %q (want %q), id 2 %q, id 700 present %v", len(got), len(want), got[1], want[1], got[2], got[700] != "")
+			}
+		})
 	}
 }

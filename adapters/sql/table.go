@@ -996,6 +996,9 @@ func (s *snapshot) Close() error {
 type write struct {
 	key  []Datum
 	rest []Datum // nil: delete
+	size int     // the row's value bytes (a bound on what a statement carries)
+	i    int     // its change's index, in Apply
+	raw  []byte  // the key's bytes, in a Writer
 }
 
 // decodeRow checks that r fits the table and returns the datums to write.
@@ -1042,11 +1045,13 @@ func (t *Table) decodeRow(r *reconcile.Row) ([]Datum, error) {
 
 // statements holds the write statements of one transaction.
 type statements struct {
-	update, insert, upsert, del string
+	update, insert, del string
 	// insertNames and insertCols are the columns an INSERT writes (all but Generated), in
 	// insertArgs' order, quoted and as columns.
 	insertNames []string
 	insertCols  []*Column
+	// keyNames are the key columns, quoted.
+	keyNames []string
 }
 
 // statements builds the write statements. Columns the engine computes (Generated) are
@@ -1065,6 +1070,9 @@ func (t *Table) statements() statements {
 		}
 	}
 	st.insertNames = names
+	for _, c := range cols[:nk] {
+		st.keyNames = append(st.keyNames, t.d.quote(c.Name))
+	}
 	st.insert = t.d.insertNew(t.name, names, params)
 	// UPDATE binds the written non-key columns first, then the key.
 	var sets, where []string
@@ -1159,8 +1167,9 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 		if err != nil {
 			return nil, fmt.Errorf("key %s does not fit table %s: %v", reconcile.KeyText(c.Key, t), t.cfg.Table, err)
 		}
-		ws[i].key, keys[i] = kd, c.Key
+		ws[i].key, ws[i].i, keys[i] = kd, i, c.Key
 		if c.Put != nil {
+			ws[i].size = len(c.Put.Value)
 			if ws[i].rest, err = t.decodeRow(c.Put); err != nil {
 				return nil, err
 			}
@@ -1179,7 +1188,7 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 	out := make([]reconcile.Outcome, len(changes))
 	high := sequenceHigh{}
 	// Updates go one statement a row; deletes and then inserts are gathered and sent
-	// many rows a statement (applyDeletes, applyInserts): a new replica's rows are nearly all
+	// many rows a statement (deleteKeys, insertAll): a new replica's rows are nearly all
 	// inserts, and one statement a row cost a round trip each.
 	var deletes, inserts []int
 	for i, c := range changes {
@@ -1212,11 +1221,32 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 			inserts = append(inserts, i)
 		}
 	}
-	if err := t.applyDeletes(ctx, tx, st, changes, ws, deletes); err != nil {
+	dels := make([][]Datum, len(deletes))
+	for n, i := range deletes {
+		dels[n] = ws[i].key
+	}
+	if err := t.deleteKeys(ctx, tx, dels); err != nil {
 		return nil, err
 	}
-	if err := t.applyInserts(ctx, tx, st, changes, ws, inserts, out, high); err != nil {
+	ins := make([]write, len(inserts))
+	for n, i := range inserts {
+		ins[n] = ws[i]
+	}
+	err = t.insertAll(ctx, tx, st, ins, func(part []write) error {
+		for _, w := range part {
+			if err := t.insertRow(ctx, tx, st, changes[w.i], w, &out[w.i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
+	}
+	for _, w := range ins {
+		if out[w.i] == reconcile.Applied {
+			t.noteSequences(high, w.key, w.rest)
+		}
 	}
 	if err := t.advanceSequences(ctx, tx, high); err != nil {
 		return nil, err
@@ -1236,25 +1266,17 @@ const (
 	maxBytesPerStatement  = 4 << 20
 )
 
-// applyDeletes deletes the rows of changes[idx], which the transaction's lookup found (and,
-// except in SQLite, whose writer excludes every other, locked), many a statement.
-func (t *Table) applyDeletes(ctx context.Context, tx *dbsql.Tx, st statements, changes []reconcile.Change, ws []write, idx []int) error {
+// deleteKeys deletes the rows under keys, many a statement.
+func (t *Table) deleteKeys(ctx context.Context, tx *dbsql.Tx, keys [][]Datum) error {
 	per := max(1, min(maxRowsPerStatement, maxParamsPerStatement/len(t.keyCols)))
-	for len(idx) > 0 {
-		chunk := idx[:min(len(idx), per)]
-		idx = idx[len(chunk):]
-		if len(chunk) == 1 {
-			i := chunk[0]
-			if _, err := tx.ExecContext(ctx, st.del, t.keyArgs(ws[i].key)...); err != nil {
-				return fmt.Errorf("delete %s from %s: %w", reconcile.KeyText(changes[i].Key, t), t.cfg.Table, t.d.dbErr(err))
-			}
-			continue
-		}
+	for len(keys) > 0 {
+		chunk := keys[:min(len(keys), per)]
+		keys = keys[len(chunk):]
 		var args []any
 		tuples := make([]string, len(chunk))
-		for n, i := range chunk {
+		for n, key := range chunk {
 			var ps []string
-			for k, d := range ws[i].key {
+			for k, d := range key {
 				args = append(args, t.d.arg(d, &t.keyCols[k]))
 				ps = append(ps, t.d.param(len(args), &t.keyCols[k]))
 			}
@@ -1268,50 +1290,49 @@ func (t *Table) applyDeletes(ctx context.Context, tx *dbsql.Tx, st statements, c
 	return nil
 }
 
-// applyInserts inserts the rows of changes[idx], which the transaction's lookup did not
-// find, many a statement. A statement that does not insert every one of its rows (a
-// row inserted since the lookup, a key the collation calls equal to another, a value
-// the engine refuses) is rolled back to a savepoint and its rows go one at a time
-// (insertRow), which tells them apart.
-func (t *Table) applyInserts(ctx context.Context, tx *dbsql.Tx, st statements, changes []reconcile.Change, ws []write, idx []int, out []reconcile.Outcome, high sequenceHigh) error {
+// insertAll inserts ws, many rows a statement, and calls fallback with each statement's
+// rows when it did not insert every one of them (a row that holds one of the keys, one the
+// collation calls equal, a value the engine refuses): the statement is rolled back to a
+// savepoint first, so fallback, going one row at a time, tells them apart.
+func (t *Table) insertAll(ctx context.Context, tx *dbsql.Tx, st statements, ws []write, fallback func(part []write) error) error {
+	return t.writeAll(ctx, tx, st, ws, func(rows []string) string { return t.d.insertMany(t.name, st.insertNames, rows) }, fallback)
+}
+
+// writeAll is insertAll with the statement that stmt makes of its rows' "(params)": an
+// INSERT that writes nothing of a row whose key exists, or an upsert.
+func (t *Table) writeAll(ctx context.Context, tx *dbsql.Tx, st statements, ws []write, stmt func(rows []string) string, fallback func(part []write) error) error {
 	per := max(1, min(maxRowsPerStatement, maxParamsPerStatement/max(1, len(st.insertCols))))
-	for len(idx) > 0 {
+	for len(ws) > 0 {
 		n, size := 0, 0
-		for n < len(idx) && n < per && (n == 0 || size+len(changes[idx[n]].Put.Value) <= maxBytesPerStatement) {
-			size += len(changes[idx[n]].Put.Value)
+		for n < len(ws) && n < per && (n == 0 || size+ws[n].size <= maxBytesPerStatement) {
+			size += ws[n].size
 			n++
 		}
-		chunk := idx[:n]
-		idx = idx[n:]
-		if len(chunk) > 1 {
-			ok, err := t.insertChunk(ctx, tx, st, ws, chunk)
+		part := ws[:n]
+		ws = ws[n:]
+		if n > 1 {
+			ok, err := t.insertStatement(ctx, tx, st, part, stmt)
 			if err != nil {
 				return err
 			}
 			if ok {
-				for _, i := range chunk {
-					t.noteSequences(high, ws[i].key, ws[i].rest)
-				}
 				continue
 			}
 		}
-		for _, i := range chunk {
-			if err := t.insertRow(ctx, tx, st, changes[i], ws[i], &out[i], high); err != nil {
-				return err
-			}
+		if err := fallback(part); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// insertChunk inserts the rows ws[chunk] in one statement under a savepoint, and reports
-// whether it inserted every one; if not, nothing of it stays. Its error is the
-// savepoint's only.
-func (t *Table) insertChunk(ctx context.Context, tx *dbsql.Tx, st statements, ws []write, chunk []int) (bool, error) {
+// insertStatement inserts ws in one statement under a savepoint, and reports whether it
+// inserted every one; if not, nothing of it stays. Its error is the savepoint's only.
+func (t *Table) insertStatement(ctx context.Context, tx *dbsql.Tx, st statements, ws []write, stmt func(rows []string) string) (bool, error) {
 	var args []any
-	rows := make([]string, len(chunk))
-	for n, i := range chunk {
-		rowArgs := t.insertArgs(ws[i].key, ws[i].rest)
+	rows := make([]string, len(ws))
+	for n, w := range ws {
+		rowArgs := t.insertArgs(w.key, w.rest)
 		ps := make([]string, len(rowArgs))
 		for k := range rowArgs {
 			ps[k] = t.d.param(len(args)+k+1, st.insertCols[k])
@@ -1322,9 +1343,9 @@ func (t *Table) insertChunk(ctx context.Context, tx *dbsql.Tx, st statements, ws
 	if _, err := tx.ExecContext(ctx, "SAVEPOINT rc_rows"); err != nil {
 		return false, fmt.Errorf("write %s: savepoint: %w", t.cfg.Table, t.d.dbErr(err))
 	}
-	res, err := tx.ExecContext(ctx, t.d.insertMany(t.name, st.insertNames, rows), args...)
+	res, err := tx.ExecContext(ctx, stmt(rows), args...)
 	if err == nil {
-		if n, aerr := res.RowsAffected(); aerr == nil && n == int64(len(chunk)) {
+		if n, aerr := res.RowsAffected(); aerr == nil && n == int64(len(ws)) {
 			if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT rc_rows"); err != nil {
 				return false, fmt.Errorf("write %s: release savepoint: %w", t.cfg.Table, t.d.dbErr(err))
 			}
@@ -1340,7 +1361,7 @@ func (t *Table) insertChunk(ctx context.Context, tx *dbsql.Tx, st statements, ws
 // insertRow inserts one row whose key the transaction's lookup did not find; a row that
 // holds the key all the same makes the change Raced, or its error when the collation
 // calls the two keys equal.
-func (t *Table) insertRow(ctx context.Context, tx *dbsql.Tx, st statements, c reconcile.Change, w write, out *reconcile.Outcome, high sequenceHigh) error {
+func (t *Table) insertRow(ctx context.Context, tx *dbsql.Tx, st statements, c reconcile.Change, w write, out *reconcile.Outcome) error {
 	res, err := tx.ExecContext(ctx, st.insert, t.insertArgs(w.key, w.rest)...)
 	if err != nil {
 		return fmt.Errorf("insert %s into %s: %w", reconcile.KeyText(c.Key, t), t.cfg.Table, t.d.dbErr(err))
@@ -1356,9 +1377,7 @@ func (t *Table) insertRow(ctx context.Context, tx *dbsql.Tx, st statements, c re
 			return fmt.Errorf("insert %s into %s: the key column's collation calls it equal to the target's row %s, so the target cannot hold both: give the key column a binary collation (utf8mb4_bin; utf8mb4_nopad_bin if keys differ in trailing spaces), or leave one of the rows out", reconcile.KeyText(c.Key, t), t.cfg.Table, reconcile.KeyText(other, t))
 		}
 		*out = reconcile.Raced
-		return nil
 	}
-	t.noteSequences(high, w.key, w.rest)
 	return nil
 }
 
@@ -1378,6 +1397,11 @@ func (t *Table) collidingKey(ctx context.Context, q querier, key []byte) ([]byte
 }
 
 // Writer upserts and deletes rows unconditionally inside one transaction (load).
+// It holds up to maxRowsPerStatement puts and as many deletes, and writes them many rows
+// a statement (flush): the puts as one upsert (PostgreSQL, SQLite) or INSERT (MySQL, whose
+// ON DUPLICATE KEY UPDATE would also take a row that collides on another unique key),
+// and, where that statement does not write every row, one upsert at a time; a put or
+// delete of a key it holds flushes first, so writes land in call order.
 type Writer struct {
 	t   *Table
 	ctx context.Context
@@ -1385,6 +1409,10 @@ type Writer struct {
 	st  statements
 	// high is what advanceSequences moves past at the commit.
 	high sequenceHigh
+
+	puts, dels []write
+	held       map[string]bool // the keys of puts and dels
+	size       int             // the puts' value bytes
 }
 
 // Write runs fn with a Writer and commits what it wrote in one transaction: all of it, or
@@ -1398,8 +1426,11 @@ func (t *Table) Write(ctx context.Context, fn func(*Writer) error) error {
 		return err
 	}
 	defer tx.Rollback()
-	w := &Writer{t: t, ctx: ctx, tx: tx, st: t.statements(), high: sequenceHigh{}}
+	w := &Writer{t: t, ctx: ctx, tx: tx, st: t.statements(), high: sequenceHigh{}, held: map[string]bool{}}
 	if err := fn(w); err != nil {
+		return err
+	}
+	if err := w.flush(); err != nil {
 		return err
 	}
 	if err := t.advanceSequences(ctx, tx, w.high); err != nil {
@@ -1423,30 +1454,82 @@ func (w *Writer) Put(key, value []byte, version uint64, expiresAt int64) error {
 		return err
 	}
 	t.noteSequences(w.high, kd, rest)
-	res, err := w.tx.ExecContext(w.ctx, w.st.update, t.updateArgs(kd, rest)...)
-	if err != nil {
-		return fmt.Errorf("update %s: %w", reconcile.KeyText(key, t), t.d.dbErr(err))
-	}
-	if n, err := res.RowsAffected(); err == nil && n > 0 {
-		return nil
-	}
-	// MySQL counts an UPDATE that changes nothing as 0 rows: the insert then finds the
-	// row and does nothing, which is the same end state.
-	if _, err := w.tx.ExecContext(w.ctx, w.st.insert, t.insertArgs(kd, rest)...); err != nil {
-		return fmt.Errorf("insert %s: %w", reconcile.KeyText(key, t), t.d.dbErr(err))
-	}
-	return nil
+	return w.hold(&w.puts, write{key: kd, rest: rest, size: len(value), raw: key})
 }
 
-// Delete removes the row under key, if any.
+// Delete deletes the row under a canonical key, if there is one.
 func (w *Writer) Delete(key []byte) error {
 	t := w.t
 	kd, err := DecodeKey(key, t.keyCols)
 	if err != nil {
 		return fmt.Errorf("key %s does not fit table %s: %v", reconcile.KeyText(key, t), t.cfg.Table, err)
 	}
-	if _, err := w.tx.ExecContext(w.ctx, w.st.del, t.keyArgs(kd)...); err != nil {
-		return fmt.Errorf("delete %s: %w", reconcile.KeyText(key, t), t.d.dbErr(err))
+	return w.hold(&w.dels, write{key: kd, raw: key})
+}
+
+// hold adds a write to list, flushing first when a held write has its key, and after when
+// the list is full.
+func (w *Writer) hold(list *[]write, wr write) error {
+	if w.held[string(wr.raw)] {
+		if err := w.flush(); err != nil {
+			return err
+		}
+	}
+	w.held[string(wr.raw)] = true
+	*list = append(*list, wr)
+	w.size += wr.size
+	if len(*list) >= maxRowsPerStatement || w.size >= maxBytesPerStatement {
+		return w.flush()
+	}
+	return nil
+}
+
+// flush writes the held deletes, then the held puts (their keys differ).
+func (w *Writer) flush() error {
+	t := w.t
+	dels := make([][]Datum, len(w.dels))
+	for i, d := range w.dels {
+		dels[i] = d.key
+	}
+	if err := t.deleteKeys(w.ctx, w.tx, dels); err != nil {
+		return err
+	}
+	stmt := func(rows []string) string {
+		if s := t.d.upsertMany(t.name, w.st.insertNames, w.st.keyNames, rows); s != "" {
+			return s
+		}
+		return t.d.insertMany(t.name, w.st.insertNames, rows)
+	}
+	err := t.writeAll(w.ctx, w.tx, w.st, w.puts, stmt, func(part []write) error {
+		for _, p := range part {
+			if err := w.upsert(p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	w.puts, w.dels, w.size = w.puts[:0], w.dels[:0], 0
+	clear(w.held)
+	return nil
+}
+
+// upsert writes one row: an UPDATE, then an INSERT when it updated nothing.
+func (w *Writer) upsert(p write) error {
+	t := w.t
+	res, err := w.tx.ExecContext(w.ctx, w.st.update, t.updateArgs(p.key, p.rest)...)
+	if err != nil {
+		return fmt.Errorf("update %s: %w", reconcile.KeyText(p.raw, t), t.d.dbErr(err))
+	}
+	if n, err := res.RowsAffected(); err == nil && n > 0 {
+		return nil
+	}
+	// MySQL counts an UPDATE that changes nothing as 0 rows: the insert then finds the
+	// row and does nothing, which is the same end state.
+	if _, err := w.tx.ExecContext(w.ctx, w.st.insert, t.insertArgs(p.key, p.rest)...); err != nil {
+		return fmt.Errorf("insert %s: %w", reconcile.KeyText(p.raw, t), t.d.dbErr(err))
 	}
 	return nil
 }
