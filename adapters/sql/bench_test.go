@@ -352,13 +352,14 @@ func BenchmarkDiffPostgres(b *testing.B) {
 
 // BenchmarkApplyNewRows syncs a SQLite table of RECONCILE_BENCH_NEW_ROWS rows (default
 // 20,000) into an empty table of each engine whose DSN is set (SQLite always), as a new
-// replica's first sync does: nearly all of the apply is inserts. Metric: ns/row of the
-// whole session. Run it with
+// replica's first sync does: nearly all of the apply is inserts (metric ns/row, of the
+// whole session). Then every source row changes and a second sync updates them all
+// (update-ns/row). Run it with
 //
 //	RECONCILE_TEST_PG_DSN=... RECONCILE_TEST_MYSQL_DSN=... \
 //	  go test ./adapters/sql -run '^$' -bench ApplyNewRows -benchtime 3x
 //
-// Inserts go many rows a statement (applyInserts); one statement a row cost 131–136 µs a
+// Inserts go many rows a statement (insertAll); one statement a row cost 131–136 µs a
 // row on PostgreSQL and 230 µs on MariaDB, against 18–21 and 16–17 (docs/sql-benchmarks.md).
 func BenchmarkApplyNewRows(b *testing.B) {
 	n := 20_000
@@ -387,7 +388,7 @@ func BenchmarkApplyNewRows(b *testing.B) {
 	S := openTable(b, lite.url(src, "version=ver"))
 	for _, e := range engines(b) {
 		b.Run(e.name, func(b *testing.B) {
-			var elapsed time.Duration
+			var elapsed, updating time.Duration
 			for range b.N {
 				dst := e.table(b)
 				e.exec(b, "CREATE TABLE "+dst+" (id bigint PRIMARY KEY, v text NOT NULL, ver bigint NOT NULL)")
@@ -398,10 +399,18 @@ func BenchmarkApplyNewRows(b *testing.B) {
 				if err != nil || rep.Upserted != n {
 					b.Fatalf("sync into %s: %v, %d upserted, want %d", e.name, err, rep.Upserted, n)
 				}
+				lite.exec(b, "UPDATE "+src+" SET ver = ver + "+strconv.Itoa(n)+", v = v || '.'")
+				t0 = time.Now()
+				rep, err = reconcile.Run(context.Background(), S, D, reconcile.Options{Mode: reconcile.Mirror})
+				updating += time.Since(t0)
+				if err != nil || rep.Changed != n || rep.Upserted != n {
+					b.Fatalf("second sync into %s: %v, %d changed and %d upserted, want %d", e.name, err, rep.Changed, rep.Upserted, n)
+				}
 				D.Close()
 				e.exec(b, "DROP TABLE "+dst)
 			}
 			b.ReportMetric(float64(elapsed.Nanoseconds())/float64(b.N*n), "ns/row")
+			b.ReportMetric(float64(updating.Nanoseconds())/float64(b.N*n), "update-ns/row")
 		})
 	}
 }

@@ -37,10 +37,9 @@ type dialect interface {
 	// row whose key exists: it affects fewer rows than it has (PostgreSQL, SQLite), or
 	// fails (MySQL, where a no-op ON DUPLICATE KEY UPDATE would not say which).
 	insertMany(table string, cols, rows []string) string
-	// upsertMany is an INSERT of several rows that updates, in place, a row whose key
-	// (keys: the key columns) exists, and no other; "" where the engine has none that
-	// keeps to the key (MySQL).
-	upsertMany(table string, cols, keys, rows []string) string
+	// updateFromValues reports whether the engine runs UPDATE … FROM (VALUES …) AS v,
+	// naming the list's columns column1, column2, … (PostgreSQL, SQLite; not MySQL).
+	updateFromValues() bool
 	// arg converts a datum into a driver argument for column c.
 	arg(d Datum, c *Column) any
 	// dbErr rewrites driver errors into messages that say what to do.

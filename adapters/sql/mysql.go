@@ -161,7 +161,7 @@ func (m mysql) insertMany(table string, cols, rows []string) string {
 	return "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES " + strings.Join(rows, ", ")
 }
 
-func (mysql) upsertMany(table string, cols, keys, rows []string) string { return "" }
+func (mysql) updateFromValues() bool { return false }
 
 func (mysql) arg(d Datum, c *Column) any {
 	switch d.Class {

@@ -5,7 +5,6 @@ import (
 	dbsql "database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -179,24 +178,7 @@ func (p postgres) insertMany(table string, cols, rows []string) string {
 	return "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") OVERRIDING SYSTEM VALUE VALUES " + strings.Join(rows, ", ") + " ON CONFLICT DO NOTHING"
 }
 
-func (p postgres) upsertMany(table string, cols, keys, rows []string) string {
-	return "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") OVERRIDING SYSTEM VALUE VALUES " + strings.Join(rows, ", ") + onConflictUpdate(cols, keys)
-}
-
-// onConflictUpdate is the ON CONFLICT clause of PostgreSQL's and SQLite's upsert: every
-// written column but the key takes the new row's value.
-func onConflictUpdate(cols, keys []string) string {
-	var sets []string
-	for _, c := range cols {
-		if !slices.Contains(keys, c) {
-			sets = append(sets, c+" = EXCLUDED."+c)
-		}
-	}
-	if len(sets) == 0 {
-		return " ON CONFLICT (" + strings.Join(keys, ", ") + ") DO NOTHING"
-	}
-	return " ON CONFLICT (" + strings.Join(keys, ", ") + ") DO UPDATE SET " + strings.Join(sets, ", ")
-}
+func (postgres) updateFromValues() bool { return true }
 
 // pgAdvanceSequence moves sequence $1 so that its next value follows $2, when $2 is
 // beyond what it would give next; never backwards, never past its bounds, and only where

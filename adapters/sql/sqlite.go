@@ -174,9 +174,7 @@ func (sqlite) insertMany(table string, cols, rows []string) string {
 	return "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES " + strings.Join(rows, ", ") + " ON CONFLICT DO NOTHING"
 }
 
-func (sqlite) upsertMany(table string, cols, keys, rows []string) string {
-	return "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES " + strings.Join(rows, ", ") + onConflictUpdate(cols, keys)
-}
+func (sqlite) updateFromValues() bool { return true }
 
 func (sqlite) arg(d Datum, c *Column) any {
 	switch d.Class {

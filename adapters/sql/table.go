@@ -998,7 +998,7 @@ type write struct {
 	rest []Datum // nil: delete
 	size int     // the row's value bytes (a bound on what a statement carries)
 	i    int     // its change's index, in Apply
-	raw  []byte  // the key's bytes, in a Writer
+	raw  []byte  // the key's bytes
 }
 
 // decodeRow checks that r fits the table and returns the datums to write.
@@ -1167,7 +1167,7 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 		if err != nil {
 			return nil, fmt.Errorf("key %s does not fit table %s: %v", reconcile.KeyText(c.Key, t), t.cfg.Table, err)
 		}
-		ws[i].key, ws[i].i, keys[i] = kd, i, c.Key
+		ws[i].key, ws[i].i, ws[i].raw, keys[i] = kd, i, c.Key, c.Key
 		if c.Put != nil {
 			ws[i].size = len(c.Put.Value)
 			if ws[i].rest, err = t.decodeRow(c.Put); err != nil {
@@ -1187,10 +1187,11 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 	st := t.statements()
 	out := make([]reconcile.Outcome, len(changes))
 	high := sequenceHigh{}
-	// Updates go one statement a row; deletes and then inserts are gathered and sent
-	// many rows a statement (deleteKeys, insertAll): a new replica's rows are nearly all
-	// inserts, and one statement a row cost a round trip each.
+	// Deletes, updates and inserts are gathered and sent many rows a statement (deleteKeys,
+	// updateAll, insertAll): a new replica's rows are nearly all inserts, and one
+	// statement a row cost a round trip each.
 	var deletes, inserts []int
+	var updates []write
 	for i, c := range changes {
 		row, exists := cur[string(c.Key)]
 		var have *merkle.Entry
@@ -1213,9 +1214,7 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 				deletes = append(deletes, i)
 			}
 		case exists:
-			if _, err := tx.ExecContext(ctx, st.update, t.updateArgs(w.key, w.rest)...); err != nil {
-				return nil, fmt.Errorf("update %s in %s: %w", reconcile.KeyText(c.Key, t), t.cfg.Table, t.d.dbErr(err))
-			}
+			updates = append(updates, w)
 			t.noteSequences(high, w.key, w.rest)
 		default:
 			inserts = append(inserts, i)
@@ -1226,6 +1225,9 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 		dels[n] = ws[i].key
 	}
 	if err := t.deleteKeys(ctx, tx, dels); err != nil {
+		return nil, err
+	}
+	if err := t.updateAll(ctx, tx, st, updates); err != nil {
 		return nil, err
 	}
 	ins := make([]write, len(inserts))
@@ -1288,6 +1290,43 @@ func (t *Table) deleteKeys(ctx context.Context, tx *dbsql.Tx, keys [][]Datum) er
 		}
 	}
 	return nil
+}
+
+// updateAll rewrites the rows ws, which the transaction's lookup found and locked: many a
+// statement (updateMany) in PostgreSQL and SQLite, one UPDATE a row in MySQL.
+func (t *Table) updateAll(ctx context.Context, tx *dbsql.Tx, st statements, ws []write) error {
+	one := func(part []write) error {
+		for _, w := range part {
+			if _, err := tx.ExecContext(ctx, st.update, t.updateArgs(w.key, w.rest)...); err != nil {
+				return fmt.Errorf("update %s in %s: %w", reconcile.KeyText(w.raw, t), t.cfg.Table, t.d.dbErr(err))
+			}
+		}
+		return nil
+	}
+	if t.updateMany(st, nil) == "" {
+		return one(ws)
+	}
+	return t.writeAll(ctx, tx, st, ws, func(rows []string) string { return t.updateMany(st, rows) }, one)
+}
+
+// updateMany is one UPDATE of the rows whose "(params)", in insertArgs' order, are rows:
+// UPDATE … FROM (VALUES …) AS v, which fires the table's update triggers as one UPDATE a
+// row does. "" where the engine has no such statement, or the table nothing to set.
+func (t *Table) updateMany(st statements, rows []string) string {
+	nk := len(st.keyNames)
+	if !t.d.updateFromValues() || len(st.insertNames) <= nk || !slices.Equal(st.insertNames[:nk], st.keyNames) {
+		return ""
+	}
+	var sets, where []string
+	for j, name := range st.insertNames {
+		v := "v.column" + strconv.Itoa(j+1)
+		if j < nk {
+			where = append(where, t.name+"."+name+" = "+v)
+		} else {
+			sets = append(sets, name+" = "+v)
+		}
+	}
+	return "UPDATE " + t.name + " SET " + strings.Join(sets, ", ") + " FROM (VALUES " + strings.Join(rows, ", ") + ") AS v WHERE " + strings.Join(where, " AND ")
 }
 
 // insertAll inserts ws, many rows a statement, and calls fallback with each statement's
@@ -1484,7 +1523,8 @@ func (w *Writer) hold(list *[]write, wr write) error {
 	return nil
 }
 
-// flush writes the held deletes, then the held puts (their keys differ).
+// flush writes the held deletes, then the held puts (their keys differ): those whose key
+// a row holds as updates, the others as inserts, each many rows a statement.
 func (w *Writer) flush() error {
 	t := w.t
 	dels := make([][]Datum, len(w.dels))
@@ -1494,25 +1534,41 @@ func (w *Writer) flush() error {
 	if err := t.deleteKeys(w.ctx, w.tx, dels); err != nil {
 		return err
 	}
-	stmt := func(rows []string) string {
-		if s := t.d.upsertMany(t.name, w.st.insertNames, w.st.keyNames, rows); s != "" {
-			return s
-		}
-		return t.d.insertMany(t.name, w.st.insertNames, rows)
+	keys := make([][]byte, len(w.puts))
+	for i, p := range w.puts {
+		keys[i] = p.raw
 	}
-	err := t.writeAll(w.ctx, w.tx, w.st, w.puts, stmt, func(part []write) error {
-		for _, p := range part {
-			if err := w.upsert(p); err != nil {
-				return err
-			}
+	cur, err := t.lookup(w.ctx, w.tx, keys, t.d.forUpdate())
+	if err != nil {
+		return fmt.Errorf("write %s: %w", t.cfg.Table, err)
+	}
+	var updates, inserts []write
+	for _, p := range w.puts {
+		if _, ok := cur[string(p.raw)]; ok {
+			updates = append(updates, p)
+		} else {
+			inserts = append(inserts, p)
 		}
-		return nil
-	})
+	}
+	err = t.updateAll(w.ctx, w.tx, w.st, updates)
+	if err == nil {
+		err = t.insertAll(w.ctx, w.tx, w.st, inserts, w.upsertEach)
+	}
 	if err != nil {
 		return err
 	}
 	w.puts, w.dels, w.size = w.puts[:0], w.dels[:0], 0
 	clear(w.held)
+	return nil
+}
+
+// upsertEach upserts ps one at a time.
+func (w *Writer) upsertEach(ps []write) error {
+	for _, p := range ps {
+		if err := w.upsert(p); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
