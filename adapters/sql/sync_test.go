@@ -954,3 +954,51 @@ func TestWriterKeepsCallOrder(t *testing.T) {
 		})
 	}
 }
+
+// TestMySQLUpdatesKeepTriggers: MySQL updates many rows a statement with INSERT … ON
+// DUPLICATE KEY UPDATE only where that is an update and nothing else: a table with a
+// BEFORE INSERT trigger (which that statement would run, and whose changes it would
+// write) or a second unique index (whose collision it would take for the row to update)
+// is updated one UPDATE a row, and ends equal to the source.
+func TestMySQLUpdatesKeepTriggers(t *testing.T) {
+	_, my, lite := bothServers(t)
+	src := lite.table(t)
+	lite.exec(t, "CREATE TABLE "+src+" (id bigint PRIMARY KEY, v text NOT NULL, ver bigint NOT NULL)")
+	for i := range 20 {
+		lite.exec(t, fmt.Sprintf("INSERT INTO %s VALUES (%d, 'new %d', 10)", src, i, i))
+	}
+	S := openTable(t, lite.url(src, "version=ver"))
+	for _, c := range []struct{ name, extra string }{
+		{"plain", ""},
+		{"before insert trigger", "CREATE TRIGGER %[1]s_bi BEFORE INSERT ON %[1]s FOR EACH ROW SET NEW.v = 'set by the trigger'"},
+		{"second unique index", "CREATE UNIQUE INDEX %[1]s_v ON %[1]s (v)"},
+	} {
+		dst := my.table(t)
+		my.exec(t, "CREATE TABLE "+dst+" (id bigint PRIMARY KEY, v varchar(40) NOT NULL, ver bigint NOT NULL)")
+		for i := range 20 {
+			my.exec(t, fmt.Sprintf("INSERT INTO %s VALUES (%d, 'old %d', 1)", dst, i, i))
+		}
+		if c.extra != "" {
+			my.exec(t, fmt.Sprintf(c.extra, dst))
+		}
+		D := openTable(t, my.url(dst, "version=ver"))
+		if want := c.name == "plain"; D.mysqlUpserts(context.Background(), mustBegin(t, my)) != want {
+			t.Errorf("%s: mysqlUpserts = %v, want %v", c.name, !want, want)
+		}
+		syncAndCheck(t, c.name, S, D, 20)
+		var n int
+		if err := my.db.QueryRow("SELECT COUNT(*) FROM " + dst + " WHERE v LIKE 'new %'").Scan(&n); err != nil || n != 20 {
+			t.Errorf("%s: %d rows hold the source's values, want 20 (%v)", c.name, n, err)
+		}
+	}
+}
+
+// mustBegin begins a transaction on e, rolled back when the test ends.
+func mustBegin(t *testing.T, e *engine) *sql.Tx {
+	tx, err := e.db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback() })
+	return tx
+}

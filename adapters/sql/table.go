@@ -28,6 +28,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -49,6 +50,11 @@ type Table struct {
 	schema   string
 	ordering merkle.Ordering
 	name     string // quoted table name
+	// soleUnique marks a table whose key is its only unique index; upserts, set once
+	// (upsertsOnce), whether MySQL may update its rows with an upsert (mysqlUpserts).
+	soleUnique  bool
+	upsertsOnce sync.Once
+	upserts     bool
 	// view marks a view (or materialized view) read with a key= no constraint makes
 	// unique: every read that sees all rows checks that no key repeats.
 	view bool
@@ -253,6 +259,7 @@ func (t *Table) load(ctx context.Context) error {
 	case !t.view && !isUnique(keyNames, uniques):
 		return fmt.Errorf("table %s: key %s is not unique (no primary key or unique constraint on exactly those columns): add one, or name a unique key", t.cfg.Table, strings.Join(keyNames, ","))
 	}
+	t.soleUnique = !t.view && len(uniques) == 1
 	used := map[string]string{}
 	use := func(role, name string) (*Column, error) {
 		c, err := find(role, name)
@@ -1293,7 +1300,7 @@ func (t *Table) deleteKeys(ctx context.Context, tx *dbsql.Tx, keys [][]Datum) er
 }
 
 // updateAll rewrites the rows ws, which the transaction's lookup found and locked: many a
-// statement (updateMany) in PostgreSQL and SQLite, one UPDATE a row in MySQL.
+// statement where updateMany has a statement for the table, else one UPDATE a row.
 func (t *Table) updateAll(ctx context.Context, tx *dbsql.Tx, st statements, ws []write) error {
 	one := func(part []write) error {
 		for _, w := range part {
@@ -1303,19 +1310,39 @@ func (t *Table) updateAll(ctx context.Context, tx *dbsql.Tx, st statements, ws [
 		}
 		return nil
 	}
-	if t.updateMany(st, nil) == "" {
+	if len(ws) < 2 {
 		return one(ws)
 	}
-	return t.writeAll(ctx, tx, st, ws, func(rows []string) string { return t.updateMany(st, rows) }, one)
+	q, wrote := t.updateMany(ctx, tx, st, nil)
+	if q == "" {
+		return one(ws)
+	}
+	return t.writeAll(ctx, tx, st, ws, func(rows []string) string { q, _ := t.updateMany(ctx, tx, st, rows); return q }, wrote, one)
 }
 
-// updateMany is one UPDATE of the rows whose "(params)", in insertArgs' order, are rows:
-// UPDATE … FROM (VALUES …) AS v, which fires the table's update triggers as one UPDATE a
-// row does. "" where the engine has no such statement, or the table nothing to set.
-func (t *Table) updateMany(st statements, rows []string) string {
+// updateMany is one statement that rewrites the existing rows whose "(params)", in
+// insertArgs' order, are rows, and what it reports affected when it wrote them all. In
+// PostgreSQL and SQLite it is UPDATE … FROM (VALUES …) AS v, which fires the table's
+// update triggers as one UPDATE a row does. MySQL has no such statement; there it is
+// INSERT … ON DUPLICATE KEY UPDATE, which counts 2 a changed row and 0 one it leaves as
+// it was (the rows exist, locked by the lookup, so it inserts none), where the key is the
+// table's only unique index (else a row colliding on another would be the one updated)
+// and no BEFORE INSERT trigger would run for rows that are not inserted (mysqlUpserts).
+// "" where neither holds, or the table has nothing to set.
+func (t *Table) updateMany(ctx context.Context, tx *dbsql.Tx, st statements, rows []string) (string, affected) {
 	nk := len(st.keyNames)
-	if !t.d.updateFromValues() || len(st.insertNames) <= nk || !slices.Equal(st.insertNames[:nk], st.keyNames) {
-		return ""
+	if len(st.insertNames) <= nk || !slices.Equal(st.insertNames[:nk], st.keyNames) {
+		return "", nil
+	}
+	if !t.d.updateFromValues() {
+		if !t.mysqlUpserts(ctx, tx) {
+			return "", nil
+		}
+		var sets []string
+		for _, name := range st.insertNames[nk:] {
+			sets = append(sets, name+" = VALUES("+name+")")
+		}
+		return "INSERT INTO " + t.name + " (" + strings.Join(st.insertNames, ", ") + ") VALUES " + strings.Join(rows, ", ") + " ON DUPLICATE KEY UPDATE " + strings.Join(sets, ", "), func(n int64, rows int) bool { return n >= 0 && n <= 2*int64(rows) && n%2 == 0 }
 	}
 	var sets, where []string
 	for j, name := range st.insertNames {
@@ -1326,7 +1353,24 @@ func (t *Table) updateMany(st statements, rows []string) string {
 			sets = append(sets, name+" = "+v)
 		}
 	}
-	return "UPDATE " + t.name + " SET " + strings.Join(sets, ", ") + " FROM (VALUES " + strings.Join(rows, ", ") + ") AS v WHERE " + strings.Join(where, " AND ")
+	return "UPDATE " + t.name + " SET " + strings.Join(sets, ", ") + " FROM (VALUES " + strings.Join(rows, ", ") + ") AS v WHERE " + strings.Join(where, " AND "), eachOnce
+}
+
+// mysqlUpserts reports whether INSERT … ON DUPLICATE KEY UPDATE may update rows of this
+// MySQL table that exist: its key is its only unique index and it has no BEFORE INSERT
+// trigger. Asked once a Table.
+func (t *Table) mysqlUpserts(ctx context.Context, tx *dbsql.Tx) bool {
+	t.upsertsOnce.Do(func() {
+		if !t.soleUnique {
+			return
+		}
+		schema, name := schemaOf(t.cfg.Table)
+		var n int
+		err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = COALESCE(NULLIF(?, ''), DATABASE())
+			AND EVENT_OBJECT_TABLE = ? AND EVENT_MANIPULATION = 'INSERT' AND ACTION_TIMING = 'BEFORE'`, schema, name).Scan(&n)
+		t.upserts = err == nil && n == 0
+	})
+	return t.upserts
 }
 
 // insertAll inserts ws, many rows a statement, and calls fallback with each statement's
@@ -1334,12 +1378,19 @@ func (t *Table) updateMany(st statements, rows []string) string {
 // collation calls equal, a value the engine refuses): the statement is rolled back to a
 // savepoint first, so fallback, going one row at a time, tells them apart.
 func (t *Table) insertAll(ctx context.Context, tx *dbsql.Tx, st statements, ws []write, fallback func(part []write) error) error {
-	return t.writeAll(ctx, tx, st, ws, func(rows []string) string { return t.d.insertMany(t.name, st.insertNames, rows) }, fallback)
+	return t.writeAll(ctx, tx, st, ws, func(rows []string) string { return t.d.insertMany(t.name, st.insertNames, rows) }, eachOnce, fallback)
 }
 
-// writeAll is insertAll with the statement that stmt makes of its rows' "(params)": an
-// INSERT that writes nothing of a row whose key exists, or an upsert.
-func (t *Table) writeAll(ctx context.Context, tx *dbsql.Tx, st statements, ws []write, stmt func(rows []string) string, fallback func(part []write) error) error {
+// affected says whether a statement of rows rows that reports n rows affected wrote them
+// all.
+type affected func(n int64, rows int) bool
+
+// eachOnce is affected for a statement that counts each row it writes once.
+func eachOnce(n int64, rows int) bool { return n == int64(rows) }
+
+// writeAll is insertAll with the statement that stmt makes of its rows' "(params)", and
+// wrote to say from its count of rows affected whether it wrote them all.
+func (t *Table) writeAll(ctx context.Context, tx *dbsql.Tx, st statements, ws []write, stmt func(rows []string) string, wrote affected, fallback func(part []write) error) error {
 	per := max(1, min(maxRowsPerStatement, maxParamsPerStatement/max(1, len(st.insertCols))))
 	for len(ws) > 0 {
 		n, size := 0, 0
@@ -1350,7 +1401,7 @@ func (t *Table) writeAll(ctx context.Context, tx *dbsql.Tx, st statements, ws []
 		part := ws[:n]
 		ws = ws[n:]
 		if n > 1 {
-			ok, err := t.insertStatement(ctx, tx, st, part, stmt)
+			ok, err := t.insertStatement(ctx, tx, st, part, stmt, wrote)
 			if err != nil {
 				return err
 			}
@@ -1367,7 +1418,7 @@ func (t *Table) writeAll(ctx context.Context, tx *dbsql.Tx, st statements, ws []
 
 // insertStatement inserts ws in one statement under a savepoint, and reports whether it
 // inserted every one; if not, nothing of it stays. Its error is the savepoint's only.
-func (t *Table) insertStatement(ctx context.Context, tx *dbsql.Tx, st statements, ws []write, stmt func(rows []string) string) (bool, error) {
+func (t *Table) insertStatement(ctx context.Context, tx *dbsql.Tx, st statements, ws []write, stmt func(rows []string) string, wrote affected) (bool, error) {
 	var args []any
 	rows := make([]string, len(ws))
 	for n, w := range ws {
@@ -1384,7 +1435,7 @@ func (t *Table) insertStatement(ctx context.Context, tx *dbsql.Tx, st statements
 	}
 	res, err := tx.ExecContext(ctx, stmt(rows), args...)
 	if err == nil {
-		if n, aerr := res.RowsAffected(); aerr == nil && n == int64(len(ws)) {
+		if n, aerr := res.RowsAffected(); aerr == nil && wrote(n, len(ws)) {
 			if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT rc_rows"); err != nil {
 				return false, fmt.Errorf("write %s: release savepoint: %w", t.cfg.Table, t.d.dbErr(err))
 			}
