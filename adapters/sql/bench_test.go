@@ -36,6 +36,19 @@ import (
 // changes so old caches are rebuilt.
 const benchFixtureTag = "reconcile bench fixture v1"
 
+// envRows returns the row count the environment variable name gives, def when unset.
+func envRows(b *testing.B, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 1 {
+		b.Fatalf("%s=%q: want a positive row count", name, s)
+	}
+	return v
+}
+
 // benchPostgres skips unless the SQL benchmarks are enabled and returns the PostgreSQL
 // engine and the row count.
 func benchPostgres(b *testing.B) (*engine, int) {
@@ -46,14 +59,7 @@ func benchPostgres(b *testing.B) (*engine, int) {
 	if os.Getenv("RECONCILE_TEST_PG_DSN") == "" {
 		b.Skip("SQL benchmarks skipped: set RECONCILE_TEST_PG_DSN (e.g. postgres://postgres@127.0.0.1:5432/test)")
 	}
-	n := 1_000_000
-	if s := os.Getenv("RECONCILE_BENCH_ROWS"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v < 1 {
-			b.Fatalf("RECONCILE_BENCH_ROWS=%q: want a positive row count", s)
-		}
-		n = v
-	}
+	n := envRows(b, "RECONCILE_BENCH_ROWS", 1_000_000)
 	pg, _, _ := byName(b)
 	if pg == nil {
 		b.Fatal("no postgres engine")
@@ -362,14 +368,7 @@ func BenchmarkDiffPostgres(b *testing.B) {
 // Inserts go many rows a statement (insertAll); one statement a row cost 131–136 µs a
 // row on PostgreSQL and 230 µs on MariaDB, against 18–21 and 16–17 (docs/sql-benchmarks.md).
 func BenchmarkApplyNewRows(b *testing.B) {
-	n := 20_000
-	if s := os.Getenv("RECONCILE_BENCH_NEW_ROWS"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v < 1 {
-			b.Fatalf("RECONCILE_BENCH_NEW_ROWS=%q: want a positive row count", s)
-		}
-		n = v
-	}
+	n := envRows(b, "RECONCILE_BENCH_NEW_ROWS", 20_000)
 	_, _, lite := byName(b)
 	src := lite.table(b)
 	lite.exec(b, "CREATE TABLE "+src+" (id bigint PRIMARY KEY, v text NOT NULL, ver bigint NOT NULL)")
