@@ -1002,3 +1002,29 @@ func mustBegin(t *testing.T, e *engine) *sql.Tx {
 	t.Cleanup(func() { tx.Rollback() })
 	return tx
 }
+
+// TestDeleteRefusedByForeignKey: deletes go many rows a statement; a row another table
+// still references fails its statement, and the batch halves down to that row, which is
+// quarantined with a message that names it, while the other deletes are written.
+func TestDeleteRefusedByForeignKey(t *testing.T) {
+	pg, _, _ := byName(t)
+	if pg == nil {
+		t.Skip("needs RECONCILE_TEST_PG_DSN")
+	}
+	src, dst, child := pg.table(t), pg.table(t), pg.table(t)
+	pg.exec(t, "CREATE TABLE "+src+" (id int PRIMARY KEY, v text, ver bigint NOT NULL)",
+		"CREATE TABLE "+dst+" (id int PRIMARY KEY, v text, ver bigint NOT NULL)",
+		"INSERT INTO "+src+" SELECT g, 'v', g FROM generate_series(1, 5) g",
+		"INSERT INTO "+dst+" SELECT g, 'v', g FROM generate_series(1, 20) g",
+		"CREATE TABLE "+child+" (id int PRIMARY KEY, p int REFERENCES "+dst+" (id))",
+		"INSERT INTO "+child+" VALUES (1, 12)")
+	t.Cleanup(func() { pg.db.Exec("DROP TABLE IF EXISTS " + child) }) // before dst's cleanup
+	rep, err := reconcile.Run(context.Background(), openTable(t, pg.url(src, "version=ver")), openTable(t, pg.url(dst, "version=ver")),
+		reconcile.Options{Mode: reconcile.Mirror, Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Deleted != 14 || rep.Quarantined != 1 || !strings.HasPrefix(rep.QuarantinedRows[0].Error, "delete id=12 from ") {
+		t.Fatalf("%d deleted, %d quarantined (%+v); want 14 and id=12 named", rep.Deleted, rep.Quarantined, rep.QuarantinedRows)
+	}
+}

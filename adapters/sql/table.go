@@ -1052,7 +1052,7 @@ func (t *Table) decodeRow(r *reconcile.Row) ([]Datum, error) {
 
 // statements holds the write statements of one transaction.
 type statements struct {
-	update, insert, del string
+	update, insert string
 	// insertNames and insertCols are the columns an INSERT writes (all but Generated), in
 	// insertArgs' order, quoted and as columns.
 	insertNames []string
@@ -1095,11 +1095,6 @@ func (t *Table) statements() statements {
 		sets = []string{t.d.quote(cols[0].Name) + " = " + t.d.quote(cols[0].Name)}
 	}
 	st.update = "UPDATE " + t.name + " SET " + strings.Join(sets, ", ") + " WHERE " + strings.Join(where, " AND ")
-	var delWhere []string
-	for i, c := range cols[:nk] {
-		delWhere = append(delWhere, t.d.quote(c.Name)+" = "+t.d.param(i+1, c))
-	}
-	st.del = "DELETE FROM " + t.name + " WHERE " + strings.Join(delWhere, " AND ")
 	return st
 }
 
@@ -1114,8 +1109,9 @@ func (t *Table) bind(args []any, ds []Datum, cols []*Column, written bool) []any
 	return args
 }
 
-// insertArgs, updateArgs and keyArgs bind the parameters of statements' insert, update
-// and del for a row's key and its other columns (rest, as decodeRow makes them).
+// insertArgs and updateArgs bind the parameters of statements' insert and update for a
+// row's key and its other columns (rest, as decodeRow makes them); insertArgs' are also
+// a row's in a multi-row statement (insertStatement).
 func (t *Table) insertArgs(key, rest []Datum) []any {
 	cols := t.allCols()
 	return t.bind(t.bind(nil, key, cols, true), rest, cols[len(key):], true)
@@ -1125,8 +1121,6 @@ func (t *Table) updateArgs(key, rest []Datum) []any {
 	cols := t.allCols()
 	return t.bind(t.bind(nil, rest, cols[len(key):], true), key, cols, false)
 }
-
-func (t *Table) keyArgs(key []Datum) []any { return t.bind(nil, key, t.allCols(), false) }
 
 // sequenceHigh holds, by index into allCols, the largest value a transaction wrote to
 // each column that takes its default from a sequence. Before the commit the sequences
@@ -1227,9 +1221,9 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 			inserts = append(inserts, i)
 		}
 	}
-	dels := make([][]Datum, len(deletes))
+	dels := make([]write, len(deletes))
 	for n, i := range deletes {
-		dels[n] = ws[i].key
+		dels[n] = ws[i]
 	}
 	if err := t.deleteKeys(ctx, tx, dels); err != nil {
 		return nil, err
@@ -1275,17 +1269,17 @@ const (
 	maxBytesPerStatement  = 4 << 20
 )
 
-// deleteKeys deletes the rows under keys, many a statement.
-func (t *Table) deleteKeys(ctx context.Context, tx *dbsql.Tx, keys [][]Datum) error {
+// deleteKeys deletes the rows under the keys of ws, many a statement.
+func (t *Table) deleteKeys(ctx context.Context, tx *dbsql.Tx, ws []write) error {
 	per := max(1, min(maxRowsPerStatement, maxParamsPerStatement/len(t.keyCols)))
-	for len(keys) > 0 {
-		chunk := keys[:min(len(keys), per)]
-		keys = keys[len(chunk):]
+	for len(ws) > 0 {
+		chunk := ws[:min(len(ws), per)]
+		ws = ws[len(chunk):]
 		var args []any
 		tuples := make([]string, len(chunk))
-		for n, key := range chunk {
+		for n, w := range chunk {
 			var ps []string
-			for k, d := range key {
+			for k, d := range w.key {
 				args = append(args, t.d.arg(d, &t.keyCols[k]))
 				ps = append(ps, t.d.param(len(args), &t.keyCols[k]))
 			}
@@ -1293,7 +1287,11 @@ func (t *Table) deleteKeys(ctx context.Context, tx *dbsql.Tx, keys [][]Datum) er
 		}
 		query := "DELETE FROM " + t.name + " WHERE (" + t.keyList() + ") IN (" + strings.Join(tuples, ", ") + ")"
 		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
-			return fmt.Errorf("delete %d rows from %s: %w", len(chunk), t.cfg.Table, t.d.dbErr(err))
+			what := fmt.Sprintf("%d rows", len(chunk))
+			if len(chunk) == 1 {
+				what = reconcile.KeyText(chunk[0].raw, t)
+			}
+			return fmt.Errorf("delete %s from %s: %w", what, t.cfg.Table, t.d.dbErr(err))
 		}
 	}
 	return nil
@@ -1578,11 +1576,7 @@ func (w *Writer) hold(list *[]write, wr write) error {
 // a row holds as updates, the others as inserts, each many rows a statement.
 func (w *Writer) flush() error {
 	t := w.t
-	dels := make([][]Datum, len(w.dels))
-	for i, d := range w.dels {
-		dels[i] = d.key
-	}
-	if err := t.deleteKeys(w.ctx, w.tx, dels); err != nil {
+	if err := t.deleteKeys(w.ctx, w.tx, w.dels); err != nil {
 		return err
 	}
 	keys := make([][]byte, len(w.puts))
