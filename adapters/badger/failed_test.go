@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,4 +66,31 @@ func TestDirectoryRemovedWhileOpen(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Close of a store whose directory was removed did not return in 30s")
 	}
+}
+
+// recordLog is a bdg.Logger that keeps its lines.
+type recordLog struct{ lines []string }
+
+func (r *recordLog) Errorf(f string, a ...any) { r.lines = append(r.lines, "E "+fmt.Sprintf(f, a...)) }
+func (r *recordLog) Warningf(f string, a ...any) {
+	r.lines = append(r.lines, "W "+fmt.Sprintf(f, a...))
+}
+func (r *recordLog) Infof(f string, a ...any)  { r.lines = append(r.lines, "I "+fmt.Sprintf(f, a...)) }
+func (r *recordLog) Debugf(f string, a ...any) { r.lines = append(r.lines, "D "+fmt.Sprintf(f, a...)) }
+
+// TestFlushWatch: the logger a Store gives Badger passes every line on to Options.Logger
+// and counts the memtable flushes Badger reports failing (Close gives up after three).
+func TestFlushWatch(t *testing.T) {
+	rec := &recordLog{}
+	w := &flushWatch{next: rec}
+	w.Infof("opened %d tables", 3)
+	w.Errorf("error flushing memtable to disk: %v, retrying", errors.New("no space left on device"))
+	w.Errorf("some other error")
+	if n := w.failures.Load(); n != 1 || !strings.Contains(*w.last.Load(), "no space left") {
+		t.Fatalf("%d flush failures counted, last %q", n, *w.last.Load())
+	}
+	if len(rec.lines) != 3 || rec.lines[0] != "I opened 3 tables" {
+		t.Fatalf("forwarded %q", rec.lines)
+	}
+	(&flushWatch{}).Errorf("error flushing memtable to disk: %v, retrying", "x") // no next logger: no panic
 }

@@ -182,6 +182,46 @@ type Store struct {
 	// failed is set, once, by the first Badger write error after which the database
 	// cannot be used (see noteFailure); every call then returns it.
 	failed atomic.Pointer[FailedError]
+	// watch is Badger's logger, which counts the memtable flushes that fail (closeDB).
+	watch *flushWatch
+}
+
+// flushWatch is the logger a Store gives Badger: it passes every line on to
+// Options.Logger, if any, and counts the memtable flushes Badger reports failing (it
+// retries them every second, for ever).
+type flushWatch struct {
+	next     bdg.Logger
+	failures atomic.Int64
+	last     atomic.Pointer[string]
+}
+
+func (l *flushWatch) Errorf(format string, args ...any) {
+	if strings.HasPrefix(format, "error flushing memtable") {
+		msg := fmt.Sprintf(format, args...)
+		l.last.Store(&msg)
+		l.failures.Add(1)
+	}
+	if l.next != nil {
+		l.next.Errorf(format, args...)
+	}
+}
+
+func (l *flushWatch) Warningf(format string, args ...any) {
+	if l.next != nil {
+		l.next.Warningf(format, args...)
+	}
+}
+
+func (l *flushWatch) Infof(format string, args ...any) {
+	if l.next != nil {
+		l.next.Infof(format, args...)
+	}
+}
+
+func (l *flushWatch) Debugf(format string, args ...any) {
+	if l.next != nil {
+		l.next.Debugf(format, args...)
+	}
 }
 
 var _ reconcile.Endpoint = (*Store)(nil)
@@ -255,8 +295,9 @@ func Open(path string, opts Options) (*Store, error) {
 	if !exists && (!opts.Create || opts.ReadOnly) {
 		return nil, fmt.Errorf("open badger store %s: no store there; create one with `reconcile load` or `reconcile gen` (Go: badger.Options{Create: true})", path)
 	}
+	watch := &flushWatch{next: opts.Logger}
 	bo := bdg.DefaultOptions(path).
-		WithLogger(opts.Logger).
+		WithLogger(watch).
 		WithReadOnly(opts.ReadOnly).
 		WithDetectConflicts(false) // wmu serialises writers; see the package doc
 	if opts.memTableSize > 0 {
@@ -275,7 +316,7 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open badger store %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path, opts: opts}
+	s := &Store{db: db, path: path, opts: opts, watch: watch}
 	bo = db.Opts()
 	s.maxTxnBytes = 15 * bo.MemTableSize / 100
 	s.maxTxnCount = s.maxTxnBytes / int64(skl.MaxNodeSize)
@@ -430,9 +471,10 @@ func (s *Store) Compact() error {
 //
 // Badger's own close flushes its memtables and retries a flush that fails for ever (a
 // directory removed while open, a full disk). Close does not: it returns an error as soon
-// as the store's directory is gone, and after closeWait otherwise, leaving Badger's close
-// to go on in the background (the process should exit; the rows are in Badger's
-// write-ahead log, which the next open replays).
+// as the store's directory is gone, or Badger has reported the flush failing three times,
+// leaving Badger's close to go on in the background (the process should exit; the rows
+// are in Badger's write-ahead log, which the next open replays). A close that is merely
+// slow (a large flush, the level-0 compaction Badger runs at close) is waited for.
 func (s *Store) Close() error {
 	var ferr error
 	if !s.opts.ReadOnly {
@@ -456,19 +498,14 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// closeWait bounds how long Close waits for Badger's close while the store's directory
-// is still there.
-var closeWait = time.Minute
-
-// closeDB closes the Badger database, giving up when its directory is gone (Badger then
-// retries its flush for ever) or after closeWait.
+// closeDB closes the Badger database, giving up when its directory is gone or Badger's
+// memtable flush keeps failing (Badger would retry it for ever).
 func (s *Store) closeDB() error {
 	done := make(chan error, 1)
+	failed := s.watch.failures.Load()
 	go func() { done <- s.db.Close() }()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	deadline := time.NewTimer(closeWait)
-	defer deadline.Stop()
 	for {
 		select {
 		case err := <-done:
@@ -477,8 +514,9 @@ func (s *Store) closeDB() error {
 			if err := s.dirGone(); err != nil {
 				return fmt.Errorf("%v; Badger cannot flush what it holds in memory, and the rows written since its last flush are lost", err)
 			}
-		case <-deadline.C:
-			return fmt.Errorf("Badger's close did not finish in %s: it retries a memtable flush that keeps failing (is the disk full, or the directory not writable?). Its write-ahead log keeps the rows; the next open replays it", closeWait)
+			if s.watch.failures.Load()-failed >= 3 {
+				return fmt.Errorf("Badger cannot flush its memtable and retries for ever (%s): is the disk full, or the directory not writable? The rows are in its write-ahead log, which the next open replays", *s.watch.last.Load())
+			}
 		}
 	}
 }
