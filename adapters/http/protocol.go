@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Paths. {id} is a session id: 32 lowercase hex digits.
@@ -127,11 +128,17 @@ func tokenMatches(got, want string) bool {
 }
 
 // clip shortens a client-supplied string for an error message.
-func clip(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
+func clip(s string) string { return clipTo(s, 40) }
+
+// clipTo cuts s to at most n bytes, at a character's start, marking the cut.
+func clipTo(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return s
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // errProtocol is wrapped by the client's error when the server speaks another protocol.

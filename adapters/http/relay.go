@@ -456,7 +456,8 @@ func decodeRelayAnswer(b []byte) (relayAnswer, error) {
 		if len(b) < 2 || b[1]&^7 != 0 {
 			return relayAnswer{}, errors.New("answer: bad error flags")
 		}
-		te := &relayTargetError{msg: "target: " + clip(string(b[2:]))}
+		// The target's own message: what a quarantined row failed with, what to change.
+		te := &relayTargetError{msg: "target: " + clipTo(string(b[2:]), maxRelayMessage)}
 		if b[1]&4 != 0 {
 			// The client was told to stop: no request may follow, the session ends.
 			te.msg = "the client stopped the session"
@@ -650,3 +651,6 @@ func relayForward(ctx context.Context, target *Client, open *reconcile.OpenReque
 func callDelete(path string) call {
 	return call{what: "close relay", method: http.MethodDelete, path: path}
 }
+
+// maxRelayMessage bounds a target's error message carried in a relay answer.
+const maxRelayMessage = 2000

@@ -77,7 +77,7 @@ func TestRelayErrors(t *testing.T) {
 	srvS, _, cs := serve(t, src, ServerOptions{IdleTimeout: 50 * time.Millisecond, RequestTimeout: 50 * time.Millisecond}, ClientOptions{})
 	_, _, ro := serve(t, dst, ServerOptions{ReadOnly: true}, ClientOptions{})
 	_, err := cs.Relay(ctx, ro, mirror())
-	if !errors.Is(err, reconcile.ErrReadOnly) || !strings.Contains(err.Error(), "read-only") {
+	if !errors.Is(err, reconcile.ErrReadOnly) || !strings.Contains(err.Error(), "read-only") || !strings.Contains(err.Error(), "use it as a diff target or a sync source") {
 		t.Fatalf("relayed sync to a read-only server: %v", err)
 	}
 
