@@ -55,6 +55,9 @@ type Table struct {
 	soleUnique  bool
 	upsertsOnce sync.Once
 	upserts     bool
+	// stmtBytes bounds the row values one multi-row statement carries: maxBytesPerStatement,
+	// or a quarter of a MySQL server's smaller max_allowed_packet.
+	stmtBytes int
 	// view marks a view (or materialized view) read with a key= no constraint makes
 	// unique: every read that sees all rows checks that no key repeats.
 	view bool
@@ -260,6 +263,13 @@ func (t *Table) load(ctx context.Context) error {
 		return fmt.Errorf("table %s: key %s is not unique (no primary key or unique constraint on exactly those columns): add one, or name a unique key", t.cfg.Table, strings.Join(keyNames, ","))
 	}
 	t.soleUnique = !t.view && len(uniques) == 1
+	t.stmtBytes = maxBytesPerStatement
+	if _, ok := t.d.(mysql); ok {
+		var packet int
+		if err := t.db.QueryRowContext(ctx, "SELECT @@max_allowed_packet").Scan(&packet); err == nil && packet > 0 {
+			t.stmtBytes = min(t.stmtBytes, packet/4)
+		}
+	}
 	used := map[string]string{}
 	use := func(role, name string) (*Column, error) {
 		c, err := find(role, name)
@@ -1392,7 +1402,7 @@ func (t *Table) writeAll(ctx context.Context, tx *dbsql.Tx, st statements, ws []
 	per := max(1, min(maxRowsPerStatement, maxParamsPerStatement/max(1, len(st.insertCols))))
 	for len(ws) > 0 {
 		n, size := 0, 0
-		for n < len(ws) && n < per && (n == 0 || size+ws[n].size <= maxBytesPerStatement) {
+		for n < len(ws) && n < per && (n == 0 || size+ws[n].size <= t.stmtBytes) {
 			size += ws[n].size
 			n++
 		}
@@ -1566,7 +1576,7 @@ func (w *Writer) hold(list *[]write, wr write) error {
 	w.held[string(wr.raw)] = true
 	*list = append(*list, wr)
 	w.size += wr.size
-	if len(*list) >= maxRowsPerStatement || w.size >= maxBytesPerStatement {
+	if len(*list) >= maxRowsPerStatement || w.size >= w.t.stmtBytes {
 		return w.flush()
 	}
 	return nil
