@@ -561,7 +561,7 @@ func (c *Client) Relay(ctx context.Context, target *Client, opts reconcile.Optio
 				answer = encodeRelayAnswer(nil, target.ReadStats(), reconcile.ErrStopped)
 				break
 			}
-			answer, err = c.relayCall(ctx, target, &open, kind, frame)
+			answer, err = c.relayCall(ctx, target, &open, kind, frame, opts.Mode == reconcile.Mirror && !opts.DryRun)
 			if err != nil {
 				return nil, err
 			}
@@ -588,8 +588,10 @@ func stopped(stop <-chan struct{}) bool {
 
 // relayCall carries one call of the relayed session to the target and returns the
 // answer to post back (the target's frame, or its error). Only a malformed call is an
-// error of the relay itself.
-func (c *Client) relayCall(ctx context.Context, target *Client, open **reconcile.OpenRequest, kind byte, frame []byte) ([]byte, error) {
+// error of the relay itself. When the session writes (a mirror that is no dry run) and
+// the target's server says it is read-only as it answers the open, the open's answer is
+// that refusal, so the session stops before its descent.
+func (c *Client) relayCall(ctx context.Context, target *Client, open **reconcile.OpenRequest, kind byte, frame []byte, writes bool) ([]byte, error) {
 	switch kind {
 	case callOpen:
 		req, err := reconcile.DecodeOpenRequest(frame)
@@ -598,6 +600,10 @@ func (c *Client) relayCall(ctx context.Context, target *Client, open **reconcile
 		}
 		*open = req
 		r, err := target.Open(ctx, req)
+		if err == nil && writes && target.ReadOnly() {
+			target.Close() // the target's session: no call follows
+			err = fmt.Errorf("the target refuses writes (%w): a mirror sync cannot write to it; use it as a diff target or a sync source; nothing was written", reconcile.ErrReadOnly)
+		}
 		var out []byte
 		if err == nil {
 			out = reconcile.EncodeOpenResponse(req, r)

@@ -76,9 +76,17 @@ func TestRelayErrors(t *testing.T) {
 	src, dst := pair(2)
 	srvS, _, cs := serve(t, src, ServerOptions{IdleTimeout: 50 * time.Millisecond, RequestTimeout: 50 * time.Millisecond}, ClientOptions{})
 	_, _, ro := serve(t, dst, ServerOptions{ReadOnly: true}, ClientOptions{})
-	_, err := cs.Relay(ctx, ro, mirror())
-	if !errors.Is(err, reconcile.ErrReadOnly) || !strings.Contains(err.Error(), "read-only") || !strings.Contains(err.Error(), "use it as a diff target or a sync source") {
+	rep, err := cs.Relay(ctx, ro, mirror())
+	if !errors.Is(err, reconcile.ErrReadOnly) || !strings.Contains(err.Error(), "the target refuses writes") || !strings.Contains(err.Error(), "use it as a diff target or a sync source") {
 		t.Fatalf("relayed sync to a read-only server: %v", err)
+	}
+	if rep == nil || rep.Rounds != 1 {
+		t.Fatalf("relayed sync to a read-only server: report %+v; want it stopped at the open (1 round)", rep)
+	}
+	dry := mirror()
+	dry.DryRun = true
+	if _, err := cs.Relay(ctx, ro, dry); err != nil {
+		t.Fatalf("relayed dry run to a read-only server: %v", err)
 	}
 
 	_, _, ce := serve(t, memory.New(merkle.VersionOrder), ServerOptions{}, ClientOptions{})
