@@ -250,6 +250,9 @@ func (c *Client) do(ctx context.Context, cl call) (*http.Response, []byte, error
 			if ctx.Err() != nil {
 				return nil, nil, fmt.Errorf("%s: %w", cl.what, ctx.Err())
 			}
+			if strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") { // no retry mends that
+				return nil, nil, fmt.Errorf("%s: %s serves plain HTTP: write the URL with http://", cl.what, c.base)
+			}
 			lastErr = err
 			continue
 		}

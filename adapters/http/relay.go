@@ -414,7 +414,9 @@ func encodeRelayAnswer(frame []byte, stats merkle.ReadStats, err error) []byte {
 		if errors.Is(err, reconcile.ErrReadOnly) {
 			flags |= 1
 		}
-		if errors.Is(err, reconcile.ErrSessionLost) {
+		if errors.Is(err, reconcile.ErrSessionLost) || errors.Is(err, reconcile.ErrUnreachable) {
+			// A target no attempt reached cannot take the session's next call either:
+			// the session stops rather than halving batches and quarantining rows.
 			flags |= 2
 		}
 		if errors.Is(err, reconcile.ErrStopped) {

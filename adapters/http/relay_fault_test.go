@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -166,5 +167,59 @@ func TestServeFinishesRequests(t *testing.T) {
 	}
 	if code := <-answered; code != http.StatusOK {
 		t.Fatalf("the load in flight at shutdown got %d", code)
+	}
+}
+
+// TestRelayTargetGone: the target's server goes away during a relayed sync's apply. Every
+// attempt of the next apply fails to connect; the carrying client tells the source's
+// server the session is lost, so the session stops at once, quarantining nothing (it used
+// to halve batches and quarantine rows one a second for up to an hour).
+func TestRelayTargetGone(t *testing.T) {
+	src, dst := pair(0) // empty target: many apply batches
+	_, _, cs := serve(t, src, ServerOptions{}, ClientOptions{})
+	srvT := NewServer(dst, ServerOptions{})
+	t.Cleanup(func() { srvT.Close() })
+	var applies atomic.Int32
+	var hs *httptest.Server
+	hs = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/apply") && applies.Add(1) == 2 {
+			hs.Listener.Close() // no attempt connects again
+			if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+				conn.Close()
+			}
+			return
+		}
+		srvT.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	ct, err := NewClient(hs.URL, ClientOptions{Attempts: 2, Backoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	rep, err := cs.Relay(context.Background(), ct, reconcile.Options{Mode: reconcile.Mirror, Now: testNow, Force: true, BatchRows: 1, MaxBatchRows: 1})
+	if err == nil || !strings.Contains(err.Error(), "gave up after 2 attempts") {
+		t.Fatalf("relay whose target went away: %v", err)
+	}
+	if rep != nil && rep.Quarantined > 0 {
+		t.Fatalf("relay whose target went away quarantined %d rows (the first: %+v)", rep.Quarantined, rep.QuarantinedRows[0])
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("relay whose target went away took %s to stop", d)
+	}
+}
+
+// TestHTTPSToPlainServer: an https:// URL for a plain-HTTP server fails at once (no
+// retries) with a message that says to write http://.
+func TestHTTPSToPlainServer(t *testing.T) {
+	_, hs, _ := serve(t, memory.New(merkle.VersionOrder), ServerOptions{}, ClientOptions{})
+	c, err := NewClient("https://"+strings.TrimPrefix(hs.URL, "http://"), ClientOptions{Backoff: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = c.Root(context.Background(), testNow)
+	if err == nil || !strings.Contains(err.Error(), "write the URL with http://") || time.Since(start) > 900*time.Millisecond {
+		t.Fatalf("https:// to a plain server: %v after %s", err, time.Since(start))
 	}
 }

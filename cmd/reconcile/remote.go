@@ -97,7 +97,9 @@ func httpClient(loc location, token, from, help string) (*remote.Client, error) 
 		from = "?token_file=" + loc.tokenFile
 	}
 	if token == "" {
-		token, from = os.Getenv(tokenEnv), tokenEnv
+		// Trimmed as a token file is: `export RECONCILE_TOKEN=$(cat file)` keeps no
+		// newline, but other ways of setting it may, and no token holds white space.
+		token, from = strings.TrimSpace(os.Getenv(tokenEnv)), tokenEnv
 	}
 	return remote.NewClient(loc.server, remote.ClientOptions{Token: token, KeyFormatter: sqlep.KeyFormatterFor,
 		TokenSource: from, TokenHelp: help, Timeout: loc.timeout})

@@ -164,6 +164,8 @@ func TestServeTokenReadOnly(t *testing.T) {
 		t.Fatalf("wrong token: exit %d %q", code, errOut)
 	}
 	mustCLI(t, 1, "", "diff", src, url+"?token_file="+tokFile)
+	t.Setenv(tokenEnv, "tok-123\n") // trimmed, as a token file is
+	mustCLI(t, 1, "", "diff", src, url)
 	t.Setenv(tokenEnv, "tok-123")
 	mustCLI(t, 1, "", "diff", src, url)
 	// The server says it is read-only on every answer: the sync stops after opening,
