@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -223,7 +224,7 @@ func sameStore(a, b location) bool {
 		return a.server == b.server
 	}
 	if a.sql != nil && b.sql != nil {
-		return a.sql.Dialect == b.sql.Dialect && a.sql.DSN == b.sql.DSN && a.sql.Table == b.sql.Table
+		return sqlStore(a.sql) == sqlStore(b.sql)
 	}
 	if a.scheme != b.scheme || a.path == "" {
 		return false
@@ -231,6 +232,57 @@ func sameStore(a, b location) bool {
 	pa, errA := filepath.Abs(a.path)
 	pb, errB := filepath.Abs(b.path)
 	return errA == nil && errB == nil && pa == pb
+}
+
+// sqlStore names the table a SQL endpoint reads, the same however its URL spells it: the
+// server (any spelling of the loopback address is one; the engine's default port when none
+// is given), the database, and the table qualified by its schema (PostgreSQL's "public"
+// when none is given) or database (MySQL); for SQLite the file's absolute path. The user,
+// password and driver options are left out: they do not change which table it is.
+func sqlStore(c *sqlep.Config) string {
+	host, db := "", ""
+	switch c.Dialect {
+	case "postgres":
+		if u, err := url.Parse(c.DSN); err == nil {
+			host, db = hostPort(u.Host, "5432"), strings.Trim(u.Path, "/")
+		}
+	case "mysql":
+		// user[:pass]@tcp(host:port)/db?options
+		rest := c.DSN[strings.LastIndex(c.DSN, "@")+1:]
+		if i, j := strings.Index(rest, "("), strings.Index(rest, ")"); i >= 0 && j > i {
+			host = hostPort(rest[i+1:j], "3306")
+			db, _, _ = strings.Cut(strings.TrimPrefix(rest[j+1:], "/"), "?")
+		}
+	case "sqlite":
+		abs, err := filepath.Abs(c.DSN)
+		if err != nil {
+			abs = c.DSN
+		}
+		return "sqlite\x00" + abs + "\x00" + c.Table
+	}
+	table := c.Table
+	if !strings.Contains(table, ".") {
+		switch c.Dialect {
+		case "postgres":
+			table = "public." + table
+		case "mysql":
+			table = db + "." + table
+		}
+	}
+	return c.Dialect + "\x00" + host + "\x00" + db + "\x00" + table
+}
+
+// hostPort is hostport with the port def when it has none, and every loopback spelling
+// (localhost, 127.0.0.1, ::1) written as one.
+func hostPort(hostport, def string) string {
+	h, p, err := net.SplitHostPort(hostport)
+	if err != nil {
+		h, p = strings.Trim(hostport, "[]"), def
+	}
+	if ip := net.ParseIP(h); h == "localhost" || (ip != nil && ip.IsLoopback()) {
+		h = "loopback"
+	}
+	return net.JoinHostPort(strings.ToLower(h), p)
 }
 
 func parseBadger(u *url.URL, loc *location) error {

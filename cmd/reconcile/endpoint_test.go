@@ -110,6 +110,33 @@ func TestSameStore(t *testing.T) {
 	if !sameStore(h1, h2) || sameStore(h1, h3) || sameStore(h1, a) {
 		t.Fatal("sameStore of http endpoints")
 	}
+	// A SQL table is the same however its URL spells the server, user, options or schema
+	// (a `run` job must wait for another on the same table: a helper saw two run at once).
+	for _, c := range []struct {
+		a, b string
+		same bool
+	}{
+		{"mysql://root@127.0.0.1:3306/test?table=t", "mysql://app:pw@localhost/test?table=t&tls=false", true},
+		{"mysql://root@127.0.0.1:3306/test?table=t", "mysql://root@127.0.0.1:3306/test?table=test.t", true},
+		{"mysql://root@127.0.0.1:3306/test?table=t", "mysql://root@127.0.0.1:3307/test?table=t", false},
+		{"mysql://root@127.0.0.1:3306/test?table=t", "mysql://root@127.0.0.1:3306/prod?table=t", false},
+		{"postgres://postgres@127.0.0.1:5432/test?table=t", "postgres://u@localhost/test?table=public.t&sslmode=disable", true},
+		{"postgres://postgres@[::1]:5432/test?table=t", "postgres://postgres@127.0.0.1/test?table=t", true},
+		{"postgres://postgres@db1/test?table=t", "postgres://postgres@db2/test?table=t", false},
+		{"postgres://postgres@db1/test?table=t", "postgres://postgres@db1/test?table=app.t", false},
+		{"postgres://postgres@db1/test?table=t", "mysql://postgres@db1/test?table=t", false},
+		{"sqlite://./x.db?table=t", "sqlite://./y/../x.db?table=t", true},
+		{"sqlite://./x.db?table=t", "sqlite://./x.db?table=u", false},
+	} {
+		a, errA := parseEndpoint(c.a)
+		b, errB := parseEndpoint(c.b)
+		if errA != nil || errB != nil {
+			t.Fatalf("%s, %s: %v %v", c.a, c.b, errA, errB)
+		}
+		if got := sameStore(a, b); got != c.same {
+			t.Errorf("sameStore(%s, %s) = %v, want %v", c.a, c.b, got, c.same)
+		}
+	}
 }
 
 // FuzzParseEndpoint checks what every command does first with its arguments: an endpoint

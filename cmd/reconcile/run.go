@@ -190,7 +190,7 @@ func checkJobEndpoint(raw string, _ schedule.Role) (schedule.Store, error) {
 	case loc.server != "":
 		return schedule.Store{Name: "http\x00" + loc.server}, nil
 	case loc.sql != nil:
-		return schedule.Store{Name: "sql\x00" + loc.sql.Dialect + "\x00" + loc.sql.DSN + "\x00" + loc.sql.Table}, nil
+		return schedule.Store{Name: "sql\x00" + sqlStore(loc.sql)}, nil
 	}
 	abs, err := filepath.Abs(loc.path)
 	if err != nil {
