@@ -73,8 +73,8 @@ type Table struct {
 	partialSteps atomic.Int64
 	partialEvery int
 	// afterLogRead, when set, runs after a catch-up step has read its batch of the log
-	// (tests commit a writer there).
-	afterLogRead func()
+	// (tests commit a writer there); afterVerifyCatchUp after VerifyIndex's catch-up.
+	afterLogRead, afterVerifyCatchUp func()
 }
 
 var (
