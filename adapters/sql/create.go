@@ -2,6 +2,7 @@ package sql
 
 import (
 	"context"
+	dbsql "database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -81,15 +82,30 @@ func CreateTable(ctx context.Context, cfg Config, like *Table) error {
 	}
 	if err == nil {
 		_, err = db.ExecContext(ctx, ddl)
-		db.Close()
 		if err != nil {
 			err = fmt.Errorf("create %s: %v", cfg.Table, d.dbErr(err))
+		} else {
+			dropOrphanIndex(ctx, db, d, cfg)
 		}
+		db.Close()
 	}
 	if err != nil && newFile {
 		os.Remove(cfg.DSN) // leave no empty database behind
 	}
 	return err
+}
+
+// dropOrphanIndex drops what a maintained index of an earlier table of cfg's name left
+// (its tables and, in PostgreSQL, functions; the triggers went with that table): the new
+// table would otherwise open as one whose index is stale. Best effort: a failure shows as
+// that stale index, with its own message.
+func dropOrphanIndex(ctx context.Context, db *dbsql.DB, d dialect, cfg Config) {
+	old := &Table{cfg: cfg, d: d, name: quoteTable(d, cfg.Table)}
+	for _, s := range old.dropIndexDDL(old.indexNames()) {
+		if !strings.HasPrefix(s, "DROP TRIGGER") {
+			db.ExecContext(ctx, s)
+		}
+	}
 }
 
 // DropTable drops cfg's table. It is for a table CreateTable made for a sync that then

@@ -475,3 +475,30 @@ func mustVerifyStatus(t *testing.T, tb *Table) IndexStatus {
 	}
 	return st
 }
+
+// TestCreateOverOrphanIndex: a table dropped without `index uninstall` leaves its index
+// tables; a table CreateTable makes under the same name (a sync re-creating a replica)
+// removes them, so it opens as a plain table rather than one whose index is stale.
+func TestCreateOverOrphanIndex(t *testing.T) {
+	for _, e := range engines(t) {
+		t.Run(e.name, func(t *testing.T) {
+			name, tb := maintainedPeople(t, e, 20)
+			src := openTable(t, e.url(name, "version=ver"))
+			tb.Close()
+			e.exec(t, "DROP TABLE "+name)
+			cfg := mustParse(t, e.url(name, "version=ver"))
+			if err := CreateTable(context.Background(), cfg, src); err != nil {
+				t.Fatal(err)
+			}
+			again := openTable(t, e.url(name, "version=ver"))
+			snap, err := again.Open(context.Background(), time.Now().UnixNano())
+			if err != nil {
+				t.Fatalf("open the re-created table: %v", err)
+			}
+			snap.Close()
+			if ok, err := again.indexInstalled(context.Background()); err != nil || ok {
+				t.Fatalf("the dropped table's index is still there: %v, %v", ok, err)
+			}
+		})
+	}
+}
