@@ -111,14 +111,16 @@ func (o Options) Defaults() Options {
 	if o.Attempts <= 0 {
 		o.Attempts = 3
 	}
-	if !o.MaxDelete.set {
+	if !o.MaxDelete.given() {
 		o.MaxDelete = DeleteLimit{set: true, Percent: 10, IsPercent: true}
 	}
 	return o
 }
 
 // DeleteLimit is the --max-delete guard: an absolute number of rows, or a percentage of
-// the target's live rows. The zero value means "the default" (10%).
+// the target's live rows. The zero value means "the default" (10%); a literal with N > 0,
+// or with IsPercent set, is that limit. To forbid deletes use ParseDeleteLimit("0") (a
+// literal N: 0 is the zero value).
 type DeleteLimit struct {
 	N         int64
 	Percent   float64
@@ -145,7 +147,7 @@ func ParseDeleteLimit(s string) (DeleteLimit, error) {
 
 // Rows returns the number of deletes allowed on a target holding targetCount live rows.
 func (l DeleteLimit) Rows(targetCount uint64) int64 {
-	if !l.set {
+	if !l.given() {
 		l = DeleteLimit{Percent: 10, IsPercent: true, set: true}
 	}
 	if l.IsPercent {
@@ -154,8 +156,12 @@ func (l DeleteLimit) Rows(targetCount uint64) int64 {
 	return l.N
 }
 
+// given reports whether l is a limit rather than the zero value: parsed, or a literal
+// that names one.
+func (l DeleteLimit) given() bool { return l.set || l.N > 0 || l.IsPercent }
+
 func (l DeleteLimit) String() string {
-	if !l.set {
+	if !l.given() {
 		return "10%"
 	}
 	if l.IsPercent {

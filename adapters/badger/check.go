@@ -167,8 +167,17 @@ func (s *Store) RebuildIndex(ctx context.Context) (int, error) {
 	defer s.imu.Unlock()
 	s.snapMu.Lock()
 	defer s.snapMu.Unlock()
+	if err := ctx.Err(); err != nil { // before anything is dropped
+		return 0, fmt.Errorf("rebuild index: %w; nothing was changed", err)
+	}
 	n, err := s.rebuildIndex(ctx)
 	if err != nil {
+		if rebuilding, rerr := s.rebuilding(); rerr != nil || rebuilding {
+			// The index is half built: this Store would show every session a store
+			// missing rows (a mirror from it would delete them from its replica). Only a
+			// new writable Open, which finishes the rebuild, may use it.
+			s.failed.CompareAndSwap(nil, &FailedError{Path: s.path, Err: fmt.Errorf("its index rebuild stopped half way (%v): close it and open it writable again, which finishes the rebuild", err)})
+		}
 		return n, fmt.Errorf("rebuild index: %w", err)
 	}
 	return n, nil

@@ -94,3 +94,65 @@ func TestFlushWatch(t *testing.T) {
 	}
 	(&flushWatch{}).Errorf("error flushing memtable to disk: %v, retrying", "x") // no next logger: no panic
 }
+
+// TestUseAfterClose: every call on a closed Store returns an error (some used to panic
+// inside Badger, and a session's in a goroutine of its own took the process down); a
+// RebuildIndex cancelled before it starts changes nothing, and one stopped half way
+// leaves a Store that refuses every call instead of one that looks empty.
+func TestUseAfterClose(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{Create: true})
+	must(t, err)
+	must(t, s.Put([]byte("a"), []byte("x"), 1, 0))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.RebuildIndex(ctx); err == nil || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("rebuild with a cancelled context: %v", err)
+	}
+	if root, err := s.Root(time.Now().UnixNano()); err != nil || root.Count != 1 {
+		t.Fatalf("root after a cancelled rebuild: %v, %v", root, err)
+	}
+	must(t, s.Close())
+	now := time.Now().UnixNano()
+	if _, err := s.Root(now); !errors.Is(err, reconcile.ErrEndpointFailed) {
+		t.Errorf("Root after Close: %v", err)
+	}
+	if _, err := s.Open(context.Background(), now); !errors.Is(err, reconcile.ErrEndpointFailed) {
+		t.Errorf("Open after Close: %v", err)
+	}
+	if _, err := s.VerifyIndex(context.Background()); !errors.Is(err, reconcile.ErrEndpointFailed) {
+		t.Errorf("VerifyIndex after Close: %v", err)
+	}
+	other, err := Open(t.TempDir(), Options{Create: true})
+	must(t, err)
+	defer other.Close()
+	if _, err := reconcile.Run(context.Background(), other, s, reconcile.Options{Mode: reconcile.Diff}); err == nil {
+		t.Error("a session against a closed store: no error")
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("a second Close: %v", err)
+	}
+}
+
+// TestWriterRefusesAfterTooLarge: as Writer.Put says, a row over the limits fails the
+// Put and every write after it, and the Write returns the error (the next Put used to
+// succeed and commit).
+func TestWriterRefusesAfterTooLarge(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{Create: true})
+	must(t, err)
+	defer s.Close()
+	var next error
+	err = s.Write(func(w *Writer) error {
+		if err := w.Put(make([]byte, MaxKeyBytes+1), nil, 1, 0); !errors.Is(err, ErrRowTooLarge) {
+			t.Errorf("over-long key: %v", err)
+		}
+		next = w.Put([]byte("after"), []byte("x"), 1, 0)
+		return nil
+	})
+	if !errors.Is(next, ErrRowTooLarge) || !errors.Is(err, ErrRowTooLarge) {
+		t.Fatalf("the Put after, %v; the Write, %v; want both to be the too-large error", next, err)
+	}
+	if _, ok, _ := s.Get([]byte("after")); ok {
+		t.Fatal("the row after a refused one was written")
+	}
+}

@@ -488,6 +488,9 @@ func (s *Store) Close() error {
 		s.imu.Unlock()
 		s.wmu.Unlock()
 	}
+	// Every call from now on says the store is closed, rather than reach Badger, which
+	// panics on some of them.
+	s.failed.CompareAndSwap(nil, &FailedError{Path: s.path, Err: errClosed})
 	if err := s.closeDB(); err != nil {
 		return fmt.Errorf("close badger store %s: %w", s.path, err)
 	}
@@ -531,20 +534,24 @@ func (s *Store) dirGone() error {
 	return fmt.Errorf("its directory %s (or Badger's %s in it) was removed while the store was open", s.path, bdgManifest)
 }
 
+// errClosed is a closed Store's FailedError's cause.
+var errClosed = errors.New("it is closed")
+
 // bdgManifest is the file Badger keeps its list of tables in.
 const bdgManifest = "MANIFEST"
 
 // FailedError is returned by every call on a Store after a Badger write failed in a way
-// that leaves the database unusable: its directory was removed while open, or Badger could
-// not create the file its next memtable needs (after which any read of Badger's would
-// panic). It wraps reconcile.ErrEndpointFailed, so a session stops at once.
+// that leaves the database unusable (its directory was removed while open, or Badger could
+// not create the file its next memtable needs, after which any read of Badger's would
+// panic), or after RebuildIndex stopped half way (a session would see rows missing). It
+// wraps reconcile.ErrEndpointFailed, so a session stops at once.
 type FailedError struct {
 	Path string
 	Err  error // the write's error, or what was found
 }
 
 func (e *FailedError) Error() string {
-	return fmt.Sprintf("badger store %s can no longer be used: %v; close it (or stop the process) and check the directory and the disk before opening it again", e.Path, e.Err)
+	return fmt.Sprintf("badger store %s can no longer be used: %v", e.Path, e.Err)
 }
 
 func (e *FailedError) Unwrap() []error { return []error{reconcile.ErrEndpointFailed, e.Err} }
@@ -559,12 +566,15 @@ func (s *Store) noteFailure(err error) error {
 	if errors.As(err, &f) {
 		return err
 	}
-	cause := err
+	var cause error
 	if gone := s.dirGone(); gone != nil {
 		cause = fmt.Errorf("%v (%w)", gone, err)
 	} else if !strings.Contains(err.Error(), "cannot create new mem table") {
 		return err // Badger formats its error with %+v: its text is all there is
+	} else {
+		cause = err
 	}
+	cause = fmt.Errorf("%w; close it (or stop the process) and check the directory and the disk before opening it again", cause)
 	s.failed.CompareAndSwap(nil, &FailedError{Path: s.path, Err: cause})
 	return s.failed.Load()
 }

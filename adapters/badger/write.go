@@ -367,7 +367,9 @@ func (v *view) prime() error {
 // Write is not atomic: if fn or a commit fails, the transactions committed before stay
 // committed and the error is a *WriteError whose Committed says how many writes they
 // held; the writes after them are discarded. Writes issued through w are not visible to
-// reads outside Write until their transaction commits. Other writers wait for Write.
+// reads outside Write until their transaction commits. Other writers wait for Write, so fn
+// must not call the Store's own writes (Put, Delete, Write, Apply, PurgeExpired): they
+// would wait for ever; reads are fine. The Writer is valid only during fn.
 func (s *Store) Write(fn func(w *Writer) error) error {
 	committed, _, err := s.write(fn)
 	if err != nil {
@@ -477,8 +479,12 @@ func (w *Writer) redo() error {
 // Put queues an upsert of one row (see Store.Put). It fails at once for a row over
 // Options.MaxRowBytes or a key over MaxKeyBytes; the Writer then refuses further writes.
 func (w *Writer) Put(key, value []byte, version uint64, expiresAt int64) error {
+	if w.err != nil {
+		return w.err
+	}
 	if err := w.s.checkRow(key, value); err != nil {
-		return fmt.Errorf("put: %w", err)
+		w.err = fmt.Errorf("put: %w", err)
+		return w.err
 	}
 	return w.do(w.s.putOp(key, value, version, expiresAt, 0))
 }
