@@ -903,12 +903,7 @@ func (t *Table) lookup(ctx context.Context, q querier, keys [][]byte, suffix str
 			if err != nil {
 				continue // no row of this table can have that key
 			}
-			var ps []string
-			for i, d := range ds {
-				args = append(args, t.d.arg(d, &t.keyCols[i]))
-				ps = append(ps, t.d.param(len(args), &t.keyCols[i]))
-			}
-			tuples = append(tuples, "("+strings.Join(ps, ", ")+")")
+			tuples = append(tuples, t.keyTuple(ds, &args))
 		}
 		keys = keys[n:]
 		if len(tuples) == 0 {
@@ -937,6 +932,16 @@ func (t *Table) lookup(ctx context.Context, q querier, keys [][]byte, suffix str
 		}
 	}
 	return out, nil
+}
+
+// keyTuple is "(params)" for key datums ds, whose arguments it appends to args.
+func (t *Table) keyTuple(ds []Datum, args *[]any) string {
+	ps := make([]string, len(ds))
+	for i, d := range ds {
+		*args = append(*args, t.d.arg(d, &t.keyCols[i]))
+		ps[i] = t.d.param(len(*args), &t.keyCols[i])
+	}
+	return "(" + strings.Join(ps, ", ") + ")"
 }
 
 func (t *Table) keyList() string {
@@ -1247,7 +1252,7 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 	}
 	err = t.insertAll(ctx, tx, st, ins, func(part []write) error {
 		for _, w := range part {
-			if err := t.insertRow(ctx, tx, st, changes[w.i], w, &out[w.i]); err != nil {
+			if err := t.insertRow(ctx, tx, st, w, &out[w.i]); err != nil {
 				return err
 			}
 		}
@@ -1288,12 +1293,7 @@ func (t *Table) deleteKeys(ctx context.Context, tx *dbsql.Tx, ws []write) error 
 		var args []any
 		tuples := make([]string, len(chunk))
 		for n, w := range chunk {
-			var ps []string
-			for k, d := range w.key {
-				args = append(args, t.d.arg(d, &t.keyCols[k]))
-				ps = append(ps, t.d.param(len(args), &t.keyCols[k]))
-			}
-			tuples[n] = "(" + strings.Join(ps, ", ") + ")"
+			tuples[n] = t.keyTuple(w.key, &args)
 		}
 		query := "DELETE FROM " + t.name + " WHERE (" + t.keyList() + ") IN (" + strings.Join(tuples, ", ") + ")"
 		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
@@ -1321,14 +1321,14 @@ func (t *Table) updateAll(ctx context.Context, tx *dbsql.Tx, st statements, ws [
 	if len(ws) < 2 {
 		return one(ws)
 	}
-	q, wrote := t.updateMany(ctx, tx, st, nil)
-	if q == "" {
+	stmt, wrote := t.updateMany(ctx, tx, st)
+	if stmt == nil {
 		return one(ws)
 	}
-	return t.writeAll(ctx, tx, st, ws, func(rows []string) string { q, _ := t.updateMany(ctx, tx, st, rows); return q }, wrote, one)
+	return t.writeAll(ctx, tx, st, ws, stmt, wrote, one)
 }
 
-// updateMany is one statement that rewrites the existing rows whose "(params)", in
+// updateMany returns the statement that rewrites the existing rows whose "(params)", in
 // insertArgs' order, are rows, and what it reports affected when it wrote them all. In
 // PostgreSQL and SQLite it is UPDATE … FROM (VALUES …) AS v, which fires the table's
 // update triggers as one UPDATE a row does. MySQL has no such statement; there it is
@@ -1336,21 +1336,27 @@ func (t *Table) updateAll(ctx context.Context, tx *dbsql.Tx, st statements, ws [
 // it was (the rows exist, locked by the lookup, so it inserts none), where the key is the
 // table's only unique index (else a row colliding on another would be the one updated)
 // and no BEFORE INSERT trigger would run for rows that are not inserted (mysqlUpserts).
-// "" where neither holds, or the table has nothing to set.
-func (t *Table) updateMany(ctx context.Context, tx *dbsql.Tx, st statements, rows []string) (string, affected) {
+// Nil where neither holds, or the table has nothing to set.
+func (t *Table) updateMany(ctx context.Context, tx *dbsql.Tx, st statements) (func(rows []string) string, affected) {
 	nk := len(st.keyNames)
 	if len(st.insertNames) <= nk || !slices.Equal(st.insertNames[:nk], st.keyNames) {
-		return "", nil
+		return nil, nil
 	}
+	cols := strings.Join(st.insertNames, ", ")
 	if !t.d.updateFromValues() {
 		if !t.mysqlUpserts(ctx, tx) {
-			return "", nil
+			return nil, nil
 		}
 		var sets []string
 		for _, name := range st.insertNames[nk:] {
 			sets = append(sets, name+" = VALUES("+name+")")
 		}
-		return "INSERT INTO " + t.name + " (" + strings.Join(st.insertNames, ", ") + ") VALUES " + strings.Join(rows, ", ") + " ON DUPLICATE KEY UPDATE " + strings.Join(sets, ", "), func(n int64, rows int) bool { return n >= 0 && n <= 2*int64(rows) && n%2 == 0 }
+		onDup := " ON DUPLICATE KEY UPDATE " + strings.Join(sets, ", ")
+		return func(rows []string) string {
+				return "INSERT INTO " + t.name + " (" + cols + ") VALUES " + strings.Join(rows, ", ") + onDup
+			}, func(n int64, rows int) bool {
+				return n >= 0 && n <= 2*int64(rows) && n%2 == 0
+			}
 	}
 	var sets, where []string
 	for j, name := range st.insertNames {
@@ -1361,7 +1367,10 @@ func (t *Table) updateMany(ctx context.Context, tx *dbsql.Tx, st statements, row
 			sets = append(sets, name+" = "+v)
 		}
 	}
-	return "UPDATE " + t.name + " SET " + strings.Join(sets, ", ") + " FROM (VALUES " + strings.Join(rows, ", ") + ") AS v WHERE " + strings.Join(where, " AND "), eachOnce
+	set, cond := strings.Join(sets, ", "), strings.Join(where, " AND ")
+	return func(rows []string) string {
+		return "UPDATE " + t.name + " SET " + set + " FROM (VALUES " + strings.Join(rows, ", ") + ") AS v WHERE " + cond
+	}, eachOnce
 }
 
 // mysqlUpserts reports whether INSERT … ON DUPLICATE KEY UPDATE may update rows of this
@@ -1459,20 +1468,20 @@ func (t *Table) insertStatement(ctx context.Context, tx *dbsql.Tx, st statements
 // insertRow inserts one row whose key the transaction's lookup did not find; a row that
 // holds the key all the same makes the change Raced, or its error when the collation
 // calls the two keys equal.
-func (t *Table) insertRow(ctx context.Context, tx *dbsql.Tx, st statements, c reconcile.Change, w write, out *reconcile.Outcome) error {
+func (t *Table) insertRow(ctx context.Context, tx *dbsql.Tx, st statements, w write, out *reconcile.Outcome) error {
 	res, err := tx.ExecContext(ctx, st.insert, t.insertArgs(w.key, w.rest)...)
 	if err != nil {
-		return fmt.Errorf("insert %s into %s: %w", reconcile.KeyText(c.Key, t), t.cfg.Table, t.d.dbErr(err))
+		return fmt.Errorf("insert %s into %s: %w", reconcile.KeyText(w.raw, t), t.cfg.Table, t.d.dbErr(err))
 	}
 	if n, err := res.RowsAffected(); err == nil && n == 0 {
 		// A row the lookup did not return holds the key: one inserted since (raced: the
 		// next run settles it), or one the collation calls equal ('a' and 'A'), which no
 		// run settles: that is the row's error, so it ends quarantined with a message that
 		// says what to change.
-		if other, err := t.collidingKey(ctx, tx, c.Key); err != nil {
+		if other, err := t.collidingKey(ctx, tx, w.raw); err != nil {
 			return err
 		} else if other != nil {
-			return fmt.Errorf("insert %s into %s: the key column's collation calls it equal to the target's row %s, so the target cannot hold both: give the key column a binary collation (utf8mb4_bin; utf8mb4_nopad_bin if keys differ in trailing spaces), or leave one of the rows out", reconcile.KeyText(c.Key, t), t.cfg.Table, reconcile.KeyText(other, t))
+			return fmt.Errorf("insert %s into %s: the key column's collation calls it equal to the target's row %s, so the target cannot hold both: give the key column a binary collation (utf8mb4_bin; utf8mb4_nopad_bin if keys differ in trailing spaces), or leave one of the rows out", reconcile.KeyText(w.raw, t), t.cfg.Table, reconcile.KeyText(other, t))
 		}
 		*out = reconcile.Raced
 	}
