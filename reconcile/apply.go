@@ -61,6 +61,11 @@ func (s *session) mirror(ctx context.Context) error {
 			return err
 		}
 		n = b.taken // the byte cap may have shortened the batch
+		if q := b.tooLarge; q != nil {
+			s.rep.Quarantined++
+			s.rep.QuarantinedRows = append(s.rep.QuarantinedRows, *q)
+			s.log.Warn("apply: row quarantined", "key", q.Key, "error", q.Error)
+		}
 		if len(b.changes) == 0 {
 			s.rep.Raced += b.moved // every row of it moved on the source
 			plan = plan[n:]
@@ -156,6 +161,9 @@ type batch struct {
 	planned []int // each change's index in the plan
 	taken   int   // how many of the plan's changes the batch settles, moved ones included
 	moved   int   // upserts skipped: the source's row is no longer the entry the session found
+	// tooLarge is an upsert skipped for good, the batch's last: the source's row is longer
+	// than MaxValue. A batch that holds one writes nothing.
+	tooLarge *Quarantine
 }
 
 // changes builds the conditional writes for plan, reading the source rows at the
@@ -175,7 +183,7 @@ func (s *session) changes(ctx context.Context, plan []plannedChange) (batch, err
 			keys = append(keys, []byte(p.key))
 		}
 	}
-	rows, err := s.sourceRows(ctx, keys)
+	rows, tooLarge, err := s.sourceRows(ctx, keys)
 	if err != nil {
 		return b, fmt.Errorf("read source rows: %w", err)
 	}
@@ -195,6 +203,15 @@ func (s *session) changes(ctx context.Context, plan []plannedChange) (batch, err
 				break // the source's answer stopped at the batch's byte cap
 			}
 			row := rows[r]
+			if size, ok := tooLarge[r]; ok && row.Key != nil {
+				// A batch of its own, with no writes: it cannot fail and be retried, so
+				// the row is quarantined once.
+				if len(b.changes) == 0 {
+					b.tooLarge = &Quarantine{Key: s.keyString([]byte(p.key)), Error: tooLargeError(size)}
+					b.taken = i + 1
+				}
+				break
+			}
 			r++
 			found, re := s.entryI[p.key], row.Entry()
 			if row.Key == nil || !merkle.SameEntry(&found, &re) {
@@ -217,19 +234,35 @@ func (s *session) changes(ctx context.Context, plan []plannedChange) (batch, err
 }
 
 // sourceRows reads the source's rows of keys at the session's snapshot: from the local
-// snapshot, or from the peer when the source is the responder.
-func (s *session) sourceRows(ctx context.Context, keys [][]byte) ([]Row, error) {
+// snapshot, or from the peer when the source is the responder. tooLarge maps the index of
+// each row longer than MaxValue to its value's length (a peer sends such a row without
+// its value).
+func (s *session) sourceRows(ctx context.Context, keys [][]byte) (rows []Row, tooLarge map[int]int64, err error) {
 	if !s.reversed {
-		return s.src.Rows(ctx, keys)
+		rows, err = s.src.Rows(ctx, keys)
+		for i, r := range rows {
+			if len(r.Value) > MaxValue {
+				if tooLarge == nil {
+					tooLarge = map[int]int64{}
+				}
+				tooLarge[i] = int64(len(r.Value))
+			}
+		}
+		return rows, tooLarge, err
 	}
 	if len(keys) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	resp, err := s.peer.Rows(ctx, &RowsRequest{Keys: keys, MaxBytes: int64(s.opts.BatchBytes)})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return resp.Rows, nil
+	return resp.Rows, resp.TooLarge, nil
+}
+
+// tooLargeError is the quarantine message of a source row whose value no frame can carry.
+func tooLargeError(size int64) string {
+	return fmt.Sprintf("the source's row has %d bytes of value, over the %d MiB a row may carry in the protocol (reconcile.MaxValue): it cannot be synced; keep the row smaller, or copy it by other means", size, MaxValue>>20)
 }
 
 // apply writes one batch on the target: through the peer, or here when the target is

@@ -298,3 +298,45 @@ func TestUnreachableTargetStops(t *testing.T) {
 		t.Fatalf("target holds %d rows, want 100", n)
 	}
 }
+
+// TestRowTooLargeToSend: a source row longer than MaxValue cannot cross any frame; the
+// session quarantines it with a message that says so, once, and writes the other rows,
+// whether it reads the rows itself or pulls them from the source's peer.
+func TestRowTooLargeToSend(t *testing.T) {
+	ctx := context.Background()
+	src := memory.New(merkle.VersionOrder)
+	fill(src, 0, 40, 1, 10)
+	huge := make([]byte, reconcile.MaxValue+1)
+	src.Put(reconcile.Row{Key: []byte("k00010x"), Version: 99, Value: huge})
+	src.Put(reconcile.Row{Key: []byte("k00020x"), Version: 100, Value: huge})
+	for _, fromPeer := range []bool{false, true} {
+		dst := memory.New(merkle.VersionOrder)
+		opts := reconcile.Options{Mode: reconcile.Mirror, Now: testNow, BatchRows: 8}
+		var rep *reconcile.Report
+		var err error
+		if fromPeer {
+			peer := reconcile.NewLocal(src)
+			rep, err = reconcile.RunFromPeer(ctx, peer, dst, opts)
+			peer.Close()
+		} else {
+			rep, err = reconcile.Run(ctx, src, dst, opts)
+		}
+		if err != nil {
+			t.Fatalf("from peer %v: %v", fromPeer, err)
+		}
+		if rep.Upserted != 40 || rep.Quarantined != 2 || len(rep.QuarantinedRows) != 2 || rep.Raced != 0 {
+			t.Fatalf("from peer %v: upserted %d, quarantined %d %v, raced %d; want 40, 2, 0", fromPeer, rep.Upserted, rep.Quarantined, rep.QuarantinedRows, rep.Raced)
+		}
+		for _, q := range rep.QuarantinedRows {
+			if !strings.Contains(q.Error, "256 MiB a row may carry") || !strings.Contains(q.Error, fmt.Sprint(reconcile.MaxValue+1)) {
+				t.Fatalf("from peer %v: quarantine message %q does not say the row is too large to send", fromPeer, q.Error)
+			}
+		}
+		if got := len(liveRows(dst, testNow)); got != 40 {
+			t.Fatalf("from peer %v: target holds %d rows, want 40", fromPeer, got)
+		}
+		if rep.ValueBytes > 1<<20 {
+			t.Fatalf("from peer %v: %d value bytes crossed", fromPeer, rep.ValueBytes)
+		}
+	}
+}

@@ -23,7 +23,8 @@ const (
 	MaxKey = 1 << 20
 	// MaxPosition is the longest position accepted: a MaxKey key plus its version.
 	MaxPosition = MaxKey + 8
-	// MaxValue is the largest row value a frame may carry.
+	// MaxValue is the largest row value a frame may carry. A session quarantines a source
+	// row whose value is longer (it is never sent): such a row cannot be synced.
 	MaxValue = 256 << 20
 	// MaxSchema bounds the schema fingerprint string.
 	MaxSchema = 4096
@@ -145,7 +146,13 @@ type RowsRequest struct {
 // RowsResponse answers a RowsRequest: one row for each of the first len(Rows) keys, in
 // order (fewer than asked when MaxBytes cut the answer short); a key with no live row in
 // the responder's snapshot yields a Row with a nil Key.
-type RowsResponse struct{ Rows []Row }
+//
+// A row whose value is longer than MaxValue crosses without it: its Row has a nil Value
+// and TooLarge maps its index in Rows to the value's length. The initiator quarantines it.
+type RowsResponse struct {
+	Rows     []Row
+	TooLarge map[int]int64
+}
 
 // MaxRowsKeys bounds the keys of one RowsRequest.
 const MaxRowsKeys = 1 << 16
@@ -158,6 +165,9 @@ func LimitRows(rows []Row, maxBytes int64) []Row {
 	}
 	var n int64
 	for i, r := range rows {
+		if len(r.Value) > MaxValue {
+			continue // sent without its value
+		}
 		if n += int64(len(r.Value)); n > maxBytes && i > 0 {
 			return rows[:i]
 		}
@@ -1029,16 +1039,30 @@ func DecodeRowsRequest(b []byte) (*RowsRequest, error) {
 	return m, d.done("rows request")
 }
 
+// rowTooLarge is a rows answer's flags for a row sent without its value, longer than
+// MaxValue: its length follows in place of the value.
+const rowTooLarge = 3
+
 // EncodeRowsResponse returns the frame for m, which answers req, and how many of its bytes
 // are row values. A row's key is not repeated: it is the request's.
 func EncodeRowsResponse(req *RowsRequest, m *RowsResponse) (frame []byte, valueBytes int64) {
 	e := &encoder{}
 	e.byte1(tagRowsAnswer)
 	e.uvarint(uint64(len(m.Rows)))
-	for _, r := range m.Rows {
+	for i, r := range m.Rows {
+		size, tooLarge := m.TooLarge[i]
+		if len(r.Value) > MaxValue {
+			size, tooLarge = int64(len(r.Value)), true
+		}
 		switch {
 		case r.Key == nil:
 			e.byte1(0)
+			continue
+		case tooLarge:
+			e.byte1(rowTooLarge)
+			e.uvarint(r.Version)
+			e.varint(r.ExpiresAt)
+			e.uvarint(uint64(size))
 			continue
 		case r.Tombstone:
 			e.byte1(2)
@@ -1073,13 +1097,25 @@ func DecodeRowsResponse(req *RowsRequest, b []byte) (*RowsResponse, error) {
 		if flags == 0 {
 			continue
 		}
-		if flags > 2 {
+		if flags > rowTooLarge {
 			d.fail("unknown row flags %#x", flags)
 			break
 		}
 		r := Row{Key: req.Keys[i], Tombstone: flags == 2}
 		r.Version = d.uvarint()
 		r.ExpiresAt = d.varint()
+		if flags == rowTooLarge {
+			n := d.uvarint()
+			if d.err == nil && n <= MaxValue {
+				d.fail("a row sent without its value of %d bytes, which would fit", n)
+			}
+			if m.TooLarge == nil {
+				m.TooLarge = map[int]int64{}
+			}
+			m.TooLarge[i] = int64(min(n, 1<<62))
+			m.Rows[i] = r
+			continue
+		}
 		r.Value = d.bytes(MaxValue)
 		if r.Value == nil {
 			r.Value = []byte{}

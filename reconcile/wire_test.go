@@ -355,6 +355,30 @@ func sampleRows() (*RowsRequest, *RowsResponse) {
 	return req, resp
 }
 
+func reencodeRows(req *RowsRequest, m *RowsResponse) []byte {
+	frame, _ := EncodeRowsResponse(req, m)
+	return frame
+}
+
+// TestRowsTooLarge: a row longer than MaxValue crosses as its length, and a frame that
+// says a row is too large to send when its length would fit is malformed.
+func TestRowsTooLarge(t *testing.T) {
+	req := &RowsRequest{Keys: [][]byte{[]byte("a"), []byte("b")}}
+	huge := make([]byte, MaxValue+1)
+	frame, values := EncodeRowsResponse(req, &RowsResponse{Rows: []Row{{Key: []byte("a"), Version: 3, Value: huge}, {Key: []byte("b"), Version: 4, Value: []byte("x")}}})
+	if len(frame) > 100 || values != 1 {
+		t.Fatalf("a too-large row made a frame of %d bytes, %d of them values", len(frame), values)
+	}
+	got, err := DecodeRowsResponse(req, frame)
+	if err != nil || got.TooLarge[0] != MaxValue+1 || len(got.TooLarge) != 1 || got.Rows[0].Value != nil || string(got.Rows[1].Value) != "x" {
+		t.Fatalf("decoded %+v, %v", got, err)
+	}
+	frame, _ = EncodeRowsResponse(req, &RowsResponse{Rows: []Row{{Key: []byte("a"), Version: 3}}, TooLarge: map[int]int64{0: 10}})
+	if _, err := DecodeRowsResponse(req, frame); err == nil || !strings.Contains(err.Error(), "which would fit") {
+		t.Fatalf("a too-large flag on a 10-byte row: %v", err)
+	}
+}
+
 func TestRowsRoundTrip(t *testing.T) {
 	req, resp := sampleRows()
 	got, err := DecodeRowsRequest(EncodeRowsRequest(req))
@@ -381,14 +405,27 @@ func FuzzDecodeRows(f *testing.F) {
 	f.Add(EncodeRowsRequest(req))
 	frame, _ := EncodeRowsResponse(req, resp)
 	f.Add(frame)
+	resp.Rows[2].Value, resp.TooLarge = nil, map[int]int64{2: MaxValue + 5} // sent without its value
+	frame, _ = EncodeRowsResponse(req, resp)
+	f.Add(frame)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if m, err := DecodeRowsRequest(b); err == nil {
 			if again, err := DecodeRowsRequest(EncodeRowsRequest(m)); err != nil || !reflect.DeepEqual(again, m) {
 				t.Fatalf("re-encoding a decoded rows request changed it: %v", err)
 			}
 		}
-		if m, err := DecodeRowsResponse(req, b); err == nil && (len(m.Rows) > len(req.Keys) || len(m.Rows) == 0) {
-			t.Fatalf("%d rows for %d keys", len(m.Rows), len(req.Keys))
+		if m, err := DecodeRowsResponse(req, b); err == nil {
+			if len(m.Rows) > len(req.Keys) || len(m.Rows) == 0 {
+				t.Fatalf("%d rows for %d keys", len(m.Rows), len(req.Keys))
+			}
+			for i, n := range m.TooLarge {
+				if n <= MaxValue || m.Rows[i].Key == nil || m.Rows[i].Value != nil {
+					t.Fatalf("row %d sent without its value of %d bytes: %+v", i, n, m.Rows[i])
+				}
+			}
+			if again, err := DecodeRowsResponse(req, reencodeRows(req, m)); err != nil || !reflect.DeepEqual(again, m) {
+				t.Fatalf("re-encoding a decoded rows answer changed it: %v", err)
+			}
 		}
 	})
 }

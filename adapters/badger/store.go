@@ -125,7 +125,9 @@ type Options struct {
 	// read-only opens may share a directory, but not with a writer.
 	ReadOnly bool
 	// MaxRowBytes caps len(key)+len(value) of one row; Put, Write and Apply refuse a larger
-	// row with an error wrapping ErrRowTooLarge. Zero means DefaultMaxRowBytes.
+	// row with an error wrapping ErrRowTooLarge. Zero means DefaultMaxRowBytes. A session
+	// quarantines a row whose value is over reconcile.MaxValue (256 MiB), so a store that
+	// is synced gains nothing from a cap above it.
 	MaxRowBytes int
 	// Logger receives Badger's own log lines. Nil (the default) discards them.
 	Logger bdg.Logger

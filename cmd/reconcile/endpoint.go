@@ -29,7 +29,7 @@ import (
 //	badger://./rel/path         a Badger store relative to the working directory
 //	badger://../rel/path        (also relative)
 //	badger:///path?ordering=key a new store is created with key ordering (default: version)
-//	badger:///path?max_row=256MiB  rows up to that size are accepted (default 64MiB)
+//	badger:///path?max_row=256MiB  rows up to that size are accepted (default 64MiB, at most 256MiB)
 //	postgres://user@host:5432/db?table=T[&key=a,b&version=col&columns=a,b&expires=col]
 //	mysql://user:pass@host:3306/db?table=T[...]     (MySQL and MariaDB)
 //	sqlite:///abs/file.db?table=T[...] or sqlite://./rel/file.db?table=T[...]
@@ -313,7 +313,7 @@ func parseBadger(u *url.URL, loc *location) error {
 		case "max_row":
 			n, err := parseSize(v[0])
 			if err != nil || n < 1<<10 || n > maxBadgerRow {
-				return fmt.Errorf("max_row=%s: want a size from 1KiB to 1000MiB, such as 256MiB", v[0])
+				return fmt.Errorf("max_row=%s: want a size from 1KiB to 256MiB, such as 128MiB (a larger row could not cross the protocol to be synced)", v[0])
 			}
 			loc.maxRow = int(n)
 		default:
@@ -323,8 +323,9 @@ func parseBadger(u *url.URL, loc *location) error {
 	return nil
 }
 
-// maxBadgerRow bounds max_row: Badger keeps a value in one value-log file of at most 1 GiB.
-const maxBadgerRow = 1000 << 20
+// maxBadgerRow bounds max_row: the protocol carries a row's value in one frame of at most
+// reconcile.MaxValue bytes, and a session quarantines a longer row.
+const maxBadgerRow = reconcile.MaxValue
 
 func openBadger(loc location, a access) (*endpoint, error) {
 	opts := badger.Options{Ordering: loc.ordering, Create: a == create, ReadOnly: a == readOnly, MaxRowBytes: loc.maxRow}

@@ -35,8 +35,9 @@ type rowLine struct {
 	Columns json.RawMessage `json:"columns,omitempty"`
 }
 
-// maxLine is the longest line load accepts: a 64 MiB value in base64 with room to spare.
-const maxLine = 128 << 20
+// maxLine is the longest line load accepts: the longest value a row may have
+// (reconcile.MaxValue) and a long key, both in base64, with room to spare.
+const maxLine = (reconcile.MaxValue+2*reconcile.MaxKey)/3*4 + 64<<10
 
 // rowOp is one parsed line: a put of row, or a delete of row.Key. A line with a columns
 // object leaves row.Key and row.Value to be built by the table (resolveColumns).
