@@ -133,7 +133,7 @@ func ParseDeleteLimit(s string) (DeleteLimit, error) {
 	s = strings.TrimSpace(s)
 	if strings.HasSuffix(s, "%") {
 		p, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
-		if err != nil || p < 0 || p > 100 {
+		if err != nil || !(p >= 0 && p <= 100) { // NaN too
 			return DeleteLimit{}, fmt.Errorf("max-delete %q: want a number of rows or a percentage such as 10%%", s)
 		}
 		return DeleteLimit{Percent: p, IsPercent: true, set: true}, nil

@@ -26,3 +26,18 @@ func TestDeleteLimitLiterals(t *testing.T) {
 		t.Errorf("Options.Defaults replaced a literal limit: %d rows", got)
 	}
 }
+
+// TestParseDeleteLimitRefuses: what is not a count of rows or a percentage from 0 to 100
+// is refused (NaN% was taken, and allowed a negative number of deletes).
+func TestParseDeleteLimitRefuses(t *testing.T) {
+	for _, s := range []string{"NaN%", "nan%", "Inf%", "-Inf%", "101%", "-1%", "-1", "%", "ten", "1.5", ""} {
+		if l, err := ParseDeleteLimit(s); err == nil {
+			t.Errorf("ParseDeleteLimit(%q) = %+v, want an error", s, l)
+		}
+	}
+	for s, want := range map[string]int64{"10%": 1000, "0.5%": 50, "100%": 10_000, " 7 ": 7} {
+		if l, err := ParseDeleteLimit(s); err != nil || l.Rows(10_000) != want {
+			t.Errorf("ParseDeleteLimit(%q) = %+v, %v; want %d rows of 10000", s, l, err, want)
+		}
+	}
+}
