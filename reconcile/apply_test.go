@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/reconcile-dev/reconcile/adapters/memory"
 	"github.com/reconcile-dev/reconcile/merkle"
@@ -338,5 +339,34 @@ func TestRowTooLargeToSend(t *testing.T) {
 		if rep.ValueBytes > 1<<20 {
 			t.Fatalf("from peer %v: %d value bytes crossed", fromPeer, rep.ValueBytes)
 		}
+	}
+}
+
+// slowRoot is a target whose snapshots after the first take a while to open, as a SQL
+// table's do while its maintained index catches up with a sync's writes.
+type slowRoot struct {
+	*memory.Store
+	opens *int
+}
+
+func (s slowRoot) Open(ctx context.Context, now int64) (reconcile.Snapshot, error) {
+	if *s.opens++; *s.opens > 1 {
+		time.Sleep(300 * time.Millisecond)
+	}
+	return s.Store.Open(ctx, now)
+}
+
+// TestDurationCountsRootAfter: a sync's duration counts the read of the target's root
+// after its writes (it stopped before it).
+func TestDurationCountsRootAfter(t *testing.T) {
+	src := memory.New(merkle.VersionOrder)
+	fill(src, 0, 10, 1, 8)
+	opens := 0
+	rep, err := reconcile.Run(context.Background(), src, slowRoot{memory.New(merkle.VersionOrder), &opens}, reconcile.Options{Mode: reconcile.Mirror, Now: testNow})
+	if err != nil || rep.RootTargetAfter == "" || opens != 2 {
+		t.Fatalf("%v, root after %q, %d opens", err, rep.RootTargetAfter, opens)
+	}
+	if rep.DurationMS < 300 {
+		t.Fatalf("duration %d ms leaves out the 300 ms root read after the writes", rep.DurationMS)
 	}
 }

@@ -32,14 +32,23 @@ func Run(ctx context.Context, source, target Endpoint, opts Options) (rep *Repor
 
 // rootAfter reads the (local) target's root into rep after a sync that wrote.
 func rootAfter(ctx context.Context, rep *Report, target Endpoint) error {
-	if rep.Mode != Mirror || rep.DryRun || rep.Upserted+rep.Deleted == 0 {
+	return rep.ReadRootAfter(func() (Info, error) { return Root(ctx, target, rep.now) })
+}
+
+// ReadRootAfter sets RootTargetAfter from root, the target's root read after a sync that
+// wrote something (it is not called otherwise). The read is part of the sync: DurationMS
+// then counts it too (a SQL target's maintained index catches up with the writes first).
+func (r *Report) ReadRootAfter(root func() (Info, error)) error {
+	if r.Mode != Mirror || r.DryRun || r.Upserted+r.Deleted == 0 {
 		return nil
 	}
-	after, err := Root(ctx, target, rep.now)
+	start := time.Now()
+	after, err := root()
+	r.DurationMS += time.Since(start).Milliseconds()
 	if err != nil {
 		return fmt.Errorf("read target root after sync: %w", err)
 	}
-	rep.RootTargetAfter = FormatFingerprint(after.Root.Fingerprint())
+	r.RootTargetAfter = FormatFingerprint(after.Root.Fingerprint())
 	return nil
 }
 

@@ -548,14 +548,8 @@ func (c *Client) Relay(ctx context.Context, target *Client, opts reconcile.Optio
 				}
 				return rep, e
 			}
-			if rep.Mode == reconcile.Mirror && !rep.DryRun && rep.Upserted+rep.Deleted > 0 {
-				info, err := target.Root(ctx, opts.Now)
-				if err != nil {
-					return rep, fmt.Errorf("read target root after sync: %w", err)
-				}
-				rep.RootTargetAfter = reconcile.FormatFingerprint(info.Root.Fingerprint())
-			}
-			return rep, nil
+			err := rep.ReadRootAfter(func() (reconcile.Info, error) { return target.Root(ctx, opts.Now) })
+			return rep, err
 		case callOpen, callRound, callApply, callRows:
 			if stopped(opts.Stop) {
 				// Between calls: the session on the source's server ends at once, with

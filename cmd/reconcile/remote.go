@@ -140,12 +140,8 @@ func runPeerSession(ctx context.Context, source reconcile.Endpoint, t *endpoint,
 	}
 	rep, err := reconcile.RunPeer(ctx, source, t.remote, opts)
 	t.remote.Close() // ends the session on the server, releasing its snapshot
-	if err == nil && rep.Mode == reconcile.Mirror && !rep.DryRun && rep.Upserted+rep.Deleted > 0 {
-		info, aerr := t.remote.Root(ctx, opts.Now)
-		if aerr != nil {
-			return rep, fmt.Errorf("read target root after sync: %w", aerr)
-		}
-		rep.RootTargetAfter = reconcile.FormatFingerprint(info.Root.Fingerprint())
+	if err == nil {
+		err = rep.ReadRootAfter(func() (reconcile.Info, error) { return t.remote.Root(ctx, opts.Now) })
 	}
 	return rep, err
 }
