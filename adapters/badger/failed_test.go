@@ -156,3 +156,30 @@ func TestWriterRefusesAfterTooLarge(t *testing.T) {
 		t.Fatal("the row after a refused one was written")
 	}
 }
+
+// TestWriterAfterWrite: a Writer kept past its Write refuses every call with an error
+// that says so (a Put used to start a Badger transaction of its own that was never
+// committed, outside the Store's write lock, and returned nil).
+func TestWriterAfterWrite(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{Create: true})
+	must(t, err)
+	defer s.Close()
+	var kept *Writer
+	must(t, s.Write(func(w *Writer) error {
+		kept = w
+		return w.Put([]byte("a"), []byte("x"), 1, 0)
+	}))
+	if err := kept.Put([]byte("late"), []byte("x"), 2, 0); err == nil || !strings.Contains(err.Error(), "after its Write returned") {
+		t.Fatalf("Put on a kept Writer: %v", err)
+	}
+	if err := kept.Delete([]byte("a")); err == nil || !strings.Contains(err.Error(), "after its Write returned") {
+		t.Fatalf("Delete on a kept Writer: %v", err)
+	}
+	if _, ok, _ := s.Get([]byte("late")); ok {
+		t.Fatal("a kept Writer's Put was written")
+	}
+	if _, ok, _ := s.Get([]byte("a")); !ok {
+		t.Fatal("a kept Writer's Delete was written")
+	}
+	must(t, s.Put([]byte("b"), []byte("y"), 3, 0)) // the store takes writes as before
+}

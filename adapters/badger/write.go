@@ -391,6 +391,7 @@ func (s *Store) write(fn func(w *Writer) error) (committed, wrote int, err error
 	w := &Writer{s: s}
 	defer func() {
 		w.v.discard()
+		w.v, w.err = nil, errWriterDone
 		if w.index {
 			s.imu.Unlock()
 		}
@@ -489,8 +490,14 @@ func (w *Writer) Put(key, value []byte, version uint64, expiresAt int64) error {
 	return w.do(w.s.putOp(key, value, version, expiresAt, 0))
 }
 
+// errWriterDone is what a Writer's calls return once its Write has returned.
+var errWriterDone = errors.New("badger: Writer used after its Write returned (a Writer is valid only during the function Write calls); nothing was written")
+
 // Delete queues the removal of the row under key; an absent key is not an error.
 func (w *Writer) Delete(key []byte) error {
+	if w.err != nil {
+		return w.err
+	}
 	if len(key) > MaxKeyBytes {
 		return nil // no such row can exist
 	}
