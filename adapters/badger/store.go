@@ -184,6 +184,8 @@ type Store struct {
 	// failed is set, once, by the first Badger write error after which the database
 	// cannot be used (see noteFailure); every call then returns it.
 	failed atomic.Pointer[FailedError]
+	// dbClosed counts the directory no longer open here (openStores) once Badger closed.
+	dbClosed sync.Once
 	// watch is Badger's logger, which counts the memtable flushes that fail (closeDB).
 	watch *flushWatch
 }
@@ -310,6 +312,9 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		// Badger formats the flock failure with %+v, not %w: its text is all there is.
 		if strings.Contains(err.Error(), "Another process is using this Badger database") {
+			if openHere(path) {
+				return nil, fmt.Errorf("badger store %s is in use, open already in this process (a directory opens once: share its *Store, or Close it before opening it again)", path)
+			}
 			return nil, fmt.Errorf("badger store %s is in use by another process (close it and retry; if `reconcile serve` holds it, use the server's http(s):// URL instead)", path)
 		}
 		// Badger formats its write-ahead log's replay error with %+v too.
@@ -319,26 +324,58 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open badger store %s: %w", path, err)
 	}
 	s := &Store{db: db, path: path, opts: opts, watch: watch}
+	s.noteOpen(true)
 	bo = db.Opts()
 	s.maxTxnBytes = 15 * bo.MemTableSize / 100
 	s.maxTxnCount = s.maxTxnBytes / int64(skl.MaxNodeSize)
 	s.valueThreshold = bo.ValueThreshold
-	if err := s.initMeta(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open badger store %s: %w", path, err)
-	}
-	if err := s.finishRebuild(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open badger store %s: %w", path, err)
-	}
-	if err := s.loadLog(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open badger store %s: %w", path, err)
+	for _, step := range []func() error{s.initMeta, s.finishRebuild, s.loadLog} {
+		if err := step(); err != nil {
+			db.Close()
+			s.noteOpen(false)
+			return nil, fmt.Errorf("open badger store %s: %w", path, err)
+		}
 	}
 	if !opts.ReadOnly && !opts.foregroundFolds {
 		s.startFolder()
 	}
 	return s, nil
+}
+
+// openStores counts the Stores open in this process by directory, so that a second open
+// of one can say where the first is.
+var openStores struct {
+	sync.Mutex
+	dirs map[string]int
+}
+
+// noteOpen counts s's directory as open in this process, or no longer.
+func (s *Store) noteOpen(open bool) {
+	dir, err := filepath.Abs(s.path)
+	if err != nil {
+		return
+	}
+	openStores.Lock()
+	defer openStores.Unlock()
+	if openStores.dirs == nil {
+		openStores.dirs = map[string]int{}
+	}
+	if open {
+		openStores.dirs[dir]++
+	} else if openStores.dirs[dir]--; openStores.dirs[dir] <= 0 {
+		delete(openStores.dirs, dir)
+	}
+}
+
+// openHere reports whether a Store of this process has path open.
+func openHere(path string) bool {
+	dir, err := filepath.Abs(path)
+	if err != nil {
+		return false
+	}
+	openStores.Lock()
+	defer openStores.Unlock()
+	return openStores.dirs[dir] > 0
 }
 
 // finishRebuild redoes an index rebuild that was cut short, or refuses a read-only store
@@ -508,7 +545,11 @@ func (s *Store) Close() error {
 func (s *Store) closeDB() error {
 	done := make(chan error, 1)
 	failed := s.watch.failures.Load()
-	go func() { done <- s.db.Close() }()
+	go func() {
+		err := s.db.Close()
+		s.dbClosed.Do(func() { s.noteOpen(false) }) // Badger's lock on the directory is gone
+		done <- err
+	}()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {

@@ -1,12 +1,14 @@
 package badger
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -248,14 +250,68 @@ func TestMissingStore(t *testing.T) {
 	}
 }
 
+// TestLocked: a store open elsewhere is refused with a message that says where: in this
+// process (a Go program that opens a directory twice) or in another.
 func TestLocked(t *testing.T) {
 	dir := t.TempDir()
-	openT(t, dir, Options{})
-	_, err := Open(dir, Options{})
+	s := openT(t, dir, Options{})
+	for _, ro := range []bool{false, true} {
+		_, err := Open(dir, Options{ReadOnly: ro})
+		want := fmt.Sprintf("badger store %s is in use, open already in this process (a directory opens once: share its *Store, or Close it before opening it again)", dir)
+		if err == nil || err.Error() != want {
+			t.Fatalf("second open (read-only %v): %v; want %q", ro, err, want)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again := openT(t, dir, Options{}) // closed, it opens again
+	if openHere(filepath.Join(dir, "x")) {
+		t.Fatal("another directory counted open")
+	}
+	again.Close()
+	if openHere(dir) {
+		t.Fatal("a closed store still counted open in this process")
+	}
+	// Another process: the message says so.
+	if os.Getenv("RECONCILE_TEST_HOLD_STORE") != "" {
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestHoldStore$")
+	cmd.Env = append(os.Environ(), "RECONCILE_TEST_HOLD_STORE="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if !strings.HasPrefix(line, "holding") {
+		t.Fatalf("the holding process said %q", line)
+	}
+	_, err = Open(dir, Options{})
 	want := fmt.Sprintf("badger store %s is in use by another process (close it and retry; if `reconcile serve` holds it, use the server's http(s):// URL instead)", dir)
 	if err == nil || err.Error() != want {
-		t.Fatalf("second open: %v; want %q", err, want)
+		t.Fatalf("open held by another process: %v; want %q", err, want)
 	}
+}
+
+// TestHoldStore opens the store RECONCILE_TEST_HOLD_STORE names and holds it until
+// killed: TestLocked's other process.
+func TestHoldStore(t *testing.T) {
+	dir := os.Getenv("RECONCILE_TEST_HOLD_STORE")
+	if dir == "" {
+		t.Skip("TestLocked runs this in a process of its own")
+	}
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fmt.Println("holding")
+	time.Sleep(time.Minute)
 }
 
 func TestMaxRowBytes(t *testing.T) {
