@@ -6,6 +6,7 @@ import (
 	"io"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/reconcile-dev/reconcile/reconcile"
 )
@@ -72,16 +73,32 @@ func printReport(w io.Writer, r *reconcile.Report, asJSON bool) error {
 		fmt.Fprintf(w, "differences (%d of %d):\n", len(r.Differences), n)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		for _, d := range r.Differences {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", d.Class, d.Key, versions(d))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", d.Class, clipKey(d.Key), versions(d))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
 	}
 	for _, q := range r.QuarantinedRows {
-		fmt.Fprintf(w, "quarantined %s: %s\n", q.Key, q.Error)
+		fmt.Fprintf(w, "quarantined %s: %s\n", clipKey(q.Key), q.Error)
 	}
 	return nil
+}
+
+// maxKeyText is how much of a key the table shows: a key may be a MiB long (twice that as
+// hex), which would bury the report.
+const maxKeyText = 120
+
+// clipKey shortens a long key for the table, saying how long it is (--json has it whole).
+func clipKey(k string) string {
+	if len(k) <= maxKeyText+40 {
+		return k
+	}
+	cut := maxKeyText
+	for cut > 0 && !utf8.RuneStart(k[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d characters; --json shows it whole)", k[:cut], utf8.RuneCountInString(k))
 }
 
 // versions shows a difference's versions: as times where the endpoint's versions are

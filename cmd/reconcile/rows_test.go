@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
+
+	"github.com/reconcile-dev/reconcile/reconcile"
 )
 
 // FuzzRowLine: a load line either fails with an error or parses; a parsed row written
@@ -37,4 +40,26 @@ func FuzzRowLine(f *testing.F) {
 			t.Fatalf("%q parsed, dumped as %s, parsed again differs", line, b)
 		}
 	})
+}
+
+// TestReportClipsLongKeys: the table shows the start of a long key and its length, not a
+// MiB of hex; --json keeps it whole.
+func TestReportClipsLongKeys(t *testing.T) {
+	long := "0x" + strings.Repeat("ab", 1<<19)
+	r := &reconcile.Report{Mode: reconcile.Mirror, Differences: []reconcile.Difference{{Class: "changed", Key: long}, {Class: "only_source", Key: "short"}},
+		QuarantinedRows: []reconcile.Quarantine{{Key: "é" + long, Error: "refused"}}, Changed: 1, OnlySource: 1}
+	var table, js bytes.Buffer
+	if err := printReport(&table, r, false); err != nil {
+		t.Fatal(err)
+	}
+	if table.Len() > 4000 || !strings.Contains(table.String(), "(1048578 characters; --json shows it whole)") ||
+		!strings.Contains(table.String(), "(1048579 characters;") || !strings.Contains(table.String(), "short") {
+		t.Fatalf("table of %d bytes:\n%.2000s", table.Len(), table.String())
+	}
+	if err := printReport(&js, r, true); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(js.String(), long) {
+		t.Fatal("--json clipped a key")
+	}
 }
