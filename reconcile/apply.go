@@ -125,7 +125,7 @@ func (s *session) mirror(ctx context.Context) error {
 		plan = plan[1:]
 		size = 1 // the next row may be bad too; doubled on each success
 		if quarantineRun++; quarantineRun >= maxQuarantineRun {
-			return fmt.Errorf("apply: %d rows in a row failed, the target keeps refusing writes: %w", quarantineRun, err)
+			return fmt.Errorf("apply: %d rows in a row failed, the target keeps refusing writes (%d more rows not tried; the report lists those quarantined): %w", quarantineRun, len(plan), err)
 		}
 	}
 	return nil

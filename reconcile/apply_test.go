@@ -370,3 +370,18 @@ func TestDurationCountsRootAfter(t *testing.T) {
 		t.Fatalf("duration %d ms leaves out the 300 ms root read after the writes", rep.DurationMS)
 	}
 }
+
+// TestQuarantineRunStops: a target that refuses row after row stops the sync, and the
+// error says how many rows were not tried.
+func TestQuarantineRunStops(t *testing.T) {
+	src, dst := memory.New(merkle.VersionOrder), memory.New(merkle.VersionOrder)
+	dst.MaxRowBytes = 4
+	fill(src, 0, 1100, 1, 10) // every row too large for the target
+	rep, err := reconcile.Run(context.Background(), src, dst, reconcile.Options{Mode: reconcile.Mirror, Now: testNow})
+	if err == nil || !strings.Contains(err.Error(), "1024 rows in a row failed") || !strings.Contains(err.Error(), "(76 more rows not tried;") {
+		t.Fatalf("err %v", err)
+	}
+	if rep.Quarantined != 1024 || rep.Upserted != 0 {
+		t.Fatalf("quarantined %d, upserted %d", rep.Quarantined, rep.Upserted)
+	}
+}
