@@ -959,7 +959,8 @@ func TestWriterKeepsCallOrder(t *testing.T) {
 // DUPLICATE KEY UPDATE only where that is an update and nothing else: a table with a
 // BEFORE INSERT trigger (which that statement would run, and whose changes it would
 // write) or a second unique index (whose collision it would take for the row to update)
-// is updated one UPDATE a row, and ends equal to the source.
+// is updated with an UPDATE joined with the rows (mysqlUpdateJoin), and ends equal to
+// the source.
 func TestMySQLUpdatesKeepTriggers(t *testing.T) {
 	_, my, lite := bothServers(t)
 	src := lite.table(t)
@@ -985,6 +986,26 @@ func TestMySQLUpdatesKeepTriggers(t *testing.T) {
 		if want := c.name == "plain"; D.mysqlUpserts(context.Background(), mustBegin(t, my)) != want {
 			t.Errorf("%s: mysqlUpserts = %v, want %v", c.name, !want, want)
 		}
+		// The statement such a table's updates take, as it stands: it updates two rows
+		// (and says so) in a transaction rolled back.
+		tx := mustBegin(t, my)
+		st := D.statements()
+		stmt, wrote := D.updateMany(context.Background(), tx, st)
+		var args []any
+		for _, id := range []int{3, 4} {
+			for _, name := range st.insertNames {
+				args = append(args, map[string]any{"`id`": id, "`v`": fmt.Sprint("joined ", id), "`ver`": 10 * id}[name])
+			}
+		}
+		res, err := tx.Exec(stmt([]string{"(?, ?, ?)", "(?, ?, ?)"}), args...)
+		if err != nil {
+			t.Fatalf("%s: many rows a statement: %v", c.name, err)
+		}
+		var joined int
+		if n, _ := res.RowsAffected(); !wrote(n, 2) || tx.QueryRow("SELECT COUNT(*) FROM "+dst+" WHERE v LIKE 'joined %' AND ver = 10 * id").Scan(&joined) != nil || joined != 2 {
+			t.Fatalf("%s: the statement changed %d rows, %d as asked", c.name, n, joined)
+		}
+		tx.Rollback()
 		syncAndCheck(t, c.name, S, D, 20)
 		var n int
 		if err := my.db.QueryRow("SELECT COUNT(*) FROM " + dst + " WHERE v LIKE 'new %'").Scan(&n); err != nil || n != 20 {
