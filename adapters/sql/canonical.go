@@ -747,9 +747,10 @@ func toTimeOfDay(v any) (int64, error) {
 	return ns, nil
 }
 
-// CanonicalJSON re-encodes a JSON document compactly with object keys sorted and numbers
-// kept as written: PostgreSQL jsonb reorders and respaces, MySQL and text columns keep the
-// input. Duplicate keys keep the last value, as jsonb does.
+// CanonicalJSON re-encodes a JSON document compactly with object keys sorted and each
+// number as PostgreSQL's numeric writes it (jsonNumber): jsonb reorders, respaces and
+// rewrites numbers, MySQL and text columns keep the input, and both must read as one
+// value. Duplicate keys keep the last value, as jsonb does.
 func CanonicalJSON(b []byte) (string, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
@@ -760,12 +761,28 @@ func CanonicalJSON(b []byte) (string, error) {
 	if dec.More() {
 		return "", errors.New("not JSON: more than one value")
 	}
-	var buf bytes.Buffer
-	writeJSON(&buf, v)
-	return buf.String(), nil
+	w := jsonWriter{grow: maxJSONGrowth}
+	w.value(v)
+	if w.grow < 0 {
+		return "", fmt.Errorf("JSON numbers written with exponents expand to more than %d MiB more digits than the document holds: reconcile writes numbers without exponents, as PostgreSQL's jsonb does; write them so in the source", maxJSONGrowth>>20)
+	}
+	return w.buf.String(), nil
 }
 
-func writeJSON(buf *bytes.Buffer, v any) {
+// maxJSONGrowth bounds how many bytes the numbers of one JSON document may grow by when
+// their exponents are applied, so that a short hostile document ("[1e140000,1e140000,…]")
+// does not expand into gigabytes.
+const maxJSONGrowth = 64 << 20
+
+// jsonWriter writes a decoded JSON document in canonical form; grow is what its numbers
+// may still grow by (below 0: too much, and the output is incomplete).
+type jsonWriter struct {
+	buf  bytes.Buffer
+	grow int
+}
+
+func (w *jsonWriter) value(v any) {
+	buf := &w.buf
 	switch x := v.(type) {
 	case map[string]any:
 		keys := make([]string, 0, len(x))
@@ -780,7 +797,7 @@ func writeJSON(buf *bytes.Buffer, v any) {
 			}
 			writeJSONString(buf, k)
 			buf.WriteByte(':')
-			writeJSON(buf, x[k])
+			w.value(x[k])
 		}
 		buf.WriteByte('}')
 	case []any:
@@ -789,18 +806,78 @@ func writeJSON(buf *bytes.Buffer, v any) {
 			if i > 0 {
 				buf.WriteByte(',')
 			}
-			writeJSON(buf, e)
+			w.value(e)
 		}
 		buf.WriteByte(']')
 	case string:
 		writeJSONString(buf, x)
 	case json.Number:
-		buf.WriteString(string(x))
+		n := jsonNumber(string(x))
+		if w.grow -= len(n) - len(x); w.grow >= 0 {
+			buf.WriteString(n)
+		}
 	case bool:
 		buf.WriteString(strconv.FormatBool(x))
 	case nil:
 		buf.WriteString("null")
 	}
+}
+
+// jsonNumber returns a JSON number literal as PostgreSQL's numeric type writes it, which
+// is what jsonb stores: the exponent applied, the fraction keeping as many digits as
+// written less the exponent (1e2 is 100, 1.0E+2 is 100, 1.50e1 is 15.0, 1.0e-2 is 0.010),
+// trailing fractional zeros kept otherwise (2.50), and no sign on zero (-0 is 0, -0.0 is
+// 0.0). A number whose form would have more than MaxDecimalDigits digits is returned as
+// written: no engine that rewrites numbers holds it (numeric stops at 131,072 integer and
+// 16,383 fraction digits), and writing it out would take memory that a few bytes of input
+// should not. s must be a valid JSON number.
+func jsonNumber(s string) string {
+	neg := strings.HasPrefix(s, "-")
+	body := strings.TrimPrefix(s, "-")
+	mant, expPart, hasExp := strings.Cut(body, "e")
+	if !hasExp {
+		mant, expPart, hasExp = strings.Cut(body, "E")
+	}
+	if !hasExp && !(neg && strings.Trim(body, "0.") == "") {
+		return s // the common case: no exponent, not a negative zero
+	}
+	exp := 0
+	if hasExp {
+		e, err := strconv.Atoi(expPart)
+		if err != nil || e > MaxDecimalDigits || e < -MaxDecimalDigits {
+			return s
+		}
+		exp = e
+	}
+	intPart, frac, _ := strings.Cut(mant, ".")
+	digits := intPart + frac
+	point := len(intPart) + exp // integer digits of digits, once the exponent is applied
+	var whole, fraction string
+	switch {
+	case point >= len(digits):
+		if point > MaxDecimalDigits {
+			return s
+		}
+		whole = digits + strings.Repeat("0", point-len(digits))
+	case point > 0:
+		whole, fraction = digits[:point], digits[point:]
+	default:
+		if len(digits)-point > MaxDecimalDigits {
+			return s
+		}
+		whole, fraction = "0", strings.Repeat("0", -point)+digits
+	}
+	if whole = strings.TrimLeft(whole, "0"); whole == "" {
+		whole = "0"
+	}
+	out := whole
+	if fraction != "" {
+		out += "." + fraction
+	}
+	if neg && strings.Trim(digits, "0") != "" {
+		out = "-" + out
+	}
+	return out
 }
 
 func writeJSONString(buf *bytes.Buffer, s string) {

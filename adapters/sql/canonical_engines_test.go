@@ -18,7 +18,7 @@ import (
 // exactly the canonical value built here in Go: the hard cases of DESIGN §6 (NULL vs
 // empty, NFC vs NFD, trailing spaces under a case-insensitive collation, decimal scales,
 // -0 and subnormal floats, float4, time zones, timestamps beyond int64 nanoseconds, bytes,
-// 64-bit extremes, booleans, JSON).
+// 64-bit extremes, booleans, JSON keys, spaces and numbers).
 func TestCanonicalAcrossEngines(t *testing.T) {
 	es := engines(t)
 	type row struct {
@@ -44,6 +44,8 @@ func TestCanonicalAcrossEngines(t *testing.T) {
 		// Instants int64 nanoseconds cannot hold: MySQL's end-of-time sentinel, year 1.
 		{6, map[string]string{"dt": "'9999-12-31 23:59:59.999999'"}},
 		{7, map[string]string{"dt": "'0001-01-01 00:00:00'"}},
+		// Numbers as jsonb rewrites them and MariaDB and SQLite keep them.
+		{8, map[string]string{"j": `'[1e2, -0, 1.50e1, 1e-2, {"b": -0.0, "a": 1E+0}]'`}},
 	}
 	ns := func(s string) int64 {
 		tm, err := time.Parse(time.RFC3339Nano, s)
@@ -76,6 +78,7 @@ func TestCanonicalAcrossEngines(t *testing.T) {
 		5: {{}, {}, {Class: Text, Str: "x"}, {}, {}, {}, {}, {}, {Class: Decimal, Str: "0.001"}, {}, {Class: Text, Str: "Abc  "}, {}, {}},
 		6: {{}, {}, {}, {}, wide("9999-12-31T23:59:59.999999Z"), {}, {}, {}, {}, {}, {}, {}, {}},
 		7: {{}, {}, {}, {}, wide("0001-01-01T00:00:00Z"), {}, {}, {}, {}, {}, {}, {}, {}},
+		8: {{}, {}, {}, {}, {}, {}, {}, {Class: JSON, Str: `[100,0,15.0,0.01,{"a":1,"b":0.0}]`}, {}, {}, {}, {}, {}},
 	}
 	for _, e := range es {
 		t.Run(e.name, func(t *testing.T) {

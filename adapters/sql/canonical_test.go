@@ -173,6 +173,27 @@ func TestCanonicalJSON(t *testing.T) {
 	}
 }
 
+// TestCanonicalJSONNumbers: numbers are what PostgreSQL's jsonb makes of them (its
+// numeric's text, the outputs below are PostgreSQL 15's), so that a MariaDB JSON column,
+// which keeps the text as written, reads as the jsonb column it was synced into; large
+// exponents stay as written, and a document whose exponents would expand it by gigabytes
+// is refused.
+func TestCanonicalJSONNumbers(t *testing.T) {
+	in := `[1e2, 1.0E+2, 1.50e1, 1e-2, 1.0e-2, -0, -0.0, 0e5, 0.00e1, -0e-3, 1.5e-1, 12.345e1, 1E+0, 123456789012345678901234567890e-40, 0.5e0, 100e-2, -1.20e+1, 2.50, -7, 1e999999]`
+	want := `[100,100,15.0,0.01,0.010,0,0.0,0,0.0,0.000,0.15,123.45,1,0.0000000000123456789012345678901234567890,0.5,1.00,-12.0,2.50,-7,1e999999]`
+	got, err := CanonicalJSON([]byte(in))
+	if err != nil || got != want {
+		t.Fatalf("canonical JSON of %s:\n got %s (%v)\nwant %s", in, got, err, want)
+	}
+	if again, err := CanonicalJSON([]byte(got)); err != nil || again != got {
+		t.Fatalf("canonical JSON is not its own canonical form: %s gives %s (%v)", got, again, err)
+	}
+	bomb := "[" + strings.Repeat("1e140000,", 500) + "1]"
+	if _, err := CanonicalJSON([]byte(bomb)); err == nil || !strings.Contains(err.Error(), "expand") {
+		t.Fatalf("a document of 500 numbers 1e140000: %v, want refused", err)
+	}
+}
+
 // allClasses is a column set with one nullable column of every class.
 var allClasses = []Column{
 	{Name: "i", Class: Int, Nullable: true}, {Name: "d", Class: Decimal, Nullable: true}, {Name: "f", Class: Float, Nullable: true},

@@ -834,6 +834,37 @@ func TestCreatedTablesKeepValues(t *testing.T) {
 	}
 }
 
+// TestMariaDBJSONIntoJSONB: a MariaDB JSON column (longtext, kept as written) synced into
+// the jsonb column a sync creates in PostgreSQL, which reorders keys, respaces and
+// rewrites numbers (1e2 as 100, -0 as 0), converges: a second run finds nothing (it found
+// the rows with such numbers changed on every run).
+func TestMariaDBJSONIntoJSONB(t *testing.T) {
+	pg, my, _ := bothServers(t)
+	ctx := context.Background()
+	src, dst := my.table(t), pg.table(t)
+	my.exec(t, "CREATE TABLE "+src+" (id bigint PRIMARY KEY, doc json)",
+		`INSERT INTO `+src+` VALUES (1, '{"b": 1, "a": [1, 2.50]}'), (2, '1e2'), (3, '-0'),
+			(4, '[1.0E+2, 1.50e1, 1e-2, -0.0, 12.5e-1]'), (5, '{"a": 1, "a": 2}'), (6, NULL), (7, '"\\u00e9\\/"')`)
+	S := openTable(t, my.url(src, ""))
+	cfg, err := ParseURL(pg.url(dst, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateTable(ctx, cfg, S); err != nil {
+		t.Fatal(err)
+	}
+	if got := pg.texts(t, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = '"+dst+"'::regclass AND attname = 'doc'"); !slices.Equal(got, []string{"jsonb"}) {
+		t.Fatalf("created column doc is %q, want jsonb", got)
+	}
+	D := openTable(t, pg.url(dst, ""))
+	syncAndCheck(t, "mariadb json into a created jsonb column", S, D, 7)
+	syncAndCheck(t, "again", S, D, 0)
+	got := pg.texts(t, "SELECT doc::text FROM "+dst+" WHERE id = 4")
+	if want := []string{"[100, 15.0, 0.01, 0.0, 1.25]"}; !slices.Equal(got, want) {
+		t.Fatalf("jsonb holds %q, want %q", got, want)
+	}
+}
+
 // TestCaseChangeIntoCaseInsensitiveKey: keys whose case changes on a case-sensitive
 // source sync in one run into a MySQL key column whose collation ignores case: the old
 // key is deleted before the new one is inserted (the other way round the insert found the
