@@ -865,6 +865,55 @@ func TestMariaDBJSONIntoJSONB(t *testing.T) {
 	}
 }
 
+// TestTimeOutsideTargetRange: MySQL TIME values that PostgreSQL's time (a time of day)
+// cannot hold, as values and as keys, are quarantined with a message that names the row
+// and the column and says what to do, while the other rows sync; as are times over
+// MySQL's 838:59:59 written from SQLite. (The engines' own errors named neither, and a key
+// failed its batch's lookup.)
+func TestTimeOutsideTargetRange(t *testing.T) {
+	pg, my, lite := bothServers(t)
+	ctx := context.Background()
+	run := func(what string, src *Table, dst *engine, wantUp int, wantRows []string, wantMsg string) {
+		t.Helper()
+		name := dst.table(t)
+		cfg, err := ParseURL(dst.url(name, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := CreateTable(ctx, cfg, src); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := reconcile.Run(ctx, src, openTable(t, dst.url(name, "")), reconcile.Options{Mode: reconcile.Mirror, Attempts: 1})
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		var got []string
+		for _, q := range rep.QuarantinedRows {
+			got = append(got, q.Key)
+			if !strings.Contains(q.Error, wantMsg) || !strings.Contains(q.Error, "row "+q.Key+": column ") || !strings.Contains(q.Error, "columns=") {
+				t.Errorf("%s: row %s quarantined with %q, want a message that names it and its column and says %q", what, q.Key, q.Error, wantMsg)
+			}
+		}
+		slices.Sort(got)
+		if rep.Upserted != wantUp || !slices.Equal(got, wantRows) {
+			t.Fatalf("%s: %d upserted, quarantined %q; want %d and %q", what, rep.Upserted, got, wantUp, wantRows)
+		}
+	}
+	vals, keys := my.table(t), my.table(t)
+	my.exec(t, "CREATE TABLE "+vals+" (id bigint PRIMARY KEY, t time(6))",
+		"INSERT INTO "+vals+" VALUES (1, '12:00:00'), (2, '-01:00:00'), (3, '25:30:00.5'), (4, '838:59:59'), (5, '24:00:00'), (6, NULL)",
+		"CREATE TABLE "+keys+" (k time PRIMARY KEY, n int)",
+		"INSERT INTO "+keys+" VALUES ('-00:30:00', 1), ('00:30:00', 2), ('100:00:00', 3)")
+	pgMsg := "which PostgreSQL's time (00:00:00 to 24:00:00, a time of day) cannot hold"
+	run("mariadb times into postgres", openTable(t, my.url(vals, "")), pg, 3, []string{"id=2", "id=3", "id=4"}, pgMsg)
+	run("mariadb time keys into postgres", openTable(t, my.url(keys, "")), pg, 1, []string{"k=-00:30:00", "k=100:00:00"}, pgMsg)
+
+	ls := lite.table(t)
+	lite.exec(t, "CREATE TABLE "+ls+" (id bigint PRIMARY KEY, t TIME)",
+		"INSERT INTO "+ls+" VALUES (1, '838:59:59'), (2, '839:00:00'), (3, '-900:00:00')")
+	run("sqlite times into mariadb", openTable(t, lite.url(ls, "")), my, 1, []string{"id=2", "id=3"}, "which MySQL's TIME (-838:59:59 to 838:59:59) cannot hold")
+}
+
 // TestCaseChangeIntoCaseInsensitiveKey: keys whose case changes on a case-sensitive
 // source sync in one run into a MySQL key column whose collation ignores case: the old
 // key is deleted before the new one is inserted (the other way round the insert found the

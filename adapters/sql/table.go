@@ -31,6 +31,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -1023,6 +1024,20 @@ type write struct {
 	raw  []byte  // the key's bytes
 }
 
+// decodeKey checks that a key to write fits the table and returns its datums.
+func (t *Table) decodeKey(key []byte) ([]Datum, error) {
+	kd, err := DecodeKey(key, t.keyCols)
+	if err != nil {
+		return nil, fmt.Errorf("key %s does not fit table %s: %v", reconcile.KeyText(key, t), t.cfg.Table, err)
+	}
+	for i, d := range kd {
+		if err := t.checkTime(key, &t.keyCols[i], d); err != nil {
+			return nil, err
+		}
+	}
+	return kd, nil
+}
+
 // decodeRow checks that r fits the table and returns the datums to write.
 func (t *Table) decodeRow(r *reconcile.Row) ([]Datum, error) {
 	if r.Tombstone {
@@ -1031,6 +1046,11 @@ func (t *Table) decodeRow(r *reconcile.Row) ([]Datum, error) {
 	vals, err := DecodeValue(r.Value, t.valCols)
 	if err != nil {
 		return nil, fmt.Errorf("row %s does not fit table %s: %v", reconcile.KeyText(r.Key, t), t.cfg.Table, err)
+	}
+	for i, v := range vals {
+		if err := t.checkTime(r.Key, &t.valCols[i], v); err != nil {
+			return nil, err
+		}
 	}
 	if t.cfg.Dialect == "sqlite" {
 		for i, v := range vals {
@@ -1063,6 +1083,31 @@ func (t *Table) decodeRow(r *reconcile.Row) ([]Datum, error) {
 		return nil, fmt.Errorf("row %s expires but table %s has no expiry column (name one with expires=COLUMN)", reconcile.KeyText(r.Key, t), t.cfg.Table)
 	}
 	return append(rest, vals...), nil
+}
+
+// checkTime refuses a time the table's engine has no value for, naming the row (key) and
+// column c, before a write sends it: the Time class spans MySQL's TIME, a duration of
+// -838:59:59 to 838:59:59, while PostgreSQL's time is a time of day, 00:00:00 to
+// 24:00:00, and its interval, which would hold more, is a native type that pairs with no
+// MySQL column (docs/canonical.md). The engine's own error named neither. SQLite keeps
+// any time as text.
+func (t *Table) checkTime(key []byte, c *Column, d Datum) error {
+	if d.Class != Time {
+		return nil
+	}
+	switch t.cfg.Dialect {
+	case "postgres":
+		if d.Int < 0 || d.Int > int64(24*time.Hour) {
+			return fmt.Errorf("row %s: column %s holds the time %s, which PostgreSQL's time (00:00:00 to 24:00:00, a time of day) cannot hold: a MySQL TIME may be negative or longer than a day; change the source row, keep this table in MySQL, MariaDB or SQLite, or leave the column out with columns= on both sides (an interval column would not pair with a time)",
+				reconcile.KeyText(key, t), c.Name, formatTimeOfDay(d.Int))
+		}
+	case "mysql":
+		if limit := int64(839 * time.Hour); d.Int <= -limit || d.Int >= limit {
+			return fmt.Errorf("row %s: column %s holds the time %s, which MySQL's TIME (-838:59:59 to 838:59:59) cannot hold: change the source row, or leave the column out with columns= on both sides",
+				reconcile.KeyText(key, t), c.Name, formatTimeOfDay(d.Int))
+		}
+	}
+	return nil
 }
 
 // statements holds the write statements of one transaction.
@@ -1179,9 +1224,9 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 	ws := make([]write, len(changes))
 	keys := make([][]byte, len(changes))
 	for i, c := range changes {
-		kd, err := DecodeKey(c.Key, t.keyCols)
+		kd, err := t.decodeKey(c.Key)
 		if err != nil {
-			return nil, fmt.Errorf("key %s does not fit table %s: %v", reconcile.KeyText(c.Key, t), t.cfg.Table, err)
+			return nil, err
 		}
 		ws[i].key, ws[i].i, ws[i].raw, keys[i] = kd, i, c.Key, c.Key
 		if c.Put != nil {
@@ -1587,9 +1632,9 @@ func (t *Table) Write(ctx context.Context, fn func(*Writer) error) error {
 // Put upserts a row given as canonical key and value bytes.
 func (w *Writer) Put(key, value []byte, version uint64, expiresAt int64) error {
 	t := w.t
-	kd, err := DecodeKey(key, t.keyCols)
+	kd, err := t.decodeKey(key)
 	if err != nil {
-		return fmt.Errorf("key %s does not fit table %s: %v", reconcile.KeyText(key, t), t.cfg.Table, err)
+		return err
 	}
 	rest, err := t.decodeRow(&reconcile.Row{Key: key, Value: value, Version: version, ExpiresAt: expiresAt})
 	if err != nil {
@@ -1602,9 +1647,9 @@ func (w *Writer) Put(key, value []byte, version uint64, expiresAt int64) error {
 // Delete deletes the row under a canonical key, if there is one.
 func (w *Writer) Delete(key []byte) error {
 	t := w.t
-	kd, err := DecodeKey(key, t.keyCols)
+	kd, err := t.decodeKey(key)
 	if err != nil {
-		return fmt.Errorf("key %s does not fit table %s: %v", reconcile.KeyText(key, t), t.cfg.Table, err)
+		return err
 	}
 	return w.hold(&w.dels, write{key: kd, raw: key})
 }
