@@ -160,6 +160,20 @@ func (c *Column) canon(v any) (Datum, error) {
 			d.Bytes = append([]byte{}, x...)
 		case string:
 			d.Bytes = []byte(x)
+		case int64, float64:
+			// SQLite keeps numbers as numbers in a column of BLOB affinity (declared
+			// BLOB, or with no type at all), beside text and blobs. A value column reads
+			// them as their text, as database/sql scans them into []byte (5 is "5", 1.5
+			// is "1.5"), so that such a column syncs whatever it holds; a key column
+			// refuses them, since 5 and '5' are two keys there and would be one here.
+			if c.role == "key" {
+				return d, fmt.Errorf("holds the number %v, but a key of bytes must be text or a blob: SQLite keeps numbers as numbers in a column declared BLOB or without a type, and 5 and '5' would be one key; declare the column INTEGER or TEXT, or store its keys as text", x)
+			}
+			if n, ok := x.(int64); ok {
+				d.Bytes = strconv.AppendInt(nil, n, 10)
+			} else {
+				d.Bytes = strconv.AppendFloat(nil, x.(float64), 'g', -1, 64)
+			}
 		default:
 			return d, fmt.Errorf("got %T, want bytes", v)
 		}

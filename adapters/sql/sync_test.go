@@ -914,6 +914,54 @@ func TestTimeOutsideTargetRange(t *testing.T) {
 	run("sqlite times into mariadb", openTable(t, lite.url(ls, "")), my, 1, []string{"id=2", "id=3"}, "which MySQL's TIME (-838:59:59 to 838:59:59) cannot hold")
 }
 
+// TestSQLiteUntypedColumn: a SQLite column without a type (or declared BLOB) keeps
+// integers and reals beside text and blobs; as a value column it reads them as their text
+// and syncs, into SQLite and into PostgreSQL's bytea (it failed the whole session on the
+// first integer). As a key, a number is refused with a message that says what to declare.
+func TestSQLiteUntypedColumn(t *testing.T) {
+	pg, _, lite := byName(t)
+	ctx := context.Background()
+	src := lite.table(t)
+	lite.exec(t, "CREATE TABLE "+src+" (id INTEGER PRIMARY KEY, v, b BLOB)",
+		`INSERT INTO `+src+` VALUES (1, 5, 7), (2, 'abc', 'x'), (3, x'00ff', x'01'), (4, 1.5, 2.25), (5, NULL, NULL), (6, -7, 0.1), (7, '5', x'37')`)
+	S := openTable(t, lite.url(src, ""))
+	want := map[int64][2]string{1: {"7", "5"}, 4: {"2.25", "1.5"}, 6: {"0.1", "-7"}, 7: {"7", "5"}} // b, v
+	for _, r := range allRows(t, S) {
+		kd, _ := DecodeKey(r.Key, S.KeyColumns())
+		vd, err := DecodeValue(r.Value, S.ValueColumns())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w, ok := want[kd[0].Int]; ok && (string(vd[0].Bytes) != w[0] || string(vd[1].Bytes) != w[1]) {
+			t.Fatalf("row %d reads as b=%q v=%q, want %q", kd[0].Int, vd[0].Bytes, vd[1].Bytes, w[:])
+		}
+	}
+	targets := []*engine{lite}
+	if pg != nil {
+		targets = append(targets, pg)
+	}
+	for _, e := range targets {
+		name := e.table(t)
+		cfg, err := ParseURL(e.url(name, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := CreateTable(ctx, cfg, S); err != nil {
+			t.Fatal(err)
+		}
+		D := openTable(t, e.url(name, ""))
+		syncAndCheck(t, "sqlite untyped column into "+e.name, S, D, 7)
+		syncAndCheck(t, "again", S, D, 0)
+	}
+
+	keyed := lite.table(t)
+	lite.exec(t, "CREATE TABLE "+keyed+" (k PRIMARY KEY, n int)", "INSERT INTO "+keyed+" VALUES ('a', 1), (5, 2)")
+	err := openTable(t, lite.url(keyed, "")).Scan(ctx, 0, func(reconcile.Row) bool { return true })
+	if err == nil || !strings.Contains(err.Error(), "key column k: holds the number 5") || !strings.Contains(err.Error(), "declare the column INTEGER or TEXT") {
+		t.Fatalf("a number in an untyped key column: %v, want refused with what to declare", err)
+	}
+}
+
 // TestCaseChangeIntoCaseInsensitiveKey: keys whose case changes on a case-sensitive
 // source sync in one run into a MySQL key column whose collation ignores case: the old
 // key is deleted before the new one is inserted (the other way round the insert found the
