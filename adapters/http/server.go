@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +33,13 @@ type ServerOptions struct {
 	// IdleTimeout closes a session (and its snapshot) this long after its last request.
 	// Default 2 minutes.
 	IdleTimeout time.Duration
+	// BodyTimeout bounds how long a request's body may take to arrive, from the time its
+	// handler starts (right after the headers): a client that sends headers and then
+	// trickles its body, or never sends it, is answered 408 and its connection closed,
+	// instead of holding a connection and a goroutine for ever. It bounds one request's
+	// upload only, not the work the server does on it nor a session's life (a session is
+	// many requests). Default 2 minutes, the client's default time for a whole attempt.
+	BodyTimeout time.Duration
 	// MaxSessions bounds the sessions and relays open at once (503 past it). Default 64.
 	MaxSessions int
 	// RequestTimeout bounds the work of one request on the endpoint. Default 10 minutes.
@@ -67,6 +75,9 @@ func (o ServerOptions) Defaults() ServerOptions {
 	}
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = 2 * time.Minute
+	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = 2 * time.Minute
 	}
 	if o.MaxSessions <= 0 {
 		o.MaxSessions = 64
@@ -152,6 +163,13 @@ func NewServer(ep reconcile.Endpoint, o ServerOptions) *Server {
 
 // ServeHTTP checks the token and the protocol version, then routes the request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Body != nil && r.Body != http.NoBody {
+		// Set before anything else: a refused request's body is still read (net/http
+		// drains a small one to reuse the connection), and must arrive in time too.
+		// readBody lifts the deadline once it has the body, so that the work after it,
+		// however long, is not cut. (Not supported by test recorders: then no deadline.)
+		http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.opts.BodyTimeout))
+	}
 	w.Header().Set(HeaderProtocol, strconv.FormatUint(uint64(s.protocol), 10))
 	if s.opts.KeyFormat != "" {
 		w.Header().Set(HeaderKeyFormat, s.opts.KeyFormat)
@@ -302,22 +320,31 @@ func (a answer) write(w http.ResponseWriter) {
 // maxBodyHint ends the message of a 413.
 const maxBodyHint = "(reconcile serve --max-body: clients halve a batch until it fits, so one row refused with this is larger than the limit by itself; raise --max-body above it)"
 
-// readBody reads a request body of at most MaxBody bytes; on failure it has answered.
+// readBody reads a request body of at most MaxBody bytes, within BodyTimeout (set by
+// ServeHTTP); on failure it has answered. It lifts the read deadline once it has the body.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	if r.ContentLength > s.opts.MaxBody {
 		httpError(w, http.StatusRequestEntityTooLarge, "request body of %d bytes is over this server's limit of %d %s", r.ContentLength, s.opts.MaxBody, maxBodyHint)
 		return nil, false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBody))
-	if err != nil {
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			httpError(w, http.StatusRequestEntityTooLarge, "request body is over this server's limit of %d bytes %s", s.opts.MaxBody, maxBodyHint)
-		} else {
-			httpError(w, http.StatusBadRequest, "reading the request body: %v", err)
-		}
+	var mb *http.MaxBytesError
+	switch {
+	case errors.As(err, &mb):
+		httpError(w, http.StatusRequestEntityTooLarge, "request body is over this server's limit of %d bytes %s", s.opts.MaxBody, maxBodyHint)
+		return nil, false
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		w.Header().Set("Connection", "close")
+		httpError(w, http.StatusRequestTimeout, "the request body did not arrive within %s (reconcile serve --body-timeout): on a slow link, raise --body-timeout on the server and ?timeout= on the client", s.opts.BodyTimeout)
+		return nil, false
+	case err != nil:
+		httpError(w, http.StatusBadRequest, "reading the request body: %v", err)
 		return nil, false
 	}
+	// The work that follows may take long (an open over a large table), and net/http
+	// reads the connection meanwhile to notice a client that went away: that read must
+	// not time out.
+	http.NewResponseController(w).SetReadDeadline(time.Time{})
 	return body, true
 }
 
