@@ -208,8 +208,21 @@ func relayEnvelope(kind byte, payload []byte) []byte { return append([]byte{kind
 
 // handleRelayStart starts a relayed session and answers its first call.
 func (s *Server) handleRelayStart(w http.ResponseWriter, r *http.Request) {
+	key, err := parseOpenKey(r.Header.Get(HeaderOpenKey))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "relay: %v", err)
+		return
+	}
 	body, ok := s.readBody(w, r)
 	if !ok {
+		return
+	}
+	// A known open key is answered before the options are decoded, as an open's is.
+	s.mu.Lock()
+	prev := s.relayKeys[key]
+	s.mu.Unlock()
+	if key != "" && prev != nil {
+		s.replayRelayStart(w, prev, sha256.Sum256(body))
 		return
 	}
 	var ro relayOptions
@@ -218,11 +231,6 @@ func (s *Server) handleRelayStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	opts, err := ro.options()
-	if err != nil {
-		httpError(w, http.StatusBadRequest, "relay: %v", err)
-		return
-	}
-	key, err := parseOpenKey(r.Header.Get(HeaderOpenKey))
 	if err != nil {
 		httpError(w, http.StatusBadRequest, "relay: %v", err)
 		return

@@ -804,3 +804,69 @@ func TestConnectionRefused(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// TestOpenStatuses pins the open's statuses against docs/http.md: a reused open key with
+// any other body, malformed or not, is 409 (the key is looked up before the body is
+// decoded); the same body gets the same session; endpoints in different orderings are
+// 422, their first round included.
+func TestOpenStatuses(t *testing.T) {
+	src, dst := pair(5)
+	_, hs, _ := serve(t, dst, ServerOptions{}, ClientOptions{})
+	key := strings.Repeat("5a", 16)
+	open := func(body []byte, key string) (int, string, string) {
+		hdr := map[string]string{}
+		if key != "" {
+			hdr[HeaderOpenKey] = key
+		}
+		code, h, msg := rawRequest(t, "POST", hs.URL+pathSessions, bytes.NewReader(body), hdr)
+		return code, h.Get(HeaderSession), msg
+	}
+	req := &reconcile.OpenRequest{Protocol: reconcile.ProtocolVersion, Ordering: merkle.VersionOrder, Schema: reconcile.SchemaKV, Now: testNow}
+	frame := reconcile.EncodeOpenRequest(req)
+	code, id, msg := open(frame, key)
+	if code != 200 || id == "" {
+		t.Fatalf("open: %d %q", code, msg)
+	}
+	if code, id2, msg := open(frame, key); code != 200 || id2 != id {
+		t.Fatalf("retried open: %d %q, session %s, want %s", code, msg, id2, id)
+	}
+	other := *req
+	other.Now++
+	for name, body := range map[string][]byte{"malformed": []byte("garbage"), "different": reconcile.EncodeOpenRequest(&other)} {
+		if code, _, msg := open(body, key); code != 409 || !strings.Contains(msg, HeaderOpenKey) {
+			t.Fatalf("open key reused with a %s body: %d %q, want 409", name, code, msg)
+		}
+	}
+	if code, _, msg := open([]byte("garbage"), ""); code != 400 {
+		t.Fatalf("malformed open without a key: %d %q", code, msg)
+	}
+
+	// A session from an endpoint in key order, with its first round, to one in version order.
+	keySrc := cloneIn(merkle.KeyOrder, src)
+	c, err := NewClient(hs.URL, ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var se *StatusError
+	if _, err := reconcile.RunPeer(context.Background(), keySrc, c, reconcile.Options{Now: testNow}); !errors.As(err, &se) || se.Status != 422 || !strings.Contains(se.Msg, "ordering") {
+		t.Fatalf("open across orderings: %v, want 422", err)
+	}
+}
+
+// TestRelayKeyReuse: a relay start's open key, reused with other options (even ones that
+// are not JSON), is 409, as an open's is.
+func TestRelayKeyReuse(t *testing.T) {
+	src, _ := pair(5)
+	_, hs, _ := serve(t, src, ServerOptions{}, ClientOptions{})
+	key := strings.Repeat("6b", 16)
+	body := fmt.Sprintf(`{"mode": "diff", "now": %d}`, testNow)
+	code, h, msg := rawRequest(t, "POST", hs.URL+pathRelays, strings.NewReader(body), map[string]string{HeaderOpenKey: key})
+	if code != 200 || h.Get(HeaderRelay) == "" {
+		t.Fatalf("relay start: %d %q", code, msg)
+	}
+	defer rawRequest(t, "DELETE", hs.URL+pathRelays+"/"+h.Get(HeaderRelay), nil, nil)
+	if code, _, msg := rawRequest(t, "POST", hs.URL+pathRelays, strings.NewReader("garbage"), map[string]string{HeaderOpenKey: key}); code != 409 {
+		t.Fatalf("relay key reused with a malformed body: %d %q, want 409", code, msg)
+	}
+}

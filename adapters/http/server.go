@@ -454,6 +454,18 @@ func (s *Server) handleOpen(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	hash := sha256.Sum256(body)
+	// A known open key is answered before the body is decoded (docs/http.md): its
+	// session's answer to the same body, else 409 for any other body, malformed or not.
+	if key != "" {
+		s.mu.Lock()
+		ss := s.byKey[key]
+		s.mu.Unlock()
+		if ss != nil {
+			s.replayOpen(w, ss, hash)
+			return
+		}
+	}
 	req, err := reconcile.DecodeOpenRequest(body)
 	if err != nil {
 		httpError(w, http.StatusBadRequest, "open: %v", err)
@@ -463,7 +475,6 @@ func (s *Server) handleOpen(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusConflict, "open: the client's open request is protocol %d, this server speaks %d: run the same reconcile version on both sides", req.Protocol, s.protocol)
 		return
 	}
-	hash := sha256.Sum256(body)
 
 	s.mu.Lock()
 	if s.closed {
@@ -472,7 +483,7 @@ func (s *Server) handleOpen(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if key != "" {
-		if ss := s.byKey[key]; ss != nil {
+		if ss := s.byKey[key]; ss != nil { // a retry that came in meanwhile
 			s.mu.Unlock()
 			s.replayOpen(w, ss, hash)
 			return
