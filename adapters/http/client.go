@@ -31,11 +31,12 @@ type ClientOptions struct {
 	// Timeout bounds one attempt of one request. Default 2 minutes.
 	Timeout time.Duration
 	// Attempts is how many times a request is tried when the network fails or the server
-	// answers 502, 503 or 504. Default 4; 1 disables retries.
+	// answers 429, 502, 503 or 504. Default 4; 1 disables retries.
 	Attempts int
 	// Backoff is the wait before the first retry; it doubles each retry up to MaxBackoff
 	// (default 5 s), and each wait is drawn at random from its upper half (jitter).
-	// Default 200 ms.
+	// Default 200 ms. A 429 or 503 answer's Retry-After (seconds, or an HTTP date) makes
+	// the wait at least that long, but never longer than MaxBackoff.
 	Backoff, MaxBackoff time.Duration
 	// TLS configures https (nil: the system's roots).
 	TLS *tls.Config
@@ -89,6 +90,9 @@ type Client struct {
 	id    string
 	seq   uint64
 	stats merkle.ReadStats
+
+	// wait sleeps between attempts (nil: a timer); tests replace it to see the waits.
+	wait func(ctx context.Context, d time.Duration) error
 
 	keyFormat atomic.Pointer[keyFormat] // the server's, once an answer carried it
 	// versionFormat is the server's Reconcile-Version-Format, once an answer carried it.
@@ -226,9 +230,10 @@ type call struct {
 // server answers a repeat with the stored answer instead of doing the work again.
 func (c *Client) do(ctx context.Context, cl call) (*http.Response, []byte, error) {
 	var lastErr error
+	var retryAfter time.Duration // the last answer's Retry-After
 	for attempt := 0; attempt < c.opts.Attempts; attempt++ {
 		if attempt > 0 {
-			if err := c.sleep(ctx, attempt); err != nil {
+			if err := c.sleep(ctx, attempt, retryAfter); err != nil {
 				return nil, nil, fmt.Errorf("%s: %w (after: %v)", cl.what, err, lastErr)
 			}
 		}
@@ -256,8 +261,12 @@ func (c *Client) do(ctx context.Context, cl call) (*http.Response, []byte, error
 			lastErr = err
 			continue
 		}
+		retryAfter = 0
 		switch resp.StatusCode {
-		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+			retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+			fallthrough
+		case http.StatusBadGateway, http.StatusGatewayTimeout:
 			lastErr = fmt.Errorf("HTTP %d: %s", resp.StatusCode, oneLine(body))
 			continue
 		}
@@ -284,12 +293,21 @@ type unreachableError struct{ msg string }
 func (e *unreachableError) Error() string { return e.msg }
 func (e *unreachableError) Unwrap() error { return reconcile.ErrUnreachable }
 
-func (c *Client) sleep(ctx context.Context, attempt int) error {
+// sleep waits before the attempt-th retry: the jittered backoff, or the server's
+// Retry-After when that is longer, never more than MaxBackoff; it returns early with
+// ctx's error when ctx ends.
+func (c *Client) sleep(ctx context.Context, attempt int, retryAfter time.Duration) error {
 	d := c.opts.Backoff << (attempt - 1)
 	if d > c.opts.MaxBackoff || d <= 0 {
 		d = c.opts.MaxBackoff
 	}
 	d = d/2 + time.Duration(mrand.Int64N(int64(d/2)+1))
+	if retryAfter > d {
+		d = min(retryAfter, c.opts.MaxBackoff)
+	}
+	if c.wait != nil {
+		return c.wait(ctx, d)
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -298,6 +316,25 @@ func (c *Client) sleep(ctx context.Context, attempt int) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// parseRetryAfter reads a Retry-After header: a number of seconds, or an HTTP date
+// (the wait until then, as of now). Absent, malformed or past: 0.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		return time.Duration(min(n, 1<<20)) * time.Second // bounded before multiplying
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 func (c *Client) once(ctx context.Context, cl call) (*http.Response, []byte, error) {

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -103,5 +106,68 @@ func TestBodyTimeoutSpansNoSession(t *testing.T) {
 	}
 	if a, b := liveRows(src), liveRows(dst); strings.Join(a, ",") != strings.Join(b, ",") {
 		t.Fatal("target differs from the source after the sync")
+	}
+}
+
+// TestRetryAfter: the client waits as a 429 or 503 answer's Retry-After says (seconds or
+// an HTTP date), at most MaxBackoff, and retries a 429 as it does a 503. The waits are
+// recorded, not slept.
+func TestRetryAfter(t *testing.T) {
+	srv := NewServer(memory.New(merkle.VersionOrder), ServerOptions{})
+	var answers atomic.Int32
+	retryDate := time.Now().Add(20 * time.Second)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch answers.Add(1) {
+		case 1:
+			w.Header().Set("Retry-After", "3")
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		case 2:
+			w.Header().Set("Retry-After", retryDate.UTC().Format(http.TimeFormat))
+			http.Error(w, "slow down", http.StatusTooManyRequests)
+		case 3:
+			w.Header().Set("Retry-After", "3600")
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		default:
+			srv.ServeHTTP(w, r)
+		}
+	}))
+	defer hs.Close()
+	c, err := NewClient(hs.URL, ClientOptions{Backoff: time.Millisecond, MaxBackoff: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var waits []time.Duration
+	c.wait = func(ctx context.Context, d time.Duration) error { waits = append(waits, d); return nil }
+	if _, err := c.Root(context.Background(), testNow); err != nil {
+		t.Fatal(err)
+	}
+	if len(waits) != 3 {
+		t.Fatalf("waited %v, want 3 waits", waits)
+	}
+	if waits[0] != 3*time.Second {
+		t.Errorf("Retry-After: 3 waited %s", waits[0])
+	}
+	if waits[1] < 15*time.Second || waits[1] > 20*time.Second {
+		t.Errorf("Retry-After: (a date 20 s ahead) waited %s", waits[1])
+	}
+	if waits[2] != 30*time.Second {
+		t.Errorf("Retry-After: 3600 waited %s, want MaxBackoff (30s)", waits[2])
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		v    string
+		want time.Duration
+	}{
+		{"", 0}, {"0", 0}, {"-5", 0}, {"7", 7 * time.Second}, {"soon", 0},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
+		{"99999999999999999", (1 << 20) * time.Second},
+	} {
+		if got := parseRetryAfter(tc.v, now); got != tc.want {
+			t.Errorf("parseRetryAfter(%q) = %s, want %s", tc.v, got, tc.want)
+		}
 	}
 }
