@@ -49,6 +49,9 @@ type ClientOptions struct {
 	// TokenSource says where Token came from ("RECONCILE_TOKEN", "?token_file=/etc/t"),
 	// and TokenHelp how to give a token, for the message of a refused one (both optional).
 	TokenSource, TokenHelp string
+	// TimeoutHelp says how to raise Timeout, for the message of a request whose attempts
+	// ran out of it (the CLI: "raise ?timeout= in the server's URL"). Optional.
+	TimeoutHelp string
 }
 
 func (o ClientOptions) defaults() ClientOptions {
@@ -234,7 +237,7 @@ func (c *Client) do(ctx context.Context, cl call) (*http.Response, []byte, error
 	for attempt := 0; attempt < c.opts.Attempts; attempt++ {
 		if attempt > 0 {
 			if err := c.sleep(ctx, attempt, retryAfter); err != nil {
-				return nil, nil, fmt.Errorf("%s: %w (after: %v)", cl.what, err, lastErr)
+				return nil, nil, fmt.Errorf("%s: %s %s%s: %w (after: %v)", cl.what, cl.method, c.base, cl.path, err, lastErr)
 			}
 		}
 		resp, body, err := c.once(ctx, cl)
@@ -253,7 +256,7 @@ func (c *Client) do(ctx context.Context, cl call) (*http.Response, []byte, error
 				return nil, nil, fmt.Errorf("%s: %s %s%s: %w%s", cl.what, cl.method, c.base, cl.path, cv, hint)
 			}
 			if ctx.Err() != nil {
-				return nil, nil, fmt.Errorf("%s: %w", cl.what, ctx.Err())
+				return nil, nil, fmt.Errorf("%s: %s %s%s: %w", cl.what, cl.method, c.base, cl.path, ctxErr(ctx))
 			}
 			if strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") { // no retry mends that
 				return nil, nil, fmt.Errorf("%s: %s serves plain HTTP: write the URL with http://", cl.what, c.base)
@@ -312,11 +315,43 @@ func (c *Client) sleep(ctx context.Context, attempt int, retryAfter time.Duratio
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return ctx.Err()
+		return ctxErr(ctx)
 	case <-t.C:
 		return nil
 	}
 }
+
+// ctxErr says why the caller's ctx ended a request: cancelled (Ctrl-C), or the caller's
+// own deadline, not this client's Timeout (whose expiry is an attemptTimeout and is
+// retried). It wraps ctx.Err(), and names ctx's cause when it was given one.
+func ctxErr(ctx context.Context) error {
+	err := ctx.Err()
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		return fmt.Errorf("%w: %w", cause, err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("the caller's deadline passed before the server answered (the deadline of the whole call, not the timeout of one attempt): give the call more time: %w", err)
+	}
+	return err
+}
+
+// attemptTimeout is the cause of an attempt that ran out of ClientOptions.Timeout: the
+// message says which timeout it was and how to raise it. It wraps
+// context.DeadlineExceeded.
+type attemptTimeout struct {
+	d    time.Duration
+	help string
+}
+
+func (e *attemptTimeout) Error() string {
+	help := e.help
+	if help == "" {
+		help = "raise the client's timeout"
+	}
+	return fmt.Sprintf("no answer within %s, the time one attempt of a request may take: if the server needs longer (an open over a large table, a big apply batch), %s", e.d, help)
+}
+
+func (e *attemptTimeout) Unwrap() error { return context.DeadlineExceeded }
 
 // parseRetryAfter reads a Retry-After header: a number of seconds, or an HTTP date
 // (the wait until then, as of now). Absent, malformed or past: 0.
@@ -337,9 +372,19 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
+// once makes one attempt of cl, bounded by ClientOptions.Timeout; an attempt that ran
+// out of it fails with an *attemptTimeout.
 func (c *Client) once(ctx context.Context, cl call) (*http.Response, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	timeout := &attemptTimeout{d: c.opts.Timeout, help: c.opts.TimeoutHelp}
+	parent := ctx
+	ctx, cancel := context.WithTimeoutCause(ctx, c.opts.Timeout, timeout)
 	defer cancel()
+	timedOut := func(err error) error {
+		if parent.Err() == nil && context.Cause(ctx) == timeout {
+			return timeout
+		}
+		return err
+	}
 	var rd io.Reader
 	if cl.body != nil {
 		rd = bytes.NewReader(cl.body)
@@ -360,12 +405,12 @@ func (c *Client) once(ctx context.Context, cl call) (*http.Response, []byte, err
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, timedOut(err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, c.opts.MaxResponse+1))
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading the response: %w", err)
+		return nil, nil, fmt.Errorf("reading the response: %w", timedOut(err))
 	}
 	if int64(len(body)) > c.opts.MaxResponse {
 		return nil, nil, &fatalError{fmt.Errorf("the server's answer is over %d bytes", c.opts.MaxResponse)}

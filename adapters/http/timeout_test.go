@@ -3,6 +3,7 @@ package remote
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -169,5 +170,53 @@ func TestParseRetryAfter(t *testing.T) {
 		if got := parseRetryAfter(tc.v, now); got != tc.want {
 			t.Errorf("parseRetryAfter(%q) = %s, want %s", tc.v, got, tc.want)
 		}
+	}
+}
+
+// TestTimeoutMessages: a request that fails because each attempt ran out of the client's
+// Timeout says so, with its value and how to raise it; one stopped by the caller's own
+// deadline says that instead (and wraps context.DeadlineExceeded). Neither is only
+// "context deadline exceeded".
+func TestTimeoutMessages(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		var held []net.Conn // read nothing, answer nothing
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	url := "http://" + ln.Addr().String()
+
+	c, err := NewClient(url, ClientOptions{Timeout: 50 * time.Millisecond, Attempts: 2, Backoff: time.Millisecond, TimeoutHelp: "raise ?timeout="})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Root(context.Background(), testNow)
+	if err == nil || !strings.Contains(err.Error(), "no answer within 50ms") || !strings.Contains(err.Error(), "raise ?timeout=") || !errors.Is(err, reconcile.ErrUnreachable) {
+		t.Fatalf("attempts that ran out of the client's timeout: %v", err)
+	}
+
+	c, err = NewClient(url, ClientOptions{Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = c.Root(ctx, testNow)
+	if err == nil || !strings.Contains(err.Error(), "the caller's deadline") || strings.Contains(err.Error(), "no answer within") || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a request past the caller's deadline: %v", err)
 	}
 }

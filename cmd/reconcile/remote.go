@@ -102,7 +102,16 @@ func httpClient(loc location, token, from, help string) (*remote.Client, error) 
 		token, from = strings.TrimSpace(os.Getenv(tokenEnv)), tokenEnv
 	}
 	return remote.NewClient(loc.server, remote.ClientOptions{Token: token, KeyFormatter: sqlep.KeyFormatterFor,
-		TokenSource: from, TokenHelp: help, Timeout: loc.timeout})
+		TokenSource: from, TokenHelp: help, Timeout: loc.timeout,
+		TimeoutHelp: "raise ?timeout= in the server's URL (" + timeoutNow(loc.timeout) + "), e.g. '" + loc.server + "?timeout=10m'"})
+}
+
+// timeoutNow describes the timeout of one attempt a URL sets, for messages.
+func timeoutNow(d time.Duration) string {
+	if d <= 0 {
+		return "now the default, 2m"
+	}
+	return "now " + d.String()
 }
 
 // remoteEndpoint stands for an http(s) endpoint where the commands expect a

@@ -242,7 +242,7 @@ func TestLoadOverMaxBody(t *testing.T) {
 
 // TestHTTPTimeout: ?timeout= bounds each attempt of a request, so a server that accepts
 // connections and never answers (stopped, or hung) fails the command in seconds, not
-// after the default 2 minutes an attempt.
+// after the default 2 minutes an attempt, with a message naming that timeout.
 func TestHTTPTimeout(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -268,6 +268,10 @@ func TestHTTPTimeout(t *testing.T) {
 	code, _, errOut := runCLI(t, "", "root", "http://"+ln.Addr().String()+"?timeout=100ms")
 	if code != exitError || !strings.Contains(errOut, "gave up after") {
 		t.Fatalf("root of a hung server: exit %d, %q", code, errOut)
+	}
+	// It says which timeout ran out, and how to raise it.
+	if !strings.Contains(errOut, "no answer within 100ms") || !strings.Contains(errOut, "raise ?timeout= in the server's URL (now 100ms)") {
+		t.Fatalf("root of a hung server does not say which timeout ran out: %q", errOut)
 	}
 	if took := time.Since(start); took > 30*time.Second {
 		t.Fatalf("root of a hung server took %v with timeout=100ms", took)
