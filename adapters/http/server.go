@@ -240,10 +240,16 @@ func (s *Server) CheckListener(ln net.Listener) error {
 	if s.opts.Token != "" || s.opts.InsecureListen {
 		return nil
 	}
-	if a, ok := ln.Addr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
-		return nil
+	where := ln.Addr().String()
+	if a, ok := ln.Addr().(*net.TCPAddr); ok {
+		if a.IP.IsLoopback() {
+			return nil
+		}
+		if a.IP.IsUnspecified() { // Go reports 0.0.0.0 as [::]: name it plainly
+			where = fmt.Sprintf("all interfaces (port %d)", a.Port)
+		}
 	}
-	return fmt.Errorf("refusing to listen on %s without a token: give --token-file, listen on a loopback address (127.0.0.1), or pass --insecure-listen", ln.Addr())
+	return fmt.Errorf("refusing to listen on %s without a token: give --token-file, listen on a loopback address (127.0.0.1), or pass --insecure-listen", where)
 }
 
 // ShutdownGrace is how long Serve lets requests in flight finish after ctx ends.

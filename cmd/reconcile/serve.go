@@ -135,11 +135,32 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if o.server.ReadOnly {
 		mode = "read-only"
 	}
-	fmt.Fprintf(o.out, "serving %s (%s) at %s://%s\n", reconcile.RedactURL(o.endpoint), mode, scheme, ln.Addr())
+	fmt.Fprintf(o.out, "serving %s (%s) at %s://%s\n", reconcile.RedactURL(o.endpoint), mode, scheme, servedAddr(o.listen, ln.Addr()))
 	if err := srv.Serve(ctx, ln, o.tlsCert, o.tlsKey); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// servedAddr renders the address a server listens on for its "serving" line: addr (the
+// port bound, for port 0), except that a wildcard host (empty, 0.0.0.0, ::), which Go
+// reports as [::] whatever was asked, reads as it was written (empty as 0.0.0.0) and is
+// named "all interfaces", so that it is not taken for an IPv6-only address.
+func servedAddr(listen string, addr net.Addr) string {
+	ta, ok := addr.(*net.TCPAddr)
+	host, _, err := net.SplitHostPort(listen)
+	if !ok || err != nil {
+		return addr.String()
+	}
+	switch ip := net.ParseIP(host); {
+	case host == "" || ip != nil && ip.To4() != nil && ip.IsUnspecified():
+		host = "0.0.0.0"
+	case ip != nil && ip.IsUnspecified():
+		host = "::"
+	default:
+		return addr.String() // a name or an interface's address: what was bound
+	}
+	return net.JoinHostPort(host, strconv.Itoa(ta.Port)) + " (all interfaces)"
 }
 
 // parseSize reads a byte count: digits, optionally followed by a unit, in any case:

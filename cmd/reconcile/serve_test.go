@@ -182,7 +182,7 @@ func TestServeRefusesPublicWithoutToken(t *testing.T) {
 	dst := store(t, "dst")
 	mustCLI(t, 0, rowsJSONL(3, 1), "load", dst)
 	code, _, errOut := runCLI(t, "", "serve", dst, "--listen", "0.0.0.0:0")
-	if code != exitError || !strings.Contains(errOut, "--insecure-listen") {
+	if code != exitError || !strings.Contains(errOut, "--insecure-listen") || !strings.Contains(errOut, "refusing to listen on all interfaces (port ") {
 		t.Fatalf("exit %d %q", code, errOut)
 	}
 	for _, bad := range []string{"http://h:1/path", "http://u:p@h:1", "http://h:1?token=x", "https://"} {
@@ -199,6 +199,39 @@ func TestServeRefusesPublicWithoutToken(t *testing.T) {
 	for _, bad := range []string{"", "0", "-1", "1TiB", "x", "MB", "1.5MB", "2000GB"} {
 		if _, err := parseSize(bad); err == nil {
 			t.Errorf("size %q accepted", bad)
+		}
+	}
+}
+
+// TestServeAllInterfaces: a server listening on every interface (0.0.0.0 or an empty
+// host) names the address as it was asked, with the port bound, not as Go reports it
+// ([::]:port, which reads as IPv6 only), and says it is all interfaces.
+func TestServeAllInterfaces(t *testing.T) {
+	dst := store(t, "dst")
+	mustCLI(t, 0, rowsJSONL(3, 1), "load", dst)
+	tokFile := tempFile(t, "token", "tok\n")
+	t.Setenv(tokenEnv, "tok")
+	for _, listen := range []string{"0.0.0.0:0", ":0"} {
+		url, stop := startServe(t, dst, "--listen", listen, "--token-file", tokFile)
+		if !strings.HasPrefix(url, "http://0.0.0.0:") {
+			t.Fatalf("--listen %s: serving at %s", listen, url)
+		}
+		mustCLI(t, 0, "", "root", strings.Replace(url, "0.0.0.0", "127.0.0.1", 1))
+		stop()
+	}
+	for _, tc := range []struct{ listen, bound, want string }{
+		{"0.0.0.0:0", "[::]:8080", "0.0.0.0:8080 (all interfaces)"},
+		{":8080", "[::]:8080", "0.0.0.0:8080 (all interfaces)"},
+		{"[::]:8080", "[::]:8080", "[::]:8080 (all interfaces)"},
+		{"127.0.0.1:0", "127.0.0.1:4000", "127.0.0.1:4000"},
+		{"localhost:8080", "127.0.0.1:8080", "127.0.0.1:8080"},
+	} {
+		a, err := net.ResolveTCPAddr("tcp", tc.bound)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := servedAddr(tc.listen, a); got != tc.want {
+			t.Errorf("servedAddr(%q, %s) = %q, want %q", tc.listen, tc.bound, got, tc.want)
 		}
 	}
 }
