@@ -468,6 +468,14 @@ func (c *Client) check(resp *http.Response, body []byte, what string) error {
 	return e
 }
 
+// count renders n with its noun, singular for one: "1 change", "2 changes".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 // oneLine renders an error body as one short line.
 func oneLine(b []byte) string {
 	s := strings.TrimSpace(string(b))
@@ -639,7 +647,7 @@ func (c *Client) Apply(ctx context.Context, req *reconcile.ApplyRequest) (*recon
 	if err != nil {
 		var se *StatusError
 		if errors.As(err, &se) && se.Status == http.StatusNotFound {
-			return nil, fmt.Errorf("%w; a batch of %d changes may or may not have been written: run the sync again (its writes are conditional, so it repairs what is left)", err, len(req.Changes))
+			return nil, fmt.Errorf("%w; a batch of %s may or may not have been written: run the sync again (its writes are conditional, so it repairs what is left)", err, count(len(req.Changes), "change"))
 		}
 		return nil, err
 	}

@@ -411,8 +411,8 @@ func TestSessionExpired(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "expired") || !errors.Is(err, reconcile.ErrSessionLost) {
 		t.Fatalf("round on an expired session: %v", err)
 	}
-	_, err = c.Apply(context.Background(), &reconcile.ApplyRequest{Now: testNow})
-	if err == nil || !strings.Contains(err.Error(), "may or may not have been written") {
+	_, err = c.Apply(context.Background(), &reconcile.ApplyRequest{Now: testNow, Changes: []reconcile.Change{{Key: []byte("k")}}})
+	if err == nil || !strings.Contains(err.Error(), "a batch of 1 change may or may not have been written") {
 		t.Fatalf("apply on an expired session: %v", err)
 	}
 	// A session that keeps working does not expire.

@@ -683,7 +683,7 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 			return fail(http.StatusInternalServerError, "apply: %v", err)
 		}
 		if len(outcomes) != len(req.Changes) {
-			return fail(http.StatusInternalServerError, "apply: the endpoint answered %d outcomes for %d changes", len(outcomes), len(req.Changes))
+			return fail(http.StatusInternalServerError, "apply: the endpoint answered %s for %s", count(len(outcomes), "outcome"), count(len(req.Changes), "change"))
 		}
 		return answer{status: http.StatusOK, body: reconcile.EncodeApplyResponse(&reconcile.ApplyResponse{Outcomes: outcomes})}
 	})
@@ -702,7 +702,7 @@ func (s *Server) handleRows(w http.ResponseWriter, r *http.Request) {
 			return fail(http.StatusInternalServerError, "rows: %v", err)
 		}
 		if len(rows) != len(req.Keys) {
-			return fail(http.StatusInternalServerError, "rows: the endpoint answered %d rows for %d keys", len(rows), len(req.Keys))
+			return fail(http.StatusInternalServerError, "rows: the endpoint answered %s for %s", count(len(rows), "row"), count(len(req.Keys), "key"))
 		}
 		// The answer is bounded by the client's budget and by this server's body limit,
 		// whatever the client asked: at least one row, then rows while they fit.

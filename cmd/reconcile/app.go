@@ -192,8 +192,8 @@ func (s stdio) sessionProgress(label string) (func(reconcile.Progress), func()) 
 	}
 	line, done := s.meter()
 	return func(p reconcile.Progress) {
-		line(fmt.Sprintf("%s: %s, round %d, %d differing keys, %d rows written, %d pending",
-			label, p.Phase, p.Rounds, p.Found, p.Applied, p.Pending))
+		line(fmt.Sprintf("%s: %s, round %d, %s, %s written, %d pending",
+			label, p.Phase, p.Rounds, count(p.Found, "differing key"), count(p.Applied, "row"), p.Pending))
 	}, done
 }
 

@@ -729,7 +729,28 @@ func TestLoadKeyOrderedDropsVersions(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil || res != (loadResult{Upserted: 2, VersionsDropped: 1}) {
 		t.Fatalf("load printed %q (%v)", out, err)
 	}
-	if out := mustCLI(t, 0, `{"key": "c", "version": 7, "value": "z"}`+"\n", "load", ep); !strings.Contains(out, "the versions of 1 lines were left out") {
+	if out := mustCLI(t, 0, `{"key": "c", "version": 7, "value": "z"}`+"\n", "load", ep); !strings.Contains(out, "loaded 1 row into") || !strings.Contains(out, "the versions of 1 line were left out") {
 		t.Fatalf("load printed %q", out)
+	}
+}
+
+// TestOneRow: messages about one row say "1 row", not "1 rows" (load, purge, index
+// verify and install).
+func TestOneRow(t *testing.T) {
+	ep := store(t, "one")
+	past := time.Now().Add(-time.Hour).UnixNano()
+	out := mustCLI(t, 0, `{"key": "a", "version": 1, "value": "x", "expires_at": `+itoa64(past)+`}`+"\n", "load", ep)
+	if !strings.HasPrefix(out, "loaded 1 row into ") {
+		t.Fatalf("load of one row: %q", out)
+	}
+	if out := mustCLI(t, 0, "", "purge", ep); out != "purged 1 expired row\n" {
+		t.Fatalf("purge of one row: %q", out)
+	}
+	mustCLI(t, 0, `{"key": "b", "version": 2, "value": "y"}`+"\n", "load", ep)
+	if out := mustCLI(t, 0, "", "index", "verify", ep); !strings.Contains(out, "matches its rows: 1 row (") {
+		t.Fatalf("index verify of one row: %q", out)
+	}
+	if out := mustCLI(t, 0, "", "index", "install", ep); !strings.HasSuffix(out, ": 1 row\n") {
+		t.Fatalf("index install of one row: %q", out)
 	}
 }

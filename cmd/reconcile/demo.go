@@ -119,7 +119,7 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	if o.replay {
 		fmt.Fprintf(tw, "written	every step, %d writes, through the store\n", st.Inserts+st.Updates+st.Deletes)
 	} else {
-		fmt.Fprintf(tw, "written	the final %d rows, in version order (--replay writes all %d steps)\n", st.Live, st.Inserts+st.Updates+st.Deletes)
+		fmt.Fprintf(tw, "written	the final %s, in version order (--replay writes all %d steps)\n", count(st.Live, "row"), st.Inserts+st.Updates+st.Deletes)
 	}
 	tw.Flush()
 
@@ -170,7 +170,7 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		return fmt.Errorf("demo: diff found %d only in source, %d only in replica, %d changed; the drift made %d, %d, %d",
 			rep.OnlySource, rep.OnlyTarget, rep.Changed, ds.OnlySource, ds.OnlyTarget, ds.Changed)
 	}
-	fmt.Fprintf(out, "diff found exactly the %d keys the drift changed\n", ds.Differing())
+	fmt.Fprintf(out, "diff found exactly the %s the drift changed\n", count(ds.Differing(), "key"))
 
 	fmt.Fprintf(out, "\n== reconcile sync --mode mirror %s %s\n", srcURL, dstURL)
 	err = timed("sync", func() error {
@@ -207,8 +207,8 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		return fmt.Errorf("demo: %w", err)
 	}
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "source\t%s\t%d rows\n", roots[0].Fingerprint, roots[0].Count)
-	fmt.Fprintf(tw, "replica\t%s\t%d rows\n", roots[1].Fingerprint, roots[1].Count)
+	fmt.Fprintf(tw, "source\t%s\t%s\n", roots[0].Fingerprint, count(roots[0].Count, "row"))
+	fmt.Fprintf(tw, "replica\t%s\t%s\n", roots[1].Fingerprint, count(roots[1].Count, "row"))
 	tw.Flush()
 	if roots[0] != roots[1] {
 		return fmt.Errorf("demo: the roots differ after the sync")

@@ -206,7 +206,7 @@ func runOpened(ctx context.Context, std stdio, s, t *endpoint, source, target st
 		}
 		if opts.Mode == reconcile.Mirror && !opts.DryRun && rep != nil && rep.Upserted+rep.Deleted > 0 {
 			// What was written before the failure stays (each batch one transaction).
-			return rep, fmt.Errorf("%s %s %s: %w; before it, %d rows were upserted and %d deleted, each batch whole: run the sync again to finish", opts.Mode, source, target, err, rep.Upserted, rep.Deleted)
+			return rep, fmt.Errorf("%s %s %s: %w; before it, %s upserted and %d deleted, each batch whole: run the sync again to finish", opts.Mode, source, target, err, count(rep.Upserted, "row"), rep.Deleted)
 		}
 		return rep, fmt.Errorf("%s %s %s: %w", opts.Mode, source, target, err)
 	}
@@ -225,7 +225,7 @@ func interrupted(opts reconcile.Options, rep *reconcile.Report, err error) strin
 	inDoubt := ""
 	var d *reconcile.InDoubtError
 	if errors.As(err, &d) {
-		inDoubt = fmt.Sprintf(" (and perhaps the batch of %d rows being written then, whose answer did not arrive)", d.Rows)
+		inDoubt = fmt.Sprintf(" (and perhaps the batch of %s being written then, whose answer did not arrive)", count(d.Rows, "row"))
 	}
-	return fmt.Sprintf("interrupted after %d rows upserted and %d deleted%s; each batch is one transaction, so no row is half-written: run the sync again to finish", rep.Upserted, rep.Deleted, inDoubt)
+	return fmt.Sprintf("interrupted after %s upserted and %d deleted%s; each batch is one transaction, so no row is half-written: run the sync again to finish", count(rep.Upserted, "row"), rep.Deleted, inDoubt)
 }

@@ -214,9 +214,9 @@ func isEmpty(ep *endpoint) (bool, error) {
 }
 
 func printHistory(w io.Writer, h bench.History, st bench.Stats) {
-	fmt.Fprintf(w, "history\t%d live rows (%d expired at now, %d binary keys), %d inserted, %d updates, %d deleted\n",
-		st.Live, st.Expired, st.BinaryKeys, st.Inserts, st.Updates, st.Deletes)
-	fmt.Fprintf(w, "versions\t%d..%d, %d rows written in bulk commits\n", st.MinVersion, st.MaxVersion, st.BulkRows)
+	fmt.Fprintf(w, "history\t%s (%d expired at now, %d binary keys), %d inserted, %d updates, %d deleted\n",
+		count(st.Live, "live row"), st.Expired, st.BinaryKeys, st.Inserts, st.Updates, st.Deletes)
+	fmt.Fprintf(w, "versions\t%d..%d, %s written in bulk commits\n", st.MinVersion, st.MaxVersion, count(st.BulkRows, "row"))
 	fmt.Fprintf(w, "reproduce\t--rows %d --delete-ratio %g --update-ratio %g --ttl-fraction %g --value-size %d --seed %d --now %d\n",
 		h.Rows, h.DeleteRatio, h.UpdateRatio, h.TTLFraction, h.ValueSize, h.Seed, st.Now)
 }
@@ -225,10 +225,10 @@ func printDrift(w io.Writer, d bench.DriftStats, target string) {
 	fmt.Fprintf(w, "drift\t%d updated (%d at their own version), %d deleted, %d inserted, %d swapped\n",
 		d.Updated, d.SameVersion, d.Deleted, d.Inserted, d.Swapped)
 	if d.RolledBack+d.Removed > 0 {
-		fmt.Fprintf(w, "rollback\tversions above %d: %d rows restored to older versions, %d removed\n", d.Cutoff, d.RolledBack, d.Removed)
+		fmt.Fprintf(w, "rollback\tversions above %d: %s restored to older versions, %d removed\n", d.Cutoff, count(d.RolledBack, "row"), d.Removed)
 	}
-	fmt.Fprintf(w, "expected\t%d differing keys: %d only in source, %d only in %s, %d changed\n",
-		d.Differing(), d.OnlySource, d.OnlyTarget, target, d.Changed)
+	fmt.Fprintf(w, "expected\t%s: %d only in source, %d only in %s, %d changed\n",
+		count(d.Differing(), "differing key"), d.OnlySource, d.OnlyTarget, target, d.Changed)
 }
 
 // writeMetered runs fn against the endpoint's writer, counting writes on a progress line

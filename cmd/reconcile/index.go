@@ -66,7 +66,7 @@ func runBadgerRebuild(ctx context.Context, s *badger.Store, o indexOptions) erro
 	if o.json {
 		return writeJSON(o.out, map[string]any{"installed": true, "entries": n})
 	}
-	_, err = fmt.Fprintf(o.out, "rebuilt the index of %s: %d rows\n", o.endpoint, n)
+	_, err = fmt.Fprintf(o.out, "rebuilt the index of %s: %s\n", o.endpoint, count(n, "row"))
 	return err
 }
 
@@ -80,10 +80,10 @@ func runBadgerVerify(ctx context.Context, s *badger.Store, o indexOptions) error
 			"nodes": c.Index.Nodes, "bad_entries": c.Index.BadEntries, "bad_nodes": c.Index.BadNodes,
 			"rows_match": c.RowsMatch, "expiring": c.Expiring, "expiry_match": c.ExpiryMatch})
 	} else if c.OK() {
-		_, err = fmt.Fprintf(o.out, "the index of %s matches its rows: %d rows (%d with an expiry), %d index nodes\n", o.endpoint, c.Rows, c.Expiring, c.Index.Nodes)
+		_, err = fmt.Fprintf(o.out, "the index of %s matches its rows: %s (%d with an expiry), %s\n", o.endpoint, count(c.Rows, "row"), c.Expiring, count(c.Index.Nodes, "index node"))
 	} else {
-		_, err = fmt.Fprintf(o.out, "the index of %s differs from its rows: %d bad entries, %d bad nodes, entries match the rows %v, expiry index matches %v; rebuild it with `reconcile index install`\n",
-			o.endpoint, c.Index.BadEntries, c.Index.BadNodes, c.RowsMatch, c.ExpiryMatch)
+		_, err = fmt.Fprintf(o.out, "the index of %s differs from its rows: %s, %s, entries match the rows %v, expiry index matches %v; rebuild it with `reconcile index install`\n",
+			o.endpoint, count(c.Index.BadEntries, "bad entry"), count(c.Index.BadNodes, "bad node"), c.RowsMatch, c.ExpiryMatch)
 	}
 	if err == nil && !c.OK() {
 		return &exitErr{code: exitDiffer}
@@ -125,12 +125,12 @@ func runIndexVerify(ctx context.Context, t *sqlep.Table, o indexOptions) error {
 	} else if st.OK() {
 		pending := ""
 		if st.Pending > 0 {
-			pending = fmt.Sprintf("; %d rows written during the check are in the log, for the next catch-up, and were not compared", st.Pending)
+			pending = fmt.Sprintf("; %s written during the check, in the log for the next catch-up, not compared", count(st.Pending, "row"))
 		}
-		_, err = fmt.Fprintf(o.out, "the index of %s matches the table: %d rows (%d logged writes applied first%s)\n", o.endpoint, st.Entries, st.CaughtUp, pending)
+		_, err = fmt.Fprintf(o.out, "the index of %s matches the table: %s (%s applied first%s)\n", o.endpoint, count(st.Entries, "row"), count(st.CaughtUp, "logged write"), pending)
 	} else {
-		_, err = fmt.Fprintf(o.out, "the index of %s differs from the table: %d rows missing or wrong, %d extra, %d bad chunks, root ok %v; rebuild it with `reconcile index install`\n",
-			o.endpoint, st.Missing, st.Extra, st.BadChunks, st.RootOK)
+		_, err = fmt.Fprintf(o.out, "the index of %s differs from the table: %s missing or wrong, %d extra, %s, root ok %v; rebuild it with `reconcile index install`\n",
+			o.endpoint, count(st.Missing, "row"), st.Extra, count(st.BadChunks, "bad chunk"), st.RootOK)
 	}
 	if err == nil && !st.OK() {
 		return &exitErr{code: exitDiffer}

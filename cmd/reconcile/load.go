@@ -131,9 +131,9 @@ func printLoad(o loadOptions, where string, res loadResult) error {
 	}
 	note := ""
 	if res.VersionsDropped > 0 {
-		note = fmt.Sprintf(" (the store is in key order, which keeps no versions: the versions of %d lines were left out)", res.VersionsDropped)
+		note = fmt.Sprintf(" (the store is in key order, which keeps no versions: the versions of %s were left out)", count(res.VersionsDropped, "line"))
 	}
-	_, err := fmt.Fprintf(o.out, "loaded %d rows into %s: %d upserted, %d deleted%s\n", res.Upserted+res.Deleted, where, res.Upserted, res.Deleted, note)
+	_, err := fmt.Fprintf(o.out, "loaded %s into %s: %d upserted, %d deleted%s\n", count(res.Upserted+res.Deleted, "row"), where, res.Upserted, res.Deleted, note)
 	return err
 }
 
@@ -208,7 +208,7 @@ func writeOps(ctx context.Context, ep *endpoint, ops []rowOp, name string, show 
 				if ctx.Err() != nil {
 					return errors.New("interrupted (loading the same input again is safe: each line is an upsert or a delete)")
 				}
-				show(fmt.Sprintf("load: %d of %d rows", i, len(ops)))
+				show(fmt.Sprintf("load: %d of %s", i, count(len(ops), "row")))
 			}
 			if op.delete {
 				if err := s.Delete(op.row.Key); err != nil {

@@ -31,12 +31,12 @@ func purgeCommand(std stdio) *cli.Command {
 			}
 			n, err := ep.purge(time.Now().UnixNano())
 			if err != nil {
-				return fmt.Errorf("purge %s: %w (%d expired rows deleted before the error)", ep.loc, err, n)
+				return fmt.Errorf("purge %s: %w (%s deleted before the error)", ep.loc, err, count(n, "expired row"))
 			}
 			if c.Bool("json") {
 				return writeJSON(std.out, map[string]int{"purged": n})
 			}
-			_, err = fmt.Fprintf(std.out, "purged %d expired rows\n", n)
+			_, err = fmt.Fprintf(std.out, "purged %s\n", count(n, "expired row"))
 			return err
 		},
 	}

@@ -11,6 +11,15 @@ import (
 	"github.com/reconcile-dev/reconcile/reconcile"
 )
 
+// count renders n with its noun, singular for one: "1 row", "0 rows", "2 differing
+// keys". The noun's plural is its singular and "s".
+func count[N ~int | ~int64 | ~uint64](n N, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 // writeJSON writes v as one indented JSON document.
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
