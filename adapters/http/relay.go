@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -498,7 +499,11 @@ func (e *relayError) Unwrap() error { return e.kind }
 // target and the answers back (see the top of relay.go). opts.Progress is not called.
 // The report is the source server's, with the traffic of this client's connections to
 // both servers, and after a sync that wrote, the target's root read again. An error
-// wraps reconcile.ErrDeleteGuard for a refused sync.
+// wraps reconcile.ErrDeleteGuard for a refused sync. When the relay fails after it
+// started without the source's server reporting the session's end (that server stopped
+// answering, say), the report is this client's own account: the rows the target said
+// it upserted and deleted in the apply batches this client carried (each batch whole),
+// and the traffic; its other counts are zero.
 func (c *Client) Relay(ctx context.Context, target *Client, opts reconcile.Options) (*reconcile.Report, error) {
 	if opts.Resolve != nil {
 		return nil, errors.New("relay: a session between two servers runs on the source's server, which cannot call Options.Resolve: run it next to one of the endpoints")
@@ -524,13 +529,25 @@ func (c *Client) Relay(ctx context.Context, target *Client, opts reconcile.Optio
 		return nil, fmt.Errorf("relay: the source's server answered no session: %v", err)
 	}
 	s0, t0 := c.Traffic(), target.Traffic()
+	// written counts what the target wrote, from the answers carried to the source, for
+	// a failure that leaves no report of the source's.
+	written := &reconcile.Report{Mode: opts.Mode, DryRun: opts.DryRun}
+	if written.Mode == "" {
+		written.Mode = reconcile.Diff
+	}
+	failed := func(err error) (*reconcile.Report, error) {
+		s1, t1 := c.Traffic(), target.Traffic()
+		written.BytesSent = (s1.Sent - s0.Sent) + (t1.Sent - t0.Sent)
+		written.BytesReceived = (s1.Received - s0.Received) + (t1.Received - t0.Received)
+		return written, err
+	}
 	defer target.Close()
 	// Forget the session on the source's server (and stop it, if it has not ended).
 	defer c.once(context.WithoutCancel(ctx), call{what: "close relay", method: http.MethodDelete, path: pathRelays + "/" + id})
 	var open *reconcile.OpenRequest
 	for seq := uint64(1); ; seq++ {
 		if len(next) == 0 {
-			return nil, errors.New("relay: the source's server sent an empty call")
+			return failed(errors.New("relay: the source's server sent an empty call"))
 		}
 		kind, frame := next[0], next[1:]
 		var answer []byte
@@ -538,7 +555,7 @@ func (c *Client) Relay(ctx context.Context, target *Client, opts reconcile.Optio
 		case callDone:
 			var res relayResult
 			if err := json.Unmarshal(frame, &res); err != nil || res.Report == nil {
-				return nil, fmt.Errorf("relay: the source's server sent a malformed result: %v", err)
+				return failed(fmt.Errorf("relay: the source's server sent a malformed result: %v", err))
 			}
 			rep := res.Report
 			s1, t1 := c.Traffic(), target.Traffic()
@@ -565,17 +582,21 @@ func (c *Client) Relay(ctx context.Context, target *Client, opts reconcile.Optio
 				answer = encodeRelayAnswer(nil, target.ReadStats(), reconcile.ErrStopped)
 				break
 			}
-			answer, err = c.relayCall(ctx, target, &open, kind, frame, opts.Mode == reconcile.Mirror && !opts.DryRun)
+			answer, err = c.relayCall(ctx, target, &open, kind, frame, opts.Mode == reconcile.Mirror && !opts.DryRun, written)
 			if err != nil {
-				return nil, err
+				return failed(err)
 			}
 		default:
-			return nil, fmt.Errorf("relay: the source's server sent an unknown call %q", kind)
+			return failed(fmt.Errorf("relay: the source's server sent an unknown call %q", kind))
 		}
 		_, next, err = c.do(ctx, call{what: "relay", method: http.MethodPost, path: pathRelays + "/" + id,
 			headers: map[string]string{HeaderSeq: strconv.FormatUint(seq, 10)}, body: answer})
+		if errors.Is(err, reconcile.ErrUnreachable) {
+			// err names the request ("relay: POST …: … (gave up after N attempts)").
+			return failed(&relayError{msg: "relay: the source's server stopped answering: " + strings.TrimPrefix(err.Error(), "relay: "), kind: err})
+		}
 		if err != nil {
-			return nil, err
+			return failed(err)
 		}
 	}
 }
@@ -591,11 +612,12 @@ func stopped(stop <-chan struct{}) bool {
 }
 
 // relayCall carries one call of the relayed session to the target and returns the
-// answer to post back (the target's frame, or its error). Only a malformed call is an
-// error of the relay itself. When the session writes (a mirror that is no dry run) and
+// answer to post back (the target's frame, or its error), adding the rows an apply
+// wrote to written's Upserted and Deleted. Only a malformed call is an error of the
+// relay itself. When the session writes (a mirror that is no dry run) and
 // the target's server says it is read-only as it answers the open, the open's answer is
 // that refusal, so the session stops before its descent.
-func (c *Client) relayCall(ctx context.Context, target *Client, open **reconcile.OpenRequest, kind byte, frame []byte, writes bool) ([]byte, error) {
+func (c *Client) relayCall(ctx context.Context, target *Client, open **reconcile.OpenRequest, kind byte, frame []byte, writes bool, written *reconcile.Report) ([]byte, error) {
 	switch kind {
 	case callOpen:
 		req, err := reconcile.DecodeOpenRequest(frame)
@@ -617,12 +639,13 @@ func (c *Client) relayCall(ctx context.Context, target *Client, open **reconcile
 	if *open == nil {
 		return nil, errors.New("relay: the source's server sent a request before opening")
 	}
-	out, err := relayForward(ctx, target, *open, kind, frame)
+	out, err := relayForward(ctx, target, *open, kind, frame, written)
 	return encodeRelayAnswer(out, target.ReadStats(), err), nil
 }
 
-// relayForward carries one round, apply or rows request to the target.
-func relayForward(ctx context.Context, target *Client, open *reconcile.OpenRequest, kind byte, frame []byte) ([]byte, error) {
+// relayForward carries one round, apply or rows request to the target; for an apply, it
+// adds the rows the target wrote to written.
+func relayForward(ctx context.Context, target *Client, open *reconcile.OpenRequest, kind byte, frame []byte, written *reconcile.Report) ([]byte, error) {
 	switch kind {
 	case callRound:
 		req, err := reconcile.DecodeRoundRequest(open, frame)
@@ -642,6 +665,15 @@ func relayForward(ctx context.Context, target *Client, open *reconcile.OpenReque
 		r, err := target.Apply(ctx, req)
 		if err != nil {
 			return nil, err
+		}
+		for i, o := range r.Outcomes {
+			switch {
+			case o != reconcile.Applied:
+			case req.Changes[i].Put != nil:
+				written.Upserted++
+			default:
+				written.Deleted++
+			}
 		}
 		return reconcile.EncodeApplyResponse(r), nil
 	default:

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -221,5 +222,86 @@ func TestHTTPSToPlainServer(t *testing.T) {
 	_, err = c.Root(context.Background(), testNow)
 	if err == nil || !strings.Contains(err.Error(), "write the URL with http://") || time.Since(start) > 900*time.Millisecond {
 		t.Fatalf("https:// to a plain server: %v after %s", err, time.Since(start))
+	}
+}
+
+// firstByte keeps the first byte of a response body: the kind of a relay's next call.
+type firstByte struct {
+	http.ResponseWriter
+	b byte
+}
+
+func (f *firstByte) Write(p []byte) (int, error) {
+	if f.b == 0 && len(p) > 0 {
+		f.b = p[0]
+	}
+	return f.ResponseWriter.Write(p)
+}
+
+// TestRelaySourceGone: the source's server goes away during a relayed sync, after the
+// target wrote two apply batches and as the client brings the second's answer back. The
+// relay fails, saying the source stopped answering, and its report counts the rows the
+// target wrote, exactly (it used to return no report at all).
+func TestRelaySourceGone(t *testing.T) {
+	src, dst := pair(0)
+	before := rowsByKey(dst.Rows())
+	srvS := NewServer(src, ServerOptions{})
+	t.Cleanup(func() { srvS.Close() })
+	var (
+		mu      sync.Mutex
+		last    byte // the last call handed out
+		applies int
+		hs      *httptest.Server
+	)
+	hs = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || !strings.HasPrefix(r.URL.Path, pathRelays) {
+			srvS.ServeHTTP(w, r)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if last == callApply {
+			if applies++; applies == 2 {
+				hs.Listener.Close() // no attempt connects again
+				if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+					conn.Close()
+				}
+				return
+			}
+		}
+		fw := &firstByte{ResponseWriter: w}
+		srvS.ServeHTTP(fw, r)
+		last = fw.b
+	}))
+	t.Cleanup(hs.Close)
+	cs, err := NewClient(hs.URL, ClientOptions{Attempts: 2, Backoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, ct := serve(t, dst, ServerOptions{}, ClientOptions{})
+	rep, err := cs.Relay(context.Background(), ct, reconcile.Options{Mode: reconcile.Mirror, Now: testNow, Force: true, BatchRows: 3, MaxBatchRows: 3})
+	if err == nil || !strings.Contains(err.Error(), "the source's server stopped answering") {
+		t.Fatalf("relay whose source went away: %v", err)
+	}
+	after := rowsByKey(dst.Rows())
+	changed := 0
+	for k, v := range after {
+		if before[k] != v {
+			changed++
+		}
+	}
+	for k := range before {
+		if _, ok := after[k]; !ok {
+			changed++
+		}
+	}
+	if changed == 0 {
+		t.Fatal("the target wrote nothing before the source went away: the test tests nothing")
+	}
+	if rep == nil || rep.Upserted+rep.Deleted != changed || rep.Mode != reconcile.Mirror {
+		t.Fatalf("relay whose source went away after %d rows were written reports %+v", changed, rep)
+	}
+	if !errors.Is(err, reconcile.ErrUnreachable) {
+		t.Fatalf("relay whose source went away: %v does not wrap ErrUnreachable", err)
 	}
 }
