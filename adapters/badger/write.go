@@ -504,6 +504,11 @@ func (w *Writer) Delete(key []byte) error {
 	return w.do(op{kind: opDelete, key: clone(key)})
 }
 
+// CheckRow returns the error Put would return for the row's size (a key over MaxKeyBytes,
+// a row over Options.MaxRowBytes; wraps ErrRowTooLarge), without writing: a caller that
+// must write all of its rows or none (Write is not atomic) checks them all first.
+func (s *Store) CheckRow(key, value []byte) error { return s.checkRow(key, value) }
+
 func (s *Store) checkRow(key, value []byte) error {
 	if len(key) > MaxKeyBytes {
 		return fmt.Errorf("key %s: %w: key of %d bytes, limit %d", printable(key), ErrRowTooLarge, len(key), MaxKeyBytes)

@@ -255,6 +255,13 @@ func resolveRows(ep *endpoint, ops []rowOp, name string) (_ []rowOp, versionsDro
 			}
 			op.row.Key, op.row.Value = k, v
 		}
+		if ep.store != nil && !op.delete {
+			// A Badger Write commits as it goes: a row it would refuse is found here,
+			// before anything is written.
+			if err := ep.store.CheckRow(op.row.Key, op.row.Value); err != nil {
+				return nil, 0, fmt.Errorf("load: %s line %d: %v; nothing was written", name, op.line, err)
+			}
+		}
 		if !versioned && !op.delete && op.row.Version != 0 {
 			versionsDropped++ // a key-ordered store keeps no versions
 		}
