@@ -39,7 +39,13 @@ func RedactURL(raw string) string {
 		// escape: hide everything up to the text's last '@'.
 		c := strings.IndexByte(rest[:end], ':')
 		at := strings.LastIndexByte(rest[:end], '@')
-		if err != nil || at < 0 {
+		path := rest[end:]
+		if q := strings.IndexAny(path, "?#"); q >= 0 {
+			path = path[:q]
+		}
+		if err != nil || at < 0 || strings.IndexByte(path, '@') >= 0 {
+			// An '@' in the path too: "u:p@ss/word@host/db" parses as the host "ss"
+			// and a path, and the password runs to the last '@'.
 			at = strings.LastIndexByte(rest, '@')
 		}
 		if c >= 0 && at > c {
@@ -115,13 +121,17 @@ func asciiLower(s string) string {
 	return string(b)
 }
 
+// PasswordHint is the usual cause of a URL that holds a password and does not parse as
+// meant.
+const PasswordHint = "a password's / ? # @ : % and spaces must be percent-encoded (%2F %3F %23 %40 %3A %25 %20)"
+
 // URLProblem says why url.Parse refused raw (err is what it returned) without quoting a
 // secret: the parser's own words quote parts of the URL, so where raw holds a password
 // or a secret parameter they give way to a hint about the usual cause, a character of
 // the password that is not percent-encoded.
 func URLProblem(raw string, err error) string {
 	if RedactURL(raw) != raw {
-		return "a password's / ? # @ : % and spaces must be percent-encoded (%2F %3F %23 %40 %3A %25 %20)"
+		return PasswordHint
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {

@@ -24,6 +24,9 @@ func TestRedactURL(t *testing.T) {
 		// "12/cd" was meant as a password.
 		{"postgres://bob:12/cd@db/app?table=t", "postgres://bob:xxxxx@db/app?table=t"},
 		{"mysql://bob:pw@db/app?table=t&note=a@b", "mysql://bob:xxxxx@db/app?table=t&note=a@b"},
+		// This one parses too (host sec, path /ret@127.0.0.1:5432/test): "top@sec/ret" was
+		// the password, and its "sec/ret" showed.
+		{"postgres://postgres:top@sec/ret@127.0.0.1:5432/test?table=x", "postgres://postgres:xxxxx@127.0.0.1:5432/test?table=x"},
 		{"postgres://db/app?table=t&%70assword=hunter2", "postgres://db/app?table=t&%70assword=xxxxx"},
 		{"=password=hunter2", "=password=xxxxx"},
 		// An unescaped '?' inside a secret's value is part of it: only '&' or '#' ends it.

@@ -197,6 +197,11 @@ func parseEndpoint(raw string) (location, error) {
 		}
 		return loc, fmt.Errorf("endpoint %q has no scheme: %s", shown, hint)
 	}
+	if _, pw := u.User.Password(); pw && strings.Contains(u.EscapedPath(), "@") {
+		// "u:p@ss/word@host/db" parses as the host "ss" and a path: a password's '/'
+		// was not escaped, and connecting would look up a piece of the password.
+		return loc, fmt.Errorf("endpoint %q: an '@' follows the host: if the password holds a '/', %s", shown, reconcile.PasswordHint)
+	}
 	loc.scheme = u.Scheme
 	s, ok := lookupScheme(u.Scheme)
 	if !ok {

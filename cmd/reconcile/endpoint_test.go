@@ -59,6 +59,9 @@ func TestParseEndpoint(t *testing.T) {
 		{raw: "postgres://bob:s3cr3t@db:5432/app?tabel=t", err: `"postgres://bob:xxxxx@db:5432/app?tabel=t": no table`},
 		{raw: "postgres://bob:s3/cr3t@db:5432/app?table=t", err: "must be percent-encoded (%2F %3F %23 %40 %3A %25 %20)): want postgres://"},
 		{raw: "mysql://bob@db/app?table=t&password=s3cr3t#x", err: "password=xxxxx#x"},
+		// It parses (host "top", a path from "/s3cr3t@"), and would look up a piece of the
+		// password as a host name.
+		{raw: "postgres://bob:top@s3/cr3t@127.0.0.1:5432/test?table=t", err: `"postgres://bob:xxxxx@127.0.0.1:5432/test?table=t": an '@' follows the host: if the password holds a '/', a password's`},
 		{raw: "https://bob:s3cr3t@h:1", err: `"https://bob:xxxxx@h:1": no user or password`},
 	} {
 		loc, err := parseEndpoint(tc.raw)
@@ -73,6 +76,16 @@ func TestParseEndpoint(t *testing.T) {
 			t.Errorf("%q: error spans lines: %q", tc.raw, err)
 		case err != nil && strings.Contains(err.Error(), "cr3t"):
 			t.Errorf("%q: error shows the password: %q", tc.raw, err)
+		}
+	}
+	if _, err := parseEndpoint("mysql://bob:pw@db/te%40st?table=t"); err != nil { // an escaped '@' in the database's name
+		t.Errorf("an escaped '@' in the path: %v", err)
+	}
+	// A user and no password, and an '@' in the path: no password to blame (this
+	// panicked, found by FuzzParseEndpoint).
+	for _, raw := range []string{"A://@/@", "postgres://bob@db/te@st?table=t"} {
+		if _, err := parseEndpoint(raw); err != nil && strings.Contains(err.Error(), "percent-encoded") {
+			t.Errorf("%s: %v", raw, err)
 		}
 	}
 }
