@@ -110,9 +110,20 @@ func newApp(std stdio) *cli.App {
 // args checks a command's positional arguments: at least min, at most max.
 func args(c *cli.Context, least, most int, names string) ([]string, error) {
 	if n := c.NArg(); n < least || n > most {
-		return nil, fmt.Errorf("usage: reconcile %s %s", c.Command.Name, names)
+		return nil, fmt.Errorf("usage: reconcile %s %s", commandPath(c), names)
 	}
 	return c.Args().Slice(), nil
+}
+
+// commandPath names c's command with the commands above it ("index verify").
+func commandPath(c *cli.Context) string {
+	var names []string
+	for _, x := range c.Lineage() {
+		if x.Command != nil && x.Command.Name != "" && x.Command.Name != c.App.Name {
+			names = append([]string{x.Command.Name}, names...)
+		}
+	}
+	return strings.Join(names, " ")
 }
 
 // oneEndpoint opens a command's single ENDPOINT argument with access a; the caller closes

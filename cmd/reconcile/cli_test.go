@@ -776,3 +776,24 @@ func TestLoadChecksSizesFirst(t *testing.T) {
 		t.Fatalf("a refused load wrote: root %s, before %s", after, before)
 	}
 }
+
+// TestCommandMistakes: a mistyped index subcommand, a missing argument and one table named
+// twice get messages that say what is wrong (urfave/cli took "instal" for a help topic,
+// usage lines left out "index", and a SQL table named twice showed "()").
+func TestCommandMistakes(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"index", "instal", "badger://./x"}, `index: unknown subcommand "instal": want install (or rebuild), verify or uninstall`},
+		{[]string{"index", "verify"}, "usage: reconcile index verify ENDPOINT"},
+		{[]string{"index", "rebuild"}, "usage: reconcile index install ENDPOINT"},
+		{[]string{"diff", "badger://./x"}, "usage: reconcile diff SRC DST"},
+		{[]string{"diff", "sqlite://./x.db?table=t", "sqlite://./y/../x.db?table=t"}, "same store (sqlite://./x.db?table=t and sqlite://./y/../x.db?table=t name one table)"},
+	} {
+		code, _, errOut := runCLI(t, "", c.args...)
+		if code != exitError || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: exit %d, %q; want %q", c.args, code, errOut, c.want)
+		}
+	}
+}

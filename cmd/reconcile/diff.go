@@ -84,8 +84,11 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 	}
 	if sameStore(src, dst) {
 		where := src.path
-		if src.server != "" {
+		switch {
+		case src.server != "":
 			where = src.server
+		case src.sql != nil:
+			where = fmt.Sprintf("%s and %s name one table", src, dst)
 		}
 		return nil, fmt.Errorf("source and target are the same store (%s)", where)
 	}

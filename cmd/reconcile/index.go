@@ -12,10 +12,11 @@ import (
 
 func indexCommand(std stdio) *cli.Command {
 	// sub runs runSQL on a SQL table, or runBadger (nil: not for Badger) on a Badger store.
-	sub := func(name, usage string, runSQL func(ctx context.Context, t *sqlep.Table, o indexOptions) error,
+	sub := func(name string, aliases []string, usage string, runSQL func(ctx context.Context, t *sqlep.Table, o indexOptions) error,
 		runBadger func(ctx context.Context, s *badger.Store, o indexOptions) error) *cli.Command {
 		return &cli.Command{
 			Name:      name,
+			Aliases:   aliases,
 			Usage:     usage,
 			ArgsUsage: "ENDPOINT",
 			Flags:     []cli.Flag{jsonFlag()},
@@ -48,9 +49,17 @@ func indexCommand(std stdio) *cli.Command {
 			"and the expiry index against the rows (exit 1 when they differ), and install rebuilds\n" +
 			"both from the rows; a rebuild that is cut short is finished by the next writable open.",
 		Subcommands: []*cli.Command{
-			sub("install", "create (or rebuild) the maintained index", runIndexInstall, runBadgerRebuild),
-			sub("verify", "compare the index with a fresh read of the table", runIndexVerify, runBadgerVerify),
-			sub("uninstall", "remove the index's tables and triggers", runIndexUninstall, nil),
+			sub("install", []string{"rebuild"}, "create (or rebuild) the maintained index", runIndexInstall, runBadgerRebuild),
+			sub("verify", nil, "compare the index with a fresh read of the table", runIndexVerify, runBadgerVerify),
+			sub("uninstall", nil, "remove the index's tables and triggers", runIndexUninstall, nil),
+		},
+		// Without an Action, urfave/cli takes an unknown subcommand for a help topic ("No
+		// help topic for 'instal'").
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return cli.ShowSubcommandHelp(c)
+			}
+			return fmt.Errorf("index: unknown subcommand %q: want install (or rebuild), verify or uninstall (see reconcile index --help)", c.Args().First())
 		},
 	}
 }
