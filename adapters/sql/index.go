@@ -405,7 +405,7 @@ func (t *Table) checkIndex(ctx context.Context, q querier, lock string) error {
 	if ok, err := t.triggersInstalled(ctx, q); err != nil {
 		return err
 	} else if !ok {
-		return staleError(t.cfg.Table, "its triggers are missing or disabled (was the table recreated or restored?)")
+		return staleError(t.cfg.Table, t.triggerProblem(ctx, q))
 	}
 	if id, err := t.identity(ctx, q); err != nil {
 		return err

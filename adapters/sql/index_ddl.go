@@ -243,6 +243,38 @@ func (t *Table) triggersInstalled(ctx context.Context, q querier) (bool, error) 
 	return got == want, nil
 }
 
+// triggerProblem says what triggersInstalled found wrong with the index's triggers: in
+// PostgreSQL, whether they are missing, disabled, or were disabled and enabled again
+// (install enables them ALWAYS, ALTER TABLE … ENABLE TRIGGER only for ordinary sessions),
+// any of which may have let writes go unlogged.
+func (t *Table) triggerProblem(ctx context.Context, q querier) string {
+	missing := "its triggers are missing (was the table recreated or restored, or were they dropped?)"
+	if t.cfg.Dialect != "postgres" {
+		return missing
+	}
+	n := t.indexNames()
+	rs, err := q.QueryContext(ctx, "SELECT tgenabled::text FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname IN ($2, $3)", t.name, n.prefix+"_trg", n.prefix+"_trunc")
+	if err != nil {
+		return "its triggers are missing or disabled"
+	}
+	defer rs.Close()
+	var states string
+	for rs.Next() {
+		var s string
+		if rs.Scan(&s) == nil {
+			states += s
+		}
+	}
+	switch {
+	case len(states) < 2:
+		return missing
+	case strings.Contains(states, "D"):
+		return "its triggers are disabled (ALTER TABLE … DISABLE TRIGGER), so writes to the table are not logged"
+	default:
+		return "its triggers were disabled and enabled again (they now fire for ordinary sessions only, where install made them fire always), so writes made meanwhile may be missing from it"
+	}
+}
+
 // innodbName spells a database or table name as InnoDB's catalog does (MySQL's
 // "filename" character set): letters, digits and _ as they are, anything else as @ and
 // four hex digits of its code point (my-table is my@002dtable). Code points U+00C0 to

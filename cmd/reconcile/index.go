@@ -138,8 +138,12 @@ func runIndexVerify(ctx context.Context, t *sqlep.Table, o indexOptions) error {
 		}
 		_, err = fmt.Fprintf(o.out, "the index of %s matches the table: %s (%s applied first%s)\n", o.endpoint, count(st.Entries, "row"), count(st.CaughtUp, "logged write"), pending)
 	} else {
-		_, err = fmt.Fprintf(o.out, "the index of %s differs from the table: %s missing or wrong, %d extra, %s, root ok %v; rebuild it with `reconcile index install`\n",
-			o.endpoint, count(st.Missing, "row"), st.Extra, count(st.BadChunks, "bad chunk"), st.RootOK)
+		root := ""
+		if !st.RootOK {
+			root = ", and its stored root is not the sum of its entries"
+		}
+		_, err = fmt.Fprintf(o.out, "the index of %s differs from the table: %s missing or wrong, %d extra, %s%s; rebuild it with `reconcile index install`\n",
+			o.endpoint, count(st.Missing, "row"), st.Extra, count(st.BadChunks, "bad chunk"), root)
 	}
 	if err == nil && !st.OK() {
 		return &exitErr{code: exitDiffer}
