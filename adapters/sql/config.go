@@ -76,6 +76,11 @@ func ParseURL(raw string) (Config, error) {
 	driver := url.Values{}
 	for k, v := range q {
 		if !endpointParams[k] {
+			if own := misspelled(k); own != "" {
+				// It would go to the driver, whose error ("unrecognized configuration
+				// parameter", "Unknown system variable") does not say so.
+				return c, fmt.Errorf("unknown parameter %q: did you mean %q? (reconcile's own are table, key, version, columns, expires and mode; any other goes to the database driver)", k, own)
+			}
 			driver[k] = v
 		}
 	}
@@ -135,6 +140,42 @@ func ParseURL(raw string) (Config, error) {
 		return c, errors.New("not a SQL endpoint scheme")
 	}
 	return c, nil
+}
+
+// misspelled returns the endpoint parameter that name is a near miss of (one or two letters
+// off; one for "key"), or "".
+func misspelled(name string) string {
+	for own := range endpointParams {
+		limit := 2
+		if len(own) <= 3 {
+			limit = 1
+		}
+		if editDistance(strings.ToLower(name), own) <= limit {
+			return own
+		}
+	}
+	return ""
+}
+
+// editDistance is the Levenshtein distance between a and b (bytes).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func firstKey(v url.Values) string {
