@@ -459,7 +459,7 @@ func TestPurge(t *testing.T) {
 		t.Fatalf("purge of a missing store: exit %d, %q", code, errOut)
 	}
 	table, _ := sqliteTable(t, "")
-	if code, _, errOut := runCLI(t, "", "purge", table); code != exitError || !strings.Contains(errOut, "purge applies to badger:// stores; sqlite endpoints") {
+	if code, _, errOut := runCLI(t, "", "purge", table); code != exitError || !strings.Contains(errOut, "purge applies to badger:// stores; a SQL table") {
 		t.Fatalf("purge of a SQL table: exit %d, %q", code, errOut)
 	}
 }
@@ -790,6 +790,8 @@ func TestCommandMistakes(t *testing.T) {
 		{[]string{"index", "rebuild"}, "usage: reconcile index install ENDPOINT"},
 		{[]string{"diff", "badger://./x"}, "usage: reconcile diff SRC DST"},
 		{[]string{"diff", "sqlite://./x.db?table=t", "sqlite://./y/../x.db?table=t"}, "same store (sqlite://./x.db?table=t and sqlite://./y/../x.db?table=t name one table)"},
+		{[]string{"purge", "http://127.0.0.1:1"}, "purge runs where the store is: run it on the server's machine"},
+		{[]string{"index", "verify", "http://127.0.0.1:1"}, "index verify runs where the store is"},
 	} {
 		code, _, errOut := runCLI(t, "", c.args...)
 		if code != exitError || !strings.Contains(errOut, c.want) {

@@ -30,6 +30,9 @@ func indexCommand(std stdio) *cli.Command {
 				if s := ep.store; s != nil && runBadger != nil {
 					return runBadger(c.Context, s, o)
 				}
+				if ep.table == nil && ep.loc.server != "" {
+					return fmt.Errorf("index %s runs where the store is: run it on the server's machine against the store `reconcile serve` serves", name)
+				}
 				if ep.table == nil {
 					return fmt.Errorf("index %s: %s endpoints keep their index themselves; only SQL tables take an installed one, and Badger stores take install and verify", name, ep.loc.scheme)
 				}

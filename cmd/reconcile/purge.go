@@ -26,8 +26,11 @@ func purgeCommand(std stdio) *cli.Command {
 				return err
 			}
 			defer ep.Close()
-			if ep.purge == nil {
-				return fmt.Errorf("purge applies to badger:// stores; %s endpoints keep no expired rows of their own to purge", ep.loc.scheme)
+			switch {
+			case ep.purge == nil && ep.loc.server != "":
+				return fmt.Errorf("purge runs where the store is: run it on the server's machine against the Badger store `reconcile serve` serves")
+			case ep.purge == nil:
+				return fmt.Errorf("purge applies to badger:// stores; a SQL table's expired rows are its own rows (sessions leave them out): delete them with SQL")
 			}
 			n, err := ep.purge(time.Now().UnixNano())
 			if err != nil {
