@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -174,8 +175,13 @@ func runBench(ctx context.Context, o benchOptions) error {
 		}
 	}
 	if o.plot != "" {
-		if _, err := bench.WritePlots(rep, o.plot, o.plotFormat); err != nil {
+		paths, err := bench.WritePlots(rep, o.plot, o.plotFormat)
+		if err != nil {
 			return err
+		}
+		fmt.Fprintf(o.err, "plots written: %s\n", strings.Join(paths, ", "))
+		if !slices.ContainsFunc(paths, func(p string) bool { return strings.Contains(filepath.Base(p), "bytes-vs-differing") }) {
+			fmt.Fprintln(o.err, "bytes-vs-differing not drawn: it needs two drifts or more measured at one size (--drift 0.001,0.01)")
 		}
 	}
 	switch {

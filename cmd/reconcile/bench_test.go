@@ -39,6 +39,9 @@ func TestBenchCommand(t *testing.T) {
 			t.Errorf("plot %s: %v", name, err)
 		}
 	}
+	if !strings.Contains(errOut, "plots written: ") || !strings.Contains(errOut, "rss-vs-rows.png") {
+		t.Errorf("standard error does not name the plots: %q", errOut)
+	}
 	code, out, errOut = runCLI(t, "", "bench", "--from", saved)
 	if code != 0 || !strings.Contains(out, "correct where hwm is not") || !strings.Contains(out, "manifest") {
 		t.Fatalf("exit %d: %s\n%s", code, errOut, out)

@@ -15,7 +15,7 @@ func tuningFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.IntFlag{Name: "fanout", Value: d.Fanout, Usage: "fewest parts a mismatching range is cut into", EnvVars: []string{"RECONCILE_FANOUT"}},
 		&cli.IntFlag{Name: "leaf-max", Value: d.LeafMax, Usage: "target entries at or below which a range is listed instead of cut", EnvVars: []string{"RECONCILE_LEAF_MAX"}},
-		&cli.IntFlag{Name: "fingerprint-bytes", Value: d.FingerprintBytes, Usage: "most bytes of the short fingerprints sent while descending, 1-16 (rounds where few parts can mismatch use fewer bits, down to 16)", EnvVars: []string{"RECONCILE_FINGERPRINT_BYTES"}},
+		&cli.IntFlag{Name: "fingerprint-bytes", Value: d.FingerprintBytes, Usage: "most bytes of the short fingerprints sent while descending, 1-16 (rounds where few parts can mismatch use fewer bits, down to 16 bits or this length if shorter)", EnvVars: []string{"RECONCILE_FINGERPRINT_BYTES"}},
 		&cli.IntFlag{Name: "batch-rows", Value: d.BatchRows, Usage: "first apply batch size; it doubles on success and halves on failure", EnvVars: []string{"RECONCILE_BATCH_ROWS"}},
 		&cli.BoolFlag{Name: "list", Usage: fmt.Sprintf("list every differing key in the report, not only the first %d", reconcile.DifferenceSample)},
 	}
