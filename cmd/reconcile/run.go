@@ -46,6 +46,11 @@ func runCommand(std stdio) *cli.Command {
 			if _, err := args(c, 0, 0, "--config FILE [--once]"); err != nil {
 				return err
 			}
+			if c.Bool("json") && !c.Bool("once") {
+				// A daemon's runs report in its log (--log-format json) and on /jobs. Not
+				// refused: RECONCILE_JSON may be set for every command.
+				fmt.Fprintln(std.err, "reconcile run: --json prints the reports of a --once run and does nothing here; a running daemon's reports are in its log (--log-format json) and on /jobs")
+			}
 			return runRun(c.Context, runOptions{
 				stdio: std, config: c.String("config"), once: c.Bool("once"), metricsAddr: c.String("metrics-addr"),
 				logFormat: c.String("log-format"), logLevel: c.String("log-level"), json: c.Bool("json"),

@@ -114,6 +114,11 @@ func TestRunErrors(t *testing.T) {
 	if code != exitError || !strings.Contains(errOut, "--log-format") {
 		t.Errorf("bad log format: exit %d, %q", code, errOut)
 	}
+	// --json without --once was silently ignored: a daemon prints no reports.
+	code, _, errOut = runCLI(t, "", "run", "--config", cfg, "--json", "--log-format", "xml")
+	if code != exitError || !strings.Contains(errOut, "--json prints the reports of a --once run and does nothing here") {
+		t.Errorf("--json without --once: exit %d, %q", code, errOut)
+	}
 }
 
 // TestRunDaemon runs the daemon with metrics, a token read from a file for a remote
