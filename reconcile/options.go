@@ -75,7 +75,7 @@ type Options struct {
 
 // Progress is a snapshot of a running session for progress displays.
 type Progress struct {
-	Phase   string `json:"phase"` // "descend", "apply"
+	Phase   string `json:"phase"` // "open" (reconcile run, until the first round), "descend", "apply"
 	Rounds  int    `json:"rounds"`
 	Found   int    `json:"found"`   // differing keys found so far
 	Applied int    `json:"applied"` // rows written so far

@@ -194,3 +194,36 @@ func metricValue(m *dto.Metric) float64 {
 	}
 	return 0
 }
+
+// TestJobsPhaseWhileOpening: a job that is opening its endpoints shows the phase "open" on
+// /jobs (it showed "", until the first round).
+func TestJobsPhaseWhileOpening(t *testing.T) {
+	src, dst := badgerStore(t, "src"), badgerStore(t, "dst")
+	opening, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	open := func(ctx context.Context, req OpenRequest) (*Opened, error) {
+		once.Do(func() { close(opening); <-release })
+		return (&opener{}).open(ctx, req)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := New(Config{History: maxHistory, Jobs: []Job{
+		{Name: "audit", Source: EndpointConfig{URL: src}, Target: EndpointConfig{URL: dst}, Mode: reconcile.Diff, Interval: time.Hour},
+	}}, Options{Open: open, OnResult: func(Result) { cancel() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	<-opening
+	_, body := get(t, srv.URL+"/jobs")
+	close(release)
+	if !strings.Contains(body, `"phase":"open"`) && !strings.Contains(body, `"phase": "open"`) {
+		t.Errorf("/jobs while opening: %s", body)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -439,7 +439,7 @@ func (s *Scheduler) runJob(ctx, hard context.Context, js *jobState) Result {
 
 	res.Started, res.Waited = time.Now(), waited
 	js.mu.Lock()
-	js.running, js.started, js.progress = true, res.Started, reconcile.Progress{}
+	js.running, js.started, js.progress = true, res.Started, reconcile.Progress{Phase: "open"}
 	js.mu.Unlock()
 	s.m.running.WithLabelValues(j.Name).Set(1)
 
