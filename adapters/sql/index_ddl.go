@@ -167,6 +167,10 @@ func (t *Table) dropIndexDDL(n indexNames) []string {
 	return stmts
 }
 
+// IndexInstalled reports whether a maintained index is installed on the table (its meta
+// table exists), stale or not.
+func (t *Table) IndexInstalled(ctx context.Context) (bool, error) { return t.indexInstalled(ctx) }
+
 // indexInstalled reports whether the index's meta table exists.
 func (t *Table) indexInstalled(ctx context.Context) (bool, error) {
 	n := t.indexNames()

@@ -155,12 +155,20 @@ func runIndexVerify(ctx context.Context, t *sqlep.Table, o indexOptions) error {
 }
 
 func runIndexUninstall(ctx context.Context, t *sqlep.Table, o indexOptions) error {
-	if err := t.UninstallIndex(ctx); err != nil {
+	was, err := t.IndexInstalled(ctx)
+	if err != nil {
+		return err
+	}
+	if err := t.UninstallIndex(ctx); err != nil { // also what a half-removed one left
 		return err
 	}
 	if o.json {
-		return writeJSON(o.out, map[string]any{"installed": false})
+		return writeJSON(o.out, map[string]any{"installed": false, "removed": was})
 	}
-	_, err := fmt.Fprintf(o.out, "removed the index of %s\n", o.endpoint)
+	if !was {
+		_, err = fmt.Fprintf(o.out, "no index was installed on %s; nothing to remove\n", o.endpoint)
+		return err
+	}
+	_, err = fmt.Fprintf(o.out, "removed the index of %s\n", o.endpoint)
 	return err
 }

@@ -234,7 +234,12 @@ func TestSQLIndexCLI(t *testing.T) {
 	if out := mustCLI(t, 0, "", "index", "verify", ep); !strings.Contains(out, "matches") {
 		t.Fatalf("verify: %s", out)
 	}
-	mustCLI(t, 0, "", "index", "uninstall", ep)
+	if out := mustCLI(t, 0, "", "index", "uninstall", ep); !strings.Contains(out, "removed the index") {
+		t.Fatalf("uninstall: %s", out)
+	}
+	if out := mustCLI(t, 0, "", "index", "uninstall", ep); !strings.Contains(out, "no index was installed") {
+		t.Fatalf("uninstall again: %s", out) // it said "removed" again
+	}
 	code, _, errOut = runCLI(t, "", "root", ep+"&mode=maintained")
 	if code != 2 || !strings.Contains(errOut, "index install") {
 		t.Fatalf("maintained root without an index: exit %d, %q", code, errOut)
