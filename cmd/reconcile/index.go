@@ -92,7 +92,7 @@ func runBadgerVerify(ctx context.Context, s *badger.Store, o indexOptions) error
 			"nodes": c.Index.Nodes, "bad_entries": c.Index.BadEntries, "bad_nodes": c.Index.BadNodes,
 			"rows_match": c.RowsMatch, "expiring": c.Expiring, "expiry_match": c.ExpiryMatch})
 	} else if c.OK() {
-		_, err = fmt.Fprintf(o.out, "the index of %s matches its rows: %s (%d with an expiry), %s\n", o.endpoint, count(c.Rows, "row"), c.Expiring, count(c.Index.Nodes, "index node"))
+		_, err = fmt.Fprintf(o.out, "the index of %s matches its rows: %s (%d with an expiry, expired ones not yet purged included, which root leaves out), %s\n", o.endpoint, count(c.Rows, "row"), c.Expiring, count(c.Index.Nodes, "index node"))
 	} else {
 		_, err = fmt.Fprintf(o.out, "the index of %s differs from its rows: %s, %s, entries match the rows %v, expiry index matches %v; rebuild it with `reconcile index install`\n",
 			o.endpoint, count(c.Index.BadEntries, "bad entry"), count(c.Index.BadNodes, "bad node"), c.RowsMatch, c.ExpiryMatch)
