@@ -406,6 +406,15 @@ func (d *decoder) short(n, bits int) []byte {
 	return items
 }
 
+// ordering reads an ordering byte: version or key order, nothing else.
+func (d *decoder) ordering() merkle.Ordering {
+	o := merkle.Ordering(d.byte1())
+	if d.err == nil && o != merkle.VersionOrder && o != merkle.KeyOrder {
+		d.fail("unknown ordering %d (1 is version order, 2 key order)", o)
+	}
+	return o
+}
+
 func (d *decoder) bytes(max int) []byte {
 	n := d.uvarint()
 	if d.err == nil && n > uint64(max) {
@@ -610,7 +619,7 @@ func DecodeOpenRequest(b []byte) (*OpenRequest, error) {
 	}
 	m := &OpenRequest{}
 	m.Protocol = uint32(d.uvarint())
-	m.Ordering = merkle.Ordering(d.byte1())
+	m.Ordering = d.ordering()
 	m.Schema = string(d.bytes(MaxSchema))
 	copy(m.Nonce[:], d.raw(16))
 	m.Now = d.varint()
@@ -650,7 +659,7 @@ func DecodeOpenResponse(req *OpenRequest, b []byte) (*OpenResponse, error) {
 	}
 	m := &OpenResponse{}
 	m.Protocol = uint32(d.uvarint())
-	m.Ordering = merkle.Ordering(d.byte1())
+	m.Ordering = d.ordering()
 	m.Schema = string(d.bytes(MaxSchema))
 	m.Root = d.digest()
 	m.CutLevels = d.byte1()

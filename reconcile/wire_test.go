@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -563,4 +564,19 @@ func FuzzDecodeApplyResponse(f *testing.F) {
 			t.Fatalf("re-encoding a decoded apply answer changed it: %v", err)
 		}
 	})
+}
+
+// TestOpenUnknownOrdering: an ordering byte other than version or key order makes a
+// malformed frame (an open with ordering 9 and no first round was taken, and answered as
+// endpoints in different orderings).
+func TestOpenUnknownOrdering(t *testing.T) {
+	req := &OpenRequest{Protocol: ProtocolVersion, Ordering: merkle.Ordering(9), Schema: "kv"}
+	if _, err := DecodeOpenRequest(EncodeOpenRequest(req)); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "unknown ordering 9") {
+		t.Fatalf("open request with ordering 9: %v", err)
+	}
+	req.Ordering = merkle.KeyOrder
+	resp := EncodeOpenResponse(req, &OpenResponse{Protocol: ProtocolVersion, Ordering: merkle.Ordering(0), Schema: "kv", CutLevels: 1})
+	if _, err := DecodeOpenResponse(req, resp); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("open response with ordering 0: %v", err)
+	}
 }
