@@ -53,7 +53,7 @@ func (s *session) mirror(ctx context.Context) error {
 			return err
 		}
 		if s.opts.stopped() {
-			return fmt.Errorf("apply: %w (%d rows still to write)", ErrStopped, len(plan))
+			return fmt.Errorf("apply: %w (%s still to write)", ErrStopped, count(len(plan), "row"))
 		}
 		n := min(size, len(plan))
 		b, err := s.changes(ctx, plan[:n])
@@ -125,7 +125,7 @@ func (s *session) mirror(ctx context.Context) error {
 		plan = plan[1:]
 		size = 1 // the next row may be bad too; doubled on each success
 		if quarantineRun++; quarantineRun >= maxQuarantineRun {
-			return fmt.Errorf("apply: %d rows in a row failed, the target keeps refusing writes (%d more rows not tried; the report lists those quarantined): %w", quarantineRun, len(plan), err)
+			return fmt.Errorf("apply: %d rows in a row failed, the target keeps refusing writes (%s not tried; the report lists those quarantined): %w", quarantineRun, count(len(plan), "more row"), err)
 		}
 	}
 	return nil
@@ -141,10 +141,18 @@ type InDoubtError struct {
 }
 
 func (e *InDoubtError) Error() string {
-	return fmt.Sprintf("%v (the batch of %d rows being written then may have been committed too)", applyErr(e.Err), e.Rows)
+	return fmt.Sprintf("%v (the batch of %s being written then may have been committed too)", applyErr(e.Err), count(e.Rows, "row"))
 }
 
 func (e *InDoubtError) Unwrap() error { return e.Err }
+
+// count writes n and noun, plural unless n is 1.
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
 
 // applyErr says an error is the apply phase's, once: a remote peer's errors say so
 // already.

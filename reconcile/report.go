@@ -104,8 +104,8 @@ func (r *Report) Diverged() bool {
 func (r *Report) PartialReason() string {
 	switch {
 	case r.Diverged():
-		return fmt.Sprintf("wrote %d rows and deleted %d, yet the target's root after it (%s) is not the source's (%s): the target changed rows as they were written (a trigger, a column default, a generated column computed differently, a type that does not keep the value) or was written by someone else meanwhile; `reconcile diff` shows which rows",
-			r.Upserted, r.Deleted, r.RootTargetAfter, r.RootSource)
+		return fmt.Sprintf("wrote %s and deleted %d, yet the target's root after it (%s) is not the source's (%s): the target changed rows as they were written (a trigger, a column default, a generated column computed differently, a type that does not keep the value) or was written by someone else meanwhile; `reconcile diff` shows which rows",
+			count(r.Upserted, "row"), r.Deleted, r.RootTargetAfter, r.RootSource)
 	case r.Partial():
 		return fmt.Sprintf("finished with %d quarantined and %d raced rows: run it again to retry them (the report lists the quarantined rows and why)", r.Quarantined, r.Raced)
 	}

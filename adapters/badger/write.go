@@ -49,7 +49,11 @@ type WriteError struct {
 
 // Error says how many writes committed and why the rest did not.
 func (e *WriteError) Error() string {
-	return fmt.Sprintf("write: %d rows committed, the rest not written: %v", e.Committed, e.Err)
+	rows := "rows"
+	if e.Committed == 1 {
+		rows = "row"
+	}
+	return fmt.Sprintf("write: %d %s committed, the rest not written: %v", e.Committed, rows, e.Err)
 }
 
 // Unwrap returns the cause.
