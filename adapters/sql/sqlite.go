@@ -89,6 +89,11 @@ func sqliteClass(declared string) Class {
 		return Decimal
 	case "FLOAT", "DOUBLE", "REAL", "DOUBLE PRECISION":
 		return Float
+	case "ANY":
+		// A STRICT table's ANY column keeps whatever it is given, as an untyped one does
+		// (elsewhere ANY has NUMERIC affinity, which leaves blobs and other text alone
+		// and reads back the same).
+		return Bytes
 	}
 	switch {
 	case strings.Contains(t, "INT"):

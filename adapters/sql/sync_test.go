@@ -954,9 +954,26 @@ func TestSQLiteUntypedColumn(t *testing.T) {
 		syncAndCheck(t, "again", S, D, 0)
 	}
 
+	// A STRICT table's ANY column holds what an untyped one does (it was refused).
+	strict := lite.table(t)
+	lite.exec(t, "CREATE TABLE "+strict+" (id INTEGER PRIMARY KEY, v ANY) STRICT",
+		`INSERT INTO `+strict+` VALUES (1, 5), (2, 'abc'), (3, x'00ff'), (4, 1.5), (5, NULL)`)
+	S = openTable(t, lite.url(strict, ""))
+	copyOf := lite.table(t)
+	cfg, err := ParseURL(lite.url(copyOf, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateTable(ctx, cfg, S); err != nil {
+		t.Fatal(err)
+	}
+	D := openTable(t, lite.url(copyOf, ""))
+	syncAndCheck(t, "sqlite ANY column", S, D, 5)
+	syncAndCheck(t, "again", S, D, 0)
+
 	keyed := lite.table(t)
 	lite.exec(t, "CREATE TABLE "+keyed+" (k PRIMARY KEY, n int)", "INSERT INTO "+keyed+" VALUES ('a', 1), (5, 2)")
-	err := openTable(t, lite.url(keyed, "")).Scan(ctx, 0, func(reconcile.Row) bool { return true })
+	err = openTable(t, lite.url(keyed, "")).Scan(ctx, 0, func(reconcile.Row) bool { return true })
 	if err == nil || !strings.Contains(err.Error(), "key column k: holds the number 5") || !strings.Contains(err.Error(), "declare the column INTEGER or TEXT") {
 		t.Fatalf("a number in an untyped key column: %v, want refused with what to declare", err)
 	}
