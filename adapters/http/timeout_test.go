@@ -19,6 +19,21 @@ import (
 	"github.com/reconcile-dev/reconcile/reconcile"
 )
 
+// serveTCP serves srv through Serve (its real http.Server and timeouts) on a loopback
+// port until the test ends, and returns the address.
+func serveTCP(t *testing.T, srv *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { srv.Serve(ctx, ln, "", ""); close(served) }()
+	t.Cleanup(func() { cancel(); <-served })
+	return ln.Addr().String()
+}
+
 // TestSlowBody: a client that sends a request's headers and then only part of its body
 // (slowloris) is answered and disconnected once BodyTimeout has passed, whether the
 // request would be served (408) or is refused before its body is read (401): it does
@@ -37,17 +52,8 @@ func TestSlowBody(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.opts.BodyTimeout = 100 * time.Millisecond
-			srv := NewServer(memory.New(merkle.VersionOrder), tc.opts)
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			served := make(chan struct{})
-			go func() { srv.Serve(ctx, ln, "", ""); close(served) }()
-			t.Cleanup(func() { cancel(); <-served })
-
-			conn, err := net.Dial("tcp", ln.Addr().String())
+			addr := serveTCP(t, NewServer(memory.New(merkle.VersionOrder), tc.opts))
+			conn, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -80,16 +86,8 @@ func TestSlowBody(t *testing.T) {
 func TestBodyTimeoutSpansNoSession(t *testing.T) {
 	src, dst := pair(4)
 	slow := &slowEndpoint{Endpoint: dst, delay: 300 * time.Millisecond}
-	srv := NewServer(slow, ServerOptions{BodyTimeout: 50 * time.Millisecond})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() { srv.Serve(ctx, ln, "", ""); close(served) }()
-	defer func() { cancel(); <-served }()
-	c, err := NewClient("http://"+ln.Addr().String(), ClientOptions{Attempts: 1})
+	addr := serveTCP(t, NewServer(slow, ServerOptions{BodyTimeout: 50 * time.Millisecond}))
+	c, err := NewClient("http://"+addr, ClientOptions{Attempts: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
