@@ -348,7 +348,7 @@ func Purge(path string, now int64) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.PurgeExpired(now)
+	_, err = s.PurgeExpired(context.Background(), now)
 	if err == nil {
 		err = s.Compact()
 	}

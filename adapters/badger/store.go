@@ -752,15 +752,19 @@ func scanExpired(txn *bdg.Txn, now int64, fn func(at int64, key, value []byte) (
 }
 
 // PurgeExpired physically deletes the rows expired at now (unix ns), with their index
-// entries, in transactions of bounded size, and returns how many it deleted. On error the
-// count covers the transactions already committed.
-func (s *Store) PurgeExpired(now int64) (int, error) {
+// entries, in transactions of at most 4,096 rows, and returns how many it deleted. When ctx
+// ends it stops after the transaction under way and returns ctx's error. On error the count
+// covers the transactions already committed; each is whole, so purging again finishes.
+func (s *Store) PurgeExpired(ctx context.Context, now int64) (int, error) {
 	const batch = 4096
 	purged := 0
 	for {
 		var keys [][]byte
 		var times []int64
 		if err := s.usable(); err != nil {
+			return purged, err
+		}
+		if err := ctx.Err(); err != nil {
 			return purged, err
 		}
 		err := s.db.View(func(txn *bdg.Txn) error {

@@ -170,7 +170,12 @@ func TestExpiryAndPurge(t *testing.T) {
 	if all.Count != 5000 {
 		t.Fatalf("root at time 0 counts %d rows, want 5000", all.Count)
 	}
-	n, err := s.PurgeExpired(now)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if n, err := s.PurgeExpired(ctx, now); !errors.Is(err, context.Canceled) || n != 0 {
+		t.Fatalf("purge with its context ended = %d, %v; want 0, context.Canceled", n, err)
+	}
+	n, err := s.PurgeExpired(context.Background(), now)
 	must(t, err)
 	if n != 1667 {
 		t.Fatalf("purged %d rows, want 1667", n)
@@ -185,7 +190,7 @@ func TestExpiryAndPurge(t *testing.T) {
 	if all.Count != 5000-1667 {
 		t.Fatalf("after purging, root at time 0 counts %d rows, want %d", all.Count, 5000-1667)
 	}
-	if n, err := s.PurgeExpired(now); err != nil || n != 0 {
+	if n, err := s.PurgeExpired(context.Background(), now); err != nil || n != 0 {
 		t.Fatalf("second purge = %d, %v; want 0", n, err)
 	}
 	checkRoot(t, s, now)

@@ -551,7 +551,7 @@ func TestOrderingMismatch(t *testing.T) {
 
 // An interrupted sync (SIGINT or SIGTERM cancel the context) says what it wrote and that
 // no row is half-written, not just "context canceled"; an interrupted diff says it wrote
-// nothing.
+// nothing; load and purge stop too and say so.
 func TestInterrupted(t *testing.T) {
 	src, dst := store(t, "src"), store(t, "dst")
 	mustCLI(t, 0, rowsJSONL(100, 1), "load", src)
@@ -578,6 +578,18 @@ func TestInterrupted(t *testing.T) {
 	}
 	if got := mustCLI(t, 0, "", "dump", dst); got != before {
 		t.Errorf("an interrupted load changed the store:\n%s", got)
+	}
+
+	past := time.Now().Add(-time.Hour).UnixNano()
+	mustCLI(t, 0, `{"key": "gone", "version": 900, "value": "x", "expires_at": `+itoa64(past)+`}`+"\n", "load", dst)
+	out.Reset()
+	errb.Reset()
+	code = run(ctx, []string{"reconcile", "purge", dst}, stdio{in: strings.NewReader(""), out: &out, err: &errb})
+	if code != exitError || !strings.Contains(errb.String(), "interrupted after 0 expired rows; each batch of up to 4,096 rows is one transaction") {
+		t.Errorf("purge: exit %d, stderr %q", code, errb.String())
+	}
+	if out := mustCLI(t, 0, "", "purge", dst); out != "purged 1 expired row\n" {
+		t.Errorf("purge after the interrupted one printed %q", out)
 	}
 }
 

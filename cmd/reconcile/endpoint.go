@@ -84,9 +84,9 @@ type endpoint struct {
 	table *sqlep.Table
 	// remote is set for http(s) endpoints: a session runs against it as a Peer.
 	remote *remote.Client
-	// purge deletes the rows expired at now and says how many. Nil where the scheme keeps
-	// no expired rows to purge.
-	purge func(now int64) (int, error)
+	// purge deletes the rows expired at now and says how many; it stops when ctx ends,
+	// after the transaction under way. Nil where the scheme keeps no expired rows to purge.
+	purge func(ctx context.Context, now int64) (int, error)
 	// store is set for Badger endpoints, and keyFormat to the description of its keys
 	// that a sync from a SQL table recorded (the table's KeyFormat), "" if none.
 	store     *badger.Store

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -32,7 +33,10 @@ func purgeCommand(std stdio) *cli.Command {
 			case ep.purge == nil:
 				return fmt.Errorf("purge applies to badger:// stores; a SQL table's expired rows are its own rows (sessions leave them out): delete them with SQL")
 			}
-			n, err := ep.purge(time.Now().UnixNano())
+			n, err := ep.purge(c.Context, time.Now().UnixNano())
+			if err != nil && c.Context.Err() != nil && errors.Is(err, c.Context.Err()) {
+				return fmt.Errorf("purge %s: interrupted after %s; each batch of up to 4,096 rows is one transaction, so the store is whole: purge again to finish", ep.loc, count(n, "expired row"))
+			}
 			if err != nil {
 				return fmt.Errorf("purge %s: %w (%s deleted before the error)", ep.loc, err, count(n, "expired row"))
 			}
