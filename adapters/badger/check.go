@@ -146,14 +146,17 @@ func (s *Store) expiryDigest(ctx context.Context, txn *bdg.Txn) (merkle.Digest, 
 // the index is incomplete, and a store holding this key is not read (see Open).
 var metaRebuild = []byte{prefixMeta, 'r', 'e', 'b', 'u', 'i', 'l', 'd'}
 
-// errRebuilding is Open's refusal of a store whose index rebuild stopped.
-var errRebuilding = errors.New("the store's index rebuild was interrupted, so its index is incomplete: open it writable (for example with `reconcile index install`) to finish the rebuild")
+// ErrRebuildInterrupted is wrapped by the error of a read-only Open of a store whose index
+// rebuild stopped (interrupted or killed): its index is incomplete until a writable Open
+// finishes the rebuild.
+var ErrRebuildInterrupted = errors.New("the store's index rebuild was interrupted, so its index is incomplete: open it writable once to finish the rebuild, for example with `reconcile index verify`, which changes no row")
 
 // RebuildIndex throws away the index and the expiry index and builds them again from the
 // rows, and returns how many rows it indexed. It waits for every open snapshot to close
 // (so a goroutine must not call it while holding one), and writers and new snapshots wait
-// for it. It marks the store first, so that a rebuild cut short (a crash) is finished by
-// the next writable Open and refused by read-only ones rather than read half-built.
+// for it. It marks the store first, so that a rebuild cut short (a crash, or ctx ending,
+// when the error wraps ErrRebuildInterrupted) is finished by the next writable Open and
+// refused by read-only ones rather than read half-built.
 func (s *Store) RebuildIndex(ctx context.Context) (int, error) {
 	if s.opts.ReadOnly {
 		return 0, fmt.Errorf("rebuild index: the store is open read-only")
@@ -177,6 +180,7 @@ func (s *Store) RebuildIndex(ctx context.Context) (int, error) {
 			// missing rows (a mirror from it would delete them from its replica). Only a
 			// new writable Open, which finishes the rebuild, may use it.
 			s.failed.CompareAndSwap(nil, &FailedError{Path: s.path, Err: fmt.Errorf("its index rebuild stopped half way (%v): close it and open it writable again, which finishes the rebuild", err)})
+			return n, fmt.Errorf("rebuild index: %w: %w", err, ErrRebuildInterrupted)
 		}
 		return n, fmt.Errorf("rebuild index: %w", err)
 	}

@@ -2,6 +2,7 @@ package badger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -124,7 +125,7 @@ func TestRebuildInterrupted(t *testing.T) {
 	must(t, s.db.DropPrefix([]byte{prefixIndex, 0}))
 	must(t, s.Close())
 
-	if _, err := Open(dir, Options{ReadOnly: true}); err == nil || !strings.Contains(err.Error(), "open it writable") {
+	if _, err := Open(dir, Options{ReadOnly: true}); !errors.Is(err, ErrRebuildInterrupted) {
 		t.Fatalf("read-only open of a store whose rebuild stopped: %v", err)
 	}
 	s = openT(t, dir, Options{})
@@ -138,6 +139,56 @@ func TestRebuildInterrupted(t *testing.T) {
 	if stopped, err := s.rebuilding(); err != nil || stopped {
 		t.Fatalf("the rebuild mark is still there: %v, %v", stopped, err)
 	}
+}
+
+// endsAfter is a context whose Err is context.Canceled from its n+1st call on: a rebuild
+// given it stops part way at a point the test chooses.
+type endsAfter struct {
+	context.Context
+	n int
+}
+
+func (c *endsAfter) Err() error {
+	if c.n--; c.n < 0 {
+		return context.Canceled
+	}
+	return nil
+}
+
+// TestRebuildCanceled: a rebuild whose context ends part way returns an error that wraps
+// ErrRebuildInterrupted and the context's, leaves the Store failed, and the next writable
+// open finishes it; one whose context ended before it began changes nothing.
+func TestRebuildCanceled(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now().UnixNano()
+	s := openT(t, dir, Options{})
+	writeExpiring(t, s, 10000, now, "a")
+	want, err := s.Root(now)
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.RebuildIndex(ctx); !errors.Is(err, context.Canceled) || errors.Is(err, ErrRebuildInterrupted) || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("rebuild with its context ended: %v", err)
+	}
+	checkRoot(t, s, now)
+
+	n, err := s.RebuildIndex(&endsAfter{context.Background(), 1}) // the first check, then one of eachRecord's
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrRebuildInterrupted) || n >= 10000 {
+		t.Fatalf("rebuild cut short: %d rows, %v", n, err)
+	}
+	var failed *FailedError
+	if _, err := s.Root(now); !errors.As(err, &failed) {
+		t.Fatalf("the Store whose rebuild stopped still reads: %v", err)
+	}
+	s.Close()
+	if _, err := Open(dir, Options{ReadOnly: true}); !errors.Is(err, ErrRebuildInterrupted) {
+		t.Fatalf("read-only open after the rebuild stopped: %v", err)
+	}
+	s = openT(t, dir, Options{})
+	if got, err := s.Root(now); err != nil || got != want {
+		t.Fatalf("after the writable open finished the rebuild: root %v, %v; want %v", got, err, want)
+	}
+	checkRoot(t, s, now)
 }
 
 // TestRebuildManyTransactions: a rebuild too big for one transaction, for one cache and

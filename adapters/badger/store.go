@@ -386,7 +386,7 @@ func (s *Store) finishRebuild() error {
 		return err
 	}
 	if s.opts.ReadOnly {
-		return errRebuilding
+		return ErrRebuildInterrupted
 	}
 	if _, err := s.rebuildIndex(context.Background()); err != nil {
 		return fmt.Errorf("finish the index rebuild that was interrupted: %w", err)

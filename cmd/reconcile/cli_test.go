@@ -498,6 +498,41 @@ func TestBadgerIndexVerifyInstall(t *testing.T) {
 	mustCLI(t, 0, "", "index", "verify", ep)
 }
 
+// TestReadAfterRebuildStopped: an index install interrupted before it began says nothing
+// changed; a store whose rebuild stopped part way (its mark set, its index half gone, as an
+// interrupt leaves it) is read by read-only commands, which finish the rebuild first, as
+// after a crash.
+func TestReadAfterRebuildStopped(t *testing.T) {
+	ep := store(t, "r")
+	mustCLI(t, 0, rowsJSONL(500, 1), "load", ep)
+	root := mustCLI(t, 0, "", "root", ep)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"reconcile", "index", "install", ep}, stdio{in: strings.NewReader(""), out: &out, err: &errb})
+	if code != exitError || !strings.Contains(errb.String(), "interrupted before the rebuild began; nothing was changed") {
+		t.Fatalf("install interrupted: exit %d, %q", code, errb.String())
+	}
+	db, err := bdg.Open(bdg.DefaultOptions(strings.TrimPrefix(ep, "badger://")).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(txn *bdg.Txn) error { return txn.Set([]byte("mrebuild"), nil) })
+	if err == nil {
+		err = db.DropPrefix([]byte{'i'})
+	}
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustCLI(t, 0, "", "root", ep); got != root {
+		t.Fatalf("root after the stopped rebuild: %q, want %q", got, root)
+	}
+	mustCLI(t, 0, "", "index", "verify", ep)
+}
+
 // TestReadAfterWriterCrash: a process that writes through a Badger store and exits without
 // closing it (this test binary re-run, ended by its own os.Exit) leaves Badger's
 // write-ahead log to replay and index changes in the store's index log; a read-only Open

@@ -335,7 +335,7 @@ const maxBadgerRow = reconcile.MaxValue
 func openBadger(loc location, a access) (*endpoint, error) {
 	opts := badger.Options{Ordering: loc.ordering, Create: a == create, ReadOnly: a == readOnly, MaxRowBytes: loc.maxRow}
 	s, err := badger.Open(loc.path, opts)
-	if errors.Is(err, badger.ErrNotClosedCleanly) && recoverStore(loc, opts) {
+	if (errors.Is(err, badger.ErrNotClosedCleanly) || errors.Is(err, badger.ErrRebuildInterrupted)) && recoverStore(loc, opts) {
 		s, err = badger.Open(loc.path, opts)
 	}
 	if err != nil {
@@ -368,8 +368,9 @@ func openBadger(loc location, a access) (*endpoint, error) {
 	}, nil
 }
 
-// recoverStore opens a Badger store whose writer stopped without closing it writable, which
+// recoverStore opens writable a Badger store whose writer stopped without closing it, which
 // replays Badger's write-ahead log and folds the index log (badger.ErrNotClosedCleanly),
+// or whose index rebuild stopped, which finishes the rebuild (badger.ErrRebuildInterrupted),
 // and closes it, so that a read-only open can follow; it reports whether that worked (not
 // when another process has the store open).
 func recoverStore(loc location, opts badger.Options) bool {

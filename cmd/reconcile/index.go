@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
@@ -50,7 +51,7 @@ func indexCommand(std stdio) *cli.Command {
 			"removes everything install created. See docs/sql.md.\n\n" +
 			"On a Badger store, verify reads every row and index record once and checks the index\n" +
 			"and the expiry index against the rows (exit 1 when they differ), and install rebuilds\n" +
-			"both from the rows; a rebuild that is cut short is finished by the next writable open.",
+			"both from the rows; a rebuild that is cut short is finished by the next command that opens the store.",
 		Subcommands: []*cli.Command{
 			sub("install", []string{"rebuild"}, "create (or rebuild) the maintained index", runIndexInstall, runBadgerRebuild),
 			sub("verify", nil, "compare the index with a fresh read of the table", runIndexVerify, runBadgerVerify),
@@ -72,7 +73,12 @@ func runBadgerRebuild(ctx context.Context, s *badger.Store, o indexOptions) erro
 	if err == nil {
 		err = s.Compact() // as after any bulk write: the next session need not step over stale versions
 	}
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() != nil && errors.Is(err, badger.ErrRebuildInterrupted):
+		return fmt.Errorf("index install %s: interrupted, so the index is half built: no row was changed, and the next command to open the store finishes the rebuild first (run `reconcile index install` again to finish it now)", o.endpoint)
+	case err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		return fmt.Errorf("index install %s: interrupted before the rebuild began; nothing was changed", o.endpoint)
+	case err != nil:
 		return err
 	}
 	if o.json {
