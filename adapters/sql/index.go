@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/reconcile-dev/reconcile/merkle"
 	"github.com/reconcile-dev/reconcile/reconcile"
@@ -80,16 +81,40 @@ func (t *Table) InstallIndex(ctx context.Context) (int, error) {
 	if err := t.UninstallIndex(ctx); err != nil {
 		return 0, err
 	}
-	if err := t.execAll(ctx, t.createIndexDDL(n)); err != nil {
-		t.UninstallIndex(ctx)
-		return 0, fmt.Errorf("install the index of %s: %w (nothing is left installed)", t.cfg.Table, err)
-	}
-	count, err := t.buildIndex(ctx, n)
+	err := t.execAll(ctx, t.createIndexDDL(n))
 	if err != nil {
-		t.UninstallIndex(ctx)
-		return 0, fmt.Errorf("build the index of %s: %w (nothing is left installed)", t.cfg.Table, err)
+		err = fmt.Errorf("install the index of %s: %w", t.cfg.Table, err)
+	}
+	count := 0
+	if err == nil {
+		if afterIndexDDL != nil {
+			afterIndexDDL()
+		}
+		count, err = t.buildIndex(ctx, n)
+		if err != nil {
+			err = fmt.Errorf("build the index of %s: %w", t.cfg.Table, err)
+		}
+	}
+	if err != nil {
+		return 0, t.removeHalfInstall(ctx, err)
 	}
 	return count, nil
+}
+
+// afterIndexDDL, when set (by tests), runs after InstallIndex has created the index's
+// tables and triggers and before it builds the index.
+var afterIndexDDL func()
+
+// removeHalfInstall removes what a failed InstallIndex made, also when the failure is ctx
+// ending (an interrupt): left behind, its triggers would log every write to the table
+// with no index to fold the log into. It says whether that worked.
+func (t *Table) removeHalfInstall(ctx context.Context, cause error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := t.UninstallIndex(ctx); err != nil {
+		return fmt.Errorf("%w; removing the half-made index failed too (%v): run `reconcile index uninstall` (or install again), or its triggers log every write to the table", cause, err)
+	}
+	return fmt.Errorf("%w (nothing is left installed)", cause)
 }
 
 // UninstallIndex drops every object InstallIndex creates; it is not an error if there
@@ -394,7 +419,7 @@ func (t *Table) checkIndex(ctx context.Context, q querier, lock string) error {
 		return err
 	}
 	if !found {
-		return staleError(t.cfg.Table, "its meta row is missing (an install that did not finish?)")
+		return staleError(t.cfg.Table, "its meta row is missing: an install did not finish (was it killed?), and its triggers log every write to the table until you install it again or run `reconcile index uninstall`")
 	}
 	if schema != t.metaSchema() {
 		return fmt.Errorf("the maintained index of %s was built for %q, this endpoint is %q: install it again for these columns, or use mode=scan", t.cfg.Table, schema, t.metaSchema())

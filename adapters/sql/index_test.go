@@ -2,6 +2,7 @@ package sql
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
@@ -511,6 +512,35 @@ func TestCreateOverOrphanIndex(t *testing.T) {
 			snap.Close()
 			if ok, err := again.indexInstalled(context.Background()); err != nil || ok {
 				t.Fatalf("the dropped table's index is still there: %v, %v", ok, err)
+			}
+		})
+	}
+}
+
+// TestInstallInterrupted: an install whose context ends while it builds (an interrupt)
+// removes the tables and triggers it made, so that no trigger goes on logging writes with
+// no index to fold them into, and says so.
+func TestInstallInterrupted(t *testing.T) {
+	for _, e := range engines(t) {
+		t.Run(e.name, func(t *testing.T) {
+			name := createPeople(t, e)
+			insertPeople(t, e, name, randomPeople(rand.New(rand.NewPCG(1, 1)), 200, 1))
+			tb := openTable(t, e.url(name, "version=ver&mode=maintained"))
+			ctx, cancel := context.WithCancel(context.Background())
+			afterIndexDDL = cancel
+			t.Cleanup(func() { afterIndexDDL = nil; tb.UninstallIndex(context.Background()) })
+			_, err := tb.InstallIndex(ctx)
+			if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "nothing is left installed") {
+				t.Fatalf("install interrupted: %v", err)
+			}
+			if ok, err := tb.IndexInstalled(context.Background()); err != nil || ok {
+				t.Fatalf("after the interrupted install, installed = %v, %v", ok, err)
+			}
+			if ok, err := tb.triggersInstalled(context.Background(), tb.db); err != nil || ok {
+				t.Fatalf("after the interrupted install, triggers = %v, %v", ok, err)
+			}
+			if _, err := e.db.Exec(fmt.Sprintf("INSERT INTO %s (id, name, score, at, ver) VALUES (9999, 'late', 1.5, '2024-01-01 00:00:00', 1)", name)); err != nil {
+				t.Fatalf("a write after the interrupted install: %v", err)
 			}
 		})
 	}
