@@ -608,11 +608,20 @@ func TestInterrupted(t *testing.T) {
 	before := mustCLI(t, 0, "", "dump", dst)
 	var out, errb bytes.Buffer
 	code := run(ctx, []string{"reconcile", "load", dst}, stdio{in: strings.NewReader(rowsJSONL(100, 500)), out: &out, err: &errb})
-	if code != exitError || !strings.Contains(errb.String(), "0 rows committed") || !strings.Contains(errb.String(), "interrupted (loading the same input again is safe") {
+	if code != exitError || !strings.Contains(errb.String(), "interrupted after 0 rows committed, the rest not written; loading the same input again is safe") {
 		t.Errorf("load: exit %d, stderr %q", code, errb.String())
 	}
 	if got := mustCLI(t, 0, "", "dump", dst); got != before {
 		t.Errorf("an interrupted load changed the store:\n%s", got)
+	}
+	table, _ := sqliteTable(t, "")
+	errb.Reset()
+	code = run(ctx, []string{"reconcile", "load", table}, stdio{in: strings.NewReader(itemLines), out: &out, err: &errb})
+	if code != exitError || !strings.Contains(errb.String(), "interrupted; nothing was written (a load into a SQL table is one transaction)") {
+		t.Errorf("load into SQL: exit %d, stderr %q", code, errb.String())
+	}
+	if got := mustCLI(t, 0, "", "dump", table); got != "" {
+		t.Errorf("an interrupted load changed the table:\n%s", got)
 	}
 
 	past := time.Now().Add(-time.Hour).UnixNano()
@@ -625,6 +634,13 @@ func TestInterrupted(t *testing.T) {
 	}
 	if out := mustCLI(t, 0, "", "purge", dst); out != "purged 1 expired row\n" {
 		t.Errorf("purge after the interrupted one printed %q", out)
+	}
+
+	fresh := store(t, "gen")
+	errb.Reset()
+	code = run(ctx, []string{"reconcile", "gen", fresh, "--rows", "10000"}, stdio{in: strings.NewReader(""), out: &out, err: &errb})
+	if code != exitError || !strings.Contains(errb.String(), "gen into "+fresh+": interrupted; ") || !strings.Contains(errb.String(), "is removed again") {
+		t.Errorf("gen: exit %d, stderr %q", code, errb.String())
 	}
 }
 

@@ -228,7 +228,7 @@ func interrupted(opts reconcile.Options, rep *reconcile.Report, err error) strin
 	inDoubt := ""
 	var d *reconcile.InDoubtError
 	if errors.As(err, &d) {
-		inDoubt = fmt.Sprintf(" (and perhaps the batch of %s being written then, whose answer did not arrive)", count(d.Rows, "row"))
+		inDoubt = fmt.Sprintf(" (and a batch of %s was being written: its answer did not arrive, so whether it committed is not known)", count(d.Rows, "row"))
 	}
 	return fmt.Sprintf("interrupted after %s upserted and %d deleted%s; each batch is one transaction, so no row is half-written: run the sync again to finish", count(rep.Upserted, "row"), rep.Deleted, inDoubt)
 }

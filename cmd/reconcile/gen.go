@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/reconcile-dev/reconcile/adapters/badger"
 	"github.com/reconcile-dev/reconcile/bench"
 	"github.com/reconcile-dev/reconcile/reconcile"
 )
@@ -148,7 +149,7 @@ func runGen(ctx context.Context, o genOptions) error {
 	case o.driftOnly && empty:
 		return fmt.Errorf("gen --drift-only: %s holds no rows; generate the history first (or copy a store gen made)", loc)
 	case !o.driftOnly && !empty:
-		return fmt.Errorf("gen: %s already holds rows; gen writes a fresh history into a new store (to drift a copy of a generated store, use --drift-only)", loc)
+		return fmt.Errorf("gen: %s already holds rows; gen writes a fresh history into a new store (to drift a copy of a generated store, use --drift-only; if a gen into it was killed, remove the directory and run gen again)", loc)
 	}
 
 	var res genResult
@@ -172,7 +173,15 @@ func runGen(ctx context.Context, o genOptions) error {
 		return final.WriteTo(s)
 	})
 	if err != nil {
-		err = fmt.Errorf("gen into %s: %w", loc, err)
+		var werr *badger.WriteError
+		switch {
+		case ctx.Err() != nil && errors.Is(err, ctx.Err()) && fresh != nil:
+			err = fmt.Errorf("gen into %s: interrupted", loc)
+		case ctx.Err() != nil && errors.Is(err, ctx.Err()) && errors.As(err, &werr):
+			err = fmt.Errorf("gen --drift-only into %s: interrupted after %s of the drift committed (each write is whole); the store holds part of the drift: make the copy again to drift it from the start", loc, count(werr.Committed, "write"))
+		default:
+			err = fmt.Errorf("gen into %s: %w", loc, err)
+		}
 		if fresh != nil {
 			closed = true
 			ep.Close()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/reconcile-dev/reconcile/adapters/badger"
 	remote "github.com/reconcile-dev/reconcile/adapters/http"
 	"github.com/reconcile-dev/reconcile/bench"
 	"github.com/reconcile-dev/reconcile/merkle"
@@ -205,8 +206,8 @@ func writeOps(ctx context.Context, ep *endpoint, ops []rowOp, name string, show 
 	err = ep.write(func(s bench.Sink) error {
 		for i, op := range ops {
 			if i%4096 == 0 {
-				if ctx.Err() != nil {
-					return errors.New("interrupted (loading the same input again is safe: each line is an upsert or a delete)")
+				if err := ctx.Err(); err != nil {
+					return err
 				}
 				show(fmt.Sprintf("load: %d of %s", i, count(len(ops), "row")))
 			}
@@ -224,10 +225,18 @@ func writeOps(ctx context.Context, ep *endpoint, ops []rowOp, name string, show 
 		}
 		return nil
 	})
-	if err != nil {
+	var werr *badger.WriteError
+	switch {
+	case err == nil:
+		return res, nil
+	case ctx.Err() == nil || !errors.Is(err, ctx.Err()):
 		return res, fmt.Errorf("load into %s: %w", ep.loc, err)
+	case ep.table != nil:
+		return res, fmt.Errorf("load into %s: interrupted; nothing was written (a load into a SQL table is one transaction)", ep.loc)
+	case errors.As(err, &werr):
+		return res, fmt.Errorf("load into %s: interrupted after %s committed, the rest not written; loading the same input again is safe (each line is an upsert or a delete)", ep.loc, count(werr.Committed, "row"))
 	}
-	return res, nil
+	return res, fmt.Errorf("load into %s: interrupted (loading the same input again is safe: each line is an upsert or a delete)", ep.loc)
 }
 
 // resolveRows builds the key and value of lines given as SQL columns, and keeps, for a key

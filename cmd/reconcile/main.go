@@ -13,7 +13,8 @@ import (
 )
 
 // main stops every command the same way on SIGINT, SIGTERM and SIGHUP (a closed terminal):
-// the context ends, and the command finishes what it must (an apply batch) and exits.
+// the context ends, the transaction under way (an apply batch, a load's or purge's
+// batch) is rolled back or finishes whole, and the command says what it left and exits 2.
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	code := run(ctx, os.Args, stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr, progress: isTerminal(os.Stderr)})
