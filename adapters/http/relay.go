@@ -535,10 +535,18 @@ func (c *Client) Relay(ctx context.Context, target *Client, opts reconcile.Optio
 	if written.Mode == "" {
 		written.Mode = reconcile.Diff
 	}
+	// inDoubt is the size of the apply batch whose answer the target did not give (it
+	// may have committed it): the source's session ends on it, and if its report never
+	// comes, this client's error says so.
+	inDoubt := 0
 	failed := func(err error) (*reconcile.Report, error) {
 		s1, t1 := c.Traffic(), target.Traffic()
 		written.BytesSent = (s1.Sent - s0.Sent) + (t1.Sent - t0.Sent)
 		written.BytesReceived = (s1.Received - s0.Received) + (t1.Received - t0.Received)
+		var d *reconcile.InDoubtError
+		if inDoubt > 0 && !errors.As(err, &d) {
+			err = &reconcile.InDoubtError{Rows: inDoubt, Err: err}
+		}
 		return written, err
 	}
 	defer target.Close()
@@ -582,7 +590,7 @@ func (c *Client) Relay(ctx context.Context, target *Client, opts reconcile.Optio
 				answer = encodeRelayAnswer(nil, target.ReadStats(), reconcile.ErrStopped)
 				break
 			}
-			answer, err = c.relayCall(ctx, target, &open, kind, frame, opts.Mode == reconcile.Mirror && !opts.DryRun, written)
+			answer, err = c.relayCall(ctx, target, &open, kind, frame, opts.Mode == reconcile.Mirror && !opts.DryRun, written, &inDoubt)
 			if err != nil {
 				return failed(err)
 			}
@@ -613,11 +621,12 @@ func stopped(stop <-chan struct{}) bool {
 
 // relayCall carries one call of the relayed session to the target and returns the
 // answer to post back (the target's frame, or its error), adding the rows an apply
-// wrote to written's Upserted and Deleted. Only a malformed call is an error of the
+// wrote to written's Upserted and Deleted, and setting inDoubt to the rows of an apply
+// whose answer was lost. Only a malformed call is an error of the
 // relay itself. When the session writes (a mirror that is no dry run) and
 // the target's server says it is read-only as it answers the open, the open's answer is
 // that refusal, so the session stops before its descent.
-func (c *Client) relayCall(ctx context.Context, target *Client, open **reconcile.OpenRequest, kind byte, frame []byte, writes bool, written *reconcile.Report) ([]byte, error) {
+func (c *Client) relayCall(ctx context.Context, target *Client, open **reconcile.OpenRequest, kind byte, frame []byte, writes bool, written *reconcile.Report, inDoubt *int) ([]byte, error) {
 	switch kind {
 	case callOpen:
 		req, err := reconcile.DecodeOpenRequest(frame)
@@ -639,13 +648,14 @@ func (c *Client) relayCall(ctx context.Context, target *Client, open **reconcile
 	if *open == nil {
 		return nil, errors.New("relay: the source's server sent a request before opening")
 	}
-	out, err := relayForward(ctx, target, *open, kind, frame, written)
+	out, err := relayForward(ctx, target, *open, kind, frame, written, inDoubt)
 	return encodeRelayAnswer(out, target.ReadStats(), err), nil
 }
 
 // relayForward carries one round, apply or rows request to the target; for an apply, it
-// adds the rows the target wrote to written.
-func relayForward(ctx context.Context, target *Client, open *reconcile.OpenRequest, kind byte, frame []byte, written *reconcile.Report) ([]byte, error) {
+// adds the rows the target wrote to written, or sets inDoubt to the batch's rows when
+// the answer was lost (as the session itself counts a batch in doubt).
+func relayForward(ctx context.Context, target *Client, open *reconcile.OpenRequest, kind byte, frame []byte, written *reconcile.Report, inDoubt *int) ([]byte, error) {
 	switch kind {
 	case callRound:
 		req, err := reconcile.DecodeRoundRequest(open, frame)
@@ -664,6 +674,9 @@ func relayForward(ctx context.Context, target *Client, open *reconcile.OpenReque
 		}
 		r, err := target.Apply(ctx, req)
 		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, reconcile.ErrSessionLost) || errors.Is(err, reconcile.ErrUnreachable) {
+				*inDoubt = len(req.Changes)
+			}
 			return nil, err
 		}
 		for i, o := range r.Outcomes {

@@ -305,3 +305,48 @@ func TestRelaySourceGone(t *testing.T) {
 		t.Fatalf("relay whose source went away: %v does not wrap ErrUnreachable", err)
 	}
 }
+
+// TestRelayApplyInDoubt: when the target commits an apply batch but its answer is lost
+// (the client interrupted as it waited), and the source's server then cannot be told,
+// the relay's error says the batch may have been written (reconcile.InDoubtError), as a
+// session run in process says, beside the rows it knows were.
+func TestRelayApplyInDoubt(t *testing.T) {
+	src, dst := pair(0)
+	_, _, cs := serve(t, src, ServerOptions{}, ClientOptions{})
+	srvT := NewServer(dst, ServerOptions{})
+	t.Cleanup(func() { srvT.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	applies := 0
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/apply") {
+			srvT.ServeHTTP(w, r)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if applies++; applies < 2 {
+			srvT.ServeHTTP(w, r)
+			return
+		}
+		srvT.ServeHTTP(httptest.NewRecorder(), r) // committed; the answer goes nowhere
+		cancel()
+		if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			conn.Close()
+		}
+	}))
+	t.Cleanup(hs.Close)
+	ct, err := NewClient(hs.URL, ClientOptions{Attempts: 1, Backoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := cs.Relay(ctx, ct, reconcile.Options{Mode: reconcile.Mirror, Now: testNow, Force: true, BatchRows: 3, MaxBatchRows: 3})
+	var d *reconcile.InDoubtError
+	if !errors.As(err, &d) || d.Rows != 3 || !errors.Is(err, context.Canceled) {
+		t.Fatalf("relay whose apply answer was lost: %v", err)
+	}
+	if rep == nil || rep.Upserted+rep.Deleted != 3 {
+		t.Fatalf("relay reports %+v, want the first batch's 3 rows", rep)
+	}
+}
