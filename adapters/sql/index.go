@@ -419,7 +419,7 @@ func (t *Table) checkIndex(ctx context.Context, q querier, lock string) error {
 		return err
 	}
 	if !found {
-		return staleError(t.cfg.Table, "its meta row is missing: an install did not finish (was it killed?), and its triggers log every write to the table until you install it again or run `reconcile index uninstall`")
+		return staleError(t.cfg.Table, "its meta row is missing: an install is running now, or one did not finish (was it killed?), in which case its triggers log every write to the table until you install it again or run `reconcile index uninstall`")
 	}
 	if schema != t.metaSchema() {
 		return fmt.Errorf("the maintained index of %s was built for %q, this endpoint is %q: install it again for these columns, or use mode=scan", t.cfg.Table, schema, t.metaSchema())
