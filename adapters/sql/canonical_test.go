@@ -3,7 +3,9 @@ package sql
 import (
 	"bytes"
 	"cmp"
+	"encoding/json"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -469,6 +471,28 @@ func FuzzParseTimestampFast(f *testing.F) {
 		}
 		if slow, ok := parseTimestampSlow(s); !ok || !slow.Equal(fast) {
 			t.Fatalf("%q: fast %v, time.Parse %v (%v)", s, fast, slow, ok)
+		}
+	})
+}
+
+// FuzzJSONScalar: for every JSON value a load's columns object can hold, jsonScalar
+// decodes what json.Decoder with UseNumber decodes.
+func FuzzJSONScalar(f *testing.F) {
+	for _, s := range []string{`"plain"`, `"esc\"aped\u00e9"`, `"café"`, `-1.5e3`, `0`, `true`, `false`, `null`, `{"a": 1}`, `[1, "b"]`, "\"\xff\"", `""`, `"tab\t"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		raw = bytes.TrimSpace(raw)
+		if !json.Valid(raw) {
+			return // a columns object's member is one valid JSON value
+		}
+		got, err := jsonScalar(raw)
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		var want any
+		werr := dec.Decode(&want)
+		if (err == nil) != (werr == nil) || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: jsonScalar %#v, %v; json.Decoder %#v, %v", raw, got, err, want, werr)
 		}
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/reconcile-dev/reconcile/reconcile"
 )
@@ -161,10 +162,8 @@ func jsonDatum(c *Column, raw json.RawMessage) (Datum, error) {
 		}
 		return Datum{Class: JSON, Str: s}, nil
 	}
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil {
+	v, err := jsonScalar(raw)
+	if err != nil {
 		return fail("a JSON value")
 	}
 	var in any
@@ -219,4 +218,40 @@ func jsonDatum(c *Column, raw json.RawMessage) (Datum, error) {
 		return Datum{}, fmt.Errorf("columns: %s (%s): %v", c.Name, c.Type, err)
 	}
 	return d, nil
+}
+
+// jsonScalar decodes one JSON value as json.Decoder with UseNumber does (a string, a
+// json.Number, a bool, nil; an object or array as a map or slice), without a decoder's
+// allocations for the strings and numbers most columns hold: a load decodes every column
+// of every line.
+func jsonScalar(raw []byte) (any, error) {
+	n := len(raw)
+	switch {
+	case n >= 2 && raw[0] == '"' && raw[n-1] == '"' && plainString(raw[1:n-1]):
+		return string(raw[1 : n-1]), nil
+	case n > 0 && (raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9') && json.Valid(raw):
+		return json.Number(raw), nil
+	case string(raw) == "true":
+		return true, nil
+	case string(raw) == "false":
+		return false, nil
+	}
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// plainString reports whether b, between a JSON string's quotes, is its value as it is:
+// valid UTF-8 with no escape, quote or control character.
+func plainString(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return utf8.Valid(b)
 }
