@@ -642,6 +642,12 @@ func TestInterrupted(t *testing.T) {
 	if code != exitError || !strings.Contains(errb.String(), "gen into "+fresh+": interrupted; ") || !strings.Contains(errb.String(), "is removed again") {
 		t.Errorf("gen: exit %d, stderr %q", code, errb.String())
 	}
+	mustCLI(t, 0, "", "gen", fresh, "--rows", "10000", "--now", "1000000000")
+	errb.Reset()
+	code = run(ctx, []string{"reconcile", "gen", fresh, "--rows", "10000", "--now", "1000000000", "--drift-only", "--drift-updates", "0.9"}, stdio{in: strings.NewReader(""), out: &out, err: &errb})
+	if code != exitError || !strings.Contains(errb.String(), "interrupted after 0 writes of the drift committed") {
+		t.Errorf("gen --drift-only: exit %d, stderr %q", code, errb.String())
+	}
 }
 
 // ?max_row= sets a Badger store's largest row: a larger one is refused with a message
