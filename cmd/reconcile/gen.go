@@ -136,7 +136,7 @@ func runGen(ctx context.Context, o genOptions) error {
 		}
 	}()
 	if ep.remote != nil {
-		return notYet("gen into " + ep.loc.server)
+		return fmt.Errorf("gen into %s: http(s) endpoints do not take gen's writes (docs/http.md): gen into a local store, then `reconcile sync` it to the server (or run gen on the server's machine and serve the store)", ep.loc.server)
 	}
 	if ep.write == nil || ep.scan == nil {
 		return fmt.Errorf("gen: %s endpoints take no raw writes", loc.scheme)
