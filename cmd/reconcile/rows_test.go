@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -42,6 +43,49 @@ func FuzzRowLine(f *testing.F) {
 	})
 }
 
+// FuzzScanRowLine: a line the fast scanner decodes, encoding/json decodes the same, with
+// no error.
+func FuzzScanRowLine(f *testing.F) {
+	for _, s := range []string{
+		`{"key": "user/1", "version": 123, "value": "alice", "expires_at": 0}`,
+		`{"key_b64":"AAEC","version":124,"value_b64":"3q2+7w=="}`,
+		` {"key": "user/2", "deleted": true} `,
+		`{"key": "k", "version": 18446744073709551615, "expires_at": -9223372036854775808}`,
+		`{"key": "k", "version": 18446744073709551616}`,
+		`{"key": "k", "version": 01}`,
+		`{"key": "k", "key": "j"}`,
+		`{"key": "café", "value": "\u00e9"}`,
+		`{"key": "k", "deleted": false, "expires_at": -0}`,
+		`{}`,
+		`{"Key": "k"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		fast, ok := scanRowLine(line)
+		if !ok {
+			return
+		}
+		slow, err := decodeRowLine(line)
+		if err != nil || !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("%q: scanned %+v; encoding/json %+v, %v", line, fast, slow, err)
+		}
+	})
+}
+
+// TestScanRowLineTakesDumpLines: the lines dump writes for text rows take the fast path.
+func TestScanRowLineTakesDumpLines(t *testing.T) {
+	for _, r := range []reconcile.Row{{Key: []byte("user/1"), Value: []byte("alice é"), Version: 7}, {Key: []byte{0xff}, Value: []byte("x"), Version: 1, ExpiresAt: 5}} {
+		b, err := json.Marshal(formatRowLine(r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := scanRowLine(b); !ok {
+			t.Errorf("%s: not scanned", b)
+		}
+	}
+}
+
 // TestReportClipsLongKeys: the table shows the start of a long key and its length, not a
 // MiB of hex; --json keeps it whole.
 func TestReportClipsLongKeys(t *testing.T) {
@@ -61,5 +105,27 @@ func TestReportClipsLongKeys(t *testing.T) {
 	}
 	if !strings.Contains(js.String(), long) {
 		t.Fatal("--json clipped a key")
+	}
+}
+
+// BenchmarkParseRowLine compares the fast scanner with encoding/json on a line as dump
+// writes it: go test ./cmd/reconcile -run '^$' -bench ParseRowLine
+func BenchmarkParseRowLine(b *testing.B) {
+	line := []byte(`{"key":"user:00012345","version":12346,"value":"some value of a row number 12345 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx","expires_at":0}`)
+	for _, c := range []struct {
+		name  string
+		parse func([]byte) (rowLine, error)
+	}{
+		{"scan", func(l []byte) (rowLine, error) { r, _ := scanRowLine(l); return r, nil }},
+		{"encoding-json", decodeRowLine},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(line)))
+			for b.Loop() {
+				if _, err := c.parse(line); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
