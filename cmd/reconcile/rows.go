@@ -54,21 +54,24 @@ type rowOp struct {
 
 // parseRowLine decodes and validates one line.
 func parseRowLine(line []byte) (rowOp, error) {
-	l, ok := scanRowLine(line)
+	var op rowOp
+	l, cols, ok := scanRowLine(line)
 	if !ok {
 		var err error
 		if l, err = decodeRowLine(line); err != nil {
 			return rowOp{}, err
 		}
 	}
-	var op rowOp
 	var err error
 	if l.Columns != nil {
 		if l.Key != nil || l.KeyB64 != nil || l.Value != nil || l.ValueB64 != nil {
 			return rowOp{}, errors.New("has both columns and key/value: a SQL row is given by columns alone")
 		}
-		if err := json.Unmarshal(l.Columns, &op.columns); err != nil || op.columns == nil {
-			return rowOp{}, errors.New("columns must be a JSON object of column names to values")
+		op.columns = cols
+		if cols == nil {
+			if err := json.Unmarshal(l.Columns, &op.columns); err != nil || op.columns == nil {
+				return rowOp{}, errors.New("columns must be a JSON object of column names to values")
+			}
 		}
 	} else {
 		if op.row.Key, err = field("key", l.Key, l.KeyB64); err != nil {
@@ -127,37 +130,56 @@ func decodeRowLine(line []byte) (rowLine, error) {
 }
 
 // scanRowLine decodes the lines most inputs hold (key and value lines whose strings need
-// no escapes, as dump writes them for text) about five times faster than encoding/json,
-// into what decodeRowLine would decode; it reports false for any other line (a columns
-// object, an escape, a null, a name spelt otherwise, a duplicate, a number that is not a
-// plain integer of the field's range), which decodeRowLine then decodes or refuses.
-func scanRowLine(line []byte) (rowLine, bool) {
+// no escapes, as dump writes them for text; columns objects whose names need none) about
+// five times faster than encoding/json, into what decodeRowLine would decode, and a
+// columns object's members as json.Unmarshal would; it reports false for any other line
+// (an escape in a name or a key or value, a null, a name spelt otherwise, a duplicate, a
+// number that is not a plain integer of the field's range), which decodeRowLine then
+// decodes or refuses.
+func scanRowLine(line []byte) (rowLine, map[string]json.RawMessage, bool) {
 	var l rowLine
+	var cols map[string]json.RawMessage
+	fail := func() (rowLine, map[string]json.RawMessage, bool) { return rowLine{}, nil, false }
 	i := skipSpace(line, 0)
 	if i == len(line) || line[i] != '{' {
-		return l, false
+		return fail()
 	}
 	i = skipSpace(line, i+1)
 	if i < len(line) && line[i] == '}' {
-		return l, skipSpace(line, i+1) == len(line)
+		if skipSpace(line, i+1) != len(line) {
+			return fail()
+		}
+		return l, nil, true
 	}
 	seen := 0
 	for {
 		name, j, ok := scanPlainString(line, i)
 		if !ok {
-			return l, false
+			return fail()
 		}
 		i = skipSpace(line, j)
 		if i == len(line) || line[i] != ':' {
-			return l, false
+			return fail()
 		}
 		i = skipSpace(line, i+1)
 		field := 0
 		switch string(name) {
+		case "columns":
+			if i == len(line) || line[i] != '{' {
+				return fail()
+			}
+			j := skipValue(line, i)
+			if j < 0 || !json.Valid(line[i:j]) {
+				return fail()
+			}
+			if cols, ok = scanColumns(line[i:j]); !ok {
+				return fail()
+			}
+			l.Columns, field, i = bytes.Clone(line[i:j]), 8, j
 		case "key", "key_b64", "value", "value_b64":
 			v, j, ok := scanPlainString(line, i)
 			if !ok {
-				return l, false
+				return fail()
 			}
 			str := string(v)
 			switch string(name) {
@@ -175,7 +197,7 @@ func scanRowLine(line []byte) (rowLine, bool) {
 			j := scanDigits(line, i)
 			n, err := strconv.ParseUint(string(line[i:j]), 10, 64)
 			if err != nil || !plainInteger(line[i:j]) {
-				return l, false
+				return fail()
 			}
 			l.Version, field, i = &n, 5, j
 		case "expires_at":
@@ -186,7 +208,7 @@ func scanRowLine(line []byte) (rowLine, bool) {
 			j = scanDigits(line, j)
 			n, err := strconv.ParseInt(string(line[i:j]), 10, 64)
 			if err != nil || !plainInteger(bytes.TrimPrefix(line[i:j], []byte("-"))) {
-				return l, false
+				return fail()
 			}
 			l.ExpiresAt, field, i = n, 6, j
 		case "deleted":
@@ -196,26 +218,97 @@ func scanRowLine(line []byte) (rowLine, bool) {
 			case bytes.HasPrefix(line[i:], []byte("false")):
 				l.Deleted, i = false, i+5
 			default:
-				return l, false
+				return fail()
 			}
 			field = 7
 		default:
-			return l, false
+			return fail()
 		}
 		if seen&(1<<field) != 0 {
-			return l, false // encoding/json keeps the last; let it
+			return fail() // encoding/json keeps the last; let it
 		}
 		seen |= 1 << field
 		i = skipSpace(line, i)
 		switch {
 		case i < len(line) && line[i] == ',':
 			i = skipSpace(line, i+1)
-		case i < len(line) && line[i] == '}':
-			return l, skipSpace(line, i+1) == len(line)
+		case i < len(line) && line[i] == '}' && skipSpace(line, i+1) == len(line):
+			return l, cols, true
 		default:
-			return l, false
+			return fail()
 		}
 	}
+}
+
+// scanColumns returns the members of obj, a valid JSON object, as json.Unmarshal into a
+// map of json.RawMessage would, or false when a name needs unescaping or comes twice.
+func scanColumns(obj []byte) (map[string]json.RawMessage, bool) {
+	cols := map[string]json.RawMessage{}
+	i := skipSpace(obj, 1)
+	if obj[i] == '}' {
+		return cols, true
+	}
+	for {
+		name, j, ok := scanPlainString(obj, i)
+		if !ok {
+			return nil, false
+		}
+		if _, dup := cols[string(name)]; dup {
+			return nil, false
+		}
+		i = skipSpace(obj, j)
+		i = skipSpace(obj, i+1) // the ':'
+		j = skipValue(obj, i)
+		if j < 0 {
+			return nil, false
+		}
+		cols[string(name)] = bytes.Clone(obj[i:j])
+		i = skipSpace(obj, j)
+		if obj[i] == '}' {
+			return cols, true
+		}
+		i = skipSpace(obj, i+1) // the ','
+	}
+}
+
+// skipValue returns the index after the JSON value that starts at b[i], found by its
+// brackets and quotes (b is checked to be valid JSON apart), or -1 when it does not end.
+func skipValue(b []byte, i int) int {
+	depth := 0
+	for j := i; j < len(b); j++ {
+		switch b[j] {
+		case '"':
+			for j++; j < len(b) && b[j] != '"'; j++ {
+				if b[j] == '\\' {
+					j++
+				}
+			}
+			if j >= len(b) {
+				return -1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return j // the end of a number or literal before its container's end
+			}
+			depth--
+		case ',', ' ', '\t', '\n', '\r', ':':
+			if depth == 0 {
+				return j
+			}
+			continue
+		default:
+			continue
+		}
+		if depth == 0 {
+			return j + 1
+		}
+	}
+	if depth == 0 && i < len(b) {
+		return len(b) // a number or literal that ends b
+	}
+	return -1
 }
 
 // skipSpace returns the index of the first byte of b at or after i that is not JSON

@@ -58,11 +58,18 @@ func FuzzScanRowLine(f *testing.F) {
 		`{"key": "k", "deleted": false, "expires_at": -0}`,
 		`{}`,
 		`{"Key": "k"}`,
+		`{"columns": {"id": 1, "name": "apple", "price": "1.50", "seen": null, "tags": ["a", {"b": "}"}], "x": -1.5e3}, "version": 10}`,
+		`{"columns":{},"version":1}`,
+		`{"columns": {"id": 3}, "deleted": true}`,
+		`{"columns": {"a": 1, "a": 2}}`,
+		`{"columns": {"a\u0062": "\"}\\"}}`,
+		`{"columns": {"a":true,"b":false} }`,
+		`{"columns": {"n": 12`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
-		fast, ok := scanRowLine(line)
+		fast, cols, ok := scanRowLine(line)
 		if !ok {
 			return
 		}
@@ -70,19 +77,33 @@ func FuzzScanRowLine(f *testing.F) {
 		if err != nil || !reflect.DeepEqual(fast, slow) {
 			t.Fatalf("%q: scanned %+v; encoding/json %+v, %v", line, fast, slow, err)
 		}
+		var want map[string]json.RawMessage
+		if slow.Columns != nil {
+			if err := json.Unmarshal(slow.Columns, &want); err != nil {
+				t.Fatalf("%q: columns %s scanned, but json.Unmarshal: %v", line, slow.Columns, err)
+			}
+		}
+		if !reflect.DeepEqual(cols, want) {
+			t.Fatalf("%q: columns scanned %q; json.Unmarshal %q", line, cols, want)
+		}
 	})
 }
 
-// TestScanRowLineTakesDumpLines: the lines dump writes for text rows take the fast path.
+// TestScanRowLineTakesDumpLines: the lines dump writes for text rows and SQL rows take the
+// fast path.
 func TestScanRowLineTakesDumpLines(t *testing.T) {
 	for _, r := range []reconcile.Row{{Key: []byte("user/1"), Value: []byte("alice é"), Version: 7}, {Key: []byte{0xff}, Value: []byte("x"), Version: 1, ExpiresAt: 5}} {
 		b, err := json.Marshal(formatRowLine(r))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := scanRowLine(b); !ok {
+		if _, _, ok := scanRowLine(b); !ok {
 			t.Errorf("%s: not scanned", b)
 		}
+	}
+	sqlLine := `{"version":10,"columns":{"id":1,"name":"apple","price":"1.5","seen":"2024-03-10T07:00:00Z","tags":["a"],"doc":{"k":"\u00e9"}}}`
+	if _, cols, ok := scanRowLine([]byte(sqlLine)); !ok || len(cols) != 6 || string(cols["doc"]) != `{"k":"\u00e9"}` {
+		t.Errorf("%s: scanned %v, %q", sqlLine, ok, cols)
 	}
 }
 
@@ -116,7 +137,7 @@ func BenchmarkParseRowLine(b *testing.B) {
 		name  string
 		parse func([]byte) (rowLine, error)
 	}{
-		{"scan", func(l []byte) (rowLine, error) { r, _ := scanRowLine(l); return r, nil }},
+		{"scan", func(l []byte) (rowLine, error) { r, _, _ := scanRowLine(l); return r, nil }},
 		{"encoding-json", decodeRowLine},
 	} {
 		b.Run(c.name, func(b *testing.B) {
