@@ -1194,3 +1194,36 @@ func TestDeleteRefusedByForeignKey(t *testing.T) {
 		t.Fatalf("%d deleted, %d quarantined (%+v); want 14 and id=12 named", rep.Deleted, rep.Quarantined, rep.QuarantinedRows)
 	}
 }
+
+// TestMySQLFloatReadsExactly: a MariaDB FLOAT read back as stored, not as the 6
+// significant digits of its text rendering. A PostgreSQL real 3.1415927 synced into a
+// created MariaDB float column read as 3.14159 there: every sync rewrote it and ended
+// with exit 3 (the target's root unlike the source's), and every diff reported it.
+func TestMySQLFloatReadsExactly(t *testing.T) {
+	pg, my, _ := bothServers(t)
+	ctx := context.Background()
+	vals := "(1, 3.14159274), (2, 0.1), (3, 1.17549435e-38), (4, 16777217), (5, 3.4028234e38), (6, 1.4e-45), (7, -0.123456789), (8, NULL)"
+	src, dst, own := pg.table(t), my.table(t), my.table(t)
+	pg.exec(t, "CREATE TABLE "+src+" (id bigint PRIMARY KEY, r real)", "INSERT INTO "+src+" VALUES "+vals)
+	S := openTable(t, pg.url(src, ""))
+	cfg, err := ParseURL(my.url(dst, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateTable(ctx, cfg, S); err != nil {
+		t.Fatal(err)
+	}
+	D := openTable(t, my.url(dst, ""))
+	syncAndCheck(t, "postgres real into a created mariadb float", S, D, 8)
+	syncAndCheck(t, "again", S, D, 0)
+	// The same literals typed into MariaDB's own FLOAT column are the same values.
+	my.exec(t, "CREATE TABLE "+own+" (id bigint PRIMARY KEY, r float)", "INSERT INTO "+own+" VALUES "+vals)
+	O := openTable(t, my.url(own, ""))
+	rep, err := reconcile.Run(ctx, S, O, reconcile.Options{Mode: reconcile.Diff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := rep.OnlySource + rep.OnlyTarget + rep.Changed; n != 0 {
+		t.Fatalf("postgres real and mariadb float holding the same literals: %d differences (%+v)", n, rep.Differences)
+	}
+}

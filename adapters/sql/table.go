@@ -436,6 +436,11 @@ func (t *Table) selectList() string {
 		if c.Class == Native {
 			n += "::text" // its text output on every path, whatever the driver makes of it
 		}
+		if _, my := t.d.(mysql); my && c.Class == Float && c.Float32 {
+			// MariaDB's text protocol writes a FLOAT with 6 significant digits (3.14159
+			// for 3.1415927): widened to a double, exactly, it reads as stored.
+			n = "CAST(" + n + " AS DOUBLE)"
+		}
 		names = append(names, n)
 	}
 	return strings.Join(names, ", ")
