@@ -1227,3 +1227,52 @@ func TestMySQLFloatReadsExactly(t *testing.T) {
 		t.Fatalf("postgres real and mariadb float holding the same literals: %d differences (%+v)", n, rep.Differences)
 	}
 }
+
+// TestValuesTargetCannotHold: a NUL character in text (MariaDB holds it) written to
+// PostgreSQL, as a value and as a key, and a float NaN or infinity written to MariaDB are
+// quarantined with a message that names the row and the column and says why; the other
+// rows sync. (The engines' own errors, "invalid byte sequence for encoding "UTF8": 0x00"
+// and "Out of range value for column 'r'", said neither the row nor what to do.)
+func TestValuesTargetCannotHold(t *testing.T) {
+	pg, my, _ := bothServers(t)
+	ctx := context.Background()
+	run := func(what string, src *Table, dst *engine, wantUp int, wantRows []string, wantMsg string) {
+		t.Helper()
+		name := dst.table(t)
+		cfg, err := ParseURL(dst.url(name, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := CreateTable(ctx, cfg, src); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := reconcile.Run(ctx, src, openTable(t, dst.url(name, "")), reconcile.Options{Mode: reconcile.Mirror, Attempts: 1})
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		var got []string
+		for _, q := range rep.QuarantinedRows {
+			got = append(got, q.Key)
+			if !strings.Contains(q.Error, wantMsg) || !strings.Contains(q.Error, "row "+q.Key+": column ") || !strings.Contains(q.Error, "columns=") {
+				t.Errorf("%s: row %s quarantined with %q, want a message that names it and its column and says %q", what, q.Key, q.Error, wantMsg)
+			}
+		}
+		slices.Sort(got)
+		if rep.Upserted != wantUp || !slices.Equal(got, wantRows) {
+			t.Fatalf("%s: %d upserted, quarantined %q; want %d and %q", what, rep.Upserted, got, wantUp, wantRows)
+		}
+	}
+	texts, keys := my.table(t), my.table(t)
+	my.exec(t, "CREATE TABLE "+texts+" (id bigint PRIMARY KEY, t text)",
+		"INSERT INTO "+texts+" VALUES (1, 'ok'), (2, CONCAT('a', CHAR(0), 'b')), (3, CHAR(0)), (4, NULL)",
+		"CREATE TABLE "+keys+" (k varchar(10) COLLATE utf8mb4_nopad_bin PRIMARY KEY, n int)",
+		"INSERT INTO "+keys+" VALUES ('a', 1), (CONCAT('b', CHAR(0)), 2)")
+	nul := "holds a NUL character (U+0000), which PostgreSQL text cannot store"
+	run("mariadb text with NUL into postgres", openTable(t, my.url(texts, "")), pg, 2, []string{"id=2", "id=3"}, nul)
+	run("mariadb key with NUL into postgres", openTable(t, my.url(keys, "")), pg, 1, []string{`k="b\x00"`}, nul)
+
+	floats := pg.table(t)
+	pg.exec(t, "CREATE TABLE "+floats+" (id bigint PRIMARY KEY, r real, d double precision)",
+		"INSERT INTO "+floats+" VALUES (1, 1.5, 2.5), (2, 'NaN', 0), (3, 0, 'Infinity'), (4, '-Infinity', 1), (5, NULL, NULL)")
+	run("postgres NaN and infinities into mariadb", openTable(t, pg.url(floats, "")), my, 2, []string{"id=2", "id=3", "id=4"}, "which MySQL and MariaDB cannot store")
+}

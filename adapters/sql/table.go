@@ -1039,6 +1039,9 @@ func (t *Table) decodeKey(key []byte) ([]Datum, error) {
 		if err := t.checkTime(key, &t.keyCols[i], d); err != nil {
 			return nil, err
 		}
+		if err := t.checkHoldable(key, &t.keyCols[i], d); err != nil {
+			return nil, err
+		}
 	}
 	return kd, nil
 }
@@ -1054,6 +1057,9 @@ func (t *Table) decodeRow(r *reconcile.Row) ([]Datum, error) {
 	}
 	for i, v := range vals {
 		if err := t.checkTime(r.Key, &t.valCols[i], v); err != nil {
+			return nil, err
+		}
+		if err := t.checkHoldable(r.Key, &t.valCols[i], v); err != nil {
 			return nil, err
 		}
 	}
@@ -1088,6 +1094,34 @@ func (t *Table) decodeRow(r *reconcile.Row) ([]Datum, error) {
 		return nil, fmt.Errorf("row %s expires but table %s has no expiry column (name one with expires=COLUMN)", reconcile.KeyText(r.Key, t), t.cfg.Table)
 	}
 	return append(rest, vals...), nil
+}
+
+// checkHoldable refuses a value the table's engine cannot store, naming the row (key) and
+// column c, before a write sends it: a NUL character in PostgreSQL text (MariaDB and
+// SQLite text hold it; PostgreSQL's error, "invalid byte sequence for encoding "UTF8":
+// 0x00", named neither row nor column) and a float NaN or infinity in MySQL and MariaDB
+// (whose error was "Out of range value for column").
+func (t *Table) checkHoldable(key []byte, c *Column, d Datum) error {
+	switch {
+	case t.cfg.Dialect == "postgres" && d.Class == Text && strings.IndexByte(d.Str, 0) >= 0:
+		return fmt.Errorf("row %s: column %s holds a NUL character (U+0000), which PostgreSQL text cannot store: change the source row, or leave the column out with columns= on both sides",
+			reconcile.KeyText(key, t), c.Name)
+	case t.cfg.Dialect == "mysql" && d.Class == Float && (math.IsNaN(d.Float) || math.IsInf(d.Float, 0)):
+		return fmt.Errorf("row %s: column %s is %s, which MySQL and MariaDB cannot store (their floats have no NaN or infinities): change the source row, or leave the column out with columns= on both sides",
+			reconcile.KeyText(key, t), c.Name, floatName(d.Float))
+	}
+	return nil
+}
+
+// floatName names a NaN or an infinity as PostgreSQL writes it.
+func floatName(f float64) string {
+	switch {
+	case math.IsNaN(f):
+		return "NaN"
+	case f > 0:
+		return "Infinity"
+	}
+	return "-Infinity"
 }
 
 // checkTime refuses a time the table's engine has no value for, naming the row (key) and
