@@ -1276,3 +1276,35 @@ func TestValuesTargetCannotHold(t *testing.T) {
 		"INSERT INTO "+floats+" VALUES (1, 1.5, 2.5), (2, 'NaN', 0), (3, 0, 'Infinity'), (4, '-Infinity', 1), (5, NULL, NULL)")
 	run("postgres NaN and infinities into mariadb", openTable(t, pg.url(floats, "")), my, 2, []string{"id=2", "id=3", "id=4"}, "which MySQL and MariaDB cannot store")
 }
+
+// TestCollisionAdviceByEngine: a key that the target's collation calls equal to another
+// is quarantined with advice in the target engine's terms: a SQLite NOCASE key was told
+// to use MySQL's utf8mb4_bin.
+func TestCollisionAdviceByEngine(t *testing.T) {
+	pg, _, lite := byName(t)
+	ctx := context.Background()
+	src, dst := lite.table(t), lite.table(t)
+	lite.exec(t, "CREATE TABLE "+src+" (k text PRIMARY KEY, v int)",
+		"INSERT INTO "+src+" VALUES ('ACME', 1), ('acme', 2), ('b', 3)",
+		"CREATE TABLE "+dst+" (k text COLLATE NOCASE PRIMARY KEY, v int)")
+	check := func(what string, dst *Table, want string) {
+		t.Helper()
+		rep, err := reconcile.Run(ctx, openTable(t, lite.url(src, "")), dst, reconcile.Options{Mode: reconcile.Mirror, Attempts: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Quarantined != 1 || rep.Upserted != 2 || !strings.Contains(rep.QuarantinedRows[0].Error, want) || strings.Contains(rep.QuarantinedRows[0].Error, "utf8mb4") {
+			t.Fatalf("%s: %d upserted, quarantined %+v; want 2 and one row whose message says %q", what, rep.Upserted, rep.QuarantinedRows, want)
+		}
+	}
+	check("sqlite NOCASE key", openTable(t, lite.url(dst, "")), "without COLLATE NOCASE")
+	if pg == nil {
+		return
+	}
+	coll := pg.table(t) + "_ci" // a unique name; dropped after the table (cleanups run last first)
+	pg.exec(t, "CREATE COLLATION "+coll+" (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
+	t.Cleanup(func() { pg.db.Exec("DROP COLLATION IF EXISTS " + coll) })
+	pgDst := pg.table(t)
+	pg.exec(t, "CREATE TABLE "+pgDst+" (k text COLLATE "+coll+" PRIMARY KEY, v int)")
+	check("postgres nondeterministic key", openTable(t, pg.url(pgDst, "")), `deterministic collation (COLLATE "C"`)
+}

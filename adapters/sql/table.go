@@ -1584,6 +1584,18 @@ func (t *Table) insertStatement(ctx context.Context, tx *dbsql.Tx, st statements
 	return false, nil
 }
 
+// binaryCollationAdvice says, in the engine's terms, how to make a key column compare
+// bytes, as keys do here (MySQL's advice, utf8mb4_bin, was given for SQLite's NOCASE too).
+func (t *Table) binaryCollationAdvice() string {
+	switch t.cfg.Dialect {
+	case "sqlite":
+		return "declare the key column without COLLATE NOCASE or RTRIM (SQLite's default collation, BINARY, compares bytes)"
+	case "postgres":
+		return `give the key column a deterministic collation (COLLATE "C"; a nondeterministic one calls such keys equal)`
+	}
+	return "give the key column a binary collation (utf8mb4_bin; utf8mb4_nopad_bin if keys differ in trailing spaces)"
+}
+
 // insertRow inserts one row whose key the transaction's lookup did not find; a row that
 // holds the key all the same makes the change Raced, or its error when the collation
 // calls the two keys equal.
@@ -1600,7 +1612,7 @@ func (t *Table) insertRow(ctx context.Context, tx *dbsql.Tx, st statements, w wr
 		if other, err := t.collidingKey(ctx, tx, w.raw); err != nil {
 			return err
 		} else if other != nil {
-			return fmt.Errorf("insert %s into %s: the key column's collation calls it equal to the target's row %s, so the target cannot hold both: give the key column a binary collation (utf8mb4_bin; utf8mb4_nopad_bin if keys differ in trailing spaces), or leave one of the rows out", reconcile.KeyText(w.raw, t), t.cfg.Table, reconcile.KeyText(other, t))
+			return fmt.Errorf("insert %s into %s: the key column's collation calls it equal to the target's row %s, so the target cannot hold both: %s, or leave one of the rows out", reconcile.KeyText(w.raw, t), t.cfg.Table, reconcile.KeyText(other, t), t.binaryCollationAdvice())
 		}
 		*out = reconcile.Raced
 	}
