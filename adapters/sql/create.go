@@ -41,12 +41,19 @@ func CreateTable(ctx context.Context, cfg Config, like *Table) error {
 		}
 	}
 	var defs, keys []string
+	var bad []*Column // columns cfg's engine has no type for: every one is named at once
+	var firstErr error
 	for i, c := range like.allCols() {
 		key := i < len(like.keyCols)
 		typ := c.Type
 		if !same || typ == "" && key {
+			var err error
 			if typ, err = columnType(cfg.Dialect, c, key, textKeys); err != nil {
-				return fmt.Errorf("create %s like %s: %v", cfg.Table, like.cfg.Table, err)
+				bad = append(bad, c)
+				if firstErr == nil {
+					firstErr = err
+				}
+				continue
 			}
 		}
 		def := d.quote(c.Name) + " " + typ
@@ -57,6 +64,17 @@ func CreateTable(ctx context.Context, cfg Config, like *Table) error {
 		if key {
 			keys = append(keys, d.quote(c.Name))
 		}
+	}
+	switch {
+	case len(bad) == 1:
+		return fmt.Errorf("create %s like %s: %v", cfg.Table, like.cfg.Table, firstErr)
+	case len(bad) > 1:
+		var names []string
+		for _, c := range bad {
+			names = append(names, c.Name+" ("+c.Type+")")
+		}
+		return fmt.Errorf("create %s like %s: columns %s are PostgreSQL types %s has no type for: leave them out with columns= on both sides",
+			cfg.Table, like.cfg.Table, strings.Join(names, ", "), engineNames[cfg.Dialect])
 	}
 	ddl := "CREATE TABLE " + quoteTable(d, cfg.Table) + " (" + strings.Join(defs, ", ") + ", PRIMARY KEY (" + strings.Join(keys, ", ") + "))"
 	newFile := false

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -1307,4 +1308,29 @@ func TestCollisionAdviceByEngine(t *testing.T) {
 	pgDst := pg.table(t)
 	pg.exec(t, "CREATE TABLE "+pgDst+" (k text COLLATE "+coll+" PRIMARY KEY, v int)")
 	check("postgres nondeterministic key", openTable(t, pg.url(pgDst, "")), `deterministic collation (COLLATE "C"`)
+}
+
+// TestCreateNamesEveryUnsupportedColumn: a table created from a PostgreSQL table with
+// several columns another engine has no type for is refused with all of them named (only
+// the first was, so each retry with columns= found the next), and nothing is created.
+func TestCreateNamesEveryUnsupportedColumn(t *testing.T) {
+	pg, my, lite := bothServers(t)
+	ctx := context.Background()
+	src := pg.table(t)
+	pg.exec(t, "CREATE TABLE "+src+" (id int PRIMARY KEY, tags text[], n int, iv interval, ip inet)")
+	S := openTable(t, pg.url(src, ""))
+	for _, e := range []*engine{my, lite} {
+		name := e.table(t)
+		cfg, err := ParseURL(e.url(name, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = CreateTable(ctx, cfg, S)
+		if err == nil || !strings.Contains(err.Error(), "columns ip (inet), iv (interval), tags (text[]) are PostgreSQL types") || !strings.Contains(err.Error(), "columns=") {
+			t.Fatalf("%s: create like a table with three native columns: %v; want all three named", e.name, err)
+		}
+		if err := openErr(t, e.url(name, "")); !errors.Is(err, ErrNoTable) {
+			t.Fatalf("%s: the refused create left a table (open: %v)", e.name, err)
+		}
+	}
 }
