@@ -873,46 +873,19 @@ func TestMariaDBJSONIntoJSONB(t *testing.T) {
 // failed its batch's lookup.)
 func TestTimeOutsideTargetRange(t *testing.T) {
 	pg, my, lite := bothServers(t)
-	ctx := context.Background()
-	run := func(what string, src *Table, dst *engine, wantUp int, wantRows []string, wantMsg string) {
-		t.Helper()
-		name := dst.table(t)
-		cfg, err := ParseURL(dst.url(name, ""))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := CreateTable(ctx, cfg, src); err != nil {
-			t.Fatal(err)
-		}
-		rep, err := reconcile.Run(ctx, src, openTable(t, dst.url(name, "")), reconcile.Options{Mode: reconcile.Mirror, Attempts: 1})
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		var got []string
-		for _, q := range rep.QuarantinedRows {
-			got = append(got, q.Key)
-			if !strings.Contains(q.Error, wantMsg) || !strings.Contains(q.Error, "row "+q.Key+": column ") || !strings.Contains(q.Error, "columns=") {
-				t.Errorf("%s: row %s quarantined with %q, want a message that names it and its column and says %q", what, q.Key, q.Error, wantMsg)
-			}
-		}
-		slices.Sort(got)
-		if rep.Upserted != wantUp || !slices.Equal(got, wantRows) {
-			t.Fatalf("%s: %d upserted, quarantined %q; want %d and %q", what, rep.Upserted, got, wantUp, wantRows)
-		}
-	}
 	vals, keys := my.table(t), my.table(t)
 	my.exec(t, "CREATE TABLE "+vals+" (id bigint PRIMARY KEY, t time(6))",
 		"INSERT INTO "+vals+" VALUES (1, '12:00:00'), (2, '-01:00:00'), (3, '25:30:00.5'), (4, '838:59:59'), (5, '24:00:00'), (6, NULL)",
 		"CREATE TABLE "+keys+" (k time PRIMARY KEY, n int)",
 		"INSERT INTO "+keys+" VALUES ('-00:30:00', 1), ('00:30:00', 2), ('100:00:00', 3)")
 	pgMsg := "which PostgreSQL's time (00:00:00 to 24:00:00, a time of day) cannot hold"
-	run("mariadb times into postgres", openTable(t, my.url(vals, "")), pg, 3, []string{"id=2", "id=3", "id=4"}, pgMsg)
-	run("mariadb time keys into postgres", openTable(t, my.url(keys, "")), pg, 1, []string{"k=-00:30:00", "k=100:00:00"}, pgMsg)
+	syncQuarantining(t, "mariadb times into postgres", openTable(t, my.url(vals, "")), pg, 3, []string{"id=2", "id=3", "id=4"}, pgMsg)
+	syncQuarantining(t, "mariadb time keys into postgres", openTable(t, my.url(keys, "")), pg, 1, []string{"k=-00:30:00", "k=100:00:00"}, pgMsg)
 
 	ls := lite.table(t)
 	lite.exec(t, "CREATE TABLE "+ls+" (id bigint PRIMARY KEY, t TIME)",
 		"INSERT INTO "+ls+" VALUES (1, '838:59:59'), (2, '839:00:00'), (3, '-900:00:00')")
-	run("sqlite times into mariadb", openTable(t, lite.url(ls, "")), my, 1, []string{"id=2", "id=3"}, "which MySQL's TIME (-838:59:59 to 838:59:59) cannot hold")
+	syncQuarantining(t, "sqlite times into mariadb", openTable(t, lite.url(ls, "")), my, 1, []string{"id=2", "id=3"}, "which MySQL's TIME (-838:59:59 to 838:59:59) cannot hold")
 }
 
 // TestSQLiteUntypedColumn: a SQLite column without a type (or declared BLOB) keeps
@@ -1236,46 +1209,19 @@ func TestMySQLFloatReadsExactly(t *testing.T) {
 // and "Out of range value for column 'r'", said neither the row nor what to do.)
 func TestValuesTargetCannotHold(t *testing.T) {
 	pg, my, _ := bothServers(t)
-	ctx := context.Background()
-	run := func(what string, src *Table, dst *engine, wantUp int, wantRows []string, wantMsg string) {
-		t.Helper()
-		name := dst.table(t)
-		cfg, err := ParseURL(dst.url(name, ""))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := CreateTable(ctx, cfg, src); err != nil {
-			t.Fatal(err)
-		}
-		rep, err := reconcile.Run(ctx, src, openTable(t, dst.url(name, "")), reconcile.Options{Mode: reconcile.Mirror, Attempts: 1})
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		var got []string
-		for _, q := range rep.QuarantinedRows {
-			got = append(got, q.Key)
-			if !strings.Contains(q.Error, wantMsg) || !strings.Contains(q.Error, "row "+q.Key+": column ") || !strings.Contains(q.Error, "columns=") {
-				t.Errorf("%s: row %s quarantined with %q, want a message that names it and its column and says %q", what, q.Key, q.Error, wantMsg)
-			}
-		}
-		slices.Sort(got)
-		if rep.Upserted != wantUp || !slices.Equal(got, wantRows) {
-			t.Fatalf("%s: %d upserted, quarantined %q; want %d and %q", what, rep.Upserted, got, wantUp, wantRows)
-		}
-	}
 	texts, keys := my.table(t), my.table(t)
 	my.exec(t, "CREATE TABLE "+texts+" (id bigint PRIMARY KEY, t text)",
 		"INSERT INTO "+texts+" VALUES (1, 'ok'), (2, CONCAT('a', CHAR(0), 'b')), (3, CHAR(0)), (4, NULL)",
 		"CREATE TABLE "+keys+" (k varchar(10) COLLATE utf8mb4_nopad_bin PRIMARY KEY, n int)",
 		"INSERT INTO "+keys+" VALUES ('a', 1), (CONCAT('b', CHAR(0)), 2)")
 	nul := "holds a NUL character (U+0000), which PostgreSQL text cannot store"
-	run("mariadb text with NUL into postgres", openTable(t, my.url(texts, "")), pg, 2, []string{"id=2", "id=3"}, nul)
-	run("mariadb key with NUL into postgres", openTable(t, my.url(keys, "")), pg, 1, []string{`k="b\x00"`}, nul)
+	syncQuarantining(t, "mariadb text with NUL into postgres", openTable(t, my.url(texts, "")), pg, 2, []string{"id=2", "id=3"}, nul)
+	syncQuarantining(t, "mariadb key with NUL into postgres", openTable(t, my.url(keys, "")), pg, 1, []string{`k="b\x00"`}, nul)
 
 	floats := pg.table(t)
 	pg.exec(t, "CREATE TABLE "+floats+" (id bigint PRIMARY KEY, r real, d double precision)",
 		"INSERT INTO "+floats+" VALUES (1, 1.5, 2.5), (2, 'NaN', 0), (3, 0, 'Infinity'), (4, '-Infinity', 1), (5, NULL, NULL)")
-	run("postgres NaN and infinities into mariadb", openTable(t, pg.url(floats, "")), my, 2, []string{"id=2", "id=3", "id=4"}, "which MySQL and MariaDB cannot store")
+	syncQuarantining(t, "postgres NaN and infinities into mariadb", openTable(t, pg.url(floats, "")), my, 2, []string{"id=2", "id=3", "id=4"}, "which MySQL and MariaDB cannot store")
 }
 
 // TestCollisionAdviceByEngine: a key that the target's collation calls equal to another
@@ -1332,5 +1278,37 @@ func TestCreateNamesEveryUnsupportedColumn(t *testing.T) {
 		if err := openErr(t, e.url(name, "")); !errors.Is(err, ErrNoTable) {
 			t.Fatalf("%s: the refused create left a table (open: %v)", e.name, err)
 		}
+	}
+}
+
+// syncQuarantining syncs src into a table it creates on dst like src's, and fails the
+// test unless wantUp rows are written and exactly wantRows (keys as reports name them)
+// quarantined, each with a message that names the row and its column, says wantMsg and
+// suggests columns=.
+func syncQuarantining(t *testing.T, what string, src *Table, dst *engine, wantUp int, wantRows []string, wantMsg string) {
+	t.Helper()
+	ctx := context.Background()
+	name := dst.table(t)
+	cfg, err := ParseURL(dst.url(name, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateTable(ctx, cfg, src); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := reconcile.Run(ctx, src, openTable(t, dst.url(name, "")), reconcile.Options{Mode: reconcile.Mirror, Attempts: 1})
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	var got []string
+	for _, q := range rep.QuarantinedRows {
+		got = append(got, q.Key)
+		if !strings.Contains(q.Error, wantMsg) || !strings.Contains(q.Error, "row "+q.Key+": column ") || !strings.Contains(q.Error, "columns=") {
+			t.Errorf("%s: row %s quarantined with %q, want a message that names it and its column and says %q", what, q.Key, q.Error, wantMsg)
+		}
+	}
+	slices.Sort(got)
+	if rep.Upserted != wantUp || !slices.Equal(got, wantRows) {
+		t.Fatalf("%s: %d upserted, quarantined %q; want %d and %q", what, rep.Upserted, got, wantUp, wantRows)
 	}
 }
