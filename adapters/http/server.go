@@ -40,6 +40,14 @@ type ServerOptions struct {
 	// upload only, not the work the server does on it nor a session's life (a session is
 	// many requests). Default 2 minutes, the client's default time for a whole attempt.
 	BodyTimeout time.Duration
+	// WriteTimeout bounds how long an answer may go without progress: each piece of at
+	// most writeChunk bytes must be taken by the client within it, or the connection is
+	// closed and the handler returns (a dump stops and releases its snapshot). A client
+	// that sends a request and never reads a large answer would otherwise hold a
+	// connection, a goroutine and the answer (a dump: its snapshot) for ever. It bounds
+	// progress, not a whole answer: a long dump over a slow but moving link is not cut.
+	// Default 2 minutes.
+	WriteTimeout time.Duration
 	// MaxSessions bounds the sessions and relays open at once (503 past it). Default 64.
 	MaxSessions int
 	// RequestTimeout bounds the work of one request on the endpoint. Default 10 minutes.
@@ -78,6 +86,9 @@ func (o ServerOptions) Defaults() ServerOptions {
 	}
 	if o.BodyTimeout <= 0 {
 		o.BodyTimeout = 2 * time.Minute
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 2 * time.Minute
 	}
 	if o.MaxSessions <= 0 {
 		o.MaxSessions = 64
@@ -163,6 +174,7 @@ func NewServer(ep reconcile.Endpoint, o ServerOptions) *Server {
 
 // ServeHTTP checks the token and the protocol version, then routes the request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w = newDeadlineWriter(w, s.opts.WriteTimeout)
 	if r.Body != nil && r.Body != http.NoBody {
 		// Set before anything else: a refused request's body is still read (net/http
 		// drains a small one to reuse the connection), and must arrive in time too.
@@ -299,6 +311,44 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile s
 	}
 	return err
 }
+
+// writeChunk is the most an answer write sends under one write deadline.
+const writeChunk = 64 << 10
+
+// deadlineWriter renews the connection's write deadline before each piece of an answer it
+// writes, so that an answer stalls for at most WriteTimeout (ServerOptions.WriteTimeout).
+// It also clears, when made, a deadline left on a kept-alive connection by its previous
+// request, which net/http does not reset (its own WriteTimeout is not used: it would bound
+// a whole request, the work before the answer included).
+type deadlineWriter struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func newDeadlineWriter(w http.ResponseWriter, timeout time.Duration) *deadlineWriter {
+	rc := http.NewResponseController(w)
+	rc.SetWriteDeadline(time.Time{}) // not supported by test recorders: then no deadline
+	return &deadlineWriter{ResponseWriter: w, rc: rc, timeout: timeout}
+}
+
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		c := min(len(p), writeChunk)
+		d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
+		m, err := d.ResponseWriter.Write(p[:c])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[c:]
+	}
+	return n, nil
+}
+
+// Unwrap lets http.NewResponseController reach the connection's writer.
+func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
 
 func httpError(w http.ResponseWriter, status int, format string, args ...any) {
 	h := w.Header()

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -78,7 +79,7 @@ func TestSlowBody(t *testing.T) {
 	}
 }
 
-// TestBodyTimeoutSpansNoSession: BodyTimeout bounds each request's upload, not the work
+// TestBodyTimeoutSpansNoSession: BodyTimeout (and WriteTimeout) bounds each request's upload, not the work
 // after it nor a session's life: through Serve (its http.Server and its timeouts), a
 // session whose open takes longer than BodyTimeout, and whose requests come further
 // apart than it, runs to the end. It would fail if the bound were a whole-request or
@@ -86,7 +87,7 @@ func TestSlowBody(t *testing.T) {
 func TestBodyTimeoutSpansNoSession(t *testing.T) {
 	src, dst := pair(4)
 	slow := &slowEndpoint{Endpoint: dst, delay: 300 * time.Millisecond}
-	addr := serveTCP(t, NewServer(slow, ServerOptions{BodyTimeout: 50 * time.Millisecond}))
+	addr := serveTCP(t, NewServer(slow, ServerOptions{BodyTimeout: 50 * time.Millisecond, WriteTimeout: 50 * time.Millisecond}))
 	c, err := NewClient("http://"+addr, ClientOptions{Attempts: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -105,6 +106,89 @@ func TestBodyTimeoutSpansNoSession(t *testing.T) {
 	}
 	if a, b := liveRows(src), liveRows(dst); strings.Join(a, ",") != strings.Join(b, ",") {
 		t.Fatal("target differs from the source after the sync")
+	}
+}
+
+// dumpForever is a Dump hook that writes lines of size bytes until a write fails, then
+// sends the error on done.
+func dumpForever(size int, done chan<- error) func(ctx context.Context, w io.Writer) error {
+	line := []byte(strings.Repeat("x", size-1) + "\n")
+	return func(ctx context.Context, w io.Writer) error {
+		for {
+			if _, err := w.Write(line); err != nil {
+				done <- err
+				return err
+			}
+		}
+	}
+}
+
+// dumpRequest sends GET /v1/dump on a new connection to addr, reads the status line and
+// returns the connection, the rest of the answer unread.
+func dumpRequest(t *testing.T, addr string, readBuffer int) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if readBuffer > 0 {
+		conn.(*net.TCPConn).SetReadBuffer(readBuffer)
+	}
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\n%s: %d\r\n\r\n", pathDump, HeaderProtocol, reconcile.ProtocolVersion)
+	br := bufio.NewReader(conn)
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	status, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 200") {
+		t.Fatalf("dump: %q, %v", status, err)
+	}
+	return conn, br
+}
+
+// TestStalledReader: a client that asks for a large answer and stops reading it is cut
+// off once WriteTimeout passes without progress, and the handler returns (a dump would
+// otherwise hold its snapshot, a goroutine and the connection for ever). The test's own
+// bound (10 s) is far above WriteTimeout.
+func TestStalledReader(t *testing.T) {
+	done := make(chan error, 1)
+	srv := NewServer(memory.New(merkle.VersionOrder), ServerOptions{WriteTimeout: 100 * time.Millisecond, Dump: dumpForever(64<<10, done)})
+	addr := serveTCP(t, srv)
+	dumpRequest(t, addr, 0) // and never read further
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("the stalled dump ended with %v, want a write deadline", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a dump to a client that reads nothing still blocks its handler 10 s later")
+	}
+}
+
+// TestSlowReaderNotCut: WriteTimeout bounds a stall, not a whole answer: a client that
+// reads a dump slowly but steadily, taking many times WriteTimeout in all, gets it to
+// the end it asked for (here 8 MiB, through a small receive buffer), even when each
+// write of the answer is larger than the client takes in one WriteTimeout (here 4 MiB,
+// as one frame can be).
+func TestSlowReaderNotCut(t *testing.T) {
+	done := make(chan error, 1)
+	srv := NewServer(memory.New(merkle.VersionOrder), ServerOptions{WriteTimeout: 200 * time.Millisecond, Dump: dumpForever(4<<20, done)})
+	addr := serveTCP(t, srv)
+	// The receive buffer is small, but above loopback's MSS (64 KiB): below it, the
+	// receiver's window updates wait for the sender's persist timer, which stalls
+	// for 200 ms and more.
+	_, br := dumpRequest(t, addr, 256<<10)
+	start := time.Now()
+	buf := make([]byte, 32<<10)
+	for got := 0; got < 8<<20; {
+		n, err := br.Read(buf)
+		if err != nil {
+			t.Fatalf("a slow but steady reader was cut after %d bytes in %s: %v (the server's write: %v)", got, time.Since(start), err, <-done)
+		}
+		got += n
+		time.Sleep(2 * time.Millisecond)
+	}
+	if d := time.Since(start); d < 400*time.Millisecond {
+		t.Logf("the dump arrived in %s, within two WriteTimeouts: this run did not test a long answer", d)
 	}
 }
 

@@ -143,7 +143,10 @@ func serveMetrics(addr string, h http.Handler, log *slog.Logger, listening func(
 	if err != nil {
 		return nil, fmt.Errorf("--metrics-addr: %w", err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	// Its answers are small: a whole request gets 30 s, and an idle connection 2 min, so a
+	// client that sends or reads slowly (or not at all) cannot hold connections for ever.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -35,6 +35,7 @@ func serveCommand(std stdio) *cli.Command {
 			&cli.StringFlag{Name: "max-body", Value: "64MiB", Usage: "largest request body accepted (bytes, or with KiB, MiB, GiB or KB, MB, GB)"},
 			&cli.DurationFlag{Name: "idle-timeout", Value: 2 * time.Minute, Usage: "close a session and its snapshot after this long without requests"},
 			&cli.DurationFlag{Name: "body-timeout", Value: 2 * time.Minute, Usage: "answer 408 and close the connection when a request's body has not arrived this long after its headers"},
+			&cli.DurationFlag{Name: "write-timeout", Value: 2 * time.Minute, Usage: "close the connection when a client has taken none of an answer (a dump, a frame) for this long"},
 		},
 		Action: func(c *cli.Context) error {
 			a, err := args(c, 1, 1, "ENDPOINT --listen ADDR")
@@ -49,7 +50,8 @@ func serveCommand(std stdio) *cli.Command {
 				stdio: std, endpoint: a[0], listen: c.String("listen"), tokenFile: c.String("token-file"),
 				tlsCert: c.String("tls-cert"), tlsKey: c.String("tls-key"),
 				server: remote.ServerOptions{ReadOnly: c.Bool("read-only"), InsecureListen: c.Bool("insecure-listen"),
-					MaxBody: maxBody, IdleTimeout: c.Duration("idle-timeout"), BodyTimeout: c.Duration("body-timeout")},
+					MaxBody: maxBody, IdleTimeout: c.Duration("idle-timeout"), BodyTimeout: c.Duration("body-timeout"),
+					WriteTimeout: c.Duration("write-timeout")},
 			})
 		},
 	}
@@ -79,6 +81,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	if o.server.BodyTimeout <= 0 {
 		return fmt.Errorf("serve: --body-timeout must be positive")
+	}
+	if o.server.WriteTimeout <= 0 {
+		return fmt.Errorf("serve: --write-timeout must be positive")
 	}
 	if o.tokenFile != "" {
 		if o.server.Token, err = readToken(o.tokenFile); err != nil {
