@@ -105,6 +105,18 @@ func (s *session) mirror(ctx context.Context) error {
 			// answer was lost: say so, since the report counts only answered batches.
 			return &InDoubtError{Rows: len(b.changes), Err: err}
 		}
+		var refused *RowRefusedError
+		if errors.As(err, &refused) && refused.Index >= 0 && refused.Index < len(b.changes) {
+			// One row the target refuses for what it is: quarantined now, the rest of the
+			// batch sent again as it was.
+			j := b.planned[refused.Index]
+			s.quarantine(plan[j].key, 1, err)
+			plan = append(plan[:j], plan[j+1:]...)
+			if quarantineRun++; quarantineRun >= maxQuarantineRun {
+				return fmt.Errorf("apply: %d rows in a row failed, the target keeps refusing writes (%s not tried; the report lists those quarantined): %w", quarantineRun, count(len(plan), "more row"), err)
+			}
+			continue
+		}
 		if len(b.changes) > 1 {
 			size = max(1, n/2)
 			s.log.Debug("apply: batch failed; halving it", "rows", n, "error", err)
@@ -118,10 +130,7 @@ func (s *session) mirror(ctx context.Context) error {
 		if attempts[k] < s.opts.Attempts {
 			continue
 		}
-		s.rep.Quarantined++
-		name := s.keyString([]byte(k))
-		s.rep.QuarantinedRows = append(s.rep.QuarantinedRows, Quarantine{Key: name, Error: err.Error()})
-		s.log.Warn("apply: row quarantined", "key", name, "attempts", attempts[k], "error", err)
+		s.quarantine(k, attempts[k], err)
 		plan = plan[1:]
 		size = 1 // the next row may be bad too; doubled on each success
 		if quarantineRun++; quarantineRun >= maxQuarantineRun {
@@ -129,6 +138,15 @@ func (s *session) mirror(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// quarantine records the row of key as quarantined after attempts tries that failed
+// with err.
+func (s *session) quarantine(key string, attempts int, err error) {
+	s.rep.Quarantined++
+	name := s.keyString([]byte(key))
+	s.rep.QuarantinedRows = append(s.rep.QuarantinedRows, Quarantine{Key: name, Error: err.Error()})
+	s.log.Warn("apply: row quarantined", "key", name, "attempts", attempts, "error", err)
 }
 
 // InDoubtError is the error of an apply batch whose request may have reached the target

@@ -95,6 +95,55 @@ func TestQuarantine(t *testing.T) {
 	}
 }
 
+// sendCounting counts, for each key, the Apply calls whose batch held it, and fails
+// every batch holding the key failing with a plain error (not a RowRefusedError).
+type sendCounting struct {
+	*memory.Store
+	sent    map[string]int
+	failing string
+}
+
+func (c *sendCounting) Apply(ctx context.Context, now int64, cs []reconcile.Change) ([]reconcile.Outcome, error) {
+	for _, ch := range cs {
+		c.sent[string(ch.Key)]++
+	}
+	for _, ch := range cs {
+		if string(ch.Key) == c.failing {
+			return nil, errors.New("apply: a constraint refuses it")
+		}
+	}
+	return c.Store.Apply(ctx, now, cs)
+}
+
+// TestRefusedRowSentOnce: a row the target refuses for what it is (RowRefusedError, here
+// over its size limit) is quarantined the first time it is refused, and the rest of its
+// batch sent again without it: it goes on the wire once, not in every halving of its
+// batch and then Attempts times alone. A row failing with another error still gets
+// those chances (a smaller batch, a second try may pass).
+func TestRefusedRowSentOnce(t *testing.T) {
+	src, mem := memory.New(merkle.VersionOrder), memory.New(merkle.VersionOrder)
+	mem.MaxRowBytes = 100
+	fill(src, 0, 500, 1, 10)
+	src.Put(reconcile.Row{Key: []byte("k00200x"), Version: 7, Value: make([]byte, 1000)})
+	dst := &sendCounting{Store: mem, sent: map[string]int{}, failing: "k00300"}
+	rep, err := reconcile.Run(context.Background(), src, dst, reconcile.Options{Mode: reconcile.Mirror, Now: testNow, BatchRows: 64, MaxBatchRows: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Quarantined != 2 || rep.Upserted != 499 {
+		t.Fatalf("quarantined %d %+v, upserted %d", rep.Quarantined, rep.QuarantinedRows, rep.Upserted)
+	}
+	if n := dst.sent["k00200x"]; n != 1 {
+		t.Errorf("the refused row was sent %d times, want once", n)
+	}
+	if n := dst.sent["k00300"]; n < 3+1 {
+		t.Errorf("the row failing with a plain error was sent %d times, want its batch's halvings and 3 attempts alone", n)
+	}
+	if n := dst.sent["k00201"]; n != 2 {
+		t.Errorf("a row of the refused row's batch was sent %d times, want twice (the batch again without the refused row)", n)
+	}
+}
+
 // racing writes to one key of the target after the session's snapshot and before apply.
 type racing struct {
 	*memory.Store

@@ -134,6 +134,19 @@ const (
 // ErrReadOnly is returned by Apply on endpoints that refuse writes.
 var ErrReadOnly = errors.New("endpoint is read-only")
 
+// RowRefusedError is an Apply error saying that the endpoint refuses change Index of the
+// batch for what it is (a row over the endpoint's size limit, a value it cannot hold): no
+// batch and no retry can write it, while the batch's other changes may be written. Nothing
+// was written. A session quarantines that row at once and sends the rest again, rather
+// than halving the batch and trying the row Options.Attempts times.
+type RowRefusedError struct {
+	Index int
+	Err   error
+}
+
+func (e *RowRefusedError) Error() string { return e.Err.Error() }
+func (e *RowRefusedError) Unwrap() error { return e.Err }
+
 // SortedIndex answers a snapshot's index questions (Digests, Split, Entries) from a
 // merkle.Sorted: endpoints that build their index from one scan per session embed it.
 type SortedIndex struct{ *merkle.Sorted }

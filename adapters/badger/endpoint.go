@@ -499,10 +499,10 @@ func (sn *snapshot) Close() error {
 // key's current row: a change applies when Expect is nil and the key has no row live at
 // now, or when Expect equals the row's entry exactly (key, version, expiresAt, flags,
 // value hash); otherwise it is skipped as reconcile.Raced, unless the key already holds
-// what the change would leave (reconcile.Change.InPlace: Applied). A Put row's key must be the
-// change's key. Errors write nothing: bdg.ErrTxnTooBig (a smaller batch fits), a row over
-// MaxRowBytes (wraps ErrRowTooLarge; names the key), a Badger failure, and
-// reconcile.ErrReadOnly on a read-only store. In KeyOrder stores a Put's version is
+// what the change would leave (reconcile.Change.InPlace: Applied). A Put row's key must be
+// the change's key. Errors write nothing: bdg.ErrTxnTooBig (a smaller batch fits), a row
+// over MaxRowBytes (a reconcile.RowRefusedError wrapping ErrRowTooLarge; names the key), a
+// Badger failure, and reconcile.ErrReadOnly on a read-only store. In KeyOrder stores a Put's version is
 // stored as 0.
 func (s *Store) Apply(ctx context.Context, now int64, changes []reconcile.Change) ([]reconcile.Outcome, error) {
 	if s.opts.ReadOnly {
@@ -518,7 +518,7 @@ func (s *Store) Apply(ctx context.Context, now int64, changes []reconcile.Change
 			return nil, fmt.Errorf("apply: change for key %s puts a row with key %s", printable(c.Key), printable(c.Put.Key))
 		}
 		if err := s.checkRow(c.Key, c.Put.Value); err != nil {
-			return nil, fmt.Errorf("apply: %w", err)
+			return nil, &reconcile.RowRefusedError{Index: i, Err: fmt.Errorf("apply: %w", err)}
 		}
 		var flags byte
 		if c.Put.Tombstone {

@@ -213,6 +213,8 @@ type StatusError struct {
 	Status int
 	Msg    string
 	err    error // a sentinel it wraps, or nil
+	// refused is 1 + the HeaderRefusedRow of a 422 (0: none).
+	refused int
 }
 
 func (e *StatusError) Error() string { return fmt.Sprintf("%s (HTTP %d)", e.Msg, e.Status) }
@@ -464,6 +466,10 @@ func (c *Client) check(resp *http.Response, body []byte, what string) error {
 		e.err = reconcile.ErrReadOnly
 	case http.StatusNotFound, http.StatusConflict:
 		e.err = reconcile.ErrSessionLost
+	case http.StatusUnprocessableEntity:
+		if i, err := strconv.Atoi(resp.Header.Get(HeaderRefusedRow)); err == nil && i >= 0 && i < 1<<30 {
+			e.refused = i + 1
+		}
 	}
 	return e
 }
@@ -648,6 +654,9 @@ func (c *Client) Apply(ctx context.Context, req *reconcile.ApplyRequest) (*recon
 		var se *StatusError
 		if errors.As(err, &se) && se.Status == http.StatusNotFound {
 			return nil, fmt.Errorf("%w; a batch of %s may or may not have been written: run the sync again (its writes are conditional, so it repairs what is left)", err, count(len(req.Changes), "change"))
+		}
+		if errors.As(err, &se) && se.refused > 0 && se.refused <= len(req.Changes) {
+			return nil, &reconcile.RowRefusedError{Index: se.refused - 1, Err: err}
 		}
 		return nil, err
 	}

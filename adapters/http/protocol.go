@@ -53,6 +53,10 @@ const (
 	// HeaderReadOnly is "1" on every response of a server that refuses writes
 	// (ServerOptions.ReadOnly), so a mirror sync into it stops before its descent.
 	HeaderReadOnly = "Reconcile-Read-Only"
+	// HeaderRefusedRow, on a 422 answer to an apply, is the index in the batch of the
+	// change the endpoint refuses for what it is (reconcile.RowRefusedError): the client
+	// quarantines that row and sends the rest again.
+	HeaderRefusedRow = "Reconcile-Refused-Row"
 )
 
 const frameType = "application/x-reconcile-frame"

@@ -633,6 +633,47 @@ func TestOversizedRowQuarantined(t *testing.T) {
 	}
 }
 
+// refusalCounting counts the Apply calls whose batch held key.
+type refusalCounting struct {
+	*memory.Store
+	key  string
+	sent atomic.Int32
+}
+
+func (c *refusalCounting) Apply(ctx context.Context, now int64, cs []reconcile.Change) ([]reconcile.Outcome, error) {
+	for _, ch := range cs {
+		if string(ch.Key) == c.key {
+			c.sent.Add(1)
+		}
+	}
+	return c.Store.Apply(ctx, now, cs)
+}
+
+// TestRefusedRowOverHTTP: a row the served endpoint refuses for what it is
+// (reconcile.RowRefusedError) travels back as a 422 naming its index in the batch: the
+// client quarantines it with the endpoint's message after one send, and the rest of
+// the batch is written.
+func TestRefusedRowOverHTTP(t *testing.T) {
+	src, mem := memory.New(merkle.VersionOrder), memory.New(merkle.VersionOrder)
+	mem.MaxRowBytes = 1000
+	for i := range 100 {
+		src.Put(reconcile.Row{Key: []byte(fmt.Sprintf("k%03d", i)), Version: uint64(i + 1), Value: []byte("small")})
+	}
+	src.Put(reconcile.Row{Key: []byte("k050x"), Version: 500, Value: bytes.Repeat([]byte{'x'}, 4000)})
+	dst := &refusalCounting{Store: mem, key: "k050x"}
+	_, _, c := serve(t, dst, ServerOptions{}, ClientOptions{})
+	rep, err := reconcile.RunPeer(context.Background(), src, c, mirror())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Upserted != 100 || rep.Quarantined != 1 || rep.QuarantinedRows[0].Key != "k050x" || !strings.Contains(rep.QuarantinedRows[0].Error, "over the limit of 1000") {
+		t.Fatalf("%+v", rep)
+	}
+	if n := dst.sent.Load(); n != 1 {
+		t.Fatalf("the refused row was sent %d times, want once", n)
+	}
+}
+
 func TestDump(t *testing.T) {
 	ep := memory.New(merkle.VersionOrder)
 	_, _, none := serve(t, ep, ServerOptions{}, ClientOptions{})

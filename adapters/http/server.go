@@ -148,6 +148,8 @@ type answer struct {
 	status int
 	body   []byte
 	msg    string // status != 200
+	// refused, on a 422 to an apply, is HeaderRefusedRow's value.
+	refused string
 }
 
 // NewServer returns a Server for ep. The caller keeps ep open while the server runs and
@@ -366,6 +368,9 @@ func writeFrame(w http.ResponseWriter, frame []byte) {
 }
 
 func (a answer) write(w http.ResponseWriter) {
+	if a.refused != "" {
+		w.Header().Set(HeaderRefusedRow, a.refused)
+	}
 	if a.status != http.StatusOK {
 		httpError(w, a.status, "%s", a.msg)
 		return
@@ -728,6 +733,12 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 		outcomes, err := s.ep.Apply(ctx, req.Now, req.Changes)
 		if errors.Is(err, reconcile.ErrReadOnly) {
 			return fail(http.StatusForbidden, "apply: %v", err)
+		}
+		var refused *reconcile.RowRefusedError
+		if errors.As(err, &refused) && refused.Index >= 0 && refused.Index < len(req.Changes) {
+			a := fail(http.StatusUnprocessableEntity, "apply: %v", err)
+			a.refused = strconv.Itoa(refused.Index)
+			return a
 		}
 		if err != nil {
 			return fail(http.StatusInternalServerError, "apply: %v", err)

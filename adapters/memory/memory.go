@@ -17,7 +17,8 @@ type Store struct {
 	mu       sync.Mutex
 	ordering merkle.Ordering
 	rows     map[string]reconcile.Row
-	// MaxRowBytes, when positive, makes Apply refuse rows whose value is larger.
+	// MaxRowBytes, when positive, makes Apply refuse rows whose value is larger (a
+	// reconcile.RowRefusedError).
 	MaxRowBytes int
 	// ReadOnly makes Apply refuse every write.
 	ReadOnly bool
@@ -96,7 +97,7 @@ func (s *Store) Apply(ctx context.Context, now int64, changes []reconcile.Change
 			return nil, fmt.Errorf("apply: key of %d bytes is over the protocol's limit of %d", len(c.Key), reconcile.MaxKey)
 		}
 		if c.Put != nil && s.MaxRowBytes > 0 && len(c.Put.Value) > s.MaxRowBytes {
-			return nil, fmt.Errorf("apply: row %s has %d bytes, over the limit of %d", reconcile.PrintableKey(c.Key), len(c.Put.Value), s.MaxRowBytes)
+			return nil, &reconcile.RowRefusedError{Index: i, Err: fmt.Errorf("apply: row %s has %d bytes, over the limit of %d", reconcile.PrintableKey(c.Key), len(c.Put.Value), s.MaxRowBytes)}
 		}
 		cur, ok := s.rows[string(c.Key)]
 		var curEntry *merkle.Entry

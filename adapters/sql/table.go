@@ -1263,15 +1263,17 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 	ws := make([]write, len(changes))
 	keys := make([][]byte, len(changes))
 	for i, c := range changes {
+		// A key or row the table cannot take is refused for itself: the rest of the
+		// batch may still be written.
 		kd, err := t.decodeKey(c.Key)
 		if err != nil {
-			return nil, err
+			return nil, &reconcile.RowRefusedError{Index: i, Err: err}
 		}
 		ws[i].key, ws[i].i, ws[i].raw, keys[i] = kd, i, c.Key, c.Key
 		if c.Put != nil {
 			ws[i].size = len(c.Put.Value)
 			if ws[i].rest, err = t.decodeRow(c.Put); err != nil {
-				return nil, err
+				return nil, &reconcile.RowRefusedError{Index: i, Err: err}
 			}
 		}
 	}
