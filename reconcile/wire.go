@@ -14,8 +14,9 @@ import (
 // docs/protocol.md describes the encoding. Version 2: a bound stands for the first cut
 // entry at or after it (version 1: for the first entry). Version 3: cut levels. Version 4:
 // each round says its fingerprint length, and a version-ordered round's points are sent
-// as version deltas (vpos).
-const ProtocolVersion = 5
+// as version deltas (vpos). Version 6: an apply may be refused for one row of its batch
+// (RowRefusedError; over HTTP, a 422 naming the row, and a relay answer flag).
+const ProtocolVersion = 6
 
 // Limits every decoder checks before it allocates.
 const (

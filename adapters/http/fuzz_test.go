@@ -107,9 +107,27 @@ func FuzzServerFrames(f *testing.F) {
 func FuzzRelayAnswer(f *testing.F) {
 	f.Add(encodeRelayAnswer([]byte("frame"), merkle.ReadStats{Entries: 3, Nodes: 9}, nil))
 	f.Add(encodeRelayAnswer(nil, merkle.ReadStats{}, errors.Join(errors.New("x"), reconcile.ErrReadOnly)))
+	f.Add(encodeRelayAnswer(nil, merkle.ReadStats{}, &reconcile.RowRefusedError{Index: 300, Err: errors.New("too large")}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, err := decodeRelayAnswer(b)
-		if err != nil || a.err != nil {
+		if err != nil {
+			return
+		}
+		if a.err != nil {
+			// An error answer keeps its kinds and its refused row through a round trip.
+			again, err := decodeRelayAnswer(encodeRelayAnswer(nil, merkle.ReadStats{}, a.err))
+			if err != nil || again.err == nil {
+				t.Fatalf("error answer lost in a round trip: %v", err)
+			}
+			for _, kind := range []error{reconcile.ErrReadOnly, reconcile.ErrSessionLost, reconcile.ErrStopped} {
+				if errors.Is(a.err, kind) != errors.Is(again.err, kind) {
+					t.Fatalf("error answer %v: %v changed in a round trip", a.err, kind)
+				}
+			}
+			var r1, r2 *reconcile.RowRefusedError
+			if errors.As(a.err, &r1) != errors.As(again.err, &r2) || (r1 != nil && r1.Index != r2.Index) {
+				t.Fatalf("error answer %v: refused row changed in a round trip", a.err)
+			}
 			return
 		}
 		again, err := decodeRelayAnswer(encodeRelayAnswer(a.frame, a.stats, nil))

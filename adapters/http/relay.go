@@ -33,7 +33,9 @@ import (
 // A call is a byte (its kind: 'O' open, 'R' round, 'A' apply, 'W' rows, 'D' done) then
 // the request frame, or for 'D' the JSON relayResult. An answer is a byte 0 then
 // uvarint(entries read) uvarint(nodes read) and the response frame, or a byte 1, a byte of
-// flags (1: the target refuses writes, 2: the target lost the session) and a message.
+// flags (1: the target refuses writes, 2: the target lost the session, 4: the client
+// stopped, 8: the target refuses one row of an apply batch for what it is, and
+// uvarint(its index in the batch) follows) and a message.
 
 const pathRelays = "/v1/relays"
 
@@ -431,6 +433,12 @@ func encodeRelayAnswer(frame []byte, stats merkle.ReadStats, err error) []byte {
 		if errors.Is(err, reconcile.ErrStopped) {
 			flags |= 4
 		}
+		var refused *reconcile.RowRefusedError
+		if errors.As(err, &refused) && refused.Index >= 0 {
+			// The target refuses one row for what it is: its index follows the flags.
+			b := binary.AppendUvarint([]byte{1, flags | 8}, uint64(refused.Index))
+			return append(b, err.Error()...)
+		}
 		return append([]byte{1, flags}, err.Error()...)
 	}
 	b := []byte{0}
@@ -464,11 +472,19 @@ func decodeRelayAnswer(b []byte) (relayAnswer, error) {
 		}
 		return relayAnswer{frame: b[1+n+m:], stats: merkle.ReadStats{Entries: int64(e), Nodes: int64(nd)}}, nil
 	case 1:
-		if len(b) < 2 || b[1]&^7 != 0 {
+		if len(b) < 2 || b[1]&^15 != 0 {
 			return relayAnswer{}, errors.New("answer: bad error flags")
 		}
+		msg, refused := b[2:], -1
+		if b[1]&8 != 0 {
+			i, n := binary.Uvarint(msg)
+			if n <= 0 || i >= 1<<30 {
+				return relayAnswer{}, errors.New("answer: bad refused row index")
+			}
+			msg, refused = msg[n:], int(i)
+		}
 		// The target's own message: what a quarantined row failed with, what to change.
-		te := &relayTargetError{msg: "target: " + clipTo(string(b[2:]), maxRelayMessage)}
+		te := &relayTargetError{msg: "target: " + clipTo(string(msg), maxRelayMessage)}
 		if b[1]&4 != 0 {
 			// The client was told to stop: no request may follow, the session ends.
 			te.msg = "the client stopped the session"
@@ -479,6 +495,9 @@ func decodeRelayAnswer(b []byte) (relayAnswer, error) {
 		}
 		if b[1]&2 != 0 {
 			te.kind = append(te.kind, reconcile.ErrSessionLost)
+		}
+		if refused >= 0 {
+			return relayAnswer{err: &reconcile.RowRefusedError{Index: refused, Err: te}}, nil
 		}
 		return relayAnswer{err: te}, nil
 	}
