@@ -141,6 +141,10 @@ func runServe(ctx context.Context, o serveOptions) error {
 		mode = "read-only"
 	}
 	fmt.Fprintf(o.out, "serving %s (%s) at %s://%s\n", reconcile.RedactURL(o.endpoint), mode, scheme, servedAddr(o.listen, ln.Addr()))
+	if fresh != nil && a == create && loc.ordering == 0 {
+		// The store's ordering is fixed now, before any sync says which it needs.
+		fmt.Fprintf(o.err, "created %s, empty and in version order: a sync from a key-ordered source (a SQL table without &version=, a store made with ?ordering=key) will be refused; for one, serve a new store with ?ordering=key\n", reconcile.RedactURL(o.endpoint))
+	}
 	if err := srv.Serve(ctx, ln, o.tlsCert, o.tlsKey); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}

@@ -38,11 +38,17 @@ var servedAt = regexp.MustCompile(`at (https?://\S+)`)
 // serves and a function that stops it and returns its exit status.
 func startServe(t *testing.T, args ...string) (string, func() int) {
 	t.Helper()
+	return startServeErr(t, new(syncBuffer), args...)
+}
+
+// startServeErr is startServe writing the server's standard error to errb.
+func startServeErr(t *testing.T, errb *syncBuffer, args ...string) (string, func() int) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errb syncBuffer
+	var out syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, append([]string{"reconcile", "serve"}, args...), stdio{in: strings.NewReader(""), out: &out, err: &errb})
+		done <- run(ctx, append([]string{"reconcile", "serve"}, args...), stdio{in: strings.NewReader(""), out: &out, err: errb})
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -144,6 +150,29 @@ func TestServeDiffSync(t *testing.T) {
 	if a, b := mustCLI(t, 0, "", "dump", dst), mustCLI(t, 0, "", "dump", src); a != b {
 		t.Fatal("the served store does not equal the source after sync")
 	}
+}
+
+// TestServeCreatedStoreOrdering: serve creates a missing store in version order before any
+// sync says which order it needs, and says so, with what a key-ordered source needs; a
+// sync from one is refused, naming ?ordering=key, and a store served with it takes it.
+func TestServeCreatedStoreOrdering(t *testing.T) {
+	src := store(t, "src") + "?ordering=key"
+	mustCLI(t, 0, rowsJSONL(20, 0), "load", src)
+	var errb syncBuffer
+	url, _ := startServeErr(t, &errb, store(t, "new"), "--listen", "127.0.0.1:0")
+	if !strings.Contains(errb.String(), "created") || !strings.Contains(errb.String(), "?ordering=key") {
+		t.Fatalf("serve creating a store said %q", errb.String())
+	}
+	code, _, errOut := runCLI(t, "", "sync", src, url)
+	if code != exitError || !strings.Contains(errOut, "?ordering=key") {
+		t.Fatalf("a key-ordered source into a version-ordered served store: exit %d, %q", code, errOut)
+	}
+	var quiet syncBuffer
+	url, _ = startServeErr(t, &quiet, store(t, "keyed")+"?ordering=key", "--listen", "127.0.0.1:0")
+	if quiet.String() != "" {
+		t.Fatalf("serve creating a store in the order its URL names said %q", quiet.String())
+	}
+	mustCLI(t, 0, "", "sync", src, url)
 }
 
 func TestServeTokenReadOnly(t *testing.T) {
