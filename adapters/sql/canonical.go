@@ -92,6 +92,13 @@ type Column struct {
 	// Bits marks a MySQL bit(n) column (a Bool for bit(1), else an Int), whose values the
 	// driver gives as big-endian bytes.
 	Bits bool
+	// precision and scale bound a Decimal value column's values in PostgreSQL and MySQL
+	// (numeric(p,s), decimal(p,s)); precision 0 means no bound (an unconstrained
+	// PostgreSQL numeric). unsigned marks a MySQL decimal unsigned. Set by
+	// setDecimalBounds when a table opens; checkHoldable refuses what an engine would
+	// round or reject.
+	precision, scale int
+	unsigned         bool
 }
 
 // integralDecimal reports whether an engine's decimal type holds integers only: bigint

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
+	"fmt"
 	"math"
+	"math/big"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
@@ -516,6 +519,76 @@ func TestFloatValueRoundTrip(t *testing.T) {
 		v := AppendValue(nil, []Datum{{Class: Float, Float: math.Float64frombits(bits)}})
 		if _, err := DecodeValue(v, cols); err == nil {
 			t.Errorf("bits %#x: decoded, want not canonical", bits)
+		}
+	}
+}
+
+// TestDecimalMisfit checks decimalMisfit against its definition on random decimals near
+// the bounds of random numeric(p,s) columns: a value fits when rounding it to s digits
+// after the point leaves it unchanged and its magnitude is below 10^(p-s); an unsigned
+// column refuses negatives too.
+func TestDecimalMisfit(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	digits := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte('0' + rng.IntN(10))
+		}
+		return string(b)
+	}
+	for i := 0; i < 20000; i++ {
+		p := 1 + rng.IntN(20)
+		s := rng.IntN(p + 1)
+		c := &Column{Name: "n", Type: fmt.Sprintf("decimal(%d,%d)", p, s)}
+		if rng.IntN(4) == 0 {
+			c.Type += " unsigned"
+		}
+		setDecimalBounds(c, "mysql")
+		if c.precision != p || c.scale != s || c.unsigned != strings.Contains(c.Type, "unsigned") {
+			t.Fatalf("%s: bounds %d,%d unsigned %v", c.Type, c.precision, c.scale, c.unsigned)
+		}
+		raw := digits(1+rng.IntN(p-s+2)) + "." + digits(rng.IntN(s+2))
+		if rng.IntN(3) == 0 {
+			raw = "-" + raw
+		}
+		v, err := NormalizeDecimal(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _ := new(big.Rat).SetString(v)
+		scaled := new(big.Rat).Mul(r, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(s)), nil)))
+		limit := new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(p-s)), nil))
+		fits := scaled.IsInt() && new(big.Rat).Abs(r).Cmp(limit) < 0 && !(c.unsigned && r.Sign() < 0)
+		why, _ := decimalMisfit(c, "mysql", v)
+		if fits != (why == "") {
+			t.Fatalf("%s into %s: fits %v, decimalMisfit %q", v, c.Type, fits, why)
+		}
+	}
+	for _, tc := range []struct {
+		dialect, typ, v string
+		misfit          bool
+	}{
+		{"postgres", "numeric", "1e-40", false},
+		{"postgres", "numeric", "Infinity", false},
+		{"postgres", "numeric(10,2)", "Infinity", true},
+		{"postgres", "numeric(10,2)", "NaN", false},
+		{"postgres", "numeric(3,-1)", "1234", false}, // negative scale: not checked
+		{"mysql", "decimal", "12345678901", true},    // MySQL's decimal is decimal(10,0)
+		{"mysql", "decimal", "1234567890", false},
+		{"mysql", "decimal(65,30)", "NaN", true},
+		{"mysql", "decimal(5,5)", "0.12345", false},
+		{"mysql", "decimal(5,5)", "1", true},
+		{"sqlite", "DECIMAL_TEXT(5,2)", "1.2345", false},
+	} {
+		c := &Column{Name: "n", Type: tc.typ}
+		setDecimalBounds(c, tc.dialect)
+		v, err := NormalizeDecimal(tc.v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		why, _ := decimalMisfit(c, tc.dialect, v)
+		if (why != "") != tc.misfit {
+			t.Errorf("%s %s into %s: %q, want misfit %v", tc.dialect, tc.v, tc.typ, why, tc.misfit)
 		}
 	}
 }

@@ -1224,6 +1224,67 @@ func TestValuesTargetCannotHold(t *testing.T) {
 	syncQuarantining(t, "postgres NaN and infinities into mariadb", openTable(t, pg.url(floats, "")), my, 2, []string{"id=2", "id=3", "id=4"}, "which MySQL and MariaDB cannot store")
 }
 
+// TestDecimalTargetTooNarrow: a decimal with more digits after the point than the target
+// column keeps (which the engine would round, so that the copy differed from its source
+// at every sync, exit 3 with a diverged root) or more before it than the column holds,
+// or a NaN into MySQL, is quarantined with a message naming the row, the column, the
+// value and a wider type; values that fit go through unchanged, and a second sync
+// writes nothing.
+func TestDecimalTargetTooNarrow(t *testing.T) {
+	pg, my, _ := bothServers(t)
+	ctx := context.Background()
+	// An unconstrained PostgreSQL numeric into the decimal(65,30) a created MariaDB table
+	// gets for it.
+	wide := pg.table(t)
+	pg.exec(t, "CREATE TABLE "+wide+" (id int PRIMARY KEY, n numeric)",
+		"INSERT INTO "+wide+" VALUES (1, 1.5), (2, 123456789.123456789), (3, 1e-31), (4, 1e40), (5, 'NaN'), (6, -0.000000000000000000000000000001), (7, NULL)")
+	syncQuarantining(t, "postgres numeric into a created mariadb decimal(65,30)", openTable(t, pg.url(wide, "")), my, 4, []string{"id=3", "id=4", "id=5"}, "cannot hold")
+
+	check := func(what string, src, dst *Table, wantUp int, want map[string]string) {
+		t.Helper()
+		for run := 0; run < 2; run++ {
+			rep, err := reconcile.Run(ctx, src, dst, reconcile.Options{Mode: reconcile.Mirror, Attempts: 1})
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			got := map[string]string{}
+			for _, q := range rep.QuarantinedRows {
+				got[q.Key] = q.Error
+			}
+			if rep.Upserted != wantUp*(1-run) || len(got) != len(want) || rep.Diverged() {
+				t.Fatalf("%s, sync %d: %d upserted, quarantined %v, diverged %v; want %d upserted and %d quarantined", what, run+1, rep.Upserted, got, rep.Diverged(), wantUp*(1-run), len(want))
+			}
+			for k, msg := range want {
+				if !strings.Contains(got[k], msg) || !strings.Contains(got[k], "row "+k+": column n (") {
+					t.Errorf("%s: row %s quarantined with %q, want it to say %q", what, k, got[k], msg)
+				}
+			}
+		}
+	}
+	// Narrower by hand, each way.
+	pgSrc, myDst := pg.table(t), my.table(t)
+	pg.exec(t, "CREATE TABLE "+pgSrc+" (id int PRIMARY KEY, n numeric(12,3))",
+		"INSERT INTO "+pgSrc+" VALUES (1, 1.5), (2, 1.234), (3, 12345678.9), (4, -1.25), (5, 123456789.5), (6, 2.100)")
+	my.exec(t, "CREATE TABLE "+myDst+" (id int PRIMARY KEY, n decimal(10,2))")
+	check("postgres numeric(12,3) into mariadb decimal(10,2)", openTable(t, pg.url(pgSrc, "")), openTable(t, my.url(myDst, "")), 4, map[string]string{
+		"id=2": "3 digits after the point and the column keeps 2",
+		"id=5": "MODIFY n decimal(11,2)",
+	})
+	mySrc, pgDst := my.table(t), pg.table(t)
+	my.exec(t, "CREATE TABLE "+mySrc+" (id int PRIMARY KEY, n decimal(10,3))",
+		"INSERT INTO "+mySrc+" VALUES (1, 1234.5), (2, 12345.5), (3, 1.125), (4, -9999.99)")
+	pg.exec(t, "CREATE TABLE "+pgDst+" (id int PRIMARY KEY, n numeric(6,2))")
+	check("mariadb decimal(10,3) into postgres numeric(6,2)", openTable(t, my.url(mySrc, "")), openTable(t, pg.url(pgDst, "")), 2, map[string]string{
+		"id=2": "ALTER COLUMN n TYPE numeric(7,2)",
+		"id=3": "PostgreSQL would round it",
+	})
+	unsigned := my.table(t)
+	my.exec(t, "CREATE TABLE "+unsigned+" (id int PRIMARY KEY, n decimal(10,2) unsigned)")
+	check("mariadb decimal(10,3) into mariadb decimal(10,2) unsigned", openTable(t, my.url(mySrc, "")), openTable(t, my.url(unsigned, "")), 2, map[string]string{
+		"id=3": "MODIFY n decimal(11,3) unsigned", "id=4": "the column is unsigned",
+	})
+}
+
 // TestCollisionAdviceByEngine: a key that the target's collation calls equal to another
 // is quarantined with advice in the target engine's terms: a SQLite NOCASE key was told
 // to use MySQL's utf8mb4_bin.

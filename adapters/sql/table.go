@@ -342,6 +342,9 @@ func (t *Table) load(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if c.Class == Decimal {
+			setDecimalBounds(c, t.cfg.Dialect)
+		}
 		t.valCols = append(t.valCols, *c)
 	}
 	sort.Slice(t.valCols, func(i, j int) bool { return t.valCols[i].Name < t.valCols[j].Name })
@@ -1109,8 +1112,109 @@ func (t *Table) checkHoldable(key []byte, c *Column, d Datum) error {
 	case t.cfg.Dialect == "mysql" && d.Class == Float && (math.IsNaN(d.Float) || math.IsInf(d.Float, 0)):
 		return fmt.Errorf("row %s: column %s is %s, which MySQL and MariaDB cannot store (their floats have no NaN or infinities): change the source row, or leave the column out with columns= on both sides",
 			reconcile.KeyText(key, t), c.Name, floatName(d.Float))
+	case d.Class == Decimal:
+		if why, widen := decimalMisfit(c, t.cfg.Dialect, d.Str); why != "" {
+			return fmt.Errorf("row %s: column %s (%s) cannot hold %s: %s; %schange the source row, or leave the column out with columns= on both sides",
+				reconcile.KeyText(key, t), c.Name, c.Type, clipDecimal(d.Str), why, widen)
+		}
 	}
 	return nil
+}
+
+// clipDecimal shortens a long decimal for a message, keeping its length.
+func clipDecimal(v string) string {
+	if len(v) <= 40 {
+		return v
+	}
+	return fmt.Sprintf("%s… (%d characters)", v[:32], len(v))
+}
+
+// setDecimalBounds sets the precision, scale and unsigned of a Decimal column from its
+// type: numeric(p,s) or decimal(p,s), numeric(p) and decimal(p) of scale 0, MySQL's
+// decimal alone of precision 10 (its default). An unconstrained PostgreSQL numeric, a
+// negative scale (PostgreSQL 15) and SQLite (which keeps decimals as text) get no bound.
+func setDecimalBounds(c *Column, dialect string) {
+	if dialect == "sqlite" {
+		return
+	}
+	typ := strings.ToLower(c.Type)
+	c.unsigned = dialect == "mysql" && strings.Contains(typ, "unsigned")
+	args := strings.Trim(decimalArgs(typ), "()")
+	if args == "" {
+		if dialect == "mysql" {
+			c.precision = 10
+		}
+		return
+	}
+	ps, ss, _ := strings.Cut(args, ",")
+	p, err := strconv.Atoi(ps)
+	if err != nil || p <= 0 {
+		return
+	}
+	sc := 0
+	if ss != "" {
+		if sc, err = strconv.Atoi(ss); err != nil || sc < 0 || sc > p {
+			return
+		}
+	}
+	c.precision, c.scale = p, sc
+}
+
+// decimalMisfit says why the canonical decimal v does not fit column c of an engine
+// (why empty: it fits), and how the column could be widened to hold it (a clause ending
+// in "; ", or empty). A value with more fraction digits than the scale would be rounded
+// by the engine, silently (PostgreSQL) or with a note (MySQL), and the copy would then
+// differ from its source at every sync; too many integer digits are refused.
+func decimalMisfit(c *Column, dialect, v string) (why, widen string) {
+	engine := engineNames[dialect]
+	switch v {
+	case "NaN", "Infinity", "-Infinity":
+		switch {
+		case dialect == "mysql":
+			return "MySQL and MariaDB decimals have no NaN or infinities", ""
+		case v != "NaN" && c.precision > 0:
+			return "PostgreSQL's numeric(p,s) holds no infinities", "widen the column to an unconstrained numeric, "
+		}
+		return "", ""
+	}
+	digits := v
+	if strings.HasPrefix(digits, "-") {
+		if c.unsigned {
+			return "the column is unsigned", ""
+		}
+		digits = digits[1:]
+	}
+	if c.precision == 0 {
+		return "", ""
+	}
+	intPart, frac, _ := strings.Cut(digits, ".")
+	intDigits := len(intPart)
+	if intPart == "0" {
+		intDigits = 0
+	}
+	if len(frac) <= c.scale && intDigits <= c.precision-c.scale {
+		return "", ""
+	}
+	if len(frac) > c.scale {
+		why = fmt.Sprintf("it has %d digits after the point and the column keeps %d, so %s would round it and the copy would never equal its source", len(frac), c.scale, engine)
+	} else {
+		why = fmt.Sprintf("it has %d digits before the point and the column holds at most %d", intDigits, c.precision-c.scale)
+	}
+	s := max(c.scale, len(frac))
+	p := max(c.precision-c.scale, intDigits) + s
+	switch {
+	case dialect == "postgres" && p <= 1000:
+		widen = fmt.Sprintf("widen the column (ALTER TABLE … ALTER COLUMN %s TYPE numeric(%d,%d), or numeric for any), ", c.Name, p, s)
+	case dialect == "postgres":
+		widen = fmt.Sprintf("widen the column (ALTER TABLE … ALTER COLUMN %s TYPE numeric), ", c.Name)
+	case p <= 65 && s <= 30 && c.unsigned:
+		widen = fmt.Sprintf("widen the column (ALTER TABLE … MODIFY %s decimal(%d,%d) unsigned), ", c.Name, p, s)
+	case p <= 65 && s <= 30:
+		widen = fmt.Sprintf("widen the column (ALTER TABLE … MODIFY %s decimal(%d,%d)), ", c.Name, p, s)
+	default:
+		widen = "keep this column in PostgreSQL (MySQL's widest decimal is decimal(65,30)), "
+	}
+	return why, widen
 }
 
 // floatName names a NaN or an infinity as PostgreSQL writes it.
