@@ -592,3 +592,15 @@ func TestDecimalMisfit(t *testing.T) {
 		}
 	}
 }
+
+func TestJSONHasNUL(t *testing.T) {
+	for s, want := range map[string]bool{
+		`{"a": "x"}`: false, `"\u0000"`: true, `{"k\u0000": 1}`: true, `["\\u0000"]`: false,
+		`["\\\u0000"]`: true, `"\u00001"`: true, `"\u0001"`: false, `"\\"`: false, `"\`: false,
+		`"\n\t\u0000"`: true, `"\u000"`: false,
+	} {
+		if got := jsonHasNUL(s); got != want {
+			t.Errorf("jsonHasNUL(%s) = %v", s, got)
+		}
+	}
+}

@@ -1222,6 +1222,11 @@ func TestValuesTargetCannotHold(t *testing.T) {
 	pg.exec(t, "CREATE TABLE "+floats+" (id bigint PRIMARY KEY, r real, d double precision)",
 		"INSERT INTO "+floats+" VALUES (1, 1.5, 2.5), (2, 'NaN', 0), (3, 0, 'Infinity'), (4, '-Infinity', 1), (5, NULL, NULL)")
 	syncQuarantining(t, "postgres NaN and infinities into mariadb", openTable(t, pg.url(floats, "")), my, 2, []string{"id=2", "id=3", "id=4"}, "which MySQL and MariaDB cannot store")
+
+	docs := my.table(t)
+	my.exec(t, "CREATE TABLE "+docs+" (id bigint PRIMARY KEY, j json)",
+		`INSERT INTO `+docs+` VALUES (1, '{"a": "x"}'), (2, '{"a": "x\\u0000y"}'), (3, '["\\\\u0000"]'), (4, '{"k\\u0000": 1}')`)
+	syncQuarantining(t, "mariadb JSON with \\u0000 into postgres jsonb", openTable(t, my.url(docs, "")), pg, 2, []string{"id=2", "id=4"}, "which PostgreSQL jsonb cannot store")
 }
 
 // TestDecimalTargetTooNarrow: a decimal with more digits after the point than the target

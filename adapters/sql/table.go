@@ -1112,6 +1112,9 @@ func (t *Table) checkHoldable(key []byte, c *Column, d Datum) error {
 	case t.cfg.Dialect == "mysql" && d.Class == Float && (math.IsNaN(d.Float) || math.IsInf(d.Float, 0)):
 		return fmt.Errorf("row %s: column %s is %s, which MySQL and MariaDB cannot store (their floats have no NaN or infinities): change the source row, or leave the column out with columns= on both sides",
 			reconcile.KeyText(key, t), c.Name, floatName(d.Float))
+	case t.cfg.Dialect == "postgres" && d.Class == JSON && strings.EqualFold(c.Type, "jsonb") && jsonHasNUL(d.Str):
+		return fmt.Errorf("row %s: column %s holds JSON with a NUL character (\\u0000) in a string, which PostgreSQL jsonb cannot store: change the source row, make the column json (which keeps it), or leave the column out with columns= on both sides",
+			reconcile.KeyText(key, t), c.Name)
 	case d.Class == Decimal:
 		if why, widen := decimalMisfit(c, t.cfg.Dialect, d.Str); why != "" {
 			return fmt.Errorf("row %s: column %s (%s) cannot hold %s: %s; %schange the source row, or leave the column out with columns= on both sides",
@@ -1119,6 +1122,22 @@ func (t *Table) checkHoldable(key []byte, c *Column, d Datum) error {
 		}
 	}
 	return nil
+}
+
+// jsonHasNUL reports whether JSON text holds the escape \u0000 (a NUL character in a
+// string), not counting an escaped backslash followed by "u0000".
+func jsonHasNUL(s string) bool {
+	for i := strings.IndexByte(s, '\\'); i >= 0 && i+1 < len(s); {
+		if s[i+1] == 'u' && strings.HasPrefix(s[i+2:], "0000") {
+			return true
+		}
+		next := strings.IndexByte(s[i+2:], '\\')
+		if next < 0 {
+			return false
+		}
+		i += 2 + next
+	}
+	return false
 }
 
 // clipDecimal shortens a long decimal for a message, keeping its length.
