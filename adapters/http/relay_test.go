@@ -123,28 +123,3 @@ func TestRelayErrors(t *testing.T) {
 		}
 	}
 }
-
-// TestRelayRefusedRow: a row the target refuses for what it is crosses the relay as
-// such (answer flag 8 and its index): the source's server quarantines it after one send,
-// with the target's message, and the rest of its batch is written.
-func TestRelayRefusedRow(t *testing.T) {
-	src, mem := memory.New(merkle.VersionOrder), memory.New(merkle.VersionOrder)
-	mem.MaxRowBytes = 1000
-	for i := range 100 {
-		src.Put(reconcile.Row{Key: []byte(fmt.Sprintf("k%03d", i)), Version: uint64(i + 1), Value: []byte("small")})
-	}
-	src.Put(reconcile.Row{Key: []byte("k050x"), Version: 500, Value: []byte(strings.Repeat("x", 4000))})
-	dst := &refusalCounting{Store: mem, key: "k050x"}
-	_, _, cs := serve(t, src, ServerOptions{ReadOnly: true}, ClientOptions{})
-	_, _, ct := serve(t, dst, ServerOptions{}, ClientOptions{})
-	rep, err := cs.Relay(context.Background(), ct, reconcile.Options{Mode: reconcile.Mirror, Now: testNow, BatchRows: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Upserted != 100 || rep.Quarantined != 1 || rep.QuarantinedRows[0].Key != "k050x" || !strings.Contains(rep.QuarantinedRows[0].Error, "over the limit of 1000") {
-		t.Fatalf("%+v", rep)
-	}
-	if n := dst.sent.Load(); n != 1 {
-		t.Fatalf("the refused row was sent %d times, want once", n)
-	}
-}

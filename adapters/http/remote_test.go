@@ -650,27 +650,37 @@ func (c *refusalCounting) Apply(ctx context.Context, now int64, cs []reconcile.C
 }
 
 // TestRefusedRowOverHTTP: a row the served endpoint refuses for what it is
-// (reconcile.RowRefusedError) travels back as a 422 naming its index in the batch: the
-// client quarantines it with the endpoint's message after one send, and the rest of
-// the batch is written.
+// (reconcile.RowRefusedError) travels back as a 422 naming its index in the batch, and
+// crosses a relay as such (answer flag 8): the client, or the source's server of a
+// relayed session, quarantines it with the endpoint's message after one send, and the
+// rest of the batch is written.
 func TestRefusedRowOverHTTP(t *testing.T) {
-	src, mem := memory.New(merkle.VersionOrder), memory.New(merkle.VersionOrder)
-	mem.MaxRowBytes = 1000
-	for i := range 100 {
-		src.Put(reconcile.Row{Key: []byte(fmt.Sprintf("k%03d", i)), Version: uint64(i + 1), Value: []byte("small")})
-	}
-	src.Put(reconcile.Row{Key: []byte("k050x"), Version: 500, Value: bytes.Repeat([]byte{'x'}, 4000)})
-	dst := &refusalCounting{Store: mem, key: "k050x"}
-	_, _, c := serve(t, dst, ServerOptions{}, ClientOptions{})
-	rep, err := reconcile.RunPeer(context.Background(), src, c, mirror())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Upserted != 100 || rep.Quarantined != 1 || rep.QuarantinedRows[0].Key != "k050x" || !strings.Contains(rep.QuarantinedRows[0].Error, "over the limit of 1000") {
-		t.Fatalf("%+v", rep)
-	}
-	if n := dst.sent.Load(); n != 1 {
-		t.Fatalf("the refused row was sent %d times, want once", n)
+	for _, relayed := range []bool{false, true} {
+		src, mem := memory.New(merkle.VersionOrder), memory.New(merkle.VersionOrder)
+		mem.MaxRowBytes = 1000
+		for i := range 100 {
+			src.Put(reconcile.Row{Key: []byte(fmt.Sprintf("k%03d", i)), Version: uint64(i + 1), Value: []byte("small")})
+		}
+		src.Put(reconcile.Row{Key: []byte("k050x"), Version: 500, Value: bytes.Repeat([]byte{'x'}, 4000)})
+		dst := &refusalCounting{Store: mem, key: "k050x"}
+		_, _, c := serve(t, dst, ServerOptions{}, ClientOptions{})
+		var rep *reconcile.Report
+		var err error
+		if relayed {
+			_, _, cs := serve(t, src, ServerOptions{ReadOnly: true}, ClientOptions{})
+			rep, err = cs.Relay(context.Background(), c, mirror())
+		} else {
+			rep, err = reconcile.RunPeer(context.Background(), src, c, mirror())
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Upserted != 100 || rep.Quarantined != 1 || rep.QuarantinedRows[0].Key != "k050x" || !strings.Contains(rep.QuarantinedRows[0].Error, "over the limit of 1000") {
+			t.Fatalf("relayed %v: %+v", relayed, rep)
+		}
+		if n := dst.sent.Load(); n != 1 {
+			t.Fatalf("relayed %v: the refused row was sent %d times, want once", relayed, n)
+		}
 	}
 }
 
