@@ -518,10 +518,26 @@ func (c *Client) Root(ctx context.Context, now int64) (reconcile.Info, error) {
 	return reconcile.Info{Ordering: r.Ordering, Schema: r.Schema, Root: r.Root}, nil
 }
 
-// Dump copies the server's rows (GET /v1/dump) to w as they arrive. It is tried once,
-// with no timeout but ctx's: what was copied cannot be taken back. A stream cut short by
-// the server or the network is an error.
+// Dump copies the server's rows (GET /v1/dump) to w as they arrive. It is tried once:
+// what was copied cannot be taken back. A dump may take as long as it keeps coming, but
+// fails when the server sends nothing for ClientOptions.Timeout (the answer's start
+// included). A stream cut short by the server or the network is an error.
 func (c *Client) Dump(ctx context.Context, w io.Writer) error {
+	// A dump may take far longer than one attempt's Timeout, but not a stall that long: a
+	// server that stops sending (a partition, a hung machine) would hold the command for
+	// ever. The clock restarts at each piece of the stream.
+	parent := ctx
+	stalled := &dumpStalled{d: c.opts.Timeout, help: c.opts.TimeoutHelp}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	clock := time.AfterFunc(c.opts.Timeout, func() { cancel(stalled) })
+	defer clock.Stop()
+	failed := func(err error) error {
+		if parent.Err() == nil && context.Cause(ctx) == stalled {
+			return stalled
+		}
+		return err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+pathDump, nil)
 	if err != nil {
 		return err
@@ -532,7 +548,7 @@ func (c *Client) Dump(ctx context.Context, w io.Writer) error {
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("dump: %w", err)
+		return fmt.Errorf("dump: %w", failed(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || resp.Header.Get(HeaderProtocol) != strconv.Itoa(reconcile.ProtocolVersion) {
@@ -542,11 +558,39 @@ func (c *Client) Dump(ctx context.Context, w io.Writer) error {
 		}
 		return fmt.Errorf("dump: HTTP %d: %s", resp.StatusCode, oneLine(body))
 	}
-	n, err := io.Copy(w, resp.Body)
+	n, err := io.Copy(w, &progressReader{r: resp.Body, progress: func() { clock.Reset(c.opts.Timeout) }})
 	if err != nil {
-		return fmt.Errorf("dump: the stream broke after %d bytes: %w", n, err)
+		return fmt.Errorf("dump: the stream broke after %d bytes: %w", n, failed(err))
 	}
 	return nil
+}
+
+// dumpStalled is the cause of a dump whose server sent nothing for ClientOptions.Timeout.
+type dumpStalled struct {
+	d    time.Duration
+	help string
+}
+
+func (e *dumpStalled) Error() string {
+	help := e.help
+	if help == "" {
+		help = "raise the client's timeout"
+	}
+	return fmt.Sprintf("the server sent nothing for %s: it stopped, or the network did; if it needs longer between pieces of a dump, %s", e.d, help)
+}
+
+// progressReader calls progress after each read that returned bytes.
+type progressReader struct {
+	r        io.Reader
+	progress func()
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.progress()
+	}
+	return n, err
 }
 
 // Load sends body (the JSON lines of `reconcile load`) to the server's POST /v1/load and

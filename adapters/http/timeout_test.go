@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -300,5 +302,50 @@ func TestTimeoutMessages(t *testing.T) {
 	_, err = c.Root(ctx, testNow)
 	if err == nil || !strings.Contains(err.Error(), "the caller's deadline") || strings.Contains(err.Error(), "no answer within") || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("a request past the caller's deadline: %v", err)
+	}
+}
+
+// TestDumpStall: a dump whose server stops sending mid-stream fails once the client's
+// Timeout passes without a byte, saying so and how to raise it, while one whose server
+// sends slowly but steadily, taking many Timeouts in all, completes. The test's own bound
+// (10 s) is far above Timeout.
+func TestDumpStall(t *testing.T) {
+	hold := make(chan struct{})
+	var requests atomic.Int32
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		stall := requests.Add(1) == 2 // the second dump stops after 4 lines
+		w.Header().Set(HeaderProtocol, strconv.Itoa(reconcile.ProtocolVersion))
+		rc := http.NewResponseController(w)
+		for i := range 20 {
+			fmt.Fprintf(w, "{\"key\": \"k%d\"}\n", i)
+			rc.Flush()
+			if stall && i == 3 {
+				<-hold
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}))
+	defer hs.Close()
+	defer close(hold) // before hs.Close, which waits for the held handler
+
+	c, err := NewClient(hs.URL, ClientOptions{Timeout: 100 * time.Millisecond, TimeoutHelp: "raise ?timeout="})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := c.Dump(context.Background(), &out); err != nil || strings.Count(out.String(), "\n") != 20 {
+		t.Fatalf("a steady dump of 400 ms with a 100 ms timeout: %v, %d lines", err, strings.Count(out.String(), "\n"))
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- c.Dump(context.Background(), io.Discard) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "sent nothing for 100ms") || !strings.Contains(err.Error(), "raise ?timeout=") {
+			t.Fatalf("a stalled dump: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a dump whose server stopped sending still waits 10 s later")
 	}
 }
