@@ -62,7 +62,10 @@ type Endpoint interface {
 	// still Expect (nil: no live row at now); otherwise it is skipped and reported Raced,
 	// unless the endpoint already holds what it would write (Change.InPlace: Applied).
 	// A non-nil error means nothing was written; errors that a smaller batch may avoid
-	// (a row too large, a constraint) are returned so, and the caller halves the batch.
+	// (a constraint, a transaction too large) are returned so, and the caller halves the
+	// batch. A change the endpoint refuses for what it is (a row over its size limit, a
+	// value it cannot hold) is best returned as a *RowRefusedError naming it: the caller
+	// quarantines it at once and sends the rest again.
 	Apply(ctx context.Context, now int64, changes []Change) ([]Outcome, error)
 	// Close releases the endpoint.
 	Close() error
