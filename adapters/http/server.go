@@ -412,7 +412,25 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 // work is the context of the endpoint work for one request: not cancelled when the client
 // goes away (a retry waits for the answer), bounded by RequestTimeout.
 func (s *Server) work(r *http.Request) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(r.Context()), s.opts.RequestTimeout)
+	return context.WithTimeoutCause(context.WithoutCancel(r.Context()), s.opts.RequestTimeout, s.tooLong())
+}
+
+// workTooLong is the cause of a request's work cut by RequestTimeout.
+type workTooLong struct{ d time.Duration }
+
+func (e *workTooLong) Error() string {
+	return fmt.Sprintf("the server's work on one request passed its request timeout (%s): raise reconcile serve --request-timeout (and the client's ?timeout=) for a table this large", e.d)
+}
+
+func (s *Server) tooLong() error { return &workTooLong{d: s.opts.RequestTimeout} }
+
+// workErr is err of work done under ctx (from work), saying so when RequestTimeout cut it.
+func workErr(ctx context.Context, err error) error {
+	var tl *workTooLong
+	if cause := context.Cause(ctx); err != nil && errors.As(cause, &tl) {
+		return fmt.Errorf("%w (%v)", err, tl)
+	}
+	return err
 }
 
 func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
@@ -429,7 +447,7 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	info, err := reconcile.Root(ctx, s.ep, now)
 	if err != nil {
-		httpError(w, http.StatusInternalServerError, "root: %v", err)
+		httpError(w, http.StatusInternalServerError, "root: %v", workErr(ctx, err))
 		return
 	}
 	// The root travels as an open response without a first round.
@@ -474,6 +492,7 @@ func (s *Server) handleLoad(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.work(r)
 	defer cancel()
 	out, err := s.opts.Load(ctx, body)
+	err = workErr(ctx, err)
 	msg := ""
 	if err != nil {
 		msg = err.Error()
@@ -553,7 +572,7 @@ func (s *Server) handleOpen(w http.ResponseWriter, r *http.Request) {
 	if len(s.sessions)+len(s.relays) >= s.opts.MaxSessions {
 		s.mu.Unlock()
 		w.Header().Set("Retry-After", "5")
-		httpError(w, http.StatusServiceUnavailable, "too many open sessions (%d): try again later", s.opts.MaxSessions)
+		httpError(w, http.StatusServiceUnavailable, "too many open sessions (%d, reconcile serve --max-sessions): try again later", s.opts.MaxSessions)
 		return
 	}
 	// Reserve the key so that a concurrent retry waits for this open.
@@ -568,11 +587,11 @@ func (s *Server) handleOpen(w http.ResponseWriter, r *http.Request) {
 	// The snapshot lives as long as the session, and so must the context it is opened
 	// with (a SQL snapshot's transaction ends with it): not the request's. Opening is
 	// still bounded by RequestTimeout.
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	opening := time.AfterFunc(s.opts.RequestTimeout, cancel)
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
+	opening := time.AfterFunc(s.opts.RequestTimeout, func() { cancel(s.tooLong()) })
 	abort := func(status int, format string, args ...any) {
 		opening.Stop()
-		cancel()
+		cancel(nil)
 		ss.closed = true
 		ss.mu.Unlock()
 		s.forget(ss)
@@ -580,21 +599,25 @@ func (s *Server) handleOpen(w http.ResponseWriter, r *http.Request) {
 	}
 	snap, err := s.ep.Open(ctx, req.Now)
 	if err != nil {
-		abort(http.StatusInternalServerError, "open: open snapshot: %v", err)
+		abort(http.StatusInternalServerError, "open: open snapshot: %v", workErr(ctx, err))
 		return
 	}
 	resp, openResp, err := reconcile.NewResponder(ctx, snap, req)
 	if err != nil {
 		snap.Close()
-		abort(http.StatusUnprocessableEntity, "%v", err)
+		status := http.StatusUnprocessableEntity
+		if context.Cause(ctx) != nil {
+			status = http.StatusInternalServerError // cut by the timeout, not refused
+		}
+		abort(status, "%v", workErr(ctx, err))
 		return
 	}
 	if !opening.Stop() {
 		snap.Close()
-		abort(http.StatusInternalServerError, "open: opening the snapshot took longer than the server's request timeout (%s)", s.opts.RequestTimeout)
+		abort(http.StatusInternalServerError, "open: %v", s.tooLong())
 		return
 	}
-	ss.snap, ss.resp, ss.cancelSnap = snap, resp, cancel
+	ss.snap, ss.resp, ss.cancelSnap = snap, resp, func() { cancel(nil) }
 	ss.openFrame = reconcile.EncodeOpenResponse(req, openResp)
 	ss.used = time.Now()
 	ss.timer = time.AfterFunc(s.opts.IdleTimeout, func() { s.expire(ss) })
@@ -697,6 +720,10 @@ func (s *Server) locked(w http.ResponseWriter, ss *session, kind string, seq uin
 	ctx, cancel := s.work(r)
 	defer cancel()
 	a := do(ctx, ss, body)
+	var tl *workTooLong
+	if a.status != http.StatusOK && errors.As(context.Cause(ctx), &tl) {
+		a.msg += " (" + tl.Error() + ")"
+	}
 	ss.lastSeq, ss.lastHash, ss.last = seq, hash, a
 	s.statHeaders(w, ss)
 	return a, true

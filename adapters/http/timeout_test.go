@@ -349,3 +349,71 @@ func TestDumpStall(t *testing.T) {
 		t.Fatal("a dump whose server stopped sending still waits 10 s later")
 	}
 }
+
+// stallingEndpoint's snapshots wait, once stall is set, for their context to end on every
+// read of the index: the work of a request that the server's RequestTimeout must cut.
+type stallingEndpoint struct {
+	reconcile.Endpoint
+	stall atomic.Bool
+}
+
+func (e *stallingEndpoint) Open(ctx context.Context, now int64) (reconcile.Snapshot, error) {
+	s, err := e.Endpoint.Open(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	return &stallingSnapshot{Snapshot: s, ep: e}, nil
+}
+
+type stallingSnapshot struct {
+	reconcile.Snapshot
+	ep *stallingEndpoint
+}
+
+func (s *stallingSnapshot) wait(ctx context.Context) error {
+	if !s.ep.stall.Load() {
+		return nil
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (s *stallingSnapshot) Digests(ctx context.Context, lo, hi []byte, bounds [][]byte) ([]merkle.Digest, error) {
+	if err := s.wait(ctx); err != nil {
+		return nil, err
+	}
+	return s.Snapshot.Digests(ctx, lo, hi, bounds)
+}
+
+func (s *stallingSnapshot) Split(ctx context.Context, lo, hi []byte, k int) ([][]byte, error) {
+	if err := s.wait(ctx); err != nil {
+		return nil, err
+	}
+	return s.Snapshot.Split(ctx, lo, hi, k)
+}
+
+func (s *stallingSnapshot) Entries(ctx context.Context, lo, hi []byte, limit int) ([]merkle.Entry, error) {
+	if err := s.wait(ctx); err != nil {
+		return nil, err
+	}
+	return s.Snapshot.Entries(ctx, lo, hi, limit)
+}
+
+// TestRequestTimeoutMessage: work on one request that passes the server's
+// RequestTimeout (an open whose first round is slow, a later round) fails saying so and
+// naming the flag that raises it, not with a bare "context deadline exceeded".
+func TestRequestTimeoutMessage(t *testing.T) {
+	for _, during := range []string{"open", "round"} {
+		src, dst := pair(2)
+		ep := &stallingEndpoint{Endpoint: dst}
+		ep.stall.Store(during == "open")
+		_, _, c := serve(t, ep, ServerOptions{RequestTimeout: 100 * time.Millisecond}, ClientOptions{})
+		opts := mirror()
+		opts.Fanout, opts.LeafMax = 2, 1 // many rounds
+		opts.Progress = func(reconcile.Progress) { ep.stall.Store(true) }
+		_, err := reconcile.RunPeer(context.Background(), src, c, opts)
+		if err == nil || !strings.Contains(err.Error(), "--request-timeout") || !strings.Contains(err.Error(), "(100ms)") {
+			t.Fatalf("%s cut by the server's request timeout: %v", during, err)
+		}
+	}
+}

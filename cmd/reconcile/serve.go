@@ -36,6 +36,8 @@ func serveCommand(std stdio) *cli.Command {
 			&cli.DurationFlag{Name: "idle-timeout", Value: 2 * time.Minute, Usage: "close a session and its snapshot after this long without requests"},
 			&cli.DurationFlag{Name: "body-timeout", Value: 2 * time.Minute, Usage: "answer 408 and close the connection when a request's body has not arrived this long after its headers"},
 			&cli.DurationFlag{Name: "write-timeout", Value: 2 * time.Minute, Usage: "close the connection when a client has taken none of an answer (a dump, a frame) for this long"},
+			&cli.DurationFlag{Name: "request-timeout", Value: 10 * time.Minute, Usage: "bound the server's work on one request (a session's open reads a scan-mode table whole: raise it, with the clients' ?timeout=, for very large tables)"},
+			&cli.IntFlag{Name: "max-sessions", Value: 64, Usage: "sessions and relays open at once, each holding a snapshot (more are answered 503, and clients retry)"},
 		},
 		Action: func(c *cli.Context) error {
 			a, err := args(c, 1, 1, "ENDPOINT --listen ADDR")
@@ -51,7 +53,8 @@ func serveCommand(std stdio) *cli.Command {
 				tlsCert: c.String("tls-cert"), tlsKey: c.String("tls-key"),
 				server: remote.ServerOptions{ReadOnly: c.Bool("read-only"), InsecureListen: c.Bool("insecure-listen"),
 					MaxBody: maxBody, IdleTimeout: c.Duration("idle-timeout"), BodyTimeout: c.Duration("body-timeout"),
-					WriteTimeout: c.Duration("write-timeout")},
+					WriteTimeout: c.Duration("write-timeout"), RequestTimeout: c.Duration("request-timeout"),
+					MaxSessions: c.Int("max-sessions")},
 			})
 		},
 	}
@@ -84,6 +87,12 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	if o.server.WriteTimeout <= 0 {
 		return fmt.Errorf("serve: --write-timeout must be positive")
+	}
+	if o.server.RequestTimeout <= 0 {
+		return fmt.Errorf("serve: --request-timeout must be positive")
+	}
+	if o.server.MaxSessions <= 0 {
+		return fmt.Errorf("serve: --max-sessions must be at least 1")
 	}
 	if o.tokenFile != "" {
 		if o.server.Token, err = readToken(o.tokenFile); err != nil {
