@@ -107,11 +107,14 @@ func (s *session) mirror(ctx context.Context) error {
 		}
 		var refused *RowRefusedError
 		if errors.As(err, &refused) && refused.Index >= 0 && refused.Index < len(b.changes) {
-			// One row the target refuses for what it is: quarantined now, the rest of the
-			// batch sent again as it was.
+			// The first row of the batch the target refuses for what it is: quarantined
+			// now. The rows before it are sent again as the next batch, so that a run of
+			// refused rows shrinks the batches to one row (doubled on each success) as a
+			// halving would, instead of sending the rest of the batch once per bad row.
 			j := b.planned[refused.Index]
 			s.quarantine(plan[j].key, 1, err)
 			plan = append(plan[:j], plan[j+1:]...)
+			size = max(refused.Index, 1)
 			if quarantineRun++; quarantineRun >= maxQuarantineRun {
 				return fmt.Errorf("apply: %d rows in a row failed, the target keeps refusing writes (%s not tried; the report lists those quarantined): %w", quarantineRun, count(len(plan), "more row"), err)
 			}

@@ -142,6 +142,28 @@ func TestRefusedRowSentOnce(t *testing.T) {
 	if n := dst.sent["k00201"]; n != 2 {
 		t.Errorf("a row of the refused row's batch was sent %d times, want twice (the batch again without the refused row)", n)
 	}
+
+	// A run of 1,000 refused rows among 5,000 shrinks the batches as a halving would: the
+	// changes sent stay within twice the rows (sending the rest of the batch again once
+	// per refused row sent two million).
+	src, mem = memory.New(merkle.VersionOrder), memory.New(merkle.VersionOrder)
+	mem.MaxRowBytes = 100
+	fill(src, 0, 5000, 1, 10)
+	for i := range 1000 {
+		src.Put(reconcile.Row{Key: fmt.Appendf(nil, "k02500-%04d", i), Version: 7, Value: make([]byte, 1000)})
+	}
+	dst = &sendCounting{Store: mem, sent: map[string]int{}}
+	rep, err = reconcile.Run(context.Background(), src, dst, reconcile.Options{Mode: reconcile.Mirror, Now: testNow})
+	if err != nil || rep.Quarantined != 1000 || rep.Upserted != 5000 {
+		t.Fatalf("a run of 1,000 refused rows: err %v, quarantined %d, upserted %d", err, rep.Quarantined, rep.Upserted)
+	}
+	sent := 0
+	for _, n := range dst.sent {
+		sent += n
+	}
+	if sent > 2*6000 {
+		t.Errorf("a run of 1,000 refused rows among 5,000: %d changes sent, want at most 12,000", sent)
+	}
 }
 
 // racing writes to one key of the target after the session's snapshot and before apply.

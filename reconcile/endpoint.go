@@ -65,7 +65,7 @@ type Endpoint interface {
 	// (a constraint, a transaction too large) are returned so, and the caller halves the
 	// batch. A change the endpoint refuses for what it is (a row over its size limit, a
 	// value it cannot hold) is best returned as a *RowRefusedError naming it: the caller
-	// quarantines it at once and sends the rest again.
+	// quarantines it at once and goes on with the rest.
 	Apply(ctx context.Context, now int64, changes []Change) ([]Outcome, error)
 	// Close releases the endpoint.
 	Close() error
@@ -138,9 +138,9 @@ const (
 var ErrReadOnly = errors.New("endpoint is read-only")
 
 // RowRefusedError is an Apply error saying that the endpoint refuses change Index of the
-// batch for what it is (a row over the endpoint's size limit, a value it cannot hold): no
+// batch, the first it refuses, for what it is (a row over the endpoint's size limit, a value it cannot hold): no
 // batch and no retry can write it, while the batch's other changes may be written. Nothing
-// was written. A session quarantines that row at once and sends the rest again, rather
+// was written. A session quarantines that row at once and goes on with the rest, rather
 // than halving the batch and trying the row Options.Attempts times.
 type RowRefusedError struct {
 	Index int

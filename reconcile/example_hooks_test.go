@@ -92,7 +92,8 @@ func ExampleObserver() {
 	fmt.Println("error:", err)
 	// Output:
 	// {"level":"WARN","msg":"apply: row quarantined","job":"carts","key":"huge","attempts":1}
-	// apply: 100 written, 200 pending
+	// apply: 1 written, 299 pending
+	// apply: 101 written, 199 pending
 	// apply: 300 written, 0 pending
 	// finished: 300 upserted, error <nil>
 	// error: <nil>

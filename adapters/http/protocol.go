@@ -55,7 +55,7 @@ const (
 	HeaderReadOnly = "Reconcile-Read-Only"
 	// HeaderRefusedRow, on a 422 answer to an apply, is the index in the batch of the
 	// change the endpoint refuses for what it is (reconcile.RowRefusedError): the client
-	// quarantines that row and sends the rest again.
+	// quarantines that row and goes on with the rest.
 	HeaderRefusedRow = "Reconcile-Refused-Row"
 )
 
