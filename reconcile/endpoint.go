@@ -138,10 +138,11 @@ const (
 var ErrReadOnly = errors.New("endpoint is read-only")
 
 // RowRefusedError is an Apply error saying that the endpoint refuses change Index of the
-// batch, the first it refuses, for what it is (a row over the endpoint's size limit, a value it cannot hold): no
-// batch and no retry can write it, while the batch's other changes may be written. Nothing
-// was written. A session quarantines that row at once and goes on with the rest, rather
-// than halving the batch and trying the row Options.Attempts times.
+// batch, the first it refuses, for what it is (a row over the endpoint's size limit, a
+// value it cannot hold): no batch and no retry can write it, while the batch's other
+// changes may be written. Nothing was written. A session quarantines that row at once and
+// goes on with the rest, rather than halving the batch and trying the row
+// Options.Attempts times.
 type RowRefusedError struct {
 	Index int
 	Err   error
