@@ -86,6 +86,43 @@ func Root(ctx context.Context, ep Endpoint, now int64) (Info, error) {
 	return snap.Info(), nil
 }
 
+// ErrNoVersionCut is wrapped by RootAsOf's error for a key-ordered endpoint, whose
+// positions hold no versions to cut at.
+var ErrNoVersionCut = errors.New("a cut by version needs a version-ordered endpoint")
+
+// RootAsOf returns the Info of a snapshot of ep at now whose Root is the digest of the cut
+// at version asOf: the live rows whose version is at most asOf. Two copies whose cuts at
+// asOf are equal hold the same such rows, whatever either holds above it (a replica that
+// lags, a source with newer writes); a row updated or deleted above asOf has left the cut,
+// since each copy keeps only a row's last version. The endpoint must be in version order
+// (ErrNoVersionCut otherwise): the cut is one range of its index, read in O(log n).
+func RootAsOf(ctx context.Context, ep Endpoint, now int64, asOf uint64) (Info, error) {
+	if now == 0 {
+		now = time.Now().UnixNano()
+	}
+	snap, err := ep.Open(ctx, now)
+	if err != nil {
+		return Info{}, fmt.Errorf("open snapshot: %w", err)
+	}
+	defer snap.Close()
+	info := snap.Info()
+	if info.Ordering != merkle.VersionOrder {
+		return Info{}, fmt.Errorf("%w: this one is in %s order, whose positions are keys alone", ErrNoVersionCut, info.Ordering)
+	}
+	if asOf == math.MaxUint64 {
+		return info, nil // every version
+	}
+	ds, err := snap.Digests(ctx, nil, merkle.VersionOrder.Position(nil, asOf+1), nil)
+	if err != nil {
+		return Info{}, fmt.Errorf("digest of the cut at version %d: %w", asOf, err)
+	}
+	if len(ds) != 1 {
+		return Info{}, fmt.Errorf("digest of the cut at version %d: the endpoint answered %d digests for one range", asOf, len(ds))
+	}
+	info.Root = ds[0]
+	return info, nil
+}
+
 // RunPeer runs one session: the source endpoint, opened here, initiates; peer answers for
 // the target. In Diff mode nothing is written. In Mirror mode the target is made equal to
 // the source: only-source and changed rows are upserted, only-target rows deleted, each

@@ -500,11 +500,33 @@ func oneLine(b []byte) string {
 // Root returns the Info of a snapshot of the server's endpoint at now (0: the server's
 // clock).
 func (c *Client) Root(ctx context.Context, now int64) (reconcile.Info, error) {
-	path := pathRoot
+	return c.root(ctx, now, nil)
+}
+
+// RootAsOf is reconcile.RootAsOf on the server's endpoint: the Info of a snapshot at now
+// (0: the server's clock) whose Root is the digest of the cut at version asOf. A
+// key-ordered endpoint is refused (HTTP 422; the error wraps reconcile.ErrNoVersionCut).
+func (c *Client) RootAsOf(ctx context.Context, now int64, asOf uint64) (reconcile.Info, error) {
+	return c.root(ctx, now, &asOf)
+}
+
+func (c *Client) root(ctx context.Context, now int64, asOf *uint64) (reconcile.Info, error) {
+	q := url.Values{}
 	if now != 0 {
-		path += "?now=" + strconv.FormatInt(now, 10)
+		q.Set("now", strconv.FormatInt(now, 10))
+	}
+	if asOf != nil {
+		q.Set("as_of", strconv.FormatUint(*asOf, 10))
+	}
+	path := pathRoot
+	if len(q) > 0 {
+		path += "?" + q.Encode()
 	}
 	_, body, err := c.do(ctx, call{what: "root", method: http.MethodGet, path: path})
+	var se *StatusError
+	if asOf != nil && errors.As(err, &se) && se.Status == http.StatusUnprocessableEntity {
+		return reconcile.Info{}, fmt.Errorf("%w (%w)", err, reconcile.ErrNoVersionCut)
+	}
 	if err != nil {
 		return reconcile.Info{}, err
 	}

@@ -443,9 +443,28 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		}
 		now = n
 	}
+	var asOf *uint64
+	if v := r.URL.Query().Get("as_of"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			httpError(w, http.StatusBadRequest, "as_of=%q is not a version (an unsigned integer)", clip(v))
+			return
+		}
+		asOf = &n
+	}
 	ctx, cancel := s.work(r)
 	defer cancel()
-	info, err := reconcile.Root(ctx, s.ep, now)
+	var info reconcile.Info
+	var err error
+	if asOf != nil {
+		info, err = reconcile.RootAsOf(ctx, s.ep, now, *asOf)
+	} else {
+		info, err = reconcile.Root(ctx, s.ep, now)
+	}
+	if errors.Is(err, reconcile.ErrNoVersionCut) {
+		httpError(w, http.StatusUnprocessableEntity, "root: %v", err)
+		return
+	}
 	if err != nil {
 		httpError(w, http.StatusInternalServerError, "root: %v", workErr(ctx, err))
 		return
