@@ -341,8 +341,8 @@ func TestReportKeysAsColumns(t *testing.T) {
 
 // TestRowOverMaxAllowedPacket: a row larger than MariaDB's max_allowed_packet is
 // quarantined with a message naming the setting (not "connection reset by peer", which is
-// what the server's cut said while the driver assumed its own 64 MiB limit), and the
-// other rows are written.
+// what the server's cut said while the driver assumed its own 64 MiB limit), after one
+// send, and the other rows are written.
 func TestRowOverMaxAllowedPacket(t *testing.T) {
 	_, my, lite := byName(t)
 	if my == nil {
@@ -363,12 +363,17 @@ func TestRowOverMaxAllowedPacket(t *testing.T) {
 	}
 	S := openTable(t, lite.url(src, "version=ver"))
 	D := openTable(t, my.url(dst, "version=ver"))
-	rep, err := reconcile.Run(context.Background(), S, D, reconcile.Options{Mode: reconcile.Mirror, Attempts: 1})
+	rep, err := reconcile.Run(context.Background(), S, D, reconcile.Options{Mode: reconcile.Mirror})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rep.Upserted != 1 || rep.Quarantined != 1 || rep.QuarantinedRows[0].Key != "id=1" || !strings.Contains(rep.QuarantinedRows[0].Error, "raise it on the server") {
 		t.Fatalf("%+v", rep)
+	}
+	// Refused for what it is, before any statement: sent once, not once a halving of its
+	// batch and then Attempts times alone.
+	if rep.ValueBytes > 2*limit {
+		t.Fatalf("the row over max_allowed_packet (%d bytes) went into %d value bytes: sent more than once", limit+(1<<20), rep.ValueBytes)
 	}
 }
 

@@ -59,6 +59,9 @@ type Table struct {
 	// stmtBytes bounds the row values one multi-row statement carries: maxBytesPerStatement,
 	// or a quarter of a MySQL server's smaller max_allowed_packet.
 	stmtBytes int
+	// maxPacket is a MySQL server's max_allowed_packet (0: not MySQL, or unknown): a row
+	// larger than it cannot be written in any statement, and Apply refuses it at once.
+	maxPacket int
 	// view marks a view (or materialized view) read with a key= no constraint makes
 	// unique: every read that sees all rows checks that no key repeats.
 	view bool
@@ -269,6 +272,7 @@ func (t *Table) load(ctx context.Context) error {
 		var packet int
 		if err := t.db.QueryRowContext(ctx, "SELECT @@max_allowed_packet").Scan(&packet); err == nil && packet > 0 {
 			t.stmtBytes = min(t.stmtBytes, packet/4)
+			t.maxPacket = packet
 		}
 	}
 	used := map[string]string{}
@@ -1395,6 +1399,9 @@ func (t *Table) Apply(ctx context.Context, now int64, changes []reconcile.Change
 		ws[i].key, ws[i].i, ws[i].raw, keys[i] = kd, i, c.Key, c.Key
 		if c.Put != nil {
 			ws[i].size = len(c.Put.Value)
+			if t.maxPacket > 0 && ws[i].size > t.maxPacket {
+				return nil, &reconcile.RowRefusedError{Index: i, Err: fmt.Errorf("row %s is %d bytes: %s", reconcile.KeyText(c.Key, t), ws[i].size, maxPacketHint)}
+			}
 			if ws[i].rest, err = t.decodeRow(c.Put); err != nil {
 				return nil, &reconcile.RowRefusedError{Index: i, Err: err}
 			}
