@@ -501,7 +501,7 @@ func (sn *snapshot) Close() error {
 // value hash); otherwise it is skipped as reconcile.Raced, unless the key already holds
 // what the change would leave (reconcile.Change.InPlace: Applied). A Put row's key must be
 // the change's key. Errors write nothing: bdg.ErrTxnTooBig (a smaller batch fits), a row
-// over MaxRowBytes (a reconcile.RowRefusedError wrapping ErrRowTooLarge; names the key), a
+// over MaxRowBytes (a reconcile.RowRefusedError wrapping ErrRowTooLarge), a
 // Badger failure, and reconcile.ErrReadOnly on a read-only store. In KeyOrder stores a Put's version is
 // stored as 0.
 func (s *Store) Apply(ctx context.Context, now int64, changes []reconcile.Change) ([]reconcile.Outcome, error) {
@@ -517,7 +517,9 @@ func (s *Store) Apply(ctx context.Context, now int64, changes []reconcile.Change
 		if !bytes.Equal(c.Put.Key, c.Key) {
 			return nil, fmt.Errorf("apply: change for key %s puts a row with key %s", printable(c.Key), printable(c.Put.Key))
 		}
-		if err := s.checkRow(c.Key, c.Put.Value); err != nil {
+		if err := s.checkSize(c.Key, c.Put.Value); err != nil {
+			// The error names no key: RowRefusedError.Index says which change it is, and a
+			// session names the row in its own terms (a SQL replica's key columns).
 			return nil, &reconcile.RowRefusedError{Index: i, Err: fmt.Errorf("apply: %w", err)}
 		}
 		var flags byte

@@ -330,8 +330,9 @@ func TestMaxRowBytes(t *testing.T) {
 		{Key: []byte("a"), Put: &reconcile.Row{Key: []byte("a"), Value: []byte("a")}},
 		{Key: []byte{0xff, 1}, Put: &reconcile.Row{Key: []byte{0xff, 1}, Value: make([]byte, 100)}},
 	})
-	if !errors.Is(err, ErrRowTooLarge) || !strings.Contains(err.Error(), "0xff01") {
-		t.Fatalf("Apply of a 102-byte row: %v; want ErrRowTooLarge naming the key", err)
+	var refused *reconcile.RowRefusedError
+	if !errors.Is(err, ErrRowTooLarge) || !errors.As(err, &refused) || refused.Index != 1 {
+		t.Fatalf("Apply of a 102-byte row: %v; want ErrRowTooLarge in a RowRefusedError naming change 1", err)
 	}
 	if _, ok, _ := s.Get([]byte("a")); ok {
 		t.Fatalf("failed Apply wrote a row")

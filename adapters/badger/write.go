@@ -514,11 +514,20 @@ func (w *Writer) Delete(key []byte) error {
 func (s *Store) CheckRow(key, value []byte) error { return s.checkRow(key, value) }
 
 func (s *Store) checkRow(key, value []byte) error {
+	if err := s.checkSize(key, value); err != nil {
+		return fmt.Errorf("key %s: %w", printable(key), err)
+	}
+	return nil
+}
+
+// checkSize is checkRow's error without the key, for callers that name the row
+// themselves (Apply: a session labels the rows it quarantines in its endpoints' terms).
+func (s *Store) checkSize(key, value []byte) error {
 	if len(key) > MaxKeyBytes {
-		return fmt.Errorf("key %s: %w: key of %d bytes, limit %d", printable(key), ErrRowTooLarge, len(key), MaxKeyBytes)
+		return fmt.Errorf("%w: key of %d bytes, limit %d", ErrRowTooLarge, len(key), MaxKeyBytes)
 	}
 	if n := len(key) + len(value); n > s.opts.MaxRowBytes {
-		return fmt.Errorf("key %s: %w: %d bytes, limit %d (Options.MaxRowBytes; in a badger:// URL, ?max_row=SIZE)", printable(key), ErrRowTooLarge, n, s.opts.MaxRowBytes)
+		return fmt.Errorf("%w: %d bytes, limit %d (Options.MaxRowBytes; in a badger:// URL, ?max_row=SIZE)", ErrRowTooLarge, n, s.opts.MaxRowBytes)
 	}
 	return nil
 }
