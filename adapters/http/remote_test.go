@@ -675,7 +675,7 @@ func TestRefusedRowOverHTTP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rep.Upserted != 100 || rep.Quarantined != 1 || rep.QuarantinedRows[0].Key != "k050x" || !strings.Contains(rep.QuarantinedRows[0].Error, "over the limit of 1000") {
+		if rep.Upserted != 100 || rep.Quarantined != 1 || rep.QuarantinedRows[0].Key != "k050x" || !strings.Contains(rep.QuarantinedRows[0].Error, "over the limit of 1000") || strings.Contains(rep.QuarantinedRows[0].Error, "apply: apply:") {
 			t.Fatalf("relayed %v: %+v", relayed, rep)
 		}
 		if n := dst.sent.Load(); n != 1 {

@@ -777,17 +777,22 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 			return fail(http.StatusBadRequest, "apply: %v", err)
 		}
 		outcomes, err := s.ep.Apply(ctx, req.Now, req.Changes)
+		// The endpoint's errors may say "apply: " already (a Badger store's do): once.
+		msg := ""
+		if err != nil {
+			msg = "apply: " + strings.TrimPrefix(err.Error(), "apply: ")
+		}
 		if errors.Is(err, reconcile.ErrReadOnly) {
-			return fail(http.StatusForbidden, "apply: %v", err)
+			return fail(http.StatusForbidden, "%s", msg)
 		}
 		var refused *reconcile.RowRefusedError
 		if errors.As(err, &refused) && refused.Index >= 0 && refused.Index < len(req.Changes) {
-			a := fail(http.StatusUnprocessableEntity, "apply: %v", err)
+			a := fail(http.StatusUnprocessableEntity, "%s", msg)
 			a.refused = strconv.Itoa(refused.Index)
 			return a
 		}
 		if err != nil {
-			return fail(http.StatusInternalServerError, "apply: %v", err)
+			return fail(http.StatusInternalServerError, "%s", msg)
 		}
 		if len(outcomes) != len(req.Changes) {
 			return fail(http.StatusInternalServerError, "apply: the endpoint answered %s for %s", count(len(outcomes), "outcome"), count(len(req.Changes), "change"))
