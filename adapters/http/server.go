@@ -177,6 +177,10 @@ func NewServer(ep reconcile.Endpoint, o ServerOptions) *Server {
 // ServeHTTP checks the token and the protocol version, then routes the request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w = newDeadlineWriter(w, s.opts.WriteTimeout)
+	if r.URL.Path == pathHealth && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		s.handleHealth(w)
+		return
+	}
 	if r.Body != nil && r.Body != http.NoBody {
 		// Set before anything else: a refused request's body is still read (net/http
 		// drains a small one to reuse the connection), and must arrive in time too.
@@ -213,6 +217,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// pathHealth answers load balancers and orchestrators without a token or protocol
+// header: 200 "ok" while the server takes sessions, 503 once it is shutting down. It says
+// nothing about the endpoint's data.
+const pathHealth = "/healthz"
+
+func (s *Server) handleHealth(w http.ResponseWriter) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if closed {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "shutting down\n")
+		return
+	}
+	io.WriteString(w, "ok\n")
 }
 
 // Close closes every open session's snapshot; requests after it get 503.

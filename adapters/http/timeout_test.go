@@ -417,3 +417,31 @@ func TestRequestTimeoutMessage(t *testing.T) {
 		}
 	}
 }
+
+// TestHealth: /healthz answers without a token or protocol header, 200 while the server
+// takes sessions and 503 once it is closed; every other path still wants the token.
+func TestHealth(t *testing.T) {
+	srv := NewServer(memory.New(merkle.VersionOrder), ServerOptions{Token: "secret"})
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(hs.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/healthz"); code != http.StatusOK || body != "ok\n" {
+		t.Fatalf("healthz: %d %q", code, body)
+	}
+	if code, _ := get(pathRoot); code != http.StatusUnauthorized {
+		t.Fatalf("root without a token: %d", code)
+	}
+	srv.Close()
+	if code, body := get("/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "shutting down") {
+		t.Fatalf("healthz after Close: %d %q", code, body)
+	}
+}
