@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -62,6 +63,10 @@ type ServerOptions struct {
 	// before any is written), and returns the answer body. Errors wrapping ErrBadInput
 	// are answered 400, others 500. Nil: 501. Refused with 403 on read-only servers.
 	Load func(ctx context.Context, body []byte) ([]byte, error)
+	// Logger, when set, receives the server's records: each session opened and closed
+	// (Info), each request answered with an error (Warn for 5xx, Info for the others,
+	// with the answer's message), and every request (Debug). Nil: none.
+	Logger *slog.Logger
 	// KeyFormat, when set, describes the endpoint's keys for clients' reports (sent in the
 	// Reconcile-Key-Format header; see ClientOptions.KeyFormatter). The CLI sets a SQL
 	// table's sql.(*Table).KeyFormat, so a client names rows by their key columns.
@@ -95,6 +100,9 @@ func (o ServerOptions) Defaults() ServerOptions {
 	}
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = 10 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return o
 }
@@ -133,6 +141,9 @@ type session struct {
 	timer      *time.Timer
 	used       time.Time
 	closed     bool
+	// opened and remote are for the server's log.
+	opened time.Time
+	remote string
 
 	openHash  [32]byte
 	openFrame []byte
@@ -176,7 +187,10 @@ func NewServer(ep reconcile.Endpoint, o ServerOptions) *Server {
 
 // ServeHTTP checks the token and the protocol version, then routes the request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w = newDeadlineWriter(w, s.opts.WriteTimeout)
+	dw := newDeadlineWriter(w, s.opts.WriteTimeout)
+	w = dw
+	start := time.Now()
+	defer func() { s.logRequest(r, dw, time.Since(start)) }()
 	if r.URL.Path == pathHealth && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		s.handleHealth(w)
 		return
@@ -257,7 +271,7 @@ func (s *Server) Close() error {
 	s.relaysRunning.Wait() // their sessions use the endpoint, which the caller closes next
 	var first error
 	for _, ss := range list {
-		if err := s.drop(ss, false); err != nil && first == nil {
+		if err := s.drop(ss, false, "the server is closing"); err != nil && first == nil {
 			first = err
 		}
 	}
@@ -337,6 +351,32 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile s
 	return err
 }
 
+// logRequest logs one answered request: an error answer with its message, and every
+// request at Debug.
+func (s *Server) logRequest(r *http.Request, dw *deadlineWriter, took time.Duration) {
+	status := dw.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	log := s.opts.Logger
+	level := slog.LevelDebug
+	switch {
+	case status >= 500:
+		level = slog.LevelWarn
+	case status >= 400:
+		level = slog.LevelInfo
+	}
+	if !log.Enabled(r.Context(), level) {
+		return
+	}
+	attrs := []any{"method", r.Method, "path", r.URL.Path, "status", status, "remote", r.RemoteAddr,
+		"ms", took.Milliseconds(), "bytes", dw.written}
+	if status >= 400 {
+		attrs = append(attrs, "error", strings.TrimSpace(string(dw.errBody)))
+	}
+	log.Log(r.Context(), level, "request", attrs...)
+}
+
 // writeChunk is the most an answer write sends under one write deadline.
 const writeChunk = 64 << 10
 
@@ -349,6 +389,18 @@ type deadlineWriter struct {
 	http.ResponseWriter
 	rc      *http.ResponseController
 	timeout time.Duration
+	// status, written and errBody (the start of an error answer's body) are kept for
+	// the server's log.
+	status  int
+	written int64
+	errBody []byte
+}
+
+func (d *deadlineWriter) WriteHeader(status int) {
+	if d.status == 0 {
+		d.status = status
+	}
+	d.ResponseWriter.WriteHeader(status)
 }
 
 func newDeadlineWriter(w http.ResponseWriter, timeout time.Duration) *deadlineWriter {
@@ -358,7 +410,14 @@ func newDeadlineWriter(w http.ResponseWriter, timeout time.Duration) *deadlineWr
 }
 
 func (d *deadlineWriter) Write(p []byte) (int, error) {
+	if d.status >= 400 && len(d.errBody) < 512 {
+		d.errBody = append(d.errBody, p[:min(len(p), 512-len(d.errBody))]...)
+	}
+	if d.status == 0 {
+		d.status = http.StatusOK
+	}
 	n := 0
+	defer func() { d.written += int64(n) }()
 	for len(p) > 0 {
 		c := min(len(p), writeChunk)
 		d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
@@ -660,6 +719,8 @@ func (s *Server) handleOpen(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ss.snap, ss.resp, ss.cancelSnap = snap, resp, func() { cancel(nil) }
+	ss.opened, ss.remote = time.Now(), r.RemoteAddr
+	s.opts.Logger.Info("session opened", "session", ss.id, "remote", ss.remote, "rows", snap.Info().Root.Count)
 	ss.openFrame = reconcile.EncodeOpenResponse(req, openResp)
 	ss.used = time.Now()
 	ss.timer = time.AfterFunc(s.opts.IdleTimeout, func() { s.expire(ss) })
@@ -860,7 +921,7 @@ func (s *Server) handleClose(w http.ResponseWriter, r *http.Request) {
 	if ss == nil {
 		return
 	}
-	if err := s.drop(ss, false); err != nil {
+	if err := s.drop(ss, false, "closed by the client"); err != nil {
 		httpError(w, http.StatusInternalServerError, "close: %v", err)
 		return
 	}
@@ -888,13 +949,13 @@ func (s *Server) expire(ss *session) {
 	idle := time.Since(ss.used) >= s.opts.IdleTimeout
 	ss.mu.Unlock()
 	if idle {
-		s.drop(ss, true)
+		s.drop(ss, true, "idle for --idle-timeout")
 	}
 }
 
-// drop closes a session's snapshot and forgets it. With ifIdle it does nothing when the
-// session was used since the idle check.
-func (s *Server) drop(ss *session, ifIdle bool) error {
+// drop closes a session's snapshot and forgets it, logging why. With ifIdle it does
+// nothing when the session was used since the idle check.
+func (s *Server) drop(ss *session, ifIdle bool, why string) error {
 	ss.mu.Lock()
 	if ss.closed || (ifIdle && time.Since(ss.used) < s.opts.IdleTimeout) {
 		ss.mu.Unlock()
@@ -911,8 +972,16 @@ func (s *Server) drop(ss *session, ifIdle bool) error {
 		ss.snap, ss.resp, ss.cancelSnap = nil, nil, nil
 	}
 	ss.last = answer{}
+	opened := !ss.opened.IsZero()
 	ss.mu.Unlock()
 	s.forget(ss)
+	if opened {
+		attrs := []any{"session", ss.id, "remote", ss.remote, "why", why, "open_s", time.Since(ss.opened).Round(time.Millisecond).Seconds()}
+		if err != nil {
+			attrs = append(attrs, "error", err)
+		}
+		s.opts.Logger.Info("session closed", attrs...)
+	}
 	return err
 }
 

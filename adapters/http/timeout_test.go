@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -444,4 +446,51 @@ func TestHealth(t *testing.T) {
 	if code, body := get("/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "shutting down") {
 		t.Fatalf("healthz after Close: %d %q", code, body)
 	}
+}
+
+// TestServerLog: a server with a Logger records each session opened and closed (and
+// why), and a request answered with an error with its message; requests answered well
+// only at Debug.
+func TestServerLog(t *testing.T) {
+	var buf syncBuf
+	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	src, dst := pair(2)
+	_, _, c := serve(t, dst, ServerOptions{Logger: log}, ClientOptions{})
+	if _, err := reconcile.RunPeer(context.Background(), src, c, mirror()); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	_, hs, _ := serve(t, dst, ServerOptions{Logger: log, Token: "secret"}, ClientOptions{})
+	resp, err := http.Get(hs.URL + pathRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	out := buf.String()
+	for _, want := range []string{`"msg":"session opened"`, `"msg":"session closed"`, `"why":"closed by the client"`, `"status":401`, `"error":"unauthorized`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, `"status":200`) {
+		t.Errorf("requests answered well logged at Info:\n%s", out)
+	}
+}
+
+// syncBuf is a bytes.Buffer safe for concurrent writers.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

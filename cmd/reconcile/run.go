@@ -121,7 +121,7 @@ func runRun(ctx context.Context, o runOptions) error {
 	}
 }
 
-// newLogger returns the logger of `run`: text or JSON records on w.
+// newLogger returns the logger of `run` and `serve`: text or JSON records on w.
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {

@@ -38,6 +38,8 @@ func serveCommand(std stdio) *cli.Command {
 			&cli.DurationFlag{Name: "write-timeout", Value: 2 * time.Minute, Usage: "close the connection when a client has taken none of an answer (a dump, a frame) for this long"},
 			&cli.DurationFlag{Name: "request-timeout", Value: 10 * time.Minute, Usage: "bound the server's work on one request (a session's open reads a scan-mode table whole: raise it, with the clients' ?timeout=, for very large tables)"},
 			&cli.IntFlag{Name: "max-sessions", Value: 64, Usage: "sessions and relays open at once, each holding a snapshot (more are answered 503, and clients retry)"},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log records (sessions opened and closed, failed requests) as text or json, on standard error", EnvVars: []string{"RECONCILE_LOG_FORMAT"}},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug (every request too), info, warn (failures only) or error", EnvVars: []string{"RECONCILE_LOG_LEVEL"}},
 		},
 		Action: func(c *cli.Context) error {
 			a, err := args(c, 1, 1, "ENDPOINT --listen ADDR")
@@ -48,13 +50,17 @@ func serveCommand(std stdio) *cli.Command {
 			if err != nil {
 				return fmt.Errorf("--max-body: %w", err)
 			}
+			log, err := newLogger(std.err, c.String("log-format"), c.String("log-level"))
+			if err != nil {
+				return err
+			}
 			return runServe(c.Context, serveOptions{
 				stdio: std, endpoint: a[0], listen: c.String("listen"), tokenFile: c.String("token-file"),
 				tlsCert: c.String("tls-cert"), tlsKey: c.String("tls-key"),
 				server: remote.ServerOptions{ReadOnly: c.Bool("read-only"), InsecureListen: c.Bool("insecure-listen"),
 					MaxBody: maxBody, IdleTimeout: c.Duration("idle-timeout"), BodyTimeout: c.Duration("body-timeout"),
 					WriteTimeout: c.Duration("write-timeout"), RequestTimeout: c.Duration("request-timeout"),
-					MaxSessions: c.Int("max-sessions")},
+					MaxSessions: c.Int("max-sessions"), Logger: log},
 			})
 		},
 	}
