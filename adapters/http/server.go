@@ -67,6 +67,12 @@ type ServerOptions struct {
 	// (Info), each request answered with an error (Warn for 5xx, Info for the others,
 	// with the answer's message), and every request (Debug). Nil: none.
 	Logger *slog.Logger
+	// OnRequest, when set, is called after each request is answered, with its route (the
+	// pattern that served it, such as "POST /v1/sessions/{id}/round", or "" for a request
+	// refused before routing: a wrong token, another protocol), status, time taken and
+	// body bytes written. It must be quick and safe for concurrent use (the CLI counts
+	// requests for Prometheus).
+	OnRequest func(route string, status int, took time.Duration, bytes int64)
 	// KeyFormat, when set, describes the endpoint's keys for clients' reports (sent in the
 	// Reconcile-Key-Format header; see ClientOptions.KeyFormatter). The CLI sets a SQL
 	// table's sql.(*Table).KeyFormat, so a client names rows by their key columns.
@@ -351,12 +357,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile s
 	return err
 }
 
-// logRequest logs one answered request: an error answer with its message, and every
-// request at Debug.
+// logRequest reports one answered request to OnRequest, and logs it: an error answer with
+// its message, and every request at Debug.
 func (s *Server) logRequest(r *http.Request, dw *deadlineWriter, took time.Duration) {
 	status := dw.status
 	if status == 0 {
 		status = http.StatusOK
+	}
+	if s.opts.OnRequest != nil {
+		route := r.Pattern
+		if r.URL.Path == pathHealth {
+			route = "GET " + pathHealth
+		}
+		s.opts.OnRequest(route, status, took, dw.written)
 	}
 	log := s.opts.Logger
 	level := slog.LevelDebug

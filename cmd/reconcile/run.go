@@ -139,6 +139,11 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 
 // serveMetrics serves h on addr until the returned function is called.
 func serveMetrics(addr string, h http.Handler, log *slog.Logger, listening func(net.Addr)) (stop func(), err error) {
+	return serveHTTPOn(addr, h, log, listening, "serving /metrics, /healthz, /readyz and /jobs")
+}
+
+// serveHTTPOn serves h on addr until the returned function is called, logging what.
+func serveHTTPOn(addr string, h http.Handler, log *slog.Logger, listening func(net.Addr), what string) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--metrics-addr: %w", err)
@@ -154,7 +159,7 @@ func serveMetrics(addr string, h http.Handler, log *slog.Logger, listening func(
 			log.Error("metrics server", "error", err)
 		}
 	}()
-	log.Info("serving /metrics, /healthz, /readyz and /jobs", "addr", ln.Addr().String())
+	log.Info(what, "addr", ln.Addr().String())
 	if listening != nil {
 		listening(ln.Addr())
 	}

@@ -5,11 +5,17 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 
 	remote "github.com/reconcile-dev/reconcile/adapters/http"
@@ -38,6 +44,7 @@ func serveCommand(std stdio) *cli.Command {
 			&cli.DurationFlag{Name: "write-timeout", Value: 2 * time.Minute, Usage: "close the connection when a client has taken none of an answer (a dump, a frame) for this long"},
 			&cli.DurationFlag{Name: "request-timeout", Value: 10 * time.Minute, Usage: "bound the server's work on one request (a session's open reads a scan-mode table whole: raise it, with the clients' ?timeout=, for very large tables)"},
 			&cli.IntFlag{Name: "max-sessions", Value: 64, Usage: "sessions and relays open at once, each holding a snapshot (more are answered 503, and clients retry)"},
+			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus /metrics on host:port (requests by route and status, their time and bytes, open sessions)", EnvVars: []string{"RECONCILE_METRICS_ADDR"}},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log records (sessions opened and closed, failed requests) as text or json, on standard error", EnvVars: []string{"RECONCILE_LOG_FORMAT"}},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug (every request too), info, warn (failures only) or error", EnvVars: []string{"RECONCILE_LOG_LEVEL"}},
 		},
@@ -56,7 +63,7 @@ func serveCommand(std stdio) *cli.Command {
 			}
 			return runServe(c.Context, serveOptions{
 				stdio: std, endpoint: a[0], listen: c.String("listen"), tokenFile: c.String("token-file"),
-				tlsCert: c.String("tls-cert"), tlsKey: c.String("tls-key"),
+				tlsCert: c.String("tls-cert"), tlsKey: c.String("tls-key"), metricsAddr: c.String("metrics-addr"),
 				server: remote.ServerOptions{ReadOnly: c.Bool("read-only"), InsecureListen: c.Bool("insecure-listen"),
 					MaxBody: maxBody, IdleTimeout: c.Duration("idle-timeout"), BodyTimeout: c.Duration("body-timeout"),
 					WriteTimeout: c.Duration("write-timeout"), RequestTimeout: c.Duration("request-timeout"),
@@ -70,7 +77,9 @@ func serveCommand(std stdio) *cli.Command {
 type serveOptions struct {
 	stdio
 	endpoint, listen, tokenFile, tlsCert, tlsKey string
-	server                                       remote.ServerOptions
+	// metricsAddr, when set, is where Prometheus /metrics is served.
+	metricsAddr string
+	server      remote.ServerOptions
 }
 
 // runServe serves one endpoint until ctx ends (Ctrl-C, SIGTERM).
@@ -116,6 +125,14 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	defer ln.Close()
+	var served atomic.Pointer[remote.Server]
+	if o.metricsAddr != "" {
+		stop, err := serveServerMetrics(&o, &served)
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		defer stop()
+	}
 	a := create
 	if o.server.ReadOnly {
 		a = readOnly
@@ -139,6 +156,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		o.server.KeyFormat = ep.keyFormat // a Badger replica of a table names rows as it does
 	}
 	srv := remote.NewServer(ep.Endpoint, o.server)
+	served.Store(srv)
 	if err := srv.CheckListener(ln); err != nil {
 		err = fmt.Errorf("serve: %w", err)
 		if fresh != nil && a == create {
@@ -206,4 +224,42 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is not a size from 1 byte to 1 TiB (e.g. 67108864, 64MiB or 64MB)", s)
 	}
 	return n * mult, nil
+}
+
+// serveServerMetrics serves Prometheus /metrics on o.metricsAddr: requests by route and
+// status, their time and body bytes (through ServerOptions.OnRequest, which it sets), and
+// the sessions open on the server served holds once it is made.
+func serveServerMetrics(o *serveOptions, served *atomic.Pointer[remote.Server]) (stop func(), err error) {
+	reg := prometheus.NewRegistry()
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reconcile_serve_requests_total",
+		Help: "requests answered, by route (the pattern that served it; \"refused\" for one refused before routing: a wrong token, another protocol) and status"},
+		[]string{"route", "status"})
+	seconds := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "reconcile_serve_request_seconds",
+		Help: "time to answer a request, by route", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}, []string{"route"})
+	written := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reconcile_serve_response_bytes_total",
+		Help: "answer body bytes written, by route"}, []string{"route"})
+	sessions := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "reconcile_serve_sessions",
+		Help: "sessions open, each holding a snapshot"}, func() float64 {
+		if srv := served.Load(); srv != nil {
+			return float64(srv.Sessions())
+		}
+		return 0
+	})
+	reg.MustRegister(requests, seconds, written, sessions,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	o.server.OnRequest = func(route string, status int, took time.Duration, bytes int64) {
+		if route == "" {
+			route = "refused"
+		}
+		requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+		seconds.WithLabelValues(route).Observe(took.Seconds())
+		written.WithLabelValues(route).Add(float64(bytes))
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	log := o.server.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return serveHTTPOn(o.metricsAddr, mux, log, nil, "serving /metrics")
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -337,5 +339,39 @@ func TestHTTPTimeout(t *testing.T) {
 	}
 	if took := time.Since(start); took > 30*time.Second {
 		t.Fatalf("root of a hung server took %v with timeout=100ms", took)
+	}
+}
+
+// TestServeMetrics: with --metrics-addr, serve publishes Prometheus counters of the
+// requests it answered, by route and status (a request refused before routing as
+// "refused"), and the sessions open.
+func TestServeMetrics(t *testing.T) {
+	src, dst := store(t, "src"), store(t, "dst")
+	mustCLI(t, 0, rowsJSONL(40, 100), "load", src)
+	var errb syncBuffer
+	url, _ := startServeErr(t, &errb, dst, "--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--token-file", tempFile(t, "token", "tok\n"))
+	m := regexp.MustCompile(`msg="serving /metrics" addr=(\S+)`).FindStringSubmatch(errb.String())
+	if m == nil {
+		t.Fatalf("serve --metrics-addr did not say where: %q", errb.String())
+	}
+	t.Setenv("RECONCILE_TOKEN", "tok")
+	mustCLI(t, 0, "", "sync", src, url)
+	t.Setenv("RECONCILE_TOKEN", "wrong")
+	runCLI(t, "", "root", url)
+	resp, err := http.Get("http://" + m[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`reconcile_serve_requests_total{route="POST /v1/sessions",status="200"} 1`,
+		`reconcile_serve_requests_total{route="POST /v1/sessions/{id}/apply",status="200"}`,
+		`reconcile_serve_requests_total{route="refused",status="401"}`,
+		"reconcile_serve_sessions 0",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s:\n%s", want, body)
+		}
 	}
 }
