@@ -75,15 +75,7 @@ func (o *Options) finished(rep *Report, err error) {
 
 // Root opens a snapshot of ep at now and returns its Info (ordering, schema, root digest).
 func Root(ctx context.Context, ep Endpoint, now int64) (Info, error) {
-	if now == 0 {
-		now = time.Now().UnixNano()
-	}
-	snap, err := ep.Open(ctx, now)
-	if err != nil {
-		return Info{}, fmt.Errorf("open snapshot: %w", err)
-	}
-	defer snap.Close()
-	return snap.Info(), nil
+	return root(ctx, ep, now, nil)
 }
 
 // ErrNoVersionCut is wrapped by RootAsOf's error for a key-ordered endpoint, whose
@@ -97,6 +89,11 @@ var ErrNoVersionCut = errors.New("a cut by version needs a version-ordered endpo
 // since each copy keeps only a row's last version. The endpoint must be in version order
 // (ErrNoVersionCut otherwise): the cut is one range of its index, read in O(log n).
 func RootAsOf(ctx context.Context, ep Endpoint, now int64, asOf uint64) (Info, error) {
+	return root(ctx, ep, now, &asOf)
+}
+
+// root is Root, or RootAsOf when cut is set.
+func root(ctx context.Context, ep Endpoint, now int64, cut *uint64) (Info, error) {
 	if now == 0 {
 		now = time.Now().UnixNano()
 	}
@@ -106,6 +103,10 @@ func RootAsOf(ctx context.Context, ep Endpoint, now int64, asOf uint64) (Info, e
 	}
 	defer snap.Close()
 	info := snap.Info()
+	if cut == nil {
+		return info, nil
+	}
+	asOf := *cut
 	if info.Ordering != merkle.VersionOrder {
 		return Info{}, fmt.Errorf("%w: this one is in %s order, whose positions are keys alone", ErrNoVersionCut, info.Ordering)
 	}
