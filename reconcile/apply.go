@@ -111,9 +111,11 @@ func (s *session) mirror(ctx context.Context) error {
 			// now. The rows before it are sent again as the next batch, so that a run of
 			// refused rows shrinks the batches to one row (doubled on each success) as a
 			// halving would, instead of sending the rest of the batch once per bad row.
+			// The rows before it move up one place over it: O(batch), not O(plan).
 			j := b.planned[refused.Index]
 			s.quarantine(plan[j].key, 1, err)
-			plan = append(plan[:j], plan[j+1:]...)
+			copy(plan[1:j+1], plan[:j])
+			plan = plan[1:]
 			size = max(refused.Index, 1)
 			if quarantineRun++; quarantineRun >= maxQuarantineRun {
 				return fmt.Errorf("apply: %d rows in a row failed, the target keeps refusing writes (%s not tried; the report lists those quarantined): %w", quarantineRun, count(len(plan), "more row"), err)

@@ -501,9 +501,9 @@ func (sn *snapshot) Close() error {
 // value hash); otherwise it is skipped as reconcile.Raced, unless the key already holds
 // what the change would leave (reconcile.Change.InPlace: Applied). A Put row's key must be
 // the change's key. Errors write nothing: bdg.ErrTxnTooBig (a smaller batch fits), a row
-// over MaxRowBytes (a reconcile.RowRefusedError wrapping ErrRowTooLarge), a
-// Badger failure, and reconcile.ErrReadOnly on a read-only store. In KeyOrder stores a Put's version is
-// stored as 0.
+// over MaxRowBytes (a reconcile.RowRefusedError wrapping ErrRowTooLarge), a Badger
+// failure, and reconcile.ErrReadOnly on a read-only store. In KeyOrder stores a Put's
+// version is stored as 0.
 func (s *Store) Apply(ctx context.Context, now int64, changes []reconcile.Change) ([]reconcile.Outcome, error) {
 	if s.opts.ReadOnly {
 		return nil, fmt.Errorf("apply: %w", reconcile.ErrReadOnly)

@@ -337,12 +337,13 @@ func ctxErr(ctx context.Context) error {
 	return err
 }
 
-// attemptTimeout is the cause of an attempt that ran out of ClientOptions.Timeout: the
-// message says which timeout it was and how to raise it. It wraps
-// context.DeadlineExceeded.
+// attemptTimeout is the cause of an attempt that ran out of ClientOptions.Timeout, or
+// (stall) of a dump whose server sent nothing for that long: the message says which
+// timeout it was and how to raise it. It wraps context.DeadlineExceeded.
 type attemptTimeout struct {
-	d    time.Duration
-	help string
+	d     time.Duration
+	help  string
+	stall bool
 }
 
 func (e *attemptTimeout) Error() string {
@@ -350,10 +351,22 @@ func (e *attemptTimeout) Error() string {
 	if help == "" {
 		help = "raise the client's timeout"
 	}
+	if e.stall {
+		return fmt.Sprintf("the server sent nothing for %s: it stopped, or the network did; if it needs longer between pieces of a dump, %s", e.d, help)
+	}
 	return fmt.Sprintf("no answer within %s, the time one attempt of a request may take: if the server needs longer (an open over a large table, a big apply batch), %s", e.d, help)
 }
 
 func (e *attemptTimeout) Unwrap() error { return context.DeadlineExceeded }
+
+// or is e when e ended ctx (made from parent, which has not ended), else err: a request's
+// error says which of the client's timeouts cut it rather than "context canceled".
+func (e *attemptTimeout) or(parent, ctx context.Context, err error) error {
+	if parent.Err() == nil && context.Cause(ctx) == e {
+		return e
+	}
+	return err
+}
 
 // parseRetryAfter reads a Retry-After header: a number of seconds, or an HTTP date
 // (the wait until then, as of now). Absent, malformed or past: 0.
@@ -381,12 +394,7 @@ func (c *Client) once(ctx context.Context, cl call) (*http.Response, []byte, err
 	parent := ctx
 	ctx, cancel := context.WithTimeoutCause(ctx, c.opts.Timeout, timeout)
 	defer cancel()
-	timedOut := func(err error) error {
-		if parent.Err() == nil && context.Cause(ctx) == timeout {
-			return timeout
-		}
-		return err
-	}
+	timedOut := func(err error) error { return timeout.or(parent, ctx, err) }
 	var rd io.Reader
 	if cl.body != nil {
 		rd = bytes.NewReader(cl.body)
@@ -549,17 +557,12 @@ func (c *Client) Dump(ctx context.Context, w io.Writer) error {
 	// server that stops sending (a partition, a hung machine) would hold the command for
 	// ever. The clock restarts at each piece of the stream.
 	parent := ctx
-	stalled := &dumpStalled{d: c.opts.Timeout, help: c.opts.TimeoutHelp}
+	stalled := &attemptTimeout{d: c.opts.Timeout, help: c.opts.TimeoutHelp, stall: true}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	clock := time.AfterFunc(c.opts.Timeout, func() { cancel(stalled) })
 	defer clock.Stop()
-	failed := func(err error) error {
-		if parent.Err() == nil && context.Cause(ctx) == stalled {
-			return stalled
-		}
-		return err
-	}
+	failed := func(err error) error { return stalled.or(parent, ctx, err) }
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+pathDump, nil)
 	if err != nil {
 		return err
@@ -585,20 +588,6 @@ func (c *Client) Dump(ctx context.Context, w io.Writer) error {
 		return fmt.Errorf("dump: the stream broke after %d bytes: %w", n, failed(err))
 	}
 	return nil
-}
-
-// dumpStalled is the cause of a dump whose server sent nothing for ClientOptions.Timeout.
-type dumpStalled struct {
-	d    time.Duration
-	help string
-}
-
-func (e *dumpStalled) Error() string {
-	help := e.help
-	if help == "" {
-		help = "raise the client's timeout"
-	}
-	return fmt.Sprintf("the server sent nothing for %s: it stopped, or the network did; if it needs longer between pieces of a dump, %s", e.d, help)
 }
 
 // progressReader calls progress after each read that returned bytes.

@@ -430,12 +430,12 @@ func (d *deadlineWriter) Write(p []byte) (int, error) {
 		d.status = http.StatusOK
 	}
 	n := 0
-	defer func() { d.written += int64(n) }()
 	for len(p) > 0 {
 		c := min(len(p), writeChunk)
 		d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
 		m, err := d.ResponseWriter.Write(p[:c])
 		n += m
+		d.written += int64(m)
 		if err != nil {
 			return n, err
 		}
@@ -508,6 +508,15 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 // goes away (a retry waits for the answer), bounded by RequestTimeout.
 func (s *Server) work(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeoutCause(context.WithoutCancel(r.Context()), s.opts.RequestTimeout, s.tooLong())
+}
+
+// prefixOnce is err's message starting "kind: " once, whether or not the error says it
+// already ("" for no error).
+func prefixOnce(kind string, err error) string {
+	if err == nil {
+		return ""
+	}
+	return kind + ": " + strings.TrimPrefix(err.Error(), kind+": ")
 }
 
 // workTooLong is the cause of a request's work cut by RequestTimeout.
@@ -607,13 +616,7 @@ func (s *Server) handleLoad(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	out, err := s.opts.Load(ctx, body)
 	err = workErr(ctx, err)
-	msg := ""
-	if err != nil {
-		msg = err.Error()
-		if !strings.HasPrefix(msg, "load: ") {
-			msg = "load: " + msg
-		}
-	}
+	msg := prefixOnce("load", err)
 	switch {
 	case errors.Is(err, ErrBadInput):
 		httpError(w, http.StatusBadRequest, "%s", msg)
@@ -874,11 +877,7 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 			return fail(http.StatusBadRequest, "apply: %v", err)
 		}
 		outcomes, err := s.ep.Apply(ctx, req.Now, req.Changes)
-		// The endpoint's errors may say "apply: " already (a Badger store's do): once.
-		msg := ""
-		if err != nil {
-			msg = "apply: " + strings.TrimPrefix(err.Error(), "apply: ")
-		}
+		msg := prefixOnce("apply", err) // a Badger store's errors say "apply: " already
 		if errors.Is(err, reconcile.ErrReadOnly) {
 			return fail(http.StatusForbidden, "%s", msg)
 		}

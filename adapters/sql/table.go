@@ -1189,7 +1189,6 @@ func setDecimalBounds(c *Column, dialect string) {
 // by the engine, silently (PostgreSQL) or with a note (MySQL), and the copy would then
 // differ from its source at every sync; too many integer digits are refused.
 func decimalMisfit(c *Column, dialect, v string) (why, widen string) {
-	engine := engineNames[dialect]
 	switch v {
 	case "NaN", "Infinity", "-Infinity":
 		switch {
@@ -1219,7 +1218,7 @@ func decimalMisfit(c *Column, dialect, v string) (why, widen string) {
 		return "", ""
 	}
 	if len(frac) > c.scale {
-		why = fmt.Sprintf("it has %d digits after the point and the column keeps %d, so %s would round it and the copy would never equal its source", len(frac), c.scale, engine)
+		why = fmt.Sprintf("it has %d digits after the point and the column keeps %d, so %s would round it and the copy would never equal its source", len(frac), c.scale, engineNames[dialect])
 	} else {
 		why = fmt.Sprintf("it has %d digits before the point and the column holds at most %d", intDigits, c.precision-c.scale)
 	}
