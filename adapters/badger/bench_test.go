@@ -227,6 +227,68 @@ func BenchmarkWritePlainUpdate(b *testing.B) {
 	})
 }
 
+// BenchmarkWritePlainReadUpdate is BenchmarkWritePlainUpdate in transactions (as Write
+// commits them) with each key read before it is overwritten: the least any index over
+// version order must do for an update, since the old row's version says which index
+// entry the update removes, whatever the layout. update=blind is the same transactions
+// without the reads, so that the pair, measured in one run, shows what the reads alone
+// cost against BenchmarkWritePlainUpdate's floor.
+func BenchmarkWritePlainReadUpdate(b *testing.B) {
+	keys, values := benchData()
+	values2 := updated(values)
+	prefixed := make([][]byte, len(keys))
+	for i := range keys {
+		prefixed[i] = append([]byte{prefixRow}, keys[i]...)
+	}
+	for _, read := range []bool{false, true} {
+		name := "update=blind"
+		if read {
+			name = "update=read"
+		}
+		b.Run(name, func(b *testing.B) {
+			benchWrite(b, func(dir string) (func() error, func()) {
+				db := openPlain(b, dir)
+				if err := writePlainBatch(db, keys, values); err != nil {
+					b.Fatal(err)
+				}
+				return func() error { return updatePlainTxn(db, prefixed, values2, read) }, func() { db.Close() }
+			})
+		})
+	}
+}
+
+// updatePlainTxn overwrites keys with values in transactions filled until Badger says
+// bdg.ErrTxnTooBig, reading each key's old value first if read is set (and failing if it
+// is missing).
+func updatePlainTxn(db *bdg.DB, keys, values [][]byte, read bool) error {
+	txn := db.NewTransaction(true)
+	defer func() { txn.Discard() }()
+	for i := range keys {
+		if read {
+			item, err := txn.Get(keys[i])
+			if err != nil {
+				return err
+			}
+			if err := item.Value(func([]byte) error { return nil }); err != nil {
+				return err
+			}
+		}
+		e := bdg.NewEntry(keys[i], values[i])
+		err := txn.SetEntry(e)
+		if errors.Is(err, bdg.ErrTxnTooBig) {
+			if err = txn.Commit(); err != nil {
+				return err
+			}
+			txn = db.NewTransaction(true)
+			err = txn.SetEntry(e)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return txn.Commit()
+}
+
 // BenchmarkWritePlainTxn writes the same rows as plain keys and values in transactions
 // filled until Badger says bdg.ErrTxnTooBig and committed synchronously, as Write does.
 func BenchmarkWritePlainTxn(b *testing.B) {
