@@ -237,9 +237,11 @@ func TestSyncRefusedWritesNothing(t *testing.T) {
 	if code != exitError || out != "" || !strings.Contains(errOut, "nothing was written") || !strings.Contains(errOut, "--force") {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	code, _, _ = runCLI(t, "", "sync", src, dst, "--max-delete", "0", "--dry-run")
-	if code != exitError {
-		t.Fatalf("--max-delete 0: exit %d", code)
+	// A dry run the guard would refuse still shows what it found (exit 2: the sync
+	// itself would be refused).
+	code, out, errOut = runCLI(t, "", "sync", src, dst, "--max-delete", "0", "--dry-run")
+	if code != exitError || !strings.Contains(out, "dry run") || !strings.Contains(out, "only_target") || !strings.Contains(errOut, "--max-delete 0") {
+		t.Fatalf("--max-delete 0 --dry-run: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	// With --json the refusal is JSON too: the report so far and the error.
 	code, out, _ = runCLI(t, "", "sync", src, dst, "--json")

@@ -80,6 +80,13 @@ func runSync(ctx context.Context, o syncOptions) error {
 	}
 	rep, err := runSession(ctx, o.stdio, o.source, o.target, target, opts)
 	if err != nil {
+		if o.dryRun && !o.json && rep != nil && errors.Is(err, reconcile.ErrDeleteGuard) {
+			// A dry run is asked for to see what a sync would do: what the guard would
+			// refuse is shown too, so that it can be judged (--json has it in any case).
+			if perr := printReport(o.out, rep, false); perr != nil {
+				return perr
+			}
+		}
 		return printFailure(o.out, rep, err, o.json)
 	}
 	if err := printReport(o.out, rep, o.json); err != nil {
