@@ -114,6 +114,9 @@ func endpointRootAsOf(ctx context.Context, ep *endpoint, now int64, asOf *uint64
 	if errors.Is(err, reconcile.ErrNoVersionCut) {
 		return rootJSON{}, fmt.Errorf("root --as-of of %s: %w (a SQL table is when its URL names &version=COLUMN; a Badger store when it was created without ?ordering=key)", ep.loc, err)
 	}
+	if err != nil && ep.remote != nil {
+		return rootJSON{}, err // "root: " and the server's URL already, as dump's and load's
+	}
 	if err != nil {
 		return rootJSON{}, fmt.Errorf("root of %s: %w", ep.loc, err)
 	}

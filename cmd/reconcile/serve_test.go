@@ -194,6 +194,13 @@ func TestServeTokenReadOnly(t *testing.T) {
 	if code != exitError || !strings.Contains(errOut, "the one given (from ?token_file="+wrong+") is not the server's") || strings.Contains(errOut, "tok-12") {
 		t.Fatalf("wrong token: exit %d %q", code, errOut)
 	}
+	// root, dump and load say what failed once, as "root: the server at URL ...".
+	for _, args := range [][]string{{"root", url + "?token_file=" + wrong}, {"dump", url + "?token_file=" + wrong}} {
+		code, _, errOut = runCLI(t, "", args...)
+		if code != exitError || !strings.HasPrefix(errOut, "reconcile: "+args[0]+": the server at") {
+			t.Errorf("%s with a wrong token: exit %d %q", args[0], code, errOut)
+		}
+	}
 	mustCLI(t, 1, "", "diff", src, url+"?token_file="+tokFile)
 	t.Setenv(tokenEnv, "tok-123\n") // trimmed, as a token file is
 	mustCLI(t, 1, "", "diff", src, url)
