@@ -30,6 +30,9 @@ func CreateTable(ctx context.Context, cfg Config, like *Table) error {
 	if err != nil {
 		return err
 	}
+	if err := CheckCreate(cfg, like); err != nil {
+		return err
+	}
 	if _, _, err := splitTable(cfg.Table); err != nil {
 		return err
 	}
@@ -111,6 +114,23 @@ func CreateTable(ctx context.Context, cfg Config, like *Table) error {
 		os.Remove(cfg.DSN) // leave no empty database behind
 	}
 	return err
+}
+
+// CheckCreate says, before anything is made, why a table CreateTable(cfg, like) made
+// could not then be synced from like: it takes like's columns, so cfg must name like's
+// version column as its own (and none where like has none), or the two would be in
+// different orderings and every session between them refused.
+func CheckCreate(cfg Config, like *Table) error {
+	src := like.cfg.Version
+	switch {
+	case cfg.Version == src:
+		return nil
+	case cfg.Version == "":
+		return fmt.Errorf("table %s would be made with the source's columns, and the source is in version order (&version=%s): add &version=%s to this URL too, so that the copy keeps the source's versions (without it the copy would be in key order, and both sides must use the same ordering)", cfg.Table, src, src)
+	case src == "":
+		return fmt.Errorf("table %s would be made with the source's columns, and the source is in key order (its URL names no version=): leave &version=%s out of this URL, or name the source's version column in its URL", cfg.Table, cfg.Version)
+	}
+	return fmt.Errorf("table %s would be made with the source's columns, whose version column is %s: write &version=%s in this URL, not &version=%s", cfg.Table, src, src, cfg.Version)
 }
 
 // dropOrphanIndex drops what a maintained index of an earlier table of cfg's name left

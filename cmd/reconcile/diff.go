@@ -119,6 +119,9 @@ func runSession(ctx context.Context, std stdio, source, target string, targetAcc
 	scheme, _ := lookupScheme(dst.scheme)
 	t, err := scheme.open(dst, targetAccess)
 	if err != nil && opts.DryRun && errors.Is(err, sqlep.ErrNoTable) && s.table != nil {
+		if cerr := sqlep.CheckCreate(*dst.sql, s.table); cerr != nil {
+			return nil, fmt.Errorf("%s: %w", dst, cerr) // as the sync itself would be refused
+		}
 		return againstEmpty(fmt.Sprintf("table %s in %s", dst.sql.Table, dst), s.table.Ordering())
 	}
 	createdTable, newFile := false, ""

@@ -334,6 +334,26 @@ func TestSyncCreatesSQLTarget(t *testing.T) {
 		t.Fatalf("root %s, want %s", got, want)
 	}
 
+	// A target URL whose version column is not the source's is refused before anything is
+	// made (the copy would be in another ordering, and every session refused), dry run
+	// or not, saying what to write.
+	for _, c := range []struct{ url, want string }{
+		{"sqlite://" + file + "?table=other", "add &version=ver to this URL"},
+		{"sqlite://" + file + "?table=other&version=id", "write &version=ver in this URL, not &version=id"},
+	} {
+		for _, dry := range []string{"--dry-run", "--force"} {
+			if code, _, errOut := runCLI(t, "", "sync", dry, src, c.url); code != exitError || !strings.Contains(errOut, c.want) || strings.Contains(errOut, "created") {
+				t.Errorf("sync %s into %s: exit %d, %q", dry, c.url, code, errOut)
+			}
+		}
+	}
+	if code, _, errOut := runCLI(t, "", "sync", strings.Replace(src, "&version=ver", "", 1), "sqlite://"+file+"?table=other&version=ver"); code != exitError || !strings.Contains(errOut, "leave &version=ver out of this URL") {
+		t.Errorf("sync from a key-ordered source into a version-ordered URL: exit %d, %q", code, errOut)
+	}
+	if code, out, _ := runCLI(t, "", "root", "sqlite://"+file+"?table=other"); code != exitError {
+		t.Errorf("a refused sync made its table: root exit %d, %q", code, out)
+	}
+
 	// A sync that fails after creating its table drops it again, so that a corrected
 	// retry creates it anew (here a view whose key= repeats).
 	vfile := filepath.Join(t.TempDir(), "view.db")
