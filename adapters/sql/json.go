@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -102,7 +103,7 @@ func (t *Table) ColumnsRow(cols map[string]json.RawMessage, del bool) (key, valu
 		known[c.Name] = true
 		raw, ok := cols[c.Name]
 		if !ok {
-			return nil, nil, fmt.Errorf("columns: key column %q missing", c.Name)
+			return nil, nil, t.missing(cols, fmt.Errorf("columns: key column %q missing", c.Name))
 		}
 		if kd[i], err = jsonDatum(c, raw); err != nil {
 			return nil, nil, err
@@ -127,7 +128,7 @@ func (t *Table) ColumnsRow(cols map[string]json.RawMessage, del bool) (key, valu
 			continue // the engine computes it; a load does not write it
 		}
 		if !ok {
-			return nil, nil, fmt.Errorf("columns: column %q missing (give null for NULL)", c.Name)
+			return nil, nil, t.missing(cols, fmt.Errorf("columns: column %q missing (give null for NULL)", c.Name))
 		}
 		if vd[i], err = jsonDatum(c, raw); err != nil {
 			return nil, nil, err
@@ -138,10 +139,35 @@ func (t *Table) ColumnsRow(cols map[string]json.RawMessage, del bool) (key, valu
 	}
 	for name := range cols {
 		if !known[name] {
-			return nil, nil, fmt.Errorf("columns: table %s has no column %q among its key and value columns", t.cfg.Table, name)
+			return nil, nil, t.noColumn(name)
 		}
 	}
 	return key, AppendValue(nil, vd), nil
+}
+
+// missing is err, a column missing from cols, unless cols names a column the table does
+// not have: that (a misspelling, most likely) is the error then.
+func (t *Table) missing(cols map[string]json.RawMessage, err error) error {
+	for name := range cols {
+		if !slices.ContainsFunc(t.keyCols, func(c Column) bool { return c.Name == name }) &&
+			!slices.ContainsFunc(t.valCols, func(c Column) bool { return c.Name == name }) {
+			return t.noColumn(name)
+		}
+	}
+	return err
+}
+
+// noColumn is the error for a row naming a column that is neither a key nor a value
+// column of the table: it lists those.
+func (t *Table) noColumn(name string) error {
+	var names []string
+	for _, c := range t.keyCols {
+		names = append(names, c.Name)
+	}
+	for _, c := range t.valCols {
+		names = append(names, c.Name)
+	}
+	return fmt.Errorf("columns: table %s has no column %q among its key and value columns (%s)", t.cfg.Table, name, strings.Join(names, ", "))
 }
 
 func jsonDatum(c *Column, raw json.RawMessage) (Datum, error) {

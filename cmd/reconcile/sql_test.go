@@ -62,6 +62,9 @@ func TestSQLLoadDump(t *testing.T) {
 		{`{"columns": {"id": 9, "name": "x", "price": "abc", "seen": null}, "version": 1}`, `"abc" is not a decimal`},
 		{`{"columns": {"id": 9, "name": "x", "price": 1, "seen": null, "color": "red"}, "version": 1}`, `no column "color"`},
 		{`{"columns": {"id": 9, "price": 1, "seen": null}, "version": 1}`, `column "name" missing`},
+		// A misspelt column is named, not the column it stands for as missing.
+		{`{"columns": {"id": 9, "nme": "x", "price": 1, "seen": null}, "version": 1}`, `no column "nme" among its key and value columns (id, name, price, seen)`},
+		{`{"columns": {"ID": 9, "name": "x", "price": 1, "seen": null}, "version": 1}`, `no column "ID"`},
 		{`{"columns": {"id": 9, "name": null, "price": 1, "seen": null}, "version": 1}`, `"name" is NOT NULL`},
 		{`{"columns": {"id": 9, "name": "x", "price": 1, "seen": "yesterday"}, "version": 1}`, "RFC 3339"},
 		{`{"columns": {"id": "nine", "name": "x", "price": 1, "seen": null}, "version": 1}`, "not a 64-bit integer"},
