@@ -950,6 +950,15 @@ func TestSQLiteUntypedColumn(t *testing.T) {
 	syncAndCheck(t, "sqlite ANY column", S, D, 5)
 	syncAndCheck(t, "again", S, D, 0)
 
+	// A value a typed column's type does not describe (SQLite keeps it unless the table
+	// is STRICT) stops the session, naming the row and what to do.
+	typed := lite.table(t)
+	lite.exec(t, "CREATE TABLE "+typed+" (id INTEGER PRIMARY KEY, n int)", "INSERT INTO "+typed+" VALUES (1, 5), (2, 'abc')")
+	err = openTable(t, lite.url(typed, "")).Scan(ctx, 0, func(reconcile.Row) bool { return true })
+	if err == nil || !strings.Contains(err.Error(), `row id=2: column n (INT): "abc" is not a 64-bit integer`) || !strings.Contains(err.Error(), "correct the row, or leave the column out") {
+		t.Fatalf("text in an int column: %v, want the row named and what to do", err)
+	}
+
 	keyed := lite.table(t)
 	lite.exec(t, "CREATE TABLE "+keyed+" (k PRIMARY KEY, n int)", "INSERT INTO "+keyed+" VALUES ('a', 1), (5, 2)")
 	err = openTable(t, lite.url(keyed, "")).Scan(ctx, 0, func(reconcile.Row) bool { return true })

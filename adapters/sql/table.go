@@ -537,7 +537,12 @@ func (s *scanner) assemble(datum func(i int) (Datum, error), appendValue func(ds
 		r.Key = AppendKey([]byte{}, s.ds) // non-nil even when empty: nil means no row
 	}
 	fail := func(c *Column, err error) (reconcile.Row, error) {
-		return r, fmt.Errorf("row %s: column %s (%s): %v", reconcile.KeyText(r.Key, t), c.Name, c.Type, err)
+		hint := ""
+		if t.cfg.Dialect == "sqlite" {
+			// SQLite stores any value in any column of a table that is not STRICT.
+			hint = ": SQLite kept a value its column's type does not describe; correct the row, or leave the column out with columns= on both sides (a column declared without a type, or ANY in a STRICT table, is read as what each value holds)"
+		}
+		return r, fmt.Errorf("row %s: column %s (%s): %v%s", reconcile.KeyText(r.Key, t), c.Name, c.Type, err, hint)
 	}
 	if t.verCol != nil {
 		d, err := datum(i)
