@@ -61,7 +61,7 @@ func (s *session) mirror(ctx context.Context) error {
 			return err
 		}
 		n = b.taken // the byte cap may have shortened the batch
-		if q := b.tooLarge; q != nil {
+		if q := b.unsendable; q != nil {
 			s.rep.Quarantined++
 			s.rep.QuarantinedRows = append(s.rep.QuarantinedRows, *q)
 			s.log.Warn("apply: row quarantined", "key", q.Key, "error", q.Error)
@@ -192,9 +192,10 @@ type batch struct {
 	planned []int // each change's index in the plan
 	taken   int   // how many of the plan's changes the batch settles, moved ones included
 	moved   int   // upserts skipped: the source's row is no longer the entry the session found
-	// tooLarge is an upsert skipped for good, the batch's last: the source's row is longer
-	// than MaxValue. A batch that holds one writes nothing.
-	tooLarge *Quarantine
+	// unsendable is an upsert skipped for good, the batch's last: the source's row is
+	// longer than MaxValue, or the source cannot read it (its Rows refused it with a
+	// RowRefusedError). A batch that holds one writes nothing.
+	unsendable *Quarantine
 }
 
 // changes builds the conditional writes for plan, reading the source rows at the
@@ -214,12 +215,24 @@ func (s *session) changes(ctx context.Context, plan []plannedChange) (batch, err
 			keys = append(keys, []byte(p.key))
 		}
 	}
+	// A row the source refuses to give (it cannot read it: a RowRefusedError) ends the
+	// batch before it, and is quarantined by itself when it comes first, as a row too
+	// large is: the target's copy, if any, is left alone.
+	limit := len(keys)
+	var unreadable error
 	rows, tooLarge, err := s.sourceRows(ctx, keys)
+	for refused := (*RowRefusedError)(nil); errors.As(err, &refused) && refused.Index >= 0 && refused.Index < limit; {
+		limit, unreadable = refused.Index, refused.Err
+		rows, tooLarge, err = nil, nil, nil
+		if limit > 0 {
+			rows, tooLarge, err = s.sourceRows(ctx, keys[:limit])
+		}
+	}
 	if err != nil {
 		return b, fmt.Errorf("read source rows: %w", err)
 	}
-	if len(rows) > len(keys) || len(rows) == 0 && len(keys) > 0 {
-		return b, fmt.Errorf("read source rows: %d rows for %d keys", len(rows), len(keys))
+	if len(rows) > limit || len(rows) == 0 && limit > 0 {
+		return b, fmt.Errorf("read source rows: %d rows for %d keys", len(rows), limit)
 	}
 	b.changes = make([]Change, 0, len(plan))
 	bytes, r := 0, 0
@@ -231,14 +244,18 @@ func (s *session) changes(ctx context.Context, plan []plannedChange) (batch, err
 		}
 		if p.upsert {
 			if r == len(rows) {
-				break // the source's answer stopped at the batch's byte cap
+				if unreadable != nil && r == limit && len(b.changes) == 0 {
+					b.unsendable = &Quarantine{Key: s.keyString([]byte(p.key)), Error: "the source cannot read this row, so it is not synced (and the target's copy is left as it is): " + unreadable.Error()}
+					b.taken = i + 1
+				}
+				break // the source's answer stopped at the batch's byte cap, or before a row it refused
 			}
 			row := rows[r]
 			if size, ok := tooLarge[r]; ok && row.Key != nil {
 				// A batch of its own, with no writes: it cannot fail and be retried, so
 				// the row is quarantined once.
 				if len(b.changes) == 0 {
-					b.tooLarge = &Quarantine{Key: s.keyString([]byte(p.key)), Error: tooLargeError(size)}
+					b.unsendable = &Quarantine{Key: s.keyString([]byte(p.key)), Error: tooLargeError(size)}
 					b.taken = i + 1
 				}
 				break

@@ -91,6 +91,9 @@ type Snapshot interface {
 	// snapshot as its index (a SQL table's maintained index, caught up just before the
 	// read snapshot opens; SQLite outside WAL mode) may return a row written since, or
 	// none for a row deleted since: a sync skips a row unlike the entry it found, as raced.
+	// A row the endpoint indexes but cannot give (a SQL row with a value that has no
+	// canonical form) is refused with a *RowRefusedError naming the first such key: a
+	// sync quarantines it, leaves the target's copy alone, and asks for the rows before it.
 	Rows(ctx context.Context, keys [][]byte) ([]Row, error)
 	// ReadStats reports what this snapshot has read from its index so far.
 	ReadStats() merkle.ReadStats

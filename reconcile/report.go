@@ -107,7 +107,7 @@ func (r *Report) PartialReason() string {
 		return fmt.Sprintf("wrote %s and deleted %d, yet the target's root after it (%s) is not the source's (%s): the target changed rows as they were written (a trigger, a column default, a generated column computed differently, a type that does not keep the value) or was written by someone else meanwhile; `reconcile diff` shows which rows",
 			count(r.Upserted, "row"), r.Deleted, r.RootTargetAfter, r.RootSource)
 	case r.Partial():
-		return fmt.Sprintf("finished with %d quarantined and %d raced rows: run it again to retry them (the report lists the quarantined rows and why; a row the target cannot hold, as its reason says, is refused again until it or the target changes)", r.Quarantined, r.Raced)
+		return fmt.Sprintf("finished with %d quarantined and %d raced rows: run it again to retry them (the report lists the quarantined rows and why; a row the target cannot hold or the source cannot read, as its reason says, is quarantined again until it, or that side, changes)", r.Quarantined, r.Raced)
 	}
 	return ""
 }

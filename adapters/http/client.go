@@ -729,6 +729,10 @@ func (c *Client) Rows(ctx context.Context, req *reconcile.RowsRequest) (*reconci
 		return nil, errors.New("rows: session not open")
 	}
 	body, err := c.sessionCall(ctx, "rows", reconcile.EncodeRowsRequest(req))
+	var se *StatusError
+	if errors.As(err, &se) && se.refused > 0 && se.refused <= len(req.Keys) {
+		return nil, &reconcile.RowRefusedError{Index: se.refused - 1, Err: err} // a row the server cannot read
+	}
 	if err != nil {
 		return nil, err
 	}

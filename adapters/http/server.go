@@ -165,7 +165,7 @@ type answer struct {
 	status int
 	body   []byte
 	msg    string // status != 200
-	// refused, on a 422 to an apply, is HeaderRefusedRow's value.
+	// refused, on a 422 to an apply or a rows request, is HeaderRefusedRow's value.
 	refused string
 }
 
@@ -906,6 +906,14 @@ func (s *Server) handleRows(w http.ResponseWriter, r *http.Request) {
 			return fail(http.StatusBadRequest, "rows: %v", err)
 		}
 		rows, err := ss.snap.Rows(ctx, req.Keys)
+		var refused *reconcile.RowRefusedError
+		if errors.As(err, &refused) && refused.Index >= 0 && refused.Index < len(req.Keys) {
+			// A row the endpoint cannot read: the session quarantines it and asks again
+			// for the rows before it.
+			a := fail(http.StatusUnprocessableEntity, "%s", prefixOnce("rows", err))
+			a.refused = strconv.Itoa(refused.Index)
+			return a
+		}
 		if err != nil {
 			return fail(http.StatusInternalServerError, "rows: %v", err)
 		}

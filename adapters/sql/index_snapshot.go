@@ -718,6 +718,9 @@ func (s *indexSnapshot) Rows(ctx context.Context, keys [][]byte) ([]reconcile.Ro
 	out := make([]reconcile.Row, len(keys))
 	for i, k := range keys {
 		if r, ok := found[string(k)]; ok && !r.Expired(s.now) {
+			if isPoison(r.Value) {
+				return nil, &reconcile.RowRefusedError{Index: i, Err: unreadableError(s.t.cfg.Table, r.Value)}
+			}
 			out[i] = r
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/reconcile-dev/reconcile/adapters/badger"
+	"github.com/reconcile-dev/reconcile/merkle"
 	"github.com/reconcile-dev/reconcile/reconcile"
 )
 
@@ -543,8 +544,19 @@ func TestWideTimestampsSync(t *testing.T) {
 	pg.exec(t, "CREATE TABLE "+es+" (id bigint PRIMARY KEY, v text, exp timestamp)",
 		"INSERT INTO "+es+" VALUES (1, 'a', NULL), (2, 'b', '9999-12-31')")
 	E := openTable(t, pg.url(es, "expires=exp"))
-	if _, err := reconcile.Root(ctx, E, 0); err == nil || !strings.Contains(err.Error(), "set the expiry to NULL") || !strings.Contains(err.Error(), "exp") {
-		t.Fatalf("a 9999-12-31 expiry: %v", err)
+	// The row is unreadable (unreadable.go): the table's root is taken, and a sync
+	// quarantines the row with the reason and syncs the rest.
+	if _, err := reconcile.Root(ctx, E, 0); err != nil {
+		t.Fatalf("root of a table with a 9999-12-31 expiry: %v", err)
+	}
+	B, err := badger.Open(filepath.Join(t.TempDir(), "b"), badger.Options{Create: true, Ordering: merkle.KeyOrder})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer B.Close()
+	rep, err = reconcile.Run(ctx, E, B, reconcile.Options{Mode: reconcile.Mirror})
+	if err != nil || rep.Upserted != 1 || rep.Quarantined != 1 || !strings.Contains(rep.QuarantinedRows[0].Error, "set the expiry to NULL") || !strings.Contains(rep.QuarantinedRows[0].Error, "exp") {
+		t.Fatalf("a 9999-12-31 expiry: %v, %+v", err, rep)
 	}
 }
 
@@ -1390,5 +1402,82 @@ func syncQuarantining(t *testing.T, what string, src *Table, dst *engine, wantUp
 	slices.Sort(got)
 	if rep.Upserted != wantUp || !slices.Equal(got, wantRows) {
 		t.Fatalf("%s: %d upserted, quarantined %q; want %d and %q", what, rep.Upserted, got, wantUp, wantRows)
+	}
+}
+
+// TestUnreadableRows: a row whose value has no canonical form (text SQLite kept in an int
+// column, a MySQL zero date) no longer stops every session over its table. The source's
+// such row is quarantined with the reason, the target's copy of it left alone, and the
+// rest synced; a target's such row is written over; two copies holding the same bad
+// value compare equal; dump still stops at it.
+func TestUnreadableRows(t *testing.T) {
+	pg, my, lite := byName(t)
+	ctx := context.Background()
+	table := func(rows string) *Table {
+		name := lite.table(t)
+		lite.exec(t, "CREATE TABLE "+name+" (id INTEGER PRIMARY KEY, n int, s text)", "INSERT INTO "+name+" VALUES "+rows)
+		return openTable(t, lite.url(name, ""))
+	}
+	const good = "(1, 1, 'a'), (2, 2, 'b'), (3, 3, 'c'), (4, 4, 'd')"
+	src := table("(1, 10, 'a'), (2, 2, 'b'), (3, 'abc', 'c'), (4, 4, 'd'), (5, 5, 'e')")
+	dst := table(good)
+	rep, err := reconcile.Run(ctx, src, dst, reconcile.Options{Mode: reconcile.Mirror, Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Changed != 2 || rep.OnlySource != 1 || rep.Upserted != 2 || rep.Quarantined != 1 || !rep.Partial() ||
+		rep.QuarantinedRows[0].Key != "id=3" || !strings.Contains(rep.QuarantinedRows[0].Error, `column n (INT): "abc" is not a 64-bit integer`) ||
+		!strings.Contains(rep.QuarantinedRows[0].Error, "the target's copy is left as it is") {
+		t.Fatalf("sync from a table with an unreadable row: %+v", rep)
+	}
+	got := allRows(t, dst)
+	if len(got) != 5 {
+		t.Fatalf("the target holds %d rows, want 5", len(got))
+	}
+	if vd, _ := DecodeValue(got[2].Value, dst.ValueColumns()); vd[0].Int != 3 {
+		t.Fatalf("the target's row 3 was changed: %v", vd)
+	}
+
+	// The target's unreadable row is written over by the source's.
+	syncAndCheck(t, "into a table with an unreadable row", table(good), table("(1, 1, 'a'), (2, 2, 'b'), (3, 'abc', 'c'), (4, 4, 'd')"), 1)
+
+	// The same bad value on both sides: no difference.
+	bad := "(1, 1, 'a'), (2, 'abc', 'b')"
+	rep, err = reconcile.Run(ctx, table(bad), table(bad), reconcile.Options{Mode: reconcile.Diff})
+	if err != nil || rep.OnlySource+rep.OnlyTarget+rep.Changed != 0 {
+		t.Fatalf("two copies with the same unreadable row: %v, %+v", err, rep)
+	}
+	if err := src.Scan(ctx, 0, func(reconcile.Row) bool { return true }); err == nil || !strings.Contains(err.Error(), "cannot be read at this row: row id=3") {
+		t.Fatalf("dump of a table with an unreadable row: %v", err)
+	}
+
+	// A MySQL zero date into PostgreSQL: the row is quarantined, the rest synced.
+	if pg == nil || my == nil {
+		return
+	}
+	ms := my.table(t)
+	my.exec(t, "CREATE TABLE "+ms+" (id bigint PRIMARY KEY, d datetime, ver bigint NOT NULL)")
+	conn, err := my.db.Conn(ctx) // zero dates go in only outside strict mode
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"SET SESSION sql_mode = ''", "INSERT INTO " + ms + " VALUES (1, '2024-01-01 00:00:00', 1), (2, '0000-00-00 00:00:00', 2), (3, NULL, 3)"} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Close()
+	M := openTable(t, my.url(ms, "version=ver"))
+	ps := pg.table(t)
+	cfg, err := ParseURL(pg.url(ps, "version=ver"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateTable(ctx, cfg, M); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = reconcile.Run(ctx, M, openTable(t, pg.url(ps, "version=ver")), reconcile.Options{Mode: reconcile.Mirror})
+	if err != nil || rep.Upserted != 2 || rep.Quarantined != 1 || rep.QuarantinedRows[0].Key != "id=2" || !strings.Contains(rep.QuarantinedRows[0].Error, "zero date") {
+		t.Fatalf("mariadb with a zero date to postgres: %v, %+v", err, rep)
 	}
 }

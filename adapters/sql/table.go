@@ -536,13 +536,16 @@ func (s *scanner) assemble(datum func(i int) (Datum, error), appendValue func(ds
 	} else {
 		r.Key = AppendKey([]byte{}, s.ds) // non-nil even when empty: nil means no row
 	}
+	// A column after the key that does not read makes the row a poison row (see
+	// unreadable.go): the rest of the table reads on.
 	fail := func(c *Column, err error) (reconcile.Row, error) {
 		hint := ""
 		if t.cfg.Dialect == "sqlite" {
 			// SQLite stores any value in any column of a table that is not STRICT.
 			hint = ": SQLite kept a value its column's type does not describe; correct the row, or leave the column out with columns= on both sides (a column declared without a type, or ANY in a STRICT table, is read as what each value holds)"
 		}
-		return r, fmt.Errorf("row %s: column %s (%s): %v%s", reconcile.KeyText(r.Key, t), c.Name, c.Type, err, hint)
+		r.Value = poisonValue(fmt.Errorf("row %s: column %s (%s): %v%s", reconcile.KeyText(r.Key, t), c.Name, c.Type, err, hint))
+		return r, nil
 	}
 	if t.verCol != nil {
 		d, err := datum(i)
@@ -874,6 +877,9 @@ func (t *Table) Scan(ctx context.Context, now int64, fn func(reconcile.Row) bool
 	defer tx.Rollback()
 	var rows []reconcile.Row
 	err = t.scanTx(ctx, tx, func(r reconcile.Row) error {
+		if isPoison(r.Value) {
+			return unreadableError(t.cfg.Table, r.Value)
+		}
 		if !r.Expired(now) {
 			rows = append(rows, r)
 		}
@@ -1005,6 +1011,9 @@ func (s *snapshot) Rows(ctx context.Context, keys [][]byte) ([]reconcile.Row, er
 		if r.Expired(s.now) {
 			continue
 		}
+		if isPoison(r.Value) {
+			return nil, &reconcile.RowRefusedError{Index: i, Err: unreadableError(s.t.cfg.Table, r.Value)}
+		}
 		out[i] = r
 	}
 	return out, nil
@@ -1062,6 +1071,9 @@ func (t *Table) decodeKey(key []byte) ([]Datum, error) {
 func (t *Table) decodeRow(r *reconcile.Row) ([]Datum, error) {
 	if r.Tombstone {
 		return nil, errors.New("tombstones are not stored in SQL tables")
+	}
+	if isPoison(r.Value) { // never sent; refused rather than written if it were
+		return nil, fmt.Errorf("row %s is a row its source could not read, not a row to write", reconcile.KeyText(r.Key, t))
 	}
 	vals, err := DecodeValue(r.Value, t.valCols)
 	if err != nil {

@@ -498,3 +498,32 @@ func TestLoadGeneratedColumn(t *testing.T) {
 		t.Fatalf("dump:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// TestUnreadableSourceRow: a SQLite source whose int column holds text in one row syncs
+// the rest, in process and served (pulled from the server, which refuses the row's read
+// with a 422): exit 3, the row quarantined with what is wrong and what to do, the target's
+// copy of it left alone.
+func TestUnreadableSourceRow(t *testing.T) {
+	src, db := sqliteTable(t, "")
+	mustCLI(t, 0, itemLines, "load", src)
+	if _, err := db.Exec("UPDATE items SET price = 'cheap' WHERE id = 2"); err != nil {
+		t.Fatal(err)
+	}
+	// price is decimal(10,2): SQLite keeps 'cheap' as text.
+	url, _ := startServe(t, src, "--listen", "127.0.0.1:0", "--read-only")
+	for _, from := range []string{src, url} {
+		dst := store(t, "dst")
+		code, out, errOut := runCLI(t, "", "sync", from, dst, "--json")
+		var rep struct {
+			Upserted    int `json:"upserted"`
+			Quarantined []struct {
+				Key   string `json:"key"`
+				Error string `json:"error"`
+			} `json:"quarantined_rows"`
+		}
+		if err := json.Unmarshal([]byte(out), &rep); err != nil || code != exitPartial || rep.Upserted != 1 || len(rep.Quarantined) != 1 ||
+			rep.Quarantined[0].Key != "id=2" || !strings.Contains(rep.Quarantined[0].Error, `"cheap"`) || !strings.Contains(rep.Quarantined[0].Error, "correct the row") {
+			t.Fatalf("sync from %s: exit %d, %v\n%s\n%s", from, code, err, out, errOut)
+		}
+	}
+}
