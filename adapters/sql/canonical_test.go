@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"math/big"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestNormalizeDecimal(t *testing.T) {
@@ -602,5 +604,21 @@ func TestJSONHasNUL(t *testing.T) {
 		if got := jsonHasNUL(s); got != want {
 			t.Errorf("jsonHasNUL(%s) = %v", s, got)
 		}
+	}
+}
+
+// TestPoisonValue: an unreadable row's value keeps a bounded message and still tells
+// apart messages that differ only past the bound.
+func TestPoisonValue(t *testing.T) {
+	long := strings.Repeat("é", 3000)
+	a, b := poisonValue(errors.New(long+"a")), poisonValue(errors.New(long+"b"))
+	if !isPoison(a) || bytes.Equal(a, b) || len(a) > 17+maxPoisonMessage+len("…") || !utf8.Valid(a[17:]) {
+		t.Fatalf("poison values of long messages: %d bytes, equal %v", len(a), bytes.Equal(a, b))
+	}
+	if msg := unreadableError("t", poisonValue(errors.New("bad"))).Error(); msg != "table t cannot be read at this row: bad" {
+		t.Fatalf("message %q", msg)
+	}
+	if _, err := DecodeValue(a, []Column{{Name: "n", Class: Int, Nullable: true}}); err == nil {
+		t.Fatal("a poison value decodes as a row")
 	}
 }

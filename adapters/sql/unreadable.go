@@ -1,6 +1,11 @@
 package sql
 
-import "fmt"
+import (
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/zeebo/blake3"
+)
 
 // Unreadable rows. A row whose key reads but whose version, expiry or a value column has
 // no canonical form (a MySQL zero date, text that SQLite kept in an int column, a NULL
@@ -17,9 +22,26 @@ import "fmt"
 // session saw.
 const poisonTag = 0xff
 
-// poisonValue is the Value of an unreadable row whose reading failed with err.
+// maxPoisonMessage bounds the message a poison row keeps: a bad value a MiB long would
+// otherwise be quoted whole in every report and answer that names the row. The row's
+// entry still tells every message apart, through the hash kept beside it.
+const maxPoisonMessage = 2000
+
+// poisonValue is the Value of an unreadable row whose reading failed with err:
+// poisonTag, 16 bytes of the BLAKE3 hash of err's whole message, then the message, cut
+// to maxPoisonMessage bytes (on a character boundary).
 func poisonValue(err error) []byte {
-	return append([]byte{poisonTag}, err.Error()...)
+	msg := err.Error()
+	sum := blake3.Sum256([]byte(msg))
+	if len(msg) > maxPoisonMessage {
+		cut := maxPoisonMessage
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "…"
+	}
+	v := append([]byte{poisonTag}, sum[:16]...)
+	return append(v, msg...)
 }
 
 // isPoison reports whether v is an unreadable row's Value.
@@ -27,5 +49,5 @@ func isPoison(v []byte) bool { return len(v) > 0 && v[0] == poisonTag }
 
 // unreadableError is the error of an unreadable row: its message says what is wrong.
 func unreadableError(table string, v []byte) error {
-	return fmt.Errorf("table %s cannot be read at this row: %s", table, v[1:])
+	return fmt.Errorf("table %s cannot be read at this row: %s", table, v[min(17, len(v)):])
 }
