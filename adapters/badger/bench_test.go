@@ -257,9 +257,8 @@ func BenchmarkWritePlainReadUpdate(b *testing.B) {
 	}
 }
 
-// updatePlainTxn overwrites keys with values in transactions filled until Badger says
-// bdg.ErrTxnTooBig, reading each key's old value first if read is set (and failing if it
-// is missing).
+// updatePlainTxn is writePlainTxn reading each key's old value first if read is set
+// (and failing if it is missing).
 func updatePlainTxn(db *bdg.DB, keys, values [][]byte, read bool) error {
 	txn := db.NewTransaction(true)
 	defer func() { txn.Discard() }()
@@ -306,23 +305,7 @@ func BenchmarkWritePlainTxn(b *testing.B) {
 // writePlainTxn writes keys and values in transactions filled until Badger says
 // bdg.ErrTxnTooBig and committed synchronously, as Write does.
 func writePlainTxn(db *bdg.DB, keys, values [][]byte) error {
-	txn := db.NewTransaction(true)
-	defer func() { txn.Discard() }()
-	for i := range keys {
-		e := bdg.NewEntry(keys[i], values[i])
-		err := txn.SetEntry(e)
-		if errors.Is(err, bdg.ErrTxnTooBig) {
-			if err = txn.Commit(); err != nil {
-				return err
-			}
-			txn = db.NewTransaction(true)
-			err = txn.SetEntry(e)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return txn.Commit()
+	return updatePlainTxn(db, keys, values, false)
 }
 
 // BenchmarkWritePlainLayout writes, as plain keys and values in transactions like
