@@ -1451,6 +1451,25 @@ func TestUnreadableRows(t *testing.T) {
 		t.Fatalf("dump of a table with an unreadable row: %v", err)
 	}
 
+	// A maintained index takes the row as a scan does, whether it was there at install or
+	// written since (its catch-up), and the row syncs once it is corrected.
+	mname := lite.table(t)
+	lite.exec(t, "CREATE TABLE "+mname+" (id INTEGER PRIMARY KEY, n int, s text)", "INSERT INTO "+mname+" VALUES (1, 'x', 'a'), (2, 2, 'b'), (3, 3, 'c')")
+	maintained := openTable(t, lite.url(mname, "mode=maintained"))
+	if _, err := maintained.InstallIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { maintained.UninstallIndex(ctx) })
+	lite.exec(t, "UPDATE "+mname+" SET n = 'y' WHERE id = 3")
+	copyOf := table("(1, 1, 'a'), (3, 3, 'c')")
+	rep, err = reconcile.Run(ctx, maintained, copyOf, reconcile.Options{Mode: reconcile.Mirror})
+	if err != nil || rep.Upserted != 1 || rep.Quarantined != 2 {
+		t.Fatalf("sync from a maintained table with unreadable rows: %v, %+v", err, rep)
+	}
+	mustVerify(t, maintained, "with unreadable rows")
+	lite.exec(t, "UPDATE "+mname+" SET n = 10 WHERE id = 1", "UPDATE "+mname+" SET n = 30 WHERE id = 3")
+	syncAndCheck(t, "once corrected", maintained, copyOf, 2)
+
 	// A MySQL zero date into PostgreSQL: the row is quarantined, the rest synced.
 	if pg == nil || my == nil {
 		return
