@@ -503,6 +503,9 @@ func (s *scanner) row(rs *dbsql.Rows) (reconcile.Row, error) {
 	return s.convert(s.vals)
 }
 
+// errBadVersion is a version column's NULL or negative value.
+var errBadVersion = errors.New("versions must be set and not negative")
+
 // convert builds a row from the driver's values of one select-list row.
 func (s *scanner) convert(vals []any) (reconcile.Row, error) {
 	return s.assemble(func(i int) (Datum, error) { return s.cols[i].canon(vals[i]) }, nil)
@@ -540,7 +543,7 @@ func (s *scanner) assemble(datum func(i int) (Datum, error), appendValue func(ds
 	// unreadable.go): the rest of the table reads on.
 	fail := func(c *Column, err error) (reconcile.Row, error) {
 		hint := ""
-		if t.cfg.Dialect == "sqlite" {
+		if t.cfg.Dialect == "sqlite" && !errors.Is(err, errBadVersion) {
 			// SQLite stores any value in any column of a table that is not STRICT.
 			hint = ": SQLite kept a value its column's type does not describe; correct the row, or leave the column out with columns= on both sides (a column declared without a type, or ANY in a STRICT table, is read as what each value holds)"
 		}
@@ -553,7 +556,7 @@ func (s *scanner) assemble(datum func(i int) (Datum, error), appendValue func(ds
 			return fail(s.cols[i], err)
 		}
 		if d.Class == Null || d.Int < 0 {
-			return fail(s.cols[i], fmt.Errorf("version %s: versions must be set and not negative", d))
+			return fail(s.cols[i], fmt.Errorf("version %s: %w", d, errBadVersion))
 		}
 		r.Version = uint64(d.Int)
 		i++
