@@ -710,10 +710,7 @@ func (c *Client) Apply(ctx context.Context, req *reconcile.ApplyRequest) (*recon
 		if errors.As(err, &se) && se.Status == http.StatusNotFound {
 			return nil, fmt.Errorf("%w; a batch of %s may or may not have been written: run the sync again (its writes are conditional, so it repairs what is left)", err, count(len(req.Changes), "change"))
 		}
-		if errors.As(err, &se) && se.refused > 0 && se.refused <= len(req.Changes) {
-			return nil, &reconcile.RowRefusedError{Index: se.refused - 1, Err: err}
-		}
-		return nil, err
+		return nil, refusedRow(err, len(req.Changes))
 	}
 	out, err := reconcile.DecodeApplyResponse(body, len(req.Changes))
 	if err != nil {
@@ -729,12 +726,8 @@ func (c *Client) Rows(ctx context.Context, req *reconcile.RowsRequest) (*reconci
 		return nil, errors.New("rows: session not open")
 	}
 	body, err := c.sessionCall(ctx, "rows", reconcile.EncodeRowsRequest(req))
-	var se *StatusError
-	if errors.As(err, &se) && se.refused > 0 && se.refused <= len(req.Keys) {
-		return nil, &reconcile.RowRefusedError{Index: se.refused - 1, Err: err} // a row the server cannot read
-	}
 	if err != nil {
-		return nil, err
+		return nil, refusedRow(err, len(req.Keys)) // a row the server cannot read
 	}
 	out, err := reconcile.DecodeRowsResponse(req, body)
 	if err != nil {
@@ -744,6 +737,16 @@ func (c *Client) Rows(ctx context.Context, req *reconcile.RowsRequest) (*reconci
 		c.valueBytes += int64(len(r.Value))
 	}
 	return out, nil
+}
+
+// refusedRow is err as a *reconcile.RowRefusedError where the server refused one of the
+// request's n rows (a 422 naming it in HeaderRefusedRow), else err.
+func refusedRow(err error, n int) error {
+	var se *StatusError
+	if errors.As(err, &se) && se.refused > 0 && se.refused <= n {
+		return &reconcile.RowRefusedError{Index: se.refused - 1, Err: err}
+	}
+	return err
 }
 
 // Traffic reports the bytes this client's connections moved, TLS and HTTP headers

@@ -519,6 +519,19 @@ func prefixOnce(kind string, err error) string {
 	return kind + ": " + strings.TrimPrefix(err.Error(), kind+": ")
 }
 
+// refusedAnswer is the 422 that names, in HeaderRefusedRow, the one of a request's n rows
+// that err (a *reconcile.RowRefusedError) refuses, with message msg; ok is false for
+// any other error.
+func refusedAnswer(err error, n int, msg string) (a answer, ok bool) {
+	var refused *reconcile.RowRefusedError
+	if !errors.As(err, &refused) || refused.Index < 0 || refused.Index >= n {
+		return answer{}, false
+	}
+	a = fail(http.StatusUnprocessableEntity, "%s", msg)
+	a.refused = strconv.Itoa(refused.Index)
+	return a, true
+}
+
 // workTooLong is the cause of a request's work cut by RequestTimeout.
 type workTooLong struct{ d time.Duration }
 
@@ -881,10 +894,7 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, reconcile.ErrReadOnly) {
 			return fail(http.StatusForbidden, "%s", msg)
 		}
-		var refused *reconcile.RowRefusedError
-		if errors.As(err, &refused) && refused.Index >= 0 && refused.Index < len(req.Changes) {
-			a := fail(http.StatusUnprocessableEntity, "%s", msg)
-			a.refused = strconv.Itoa(refused.Index)
+		if a, ok := refusedAnswer(err, len(req.Changes), msg); ok {
 			return a
 		}
 		if err != nil {
@@ -906,12 +916,9 @@ func (s *Server) handleRows(w http.ResponseWriter, r *http.Request) {
 			return fail(http.StatusBadRequest, "rows: %v", err)
 		}
 		rows, err := ss.snap.Rows(ctx, req.Keys)
-		var refused *reconcile.RowRefusedError
-		if errors.As(err, &refused) && refused.Index >= 0 && refused.Index < len(req.Keys) {
-			// A row the endpoint cannot read: the session quarantines it and asks again
-			// for the rows before it.
-			a := fail(http.StatusUnprocessableEntity, "%s", prefixOnce("rows", err))
-			a.refused = strconv.Itoa(refused.Index)
+		// A row the endpoint cannot read: the session quarantines it and asks again for
+		// the rows before it.
+		if a, ok := refusedAnswer(err, len(req.Keys), prefixOnce("rows", err)); ok {
 			return a
 		}
 		if err != nil {

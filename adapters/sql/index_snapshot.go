@@ -711,20 +711,7 @@ func (s *indexSnapshot) Entries(ctx context.Context, lo, hi []byte, limit int) (
 }
 
 func (s *indexSnapshot) Rows(ctx context.Context, keys [][]byte) ([]reconcile.Row, error) {
-	found, err := s.t.lookup(ctx, s.tx, keys, "")
-	if err != nil {
-		return nil, fmt.Errorf("read rows of %s: %w", s.t.cfg.Table, err)
-	}
-	out := make([]reconcile.Row, len(keys))
-	for i, k := range keys {
-		if r, ok := found[string(k)]; ok && !r.Expired(s.now) {
-			if isPoison(r.Value) {
-				return nil, &reconcile.RowRefusedError{Index: i, Err: unreadableError(s.t.cfg.Table, r.Value)}
-			}
-			out[i] = r
-		}
-	}
-	return out, nil
+	return s.t.liveRows(ctx, s.tx, keys, s.now)
 }
 
 func (s *indexSnapshot) ReadStats() merkle.ReadStats { return s.stats }

@@ -148,9 +148,9 @@ func (t *Table) ColumnsRow(cols map[string]json.RawMessage, del bool) (key, valu
 // missing is err, a column missing from cols, unless cols names a column the table does
 // not have: that (a misspelling, most likely) is the error then.
 func (t *Table) missing(cols map[string]json.RawMessage, err error) error {
+	names := t.keyValueNames()
 	for name := range cols {
-		if !slices.ContainsFunc(t.keyCols, func(c Column) bool { return c.Name == name }) &&
-			!slices.ContainsFunc(t.valCols, func(c Column) bool { return c.Name == name }) {
+		if !slices.Contains(names, name) {
 			return t.noColumn(name)
 		}
 	}
@@ -160,14 +160,18 @@ func (t *Table) missing(cols map[string]json.RawMessage, err error) error {
 // noColumn is the error for a row naming a column that is neither a key nor a value
 // column of the table: it lists those.
 func (t *Table) noColumn(name string) error {
+	return fmt.Errorf("columns: table %s has no column %q among its key and value columns (%s)", t.cfg.Table, name, strings.Join(t.keyValueNames(), ", "))
+}
+
+// keyValueNames is the names of the table's key columns, then of its value columns.
+func (t *Table) keyValueNames() []string {
 	var names []string
-	for _, c := range t.keyCols {
-		names = append(names, c.Name)
+	for _, cs := range [][]Column{t.keyCols, t.valCols} {
+		for _, c := range cs {
+			names = append(names, c.Name)
+		}
 	}
-	for _, c := range t.valCols {
-		names = append(names, c.Name)
-	}
-	return fmt.Errorf("columns: table %s has no column %q among its key and value columns (%s)", t.cfg.Table, name, strings.Join(names, ", "))
+	return names
 }
 
 func jsonDatum(c *Column, raw json.RawMessage) (Datum, error) {

@@ -1001,21 +1001,25 @@ func (s *snapshot) Rows(ctx context.Context, keys [][]byte) ([]reconcile.Row, er
 	if s.tx == nil {
 		q = s.t.db
 	}
-	found, err := s.t.lookup(ctx, q, keys, "")
+	return s.t.liveRows(ctx, q, keys, s.now)
+}
+
+// liveRows is a snapshot's Rows (reconcile.Snapshot), read in q: the rows under keys
+// live at now, in their order, a Row with a nil Key for a key with none; an unreadable
+// row is refused (unreadable.go).
+func (t *Table) liveRows(ctx context.Context, q querier, keys [][]byte, now int64) ([]reconcile.Row, error) {
+	found, err := t.lookup(ctx, q, keys, "")
 	if err != nil {
-		return nil, fmt.Errorf("read rows of %s: %w", s.t.cfg.Table, err)
+		return nil, fmt.Errorf("read rows of %s: %w", t.cfg.Table, err)
 	}
 	out := make([]reconcile.Row, len(keys))
 	for i, k := range keys {
 		r, ok := found[string(k)]
-		if !ok {
-			continue
-		}
-		if r.Expired(s.now) {
+		if !ok || r.Expired(now) {
 			continue
 		}
 		if isPoison(r.Value) {
-			return nil, &reconcile.RowRefusedError{Index: i, Err: unreadableError(s.t.cfg.Table, r.Value)}
+			return nil, &reconcile.RowRefusedError{Index: i, Err: unreadableError(t.cfg.Table, r.Value)}
 		}
 		out[i] = r
 	}
